@@ -1,0 +1,12 @@
+"""Build the one native extension; everything else is declared in pyproject.toml."""
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "restique._chunker",
+            sources=["src/restique/native/_chunker.c"],
+            extra_compile_args=["-O3", "-std=c99"],
+        )
+    ]
+)
