@@ -52,9 +52,16 @@ def run_restic(repo, *args, **kw):
     return _run([restic_path()], repo, args, **kw)
 
 
+def restique_cmd():
+    """The command under test. RESTIQUE_UNDER_TEST lets a test author check a test against
+    the real restic (e.g. RESTIQUE_UNDER_TEST=restic) before restique implements it."""
+    override = os.environ.get("RESTIQUE_UNDER_TEST")
+    return override.split() if override else [sys.executable, "-m", "restique"]
+
+
 def run_restique(repo, *args, **kw):
     """Run restique as a separate process, exactly as a user would."""
-    return _run([sys.executable, "-m", "restique"], repo, args, **kw)
+    return _run(restique_cmd(), repo, args, **kw)
 
 
 @pytest.fixture
