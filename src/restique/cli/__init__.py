@@ -1,0 +1,1 @@
+"""Command line interface: one module per command, restic's flags, output and exit codes."""

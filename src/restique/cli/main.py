@@ -1,0 +1,160 @@
+"""The `restique` command: global options, the subcommands, and turning every failure into
+one line on stderr with restic's exit code."""
+import os
+import signal
+import sys
+
+import click
+
+from ..errors import RestiqueError
+from .argv import hoist_global_flags
+from .context import GlobalOptions
+
+COMMANDS = {
+    "init": ("cmd_init", "init"),
+    "key": ("cmd_key", "key"),
+    "cat": ("cmd_cat", "cat"),
+    "list": ("cmd_list", "list_"),
+    "unlock": ("cmd_unlock", "unlock"),
+    "version": ("cmd_version", "version"),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when it runs, to keep start-up fast."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+
+
+def _env_int(name, default=None):
+    value = os.environ.get(name)
+    return int(value) if value and value.isdigit() else default
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-r", "--repo", envvar="RESTIC_REPOSITORY", help="repository to back up to or restore from")
+@click.option("--repository-file", envvar="RESTIC_REPOSITORY_FILE", help="file to read the repository location from")
+@click.option("-p", "--password-file", envvar="RESTIC_PASSWORD_FILE", help="file to read the repository password from")
+@click.option("--password-command", envvar="RESTIC_PASSWORD_COMMAND", help="shell command to obtain the repository password from")
+@click.option("--key-hint", envvar="RESTIC_KEY_HINT", help="key ID of key to try decrypting first")
+@click.option("--json", "json_", is_flag=True, help="set output mode to JSON for commands that support it")
+@click.option("-q", "--quiet", is_flag=True, help="do not output comprehensive progress report")
+@click.option("-v", "--verbose", count=True, help="be verbose (specify multiple times for more)")
+@click.option("--no-lock", is_flag=True, help="do not lock the repository, this allows some operations on read-only repositories")
+@click.option("--no-cache", is_flag=True, help="do not use a local cache")
+@click.option("--cleanup-cache", is_flag=True, help="auto remove old cache directories")
+@click.option("--cache-dir", envvar="RESTIC_CACHE_DIR", help="set the cache directory")
+@click.option("--compression", envvar="RESTIC_COMPRESSION", default="auto", help="compression mode (only available for repository format version 2), one of (auto|off|fastest|better|max)")
+@click.option("--pack-size", envvar="RESTIC_PACK_SIZE", type=int, default=None, help="set target pack size in MiB")
+@click.option("--retry-lock", default="0", help="retry to lock the repository if it is already locked, takes a value like 5m or 2h")
+@click.option("-o", "--option", "options", multiple=True, help="set extended option (key=value, can be specified multiple times)")
+@click.option("--limit-upload", type=int, default=0, help="limits uploads to a maximum rate in KiB/s")
+@click.option("--limit-download", type=int, default=0, help="limits downloads to a maximum rate in KiB/s")
+@click.option("--insecure-tls", is_flag=True, hidden=True)
+@click.option("--cacert", multiple=True, hidden=True)
+@click.option("--tls-client-cert", hidden=True)
+@click.option("--no-extra-verify", is_flag=True, hidden=True)
+@click.pass_context
+def cli(ctx, repo, repository_file, password_file, password_command, key_hint, json_, quiet, verbose,
+        no_lock, no_cache, cleanup_cache, cache_dir, compression, pack_size, retry_lock, options,
+        limit_upload, limit_download, **_tls):
+    """restique is a backup program which speaks restic's repository format."""
+    from ..repository.compression import check_mode
+    from .durations import parse_duration
+
+    opts = GlobalOptions(
+        repo=repo,
+        repository_file=repository_file,
+        password_file=password_file,
+        password_command=password_command,
+        key_hint=key_hint,
+        json=json_,
+        quiet=quiet,
+        verbose=verbose,
+        no_lock=no_lock,
+        no_cache=no_cache,
+        cache_dir=cache_dir,
+        compression=check_mode(compression),
+        pack_size=pack_size,
+        retry_lock=parse_duration(retry_lock),
+        options=list(options),
+    )
+    ctx.obj = opts
+    ctx.call_on_close(opts.close)
+
+
+def _usage_message(exc: click.exceptions.UsageError) -> str:
+    if isinstance(exc, click.exceptions.NoSuchOption):
+        return f"unknown flag: {exc.option_name}"
+    if isinstance(exc, click.exceptions.BadOptionUsage) and "requires an argument" in exc.message:
+        return f"flag needs an argument: {exc.option_name}"
+    message = exc.format_message()
+    if message.startswith("No such command"):
+        name = message.split("'")[1] if "'" in message else message
+        return f'unknown command "{name}" for "restique"'
+    return message.replace("\n", " ")
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP: unwind like Ctrl-C so locks are removed."""
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+def main(argv=None) -> None:
+    argv = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    code = 0
+    try:
+        cli.main(args=argv, prog_name="restique", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        print("\nsignal interrupt received, cleaning up", file=sys.stderr)
+        code = 130
+    except click.exceptions.UsageError as exc:
+        print(_usage_message(exc), file=sys.stderr)
+        code = 1
+    except RestiqueError as exc:
+        print(f"Fatal: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        print("signal interrupt received, cleaning up", file=sys.stderr)
+        code = 130
+    except Terminated as exc:
+        code = 128 + exc.args[0]
+    except BrokenPipeError:
+        code = 1
+        _silence_stdout()
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"Fatal: {exc.strerror or exc}{where}", file=sys.stderr)
+        code = 1
+    except Exception as exc:  # a bug: still one line, details only on request
+        if os.environ.get("RESTIQUE_DEBUG"):
+            raise
+        print(f"Fatal: internal error: {type(exc).__name__}: {exc} (set RESTIQUE_DEBUG=1 for details)", file=sys.stderr)
+        code = 1
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    sys.exit(code)
+
+
+def _silence_stdout():
+    # Python would complain again at exit when flushing a closed pipe.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,77 @@
+"""Where the repository password comes from, in restic's order and with its messages."""
+import os
+import shlex
+import subprocess
+import sys
+from typing import Optional
+
+from ..errors import RestiqueError, UsageError
+
+
+class PasswordError(RestiqueError):
+    pass
+
+
+def _from_file(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", errors="surrogateescape").strip()
+    except FileNotFoundError:
+        raise PasswordError(f"Resolving password failed: {path} does not exist") from None
+    except OSError as exc:
+        raise PasswordError(f"Resolving password failed: {path}: {exc.strerror}") from None
+
+
+def _from_command(command: str) -> str:
+    try:
+        args = shlex.split(command)
+        proc = subprocess.run(args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    except (OSError, ValueError) as exc:
+        raise PasswordError(f"Resolving password failed: {exc}") from None
+    if proc.returncode != 0:
+        raise PasswordError(f"Resolving password failed: exit status {proc.returncode}")
+    return proc.stdout.decode("utf-8", errors="surrogateescape").strip()
+
+
+def configured_password(password_file: Optional[str], password_command: Optional[str]) -> Optional[str]:
+    """The password from flags or environment, or None when the user must be asked."""
+    if password_file and password_command:
+        raise PasswordError("Resolving password failed: Password file and command are mutually exclusive options")
+    if password_command:
+        return _from_command(password_command)
+    if password_file:
+        return _from_file(password_file)
+    return os.environ.get("RESTIC_PASSWORD") or None
+
+
+def stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def ask(prompt: str, quiet: bool = False) -> str:
+    """Ask on the terminal (no echo), or read one line from stdin when it is not a terminal."""
+    if stdin_is_terminal():
+        import getpass
+
+        try:
+            return getpass.getpass(prompt, stream=sys.stderr)
+        except EOFError:
+            return ""
+    if not quiet:
+        print("reading repository password from stdin", file=sys.stderr)
+    line = sys.stdin.buffer.readline() if sys.stdin else b""
+    return line.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+
+
+def ask_new(prompt: str, quiet: bool = False) -> str:
+    """A new password: twice on a terminal, once from stdin."""
+    first = ask(prompt, quiet)
+    if stdin_is_terminal():
+        if ask("enter password again: ", quiet) != first:
+            raise UsageError("passwords do not match")
+    if not first:
+        raise UsageError("an empty password is not a password")
+    return first

@@ -1,0 +1,1 @@
+"""Model layer: repository objects as restic encodes them (ids, Go-compatible JSON, snapshots)."""

@@ -1,0 +1,43 @@
+"""JSON exactly as Go's encoding/json writes it.
+
+Tree blobs are content-addressed, so byte equality with restic matters: compact separators,
+HTML-safe escaping of < > &, escaped U+2028/U+2029, and invalid UTF-8 replaced by U+FFFD.
+Callers build dicts in Go's struct field order and leave out omitempty fields themselves.
+"""
+import json
+import re
+
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _go_escape(text: str) -> str:
+    # These characters can only occur inside JSON strings, so replacing them in the whole
+    # document is safe.
+    if _NEEDS_ESCAPE.search(text):
+        text = _NEEDS_ESCAPE.sub(lambda m: _GO_ESCAPES[m.group()], text)
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def dumps(obj) -> str:
+    """json.Marshal: compact."""
+    return _go_escape(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+
+def dumps_indent(obj) -> str:
+    """json.MarshalIndent(obj, "", "  ")."""
+    return _go_escape(json.dumps(obj, ensure_ascii=False, indent=2, separators=(",", ": ")))
+
+
+def encode(obj) -> bytes:
+    return dumps(obj).encode("utf-8")
+
+
+def loads(data):
+    """Parse JSON keeping key order (dicts keep insertion order)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data).decode("utf-8", errors="replace")
+    return json.loads(data)

@@ -1,0 +1,71 @@
+"""Timestamps with nanoseconds and a UTC offset, formatted as Go's time package does.
+
+Python's datetime keeps only microseconds; restic records nanoseconds, and a tree blob's id
+depends on the exact text, so times are kept as integer nanoseconds plus an offset.
+"""
+import calendar
+import re
+import time
+from dataclasses import dataclass
+
+_RFC3339 = re.compile(
+    r"^(-?\d{4,})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)$"
+)
+
+
+@dataclass(frozen=True, order=True)
+class GoTime:
+    unix_ns: int
+    offset: int = 0  # seconds east of UTC
+
+    @classmethod
+    def now(cls) -> "GoTime":
+        ns = time.time_ns()
+        return cls(ns, time.localtime(ns // 1_000_000_000).tm_gmtoff)
+
+    @classmethod
+    def from_ns(cls, ns: int, local: bool = True) -> "GoTime":
+        offset = time.localtime(ns // 1_000_000_000).tm_gmtoff if local else 0
+        return cls(ns, offset)
+
+    @classmethod
+    def parse(cls, text: str) -> "GoTime":
+        m = _RFC3339.match(text)
+        if not m:
+            raise ValueError(f"invalid time {text!r}")
+        year, mon, day, hh, mm, ss, frac, zone = m.groups()
+        if zone in ("Z", "z"):
+            offset = 0
+        else:
+            sign = -1 if zone[0] == "-" else 1
+            offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+        seconds = calendar.timegm((int(year), int(mon), int(day), int(hh), int(mm), int(ss), 0, 0, 0))
+        nanos = int((frac or "0")[:9].ljust(9, "0"))
+        return cls((seconds - offset) * 1_000_000_000 + nanos, offset)
+
+    @property
+    def seconds(self) -> int:
+        return self.unix_ns // 1_000_000_000
+
+    @property
+    def nanos(self) -> int:
+        return self.unix_ns % 1_000_000_000
+
+    def _wall(self):
+        return time.gmtime(self.seconds + self.offset)
+
+    def rfc3339(self) -> str:
+        """Go's time.RFC3339Nano: trailing zeros of the fraction dropped, 'Z' for UTC."""
+        t = self._wall()
+        text = "%04d-%02d-%02dT%02d:%02d:%02d" % t[:6]
+        if self.nanos:
+            text += "." + ("%09d" % self.nanos).rstrip("0")
+        if self.offset == 0:
+            return text + "Z"
+        sign = "-" if self.offset < 0 else "+"
+        off = abs(self.offset)
+        return text + "%s%02d:%02d" % (sign, off // 3600, off % 3600 // 60)
+
+    def local_string(self) -> str:
+        """'2006-01-02 15:04:05' in the local time zone, as restic's tables show times."""
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.seconds))

@@ -1,0 +1,1 @@
+"""Repository layer: restic's on-disk format on top of a storage backend."""

@@ -1,0 +1,137 @@
+"""Saving blobs into packs and loading them back.
+
+Saving: skip blobs the index (or a pack being filled) already has; compress (format 2);
+seal; check that the sealed blob decodes to the same id; append to the open pack of the
+blob's type (data and tree blobs never share a pack). A pack is written once it reaches the
+target size; its blobs go into the pending index file, which is written when it is full or
+on flush. Write order is always: pack, then index.
+"""
+import threading
+from typing import Callable, Dict, Optional, Tuple
+
+from ..backend.base import FileType
+from ..errors import IntegrityError, NotFound
+from ..model import gojson
+from ..model.ids import hash_id
+from . import compression
+from .crypto import MasterKey
+from .index import MAX_BLOBS_PER_INDEX_FILE, BlobLocation, IndexFile, MasterIndex
+from .pack import BLOB_TYPES, PackWriter
+
+DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+MIN_PACK_SIZE = 4 * 1024 * 1024
+MAX_PACK_SIZE = 128 * 1024 * 1024
+
+
+class BlobStore:
+    def __init__(self, backend, key: MasterKey, index: MasterIndex, level: Optional[int],
+                 save_file: Callable[[FileType, bytes], str], pack_size: int = DEFAULT_PACK_SIZE):
+        self.backend = backend
+        self.key = key
+        self.index = index
+        self.level = level  # zstd level for blobs; None: store uncompressed
+        self._save_file = save_file
+        self.pack_size = pack_size
+        self._packs: Dict[str, PackWriter] = {}
+        self._pending: Dict[Tuple[str, str], bool] = {}  # blobs in unwritten packs
+        self._index_file = IndexFile()
+        self._lock = threading.RLock()
+
+    # --- saving ---
+    def seal_blob(self, blob_type: str, data, blob_id: str) -> Tuple[bytes, int]:
+        """(sealed bytes, uncompressed length or 0), verified to decode back to blob_id."""
+        ulen = 0
+        payload = data
+        if self.level is not None and len(data) > 0:
+            packed = compression.compress(data, self.level)
+            if len(packed) < len(data):
+                payload, ulen = packed, len(data)
+        sealed = self.key.seal(payload)
+        plain = self.key.open(sealed)
+        if ulen:
+            plain = compression.decompress(plain, ulen)
+        if hash_id(plain) != blob_id:
+            raise IntegrityError(f"blob {blob_id[:8]} did not decode to its own content after sealing")
+        return sealed, ulen
+
+    def known(self, blob_type: str, blob_id: str) -> bool:
+        return self.index.has(blob_type, blob_id) or (blob_type, blob_id) in self._pending
+
+    def save(self, blob_type: str, data, blob_id: Optional[str] = None) -> Tuple[str, bool, int]:
+        """(id, newly stored?, stored size) of a blob."""
+        if blob_type not in BLOB_TYPES:
+            raise ValueError(f"invalid blob type {blob_type!r}")
+        blob_id = blob_id or hash_id(data)
+        if self.known(blob_type, blob_id):
+            return blob_id, False, 0
+        sealed, ulen = self.seal_blob(blob_type, data, blob_id)
+        return blob_id, *self.add_sealed(blob_type, blob_id, sealed, ulen)
+
+    def add_sealed(self, blob_type: str, blob_id: str, sealed: bytes, ulen: int) -> Tuple[bool, int]:
+        with self._lock:
+            if self.known(blob_type, blob_id):
+                return False, 0
+            writer = self._packs.get(blob_type)
+            if writer is None:
+                writer = self._packs[blob_type] = PackWriter(self.key)
+            writer.add(blob_type, blob_id, sealed, ulen)
+            self._pending[(blob_type, blob_id)] = True
+            if writer.size >= self.pack_size:
+                del self._packs[blob_type]
+                self._write_pack(writer)
+        return True, len(sealed)
+
+    def _write_pack(self, writer: PackWriter) -> None:
+        pack_id, data, entries = writer.finish()
+        self.backend.save(FileType.PACK, pack_id, data)
+        self.index.add_pack(pack_id, entries)
+        self._index_file.add_pack(pack_id, entries)
+        for e in entries:
+            self._pending.pop((e.type, e.id), None)
+        if self._index_file.blob_count >= MAX_BLOBS_PER_INDEX_FILE:
+            self._write_index()
+
+    def _write_index(self) -> Optional[str]:
+        if not self._index_file.packs:
+            return None
+        index_id = self._save_file(FileType.INDEX, gojson.encode(self._index_file.to_json()) + b"\n")
+        self.index.index_ids.append(index_id)
+        self._index_file = IndexFile()
+        return index_id
+
+    def flush(self) -> None:
+        """Write every open pack and the pending index file."""
+        with self._lock:
+            for blob_type in list(self._packs):
+                writer = self._packs.pop(blob_type)
+                if len(writer):
+                    self._write_pack(writer)
+            self._write_index()
+
+    # --- loading ---
+    def location(self, blob_type: str, blob_id: str) -> BlobLocation:
+        loc = self.index.lookup(blob_type, blob_id)
+        if loc is None:
+            raise NotFound(f"{blob_type} blob {blob_id[:8]} not found in the index")
+        return loc
+
+    def load(self, blob_type: str, blob_id: str, loc: Optional[BlobLocation] = None) -> bytes:
+        loc = loc or self.location(blob_type, blob_id)
+        try:
+            sealed = self.backend.load(FileType.PACK, loc.pack_id, loc.offset, loc.length)
+        except FileNotFoundError:
+            raise IntegrityError(f"pack {loc.pack_id[:8]} holding blob {blob_id[:8]} is missing") from None
+        except EOFError:
+            raise IntegrityError(f"pack {loc.pack_id[:8]} is truncated: blob {blob_id[:8]} is cut off") from None
+        return self.decode(blob_id, sealed, loc)
+
+    def decode(self, blob_id: str, sealed, loc: BlobLocation) -> bytes:
+        try:
+            plain = self.key.open(sealed)
+        except IntegrityError as exc:
+            raise IntegrityError(f"decrypting blob {blob_id} failed: {exc}") from None
+        if loc.uncompressed_length:
+            plain = compression.decompress(plain, loc.uncompressed_length)
+        if hash_id(plain) != blob_id:
+            raise IntegrityError(f"blob {blob_id} is damaged: its content does not match its id")
+        return plain

@@ -1,0 +1,139 @@
+"""Index files and the in-memory master index.
+
+An index file maps blobs to the packs holding them:
+``{"supersedes": [...], "packs": [{"id": ..., "blobs": [{"id", "type", "offset", "length",
+"uncompressed_length"}]}]}``; the oldest layout is just the "packs" array. The master index is
+the union of all index files, answering "where is blob (type, id)?".
+"""
+import json
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from ..errors import IntegrityError
+from .pack import BLOB_TYPES, PackEntry
+
+# restic starts a new index file after this many blobs; keeps each file well under 8 MiB
+MAX_BLOBS_PER_INDEX_FILE = 50_000
+
+
+@dataclass
+class IndexFile:
+    """The content of one index file."""
+
+    packs: Dict[str, List[PackEntry]] = field(default_factory=dict)
+    supersedes: List[str] = field(default_factory=list)
+
+    @property
+    def blob_count(self) -> int:
+        return sum(len(v) for v in self.packs.values())
+
+    def add_pack(self, pack_id: str, entries: List[PackEntry]) -> None:
+        self.packs.setdefault(pack_id, []).extend(entries)
+
+    def to_json(self) -> dict:
+        obj = {}
+        if self.supersedes:
+            obj["supersedes"] = list(self.supersedes)
+        obj["packs"] = [
+            {"id": pack_id, "blobs": [_blob_json(e) for e in entries]} for pack_id, entries in self.packs.items()
+        ]
+        return obj
+
+    @classmethod
+    def parse(cls, raw: bytes) -> "IndexFile":
+        try:
+            obj = json.loads(raw)
+            if isinstance(obj, list):  # the original layout: only the packs array
+                obj = {"packs": obj}
+            index = cls(supersedes=list(obj.get("supersedes") or []))
+            for pack in obj.get("packs") or []:
+                entries = []
+                for b in pack.get("blobs") or []:
+                    if b["type"] not in BLOB_TYPES:
+                        raise ValueError(f"invalid blob type {b['type']!r}")
+                    entries.append(
+                        PackEntry(b["type"], b["id"], int(b["offset"]), int(b["length"]), int(b.get("uncompressed_length") or 0))
+                    )
+                index.add_pack(pack["id"], entries)
+            return index
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise IntegrityError(f"index is damaged: {exc}") from None
+
+
+def _blob_json(e: PackEntry) -> dict:
+    obj = {"id": e.id, "type": e.type, "offset": e.offset, "length": e.length}
+    if e.uncompressed_length:
+        obj["uncompressed_length"] = e.uncompressed_length
+    return obj
+
+
+@dataclass(frozen=True)
+class BlobLocation:
+    pack_id: str
+    offset: int
+    length: int
+    uncompressed_length: int
+
+    @property
+    def size(self) -> int:
+        """The blob's plaintext size."""
+        from .crypto import OVERHEAD
+
+        return self.uncompressed_length or self.length - OVERHEAD
+
+
+class MasterIndex:
+    """(type, id) -> location, for every blob of every loaded index file."""
+
+    def __init__(self):
+        self._blobs: Dict[str, Dict[str, Tuple[int, int, int, int]]] = {t: {} for t in BLOB_TYPES}
+        self._pack_ids: List[str] = []
+        self._pack_numbers: Dict[str, int] = {}
+        self.index_ids: List[str] = []
+
+    def _pack_number(self, pack_id: str) -> int:
+        n = self._pack_numbers.get(pack_id)
+        if n is None:
+            n = self._pack_numbers[pack_id] = len(self._pack_ids)
+            self._pack_ids.append(pack_id)
+        return n
+
+    def add_pack(self, pack_id: str, entries: List[PackEntry]) -> None:
+        n = self._pack_number(pack_id)
+        for e in entries:
+            self._blobs[e.type].setdefault(e.id, (n, e.offset, e.length, e.uncompressed_length))
+
+    def add_index_file(self, index_id: Optional[str], index: IndexFile) -> None:
+        for pack_id, entries in index.packs.items():
+            self.add_pack(pack_id, entries)
+        if index_id:
+            self.index_ids.append(index_id)
+
+    def has(self, blob_type: str, blob_id: str) -> bool:
+        return blob_id in self._blobs[blob_type]
+
+    def lookup(self, blob_type: str, blob_id: str) -> Optional[BlobLocation]:
+        hit = self._blobs[blob_type].get(blob_id)
+        if hit is None:
+            return None
+        n, offset, length, ulen = hit
+        return BlobLocation(self._pack_ids[n], offset, length, ulen)
+
+    def find_any_type(self, blob_id: str) -> Optional[Tuple[str, BlobLocation]]:
+        for blob_type in BLOB_TYPES:
+            loc = self.lookup(blob_type, blob_id)
+            if loc:
+                return blob_type, loc
+        return None
+
+    def blobs(self) -> Iterator[Tuple[str, str]]:
+        """(type, id) of every blob, data first."""
+        for blob_type in BLOB_TYPES:
+            for blob_id in self._blobs[blob_type]:
+                yield blob_type, blob_id
+
+    def pack_ids(self) -> List[str]:
+        return list(self._pack_ids)
+
+    def __len__(self):
+        return sum(len(d) for d in self._blobs.values())

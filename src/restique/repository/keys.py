@@ -1,0 +1,186 @@
+"""Key files: the master key, encrypted with a key derived from a password by scrypt.
+
+A repository has one master key and any number of key files (one per password).
+"""
+import base64
+import getpass
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Tuple
+
+from ..backend.base import FileType
+from ..errors import IntegrityError, WrongPassword
+from ..model import gojson
+from ..model.gotime import GoTime
+from ..model.ids import hash_id
+from .crypto import CiphertextVerificationFailed, MasterKey
+
+SCRYPT_N = 32768  # restic's calibration settles on this (its memory bound is 60 MiB)
+SCRYPT_R = 8
+KDF_TARGET_SECONDS = 0.5  # restic calibrates p so that deriving takes this long
+SALT_SIZE = 64
+
+
+@dataclass
+class KeyFile:
+    """A key file's fields, in the order restic writes them."""
+
+    created: str
+    username: str
+    hostname: str
+    n: int
+    r: int
+    p: int
+    salt: bytes
+    data: bytes  # the sealed master key JSON
+
+    def to_json(self) -> dict:
+        return {
+            "created": self.created,
+            "username": self.username,
+            "hostname": self.hostname,
+            "kdf": "scrypt",
+            "N": self.n,
+            "r": self.r,
+            "p": self.p,
+            "salt": base64.b64encode(self.salt).decode(),
+            "data": base64.b64encode(self.data).decode(),
+        }
+
+    @classmethod
+    def parse(cls, raw: bytes, key_id: str) -> "KeyFile":
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise IntegrityError(f"key {key_id[:8]} is damaged: not valid JSON") from None
+        if not isinstance(obj, dict):
+            raise IntegrityError(f"key {key_id[:8]} is damaged: not a key object")
+        if obj.get("kdf") != "scrypt":
+            raise IntegrityError(f"key {key_id[:8]}: only supported KDF is scrypt()")
+        try:
+            return cls(
+                created=obj.get("created", ""),
+                username=obj.get("username", ""),
+                hostname=obj.get("hostname", ""),
+                n=int(obj["N"]),
+                r=int(obj["r"]),
+                p=int(obj["p"]),
+                salt=base64.b64decode(obj["salt"], validate=True),
+                data=base64.b64decode(obj["data"], validate=True),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise IntegrityError(f"key {key_id[:8]} is damaged: missing or invalid fields") from None
+
+    @property
+    def created_time(self) -> Optional[GoTime]:
+        try:
+            return GoTime.parse(self.created)
+        except ValueError:
+            return None
+
+
+def derive_user_key(password: str, salt: bytes, n: int, r: int, p: int) -> MasterKey:
+    if n < 2 or n & (n - 1) or r < 1 or p < 1 or n * r * p > 1 << 34:
+        raise IntegrityError(f"invalid scrypt parameters N={n} r={r} p={p}")
+    derived = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r + (64 << 20), dklen=64
+    )
+    return MasterKey.from_kdf_output(derived)
+
+
+def calibrate_kdf() -> Tuple[int, int, int]:
+    """Parameters as strong as restic picks: N=2^15, r=8, p so that one derivation takes ~0.5 s."""
+    best = min(_time_scrypt(SCRYPT_N, SCRYPT_R, 1) for _ in range(2))
+    p = max(1, round(KDF_TARGET_SECONDS / max(best, 1e-3)))
+    return SCRYPT_N, SCRYPT_R, min(p, 64)
+
+
+def _time_scrypt(n, r, p) -> float:
+    start = time.perf_counter()
+    hashlib.scrypt(b"calibrate", salt=b"\0" * 16, n=n, r=r, p=p, maxmem=256 * n * r + (64 << 20), dklen=64)
+    return time.perf_counter() - start
+
+
+def default_username() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return ""
+
+
+def create_key(
+    backend,
+    master: MasterKey,
+    password: str,
+    params: Optional[Tuple[int, int, int]] = None,
+    username: Optional[str] = None,
+    hostname: Optional[str] = None,
+) -> str:
+    """Write a new key file that unlocks master with password; returns its id."""
+    n, r, p = params or calibrate_kdf()
+    salt = os.urandom(SALT_SIZE)
+    user_key = derive_user_key(password, salt, n, r, p)
+    sealed = user_key.seal(gojson.encode(master.to_json()))
+    key = KeyFile(
+        created=GoTime.now().rfc3339(),
+        username=default_username() if username is None else username,
+        hostname=socket.gethostname() if hostname is None else hostname,
+        n=n,
+        r=r,
+        p=p,
+        salt=salt,
+        data=sealed,
+    )
+    raw = gojson.encode(key.to_json())
+    key_id = hash_id(raw)
+    backend.save(FileType.KEY, key_id, raw)
+    return key_id
+
+
+def load_key(backend, key_id: str) -> KeyFile:
+    try:
+        raw = backend.load(FileType.KEY, key_id)
+    except FileNotFoundError:
+        raise IntegrityError(f"key {key_id[:8]} vanished while reading it") from None
+    return KeyFile.parse(raw, key_id)
+
+
+def open_key(key: KeyFile, password: str) -> MasterKey:
+    """The master key in key, or CiphertextVerificationFailed for a wrong password."""
+    user_key = derive_user_key(password, key.salt, key.n, key.r, key.p)
+    plain = user_key.open(key.data)
+    try:
+        return MasterKey.from_json(json.loads(plain))
+    except ValueError:
+        raise IntegrityError("master key is damaged: not valid JSON") from None
+
+
+def list_key_ids(backend) -> List[str]:
+    return [name for name, _ in backend.list(FileType.KEY)]
+
+
+def _hinted_first(ids: Iterable[str], hint: Optional[str]) -> List[str]:
+    ids = list(ids)
+    if hint:
+        ids.sort(key=lambda i: not i.startswith(hint))
+    return ids
+
+
+def find_key(backend, password: str, key_hint: Optional[str] = None) -> Tuple[str, MasterKey]:
+    """Try every key file (the hinted one first); (key id, master key) of the one that opens."""
+    damaged = None
+    for key_id in _hinted_first(list_key_ids(backend), key_hint):
+        try:
+            key = load_key(backend, key_id)
+            return key_id, open_key(key, password)
+        except CiphertextVerificationFailed:
+            continue
+        except IntegrityError as exc:
+            damaged = damaged or exc  # a broken key file must not hide a good one
+    if damaged:
+        raise damaged
+    raise WrongPassword()

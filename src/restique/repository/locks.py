@@ -1,0 +1,193 @@
+"""Repository locks, as restic defines them.
+
+A lock is an encrypted JSON file in locks/. Exclusive locks exclude every other lock;
+non-exclusive locks only exclude exclusive ones. A lock is stale when it is older than
+30 minutes or when it was made on this host by a process that no longer exists. Holders
+refresh their lock every 5 minutes by writing a new file and removing the old one.
+"""
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import List, Optional
+
+from ..backend.base import FileType
+from ..errors import IntegrityError, LockFailed
+from ..model import gojson
+from ..model.gotime import GoTime
+from .keys import default_username
+
+STALE_AFTER = 30 * 60
+REFRESH_EVERY = 5 * 60
+
+
+@dataclass
+class LockInfo:
+    time: GoTime
+    exclusive: bool
+    hostname: str
+    username: str
+    pid: int
+    uid: int = 0
+    gid: int = 0
+
+    def to_json(self) -> dict:
+        obj = {
+            "time": self.time.rfc3339(),
+            "exclusive": self.exclusive,
+            "hostname": self.hostname,
+            "username": self.username,
+            "pid": self.pid,
+        }
+        if self.uid:
+            obj["uid"] = self.uid
+        if self.gid:
+            obj["gid"] = self.gid
+        return obj
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "LockInfo":
+        try:
+            obj = json.loads(raw)
+            return cls(
+                GoTime.parse(obj["time"]),
+                bool(obj.get("exclusive")),
+                str(obj.get("hostname", "")),
+                str(obj.get("username", "")),
+                int(obj.get("pid", 0)),
+                int(obj.get("uid", 0)),
+                int(obj.get("gid", 0)),
+            )
+        except (ValueError, KeyError, TypeError):
+            raise IntegrityError("lock file is damaged") from None
+
+    @classmethod
+    def mine(cls, exclusive: bool) -> "LockInfo":
+        return cls(GoTime.now(), exclusive, socket.gethostname(), default_username(), os.getpid(), os.getuid(), os.getgid())
+
+    def is_stale(self) -> bool:
+        if time.time() - self.time.seconds > STALE_AFTER:
+            return True
+        if self.hostname != socket.gethostname():
+            return False
+        return not _process_exists(self.pid)
+
+    def describe(self, storage_id: str) -> str:
+        age = max(0.0, time.time() - self.time.unix_ns / 1e9)
+        kind = "exclusively " if self.exclusive else ""
+        return (
+            f"repository is already locked {kind}by PID {self.pid} on {self.hostname} by {self.username} "
+            f"(UID {self.uid}, GID {self.gid}), lock created at {self.time.local_string()} ({age:.0f}s ago), "
+            f"storage ID {storage_id[:8]}; the `unlock` command can remove stale locks"
+        )
+
+
+def _process_exists(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_locks(repo):
+    """(id, LockInfo or None when unreadable) of every lock file."""
+    result = []
+    for lock_id in repo.list_ids(FileType.LOCK):
+        try:
+            result.append((lock_id, LockInfo.from_json(repo.load_unpacked(FileType.LOCK, lock_id))))
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        except IntegrityError:
+            result.append((lock_id, None))
+    return result
+
+
+def remove_locks(repo, stale_only: bool = True) -> int:
+    removed = 0
+    for lock_id, info in list_locks(repo):
+        if stale_only and (info is None or not info.is_stale()):
+            continue
+        try:
+            repo.backend.remove(FileType.LOCK, lock_id)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+class Lock:
+    """A held lock; refreshed in the background until released."""
+
+    def __init__(self, repo, exclusive: bool, retry_seconds: float = 0.0):
+        self.repo = repo
+        self.exclusive = exclusive
+        self.lock_id: Optional[str] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._acquire(retry_seconds)
+
+    def _write(self) -> str:
+        info = LockInfo.mine(self.exclusive)
+        return self.repo.save_unpacked(FileType.LOCK, gojson.encode(info.to_json()))
+
+    def _conflicts(self) -> List[str]:
+        reasons = []
+        for lock_id, info in list_locks(self.repo):
+            if lock_id == self.lock_id or info is None:
+                continue
+            if self.exclusive or info.exclusive:
+                reasons.append(info.describe(lock_id))
+        return reasons
+
+    def _acquire(self, retry_seconds: float) -> None:
+        deadline = time.monotonic() + retry_seconds
+        delay = 1.0
+        while True:
+            self.lock_id = self._write()
+            conflicts = self._conflicts()
+            if not conflicts:
+                break
+            self._remove_file()
+            if time.monotonic() + delay > deadline:
+                raise LockFailed(f"unable to create lock in backend: {conflicts[0]}")
+            time.sleep(delay)
+            delay = min(delay * 2, 60.0)
+        self._thread = threading.Thread(target=self._refresh_loop, name="lock-refresh", daemon=True)
+        self._thread.start()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REFRESH_EVERY):
+            old = self.lock_id
+            try:
+                self.lock_id = self._write()
+                self.repo.backend.remove(FileType.LOCK, old)
+            except Exception:
+                pass  # the next refresh tries again; staleness needs 30 minutes
+
+    def _remove_file(self) -> None:
+        if self.lock_id:
+            try:
+                self.repo.backend.remove(FileType.LOCK, self.lock_id)
+            except FileNotFoundError:
+                pass
+            self.lock_id = None
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._remove_file()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

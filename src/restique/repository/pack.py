@@ -1,0 +1,121 @@
+"""Pack files: sealed blobs back to back, then a sealed header listing them, then the
+header's length as 4 little-endian bytes.
+
+Header entries: type (0 data, 1 tree; 2 and 3 the compressed variants in format 2),
+sealed length (u32 LE), [uncompressed length (u32 LE) for compressed types], id (32 bytes).
+"""
+import struct
+from dataclasses import dataclass
+from typing import List
+
+from ..errors import IntegrityError
+from ..model.ids import hash_id
+from .crypto import OVERHEAD, MasterKey
+
+DATA = "data"
+TREE = "tree"
+BLOB_TYPES = (DATA, TREE)
+
+_TYPE_CODE = {(DATA, False): 0, (TREE, False): 1, (DATA, True): 2, (TREE, True): 3}
+_CODE_TYPE = {code: kind for kind, code in _TYPE_CODE.items()}
+_PLAIN_ENTRY = struct.Struct("<BI32s")
+_COMPRESSED_ENTRY = struct.Struct("<BII32s")
+_HEADER_LEN = struct.Struct("<I")
+# restic reads at most this much from a pack's end when it looks for the header
+MAX_HEADER_ENTRIES = 1 << 20
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    """One blob inside a pack: where it is and what it is."""
+
+    type: str
+    id: str
+    offset: int
+    length: int  # sealed (stored) length
+    uncompressed_length: int = 0  # 0: stored uncompressed
+
+    @property
+    def compressed(self) -> bool:
+        return self.uncompressed_length != 0
+
+    @property
+    def plaintext_length(self) -> int:
+        """Length after decryption, before decompression."""
+        return self.length - OVERHEAD
+
+
+class PackWriter:
+    """Collects sealed blobs in memory; `finish` returns the pack file's bytes."""
+
+    def __init__(self, key: MasterKey):
+        self._key = key
+        self._parts: List[bytes] = []
+        self.entries: List[PackEntry] = []
+        self.size = 0
+
+    def __len__(self):
+        return len(self.entries)
+
+    def add(self, blob_type: str, blob_id: str, sealed: bytes, uncompressed_length: int = 0) -> PackEntry:
+        entry = PackEntry(blob_type, blob_id, self.size, len(sealed), uncompressed_length)
+        self._parts.append(sealed)
+        self.entries.append(entry)
+        self.size += len(sealed)
+        return entry
+
+    def finish(self):
+        """(pack id, pack bytes, entries)."""
+        header = b"".join(_encode_entry(e) for e in self.entries)
+        sealed_header = self._key.seal(header)
+        self._parts.append(sealed_header)
+        self._parts.append(_HEADER_LEN.pack(len(sealed_header)))
+        data = b"".join(self._parts)
+        self._parts = []
+        return hash_id(data), data, self.entries
+
+
+def _encode_entry(e: PackEntry) -> bytes:
+    code = _TYPE_CODE[(e.type, e.compressed)]
+    raw_id = bytes.fromhex(e.id)
+    if e.compressed:
+        return _COMPRESSED_ENTRY.pack(code, e.length, e.uncompressed_length, raw_id)
+    return _PLAIN_ENTRY.pack(code, e.length, raw_id)
+
+
+def header_length_from_tail(tail: bytes, pack_size: int) -> int:
+    """The sealed header's length, from the pack's last 4 bytes, checked against its size."""
+    if pack_size < _HEADER_LEN.size + OVERHEAD or len(tail) < _HEADER_LEN.size:
+        raise IntegrityError("pack file is too short to hold a header")
+    (length,) = _HEADER_LEN.unpack(tail[-4:])
+    if length < OVERHEAD or length > pack_size - _HEADER_LEN.size:
+        raise IntegrityError(f"pack header length {length} is invalid for a pack of {pack_size} bytes")
+    return length
+
+
+def parse_header(key: MasterKey, sealed_header: bytes, pack_size: int) -> List[PackEntry]:
+    """Decrypt a pack header and list its blobs with their offsets."""
+    header = key.open(sealed_header)
+    entries = []
+    pos = offset = 0
+    data_end = pack_size - len(sealed_header) - _HEADER_LEN.size
+    while pos < len(header):
+        code = header[pos]
+        kind = _CODE_TYPE.get(code)
+        if kind is None:
+            raise IntegrityError(f"pack header has an invalid blob type {code}")
+        blob_type, compressed = kind
+        fmt = _COMPRESSED_ENTRY if compressed else _PLAIN_ENTRY
+        if pos + fmt.size > len(header):
+            raise IntegrityError("pack header is truncated")
+        if compressed:
+            _, length, ulen, raw_id = fmt.unpack_from(header, pos)
+        else:
+            _, length, raw_id = fmt.unpack_from(header, pos)
+            ulen = 0
+        pos += fmt.size
+        entries.append(PackEntry(blob_type, raw_id.hex(), offset, length, ulen))
+        offset += length
+    if offset > data_end:
+        raise IntegrityError("pack header lists more data than the pack holds")
+    return entries

@@ -1,0 +1,183 @@
+"""The repository facade: a backend opened with a password, its config, index and blobs."""
+from typing import Iterable, List, Optional, Union
+
+from ..backend.base import FileType
+from ..backend.location import open_backend
+from ..errors import IntegrityError, RestiqueError, UsageError
+from ..model import gojson
+from . import compression, keys, unpacked
+from .blob_store import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, BlobStore
+from .config import STABLE_VERSION, Config
+from .crypto import MasterKey
+from .index import IndexFile, MasterIndex
+from .locks import Lock
+
+KINDS = {
+    "config": FileType.CONFIG,
+    "key": FileType.KEY,
+    "keys": FileType.KEY,
+    "lock": FileType.LOCK,
+    "locks": FileType.LOCK,
+    "snapshot": FileType.SNAPSHOT,
+    "snapshots": FileType.SNAPSHOT,
+    "index": FileType.INDEX,
+    "pack": FileType.PACK,
+    "packs": FileType.PACK,
+    "data": FileType.PACK,
+}
+
+
+def file_type(kind: Union[str, FileType]) -> FileType:
+    if isinstance(kind, FileType):
+        return kind
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise UsageError(f"invalid file type {kind!r}") from None
+
+
+def pack_size_bytes(mib: Optional[int]) -> int:
+    """`--pack-size` in MiB (restic allows 4 to 128)."""
+    if not mib:
+        return DEFAULT_PACK_SIZE
+    size = int(mib) * 1024 * 1024
+    if not MIN_PACK_SIZE <= size <= MAX_PACK_SIZE:
+        raise UsageError("pack size must be between 4 and 128 MiB")
+    return size
+
+
+class Repository:
+    """An open repository. Use as a context manager, or call close()."""
+
+    def __init__(self, backend, key_id: str, master: MasterKey, config: Config,
+                 compression_mode: str = "auto", pack_size: Optional[int] = None):
+        self.backend = backend
+        self.key_id = key_id
+        self.key = master
+        self.config = config
+        self.compression = compression.check_mode(compression_mode)
+        self.index = MasterIndex()
+        self.index_loaded = False
+        blob_level = compression.LEVELS[compression_mode] if config.version >= 2 else None
+        self.blobs = BlobStore(backend, master, self.index, blob_level, self.save_unpacked,
+                               pack_size_bytes(pack_size))
+        self._locks: List[Lock] = []
+
+    # --- unpacked files ---
+    @property
+    def _file_level(self) -> Optional[int]:
+        # format 2 compresses every unpacked file but the config, even with --compression off
+        if self.config.version < 2:
+            return None
+        return compression.LEVELS["max"] if self.compression == "max" else compression.LEVELS["auto"]
+
+    def save_unpacked(self, kind, plaintext: bytes) -> str:
+        ftype = file_type(kind)
+        return unpacked.save(self.backend, self.key, ftype, plaintext, self._file_level)
+
+    def load_unpacked(self, kind, file_id: str) -> bytes:
+        return unpacked.load(self.backend, self.key, file_type(kind), file_id, self.config.version)
+
+    def save_json(self, kind, obj) -> str:
+        return self.save_unpacked(kind, gojson.encode(obj))
+
+    def load_json(self, kind, file_id: str):
+        raw = self.load_unpacked(kind, file_id)
+        try:
+            return gojson.loads(raw)
+        except ValueError:
+            raise IntegrityError(f"{file_type(kind).label} {file_id[:8]} is not valid JSON") from None
+
+    def list_ids(self, kind) -> List[str]:
+        return [name for name, _ in self.backend.list(file_type(kind))]
+
+    def remove(self, kind, file_id: str) -> None:
+        self.backend.remove(file_type(kind), file_id)
+
+    # --- index ---
+    def load_index_file(self, index_id: str) -> IndexFile:
+        return IndexFile.parse(self.load_unpacked(FileType.INDEX, index_id))
+
+    def load_index(self) -> MasterIndex:
+        if not self.index_loaded:
+            for index_id in self.list_ids(FileType.INDEX):
+                self.index.add_index_file(index_id, self.load_index_file(index_id))
+            self.index_loaded = True
+        return self.index
+
+    # --- blobs ---
+    def save_blob(self, blob_type: str, data, blob_id: Optional[str] = None):
+        """(id, newly stored?) of a data or tree blob; call flush() to make it durable."""
+        blob_id, new, _ = self.blobs.save(blob_type, data, blob_id)
+        return blob_id, new
+
+    def load_blob(self, blob_type: str, blob_id: str) -> bytes:
+        self.load_index()
+        return self.blobs.load(blob_type, blob_id)
+
+    def load_json_blob(self, blob_type: str, blob_id: str):
+        raw = self.load_blob(blob_type, blob_id)
+        try:
+            return gojson.loads(raw)
+        except ValueError:
+            raise IntegrityError(f"{blob_type} blob {blob_id[:8]} is not valid JSON") from None
+
+    def flush(self) -> None:
+        self.blobs.flush()
+
+    # --- locks ---
+    def lock(self, exclusive: bool = False, retry_seconds: float = 0.0) -> Lock:
+        lock = Lock(self, exclusive, retry_seconds)
+        self._locks.append(lock)
+        return lock
+
+    def unlock(self) -> None:
+        while self._locks:
+            self._locks.pop().release()
+
+    def close(self) -> None:
+        self.unlock()
+        self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def init_repository(location: str, password: str, version: int = STABLE_VERSION,
+                    polynomial: Optional[int] = None, compression_mode: str = "auto",
+                    pack_size: Optional[int] = None, kdf_params=None) -> Repository:
+    """Create a new repository (format 1 or 2) and return it opened with password."""
+    from .chunker import random_polynomial
+
+    if not password:
+        raise UsageError("an empty password is not a password")
+    compression.check_mode(compression_mode)
+    backend = open_backend(location) if isinstance(location, str) else location
+    config = Config.new(version, polynomial or random_polynomial())
+    master = MasterKey.random()
+    backend.create()
+    key_id = keys.create_key(backend, master, password, kdf_params)
+    backend.save(FileType.CONFIG, "", unpacked.encode(master, gojson.encode(config.to_json()), None))
+    return Repository(backend, key_id, master, config, compression_mode, pack_size)
+
+
+def open_repository(location: str, password: str, key_hint: Optional[str] = None,
+                    compression_mode: str = "auto", pack_size: Optional[int] = None) -> Repository:
+    """Open an existing repository; WrongPassword, RepositoryNotFound or IntegrityError."""
+    backend = open_backend(location) if isinstance(location, str) else location
+    backend.check_exists()
+    key_id, master = keys.find_key(backend, password, key_hint)
+    try:
+        stored = backend.load(FileType.CONFIG, "")
+        config = Config.from_json(unpacked.decode(master, stored, 1))
+    except IntegrityError as exc:
+        raise IntegrityError(f"config or key {key_id} is damaged: {exc}") from None
+    return Repository(backend, key_id, master, config, compression_mode, pack_size)
+
+
+def key_ids(repo_or_backend) -> Iterable[str]:
+    backend = getattr(repo_or_backend, "backend", repo_or_backend)
+    return keys.list_key_ids(backend)
