@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what restique needs on Debian 12 into ./.venv: system packages (restic is the
+# reference the interoperability tests compare against), then the package itself.
+# Usage: scripts/install.sh [extra]   e.g. scripts/install.sh test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra="${1:-}"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+packages=(python3 python3-venv python3-dev gcc restic e2fsprogs attr)
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing system packages: ${missing[*]}"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+if [ -n "$extra" ]; then
+    .venv/bin/python -m pip install -q -e ".[$extra]"
+else
+    .venv/bin/python -m pip install -q -e .
+fi

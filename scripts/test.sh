@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs everything and runs the whole test suite, including the interoperability tests
+# against the real restic. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh test
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

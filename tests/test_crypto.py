@@ -1,0 +1,72 @@
+"""Sealing round trips, tamper detection and key files."""
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from restique.errors import IntegrityError
+from restique.repository.crypto import OVERHEAD, MasterKey
+
+
+@given(st.binary(max_size=4096))
+@settings(max_examples=50, deadline=None)
+def test_seal_open_round_trip(data):
+    key = MasterKey.random()
+    sealed = key.seal(data)
+    assert len(sealed) == len(data) + OVERHEAD
+    assert key.open(sealed) == data
+
+
+@given(st.binary(min_size=1, max_size=512), st.data())
+@settings(max_examples=50, deadline=None)
+def test_any_flipped_bit_is_detected(data, draw):
+    key = MasterKey.random()
+    sealed = bytearray(key.seal(data))
+    pos = draw.draw(st.integers(0, len(sealed) - 1))
+    sealed[pos] ^= 1 << draw.draw(st.integers(0, 7))
+    with pytest.raises(IntegrityError, match="ciphertext verification failed"):
+        key.open(bytes(sealed))
+
+
+def test_wrong_key_and_short_input_rejected():
+    sealed = MasterKey.random().seal(b"secret")
+    with pytest.raises(IntegrityError):
+        MasterKey.random().open(sealed)
+    with pytest.raises(IntegrityError):
+        MasterKey.random().open(b"short")
+
+
+def test_master_key_json_round_trip_and_clamped_r():
+    key = MasterKey.random()
+    again = MasterKey.from_json(key.to_json())
+    assert again == key
+    # restic stores r already clamped for Poly1305
+    r = key.mac_r
+    assert r[3] & 0xF0 == 0 and r[7] & 0xF0 == 0 and r[11] & 0xF0 == 0 and r[15] & 0xF0 == 0
+    assert r[4] & 3 == 0 and r[8] & 3 == 0 and r[12] & 3 == 0
+
+
+def test_key_file_opens_only_with_its_password(tmp_path):
+    from restique.backend.local import LocalBackend
+    from restique.errors import WrongPassword
+    from restique.repository import keys
+
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    master = MasterKey.random()
+    params = (1024, 8, 1)  # cheap parameters: this test is about the format, not the cost
+    key_id = keys.create_key(backend, master, "right", params)
+    found_id, found = keys.find_key(backend, "right")
+    assert (found_id, found) == (key_id, master)
+    with pytest.raises(WrongPassword):
+        keys.find_key(backend, "wrong")
+    raw = keys.load_key(backend, key_id)
+    assert (raw.n, raw.r, raw.p) == params and len(raw.salt) == 64
+
+
+def test_new_keys_are_as_strong_as_restic():
+    from restique.repository.keys import calibrate_kdf
+
+    n, r, p = calibrate_kdf()
+    assert n >= 32768 and r >= 8 and p >= 1
