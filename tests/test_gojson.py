@@ -7,7 +7,7 @@ def test_compact_and_html_escaping():
     assert gojson.dumps({"a": "<b>&", "n": [1, 2], "z": None}) == '{"a":"\\u003cb\\u003e\\u0026","n":[1,2],"z":null}'
     assert gojson.dumps({"s": "\u2028x\u2029"}) == '{"s":"\\u2028x\\u2029"}'
     assert gojson.dumps({"u": "ünï"}) == '{"u":"ünï"}'
-    assert gojson.dumps({"bad": "a\udce9b"}) == '{"bad":"a\ufffdb"}'
+    assert gojson.dumps({"bad": "a\udce9b"}) == '{"bad":"a\\ufffdb"}'
 
 
 def test_indent_matches_marshal_indent():

@@ -17,6 +17,9 @@ COMMANDS = {
     "list": ("cmd_list", "list_"),
     "unlock": ("cmd_unlock", "unlock"),
     "version": ("cmd_version", "version"),
+    "backup": ("cmd_backup", "backup"),
+    "snapshots": ("cmd_snapshots", "snapshots"),
+    "restore": ("cmd_restore", "restore"),
 }
 
 

@@ -18,7 +18,7 @@ def _go_escape(text: str) -> str:
     if _NEEDS_ESCAPE.search(text):
         text = _NEEDS_ESCAPE.sub(lambda m: _GO_ESCAPES[m.group()], text)
     if _SURROGATE.search(text):
-        text = _SURROGATE.sub("\ufffd", text)
+        text = _SURROGATE.sub(lambda m: "\\ufffd", text)
     return text
 
 

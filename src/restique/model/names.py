@@ -1,16 +1,48 @@
-"""File names in tree nodes.
+"""File names and link targets as restic stores them.
 
-restic stores a node's name as a string; names that are not valid UTF-8 are escaped Go-style
-(`\\xe9`). These helpers give back the name as the file system spells it.
+A node's name is written as Go's strconv.Quote would write it, without the outer quotes:
+backslash and double quote are escaped, non-printable characters become \\n, \\x1f, \\u200b ...,
+and bytes that are not valid UTF-8 become \\xNN. Python keeps such names as str with
+surrogate escapes (os.fsdecode); these helpers convert both ways.
 """
 import re
 
-_GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[abfnrtv\\\"'])")
-_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"', "'": "'"}
+_SIMPLE_OUT = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v", 0x5C: "\\\\", 0x22: '\\"'}
+_NEEDS_QUOTING = re.compile(r'[\\"\x00-\x1f\x7f-\U0010ffff]')
 
 
-def go_unquote_bytes(text: str) -> bytes:
-    """Undo Go's strconv.Quote escaping (without the outer quotes) into raw bytes."""
+def go_quote(name: str) -> str:
+    """strconv.Quote(name)[1:-1] for a file system name (str with surrogate escapes)."""
+    if not _NEEDS_QUOTING.search(name):
+        return name
+    out = []
+    for ch in name:
+        cp = ord(ch)
+        if 0xDC80 <= cp <= 0xDCFF:  # an undecodable byte, from surrogateescape
+            out.append("\\x%02x" % (cp - 0xDC00))
+        elif cp in _SIMPLE_OUT:
+            out.append(_SIMPLE_OUT[cp])
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif cp < 0x20 or cp == 0x7F:
+            out.append("\\x%02x" % cp)
+        elif 0xD800 <= cp <= 0xDFFF:
+            out.append("\\ufffd")  # Go sees an invalid rune here
+        elif cp < 0x10000:
+            out.append("\\u%04x" % cp)
+        else:
+            out.append("\\U%08x" % cp)
+    return "".join(out)
+
+
+_GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|[abfnrtv\\\"'])")
+_SIMPLE_IN = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"', "'": "'"}
+
+
+def go_unquote(text: str) -> str:
+    """Inverse of go_quote: the name as a str with surrogate escapes for raw bytes."""
+    if "\\" not in text:
+        return text
     out = bytearray()
     pos = 0
     for m in _GO_ESCAPE.finditer(text):
@@ -20,16 +52,20 @@ def go_unquote_bytes(text: str) -> bytes:
             out.append(int(esc[1:], 16))
         elif esc[0] in "uU":
             out += chr(int(esc[1:], 16)).encode("utf-8", "surrogatepass")
+        elif esc[0] in "01234567":
+            out.append(int(esc, 8) & 0xFF)
         else:
-            out += _SIMPLE[esc].encode()
+            out += _SIMPLE_IN[esc].encode()
         pos = m.end()
     out += text[pos:].encode("utf-8", "surrogateescape")
-    return bytes(out)
+    return out.decode("utf-8", "surrogateescape")
 
 
 def node_name(node: dict) -> str:
-    """The node's name as a str (undecodable bytes as surrogate escapes, like os.fsdecode)."""
-    name = node.get("name", "")
-    if "\\" in name:
-        return go_unquote_bytes(name).decode("utf-8", "surrogateescape")
-    return name
+    """The file system name of a node given as parsed JSON."""
+    return go_unquote(node.get("name", ""))
+
+
+def display(name: str) -> str:
+    """A name for JSON output: invalid UTF-8 shown as U+FFFD, as Go's encoder does."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

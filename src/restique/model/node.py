@@ -1,0 +1,174 @@
+"""Tree nodes and trees, encoded byte for byte as restic encodes them.
+
+A tree blob is ``{"nodes":[...]}`` plus a newline, nodes sorted by name; its id is the
+SHA-256 of those bytes, so field order, omitted fields and time formatting all matter.
+"""
+import base64
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from . import gojson
+from .gotime import GoTime
+from .names import go_quote, go_unquote
+
+# Go's os.FileMode type bits
+MODE_DIR = 1 << 31
+MODE_SYMLINK = 1 << 27
+MODE_DEVICE = 1 << 26
+MODE_NAMED_PIPE = 1 << 25
+MODE_SOCKET = 1 << 24
+MODE_SETUID = 1 << 23
+MODE_SETGID = 1 << 22
+MODE_CHAR_DEVICE = 1 << 21
+MODE_STICKY = 1 << 20
+MODE_IRREGULAR = 1 << 19
+MODE_PERM = 0o777
+
+TYPE_BITS = {
+    "file": 0,
+    "dir": MODE_DIR,
+    "symlink": MODE_SYMLINK,
+    "dev": MODE_DEVICE,
+    "chardev": MODE_DEVICE | MODE_CHAR_DEVICE,
+    "fifo": MODE_NAMED_PIPE,
+    "socket": MODE_SOCKET,
+    "irregular": MODE_IRREGULAR,
+}
+
+
+@dataclass
+class Node:
+    name: str  # as the file system spells it (surrogate escapes for raw bytes)
+    type: str
+    mode: int = 0  # Go os.FileMode: permission bits | type bits | setuid/setgid/sticky
+    mtime: GoTime = GoTime(0)
+    atime: GoTime = GoTime(0)
+    ctime: GoTime = GoTime(0)
+    uid: int = 0
+    gid: int = 0
+    user: str = ""
+    group: str = ""
+    inode: int = 0
+    device_id: int = 0
+    size: int = 0
+    links: int = 0
+    linktarget: str = ""  # surrogate escapes for bytes that are not UTF-8
+    xattrs: List[Tuple[str, bytes]] = field(default_factory=list)
+    generic_attributes: Optional[dict] = None  # kept as found, never interpreted here
+    device: int = 0
+    content: Optional[List[str]] = None
+    subtree: Optional[str] = None
+    error: str = ""
+
+    # --- permissions in Unix terms ---
+    @property
+    def unix_mode(self) -> int:
+        """st_mode permission part: rwx bits plus setuid/setgid/sticky."""
+        m = self.mode & MODE_PERM
+        if self.mode & MODE_SETUID:
+            m |= 0o4000
+        if self.mode & MODE_SETGID:
+            m |= 0o2000
+        if self.mode & MODE_STICKY:
+            m |= 0o1000
+        return m
+
+    def to_json(self) -> dict:
+        obj = {"name": go_quote(self.name), "type": self.type}
+        if self.mode:
+            obj["mode"] = self.mode
+        obj["mtime"] = self.mtime.rfc3339()
+        obj["atime"] = self.atime.rfc3339()
+        obj["ctime"] = self.ctime.rfc3339()
+        obj["uid"] = self.uid
+        obj["gid"] = self.gid
+        if self.user:
+            obj["user"] = self.user
+        if self.group:
+            obj["group"] = self.group
+        if self.inode:
+            obj["inode"] = self.inode
+        if self.device_id:
+            obj["device_id"] = self.device_id
+        if self.size:
+            obj["size"] = self.size
+        if self.links:
+            obj["links"] = self.links
+        if self.linktarget:
+            raw = self.linktarget.encode("utf-8", "surrogateescape")
+            try:
+                raw.decode("utf-8")
+                obj["linktarget"] = self.linktarget
+            except UnicodeDecodeError:
+                # Go writes the lossy string (\ufffd per bad byte) and the exact bytes
+                obj["linktarget"] = self.linktarget
+                obj["linktarget_raw"] = base64.b64encode(raw).decode()
+        if self.xattrs:
+            obj["extended_attributes"] = [
+                {"name": n, "value": base64.b64encode(v).decode() if v is not None else None} for n, v in self.xattrs
+            ]
+        if self.generic_attributes:
+            obj["generic_attributes"] = self.generic_attributes
+        if self.device:
+            obj["device"] = self.device
+        obj["content"] = self.content
+        if self.subtree:
+            obj["subtree"] = self.subtree
+        if self.error:
+            obj["error"] = self.error
+        return obj
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Node":
+        def t(key):
+            text = obj.get(key)
+            try:
+                return GoTime.parse(text) if text else GoTime(0)
+            except ValueError:
+                return GoTime(0)
+
+        linktarget = obj.get("linktarget") or ""
+        if obj.get("linktarget_raw"):
+            linktarget = base64.b64decode(obj["linktarget_raw"]).decode("utf-8", "surrogateescape")
+        xattrs = [
+            (a.get("name", ""), base64.b64decode(a["value"]) if a.get("value") else b"")
+            for a in obj.get("extended_attributes") or []
+        ]
+        return cls(
+            name=go_unquote(obj.get("name", "")),
+            type=obj.get("type", ""),
+            mode=int(obj.get("mode") or 0),
+            mtime=t("mtime"),
+            atime=t("atime"),
+            ctime=t("ctime"),
+            uid=int(obj.get("uid") or 0),
+            gid=int(obj.get("gid") or 0),
+            user=obj.get("user") or "",
+            group=obj.get("group") or "",
+            inode=int(obj.get("inode") or 0),
+            device_id=int(obj.get("device_id") or 0),
+            size=int(obj.get("size") or 0),
+            links=int(obj.get("links") or 0),
+            linktarget=linktarget,
+            xattrs=xattrs,
+            generic_attributes=obj.get("generic_attributes"),
+            device=int(obj.get("device") or 0),
+            content=obj.get("content"),
+            subtree=obj.get("subtree"),
+            error=obj.get("error") or "",
+        )
+
+
+def _sort_key(node: Node) -> bytes:
+    return node.name.encode("utf-8", "surrogateescape")
+
+
+def encode_tree(nodes: List[Node]) -> bytes:
+    """The tree blob for nodes (sorted by name bytewise, as restic sorts them)."""
+    ordered = sorted(nodes, key=_sort_key)
+    return gojson.encode({"nodes": [n.to_json() for n in ordered]}) + b"\n"
+
+
+def decode_tree(raw: bytes) -> List[Node]:
+    obj = gojson.loads(raw)
+    return [Node.from_json(n) for n in obj.get("nodes") or []]

@@ -1,0 +1,1 @@
+"""Operations layer: backup (archiver), restore, tree walking and the other multi-step jobs."""
