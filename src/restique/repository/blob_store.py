@@ -6,6 +6,7 @@ blob's type (data and tree blobs never share a pack). A pack is written once it 
 target size; its blobs go into the pending index file, which is written when it is full or
 on flush. Write order is always: pack, then index.
 """
+import queue
 import threading
 from typing import Callable, Dict, Optional, Tuple
 
@@ -36,10 +37,14 @@ class BlobStore:
         self._pending: Dict[Tuple[str, str], bool] = {}  # blobs in unwritten packs
         self._index_file = IndexFile()
         self._lock = threading.RLock()
+        self._upload_queue: "queue.Queue" = queue.Queue(maxsize=2)
+        self._uploader: Optional[threading.Thread] = None
+        self._upload_error: Optional[BaseException] = None
+        self.dry_run = False  # seal and count, but write nothing
 
     # --- saving ---
     def seal_blob(self, blob_type: str, data, blob_id: str) -> Tuple[bytes, int]:
-        """(sealed bytes, uncompressed length or 0), verified to decode back to blob_id."""
+        """(sealed bytes, uncompressed length or 0), verified to decode back to data."""
         ulen = 0
         payload = data
         if self.level is not None and len(data) > 0:
@@ -47,10 +52,12 @@ class BlobStore:
             if len(packed) < len(data):
                 payload, ulen = packed, len(data)
         sealed = self.key.seal(payload)
+        # Decode what will be stored and compare with the input: catches a broken
+        # cipher or compressor before anything reaches the repository.
         plain = self.key.open(sealed)
         if ulen:
             plain = compression.decompress(plain, ulen)
-        if hash_id(plain) != blob_id:
+        if plain != data:
             raise IntegrityError(f"blob {blob_id[:8]} did not decode to its own content after sealing")
         return sealed, ulen
 
@@ -68,28 +75,60 @@ class BlobStore:
         return blob_id, *self.add_sealed(blob_type, blob_id, sealed, ulen)
 
     def add_sealed(self, blob_type: str, blob_id: str, sealed: bytes, ulen: int) -> Tuple[bool, int]:
+        full = None
         with self._lock:
+            self._raise_upload_error()
             if self.known(blob_type, blob_id):
                 return False, 0
+            if self.dry_run:
+                self._pending[(blob_type, blob_id)] = True
+                return True, len(sealed)
             writer = self._packs.get(blob_type)
             if writer is None:
                 writer = self._packs[blob_type] = PackWriter(self.key)
             writer.add(blob_type, blob_id, sealed, ulen)
             self._pending[(blob_type, blob_id)] = True
             if writer.size >= self.pack_size:
-                del self._packs[blob_type]
-                self._write_pack(writer)
+                full = self._packs.pop(blob_type)
+        if full is not None:
+            self._queue_pack(full)  # outside the lock: may wait for the uploader
         return True, len(sealed)
+
+    # Full packs are written by one background thread, so that savers keep sealing
+    # while a pack is written and fsynced. The queue is short to bound memory.
+    def _queue_pack(self, writer: PackWriter) -> None:
+        if self._uploader is None:
+            self._uploader = threading.Thread(target=self._upload_loop, name="pack-uploader", daemon=True)
+            self._uploader.start()
+        self._upload_queue.put(writer)
+
+    def _upload_loop(self) -> None:
+        while True:
+            writer = self._upload_queue.get()
+            try:
+                if writer is not None and self._upload_error is None:
+                    self._write_pack(writer)
+            except BaseException as exc:  # reported to the saving threads
+                self._upload_error = exc
+            finally:
+                self._upload_queue.task_done()
+            if writer is None:
+                return
+
+    def _raise_upload_error(self) -> None:
+        if self._upload_error is not None:
+            raise self._upload_error
 
     def _write_pack(self, writer: PackWriter) -> None:
         pack_id, data, entries = writer.finish()
         self.backend.save(FileType.PACK, pack_id, data)
-        self.index.add_pack(pack_id, entries)
-        self._index_file.add_pack(pack_id, entries)
-        for e in entries:
-            self._pending.pop((e.type, e.id), None)
-        if self._index_file.blob_count >= MAX_BLOBS_PER_INDEX_FILE:
-            self._write_index()
+        with self._lock:
+            self.index.add_pack(pack_id, entries)
+            self._index_file.add_pack(pack_id, entries)
+            for e in entries:
+                self._pending.pop((e.type, e.id), None)
+            if self._index_file.blob_count >= MAX_BLOBS_PER_INDEX_FILE:
+                self._write_index()
 
     def _write_index(self) -> Optional[str]:
         if not self._index_file.packs:
@@ -100,13 +139,25 @@ class BlobStore:
         return index_id
 
     def flush(self) -> None:
-        """Write every open pack and the pending index file."""
+        """Write every open pack, wait for the uploads, then write the pending index file."""
+        if self.dry_run:
+            return
         with self._lock:
-            for blob_type in list(self._packs):
-                writer = self._packs.pop(blob_type)
-                if len(writer):
-                    self._write_pack(writer)
+            writers = [w for w in self._packs.values() if len(w)]
+            self._packs.clear()
+        for writer in writers:
+            self._queue_pack(writer)
+        self._upload_queue.join()
+        self._raise_upload_error()
+        with self._lock:
             self._write_index()
+
+    def close(self) -> None:
+        """Stop the uploader without writing what is still open (an aborted run)."""
+        if self._uploader is not None:
+            self._upload_queue.put(None)
+            self._uploader.join(timeout=60)
+            self._uploader = None
 
     # --- loading ---
     def location(self, blob_type: str, blob_id: str) -> BlobLocation:

@@ -136,6 +136,7 @@ class Repository:
             self._locks.pop().release()
 
     def close(self) -> None:
+        self.blobs.close()
         self.unlock()
         self.backend.close()
 

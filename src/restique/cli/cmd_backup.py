@@ -1,0 +1,252 @@
+"""restique backup: save files, a stream or a command's output as a new snapshot."""
+import glob
+import os
+import subprocess
+import sys
+import time
+
+import click
+
+from ..errors import RestiqueError, UsageError
+
+
+def _split_tags(values):
+    tags = []
+    for value in values:
+        for tag in value.split(","):
+            if tag and tag not in tags:
+                tags.append(tag)
+    return tags
+
+
+def _read_list(path: str, sep: bytes) -> list:
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except OSError as exc:
+        raise RestiqueError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    return [os.fsdecode(item) for item in data.split(sep)]
+
+
+def read_files_from(plain, verbatim, raw) -> list:
+    """Targets from --files-from (comments, globs), --files-from-verbatim and --files-from-raw."""
+    paths = []
+    for path in plain:
+        for line in _read_list(path, b"\n"):
+            line = line.rstrip("\r").strip()
+            if not line or line.startswith("#"):
+                continue
+            matches = glob.glob(line) if glob.has_magic(line) else [line]
+            paths.extend(sorted(matches) or [line])
+    for path in verbatim:
+        paths.extend(line.rstrip("\r") for line in _read_list(path, b"\n") if line.rstrip("\r"))
+    for path in raw:
+        paths.extend(item for item in _read_list(path, b"\0") if item)
+    return paths
+
+
+def parse_backup_time(text: str):
+    from ..model.gotime import GoTime
+
+    try:
+        t = time.strptime(text, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise UsageError(f'unable to parse time "{text}": use the format "2006-01-02 15:04:05"') from None
+    seconds = int(time.mktime(t))
+    return GoTime(seconds * 1_000_000_000, time.localtime(seconds).tm_gmtoff)
+
+
+class CommandOutput:
+    """The stdout of --stdin-from-command; reading past its end checks the exit status,
+    so a failed command aborts the backup before a snapshot is written."""
+
+    def __init__(self, argv):
+        try:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            raise RestiqueError(f"failed to start command {argv[0]!r}: {exc.strerror or exc}") from None
+        self.argv = argv
+
+    def readinto(self, buf) -> int:
+        n = self.proc.stdout.readinto(buf)
+        if not n:
+            self._check()
+        return n
+
+    def _check(self) -> None:
+        code = self.proc.wait()
+        if code != 0:
+            raise RestiqueError(f"command {' '.join(self.argv)!r} exited with status {code}: "
+                                "no snapshot was saved")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("-e", "--exclude", multiple=True, help="exclude a pattern (can be specified multiple times)")
+@click.option("--iexclude", multiple=True, help="same as --exclude pattern but ignores the casing of filenames")
+@click.option("--exclude-file", multiple=True, help="read exclude patterns from a file")
+@click.option("--iexclude-file", multiple=True, help="same as --exclude-file but ignores casing of filenames in patterns")
+@click.option("--exclude-caches", is_flag=True, help="excludes cache directories that are marked with a CACHEDIR.TAG file")
+@click.option("--exclude-if-present", multiple=True, help="takes filename[:header], exclude contents of directories containing filename (except filename itself) if header of that file is as provided")
+@click.option("--exclude-larger-than", default=None, help="max size of the files to be backed up (allowed suffixes: k/K, m/M, g/G, t/T)")
+@click.option("-x", "--one-file-system", is_flag=True, help="exclude other file systems, don't cross filesystem boundaries and subvolumes")
+@click.option("--files-from", multiple=True, help="read the files to backup from file (can be combined with file args)")
+@click.option("--files-from-verbatim", multiple=True, help="read the files to backup from file (can be combined with file args)")
+@click.option("--files-from-raw", multiple=True, help="read the files to backup from file (can be combined with file args)")
+@click.option("--tag", multiple=True, help="add tags for the new snapshot in the format `tag[,tag,...]`")
+@click.option("-H", "--host", "--hostname", "host", envvar="RESTIC_HOST", default=None, help="set the hostname for the snapshot manually")
+@click.option("--time", "time_", default=None, help="time of the backup (ex. '2012-11-01 22:08:41') (default: now)")
+@click.option("-n", "--dry-run", is_flag=True, help="do not upload or write any data, just show what would be done")
+@click.option("--read-concurrency", type=int, default=None, envvar="RESTIC_READ_CONCURRENCY", help="read n files concurrently (default: 2)")
+@click.option("--no-scan", is_flag=True, help="do not run scanner to estimate size of backup")
+@click.option("--with-atime", is_flag=True, help="store the atime for all files and directories")
+@click.option("--stdin", is_flag=True, help="read backup from stdin")
+@click.option("--stdin-filename", default="stdin", help="filename to use when reading from stdin")
+@click.option("--stdin-from-command", is_flag=True, help="interpret arguments as command to execute and store its stdout")
+@click.option("--parent", default=None, help="use this parent snapshot (default: latest snapshot in the group determined by --group-by and not newer than the timestamp determined by --time)")
+@click.option("-f", "--force", is_flag=True, help="force re-reading the source files/directories (overrides the \"parent\" flag)")
+@click.option("--ignore-ctime", is_flag=True, help="ignore ctime changes when checking for modified files")
+@click.option("--ignore-inode", is_flag=True, help="ignore inode number and ctime changes when checking for modified files")
+@click.option("--skip-if-unchanged", is_flag=True, help="skip snapshot creation if identical to parent snapshot")
+@click.pass_obj
+def backup(opts, paths, exclude, iexclude, exclude_file, iexclude_file, exclude_caches, exclude_if_present,
+           exclude_larger_than, one_file_system, files_from, files_from_verbatim, files_from_raw, tag, host,
+           time_, dry_run, read_concurrency, no_scan, with_atime, stdin, stdin_filename, stdin_from_command,
+           parent, force, ignore_ctime, ignore_inode, skip_if_unchanged):
+    """Create a new backup of files and/or directories."""
+    from ..model.snapshot import find_snapshot_id
+    from ..operations.archiver import BackupOptions
+    from ..operations.archiver.selection import CACHEDIR_TAG, Selector, parse_marker, parse_size
+    from ..operations.backup import BackupRequest, existing_targets, run_backup
+    from .backup_output import JsonBackupOutput, TextBackupOutput
+
+    started = time.monotonic()
+    targets = list(paths)
+    if stdin and stdin_from_command:
+        raise UsageError("--stdin and --stdin-from-command cannot be combined")
+    if stdin and targets:
+        raise UsageError("--stdin was specified and files/dirs were listed as arguments")
+    if stdin_from_command and not targets:
+        raise UsageError("--stdin-from-command needs a command to run, e.g. backup --stdin-from-command -- pg_dump mydb")
+    if read_concurrency is not None and read_concurrency < 1:
+        raise UsageError("--read-concurrency must be at least 1")
+
+    # patterns
+    selector = Selector()
+    pattern_lists = []
+    if exclude or exclude_file:
+        from ..model.patterns import PatternList, read_pattern_file
+
+        pats = list(exclude)
+        for f in exclude_file:
+            pats += read_pattern_file(f)
+        pattern_lists.append(PatternList(pats))
+    if iexclude or iexclude_file:
+        from ..model.patterns import PatternList, read_pattern_file
+
+        pats = list(iexclude)
+        for f in iexclude_file:
+            pats += read_pattern_file(f)
+        pattern_lists.append(PatternList(pats, case_insensitive=True))
+    markers = [parse_marker(m) for m in exclude_if_present]
+    if exclude_caches:
+        markers.append((CACHEDIR_TAG[0], CACHEDIR_TAG[1]))
+    selector = Selector(pattern_lists or None, markers, parse_size(exclude_larger_than) if exclude_larger_than else 0)
+
+    if not (stdin or stdin_from_command):
+        targets += read_files_from(files_from, files_from_verbatim, files_from_raw)
+        if not targets:
+            raise UsageError("nothing to backup, please specify source files/dirs")
+
+    output = JsonBackupOutput(opts.verbose, opts.quiet) if opts.json else \
+        TextBackupOutput(opts.verbose, opts.quiet, sys.stdout.isatty())
+    output.line("open repository", 1)
+    repo = opts.open(lock=None)
+    output.line("lock repository", 1)
+    if not dry_run:
+        repo.lock(exclusive=False, retry_seconds=opts.retry_lock)
+
+    stream = None
+    if stdin:
+        stream = sys.stdin.buffer
+    elif stdin_from_command:
+        stream = CommandOutput(targets)
+    else:
+        targets = existing_targets(targets, output.warn)
+
+    request = BackupRequest(
+        paths=[] if stream is not None else targets,
+        tags=_split_tags(tag),
+        hostname=host,
+        time=parse_backup_time(time_) if time_ else None,
+        parent=find_snapshot_id(repo, parent) if parent and not force else None,
+        force=force,
+        dry_run=dry_run,
+        excludes=list(exclude),
+        stdin=stream,
+        stdin_filename=stdin_filename,
+        options=BackupOptions(
+            read_concurrency=read_concurrency or 2,
+            with_atime=with_atime,
+            ignore_ctime=ignore_ctime or ignore_inode,
+            ignore_inode=ignore_inode,
+            reject=selector if selector else None,
+            one_file_system=one_file_system,
+        ),
+    )
+
+    def on_parent(parent_id):
+        if stream is not None:
+            return
+        if parent_id:
+            output.line(f"using parent snapshot {parent_id[:8]}")
+        else:
+            output.line("no parent snapshot found, will read all files")
+        output.line("load index files", 1)
+        output.line(f"start backup on {_go_list(targets)}", 1)
+
+    output.start_status()
+    if stream is None and (opts.verbose or opts.json or output_is_live(output)) and not no_scan:
+        _start_scanner(request, output)
+    try:
+        outcome = run_backup(repo, request, output, on_parent)
+    finally:
+        output.stop_status()
+        if isinstance(stream, CommandOutput):
+            stream.close()
+    output.summary(outcome, dry_run, time.monotonic() - started)
+    if outcome.progress.stats.errors:
+        print("Warning: at least one source file could not be read", file=sys.stderr)
+        raise click.exceptions.Exit(3)
+
+
+def output_is_live(output) -> bool:
+    return getattr(output, "terminal", False)
+
+
+def _go_list(items) -> str:
+    return "[" + " ".join(items) + "]"
+
+
+def _start_scanner(request, output) -> None:
+    """Count files and bytes in the background, for percentages and the ETA."""
+    import threading
+
+    from ..operations.archiver.scanner import scan
+    from .fmt import format_bytes
+
+    def run():
+        start = time.monotonic()
+        files, size = scan(request.paths, request.options.reject, output.scan_progress)
+        output.scan_finished(files, size, time.monotonic() - start)
+        output.line(f"scan finished in {time.monotonic() - start:.3f}s: {files} files, {format_bytes(size)}", 1)
+
+    threading.Thread(target=run, name="scanner", daemon=True).start()

@@ -1,0 +1,326 @@
+"""The backup walk: directories are scanned in one thread, file contents are read by
+`--read-concurrency` threads, and a directory's tree blob is written as soon as all its
+entries are done (by whichever thread finishes the last one). Unchanged files (same type,
+size, mtime, ctime and inode as in the parent snapshot, all blobs present) keep the
+parent's content list without being read.
+"""
+import os
+import stat
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Union
+
+from ...errors import RestiqueError
+from ...model.gotime import GoTime
+from ...model.node import Node, decode_tree, encode_tree
+from ...repository.chunker import Chunker
+from .file_saver import FileSaver, open_for_reading
+from .progress import BackupProgress, ItemResult
+from .targets import TargetDir, TargetPath
+
+MAX_QUEUED_FILES = 2048
+
+
+@dataclass
+class BackupOptions:
+    read_concurrency: int = 2
+    with_atime: bool = False
+    ignore_ctime: bool = False
+    ignore_inode: bool = False
+    # reject(snapshot path, fs path, lstat result) -> True to leave the entry out
+    reject: Optional[Callable[[str, str, os.stat_result], bool]] = None
+    one_file_system: bool = False
+    xattrs: bool = True
+
+
+@dataclass
+class BackupResult:
+    tree_id: str
+    progress: BackupProgress
+
+
+class _DirJob:
+    """A directory whose tree can be written once every child is done."""
+
+    __slots__ = ("node", "snap_path", "parent_node", "children", "remaining", "lock", "future", "started")
+
+    def __init__(self, node: Optional[Node], snap_path: str, parent_node: Optional[Node]):
+        self.node = node
+        self.snap_path = snap_path
+        self.parent_node = parent_node
+        self.children: List[Future] = []
+        self.remaining = 1  # held until all children are added
+        self.lock = threading.Lock()
+        self.future: Future = Future()
+        self.started = time.monotonic()
+
+
+def _done(value) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+class Archiver:
+    def __init__(self, repo, options: BackupOptions, progress: Optional[BackupProgress] = None):
+        self.repo = repo
+        self.opts = options
+        self.progress = progress or BackupProgress()
+        self.chunker = Chunker(repo.config.chunker_polynomial)
+        workers = max(2, os.cpu_count() or 2)
+        self.files = FileSaver(repo, self.chunker, self.progress.blob_added, self.progress.bytes_read, workers)
+        self.readers = ThreadPoolExecutor(max_workers=max(1, options.read_concurrency), thread_name_prefix="reader")
+        self.queued = threading.BoundedSemaphore(MAX_QUEUED_FILES)
+        self._parent_trees: Dict[str, Dict[str, Node]] = {}
+        self._root_dev: Optional[int] = None
+
+    # --- entry point ---
+    def save_targets(self, root: TargetDir, parent_tree: Optional[str]) -> str:
+        """Save everything the target tree names; returns the root tree id."""
+        try:
+            job = self._save_target_dir(root, "", None, parent_tree)
+            node = job.future.result()
+            return node.subtree
+        finally:
+            self.readers.shutdown(wait=True)
+            self.files.shutdown()
+
+    def save_stream(self, stream, name_parts: List[str], mtime: GoTime) -> str:
+        """--stdin: one file named name_parts[-1] below directories name_parts[:-1]."""
+        try:
+            ids, total, added, stored = self.files.save_stream(stream)
+            node = Node(name=name_parts[-1], type="file", mode=0o644, mtime=mtime, atime=mtime, ctime=mtime,
+                        uid=os.getuid(), gid=os.getgid(), size=total, content=ids)
+            self.progress.file_done("/" + "/".join(name_parts), "file",
+                                    ItemResult("new", total, stored), total)
+            for depth in range(len(name_parts) - 1, 0, -1):
+                tree_id = self._save_tree([node], None, "/" + "/".join(name_parts[:depth]) + "/", None)
+                node = Node(name=name_parts[depth - 1], type="dir", mode=(1 << 31) | 0o755, mtime=mtime,
+                            atime=mtime, ctime=mtime, uid=os.getuid(), gid=os.getgid(), subtree=tree_id)
+            return self._save_tree([node], None, "/", None, count=False)
+        finally:
+            self.readers.shutdown(wait=True)
+            self.files.shutdown()
+
+    # --- parent snapshot ---
+    def _parent_children(self, parent_tree: Optional[str]) -> Dict[str, Node]:
+        if not parent_tree:
+            return {}
+        try:
+            return {n.name: n for n in decode_tree(self.repo.load_blob("tree", parent_tree))}
+        except RestiqueError:
+            return {}  # a damaged parent only costs re-reading
+
+    # --- directories ---
+    def _save_target_dir(self, target: TargetDir, snap_path: str, parent_node: Optional[Node],
+                         parent_tree: Optional[str]) -> _DirJob:
+        node = None
+        if target.fs_path is not None:
+            st = os.lstat(target.fs_path)
+            node = self._node(os.path.basename(target.fs_path), target.fs_path, st)
+        job = _DirJob(node, snap_path, parent_node)
+        old = self._parent_children(parent_tree)
+        if target.content_of is not None:
+            self._add_dir_entries(job, target.content_of, snap_path, old)
+        for name, child in sorted(target.children.items()):
+            child_snap = f"{snap_path}/{name}"
+            old_node = old.get(name)
+            if isinstance(child, TargetDir):
+                try:
+                    sub = self._save_target_dir(child, child_snap, old_node, old_node.subtree if old_node else None)
+                except OSError as exc:
+                    self._error(child_snap, exc)
+                    continue
+                self._add_child(job, sub.future)
+            else:
+                self._add_child(job, self._save_path(child.fs_path, name, child_snap, old_node, is_target=True))
+        self._seal(job)
+        return job
+
+    def _save_dir(self, fs_path: str, st: os.stat_result, node: Node, snap_path: str,
+                  parent_node: Optional[Node]) -> Future:
+        job = _DirJob(node, snap_path, parent_node)
+        old = self._parent_children(parent_node.subtree if parent_node and parent_node.type == "dir" else None)
+        self._add_dir_entries(job, fs_path, snap_path, old)
+        self._seal(job)
+        return job.future
+
+    def _add_dir_entries(self, job: _DirJob, fs_path: str, snap_path: str, old: Dict[str, Node]) -> None:
+        try:
+            with os.scandir(fs_path) as it:
+                names = sorted(e.name for e in it)
+        except OSError as exc:
+            self._error(snap_path or "/", exc)
+            if job.node is not None:
+                job.node = None  # an unreadable directory is left out completely
+            return
+        for name in names:
+            child_fs = os.path.join(fs_path, name)
+            self._add_child(job, self._save_path(child_fs, name, f"{snap_path}/{name}", old.get(name)))
+
+    def _add_child(self, job: _DirJob, fut: Optional[Future]) -> None:
+        if fut is None:
+            return
+        with job.lock:
+            job.remaining += 1
+            job.children.append(fut)
+        fut.add_done_callback(lambda _f, job=job: self._child_done(job))
+
+    def _seal(self, job: _DirJob) -> None:
+        self._child_done(job)
+
+    def _child_done(self, job: _DirJob) -> None:
+        with job.lock:
+            job.remaining -= 1
+            if job.remaining:
+                return
+        try:
+            job.future.set_result(self._finish_dir(job))
+        except BaseException as exc:
+            job.future.set_exception(exc)
+
+    def _finish_dir(self, job: _DirJob) -> Optional[Node]:
+        nodes = []
+        for fut in job.children:
+            child = fut.result()  # errors inside children were reported already; bugs propagate
+            if child is not None:
+                nodes.append(child)
+        if job.snap_path and job.node is None:
+            return None
+        path = (job.snap_path or "") + "/"
+        tree_id = self._save_tree(nodes, job.parent_node, path, job, count=job.node is not None)
+        if job.node is None:  # the snapshot root
+            return Node(name="", type="dir", subtree=tree_id)
+        return job.node
+
+    def _save_tree(self, nodes: List[Node], parent_node: Optional[Node], path: str, job: Optional[_DirJob],
+                   count: bool = True) -> str:
+        raw = encode_tree(nodes)
+        tree_id, new, stored = self.repo.blobs.save("tree", raw)
+        if new:
+            self.progress.blob_added("tree", len(raw), stored)
+        if job is not None and job.node is not None:
+            job.node.subtree = tree_id
+            node = job.node
+        else:
+            node = None
+        if count:
+            action = _action(parent_node, node) if node is not None else "new"
+            duration = time.monotonic() - job.started if job else 0.0
+            self.progress.file_done(path, "dir", ItemResult(action, 0, 0, len(raw) if new else 0,
+                                                            stored if new else 0, duration), 0)
+        return tree_id
+
+    # --- single entries ---
+    def _node(self, name: str, fs_path: str, st: os.stat_result) -> Node:
+        from ..fs_metadata import node_from_stat
+
+        return node_from_stat(name, fs_path, st, self.opts.with_atime, self.opts.xattrs)
+
+    def _save_path(self, fs_path: str, name: str, snap_path: str, old: Optional[Node],
+                   is_target: bool = False) -> Optional[Future]:
+        try:
+            st = os.lstat(fs_path)
+        except FileNotFoundError:
+            return None  # vanished since the directory was listed
+        except OSError as exc:
+            self._error(snap_path, exc, during="scan" if is_target else "archival")
+            return None
+        if stat.S_ISSOCK(st.st_mode):
+            return None  # restic does not record sockets
+        if self.opts.reject is not None and not is_target and self.opts.reject(snap_path, fs_path, st):
+            return None
+        try:
+            node = self._node(name, fs_path, st)
+        except OSError as exc:
+            self._error(snap_path, exc)
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            if self._root_dev is None:
+                self._root_dev = st.st_dev
+            if self.opts.one_file_system and not is_target and st.st_dev != self._mount_dev(fs_path):
+                node.subtree = None
+                return self._empty_dir(node, snap_path, old)
+            return self._save_dir(fs_path, st, node, snap_path, old)
+        if stat.S_ISREG(st.st_mode):
+            return self._save_file(fs_path, st, node, snap_path, old)
+        return _done(node)  # restic counts neither files nor dirs for these
+
+    def _mount_dev(self, fs_path: str) -> int:
+        try:
+            return os.lstat(os.path.dirname(fs_path) or ".").st_dev
+        except OSError:
+            return -1
+
+    def _empty_dir(self, node: Node, snap_path: str, old: Optional[Node]) -> Future:
+        job = _DirJob(node, snap_path, old)
+        self._seal(job)
+        return job.future
+
+    def _unchanged(self, st: os.stat_result, node: Node, old: Optional[Node]) -> bool:
+        if old is None or old.type != "file" or old.content is None:
+            return False
+        if old.size != st.st_size or old.mtime.unix_ns != st.st_mtime_ns:
+            return False
+        if not self.opts.ignore_ctime and old.ctime.unix_ns != st.st_ctime_ns:
+            return False
+        if not self.opts.ignore_inode and old.inode != st.st_ino:
+            return False
+        index = self.repo.index
+        return all(index.has("data", blob_id) for blob_id in old.content)
+
+    def _save_file(self, fs_path: str, st: os.stat_result, node: Node, snap_path: str,
+                   old: Optional[Node]) -> Future:
+        if self._unchanged(st, node, old):
+            node.content = list(old.content)
+            self.progress.file_done(snap_path, "file", ItemResult("unchanged"), node.size)
+            return _done(node)
+        self.queued.acquire()
+        self.progress.start_file(snap_path)
+        fut = self.readers.submit(self._read_file, fs_path, st, node, snap_path, old)
+        fut.add_done_callback(lambda _f: self.queued.release())
+        return fut
+
+    def _read_file(self, fs_path: str, st: os.stat_result, node: Node, snap_path: str,
+                   old: Optional[Node]) -> Optional[Node]:
+        started = time.monotonic()
+        try:
+            fd = open_for_reading(fs_path)
+        except OSError as exc:
+            self._error(snap_path, exc)
+            return None
+        try:
+            now = os.fstat(fd)
+            if not stat.S_ISREG(now.st_mode) or now.st_ino != st.st_ino:
+                self._error(snap_path, OSError(f"file {fs_path} changed type or was replaced during backup"))
+                return None
+            ids, total, added, stored = self.files.read_content(fd, now.st_size)
+        except OSError as exc:
+            self._error(snap_path, exc)
+            return None
+        finally:
+            os.close(fd)
+        node.content = ids
+        node.size = total
+        action = _action(old, node)
+        self.progress.file_done(snap_path, "file",
+                                ItemResult(action, added, stored, 0, 0, time.monotonic() - started), total)
+        return node
+
+    def _error(self, path: str, exc: BaseException, during: str = "archival") -> None:
+        if isinstance(exc, OSError) and exc.strerror:
+            op = getattr(exc, "_op", None)
+            message = f"{exc.filename or path}: {exc.strerror.lower()}"
+            if op:
+                message = f"{op} {message}"
+        else:
+            message = str(exc)
+        self.progress.error(path, message, during)
+
+
+def _action(old: Optional[Node], new: Node) -> str:
+    if old is None:
+        return "new"
+    return "unchanged" if old.to_json() == new.to_json() else "modified"

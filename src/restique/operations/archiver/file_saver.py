@@ -1,0 +1,136 @@
+"""Reading a file's content into data blobs.
+
+Small files (under the chunker's minimum size) are one chunk: they are read whole and
+saved by the reading thread. Larger files are cut by the chunker; their chunks go to a
+pool of saver threads (hash, compress, encrypt), so one big file keeps every core busy.
+A byte budget bounds the chunks in flight.
+"""
+import hashlib
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, List, Optional, Tuple
+
+from ...repository.chunker import MIN_SIZE, Chunker
+
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+NOATIME = getattr(os, "O_NOATIME", 0)
+IN_FLIGHT_BYTES = 96 * 1024 * 1024
+
+
+class ByteBudget:
+    """A counting limit on bytes held by queued chunks."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            while self._used and self._used + n > self._limit:
+                self._cond.wait()
+            self._used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
+
+
+def open_for_reading(path) -> int:
+    """A read-only descriptor that does not follow symlinks and, where allowed, does not
+    update the access time."""
+    if NOATIME:
+        try:
+            return os.open(path, READ_FLAGS | NOATIME)
+        except PermissionError:
+            pass  # O_NOATIME needs ownership of the file
+    return os.open(path, READ_FLAGS)
+
+
+class FileSaver:
+    def __init__(self, repo, chunker: Chunker, on_blob: Callable[[str, int, int], None],
+                 on_bytes: Callable[[int], None], workers: int):
+        self.blobs = repo.blobs
+        self.chunker = chunker
+        self.on_blob = on_blob
+        self.on_bytes = on_bytes
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-saver")
+        self.budget = ByteBudget(IN_FLIGHT_BYTES)
+
+    def save_blob(self, data) -> Tuple[str, int, int]:
+        """(id, plaintext size if new else 0, stored size if new else 0)."""
+        blob_id = hashlib.sha256(data).hexdigest()
+        if self.blobs.known("data", blob_id):
+            return blob_id, 0, 0
+        sealed, ulen = self.blobs.seal_blob("data", data, blob_id)
+        new, stored = self.blobs.add_sealed("data", blob_id, sealed, ulen)
+        if new:
+            self.on_blob("data", len(data), stored)
+            return blob_id, len(data), stored
+        return blob_id, 0, 0
+
+    def _save_queued(self, data) -> Tuple[str, int, int]:
+        try:
+            return self.save_blob(data)
+        finally:
+            self.budget.release(len(data))
+
+    def read_content(self, fd: int, size_hint: int) -> Tuple[List[str], int, int, int]:
+        """Chunk and save everything readable from fd: (blob ids, bytes read, plaintext
+        added, stored added)."""
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            if size_hint < MIN_SIZE:
+                data = f.read(MIN_SIZE)
+                if len(data) < MIN_SIZE:
+                    self.on_bytes(len(data))
+                    if not data:
+                        return [], 0, 0, 0
+                    blob_id, added, stored = self.save_blob(data)
+                    return [blob_id], len(data), added, stored
+                stream = _Prepend(data, f)  # the file grew past the minimum: chunk it
+            else:
+                stream = f
+            return self.save_stream(stream)
+
+    def save_stream(self, stream) -> Tuple[List[str], int, int, int]:
+        """Chunk a stream, saving chunks in the pool: (blob ids, bytes, added, stored)."""
+        futures: List[Future] = []
+        total = 0
+        try:
+            for chunk in self.chunker.chunks(stream):
+                self.budget.acquire(len(chunk))
+                futures.append(self.pool.submit(self._save_queued, chunk))
+                total += len(chunk)
+                self.on_bytes(len(chunk))
+        finally:
+            results = [fut.result() for fut in futures]  # never leave queued chunks behind
+        ids = [r[0] for r in results]
+        return ids, total, sum(r[1] for r in results), sum(r[2] for r in results)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+class _Prepend:
+    """A stream that yields `head` first, then the rest of `f`."""
+
+    def __init__(self, head: bytes, f):
+        self._head = memoryview(head)
+        self._f = f
+
+    def readinto(self, buf) -> int:
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._f.readinto(buf)
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            out = bytes(self._head[:n] if n >= 0 else self._head)
+            self._head = self._head[len(out):]
+            return out
+        return self._f.read(n)

@@ -1,0 +1,102 @@
+"""What a backup reports while it runs, and the totals it ends with."""
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ItemCounts:
+    new: int = 0
+    changed: int = 0
+    unmodified: int = 0
+
+
+@dataclass
+class BackupStats:
+    """The numbers of restic's backup summary."""
+
+    files: ItemCounts = field(default_factory=ItemCounts)
+    dirs: ItemCounts = field(default_factory=ItemCounts)
+    data_blobs: int = 0
+    tree_blobs: int = 0
+    data_added: int = 0  # plaintext bytes of new blobs
+    data_added_packed: int = 0  # what they take in the repository
+    files_processed: int = 0
+    bytes_processed: int = 0
+    errors: int = 0
+
+
+@dataclass
+class ItemResult:
+    """One saved file or directory, for -vv and --json -v output."""
+
+    action: str  # "new", "modified", "unchanged"
+    data_size: int = 0
+    data_size_in_repo: int = 0
+    metadata_size: int = 0
+    metadata_size_in_repo: int = 0
+    duration: float = 0.0
+
+
+class BackupProgress:
+    """Receives events from the archiver's threads; the CLI subclasses it.
+
+    Methods may be called from several threads at once; counters are updated under a lock.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.stats = BackupStats()
+        self.current = set()
+        self.scan_files = 0
+        self.scan_bytes = 0
+        self.scan_done = False
+
+    # --- archiver events ---
+    def start_file(self, path: str) -> None:
+        with self.lock:
+            self.current.add(path)
+
+    def file_done(self, path: str, kind: str, result: ItemResult, size: int) -> None:
+        """kind: 'file' or 'dir'."""
+        with self.lock:
+            self.current.discard(path)
+            counts = self.stats.files if kind == "file" else self.stats.dirs
+            if result.action == "new":
+                counts.new += 1
+            elif result.action == "unchanged":
+                counts.unmodified += 1
+            else:
+                counts.changed += 1
+            if kind == "file":
+                self.stats.files_processed += 1
+                self.stats.bytes_processed += size
+        self.item(path, kind, result)
+
+    def blob_added(self, blob_type: str, plain: int, stored: int) -> None:
+        with self.lock:
+            if blob_type == "data":
+                self.stats.data_blobs += 1
+            else:
+                self.stats.tree_blobs += 1
+            self.stats.data_added += plain
+            self.stats.data_added_packed += stored
+
+    def bytes_read(self, n: int) -> None:
+        """Content bytes read so far (for live progress)."""
+
+    def error(self, path: str, message: str, during: str = "archival") -> None:
+        with self.lock:
+            self.stats.errors += 1
+            self.current.discard(path)
+
+    def scan_finished(self, files: int, size: int, seconds: float) -> None:
+        with self.lock:
+            self.scan_files, self.scan_bytes, self.scan_done = files, size, True
+
+    def scan_progress(self, files: int, size: int) -> None:
+        with self.lock:
+            self.scan_files, self.scan_bytes = files, size
+
+    # --- for output subclasses ---
+    def item(self, path: str, kind: str, result: ItemResult) -> None:
+        pass

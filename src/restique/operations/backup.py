@@ -1,0 +1,135 @@
+"""A whole backup run: choose the parent, save the targets, write the snapshot."""
+import getpass
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..errors import RestiqueError, UsageError
+from ..model.gotime import GoTime
+from .archiver import Archiver, BackupOptions, BackupProgress
+from .archiver.parent import find_parent
+from .archiver.targets import absolute_paths, build_target_tree
+
+PROGRAM_VERSION = "restique 0.1.0"
+
+
+@dataclass
+class BackupRequest:
+    paths: List[str] = field(default_factory=list)
+    tags: List[str] = field(default_factory=list)
+    hostname: Optional[str] = None
+    time: Optional[GoTime] = None
+    parent: Optional[str] = None  # full snapshot id; None = find one
+    force: bool = False
+    dry_run: bool = False
+    excludes: List[str] = field(default_factory=list)  # recorded in the snapshot
+    stdin: object = None  # a binary stream for --stdin
+    stdin_filename: str = "stdin"
+    options: BackupOptions = field(default_factory=BackupOptions)
+
+
+@dataclass
+class BackupOutcome:
+    snapshot_id: Optional[str]  # None for a dry run
+    parent: Optional[str]
+    tree: str
+    progress: BackupProgress
+    started: GoTime
+    ended: GoTime
+    snapshot: dict
+
+
+def _username() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return ""
+
+
+def existing_targets(paths: List[str], warn) -> List[str]:
+    """The paths that exist (a missing one is only a warning, as in restic)."""
+    found = []
+    for p in paths:
+        if os.path.lexists(p):
+            found.append(p)
+        else:
+            warn(f"{p} does not exist, skipping")
+    if not found:
+        raise RestiqueError("all target directories/files do not exist")
+    return found
+
+
+def run_backup(repo, req: BackupRequest, progress: Optional[BackupProgress] = None,
+               on_parent=None) -> BackupOutcome:
+    """Back up req.paths (or req.stdin) into repo. on_parent(parent_id or None) is called
+    once the parent is known, before files are read."""
+    progress = progress or BackupProgress()
+    start = GoTime.now()
+    snap_time = req.time or start
+    hostname = req.hostname if req.hostname is not None else socket.gethostname()
+    repo.load_index()
+    repo.blobs.dry_run = req.dry_run
+    archiver = Archiver(repo, req.options, progress)
+
+    if req.stdin is not None:
+        name = req.stdin_filename
+        parts = [p for p in name.split("/") if p]
+        if not parts:
+            raise UsageError(f"invalid --stdin-filename {name!r}")
+        paths = ["/" + "/".join(parts)]
+        parent_id = None
+        if on_parent:
+            on_parent(None)
+        tree = archiver.save_stream(req.stdin, parts, snap_time)
+    else:
+        paths = absolute_paths(req.paths)
+        parent_id = None
+        if not req.force:
+            parent_id = req.parent or find_parent(repo, hostname, paths, snap_time)
+        if on_parent:
+            on_parent(parent_id)
+        parent_tree = repo.load_json("snapshot", parent_id).get("tree") if parent_id else None
+        tree = archiver.save_targets(build_target_tree(req.paths), parent_tree)
+
+    repo.flush()
+    end = GoTime.now()
+    stats = progress.stats
+    snapshot = {"time": snap_time.rfc3339()}
+    if parent_id:
+        snapshot["parent"] = parent_id
+    snapshot["tree"] = tree
+    snapshot["paths"] = paths
+    if hostname:
+        snapshot["hostname"] = hostname
+    user = _username()
+    if user:
+        snapshot["username"] = user
+    if os.getuid():
+        snapshot["uid"] = os.getuid()
+    if os.getgid():
+        snapshot["gid"] = os.getgid()
+    if req.excludes:
+        snapshot["excludes"] = list(req.excludes)
+    if req.tags:
+        snapshot["tags"] = list(req.tags)
+    snapshot["program_version"] = PROGRAM_VERSION
+    snapshot["summary"] = {
+        "backup_start": start.rfc3339(),
+        "backup_end": end.rfc3339(),
+        "files_new": stats.files.new,
+        "files_changed": stats.files.changed,
+        "files_unmodified": stats.files.unmodified,
+        "dirs_new": stats.dirs.new,
+        "dirs_changed": stats.dirs.changed,
+        "dirs_unmodified": stats.dirs.unmodified,
+        "data_blobs": stats.data_blobs,
+        "tree_blobs": stats.tree_blobs,
+        "data_added": stats.data_added,
+        "data_added_packed": stats.data_added_packed,
+        "total_files_processed": stats.files_processed,
+        "total_bytes_processed": stats.bytes_processed,
+    }
+    snapshot_id = None if req.dry_run else repo.save_json("snapshot", snapshot)
+    return BackupOutcome(snapshot_id, parent_id, tree, progress, start, end, snapshot)

@@ -1,0 +1,139 @@
+"""Reading file system metadata into tree nodes, as restic records it."""
+import grp
+import os
+import pwd
+import stat
+import threading
+import time
+from typing import Dict, Optional
+
+from ..model.gotime import GoTime
+from ..model.node import (
+    MODE_CHAR_DEVICE,
+    MODE_DEVICE,
+    MODE_DIR,
+    MODE_NAMED_PIPE,
+    MODE_SETGID,
+    MODE_SETUID,
+    MODE_SOCKET,
+    MODE_STICKY,
+    MODE_SYMLINK,
+    Node,
+)
+
+_TYPES = {
+    stat.S_IFREG: ("file", 0),
+    stat.S_IFDIR: ("dir", MODE_DIR),
+    stat.S_IFLNK: ("symlink", MODE_SYMLINK),
+    stat.S_IFBLK: ("dev", MODE_DEVICE),
+    stat.S_IFCHR: ("chardev", MODE_DEVICE | MODE_CHAR_DEVICE),
+    stat.S_IFIFO: ("fifo", MODE_NAMED_PIPE),
+    stat.S_IFSOCK: ("socket", MODE_SOCKET),
+}
+
+_names_lock = threading.Lock()
+_users: Dict[int, str] = {}
+_groups: Dict[int, str] = {}
+
+
+def user_name(uid: int) -> str:
+    name = _users.get(uid)
+    if name is None:
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = ""
+        with _names_lock:
+            _users[uid] = name
+    return name
+
+
+def group_name(gid: int) -> str:
+    name = _groups.get(gid)
+    if name is None:
+        try:
+            name = grp.getgrgid(gid).gr_name
+        except KeyError:
+            name = ""
+        with _names_lock:
+            _groups[gid] = name
+    return name
+
+
+class LocalTime:
+    """GoTime in the local zone, with the zone offset looked up once per quarter hour
+    (offsets only change on quarter-hour boundaries)."""
+
+    def __init__(self):
+        self._offsets: Dict[int, int] = {}
+
+    def __call__(self, ns: int) -> GoTime:
+        bucket = (ns // 1_000_000_000) // 900
+        offset = self._offsets.get(bucket)
+        if offset is None:
+            offset = self._offsets[bucket] = time.localtime(bucket * 900).tm_gmtoff
+        return GoTime(ns, offset)
+
+
+local_time = LocalTime()
+
+
+def go_mode(st_mode: int) -> int:
+    """os.FileMode bits for a Unix st_mode."""
+    _, type_bits = _TYPES.get(stat.S_IFMT(st_mode), ("irregular", 1 << 19))
+    mode = (st_mode & 0o777) | type_bits
+    if st_mode & stat.S_ISUID:
+        mode |= MODE_SETUID
+    if st_mode & stat.S_ISGID:
+        mode |= MODE_SETGID
+    if st_mode & stat.S_ISVTX:
+        mode |= MODE_STICKY
+    return mode
+
+
+def read_xattrs(path) -> list:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []
+    result = []
+    for name in names:
+        try:
+            result.append((name, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError:
+            continue
+    return result
+
+
+def node_from_stat(name: str, path, st: os.stat_result, with_atime: bool = False, xattrs: bool = True) -> Node:
+    """A node for a directory entry, from its lstat result. File content and a
+    directory's subtree are filled in by the archiver."""
+    node_type, _ = _TYPES.get(stat.S_IFMT(st.st_mode), ("irregular", 0))
+    mtime = local_time(st.st_mtime_ns)
+    node = Node(
+        name=name,
+        type=node_type,
+        mode=go_mode(st.st_mode),
+        mtime=mtime,
+        atime=local_time(st.st_atime_ns) if with_atime else mtime,
+        ctime=local_time(st.st_ctime_ns),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        user=user_name(st.st_uid),
+        group=group_name(st.st_gid),
+        inode=st.st_ino,
+        device_id=st.st_dev,
+    )
+    if node_type == "file":
+        node.size = st.st_size
+        node.links = st.st_nlink
+        node.content = []
+    elif node_type == "symlink":
+        node.links = st.st_nlink
+        node.linktarget = os.readlink(path) if isinstance(path, str) else os.fsdecode(os.readlink(path))
+    elif node_type in ("dev", "chardev"):
+        node.links = st.st_nlink
+        node.device = st.st_rdev
+    if xattrs:
+        node.xattrs = read_xattrs(path)
+    return node
