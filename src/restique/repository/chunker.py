@@ -1,0 +1,300 @@
+"""Content-defined chunking, cut-for-cut compatible with restic's chunker.
+
+restic (github.com/restic/chunker v0.4.0, used by restic 0.14) splits a file
+where a Rabin fingerprint of the last 64 bytes, taken modulo the
+repository's random polynomial (the "chunker_polynomial" of the repository
+config), has its lowest 20 bits all zero; a chunk is never shorter than 512 KiB
+(except the last one of a file) nor longer than 8 MiB.  The scanning is done
+by the C extension :mod:`restique._chunker` without holding the GIL; this
+module feeds it large buffers and assembles the chunks.
+
+Only this module and the extension are imported here, so that importing the
+chunker never drags in the rest of the package.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from typing import Iterator
+
+from restique import _chunker
+
+__all__ = [
+    "MIN_SIZE",
+    "MAX_SIZE",
+    "AVERAGE_BITS",
+    "WINDOW_SIZE",
+    "Chunker",
+    "random_polynomial",
+    "is_irreducible",
+    "polynomial_degree",
+]
+
+MIN_SIZE = 512 * 1024
+MAX_SIZE = 8 * 1024 * 1024
+AVERAGE_BITS = 20  # split mask (1 << 20) - 1: chunks of about 1 MiB past MinSize
+WINDOW_SIZE = 64
+DEFAULT_BUFFER_SIZE = 16 * 1024 * 1024
+
+_POL_MAX_TRIES = 1_000_000  # restic gives up after a million random candidates
+_POOLED_BUFFERS = 4  # per Chunker, each buffer_size bytes
+
+
+# --------------------------------------------------------------------------
+# Polynomials over GF(2), represented as ints (bit i = coefficient of x^i).
+
+
+def _check_u64(pol: int) -> int:
+    if isinstance(pol, bool) or not isinstance(pol, int):
+        raise TypeError(f"polynomial must be an int, not {type(pol).__name__}")
+    if not 0 <= pol < 1 << 64:
+        raise ValueError(f"polynomial {pol:#x} does not fit in 64 bits")
+    return pol
+
+
+def polynomial_degree(pol: int) -> int:
+    """Degree of ``pol``; -1 for the zero polynomial (as restic's Pol.Deg)."""
+    return _check_u64(pol).bit_length() - 1
+
+
+def _mod(x: int, m: int) -> int:
+    dm = m.bit_length()
+    while (dx := x.bit_length()) >= dm:
+        x ^= m << (dx - dm)
+    return x
+
+
+def _mulmod(a: int, b: int, m: int) -> int:
+    """a * b mod m (carry-less)."""
+    res = 0
+    while b:
+        if b & 1:
+            res ^= a
+        b >>= 1
+        a <<= 1
+        if a.bit_length() >= m.bit_length():
+            a ^= m << (a.bit_length() - m.bit_length())
+    return _mod(res, m)
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, _mod(a, b)
+    return a
+
+
+def is_irreducible(pol: int) -> bool:
+    """Whether ``pol`` is irreducible over GF(2) (Ben-Or's test, as restic).
+
+    For every polynomial of degree >= 1 this gives restic's answer.  restic's
+    Pol.Irreducible also answers True for the constants 0 and 1 (its loop
+    simply does not run); those are not irreducible and this returns False.
+    """
+    _check_u64(pol)
+    deg = pol.bit_length() - 1
+    if deg < 1:
+        return False
+    x_pow = 2  # x^(2^i) mod pol, starting with i = 0
+    for _ in range(deg // 2):
+        x_pow = _mulmod(x_pow, x_pow, pol)
+        if _gcd(pol, _mod(x_pow ^ 2, pol)) != 1:
+            return False
+    return True
+
+
+def random_polynomial() -> int:
+    """A random irreducible polynomial of degree 53, picked as restic does.
+
+    restic reads 8 random bytes as a little-endian uint64, keeps bits 0..53,
+    sets bits 53 and 0, and tries again until the result is irreducible.
+    """
+    for _ in range(_POL_MAX_TRIES):
+        f = int.from_bytes(os.urandom(8), "little")
+        f &= (1 << 54) - 1
+        f |= (1 << 53) | 1
+        if is_irreducible(f):
+            return f
+    raise RuntimeError("unable to find new random irreducible polynomial")
+
+
+def _check_chunker_pol(pol: int) -> int:
+    _check_u64(pol)
+    deg = pol.bit_length() - 1
+    if pol == 0:
+        raise ValueError("the chunker polynomial must not be zero")
+    if deg > 53:
+        # restic's chunker panics: "the polynomial must have a degree less than or equal 53"
+        raise ValueError(f"chunker polynomial {pol:#x} has degree {deg} > 53")
+    if deg < 8:
+        raise ValueError(f"chunker polynomial {pol:#x} has degree {deg} < 8")
+    return pol
+
+
+@functools.lru_cache(maxsize=32)
+def _tables(pol: int) -> _chunker.Tables:
+    """The immutable C tables for a polynomial, built once per polynomial."""
+    return _chunker.Tables(pol)
+
+
+# --------------------------------------------------------------------------
+# The chunker
+
+
+class Chunker:
+    """Splits byte streams into restic-compatible chunks.
+
+    A Chunker holds only configuration; every call of :meth:`chunks` or
+    :meth:`cut_lengths` has its own scanning state, so one Chunker may chunk
+    several streams at once, from several threads.
+    """
+
+    def __init__(
+        self,
+        pol: int,
+        min_size: int = MIN_SIZE,
+        max_size: int = MAX_SIZE,
+        *,
+        average_bits: int = AVERAGE_BITS,
+    ):
+        _check_chunker_pol(pol)
+        if not WINDOW_SIZE <= min_size <= max_size:
+            raise ValueError(f"need {WINDOW_SIZE} <= min_size <= max_size, got {min_size}, {max_size}")
+        if not 0 <= average_bits <= 63:
+            raise ValueError(f"average_bits must be in [0, 63], got {average_bits}")
+        self.pol = pol
+        self.min_size = min_size
+        self.max_size = max_size
+        self.average_bits = average_bits
+        self._tab = _tables(pol)
+        # read buffers, reused across calls of chunks() (by any thread)
+        self._pool: list[bytearray] = []
+        self._pool_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Chunker(pol={self.pol:#x}, min_size={self.min_size}, max_size={self.max_size}, "
+            f"average_bits={self.average_bits})"
+        )
+
+    def _scanner(self) -> _chunker.Scanner:
+        return _chunker.Scanner(self._tab, self.min_size, self.max_size, self.average_bits)
+
+    def cut_lengths(self, data) -> list[int]:
+        """Lengths of the chunks of an in-memory bytes-like object."""
+        cuts = self._scanner().scan(data)
+        total = memoryview(data).nbytes
+        lengths = []
+        prev = 0
+        for cut in cuts:
+            lengths.append(cut - prev)
+            prev = cut
+        if total > prev:
+            lengths.append(total - prev)
+        return lengths
+
+    def chunks(self, stream, buffer_size: int = DEFAULT_BUFFER_SIZE) -> Iterator[bytes]:
+        """Yield the chunks of a binary stream (anything with readinto() or read()), in order.
+
+        Every chunk is a new ``bytes`` object, independent of the chunker's
+        buffers, so it may be handed to another thread.  Read errors of the
+        stream propagate unchanged.
+        """
+        if buffer_size <= 0:
+            raise ValueError("buffer_size must be positive")
+        if getattr(stream, "readinto", None) is not None:
+            return self._chunks_readinto(stream, buffer_size)
+        if getattr(stream, "read", None) is not None:
+            return self._chunks_read(stream, buffer_size)
+        raise TypeError(f"{type(stream).__name__} has neither readinto() nor read()")
+
+    def _get_buffer(self, size: int) -> bytearray:
+        with self._pool_lock:
+            for i, buf in enumerate(self._pool):
+                if len(buf) == size:
+                    return self._pool.pop(i)
+        return bytearray(size)
+
+    def _put_buffers(self, bufs: list[bytearray]) -> None:
+        with self._pool_lock:
+            for buf in bufs:
+                if len(self._pool) < _POOLED_BUFFERS:
+                    self._pool.append(buf)
+
+    def _chunks_readinto(self, stream, buffer_size: int) -> Iterator[bytes]:
+        scanner = self._scanner()
+        readinto = stream.readinto
+        pending: list[memoryview] = []  # the unfinished chunk so far, in buffers held below
+        held: list[bytearray] = []  # earlier buffers that pending still points into
+        spare: list[bytearray] = []  # buffers free for reuse by this stream
+        buf = self._get_buffer(buffer_size)
+        try:
+            while True:
+                view = memoryview(buf)
+                n = _fill(readinto, view)
+                at_eof = n < buffer_size  # _fill only stops short at the end of the stream
+                start = 0
+                for cut in scanner.scan(buf, 0, n):
+                    if pending:
+                        pending.append(view[start:cut])
+                        yield b"".join(pending)
+                        pending.clear()
+                        spare.extend(held)
+                        held.clear()
+                    else:
+                        yield bytes(view[start:cut])
+                    start = cut
+                if start < n:
+                    pending.append(view[start:n])
+                    if at_eof:
+                        break
+                    # The unfinished chunk keeps this buffer alive; read on into another one.
+                    held.append(buf)
+                    buf = spare.pop() if spare else self._get_buffer(buffer_size)
+                elif at_eof:
+                    break
+            if pending:
+                yield b"".join(pending)
+        finally:
+            pending.clear()
+            self._put_buffers([buf] + held + spare)
+
+    def _chunks_read(self, stream, buffer_size: int) -> Iterator[bytes]:
+        scanner = self._scanner()
+        read = stream.read
+        pending: list[memoryview] = []
+        while True:
+            data = read(buffer_size)
+            if data is None:
+                raise BlockingIOError("the stream has no data available (non-blocking?)")
+            if not data:
+                break
+            view = memoryview(data).cast("B")
+            n = view.nbytes
+            start = 0
+            for cut in scanner.scan(view, 0, n):
+                if pending:
+                    pending.append(view[start:cut])
+                    yield b"".join(pending)
+                    pending.clear()
+                else:
+                    yield bytes(view[start:cut])
+                start = cut
+            if start < n:
+                pending.append(view[start:n])
+        if pending:
+            yield b"".join(pending)
+
+
+def _fill(readinto, view: memoryview) -> int:
+    """Read into view until it is full or the stream ends; return the byte count."""
+    got = 0
+    size = len(view)
+    while got < size:
+        n = readinto(view[got:] if got else view)
+        if n is None:
+            raise BlockingIOError("the stream has no data available (non-blocking?)")
+        if n == 0:
+            break
+        got += n
+    return got
