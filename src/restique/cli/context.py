@@ -69,9 +69,10 @@ class GlobalOptions:
                     raise
                 print("wrong password or no key found. Try again", file=sys.stderr)
         self.repository = repo
+        if not self.quiet and not self.json and sys.stdout.isatty():
+            level = f", compression level {repo.compression}" if repo.config.version >= 2 else ""
+            print(f"repository {repo.config.id[:8]} opened (version {repo.config.version}{level})")
         if lock is not None and not (self.no_lock and not lock):
-            if lock and not self.json and not self.quiet:
-                print("create exclusive lock for repository", file=sys.stderr)
             repo.lock(exclusive=lock, retry_seconds=self.retry_lock)
         if load_index:
             repo.load_index()

@@ -83,9 +83,11 @@ class Archiver:
             job = self._save_target_dir(root, "", None, parent_tree)
             node = job.future.result()
             return node.subtree
+        except BaseException:
+            self.files.cancelled.set()
+            raise
         finally:
-            self.readers.shutdown(wait=True)
-            self.files.shutdown()
+            self._shutdown()
 
     def save_stream(self, stream, name_parts: List[str], mtime: GoTime) -> str:
         """--stdin: one file named name_parts[-1] below directories name_parts[:-1]."""
@@ -100,9 +102,16 @@ class Archiver:
                 node = Node(name=name_parts[depth - 1], type="dir", mode=(1 << 31) | 0o755, mtime=mtime,
                             atime=mtime, ctime=mtime, uid=os.getuid(), gid=os.getgid(), subtree=tree_id)
             return self._save_tree([node], None, "/", None, count=False)
+        except BaseException:
+            self.files.cancelled.set()
+            raise
         finally:
-            self.readers.shutdown(wait=True)
-            self.files.shutdown()
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        cancel = self.files.cancelled.is_set()
+        self.readers.shutdown(wait=True, cancel_futures=cancel)
+        self.files.shutdown()
 
     # --- parent snapshot ---
     def _parent_children(self, parent_tree: Optional[str]) -> Dict[str, Node]:
@@ -285,6 +294,8 @@ class Archiver:
 
     def _read_file(self, fs_path: str, st: os.stat_result, node: Node, snap_path: str,
                    old: Optional[Node]) -> Optional[Node]:
+        if self.files.cancelled.is_set():
+            return None
         started = time.monotonic()
         try:
             fd = open_for_reading(fs_path)

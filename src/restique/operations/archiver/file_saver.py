@@ -58,6 +58,7 @@ class FileSaver:
         self.on_bytes = on_bytes
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-saver")
         self.budget = ByteBudget(IN_FLIGHT_BYTES)
+        self.cancelled = threading.Event()
 
     def save_blob(self, data) -> Tuple[str, int, int]:
         """(id, plaintext size if new else 0, stored size if new else 0)."""
@@ -100,6 +101,8 @@ class FileSaver:
         total = 0
         try:
             for chunk in self.chunker.chunks(stream):
+                if self.cancelled.is_set():
+                    raise Cancelled()
                 self.budget.acquire(len(chunk))
                 futures.append(self.pool.submit(self._save_queued, chunk))
                 total += len(chunk)
@@ -110,7 +113,11 @@ class FileSaver:
         return ids, total, sum(r[1] for r in results), sum(r[2] for r in results)
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True, cancel_futures=self.cancelled.is_set())
+
+
+class Cancelled(Exception):
+    """The backup was interrupted; raised in worker threads to stop reading early."""
 
 
 class _Prepend:
