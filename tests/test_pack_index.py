@@ -17,7 +17,8 @@ def _pack(key, blobs):
     writer = PackWriter(key)
     for kind, blob_id, sealed, ulen in blobs:
         writer.add(kind, blob_id, sealed, ulen)
-    return writer.finish()
+    pack_id, parts, entries = writer.finish()
+    return pack_id, b"".join(parts), entries
 
 
 def test_pack_header_round_trip():

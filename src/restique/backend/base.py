@@ -36,7 +36,8 @@ class Backend(Protocol):
         """Lay out a new, empty repository; fail if a config already exists."""
 
     def save(self, ftype: FileType, name: str, data) -> None:
-        """Store a whole file atomically: readers see all of it or nothing."""
+        """Store a whole file atomically: readers see all of it or nothing. data is bytes
+        or a list of byte strings to be stored one after the other."""
 
     def load(self, ftype: FileType, name: str, offset: int = 0, length: Optional[int] = None) -> bytes:
         """Read a file, or length bytes of it from offset. Raises FileNotFoundError."""

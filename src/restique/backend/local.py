@@ -9,6 +9,24 @@ DIR_MODE = 0o700
 FILE_MODE = 0o400  # restic makes repository files read-only
 
 
+def _write_all(fd: int, data) -> None:
+    """Write bytes, or a list of byte strings with gathered writes."""
+    if isinstance(data, (list, tuple)):
+        pending = [memoryview(p) for p in data if len(p)]
+        while pending:
+            written = os.writev(fd, pending[:1024])
+            while written and pending:
+                if written >= len(pending[0]):
+                    written -= len(pending.pop(0))
+                else:
+                    pending[0] = pending[0][written:]
+                    written = 0
+        return
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class LocalBackend:
     def __init__(self, path: str, location: Optional[str] = None):
         self.path = path
@@ -57,9 +75,7 @@ class LocalBackend:
             os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
             os.fsync(fd)
         except BaseException:
             os.close(fd)

@@ -39,7 +39,7 @@ def read_files_from(plain, verbatim, raw) -> list:
             line = line.rstrip("\r").strip()
             if not line or line.startswith("#"):
                 continue
-            matches = glob.glob(line) if glob.has_magic(line) else [line]
+            matches = glob.glob(line, include_hidden=True) if glob.has_magic(line) else [line]
             paths.extend(sorted(matches) or [line])
     for path in verbatim:
         paths.extend(line.rstrip("\r") for line in _read_list(path, b"\n") if line.rstrip("\r"))

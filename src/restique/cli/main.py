@@ -121,7 +121,10 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGHUP, _terminate)
     code = 0
     try:
-        cli.main(args=argv, prog_name="restique", standalone_mode=False)
+        # without standalone mode click returns (not raises) the code of a ctx.exit()/Exit
+        returned = cli.main(args=argv, prog_name="restique", standalone_mode=False)
+        if isinstance(returned, int):
+            code = returned
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.Abort:

@@ -13,6 +13,20 @@ _RFC3339 = re.compile(
 )
 
 
+# Backups format many timestamps that share their second; the date part is cached.
+_FORMATTED = {}
+
+
+def _format_parts(seconds: int, offset: int):
+    t = time.gmtime(seconds + offset)
+    date = "%04d-%02d-%02dT%02d:%02d:%02d" % t[:6]
+    if offset == 0:
+        return date, "Z"
+    sign = "-" if offset < 0 else "+"
+    off = abs(offset)
+    return date, "%s%02d:%02d" % (sign, off // 3600, off % 3600 // 60)
+
+
 @dataclass(frozen=True, order=True)
 class GoTime:
     unix_ns: int
@@ -56,15 +70,24 @@ class GoTime:
 
     def rfc3339(self) -> str:
         """Go's time.RFC3339Nano: trailing zeros of the fraction dropped, 'Z' for UTC."""
-        t = self._wall()
-        text = "%04d-%02d-%02dT%02d:%02d:%02d" % t[:6]
-        if self.nanos:
-            text += "." + ("%09d" % self.nanos).rstrip("0")
-        if self.offset == 0:
-            return text + "Z"
-        sign = "-" if self.offset < 0 else "+"
-        off = abs(self.offset)
-        return text + "%s%02d:%02d" % (sign, off // 3600, off % 3600 // 60)
+        text = self.__dict__.get("_text")
+        if text is None:
+            text = self._format()
+            object.__setattr__(self, "_text", text)  # a cache; the value never changes
+        return text
+
+    def _format(self) -> str:
+        seconds, nanos = divmod(self.unix_ns, 1_000_000_000)
+        key = (seconds, self.offset)
+        parts = _FORMATTED.get(key)
+        if parts is None:
+            parts = _format_parts(seconds, self.offset)
+            if len(_FORMATTED) > 65536:
+                _FORMATTED.clear()
+            _FORMATTED[key] = parts
+        if nanos:
+            return parts[0] + "." + ("%09d" % nanos).rstrip("0") + parts[1]
+        return parts[0] + parts[1]
 
     def local_string(self) -> str:
         """'2006-01-02 15:04:05' in the local time zone, as restic's tables show times."""

@@ -13,6 +13,8 @@ _NEEDS_QUOTING = re.compile(r'[\\"\x00-\x1f\x7f-\U0010ffff]')
 
 def go_quote(name: str) -> str:
     """strconv.Quote(name)[1:-1] for a file system name (str with surrogate escapes)."""
+    if name.isascii() and name.isprintable() and "\\" not in name and '"' not in name:
+        return name  # the common case, decided without a regex scan
     if not _NEEDS_QUOTING.search(name):
         return name
     out = []

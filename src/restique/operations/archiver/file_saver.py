@@ -15,7 +15,8 @@ from ...repository.chunker import MIN_SIZE, Chunker
 
 READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 NOATIME = getattr(os, "O_NOATIME", 0)
-IN_FLIGHT_BYTES = 96 * 1024 * 1024
+IN_FLIGHT_BYTES = 32 * 1024 * 1024  # chunks read but not yet sealed
+CHUNK_BUFFER = 4 * 1024 * 1024  # read size for chunking; bounds memory per reader
 
 
 class ByteBudget:
@@ -81,26 +82,28 @@ class FileSaver:
     def read_content(self, fd: int, size_hint: int) -> Tuple[List[str], int, int, int]:
         """Chunk and save everything readable from fd: (blob ids, bytes read, plaintext
         added, stored added)."""
+        if size_hint < MIN_SIZE:
+            # One read of the expected size plus a byte: a short read of a regular file
+            # means its end, so a small file costs one allocation of its own size.
+            data = os.read(fd, size_hint + 1)
+            if len(data) <= size_hint:
+                self.on_bytes(len(data))
+                if not data:
+                    return [], 0, 0, 0
+                blob_id, added, stored = self.save_blob(data)
+                return [blob_id], len(data), added, stored
+            head = data  # the file grew while we looked: chunk all of it
+        else:
+            head = b""
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            if size_hint < MIN_SIZE:
-                data = f.read(MIN_SIZE)
-                if len(data) < MIN_SIZE:
-                    self.on_bytes(len(data))
-                    if not data:
-                        return [], 0, 0, 0
-                    blob_id, added, stored = self.save_blob(data)
-                    return [blob_id], len(data), added, stored
-                stream = _Prepend(data, f)  # the file grew past the minimum: chunk it
-            else:
-                stream = f
-            return self.save_stream(stream)
+            return self.save_stream(_Prepend(head, f) if head else f)
 
     def save_stream(self, stream) -> Tuple[List[str], int, int, int]:
         """Chunk a stream, saving chunks in the pool: (blob ids, bytes, added, stored)."""
         futures: List[Future] = []
         total = 0
         try:
-            for chunk in self.chunker.chunks(stream):
+            for chunk in self.chunker.chunks(stream, CHUNK_BUFFER):
                 if self.cancelled.is_set():
                     raise Cancelled()
                 self.budget.acquire(len(chunk))

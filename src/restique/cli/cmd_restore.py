@@ -1,0 +1,325 @@
+"""restique restore: extract a snapshot (or one of its folders) into a directory."""
+import click
+
+
+@click.command()
+@click.argument("args", nargs=-1)
+@click.option("-t", "--target", default="", help="directory to extract data to")
+@click.option("-e", "--exclude", multiple=True, metavar="pattern", help="exclude a pattern (can be specified multiple times)")
+@click.option("--iexclude", multiple=True, metavar="pattern", help="same as --exclude pattern but ignores the casing of filenames")
+@click.option("--exclude-file", multiple=True, metavar="file", help="read exclude patterns from a file (can be specified multiple times)")
+@click.option("--iexclude-file", multiple=True, metavar="file", help="same as --exclude-file but ignores casing of filenames in patterns")
+@click.option("-i", "--include", multiple=True, metavar="pattern", help="include a pattern (can be specified multiple times)")
+@click.option("--iinclude", multiple=True, metavar="pattern", help="same as --include pattern but ignores the casing of filenames")
+@click.option("--include-file", multiple=True, metavar="file", help="read include patterns from a file (can be specified multiple times)")
+@click.option("--iinclude-file", multiple=True, metavar="file", help="same as --include-file but ignores casing of filenames in patterns")
+@click.option("-H", "--host", multiple=True, help='only consider snapshots for this host, when snapshot ID "latest" is given (can be specified multiple times)')
+@click.option("--tag", multiple=True, metavar="taglist", help='only consider snapshots including tag[,tag,...], when snapshot ID "latest" is given (can be specified multiple times)')
+@click.option("--path", "paths", multiple=True, metavar="path", help='only consider snapshots including this (absolute) path, when snapshot ID "latest" is given (can be specified multiple times)')
+@click.option("--dry-run", is_flag=True, help="do not write any data, just show what would be done")
+@click.option("--sparse", is_flag=True, help="restore files as sparse")
+@click.option("--verify", is_flag=True, help="verify restored files content")
+@click.option("--overwrite", default="always", metavar="behavior", help="overwrite behavior, one of (always|if-changed|if-newer|never) (default: always)")
+@click.option("--delete", is_flag=True, help="delete files from target directory if they do not exist in snapshot. Use '--dry-run -vv' to check what would be deleted")
+@click.option("--ownership-by-name", is_flag=True, help="restore file ownership by user name and group name (except POSIX ACLs)")
+@click.pass_obj
+def restore(opts, args, target, exclude, iexclude, exclude_file, iexclude_file, include, iinclude,
+            include_file, iinclude_file, host, tag, paths, dry_run, sparse, verify, overwrite, delete,
+            ownership_by_name):
+    """Extract the data from a snapshot.
+
+    The special snapshotID "latest" can be used to restore the latest snapshot in the
+    repository. To only restore a specific subfolder, use the "snapshotID:subfolder" syntax,
+    where "subfolder" is a path within the snapshot tree as shown by "restique ls".
+
+    Exit status is 0 if the command was successful, and 1 if there was any error.
+    """
+    import os
+    import sys
+    import time
+
+    from ..errors import RestiqueError, UsageError
+    from ..operations.restorer import OVERWRITE_MODES, Restorer, Selection
+
+    excludes = _matchers("exclude", exclude, iexclude, exclude_file, iexclude_file)
+    includes = _matchers("include", include, iinclude, include_file, iinclude_file)
+    if not args:
+        raise UsageError("no snapshot ID specified")
+    if len(args) > 1:
+        raise UsageError(f"more than one snapshot ID specified: [{' '.join(args)}]")
+    if not target:
+        raise UsageError("please specify a directory to restore to (--target)")
+    if excludes and includes:
+        raise UsageError("exclude and include patterns are mutually exclusive")
+    if dry_run and verify:
+        raise UsageError("--dry-run and --verify are mutually exclusive")
+    if overwrite not in OVERWRITE_MODES:
+        raise UsageError(f'invalid argument "{overwrite}" for "--overwrite" flag: invalid overwrite '
+                         f'behavior "{overwrite}", must be one of (always|if-changed|if-newer|never)')
+    if delete and os.path.normpath(target) == "/" and not (excludes or includes):
+        raise UsageError("'--target / --delete' must be combined with an include or exclude filter")
+
+    repo = opts.open(lock=False)
+    try:
+        snapshot_id, snapshot = _find_snapshot(repo, args[0], host, tag, paths)
+    except _InvalidID as exc:
+        _out(f"{exc}\n", sys.stderr)  # restic prints this one without "Fatal: "
+        sys.exit(1)
+    spec_subfolder = args[0].partition(":")[2]
+    repo.load_index()
+    tree_id = snapshot.get("tree")
+    if not tree_id:
+        raise RestiqueError(f"snapshot {snapshot_id[:8]} has no tree")
+    if spec_subfolder:
+        from ..operations.walker import find_tree_directory
+
+        tree_id = find_tree_directory(repo, tree_id, spec_subfolder)
+
+    printer = _JSONPrinter(opts) if opts.json else _TextPrinter(opts)
+    if not opts.json and not opts.quiet:
+        _out(f"restoring {_describe(snapshot_id, snapshot)} to {target}\n")
+    t0 = time.monotonic()
+    restorer = Restorer(repo, tree_id, target, Selection(includes or None, excludes or None), overwrite,
+                        delete, dry_run, sparse, printer, ownership_by_name=ownership_by_name)
+    stats = restorer.run()
+    printer.finish(stats, time.monotonic() - t0)
+    if stats.errors:
+        raise RestiqueError(f"There were {len(stats.errors)} errors\n")
+    if verify:
+        if not opts.json and not opts.quiet:
+            _out(f"verifying files in {target}\n")
+        t1 = time.monotonic()
+        count = restorer.verify()
+        if stats.errors:
+            raise RestiqueError(f"There were {len(stats.errors)} errors\n")
+        if not opts.json and not opts.quiet:
+            _out(f"finished verifying {count} files in {target} (took {_go_duration(time.monotonic() - t1)})\n")
+    sys.stdout.flush()
+
+
+def _matchers(kind, patterns, ipatterns, files, ifiles):
+    """The pattern lists of --KIND, --iKIND, --KIND-file and --iKIND-file: one per case
+    sensitivity, as restic keeps one filter function for each; restic's messages for
+    unreadable files and malformed patterns."""
+    from ..errors import UsageError
+    from ..model.patterns import InvalidPatternError, PatternList, read_pattern_file
+
+    def check(option, pats):
+        try:
+            return PatternList(pats)
+        except InvalidPatternError as exc:
+            raise UsageError(f"{option}: {exc}") from None
+
+    def read(option, names):
+        out = []
+        for name in names:
+            try:
+                out += read_pattern_file(name)
+            except UsageError as exc:
+                raise UsageError(f'failed to read patterns from file "{name}": {exc}') from None
+        if out:
+            check(option, out)
+        return out
+
+    patterns = list(patterns) + read(f"--{kind}-file", files)
+    ipatterns = list(ipatterns) + read(f"--i{kind}-file", ifiles)
+    out = []
+    if ipatterns:
+        check(f"--i{kind}", ipatterns)
+        out.append(PatternList(ipatterns, case_insensitive=True))
+    if patterns:
+        out.append(check(f"--{kind}", patterns))
+    return out
+
+
+def _find_snapshot(repo, spec, hosts, tags, paths):
+    """(full id, snapshot JSON) for `ID[:subfolder]` or `latest[:subfolder]`."""
+    from ..errors import NotFound
+    from ..model import snapshot as snapshots
+
+    name = spec.partition(":")[0]
+    try:
+        try:
+            filt = snapshots.SnapshotFilter.from_options(hosts, tags, paths)
+            snapshot_id = snapshots.find_snapshot_id(repo, name, filt)
+        except AttributeError:  # an older model.snapshot without filters
+            snapshot_id = _find_latest_fallback(repo, name, hosts, tags, paths)
+    except NotFound as exc:
+        reason = getattr(exc, "reason", None) or str(exc).replace("could not find snapshot: ", "")
+        raise _InvalidID(f'invalid id "{name}": {reason}') from None
+    return snapshot_id, snapshots.load_snapshot(repo, snapshot_id)
+
+
+def _find_latest_fallback(repo, name, hosts, tags, paths):
+    from ..errors import NotFound
+    from ..model.snapshot import find_snapshot_id, load_snapshot, snapshot_time
+
+    if name != "latest" or not (hosts or tags or paths):
+        return find_snapshot_id(repo, name)
+    best = None
+    for sid in repo.list_ids("snapshot"):
+        sn = load_snapshot(repo, sid)
+        if hosts and sn.get("hostname") not in hosts:
+            continue
+        mine = sn.get("tags") or []
+        if tags and not any(all(t.strip() in mine for t in tl.split(",")) for tl in tags):
+            continue
+        if paths and not all(p in (sn.get("paths") or []) for p in paths):
+            continue
+        t = snapshot_time(sn)
+        if best is None or t > best[0]:
+            best = (t, sid)
+    if best is None:
+        raise NotFound("no snapshot found")
+    return best[1]
+
+
+class _InvalidID(Exception):
+    pass
+
+
+def _describe(snapshot_id, sn) -> str:
+    """restic's Snapshot.String(): `snapshot 1234abcd of [/a /b] at <Go time> by user@host`."""
+    from ..model.gotime import GoTime
+
+    try:
+        t = GoTime.parse(sn.get("time", ""))
+    except ValueError:
+        t = GoTime(0)
+    paths = "[" + " ".join(sn.get("paths") or []) + "]"
+    return f"snapshot {snapshot_id[:8]} of {paths} at {_go_time_string(t)} by {sn.get('username', '')}@{sn.get('hostname', '')}"
+
+
+def _go_time_string(t) -> str:
+    """Go's Time.String() of a time read from JSON: `2006-01-02 15:04:05.999999999 -0700 MST`."""
+    import time
+
+    wall = time.gmtime(t.seconds + t.offset)
+    text = time.strftime("%Y-%m-%d %H:%M:%S", wall)
+    if t.nanos:
+        text += "." + ("%09d" % t.nanos).rstrip("0")
+    sign = "-" if t.offset < 0 else "+"
+    off = abs(t.offset)
+    numeric = "%s%02d%02d" % (sign, off // 3600, off % 3600 // 60)
+    local = time.localtime(t.seconds)
+    if local.tm_gmtoff == t.offset:
+        zone = local.tm_zone
+    elif t.offset == 0:
+        zone = "UTC"
+    else:
+        zone = numeric
+    return f"{text} {numeric} {zone}"
+
+
+def _go_duration(seconds: float) -> str:
+    """Go's time.Duration.String() after Round(time.Millisecond)."""
+    ms = int(round(seconds * 1000))
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s = ("%d.%03d" % divmod(rest, 1000)).rstrip("0").rstrip(".")
+    if h:
+        return f"{h}h{m}m{s}s"
+    if m:
+        return f"{m}m{s}s"
+    return f"{s}s"
+
+
+def _format_bytes(n: int) -> str:
+    for shift, unit in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if n >= 1 << shift:
+            return "%.3f %s" % (n / (1 << shift), unit)
+    return f"{n} B"
+
+
+def _format_seconds(seconds: float) -> str:
+    s = int(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _out(text: str, stream=None) -> None:
+    """Write text with file names' raw bytes (surrogate escapes) as they are."""
+    import sys
+
+    stream = stream or sys.stdout
+    stream.flush()
+    stream.buffer.write(text.encode("utf-8", "surrogateescape"))
+    stream.buffer.flush()
+
+
+_ACTIONS = {
+    "dir restored": "restored", "file restored": "restored", "other restored": "restored",
+    "file updated": "updated", "file unchanged": "unchanged", "deleted": "deleted",
+}
+
+
+class _TextPrinter:
+    def __init__(self, opts):
+        self.opts = opts
+
+    def item(self, action, location, size):
+        if self.opts.quiet or self.opts.verbose < 2:
+            return
+        word = _ACTIONS[action]
+        if action in ("dir restored", "other restored", "deleted"):
+            _out("%-9s %s\n" % (word, location))
+        else:
+            _out("%-9s %s with size %s\n" % (word, location, _format_bytes(size)))
+
+    def error(self, location, message):
+        import sys
+
+        _out(f"ignoring error for {location}: {message}\n", sys.stderr)
+
+    def finish(self, stats, seconds):
+        if self.opts.quiet:
+            return
+        took = _format_seconds(seconds)
+        if stats.complete:
+            line = f"Summary: Restored {stats.files_total} files/dirs ({_format_bytes(stats.bytes_total)}) in {took}"
+        else:
+            line = (f"Summary: Restored {stats.files_restored} / {stats.files_total} files/dirs "
+                    f"({_format_bytes(stats.bytes_restored)} / {_format_bytes(stats.bytes_total)}) in {took}")
+        if stats.files_skipped:
+            line += f", skipped {stats.files_skipped} files/dirs {_format_bytes(stats.bytes_skipped)}"
+        if stats.files_deleted:
+            line += f", deleted {stats.files_deleted} files/dirs"
+        _out(line + "\n")
+
+
+class _JSONPrinter:
+    def __init__(self, opts):
+        self.opts = opts
+
+    def _print(self, obj, stream=None):
+        import sys
+
+        from ..model import gojson
+
+        _out(gojson.dumps(obj) + "\n", stream or sys.stdout)
+
+    def item(self, action, location, size):
+        if self.opts.verbose < 2:
+            return
+        self._print({"message_type": "verbose_status", "action": _ACTIONS[action], "item": location, "size": size})
+
+    def error(self, location, message):
+        import sys
+
+        self._print({"message_type": "error", "error": {"message": message}, "during": "restore", "item": location},
+                    sys.stderr)
+
+    def finish(self, stats, seconds):
+        out = {"message_type": "summary"}
+        for key, value in (("seconds_elapsed", int(seconds)), ("total_files", stats.files_total),
+                           ("files_restored", stats.files_restored), ("files_skipped", stats.files_skipped),
+                           ("files_deleted", stats.files_deleted), ("total_bytes", stats.bytes_total),
+                           ("bytes_restored", stats.bytes_restored), ("bytes_skipped", stats.bytes_skipped)):
+            if value:  # omitempty
+                out[key] = value
+        self._print(out)
