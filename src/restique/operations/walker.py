@@ -84,7 +84,8 @@ def walk_events(repo, tree_id: str, base: str = "/", descend: Optional[Descend] 
     """Every entry below tree_id, plus a leaving event after each directory entered.
 
     descend(path, node) decides for each directory whether its subtree is loaded and walked
-    (default: always). A subtree that cannot be loaded is passed to on_error(path, exc) and
+    (default: always). It is called when the consumer asks for the next event after the
+    directory's own, so the consumer can make the decision while handling that event. A subtree that cannot be loaded is passed to on_error(path, exc) and
     skipped; without on_error the exception propagates. The root tree's errors are reported
     under base.
     """
