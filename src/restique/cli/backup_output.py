@@ -120,6 +120,8 @@ class TextBackupOutput(BackupProgress):
         self.line(f"processed {s.files_processed} files, {format_bytes(s.bytes_processed)} in {format_duration(elapsed)}")
         if outcome.snapshot_id:
             self.line(f"snapshot {outcome.snapshot_id[:8]} saved")
+        elif outcome.skipped:
+            self.line("skipped creating snapshot")
 
 
 class JsonBackupOutput(BackupProgress):

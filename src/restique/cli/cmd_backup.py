@@ -190,6 +190,7 @@ def backup(opts, paths, exclude, iexclude, exclude_file, iexclude_file, exclude_
         parent=find_snapshot_id(repo, parent) if parent and not force else None,
         force=force,
         dry_run=dry_run,
+        skip_if_unchanged=skip_if_unchanged,
         excludes=list(exclude),
         stdin=stream,
         stdin_filename=stdin_filename,

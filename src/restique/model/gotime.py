@@ -6,7 +6,6 @@ depends on the exact text, so times are kept as integer nanoseconds plus an offs
 import calendar
 import re
 import time
-from dataclasses import dataclass
 
 _RFC3339 = re.compile(
     r"^(-?\d{4,})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)$"
@@ -27,10 +26,40 @@ def _format_parts(seconds: int, offset: int):
     return date, "%s%02d:%02d" % (sign, off // 3600, off % 3600 // 60)
 
 
-@dataclass(frozen=True, order=True)
 class GoTime:
-    unix_ns: int
-    offset: int = 0  # seconds east of UTC
+    """An instant in nanoseconds since the epoch plus the UTC offset it is shown in.
+    Immutable by convention; equality and order compare (unix_ns, offset)."""
+
+    __slots__ = ("unix_ns", "offset", "_text")
+
+    def __init__(self, unix_ns: int, offset: int = 0):
+        self.unix_ns = unix_ns
+        self.offset = offset  # seconds east of UTC
+        self._text = None
+
+    def _key(self):
+        return (self.unix_ns, self.offset)
+
+    def __eq__(self, other):
+        return isinstance(other, GoTime) and self._key() == other._key()
+
+    def __lt__(self, other):
+        return self._key() < other._key()
+
+    def __le__(self, other):
+        return self._key() <= other._key()
+
+    def __gt__(self, other):
+        return self._key() > other._key()
+
+    def __ge__(self, other):
+        return self._key() >= other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"GoTime({self.unix_ns}, {self.offset})"
 
     @classmethod
     def now(cls) -> "GoTime":
@@ -70,10 +99,9 @@ class GoTime:
 
     def rfc3339(self) -> str:
         """Go's time.RFC3339Nano: trailing zeros of the fraction dropped, 'Z' for UTC."""
-        text = self.__dict__.get("_text")
+        text = self._text
         if text is None:
-            text = self._format()
-            object.__setattr__(self, "_text", text)  # a cache; the value never changes
+            text = self._text = self._format()
         return text
 
     def _format(self) -> str:

@@ -24,6 +24,7 @@ class BackupRequest:
     parent: Optional[str] = None  # full snapshot id; None = find one
     force: bool = False
     dry_run: bool = False
+    skip_if_unchanged: bool = False  # no snapshot when the tree equals the parent's
     excludes: List[str] = field(default_factory=list)  # recorded in the snapshot
     stdin: object = None  # a binary stream for --stdin
     stdin_filename: str = "stdin"
@@ -39,6 +40,7 @@ class BackupOutcome:
     started: GoTime
     ended: GoTime
     snapshot: dict
+    skipped: bool = False  # --skip-if-unchanged found nothing new
 
 
 def _username() -> str:
@@ -92,6 +94,10 @@ def run_backup(repo, req: BackupRequest, progress: Optional[BackupProgress] = No
             on_parent(parent_id)
         parent_tree = repo.load_json("snapshot", parent_id).get("tree") if parent_id else None
         tree = archiver.save_targets(build_target_tree(req.paths), parent_tree)
+        if req.skip_if_unchanged and parent_tree == tree:
+            repo.flush()
+            now = GoTime.now()
+            return BackupOutcome(None, parent_id, tree, progress, start, now, {}, skipped=True)
 
     repo.flush()
     end = GoTime.now()

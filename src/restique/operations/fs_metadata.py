@@ -68,7 +68,7 @@ class LocalTime:
         self._offsets: Dict[int, int] = {}
 
     def __call__(self, ns: int) -> GoTime:
-        bucket = (ns // 1_000_000_000) // 900
+        bucket = ns // 900_000_000_000
         offset = self._offsets.get(bucket)
         if offset is None:
             offset = self._offsets[bucket] = time.localtime(bucket * 900).tm_gmtoff

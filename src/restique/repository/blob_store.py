@@ -54,7 +54,7 @@ class BlobStore:
         sealed = self.key.seal(payload)
         # Decode what will be stored and compare with the input: catches a broken
         # cipher or compressor before anything reaches the repository.
-        plain = self.key.open(sealed)
+        plain = self.key.decrypt_unverified(sealed)
         if ulen:
             plain = compression.decompress(plain, ulen)
         if plain != data:

@@ -8,7 +8,7 @@ import os
 import stat
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Union
 
@@ -21,6 +21,7 @@ from ...repository.chunker import Chunker
 from .file_saver import FileSaver, open_for_reading
 from .progress import BackupProgress, ItemResult
 from .targets import TargetDir, TargetPath
+from .tasks import Gate, WorkerPool
 
 MAX_QUEUED_FILES = 2048
 
@@ -86,8 +87,8 @@ class Archiver:
         self.chunker = Chunker(repo.config.chunker_polynomial)
         workers = max(2, os.cpu_count() or 2)
         self.files = FileSaver(repo, self.chunker, self.progress.blob_added, self.progress.bytes_read, workers)
-        self.readers = ThreadPoolExecutor(max_workers=max(1, options.read_concurrency), thread_name_prefix="reader")
-        self.queued = threading.BoundedSemaphore(MAX_QUEUED_FILES)
+        self.readers = WorkerPool(max(1, options.read_concurrency), "reader")
+        self.queued = Gate(MAX_QUEUED_FILES, MAX_QUEUED_FILES // 2)
         self._parent_trees: Dict[str, Dict[str, Node]] = {}
         self._root_dev: Optional[int] = None
 
@@ -125,7 +126,7 @@ class Archiver:
 
     def _shutdown(self) -> None:
         cancel = self.files.cancelled.is_set()
-        self.readers.shutdown(wait=True, cancel_futures=cancel)
+        self.readers.shutdown(cancel=cancel)
         self.files.shutdown()
 
     # --- parent snapshot ---
@@ -306,10 +307,10 @@ class Archiver:
             node.content = list(old["content"])
             self.progress.file_done(snap_path, "file", ItemResult("unchanged"), node.size)
             return _done(node)
-        self.queued.acquire()
+        self.queued.enter()
         self.progress.start_file(snap_path)
         fut = self.readers.submit(self._read_file, fs_path, st, node, snap_path, old)
-        fut.add_done_callback(lambda _f: self.queued.release())
+        fut.add_done_callback(lambda _f: self.queued.leave())
         return fut
 
     def _read_file(self, fs_path: str, st: os.stat_result, node: Node, snap_path: str,

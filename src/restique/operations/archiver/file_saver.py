@@ -8,10 +8,10 @@ A byte budget bounds the chunks in flight.
 import hashlib
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, List, Optional, Tuple
 
 from ...repository.chunker import MIN_SIZE, Chunker
+from .tasks import Task, WorkerPool
 
 READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 NOATIME = getattr(os, "O_NOATIME", 0)
@@ -57,7 +57,7 @@ class FileSaver:
         self.chunker = chunker
         self.on_blob = on_blob
         self.on_bytes = on_bytes
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-saver")
+        self.pool = WorkerPool(workers, "blob-saver")
         self.budget = ByteBudget(IN_FLIGHT_BYTES)
         self.cancelled = threading.Event()
 
@@ -100,7 +100,7 @@ class FileSaver:
 
     def save_stream(self, stream) -> Tuple[List[str], int, int, int]:
         """Chunk a stream, saving chunks in the pool: (blob ids, bytes, added, stored)."""
-        futures: List[Future] = []
+        futures: List[Task] = []
         total = 0
         try:
             for chunk in self.chunker.chunks(stream, CHUNK_BUFFER):
@@ -111,12 +111,12 @@ class FileSaver:
                 total += len(chunk)
                 self.on_bytes(len(chunk))
         finally:
-            results = [fut.result() for fut in futures]  # never leave queued chunks behind
+            results = [task.wait() for task in futures]  # never leave queued chunks behind
         ids = [r[0] for r in results]
         return ids, total, sum(r[1] for r in results), sum(r[2] for r in results)
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=self.cancelled.is_set())
+        self.pool.shutdown(cancel=self.cancelled.is_set())
 
 
 class Cancelled(Exception):
