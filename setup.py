@@ -7,6 +7,12 @@ setup(
             "restique._chunker",
             sources=["src/restique/native/_chunker.c"],
             extra_compile_args=["-O3", "-std=c99"],
-        )
+        ),
+        Extension(
+            "restique._seal",
+            sources=["src/restique/native/_seal.c"],
+            libraries=["crypto", "zstd"],
+            extra_compile_args=["-O2", "-std=gnu99"],
+        ),
     ]
 )

@@ -8,7 +8,7 @@ extra="${1:-}"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-packages=(python3 python3-venv python3-dev gcc restic e2fsprogs attr)
+packages=(python3 python3-venv python3-dev gcc libssl-dev libzstd-dev restic e2fsprogs attr)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

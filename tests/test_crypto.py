@@ -70,3 +70,45 @@ def test_new_keys_are_as_strong_as_restic():
 
     n, r, p = calibrate_kdf()
     assert n >= 32768 and r >= 8 and p >= 1
+
+
+def _reference_seal(key: MasterKey, iv: bytes, plaintext: bytes) -> bytes:
+    """restic's sealing written with the `cryptography` package, independent of restique._seal."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+    enc = Cipher(algorithms.AES(key.encrypt), modes.CTR(iv)).encryptor()
+    ciphertext = enc.update(plaintext) + enc.finalize()
+    ecb = Cipher(algorithms.AES(key.mac_k), modes.ECB()).encryptor()
+    s = ecb.update(iv) + ecb.finalize()
+    mask = bytes.fromhex("ffffff0ffcffff0ffcffff0ffcffff0f")
+    r = bytes(a & b for a, b in zip(key.mac_r, mask))
+    return iv + ciphertext + Poly1305.generate_tag(r + s, ciphertext)
+
+
+@given(st.binary(max_size=70_000))
+@settings(max_examples=40, deadline=None)
+def test_native_sealing_matches_an_independent_implementation(data):
+    key = MasterKey.random()
+    sealed = key.seal(data)
+    assert _reference_seal(key, sealed[:16], data) == sealed
+    forged = _reference_seal(key, os.urandom(16), data)
+    assert key.open(forged) == data
+
+
+def test_compressed_blob_round_trip_and_tamper():
+    import zstandard
+
+    key = MasterKey.random()
+    data = b"compressible text " * 5000
+    sealed, ulen = key.seal_blob(data, 3)
+    assert ulen == len(data) and len(sealed) < len(data) // 10
+    assert key.open(sealed, ulen) == data
+    assert zstandard.ZstdDecompressor().decompress(key.open(sealed)) == data  # a plain zstd frame
+    incompressible = os.urandom(10_000)
+    sealed, ulen = key.seal_blob(incompressible, 3)
+    assert ulen == 0 and key.open(sealed) == incompressible
+    damaged = bytearray(key.seal_blob(data, 3)[0])
+    damaged[40] ^= 0x10
+    with pytest.raises(IntegrityError):
+        key.open(bytes(damaged), len(data))

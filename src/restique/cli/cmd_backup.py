@@ -139,23 +139,8 @@ def backup(opts, paths, exclude, iexclude, exclude_file, iexclude_file, exclude_
     if read_concurrency is not None and read_concurrency < 1:
         raise UsageError("--read-concurrency must be at least 1")
 
-    # patterns
-    selector = Selector()
-    pattern_lists = []
-    if exclude or exclude_file:
-        from ..model.patterns import PatternList, read_pattern_file
-
-        pats = list(exclude)
-        for f in exclude_file:
-            pats += read_pattern_file(f)
-        pattern_lists.append(PatternList(pats))
-    if iexclude or iexclude_file:
-        from ..model.patterns import PatternList, read_pattern_file
-
-        pats = list(iexclude)
-        for f in iexclude_file:
-            pats += read_pattern_file(f)
-        pattern_lists.append(PatternList(pats, case_insensitive=True))
+    pattern_lists = [p for p in (_pattern_list(exclude, exclude_file, False),
+                                 _pattern_list(iexclude, iexclude_file, True)) if p is not None]
     markers = [parse_marker(m) for m in exclude_if_present]
     if exclude_caches:
         markers.append((CACHEDIR_TAG[0], CACHEDIR_TAG[1]))
@@ -227,6 +212,18 @@ def backup(opts, paths, exclude, iexclude, exclude_file, iexclude_file, exclude_
     if outcome.progress.stats.errors:
         print("Warning: at least one source file could not be read", file=sys.stderr)
         raise click.exceptions.Exit(3)
+
+
+def _pattern_list(patterns, files, case_insensitive: bool):
+    """One PatternList from command-line patterns plus pattern files, or None."""
+    if not patterns and not files:
+        return None
+    from ..model.patterns import PatternList, read_pattern_file
+
+    collected = list(patterns)
+    for f in files:
+        collected += read_pattern_file(f)
+    return PatternList(collected, case_insensitive=case_insensitive)
 
 
 def output_is_live(output) -> bool:

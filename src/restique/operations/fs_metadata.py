@@ -32,32 +32,31 @@ _TYPES = {
 }
 
 _names_lock = threading.Lock()
+
+
+def _cached_name(cache: Dict[int, str], key: int, lookup) -> str:
+    """A user or group name by id, looked up once; "" when the id has no name."""
+    name = cache.get(key)
+    if name is None:
+        try:
+            name = lookup(key)
+        except KeyError:
+            name = ""
+        with _names_lock:
+            cache[key] = name
+    return name
+
+
 _users: Dict[int, str] = {}
 _groups: Dict[int, str] = {}
 
 
 def user_name(uid: int) -> str:
-    name = _users.get(uid)
-    if name is None:
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            name = ""
-        with _names_lock:
-            _users[uid] = name
-    return name
+    return _cached_name(_users, uid, lambda i: pwd.getpwuid(i).pw_name)
 
 
 def group_name(gid: int) -> str:
-    name = _groups.get(gid)
-    if name is None:
-        try:
-            name = grp.getgrgid(gid).gr_name
-        except KeyError:
-            name = ""
-        with _names_lock:
-            _groups[gid] = name
-    return name
+    return _cached_name(_groups, gid, lambda i: grp.getgrgid(i).gr_name)
 
 
 class LocalTime:

@@ -37,29 +37,17 @@ class BlobStore:
         self._pending: Dict[Tuple[str, str], bool] = {}  # blobs in unwritten packs
         self._index_file = IndexFile()
         self._lock = threading.RLock()
-        self._upload_queue: "queue.Queue" = queue.Queue(maxsize=2)
+        self._upload_queue: "queue.Queue" = queue.Queue()
+        self._upload_slots = threading.Semaphore(1)  # full packs not yet written: at most one
         self._uploader: Optional[threading.Thread] = None
         self._upload_error: Optional[BaseException] = None
         self.dry_run = False  # seal and count, but write nothing
 
     # --- saving ---
     def seal_blob(self, blob_type: str, data, blob_id: str) -> Tuple[bytes, int]:
-        """(sealed bytes, uncompressed length or 0), verified to decode back to data."""
-        ulen = 0
-        payload = data
-        if self.level is not None and len(data) > 0:
-            packed = compression.compress(data, self.level)
-            if len(packed) < len(data):
-                payload, ulen = packed, len(data)
-        sealed = self.key.seal(payload)
-        # Decode what will be stored and compare with the input: catches a broken
-        # cipher or compressor before anything reaches the repository.
-        plain = self.key.decrypt_unverified(sealed)
-        if ulen:
-            plain = compression.decompress(plain, ulen)
-        if plain != data:
-            raise IntegrityError(f"blob {blob_id[:8]} did not decode to its own content after sealing")
-        return sealed, ulen
+        """(sealed bytes, uncompressed length or 0). Compression is kept only when it saves
+        space; the sealed blob is decoded again and compared with data before it is used."""
+        return self.key.seal_blob(data, self.level if len(data) else None)
 
     def known(self, blob_type: str, blob_id: str) -> bool:
         return self.index.has(blob_type, blob_id) or (blob_type, blob_id) in self._pending
@@ -100,6 +88,7 @@ class BlobStore:
         if self._uploader is None:
             self._uploader = threading.Thread(target=self._upload_loop, name="pack-uploader", daemon=True)
             self._uploader.start()
+        self._upload_slots.acquire()
         self._upload_queue.put(writer)
 
     def _upload_loop(self) -> None:
@@ -111,6 +100,8 @@ class BlobStore:
             except BaseException as exc:  # reported to the saving threads
                 self._upload_error = exc
             finally:
+                if writer is not None:
+                    self._upload_slots.release()
                 self._upload_queue.task_done()
             if writer is None:
                 return
@@ -178,11 +169,9 @@ class BlobStore:
 
     def decode(self, blob_id: str, sealed, loc: BlobLocation) -> bytes:
         try:
-            plain = self.key.open(sealed)
+            plain = self.key.open(sealed, loc.uncompressed_length)
         except IntegrityError as exc:
             raise IntegrityError(f"decrypting blob {blob_id} failed: {exc}") from None
-        if loc.uncompressed_length:
-            plain = compression.decompress(plain, loc.uncompressed_length)
         if hash_id(plain) != blob_id:
             raise IntegrityError(f"blob {blob_id} is damaged: its content does not match its id")
         return plain

@@ -59,8 +59,10 @@ class Task:
             cb(self)
 
     def _run(self) -> None:
+        fn, args = self._fn, self._args
+        self._fn = self._args = None  # a finished task must not keep its input (chunks) alive
         try:
-            value = self._fn(*self._args)
+            value = fn(*args)
         except BaseException as exc:  # delivered to whoever reads the result
             self._finish(exc=exc)
         else:
