@@ -12,15 +12,17 @@ FILE_MODE = 0o400  # restic makes repository files read-only
 def _write_all(fd: int, data) -> None:
     """Write bytes, or a list of byte strings with gathered writes."""
     if isinstance(data, (list, tuple)):
-        pending = [memoryview(p) for p in data if len(p)]
+        pending = list(data)
         while pending:
-            written = os.writev(fd, pending[:1024])
-            while written and pending:
-                if written >= len(pending[0]):
-                    written -= len(pending.pop(0))
-                else:
-                    pending[0] = pending[0][written:]
-                    written = 0
+            batch = pending[:1024]  # IOV_MAX
+            written = os.writev(fd, batch)
+            done = 0
+            while done < len(batch) and written >= len(batch[done]):
+                written -= len(batch[done])
+                done += 1
+            del pending[:done]
+            if written:  # a short write ended inside a part
+                pending[0] = memoryview(pending[0])[written:]
         return
     view = memoryview(data)
     while view:

@@ -163,10 +163,49 @@ def _sort_key(node: Node) -> bytes:
     return node.name.encode("utf-8", "surrogateescape")
 
 
+def encode_node(n: Node) -> str:
+    """gojson.dumps(n.to_json()), written directly: a backup encodes every node of the tree,
+    and building the text is several times cheaper than building a dict and serialising it.
+    Nodes with rarely used fields take the general path."""
+    if n.xattrs or n.generic_attributes or n.error or n.linktarget and not n.linktarget.isascii():
+        return gojson.dumps(n.to_json())
+    s = gojson.string
+    parts = ['{"name":', s(go_quote(n.name)), ',"type":"', n.type, '"']
+    if n.mode:
+        parts.append(',"mode":%d' % n.mode)
+    parts.append(',"mtime":"%s","atime":"%s","ctime":"%s","uid":%d,"gid":%d'
+                 % (n.mtime.rfc3339(), n.atime.rfc3339(), n.ctime.rfc3339(), n.uid, n.gid))
+    if n.user:
+        parts.append(',"user":' + s(n.user))
+    if n.group:
+        parts.append(',"group":' + s(n.group))
+    if n.inode:
+        parts.append(',"inode":%d' % n.inode)
+    if n.device_id:
+        parts.append(',"device_id":%d' % n.device_id)
+    if n.size:
+        parts.append(',"size":%d' % n.size)
+    if n.links:
+        parts.append(',"links":%d' % n.links)
+    if n.linktarget:
+        parts.append(',"linktarget":' + s(n.linktarget))
+    if n.device:
+        parts.append(',"device":%d' % n.device)
+    if n.content is None:
+        parts.append(',"content":null')
+    else:
+        parts.append(',"content":[' + ",".join('"%s"' % c for c in n.content) + "]")
+    if n.subtree:
+        parts.append(',"subtree":"%s"' % n.subtree)
+    parts.append("}")
+    return "".join(parts)
+
+
 def encode_tree(nodes: List[Node]) -> bytes:
     """The tree blob for nodes (sorted by name bytewise, as restic sorts them)."""
     ordered = sorted(nodes, key=_sort_key)
-    return gojson.encode({"nodes": [n.to_json() for n in ordered]}) + b"\n"
+    text = '{"nodes":[' + ",".join(encode_node(n) for n in ordered) + "]}\n"
+    return text.encode("utf-8", "surrogateescape")
 
 
 def decode_tree(raw: bytes) -> List[Node]:

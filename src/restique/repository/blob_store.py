@@ -124,7 +124,7 @@ class BlobStore:
     def _write_index(self) -> Optional[str]:
         if not self._index_file.packs:
             return None
-        index_id = self._save_file(FileType.INDEX, gojson.encode(self._index_file.to_json()) + b"\n")
+        index_id = self._save_file(FileType.INDEX, self._index_file.encode())
         self.index.index_ids.append(index_id)
         self._index_file = IndexFile()
         return index_id

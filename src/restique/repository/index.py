@@ -30,6 +30,18 @@ class IndexFile:
     def add_pack(self, pack_id: str, entries: List[PackEntry]) -> None:
         self.packs.setdefault(pack_id, []).extend(entries)
 
+    def encode(self) -> bytes:
+        """The index file's JSON text plus newline, as restic writes it (built as text: an
+        index lists tens of thousands of blobs)."""
+        packs = []
+        for pack_id, entries in self.packs.items():
+            blobs = ",".join(_blob_text(e) for e in entries)
+            packs.append('{"id":"%s","blobs":[%s]}' % (pack_id, blobs))
+        head = ""
+        if self.supersedes:
+            head = '"supersedes":[%s],' % ",".join('"%s"' % i for i in self.supersedes)
+        return ('{%s"packs":[%s]}\n' % (head, ",".join(packs))).encode()
+
     def to_json(self) -> dict:
         obj = {}
         if self.supersedes:
@@ -58,6 +70,13 @@ class IndexFile:
             return index
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"index is damaged: {exc}") from None
+
+
+def _blob_text(e: PackEntry) -> str:
+    if e.uncompressed_length:
+        return '{"id":"%s","type":"%s","offset":%d,"length":%d,"uncompressed_length":%d}' % (
+            e.id, e.type, e.offset, e.length, e.uncompressed_length)
+    return '{"id":"%s","type":"%s","offset":%d,"length":%d}' % (e.id, e.type, e.offset, e.length)
 
 
 def _blob_json(e: PackEntry) -> dict:
