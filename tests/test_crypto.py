@@ -69,7 +69,7 @@ def test_new_keys_are_as_strong_as_restic():
     from restique.repository.keys import calibrate_kdf
 
     n, r, p = calibrate_kdf()
-    assert n >= 32768 and r >= 8 and p >= 1
+    assert n >= 32768 and r >= 8 and p >= 8  # restic settles on p = 8..10 on typical machines
 
 
 def _reference_seal(key: MasterKey, iv: bytes, plaintext: bytes) -> bytes:

@@ -36,7 +36,7 @@ TYPE_BITS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     name: str  # as the file system spells it (surrogate escapes for raw bytes)
     type: str

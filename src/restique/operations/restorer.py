@@ -46,7 +46,7 @@ FILE_UNCHANGED = "file unchanged"
 OTHER_RESTORED = "other restored"
 DELETED = "deleted"
 
-MAX_READ = 32 * 1024 * 1024  # largest single read from a pack
+MAX_READ = 8 * 1024 * 1024  # largest single read from a pack (bounds memory per worker)
 MAX_GAP = 512 * 1024  # unneeded bytes between two blobs that are cheaper to read than to skip
 _CONTENT, _META_ONLY = 1, 2  # what the finish step does for a regular file
 
@@ -269,7 +269,7 @@ class Restorer:
         self.stats = RestoreStats()
         self.root = os.geteuid() == 0
         self._lock = threading.Lock()
-        self._loader = TreeLoader(repo, cache_bytes=16 * 1024 * 1024, evict=False)
+        self._loader = TreeLoader(repo, cache_bytes=4 * 1024 * 1024, evict=False)
         self._files: List[_File] = []
         self._file_state: Dict[str, int] = {}  # location -> _CONTENT / _META_ONLY
         self._failed: set = set()  # locations of files whose content failed

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..errors import IntegrityError
+from .crypto import OVERHEAD
 from .pack import BLOB_TYPES, PackEntry
 
 # restic starts a new index file after this many blobs; keeps each file well under 8 MiB
@@ -96,8 +97,6 @@ class BlobLocation:
     @property
     def size(self) -> int:
         """The blob's plaintext size."""
-        from .crypto import OVERHEAD
-
         return self.uncompressed_length or self.length - OVERHEAD
 
 

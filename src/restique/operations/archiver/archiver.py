@@ -21,6 +21,7 @@ from ...repository.chunker import Chunker
 from .file_saver import FileSaver, open_for_reading
 from .progress import BackupProgress, ItemResult
 from .targets import TargetDir, TargetPath
+from .reuse import TreeReuse
 from .tasks import Gate, WorkerPool
 
 MAX_QUEUED_FILES = 2048
@@ -89,8 +90,9 @@ class Archiver:
         self.files = FileSaver(repo, self.chunker, self.progress.blob_added, self.progress.bytes_read, workers)
         self.readers = WorkerPool(max(1, options.read_concurrency), "reader")
         self.queued = Gate(MAX_QUEUED_FILES, MAX_QUEUED_FILES // 2)
-        self._parent_trees: Dict[str, Dict[str, Node]] = {}
         self._root_dev: Optional[int] = None
+        self.reuse = TreeReuse(self._parent_children, lambda blob_id: repo.index.has("data", blob_id),
+                               options.reject, options.with_atime, options.xattrs, options.one_file_system)
 
     # --- entry point ---
     def save_targets(self, root: TargetDir, parent_tree: Optional[str]) -> str:
@@ -271,10 +273,26 @@ class Archiver:
             if self.opts.one_file_system and not is_target and st.st_dev != self._mount_dev(fs_path):
                 node.subtree = None
                 return self._empty_dir(node, snap_path, old)
+            if old is not None and old.get("type") == "dir":
+                events = self.reuse.events(fs_path, snap_path, old, st.st_dev)
+                if events is not None:
+                    return self._reused_dir(node, old, events)
             return self._save_dir(fs_path, st, node, snap_path, old)
         if stat.S_ISREG(st.st_mode):
             return self._save_file(fs_path, st, node, snap_path, old)
         return _done(node)  # restic counts neither files nor dirs for these
+
+    def _reused_dir(self, node: Node, old: dict, events) -> _Done:
+        """A directory whose content equals the parent's: its subtree id is reused."""
+        node.subtree = old["subtree"]
+        done = self.progress.file_done
+        unchanged = ItemResult("unchanged")
+        for path, kind, size in events[:-1]:
+            if kind != "other":
+                done(path, kind, unchanged, size)
+        path = events[-1][0]
+        done(path, "dir", ItemResult(_action(old, node)), 0)
+        return _done(node)
 
     def _mount_dev(self, fs_path: str) -> int:
         try:
