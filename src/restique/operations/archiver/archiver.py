@@ -91,6 +91,7 @@ class Archiver:
         self.readers = WorkerPool(max(1, options.read_concurrency), "reader")
         self.queued = Gate(MAX_QUEUED_FILES, MAX_QUEUED_FILES // 2)
         self._root_dev: Optional[int] = None
+        self._recent_trees: Dict[str, Dict[str, dict]] = {}
         self.reuse = TreeReuse(self._parent_children, lambda blob_id: repo.index.has("data", blob_id),
                                options.reject, options.with_atime, options.xattrs, options.one_file_system)
 
@@ -134,9 +135,20 @@ class Archiver:
     # --- parent snapshot ---
     def _parent_children(self, parent_tree: Optional[str]) -> Dict[str, dict]:
         """The parent's nodes of one directory, as parsed JSON by file name. Kept as JSON:
-        comparing stored strings is much cheaper than building nodes."""
+        comparing stored strings is much cheaper than building nodes. A directory whose
+        reuse check failed asks again right after: that answer comes from a small cache."""
         if not parent_tree:
             return {}
+        hit = self._recent_trees.pop(parent_tree, None)
+        if hit is not None:
+            return hit
+        children = self._load_parent_children(parent_tree)
+        self._recent_trees[parent_tree] = children
+        while len(self._recent_trees) > 256:
+            self._recent_trees.pop(next(iter(self._recent_trees)))
+        return children
+
+    def _load_parent_children(self, parent_tree: str) -> Dict[str, dict]:
         try:
             tree = gojson.loads(self.repo.load_blob("tree", parent_tree))
             return {go_unquote(n.get("name", "")): n for n in tree.get("nodes") or []}
@@ -374,4 +386,8 @@ class Archiver:
 def _action(old: Optional[dict], new: Node) -> str:
     if old is None:
         return "new"
+    # the usual reasons for a difference are decided without encoding the whole node
+    if (old.get("size") or 0) != new.size or old.get("mtime") != new.mtime.rfc3339() \
+            or old.get("ctime") != new.ctime.rfc3339():
+        return "modified"
     return "unchanged" if old == new.to_json() else "modified"
