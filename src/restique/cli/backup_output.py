@@ -7,7 +7,6 @@ import time
 from ..model.names import display
 from ..operations.archiver.progress import BackupProgress, ItemResult
 from .fmt import format_bytes, format_duration
-from .output import print_json
 
 
 class TextBackupOutput(BackupProgress):

@@ -49,7 +49,6 @@ def _snapshot(repo, spec):
 
 
 def _key(repo, key_id):
-    from ..model import gojson
     from ..repository.keys import load_key
 
     print_json_indent(load_key(repo.backend, key_id).to_json())

@@ -1,6 +1,4 @@
 """restique key list|add|remove|passwd: manage the passwords that open a repository."""
-import socket
-
 import click
 
 from .output import print_json, table
@@ -83,6 +81,10 @@ def _add_key(opts, repo, new_password_file, user, host):
 @click.pass_obj
 def add(opts, new_password_file, new_insecure_no_password, user, host):
     """Add a new key (password) to the repository."""
+    if new_insecure_no_password:
+        from ..errors import UsageError
+
+        raise UsageError("--new-insecure-no-password is not supported: every key needs a password")
     repo = opts.open(lock=False)
     _add_key(opts, repo, new_password_file, user, host)
 

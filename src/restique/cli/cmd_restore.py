@@ -39,7 +39,8 @@ def restore(opts, args, target, exclude, iexclude, exclude_file, iexclude_file, 
     import time
 
     from ..errors import RestiqueError, UsageError
-    from ..operations.restorer import OVERWRITE_MODES, Restorer, Selection
+    from ..operations.restore_selection import Selection
+    from ..operations.restorer import OVERWRITE_MODES, Restorer
 
     excludes = _matchers("exclude", exclude, iexclude, exclude_file, iexclude_file)
     includes = _matchers("include", include, iinclude, include_file, iinclude_file)

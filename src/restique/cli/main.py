@@ -93,6 +93,9 @@ def cli(ctx, repo, repository_file, password_file, password_command, key_hint, j
     )
     ctx.obj = opts
     ctx.call_on_close(opts.close)
+    if limit_upload or limit_download:
+        print("Warning: --limit-upload/--limit-download are not implemented yet and have no effect",
+              file=sys.stderr)
 
 
 def _usage_message(exc: click.exceptions.UsageError) -> str:

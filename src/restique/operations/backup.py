@@ -2,7 +2,6 @@
 import getpass
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 

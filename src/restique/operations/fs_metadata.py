@@ -5,7 +5,7 @@ import pwd
 import stat
 import threading
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 from ..model.gotime import GoTime
 from ..model.node import (

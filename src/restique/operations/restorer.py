@@ -21,7 +21,6 @@ snapshot paths below the restored tree ("/srv/data/file"), as restic reports the
 import errno
 import hashlib
 import os
-import shutil
 import stat
 import threading
 import time
@@ -32,8 +31,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ..backend.base import FileType
 from ..errors import RestiqueError, UsageError
 from ..model.node import Node
-from ..model.patterns import PatternList
 from ..repository.index import BlobLocation
+from .fs_io import error_message, open_for_reading, os_message, pwrite_all, remove_path
+from .restore_selection import Selection
 from .walker import TreeLoader, join, walk_events
 
 OVERWRITE_MODES = ("always", "if-changed", "if-newer", "never")
@@ -81,70 +81,7 @@ class RestoreProgress:
         """An entry failed; the restore goes on."""
 
 
-class PatternMatcher:
-    """What a selection needs of a pattern list (model.patterns.PatternList is one)."""
-
-    def matches(self, path: str) -> bool: ...
-
-    def child_may_match(self, path: str) -> bool: ...
-
-
-class Selection:
-    """Which snapshot paths to restore: restic's SelectFilter for --include or --exclude.
-
-    include/exclude: pattern strings, or matchers with matches()/child_may_match() (e.g.
-    model.patterns.PatternList, one per case sensitivity). Calling it with a snapshot path
-    returns (selected, may a child of this directory be selected)."""
-
-    def __init__(self, include=None, exclude=None):
-        self.include = _matchers(include)
-        self.exclude = _matchers(exclude)
-        if self.include and self.exclude:
-            raise UsageError("exclude and include patterns are mutually exclusive")
-
-    @property
-    def active(self) -> bool:
-        return bool(self.include or self.exclude)
-
-    def __call__(self, location: str, is_dir: bool) -> Tuple[bool, bool]:
-        if self.exclude:
-            selected = not any(m.matches(location) for m in self.exclude)
-            return selected, selected and is_dir
-        if self.include:
-            selected = any(m.matches(location) for m in self.include)
-            child = is_dir and any(m.child_may_match(location) for m in self.include)
-            return selected, child
-        return True, True
-
-
-def _matchers(spec) -> list:
-    if not spec:
-        return []
-    if hasattr(spec, "matches"):
-        return [spec]
-    items = list(spec)
-    strings = [s for s in items if isinstance(s, str)]
-    matchers = [m for m in items if not isinstance(m, str)]
-    if strings:
-        matchers.append(PatternList(strings))
-    return matchers
-
-
 # --- small helpers -------------------------------------------------------------------------
-
-def _os_message(op: str, path: str, exc: OSError) -> str:
-    """Go's *PathError text: "op path: no such file or directory"."""
-    text = exc.strerror or str(exc)
-    text = text[:1].lower() + text[1:]
-    return f"{op} {path}: {text}" if path else f"{op}: {text}"
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror[:1].lower() + exc.strerror[1:]
-        return f"{exc.filename}: {text}" if exc.filename else text
-    return str(exc)
-
 
 def _valid_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
@@ -152,46 +89,6 @@ def _valid_name(name: str) -> bool:
 
 def _is_zero(data) -> bool:
     return not data or (data[0] == 0 and data[-1] == 0 and data.count(0) == len(data))
-
-
-def _remove(path: str, recursive: bool) -> None:
-    """Go's os.Remove (a file or an empty directory) or os.RemoveAll."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        if recursive:
-            shutil.rmtree(path)
-        else:
-            os.rmdir(path)
-    else:
-        os.unlink(path)
-
-
-_O_NOATIME = getattr(os, "O_NOATIME", 0)
-
-
-def _open_read(path: str) -> int:
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    if _O_NOATIME:
-        try:
-            return os.open(path, flags | _O_NOATIME)
-        except PermissionError:  # O_NOATIME needs the file's owner or root
-            pass
-    return os.open(path, flags)
-
-
-def _pwrite_all(fd: int, data, offset: int) -> None:
-    n = os.pwrite(fd, data, offset)
-    if n == len(data):
-        return
-    view = memoryview(data)[n:]
-    offset += n
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
 
 
 class _File:
@@ -281,7 +178,7 @@ class Restorer:
 
     # --- reporting ---
     def _error(self, location: str, error) -> None:
-        message = error if isinstance(error, str) else _message(error)
+        message = error if isinstance(error, str) else error_message(error)
         with self._lock:
             if (location, message) in self._reported:
                 return  # e.g. a tree that fails to load in both walks
@@ -314,7 +211,7 @@ class Restorer:
             try:
                 os.makedirs(self.target, 0o700, exist_ok=True)
             except OSError as exc:
-                raise RestiqueError(f"cannot create target directory: {_message(exc)}") from None
+                raise RestiqueError(f"cannot create target directory: {error_message(exc)}") from None
             if not os.path.isdir(self.target):
                 raise RestiqueError(f"cannot create target directory: {self.target} is not a directory")
         self._traverse(self._plan_dir, self._plan_node, None)
@@ -453,7 +350,7 @@ class Restorer:
         """Which blobs an existing regular file at target already holds, or None if there is
         nothing usable there (missing, not a regular file, or hard linked elsewhere)."""
         try:
-            fd = _open_read(target)
+            fd = open_for_reading(target)
         except OSError:
             return None
         try:
@@ -553,7 +450,7 @@ class Restorer:
                 try:
                     st = os.lstat(f.target)
                     if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-                        _remove(f.target, self.delete)
+                        remove_path(f.target, self.delete)
                 except FileNotFoundError:
                     pass
         try:
@@ -643,7 +540,7 @@ class Restorer:
                                 else:  # its only blob: the write sets the size
                                     fd = self._open_file(f, len(plain) if off == 0 else 0)
                                 fds[f] = fd
-                            _pwrite_all(fd, plain, off)
+                            pwrite_all(fd, plain, off)
                         self._blob_written(f, len(plain))
                     except OSError as exc:
                         self._fail(f, exc)
@@ -672,9 +569,9 @@ class Restorer:
         if not self.dry_run:
             if not fresh:
                 try:
-                    _remove(target, self.delete)  # --delete may replace a non-empty directory
+                    remove_path(target, self.delete)  # --delete may replace a non-empty directory
                 except OSError as exc:
-                    raise RestiqueError(_os_message("remove", target, exc)) from None
+                    raise RestiqueError(os_message("remove", target, exc)) from None
             self._create_special(node, target)
         self._done(OTHER_RESTORED, location)
         self._metadata(node, target, location, fresh)
@@ -693,7 +590,7 @@ class Restorer:
                 raise RestiqueError(f"filetype {node.type!r} not implemented")
         except OSError as exc:
             op = {"symlink": f"symlink {node.linktarget}", "fifo": "mkfifo"}.get(node.type, "mknod")
-            raise RestiqueError(_os_message(op, target, exc)) from None
+            raise RestiqueError(os_message(op, target, exc)) from None
 
     def _link(self, node: Node, source_location: str, source: str, target: str, location: str,
               fresh: bool) -> None:
@@ -702,10 +599,10 @@ class Restorer:
         if not self.dry_run:
             try:
                 if not fresh:
-                    _remove(target, self.delete)
+                    remove_path(target, self.delete)
                 os.link(source, target)
             except OSError as exc:
-                raise RestiqueError(_os_message(f"link {source}", target, exc)) from None
+                raise RestiqueError(os_message(f"link {source}", target, exc)) from None
         self._done(OTHER_RESTORED, location)
         self._metadata(node, target, location, fresh)
 
@@ -736,7 +633,7 @@ class Restorer:
                 for dirpath, dirnames, filenames in os.walk(path):
                     doomed += [os.path.join(dirpath, n) for n in dirnames + filenames]
             if not self.dry_run:
-                _remove(path, True)
+                remove_path(path, True)
             for p in reversed(doomed):
                 with self._lock:
                     self.stats.files_deleted += 1
@@ -757,19 +654,19 @@ class Restorer:
             os.chown(path, uid, gid, follow_symlinks=False)
         except OSError as exc:
             if self.root or exc.errno not in (errno.EPERM, errno.EACCES):
-                first = _os_message("lchown", path, exc)
+                first = os_message("lchown", path, exc)
         err = self._xattrs(node, path, is_link, fresh)
         first = first or err
         try:
             os.utime(path, ns=(node.atime.unix_ns, node.mtime.unix_ns), follow_symlinks=False)
         except OSError as exc:
-            first = first or f"failed to restore timestamp of {path!r}: {_message(exc)}"
+            first = first or f"failed to restore timestamp of {path!r}: {error_message(exc)}"
         if not is_link:
             try:
                 os.chmod(path, node.unix_mode)
             except OSError as exc:
                 if self.root or exc.errno not in (errno.EPERM, errno.EACCES):
-                    first = first or _os_message("chmod", path, exc)
+                    first = first or os_message("chmod", path, exc)
         if first:
             self._error(location, first)
             return False
@@ -787,7 +684,7 @@ class Restorer:
                     continue
                 if not self.root and exc.errno in (errno.EPERM, errno.EACCES):
                     continue
-                return _os_message(f"setxattr {name}", path, exc)
+                return os_message(f"setxattr {name}", path, exc)
         if fresh:
             return None
         try:
@@ -801,7 +698,7 @@ class Restorer:
                 os.removexattr(path, name, follow_symlinks=False)
             except OSError as exc:
                 if exc.errno not in ignorable + (errno.EPERM, errno.EACCES):
-                    return _os_message(f"removexattr {name}", path, exc)
+                    return os_message(f"removexattr {name}", path, exc)
         return None
 
     # --- verification ---
@@ -831,9 +728,9 @@ class _Matches(list):
 
 def _verify_file(f: _File, sizes: Dict[str, int]) -> Optional[str]:
     try:
-        fd = _open_read(f.target)
+        fd = open_for_reading(f.target)
     except OSError as exc:
-        return _os_message("open", f.target, exc)
+        return os_message("open", f.target, exc)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -860,7 +757,7 @@ def _verify_file(f: _File, sizes: Dict[str, int]) -> Optional[str]:
                 offset += n
         return None
     except OSError as exc:
-        return _os_message("read", f.target, exc)
+        return os_message("read", f.target, exc)
     finally:
         os.close(fd)
 
@@ -886,10 +783,10 @@ def _read_ranges(ordered: List[Tuple[str, _Blob]]):
 
 def _pack_error(pack_id: str, exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
-        return f"pack {pack_id[:10]} is missing: {_message(exc)}"
+        return f"pack {pack_id[:10]} is missing: {error_message(exc)}"
     if isinstance(exc, EOFError):
         return f"pack {pack_id[:10]} is truncated: {exc}"
-    return f"reading pack {pack_id[:10]}: {_message(exc)}"
+    return f"reading pack {pack_id[:10]}: {error_message(exc)}"
 
 
 def _uid_by_name(name: str) -> int:

@@ -12,9 +12,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from ..backend.base import FileType
 from ..errors import IntegrityError, NotFound
-from ..model import gojson
 from ..model.ids import hash_id
-from . import compression
 from .crypto import MasterKey
 from .index import MAX_BLOBS_PER_INDEX_FILE, BlobLocation, IndexFile, MasterIndex
 from .pack import BLOB_TYPES, PackWriter

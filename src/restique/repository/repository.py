@@ -3,7 +3,7 @@ from typing import Iterable, List, Optional, Union
 
 from ..backend.base import FileType
 from ..backend.location import open_backend
-from ..errors import IntegrityError, RestiqueError, UsageError
+from ..errors import IntegrityError, UsageError
 from ..model import gojson
 from . import compression, keys, unpacked
 from .blob_store import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, BlobStore

@@ -9,8 +9,8 @@ import stat
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Union
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
 
 from ...errors import RestiqueError
 from ...model.gotime import GoTime
@@ -18,9 +18,10 @@ from ...model import gojson
 from ...model.names import go_unquote
 from ...model.node import Node, encode_tree
 from ...repository.chunker import Chunker
-from .file_saver import FileSaver, open_for_reading
+from ..fs_io import open_for_reading
+from .file_saver import FileSaver
 from .progress import BackupProgress, ItemResult
-from .targets import TargetDir, TargetPath
+from .targets import TargetDir
 from .reuse import TreeReuse
 from .tasks import Gate, WorkerPool
 

@@ -8,13 +8,11 @@ A byte budget bounds the chunks in flight.
 import hashlib
 import os
 import threading
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Tuple
 
 from ...repository.chunker import MIN_SIZE, Chunker
 from .tasks import Task, WorkerPool
 
-READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-NOATIME = getattr(os, "O_NOATIME", 0)
 IN_FLIGHT_BYTES = 16 * 1024 * 1024  # chunks read but not yet sealed
 CHUNK_BUFFER = 4 * 1024 * 1024  # read size for chunking; bounds memory per reader
 
@@ -37,17 +35,6 @@ class ByteBudget:
         with self._cond:
             self._used -= n
             self._cond.notify_all()
-
-
-def open_for_reading(path) -> int:
-    """A read-only descriptor that does not follow symlinks and, where allowed, does not
-    update the access time."""
-    if NOATIME:
-        try:
-            return os.open(path, READ_FLAGS | NOATIME)
-        except PermissionError:
-            pass  # O_NOATIME needs ownership of the file
-    return os.open(path, READ_FLAGS)
 
 
 class FileSaver:

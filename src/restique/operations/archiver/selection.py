@@ -1,7 +1,7 @@
 """Which entries a backup leaves out: patterns, cache directories, marker files, size."""
 import os
 import stat
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 CACHEDIR_TAG = ("CACHEDIR.TAG", b"Signature: 8a477f597d28d172789f06886806bc55")
 
