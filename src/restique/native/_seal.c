@@ -14,6 +14,11 @@
 #include <Python.h>
 #include <string.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -264,7 +269,151 @@ static PyObject *open_sealed(PyObject *self, PyObject *args)
     return out;
 }
 
+
+/* --- reading small files ---------------------------------------------------------------- */
+
+struct small_file {
+    const char *path;
+    unsigned long long ino;
+    size_t want;          /* the size lstat saw */
+    int status;           /* 0 ok, errno, or -1 changed type/replaced, -2 grew */
+    const char *op;       /* the failing call, for the message */
+    unsigned char *data;
+    size_t len;
+    unsigned char digest[32];
+};
+
+static void read_one(struct small_file *f)
+{
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+    int fd = open(f->path, flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = open(f->path, flags);  /* O_NOATIME needs the owner or root */
+    if (fd < 0) {
+        f->status = errno;
+        f->op = "open";
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        f->status = errno;
+        f->op = "fstat";
+        close(fd);
+        return;
+    }
+    if (!S_ISREG(st.st_mode) || (unsigned long long)st.st_ino != f->ino) {
+        f->status = -1;
+        close(fd);
+        return;
+    }
+    if ((size_t)st.st_size != f->want) {
+        f->status = -2;  /* its size changed since lstat: the caller reads it the general way */
+        close(fd);
+        return;
+    }
+    size_t cap = (size_t)st.st_size + 1;
+    f->data = malloc(cap);
+    if (f->data == NULL) {
+        f->status = ENOMEM;
+        f->op = "read";
+        close(fd);
+        return;
+    }
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t n = read(fd, f->data + got, cap - got);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            f->status = errno;
+            f->op = "read";
+            close(fd);
+            return;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (got == cap) {
+        f->status = -2;  /* it grew while we looked */
+        return;
+    }
+    f->len = got;
+    unsigned int dlen = 0;
+    if (!EVP_Digest(f->data, got, f->digest, &dlen, EVP_sha256(), NULL) || dlen != 32) {
+        f->status = EIO;
+        f->op = "sha256";
+    }
+}
+
+/* read_small_files([(path: bytes, inode: int, size: int), ...]) ->
+ *   [(status, op, data or None, sha256 digest or None), ...]
+ * status 0: read whole; an errno value: that call (op) failed; -1: no longer the same
+ * regular file; -2: its size is not the size seen (before or while reading). The whole batch runs without the GIL. */
+static PyObject *read_small_files(PyObject *self, PyObject *arg)
+{
+    PyObject *seq = PySequence_Fast(arg, "read_small_files needs a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    struct small_file *files = calloc(n ? (size_t)n : 1, sizeof *files);
+    PyObject **keep = calloc(n ? (size_t)n : 1, sizeof *keep);
+    PyObject *result = NULL;
+    Py_ssize_t parsed = 0;
+    if (files == NULL || keep == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; parsed < n; parsed++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, parsed);
+        PyObject *path;
+        unsigned long long ino;
+        Py_ssize_t size;
+        if (!PyArg_ParseTuple(item, "O!Kn", &PyBytes_Type, &path, &ino, &size))
+            goto done;
+        Py_INCREF(path);
+        keep[parsed] = path;
+        files[parsed].path = PyBytes_AS_STRING(path);
+        files[parsed].ino = ino;
+        files[parsed].want = (size_t)size;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        read_one(&files[i]);
+    Py_END_ALLOW_THREADS
+    result = PyList_New(n);
+    if (result == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        struct small_file *f = &files[i];
+        PyObject *t;
+        if (f->status == 0)
+            t = Py_BuildValue("(isy#y#)", 0, "", f->data, (Py_ssize_t)f->len, f->digest, (Py_ssize_t)32);
+        else
+            t = Py_BuildValue("(isOO)", f->status, f->op ? f->op : "", Py_None, Py_None);
+        if (t == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, t);
+    }
+done:
+    if (files != NULL)
+        for (Py_ssize_t i = 0; i < n; i++)
+            free(files[i].data);
+    if (keep != NULL)
+        for (Py_ssize_t i = 0; i < parsed; i++)
+            Py_XDECREF(keep[i]);
+    free(files);
+    free(keep);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"read_small_files", read_small_files, METH_O,
+     "read_small_files([(path, inode, size), ...]) -> [(status, op, data, sha256), ...]"},
     {"seal", seal, METH_VARARGS,
      "seal(enc_key, mac_k, mac_r, data, level) -> (sealed, uncompressed_length)"},
     {"open", open_sealed, METH_VARARGS,

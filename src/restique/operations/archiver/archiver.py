@@ -17,15 +17,20 @@ from ...model.gotime import GoTime
 from ...model import gojson
 from ...model.names import go_unquote
 from ...model.node import Node, encode_tree
-from ...repository.chunker import Chunker
+from ... import _seal
+from ...repository.chunker import MIN_SIZE, Chunker
 from ..fs_io import open_for_reading
 from .file_saver import FileSaver
 from .progress import BackupProgress, ItemResult
 from .targets import TargetDir
 from .reuse import TreeReuse
-from .tasks import Gate, WorkerPool
+from .tasks import Gate, Task, WorkerPool
 
 MAX_QUEUED_FILES = 2048
+# Files below the chunker's minimum size are one blob each; a directory's small files are
+# read and hashed in batches by one native call without the GIL.
+BATCH_FILES = 64
+BATCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -93,6 +98,8 @@ class Archiver:
         self.queued = Gate(MAX_QUEUED_FILES, MAX_QUEUED_FILES // 2)
         self._root_dev: Optional[int] = None
         self._recent_trees: Dict[str, Dict[str, dict]] = {}
+        self._batch: list = []
+        self._batch_bytes = 0
         self.reuse = TreeReuse(self._parent_children, lambda blob_id: repo.index.has("data", blob_id),
                                options.reject, options.with_atime, options.xattrs, options.one_file_system)
 
@@ -167,6 +174,7 @@ class Archiver:
         old = self._parent_children(parent_tree)
         if target.content_of is not None:
             self._add_dir_entries(job, target.content_of, snap_path, old)
+        outer = self._start_batch()
         for name, child in sorted(target.children.items()):
             child_snap = f"{snap_path}/{name}"
             old_node = old.get(name)
@@ -179,6 +187,7 @@ class Archiver:
                 self._add_child(job, sub.future)
             else:
                 self._add_child(job, self._save_path(child.fs_path, name, child_snap, old_node, is_target=True))
+        self._end_batch(outer)
         self._seal(job)
         return job
 
@@ -199,9 +208,70 @@ class Archiver:
             if job.node is not None:
                 job.node = None  # an unreadable directory is left out completely
             return
+        outer = self._start_batch()
         for name in names:
             child_fs = os.path.join(fs_path, name)
             self._add_child(job, self._save_path(child_fs, name, f"{snap_path}/{name}", old.get(name)))
+        self._end_batch(outer)
+
+    # --- batches of small files ---
+    def _start_batch(self):
+        """A directory collects its own small files; its subdirectories theirs."""
+        outer = (self._batch, self._batch_bytes)
+        self._batch, self._batch_bytes = [], 0
+        return outer
+
+    def _end_batch(self, outer) -> None:
+        self._flush_batch()
+        self._batch, self._batch_bytes = outer
+
+    def _flush_batch(self) -> None:
+        if self._batch:
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            self.queued.enter()
+            task = self.readers.submit(self._read_batch, batch)
+            task.add_done_callback(lambda _t: self.queued.leave())
+
+    def _queue_small_file(self, fs_path: str, st: os.stat_result, node: Node, snap_path: str,
+                          old: Optional[dict]) -> Task:
+        slot = Task(None, ())
+        self.progress.start_file(snap_path)
+        self._batch.append((fs_path, st, node, snap_path, old, slot))
+        self._batch_bytes += st.st_size
+        if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+            self._flush_batch()
+        return slot
+
+    def _read_batch(self, batch) -> None:
+        """Read and hash a batch natively, then save what is new and complete each file."""
+        if self.files.cancelled.is_set():
+            for *_, slot in batch:
+                slot._finish(None)
+            return
+        started = time.monotonic()
+        results = _seal.read_small_files([(os.fsencode(b[0]), b[1].st_ino, b[1].st_size) for b in batch])
+        for (fs_path, st, node, snap_path, old, slot), (status, op, data, digest) in zip(batch, results):
+            try:
+                slot._finish(self._small_file_read(fs_path, st, node, snap_path, old, status, op, data, digest,
+                                                   started))
+            except BaseException as exc:  # delivered to the directory waiting for it
+                slot._finish(exc=exc)
+
+    def _small_file_read(self, fs_path, st, node, snap_path, old, status, op, data, digest, started):
+        if status == -2:  # it grew past the size seen: read it the general way
+            return self._read_file(fs_path, st, node, snap_path, old)
+        if status == -1:
+            self._error(snap_path, OSError(f"file {fs_path} changed type or was replaced during backup"))
+            return None
+        if status:
+            self._error(snap_path, OSError(status, os.strerror(status), fs_path), op=op)
+            return None
+        self.progress.bytes_read(len(data))
+        if not data:
+            return self._file_read(node, [], 0, 0, 0, snap_path, old, started)
+        blob_id = digest.hex()
+        _, added, stored = self.files.save_blob(data, blob_id)
+        return self._file_read(node, [blob_id], len(data), added, stored, snap_path, old, started)
 
     def _add_child(self, job: _DirJob, fut: Optional[Future]) -> None:
         if fut is None:
@@ -338,6 +408,8 @@ class Archiver:
             node.content = list(old["content"])
             self.progress.file_done(snap_path, "file", ItemResult("unchanged"), node.size)
             return _done(node)
+        if st.st_size < MIN_SIZE:
+            return self._queue_small_file(fs_path, st, node, snap_path, old)
         self.queued.enter()
         self.progress.start_file(snap_path)
         fut = self.readers.submit(self._read_file, fs_path, st, node, snap_path, old)
@@ -366,11 +438,15 @@ class Archiver:
             return None
         finally:
             os.close(fd)
+        return self._file_read(node, ids, total, added, stored, snap_path, old, started)
+
+    def _file_read(self, node: Node, ids, size: int, added: int, stored: int, snap_path: str,
+                   old: Optional[dict], started: float) -> Node:
+        """Record a file whose content was read."""
         node.content = ids
-        node.size = total
-        action = _action(old, node)
+        node.size = size
         self.progress.file_done(snap_path, "file",
-                                ItemResult(action, added, stored, 0, 0, time.monotonic() - started), total)
+                                ItemResult(_action(old, node), added, stored, 0, 0, time.monotonic() - started), size)
         return node
 
     def _error(self, path: str, exc: BaseException, during: str = "archival", op: str = "") -> None:

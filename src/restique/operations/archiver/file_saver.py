@@ -48,9 +48,9 @@ class FileSaver:
         self.budget = ByteBudget(IN_FLIGHT_BYTES)
         self.cancelled = threading.Event()
 
-    def save_blob(self, data) -> Tuple[str, int, int]:
+    def save_blob(self, data, blob_id: str = "") -> Tuple[str, int, int]:
         """(id, plaintext size if new else 0, stored size if new else 0)."""
-        blob_id = _zero_chunk_id(data) or hashlib.sha256(data).hexdigest()
+        blob_id = blob_id or _zero_chunk_id(data) or hashlib.sha256(data).hexdigest()
         if self.blobs.known("data", blob_id):
             return blob_id, 0, 0
         sealed, ulen = self.blobs.seal_blob("data", data, blob_id)

@@ -1,0 +1,30 @@
+"""restique._seal.read_small_files: the batch reader behind backups of small files."""
+import errno
+import hashlib
+import os
+
+from restique import _seal
+
+
+def test_reads_hashes_and_reports_each_file_on_its_own(tmp_path):
+    files = {"a": b"hello", "empty": b"", "bigger": os.urandom(300_000)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    items = [(os.fsencode(tmp_path / n), os.lstat(tmp_path / n).st_ino, len(d)) for n, d in files.items()]
+    grown = tmp_path / "grown"
+    grown.write_bytes(b"1234")
+    items.append((os.fsencode(grown), os.lstat(grown).st_ino, 2))  # it was 2 bytes at lstat time
+    replaced = tmp_path / "replaced"
+    replaced.write_bytes(b"x")
+    items.append((os.fsencode(replaced), os.lstat(replaced).st_ino + 1, 1))
+    items.append((os.fsencode(tmp_path / "missing"), 1, 0))
+    os.symlink("a", tmp_path / "link")
+    items.append((os.fsencode(tmp_path / "link"), os.lstat(tmp_path / "link").st_ino, 1))
+
+    results = _seal.read_small_files(items)
+    for (status, op, data, digest), (name, content) in zip(results, files.items()):
+        assert (status, data, digest) == (0, content, hashlib.sha256(content).digest()), name
+    assert results[3][0] == -2  # grew past the size seen: the caller reads it the general way
+    assert results[4][0] == -1  # not the file lstat saw
+    assert results[5][:2] == (errno.ENOENT, "open")
+    assert results[6][:2] == (errno.ELOOP, "open")  # never follows a symlink
