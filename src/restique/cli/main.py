@@ -120,8 +120,12 @@ def _terminate(signum, frame):
 
 def main(argv=None) -> None:
     argv = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    # like restic (Go's signal.Notify), handle SIGINT even when started with it ignored,
+    # as background jobs of a script are: `kill -INT` must still stop a backup cleanly
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # keep nohup working
+        signal.signal(signal.SIGHUP, _terminate)
     code = 0
     try:
         # without standalone mode click returns (not raises) the code of a ctx.exit()/Exit
