@@ -64,6 +64,15 @@ def run_restique(repo, *args, **kw):
     return _run(restique_cmd(), repo, args, **kw)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Keep restic's and restique's caches out of the developer's home directory."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def restic_repo(tmp_path):
     """A fresh repository initialised by the real restic (format 2)."""

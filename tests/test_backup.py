@@ -420,14 +420,6 @@ def compare_trees(orig: Path, restored: Path, skip_link_targets=()) -> list:
 # fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """Keep restic's and restique's caches out of the developer's home directory."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
-    yield
-    mp.undo()
-
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):

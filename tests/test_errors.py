@@ -29,14 +29,6 @@ from conftest import PASSWORD, clean_env, restic_path, run_restic, run_restique
 # helpers and fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """Keep restic's (and restique's) cache out of the developer's home directory."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
-    yield
-    mp.undo()
-
 
 def assert_error(proc, code, *, contains=(), fatal=True, stdout_empty=False, what=""):
     """proc failed with exit `code` (an int or a collection of allowed ints) and printed exactly

@@ -37,14 +37,6 @@ HEX64 = re.compile(rb"^[0-9a-f]{64}$")
 # helpers and fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """Keep restic's (and restique's) cache out of the developer's home directory."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
-    yield
-    mp.undo()
-
 
 def lines(out: bytes):
     """Non-empty output lines, as str."""

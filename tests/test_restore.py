@@ -29,14 +29,6 @@ ATIME_NS = 1_300_000_000_987_654_321
 # fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """Keep restic's (and restique's) cache out of the developer's home directory."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
-    yield
-    mp.undo()
-
 
 def _write(path, data: bytes, mtime_ns=OLD_NS):
     with open(path, "wb") as f:

@@ -96,6 +96,30 @@ static int get_key(PyObject *obj, Py_buffer *view, Py_ssize_t size, const char *
     return 1;
 }
 
+/* The three key parts and the payload as buffers; on failure nothing stays acquired. */
+static int get_keys(PyObject *ko, PyObject *mko, PyObject *mro, PyObject *payload, Py_buffer *key,
+                    Py_buffer *mk, Py_buffer *mr, Py_buffer *data)
+{
+    if (!get_key(ko, key, 32, "enc_key"))
+        return 0;
+    if (!get_key(mko, mk, 16, "mac_k")) {
+        PyBuffer_Release(key);
+        return 0;
+    }
+    if (!get_key(mro, mr, 16, "mac_r")) {
+        PyBuffer_Release(key);
+        PyBuffer_Release(mk);
+        return 0;
+    }
+    if (PyObject_GetBuffer(payload, data, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(key);
+        PyBuffer_Release(mk);
+        PyBuffer_Release(mr);
+        return 0;
+    }
+    return 1;
+}
+
 /* seal(enc_key, mac_k, mac_r, data, level) -> (sealed: bytes, uncompressed_length: int)
  * level 0 stores uncompressed; otherwise the zstd level, kept only when it saves space. */
 static PyObject *seal(PyObject *self, PyObject *args)
@@ -105,23 +129,8 @@ static PyObject *seal(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOi", &ko, &mko, &mro, &datao, &level))
         return NULL;
     Py_buffer key, mk, mr, data;
-    if (!get_key(ko, &key, 32, "enc_key"))
+    if (!get_keys(ko, mko, mro, datao, &key, &mk, &mr, &data))
         return NULL;
-    if (!get_key(mko, &mk, 16, "mac_k")) {
-        PyBuffer_Release(&key);
-        return NULL;
-    }
-    if (!get_key(mro, &mr, 16, "mac_r")) {
-        PyBuffer_Release(&key);
-        PyBuffer_Release(&mk);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(datao, &data, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&key);
-        PyBuffer_Release(&mk);
-        PyBuffer_Release(&mr);
-        return NULL;
-    }
     size_t n = (size_t)data.len;
     size_t bound = level > 0 ? ZSTD_compressBound(n) : 0;
     size_t cap = OVERHEAD + (bound > n ? bound : n);
@@ -206,23 +215,8 @@ static PyObject *open_sealed(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_buffer key, mk, mr, sealed;
-    if (!get_key(ko, &key, 32, "enc_key"))
+    if (!get_keys(ko, mko, mro, sealedo, &key, &mk, &mr, &sealed))
         return NULL;
-    if (!get_key(mko, &mk, 16, "mac_k")) {
-        PyBuffer_Release(&key);
-        return NULL;
-    }
-    if (!get_key(mro, &mr, 16, "mac_r")) {
-        PyBuffer_Release(&key);
-        PyBuffer_Release(&mk);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(sealedo, &sealed, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&key);
-        PyBuffer_Release(&mk);
-        PyBuffer_Release(&mr);
-        return NULL;
-    }
     const char *failure = NULL;
     PyObject *out = NULL;
     if (sealed.len < OVERHEAD) {
