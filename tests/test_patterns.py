@@ -2,8 +2,6 @@
 real restic deciding which paths `backup --exclude` and `restore --include` keep."""
 import os
 import random
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -192,45 +190,6 @@ def test_restic_list_table(patterns, path, matched, child_may):
     pl = PatternList(patterns)
     assert pl.matches(path) is matched
     assert pl.child_may_match(path) is child_may
-
-
-LIBREOFFICE = Path("/work/.mirror/restic+restic/repo")
-
-
-@pytest.fixture(scope="module")
-def libreoffice_lines():
-    """restic's internal/filter/testdata/libreoffice.txt.bz2 (22,187 paths), if the mirror is here."""
-    import bz2
-
-    try:
-        data = subprocess.run(
-            ["git", "-C", str(LIBREOFFICE), "show", "HEAD:internal/filter/testdata/libreoffice.txt.bz2"],
-            capture_output=True, check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("restic source mirror not available")
-    return bz2.decompress(data).decode().splitlines()
-
-
-@pytest.mark.parametrize(
-    "patterns,hits",
-    [
-        (["*.html"], 18249),  # TestFilterPatternsFile
-        (["sdk"], 22186),
-        (["sdk/*/cpp/*/*vars.html"], 3),
-        (["does-not-match", "sdk/*", "*.html"], 22185),  # BenchmarkFilterPatterns
-        (["/etc", "/home/*/test", "/usr/share/doc/libreoffice/sdk/docs/java"], 150),
-        (["/etc/**/example", "/home/**/test", "/usr/**/java"], 150),
-    ],
-)
-def test_restic_libreoffice_hits(libreoffice_lines, patterns, hits):
-    pl = PatternList(patterns)
-    assert sum(map(pl.matches, libreoffice_lines)) == hits
-
-
-def test_many_patterns_no_match(libreoffice_lines):
-    pl = PatternList([line + "-does-not-match" for line in libreoffice_lines[:200]])
-    assert not any(map(pl.matches, libreoffice_lines))
 
 
 # --- invalid patterns -------------------------------------------------------------------
