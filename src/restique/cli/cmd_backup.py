@@ -218,12 +218,16 @@ def _pattern_list(patterns, files, case_insensitive: bool):
     """One PatternList from command-line patterns plus pattern files, or None."""
     if not patterns and not files:
         return None
-    from ..model.patterns import PatternList, read_pattern_file
+    from ..errors import UsageError
+    from ..model.patterns import InvalidPatternError, PatternList, read_pattern_file
 
     collected = list(patterns)
     for f in files:
         collected += read_pattern_file(f)
-    return PatternList(collected, case_insensitive=case_insensitive)
+    try:
+        return PatternList(collected, case_insensitive=case_insensitive)
+    except InvalidPatternError as exc:
+        raise UsageError(f"{'--iexclude' if case_insensitive else '--exclude'}: {exc}") from None
 
 
 def output_is_live(output) -> bool:

@@ -141,7 +141,8 @@ def main(argv=None) -> None:
         print(_usage_message(exc), file=sys.stderr)
         code = 1
     except RestiqueError as exc:
-        print(f"Fatal: {exc}", file=sys.stderr)
+        one_line = " ".join(str(exc).strip().split("\n"))  # errors are always one line
+        print(f"Fatal: {one_line}", file=sys.stderr)
         code = exc.exit_code
     except KeyboardInterrupt:
         print("signal interrupt received, cleaning up", file=sys.stderr)
