@@ -573,7 +573,3 @@ def tree_at_path(repo, tree_id: str, path: str) -> str:
         else:
             raise NotFound(f"path {path!r} not found in snapshot")
     return tree_id
-
-
-def snapshot_ids_sorted(repo) -> List[str]:
-    return sorted(repo.list_ids("snapshot"))

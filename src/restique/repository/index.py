@@ -150,8 +150,5 @@ class MasterIndex:
             for blob_id in self._blobs[blob_type]:
                 yield blob_type, blob_id
 
-    def pack_ids(self) -> List[str]:
-        return list(self._pack_ids)
-
     def __len__(self):
         return sum(len(d) for d in self._blobs.values())

@@ -1,5 +1,5 @@
 """The repository facade: a backend opened with a password, its config, index and blobs."""
-from typing import Iterable, List, Optional, Union
+from typing import List, Optional, Union
 
 from ..backend.base import FileType
 from ..backend.location import open_backend
@@ -177,8 +177,3 @@ def open_repository(location: str, password: str, key_hint: Optional[str] = None
     except IntegrityError as exc:
         raise IntegrityError(f"config or key {key_id} is damaged: {exc}") from None
     return Repository(backend, key_id, master, config, compression_mode, pack_size)
-
-
-def key_ids(repo_or_backend) -> Iterable[str]:
-    backend = getattr(repo_or_backend, "backend", repo_or_backend)
-    return keys.list_key_ids(backend)
