@@ -401,12 +401,12 @@ def test_json_summary(world, tmp_path):
 
 def _snapshot_nodes(repo_path) -> dict:
     """path -> Node of every entry of the latest snapshot, read with restique's walker."""
-    from restique.model.snapshot import find_snapshot_id, load_snapshot
+    from restique.operations.snapshot_lookup import find_snapshot_id, load_snapshot
     from restique.operations.walker import walk
     from restique.repository.repository import open_repository
 
     with open_repository(str(repo_path), PASSWORD) as repo:
-        tree = load_snapshot(repo, find_snapshot_id(repo, "latest"))["tree"]
+        tree = load_snapshot(repo, find_snapshot_id(repo, "latest")).tree
         return dict(walk(repo, tree))
 
 
@@ -452,13 +452,13 @@ def test_damaged_pack(world, tmp_path):
 
 
 def test_walker_order_matches_restic_ls(world):
-    from restique.model.snapshot import find_snapshot_id, load_snapshot
+    from restique.operations.snapshot_lookup import find_snapshot_id, load_snapshot
     from restique.operations.walker import walk
     from restique.repository.repository import open_repository
 
     listing = run_restic(world["repo"], "ls", "latest").stdout.split(b"\n")[1:-1]
     with open_repository(str(world["repo"]), PASSWORD) as repo:
-        tree = load_snapshot(repo, find_snapshot_id(repo, "latest"))["tree"]
+        tree = load_snapshot(repo, find_snapshot_id(repo, "latest")).tree
         mine = [os.fsencode(p) for p, _ in walk(repo, tree)]
         pruned = [p for p, _ in walk(repo, tree, descend=lambda p, n: n.name != "a")]
     assert mine == listing

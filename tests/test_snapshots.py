@@ -7,9 +7,9 @@ import pytest
 
 from conftest import PASSWORD, run_restic, run_restique
 from restique.model.gotime import GoTime
-from restique.model.snapshot import (
-    GroupBy, Snapshot, SnapshotFilter, SnapshotGroupKey, filter_latest_snapshots, find_latest, group_snapshots,
-)
+from restique.model.snapshot import Snapshot, new_summary
+from restique.model.snapshot_filter import SnapshotFilter, find_latest
+from restique.model.snapshot_group import GroupBy, SnapshotGroupKey, filter_latest_snapshots, group_snapshots
 from restique.errors import UsageError
 
 # Keys restic 0.14 does not know; current restic prints them when present.
@@ -272,3 +272,35 @@ def test_snapshot_json_round_trip():
     assert Snapshot.from_json("f" * 64, raw).time.unix_ns == GoTime.parse("2021-05-05T10:00:00.12Z").unix_ns
     with pytest.raises(ValueError):
         Snapshot.from_json("f" * 64, {"time": "2021-05-05T12:00:00Z", "uid": -1})
+
+
+def test_new_snapshot_json_is_the_file_backup_writes():
+    """A Snapshot built for a new backup serializes field for field like the file backup
+    writes: restic's struct order, empty fields left out, no id."""
+    start, end = GoTime.parse("2024-03-01T10:00:00.5+01:00"), GoTime.parse("2024-03-01T10:00:02+01:00")
+    counts = dict(files_new=3, files_changed=0, files_unmodified=1, dirs_new=2, dirs_changed=0,
+                  dirs_unmodified=0, data_blobs=3, tree_blobs=2, data_added=120, data_added_packed=90,
+                  total_files_processed=4, total_bytes_processed=300)
+    sn = Snapshot(time=start, parent="a" * 64, tree="b" * 64, paths=["/x", "/y"], hostname="h",
+                  username="u", uid=1000, gid=0, excludes=["*.tmp"], tags=["t"],
+                  program_version="restique 0.1.0", summary=new_summary(start, end, **counts))
+    expected = {"time": "2024-03-01T10:00:00.5+01:00", "parent": "a" * 64, "tree": "b" * 64,
+                "paths": ["/x", "/y"], "hostname": "h", "username": "u", "uid": 1000,
+                "excludes": ["*.tmp"], "tags": ["t"], "program_version": "restique 0.1.0",
+                "summary": {"backup_start": "2024-03-01T10:00:00.5+01:00",
+                            "backup_end": "2024-03-01T10:00:02+01:00", **counts}}
+    out = sn.to_json(with_id=False)
+    assert out == expected
+    assert list(out) == list(expected) and list(out["summary"]) == list(expected["summary"])
+    bare = Snapshot(time=start, tree="b" * 64, paths=["/x"], program_version="v").to_json(with_id=False)
+    assert list(bare) == ["time", "tree", "paths", "program_version"]
+    with pytest.raises(TypeError):
+        new_summary(start, end, files_nw=1)
+
+
+def test_snapshot_string_is_restics():
+    sn = Snapshot.from_json("c" * 64, {"time": "2020-01-02T03:04:05.25Z", "tree": "1" * 64,
+                                       "paths": ["/a", "/b"], "hostname": "h", "username": "u"})
+    text = str(sn)
+    assert text.startswith("snapshot cccccccc of [/a /b] at 2020-01-02 03:04:05.25 +0000 ")
+    assert text.endswith(" by u@h")

@@ -43,9 +43,10 @@ def _index(repo, index_id):
 
 
 def _snapshot(repo, spec):
-    from ..model.snapshot import find_snapshot_id, load_snapshot
+    from ..operations.snapshot_lookup import find_snapshot_id
 
-    print_json_indent(load_snapshot(repo, find_snapshot_id(repo, spec)))
+    # the file as stored, not decoded into a Snapshot
+    print_json_indent(repo.load_json("snapshot", find_snapshot_id(repo, spec)))
 
 
 def _key(repo, key_id):
@@ -80,12 +81,9 @@ def _blob(repo, blob_id):
 
 
 def _tree(repo, spec):
-    from ..model.snapshot import find_snapshot_id, load_snapshot, split_snapshot_path, tree_at_path
+    from ..operations.snapshot_lookup import find_snapshot
 
-    snap, sub = split_snapshot_path(spec)
-    snapshot = load_snapshot(repo, find_snapshot_id(repo, snap))
-    repo.load_index()
-    tree_id = tree_at_path(repo, snapshot["tree"], sub)
+    _, tree_id = find_snapshot(repo, spec)
     write_bytes(repo.load_blob("tree", tree_id))
 
 

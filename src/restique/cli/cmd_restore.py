@@ -61,24 +61,11 @@ def restore(opts, args, target, exclude, iexclude, exclude_file, iexclude_file, 
         raise UsageError("'--target / --delete' must be combined with an include or exclude filter")
 
     repo = opts.open(lock=False)
-    try:
-        snapshot_id, snapshot = _find_snapshot(repo, args[0], host, tag, paths)
-    except _InvalidID as exc:
-        _out(f"{exc}\n", sys.stderr)  # restic prints this one without "Fatal: "
-        sys.exit(1)
-    spec_subfolder = args[0].partition(":")[2]
-    repo.load_index()
-    tree_id = snapshot.get("tree")
-    if not tree_id:
-        raise RestiqueError(f"snapshot {snapshot_id[:8]} has no tree")
-    if spec_subfolder:
-        from ..operations.walker import find_tree_directory
-
-        tree_id = find_tree_directory(repo, tree_id, spec_subfolder)
+    snapshot, tree_id = _find_snapshot(repo, args[0], host, tag, paths)
 
     printer = _JSONPrinter(opts) if opts.json else _TextPrinter(opts)
     if not opts.json and not opts.quiet:
-        _out(f"restoring {_describe(snapshot_id, snapshot)} to {target}\n")
+        _out(f"restoring {snapshot} to {target}\n")
     t0 = time.monotonic()
     restorer = Restorer(repo, tree_id, target, Selection(includes or None, excludes or None), overwrite,
                         delete, dry_run, sparse, printer, ownership_by_name=ownership_by_name)
@@ -134,82 +121,18 @@ def _matchers(kind, patterns, ipatterns, files, ifiles):
 
 
 def _find_snapshot(repo, spec, hosts, tags, paths):
-    """(full id, snapshot JSON) for `ID[:subfolder]` or `latest[:subfolder]`."""
-    from ..errors import NotFound
-    from ..model import snapshot as snapshots
+    """(snapshot, tree id) for `ID[:subfolder]` or `latest[:subfolder]`. A name that matches
+    no snapshot ends the command as in restic: `invalid id "X": <reason>`, without "Fatal: "."""
+    import sys
 
-    name = spec.partition(":")[0]
-    try:
-        try:
-            filt = snapshots.SnapshotFilter.from_options(hosts, tags, paths)
-            snapshot_id = snapshots.find_snapshot_id(repo, name, filt)
-        except AttributeError:  # an older model.snapshot without filters
-            snapshot_id = _find_latest_fallback(repo, name, hosts, tags, paths)
-    except NotFound as exc:
-        reason = getattr(exc, "reason", None) or str(exc).replace("could not find snapshot: ", "")
-        raise _InvalidID(f'invalid id "{name}": {reason}') from None
-    return snapshot_id, snapshots.load_snapshot(repo, snapshot_id)
-
-
-def _find_latest_fallback(repo, name, hosts, tags, paths):
-    from ..errors import NotFound
-    from ..model.snapshot import find_snapshot_id, load_snapshot, snapshot_time
-
-    if name != "latest" or not (hosts or tags or paths):
-        return find_snapshot_id(repo, name)
-    best = None
-    for sid in repo.list_ids("snapshot"):
-        sn = load_snapshot(repo, sid)
-        if hosts and sn.get("hostname") not in hosts:
-            continue
-        mine = sn.get("tags") or []
-        if tags and not any(all(t.strip() in mine for t in tl.split(",")) for tl in tags):
-            continue
-        if paths and not all(p in (sn.get("paths") or []) for p in paths):
-            continue
-        t = snapshot_time(sn)
-        if best is None or t > best[0]:
-            best = (t, sid)
-    if best is None:
-        raise NotFound("no snapshot found")
-    return best[1]
-
-
-class _InvalidID(Exception):
-    pass
-
-
-def _describe(snapshot_id, sn) -> str:
-    """restic's Snapshot.String(): `snapshot 1234abcd of [/a /b] at <Go time> by user@host`."""
-    from ..model.gotime import GoTime
+    from ..model.snapshot_filter import SnapshotFilter
+    from ..operations.snapshot_lookup import SnapshotNotFound, find_snapshot
 
     try:
-        t = GoTime.parse(sn.get("time", ""))
-    except ValueError:
-        t = GoTime(0)
-    paths = "[" + " ".join(sn.get("paths") or []) + "]"
-    return f"snapshot {snapshot_id[:8]} of {paths} at {_go_time_string(t)} by {sn.get('username', '')}@{sn.get('hostname', '')}"
-
-
-def _go_time_string(t) -> str:
-    """Go's Time.String() of a time read from JSON: `2006-01-02 15:04:05.999999999 -0700 MST`."""
-    import time
-
-    wall = time.gmtime(t.seconds + t.offset)
-    text = time.strftime("%Y-%m-%d %H:%M:%S", wall)
-    if t.nanos:
-        text += "." + ("%09d" % t.nanos).rstrip("0")
-    sign = "-" if t.offset < 0 else "+"
-    off = abs(t.offset)
-    numeric = "%s%02d%02d" % (sign, off // 3600, off % 3600 // 60)
-    local = time.localtime(t.seconds)
-    if local.tm_gmtoff == t.offset:
-        zone = local.tm_zone
-    elif t.offset == 0:
-        zone = "UTC"
-    else:
-        zone = numeric
-    return f"{text} {numeric} {zone}"
+        return find_snapshot(repo, spec, SnapshotFilter.from_options(hosts, tags, paths))
+    except SnapshotNotFound as exc:
+        _out(f'invalid id "{spec.partition(":")[0]}": {exc.reason}\n', sys.stderr)
+        sys.exit(1)
 
 
 def _go_duration(seconds: float) -> str:

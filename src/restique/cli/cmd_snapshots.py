@@ -81,6 +81,10 @@ def format_snapshots_table(snapshots, compact: bool = False, reasons: Optional[S
     return "\n".join(out) + "\n"
 
 
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def _parse_go_int(flag: str, text: str) -> int:
     """pflag's IntVar (strconv.ParseInt(s, 0, 64)) with its error texts."""
     def fail(why):
@@ -115,9 +119,10 @@ def _parse_go_int(flag: str, text: str) -> int:
 @click.pass_obj
 def snapshots(opts, hosts, tags, paths, compact, last, latest, group_by, snapshot_ids):
     """List all snapshots."""
-    from ..model.snapshot import (
-        GroupBy, SnapshotFilter, filter_latest_snapshots, find_filtered_snapshots, group_snapshots, sort_by_time,
-    )
+    from ..model.snapshot import sort_by_time
+    from ..model.snapshot_filter import SnapshotFilter
+    from ..model.snapshot_group import GroupBy, filter_latest_snapshots, group_snapshots
+    from ..operations.snapshot_lookup import find_filtered_snapshots
     from .output import print_json
 
     if last:
@@ -126,7 +131,7 @@ def snapshots(opts, hosts, tags, paths, compact, last, latest, group_by, snapsho
 
     repo = opts.open(lock=False)
     filt = SnapshotFilter.from_options(hosts, tags, paths)
-    found = find_filtered_snapshots(repo, list(snapshot_ids), filt)
+    found = find_filtered_snapshots(repo, list(snapshot_ids), filt, warn=_warn)
     groups, grouped = group_snapshots(found, GroupBy.parse(group_by))
 
     listed = []

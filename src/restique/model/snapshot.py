@@ -1,21 +1,19 @@
-"""Snapshots: loading them, filtering (--host/--tag/--path), resolving `latest` or an id
-prefix, `--latest N` and grouping (`--group-by`), all with restic's semantics and messages.
+"""The snapshot type: decoding a snapshot file as restic does, writing it back, and restic's
+one-line description of it.
 
 restic loads a snapshot file into a Go struct, so unknown fields are dropped and the fields it
 knows are written back in struct order; `Snapshot.to_json()` does the same (current restic's
-struct, which adds `program_version` and `summary` to 0.14's).
+struct, which adds `program_version` and `summary` to 0.14's). Filters live in
+`snapshot_filter`, grouping in `snapshot_group`; reading snapshots from a repository is
+`operations.snapshot_lookup`.
 """
-import os
-import posixpath
 import re
-import sys
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence
 
-from ..errors import NotFound, UsageError
+from ..errors import IntegrityError
 from .gotime import GoTime
-from .ids import find_by_prefix
 
 _HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time, as json.Marshal writes it
@@ -31,15 +29,11 @@ SUMMARY_FIELDS = (
 )
 
 
-def _warn(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-# --- the snapshot itself ---------------------------------------------------------------------
-
-class SnapshotFormatError(ValueError):
+class SnapshotFormatError(IntegrityError, ValueError):
     """A snapshot file whose JSON does not fit restic's Snapshot struct."""
 
+
+# --- decoding like Go's json.Unmarshal ---------------------------------------------------------
 
 def _json_type(value) -> str:
     if isinstance(value, bool):
@@ -136,16 +130,53 @@ def _parse_summary(value) -> Optional[dict]:
     return out
 
 
+def new_summary(backup_start: GoTime, backup_end: GoTime, **counts: int) -> dict:
+    """The `summary` of a new snapshot, in struct order; counts are the other SUMMARY_FIELDS
+    (missing ones are 0)."""
+    unknown = set(counts) - {name for name, _ in SUMMARY_FIELDS}
+    if unknown:
+        raise TypeError(f"unknown summary fields: {sorted(unknown)}")
+    out = {"backup_start": backup_start.rfc3339(), "backup_end": backup_end.rfc3339()}
+    for name, is_time in SUMMARY_FIELDS:
+        if not is_time:
+            out[name] = counts.get(name, 0)
+    return out
+
+
+# --- times as restic prints them -----------------------------------------------------------
+
 def go_time_local_string(t: GoTime) -> str:
     """Go's t.Local().Format("2006-01-02 15:04:05") (four-digit year even before 1000)."""
     lt = time.localtime(t.seconds)
     return "%04d-%02d-%02d %02d:%02d:%02d" % tuple(lt[:6])
 
 
-@dataclass(eq=False)
+def go_time_string(t: GoTime) -> str:
+    """Go's Time.String() of a time read from JSON: `2006-01-02 15:04:05.999999999 -0700 MST`.
+    Go names the zone only when the offset is the local zone's (or UTC)."""
+    text = "%04d-%02d-%02d %02d:%02d:%02d" % tuple(time.gmtime(t.seconds + t.offset)[:6])
+    if t.nanos:
+        text += "." + ("%09d" % t.nanos).rstrip("0")
+    sign = "-" if t.offset < 0 else "+"
+    off = abs(t.offset)
+    numeric = "%s%02d%02d" % (sign, off // 3600, off % 3600 // 60)
+    local = time.localtime(t.seconds)
+    if local.tm_gmtoff == t.offset:
+        zone = local.tm_zone
+    elif t.offset == 0:
+        zone = "UTC"
+    else:
+        zone = numeric
+    return f"{text} {numeric} {zone}"
+
+
+# --- the snapshot --------------------------------------------------------------------------
+
+@dataclass(eq=False, kw_only=True)
 class Snapshot:
-    id: str
+    """One snapshot. `id` is the file's id ("" for a snapshot not yet saved)."""
     time: GoTime
+    id: str = ""
     tree: Optional[str] = None
     paths: Optional[List[str]] = None
     hostname: str = ""
@@ -157,8 +188,7 @@ class Snapshot:
     parent: Optional[str] = None
     original: Optional[str] = None
     program_version: str = ""
-    summary: Optional[dict] = None
-    raw: dict = field(default_factory=dict)  # the snapshot file's JSON as loaded
+    summary: Optional[dict] = None  # SUMMARY_FIELDS in order; see new_summary
     time_is_zero: bool = False  # the file had no time: Go's zero time
 
     @classmethod
@@ -184,7 +214,6 @@ class Snapshot:
             original=_get_id(obj, "original"),
             program_version=_get_str(obj, "program_version"),
             summary=_parse_summary(obj.get("summary")),
-            raw=obj,
             time_is_zero=t is None,
         )
 
@@ -193,8 +222,8 @@ class Snapshot:
         return self.id[:8]
 
     def to_json(self, with_id: bool = True) -> dict:
-        """The snapshot as current restic's `snapshots --json` prints it: struct fields in Go
-        order with omitempty applied, then "id" and "short_id"."""
+        """Struct fields in Go order with omitempty applied: the snapshot file's content with
+        with_id=False; then "id" and "short_id" as current restic's `snapshots --json` adds."""
         out = {"time": ZERO_TIME if self.time_is_zero else self.time.rfc3339()}
         if self.parent:
             out["parent"] = self.parent
@@ -226,6 +255,11 @@ class Snapshot:
     def local_time_string(self) -> str:
         return go_time_local_string(self.time)
 
+    def __str__(self) -> str:
+        """restic's Snapshot.String(): `snapshot 1234abcd of [/a /b] at <Go time> by user@host`."""
+        paths = "[" + " ".join(self.paths or []) + "]"
+        return f"snapshot {self.short_id} of {paths} at {go_time_string(self.time)} by {self.username}@{self.hostname}"
+
     # restic's Snapshot.HasHostname / HasTags / HasTagList / HasPaths
     def has_hostname(self, hosts: Sequence[str]) -> bool:
         return not hosts or self.hostname in hosts
@@ -250,326 +284,15 @@ class Snapshot:
         return all(p in mine for p in paths)
 
 
-def load_snapshot(repo, snapshot_id: str) -> dict:
-    """The raw JSON of one snapshot file."""
-    return repo.load_json("snapshot", snapshot_id)
-
-
-def load_snapshot_obj(repo, snapshot_id: str) -> Snapshot:
-    return Snapshot.from_json(snapshot_id, repo.load_json("snapshot", snapshot_id))
-
-
-def snapshot_time(obj: Union[dict, Snapshot]) -> GoTime:
-    if isinstance(obj, Snapshot):
-        return obj.time
-    try:
-        return GoTime.parse(obj.get("time", ""))
-    except ValueError:
-        return GoTime(0)
-
-
-def _valid_snapshot_name(name: str) -> bool:
-    return bool(_HEX_ID.match(name))
-
-
-def load_all_snapshots(repo, ids: Optional[Iterable[str]] = None,
-                       warn: Optional[Callable[[str], None]] = _warn) -> List[Snapshot]:
-    """Every snapshot of the repository, in id order. A file that cannot be loaded or decoded
-    is reported as restic does (`could not load snapshot <short>: <error>`) and skipped;
-    warn=None raises instead."""
-    if ids is None:
-        ids = repo.list_ids("snapshot")
-    out = []
-    for sid in sorted(i for i in ids if _valid_snapshot_name(i)):
-        try:
-            out.append(load_snapshot_obj(repo, sid))
-        except Exception as exc:  # damaged file: MAC, JSON or struct mismatch
-            if warn is None:
-                raise
-            warn(f"could not load snapshot {sid[:8]}: {exc}")
-    return out
-
-
-# --- filters -------------------------------------------------------------------------------
-
-def parse_tag_list(text: str) -> List[str]:
-    """One --tag value: comma separated, whitespace around each tag removed."""
-    return [t.strip() for t in text.split(",")]
-
-
-def _go_list(items: Sequence[str]) -> str:
-    """fmt's %v of a []string."""
-    return "[" + " ".join(items) + "]"
-
-
-def go_clean_abs(path: str) -> str:
-    """Go's filepath.Abs (which also Cleans)."""
-    if not path.startswith("/"):
-        path = posixpath.join(os.getcwd(), path)
-    path = posixpath.normpath(path)
-    if path.startswith("//"):
-        path = "/" + path.lstrip("/")
-    return path
-
-
-@dataclass
-class SnapshotFilter:
-    """restic's --host/--tag/--path: hosts are OR-ed; each tag list is an AND of its tags and
-    the lists are OR-ed; a snapshot must contain every path (exact strings)."""
-    hosts: List[str] = field(default_factory=list)
-    tags: List[List[str]] = field(default_factory=list)
-    paths: List[str] = field(default_factory=list)
-
-    @classmethod
-    def from_options(cls, hosts: Iterable[str] = (), tags: Iterable[str] = (),
-                     paths: Iterable[str] = ()) -> "SnapshotFilter":
-        """From the raw option values; each --tag value is a comma separated list."""
-        return cls(list(hosts), [parse_tag_list(t) for t in tags], list(paths))
-
-    def empty(self) -> bool:
-        return not (self.hosts or self.tags or self.paths)
-
-    def matches(self, sn: Snapshot) -> bool:
-        return sn.has_hostname(self.hosts) and sn.has_tag_list(self.tags) and sn.has_paths(self.paths)
-
-    def apply(self, snapshots: Iterable[Snapshot]) -> List[Snapshot]:
-        return [sn for sn in snapshots if self.matches(sn)]
-
-    def describe(self) -> str:
-        """`Paths:[..] Tags:[..] Hosts:[..]` as restic formats the filter in messages."""
-        tags = "[" + " ".join("[" + ", ".join(t) + "]" for t in self.tags) + "]"
-        return f"Paths:{_go_list(self.paths)} Tags:{tags} Hosts:{_go_list(self.hosts)}"
-
-
-def find_latest(snapshots: Iterable[Snapshot], filt: Optional[SnapshotFilter] = None,
-                time_limit: Optional[GoTime] = None) -> Optional[Snapshot]:
-    """The newest snapshot matching filt (None if none). As restic does for `latest`, the
-    filter's paths are made absolute and cleaned first; time_limit excludes later ones."""
-    filt = filt or SnapshotFilter()
-    abs_filter = SnapshotFilter(filt.hosts, filt.tags, [go_clean_abs(p) for p in filt.paths])
-    latest = None
-    for sn in snapshots:
-        if time_limit is not None and sn.time.unix_ns > time_limit.unix_ns:
-            continue
-        if latest is not None and sn.time.unix_ns < latest.time.unix_ns:
-            continue
-        if not abs_filter.matches(sn):
-            continue
-        latest = sn
-    return latest
-
-
-# --- finding snapshots by name -------------------------------------------------------------
-
-class SnapshotNotFound(NotFound):
-    """`reason` is restic's own text (`no matching ID found for prefix "X"`, `multiple IDs
-    with prefix "X" found`, `no snapshot found`); str() adds the `could not find snapshot: `
-    that `restic cat` puts before prefix errors."""
-
-    def __init__(self, reason: str, message: Optional[str] = None):
-        super().__init__(message if message is not None else reason)
-        self.reason = reason
-
-
-def find_snapshot_id(repo, spec: str, filter: Optional[SnapshotFilter] = None,
-                     allow_latest: bool = True, ids: Optional[List[str]] = None) -> str:
-    """Full id of the snapshot named by an id prefix or `latest` (the newest snapshot matching
-    filter). Raises SnapshotNotFound."""
-    if isinstance(filter, bool):  # the old signature: find_snapshot_id(repo, spec, allow_latest)
-        filter, allow_latest = None, filter
-    if ids is None:
-        ids = repo.list_ids("snapshot")
-    if spec == "latest" and allow_latest:
-        snapshots = []
-        for sid in sorted(i for i in ids if _valid_snapshot_name(i)):
-            try:
-                snapshots.append(load_snapshot_obj(repo, sid))
-            except Exception as exc:
-                raise NotFound(f"Error loading snapshot {sid[:8]}: {exc}") from None
-        latest = find_latest(snapshots, filter)
-        if latest is None:
-            raise SnapshotNotFound("no snapshot found")
-        return latest.id
-    try:
-        return find_by_prefix(spec, ids)
-    except NotFound as exc:
-        raise SnapshotNotFound(str(exc), f"could not find snapshot: {exc}") from None
-
-
-def find_filtered_snapshots(repo, args: Sequence[str], filt: Optional[SnapshotFilter] = None,
-                            warn: Callable[[str], None] = _warn) -> List[Snapshot]:
-    """The snapshots a command such as `snapshots`, `forget` or `tag` works on (restic 0.14's
-    FindFilteredSnapshots): the ones named in args (ID prefixes or `latest`, which honours the
-    filter; filters are otherwise ignored, with a warning), or all that match the filter.
-    Problems are warnings, never errors."""
-    filt = filt or SnapshotFilter()
-    if not args:
-        return filt.apply(load_all_snapshots(repo, warn=warn))
-
-    ids = repo.list_ids("snapshot")
-    chosen: List[str] = []
-    used_filter = False
-    all_snapshots: Optional[List[Snapshot]] = None
-    for spec in args:
-        if spec == "latest":
-            used_filter = True
-            if all_snapshots is None:
-                try:
-                    all_snapshots = load_all_snapshots(repo, ids, warn=None)
-                except Exception:  # restic gives up on `latest` if any snapshot is damaged
-                    all_snapshots = []
-            latest = find_latest(all_snapshots, filt)
-            if latest is None:
-                warn(f'Ignoring "{spec}", no snapshot matched given filter ({filt.describe()})')
-                continue
-            chosen.append(latest.id)
-        else:
-            try:
-                chosen.append(find_by_prefix(spec, ids))
-            except NotFound as exc:
-                warn(f'Ignoring "{spec}": {exc}')
-                continue
-    if not used_filter and not filt.empty():
-        warn("Ignoring filters as there are explicit snapshot ids given")
-
-    out: List[Snapshot] = []
-    seen = set()
-    for sid in chosen:
-        if sid in seen:
-            continue
-        seen.add(sid)
-        try:
-            out.append(load_snapshot_obj(repo, sid))
-        except Exception as exc:
-            warn(f'Ignoring "{sid}", could not load snapshot: {exc}')
-    return out
-
-
-# --- --latest N and --group-by -------------------------------------------------------------
-
-def filter_latest_snapshots(snapshots: Iterable[Snapshot], limit: int) -> List[Snapshot]:
-    """The `limit` newest snapshots for each (host, sorted path list), newest first."""
-    ordered = sorted(snapshots, key=lambda sn: sn.time.unix_ns, reverse=True)
-    seen: Dict[Tuple[str, str], int] = {}
-    out = []
-    for sn in ordered:
-        key = (sn.hostname, "|".join(sorted(sn.paths or [])))
-        if seen.get(key, 0) < limit:
-            seen[key] = seen.get(key, 0) + 1
-            out.append(sn)
-    return out
-
-
-def sort_by_time(snapshots: List[Snapshot]) -> List[Snapshot]:
+def sort_by_time(snapshots: Iterable[Snapshot]) -> List[Snapshot]:
     """Oldest first (stable)."""
     return sorted(snapshots, key=lambda sn: sn.time.unix_ns)
 
 
-@dataclass(frozen=True)
-class GroupBy:
-    host: bool = False
-    paths: bool = False
-    tags: bool = False
-
-    @classmethod
-    def parse(cls, text: str) -> "GroupBy":
-        """`host,paths,tags` (singular forms too, '' = no grouping)."""
-        host = paths = tags = False
-        for option in (text or "").split(","):
-            if option in ("host", "hosts"):
-                host = True
-            elif option in ("path", "paths"):
-                paths = True
-            elif option in ("tag", "tags"):
-                tags = True
-            elif option != "":
-                raise UsageError(f"unknown grouping option: '{option}'")
-        return cls(host, paths, tags)
-
-    @property
-    def grouped(self) -> bool:
-        return self.host or self.paths or self.tags
-
-    def __str__(self) -> str:
-        return ",".join(n for n, on in (("host", self.host), ("paths", self.paths), ("tags", self.tags)) if on)
-
-
-@dataclass(frozen=True)
-class SnapshotGroupKey:
-    hostname: str = ""
-    paths: Optional[Tuple[str, ...]] = None
-    tags: Optional[Tuple[str, ...]] = None
-
-    def to_json(self) -> dict:
-        return {
-            "hostname": self.hostname,
-            "paths": None if self.paths is None else list(self.paths),
-            "tags": None if self.tags is None else list(self.tags),
-        }
-
-    def header(self) -> Optional[str]:
-        """`snapshots for (host [h], tags [a, b], paths [/x, /y]):`, None if the key is empty."""
-        if self.hostname == "" and self.tags is None and self.paths is None:
-            return None
-        parts = []
-        if self.hostname:
-            parts.append(f"host [{self.hostname}]")
-        if self.tags is not None:
-            parts.append("tags [" + ", ".join(self.tags) + "]")
-        if self.paths is not None:
-            parts.append("paths [" + ", ".join(self.paths) + "]")
-        return "snapshots for (" + ", ".join(parts) + "):" if parts else "snapshots:"
-
-    def sort_key(self):
-        return (self.hostname,
-                self.paths is not None, self.paths or (),
-                self.tags is not None, self.tags or ())
-
-
-def group_snapshots(snapshots: Iterable[Snapshot], group_by: Union[GroupBy, str]
-                    ) -> Tuple[List[Tuple[SnapshotGroupKey, List[Snapshot]]], bool]:
-    """restic's GroupSnapshots: ([(key, snapshots)], grouped). Groups come sorted by key
-    (restic's order is Go map order, i.e. random); snapshots keep their order within a group.
-    Like restic, this sorts every snapshot's paths in place, and its tags when grouping by
-    tags, so they are printed sorted."""
-    if isinstance(group_by, str):
-        group_by = GroupBy.parse(group_by)
-    groups: Dict[SnapshotGroupKey, List[Snapshot]] = {}
-    for sn in snapshots:
-        tags = paths = None
-        if group_by.tags and sn.tags is not None:
-            sn.tags.sort()
-            tags = tuple(sn.tags)
-        if sn.paths is not None:
-            sn.paths.sort()
-            if group_by.paths:
-                paths = tuple(sn.paths)
-        key = SnapshotGroupKey(sn.hostname if group_by.host else "", paths, tags)
-        groups.setdefault(key, []).append(sn)
-    ordered = sorted(groups.items(), key=lambda item: item[0].sort_key())
-    return ordered, group_by.grouped
-
-
-# --- paths inside snapshots ----------------------------------------------------------------
-
-def split_snapshot_path(spec: str) -> Tuple[str, str]:
-    """`ID:sub/folder` -> (ID, "sub/folder")."""
-    snap, _, sub = spec.partition(":")
-    return snap, sub.strip("/")
-
-
-def tree_at_path(repo, tree_id: str, path: str) -> str:
-    """Id of the tree of the folder at path (slash separated) below tree_id."""
-    from .names import node_name
-
-    for part in [p for p in path.split("/") if p]:
-        tree = repo.load_json_blob("tree", tree_id)
-        for node in tree.get("nodes") or []:
-            if node_name(node) == part:
-                if node.get("type") != "dir" or not node.get("subtree"):
-                    raise NotFound(f"path {path!r}: {part!r} is not a directory")
-                tree_id = node["subtree"]
-                break
-        else:
-            raise NotFound(f"path {path!r} not found in snapshot")
-    return tree_id
+def __getattr__(name):
+    # Transitional: cli/cmd_backup.py still imports find_snapshot_id from here. It reads the
+    # repository, so it lives in operations.snapshot_lookup; drop this once that import moves.
+    if name == "find_snapshot_id":
+        from ..operations.snapshot_lookup import find_snapshot_id
+        return find_snapshot_id
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
