@@ -1,5 +1,27 @@
-"""Storage backends: where repository files live. One protocol, several implementations."""
-from .base import Backend, FileType
-from .location import open_backend
+"""Storage backends: where repository files live. One contract (base.py), several implementations."""
+from .base import (
+    Backend,
+    BackendError,
+    BackendFileExists,
+    BackendNotFound,
+    BackendShortRead,
+    FileType,
+    PermanentBackendError,
+    is_not_found,
+    is_permanent,
+)
+from .location import open_backend, register_scheme
 
-__all__ = ["Backend", "FileType", "open_backend"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendFileExists",
+    "BackendNotFound",
+    "BackendShortRead",
+    "FileType",
+    "PermanentBackendError",
+    "is_not_found",
+    "is_permanent",
+    "open_backend",
+    "register_scheme",
+]

@@ -1,12 +1,22 @@
 """A repository in a local directory, laid out exactly as restic lays it out."""
+import itertools
 import os
+import stat
 from typing import Iterator, Optional, Tuple
 
-from ..errors import AlreadyExists, RepositoryNotFound, RestiqueError
-from .base import FileType
+from ..errors import AlreadyExists, RestiqueError
+from .base import FOLDER_TYPES, BackendNotFound, BackendShortRead, FileType, check_range, not_found
 
 DIR_MODE = 0o700
 FILE_MODE = 0o400  # restic makes repository files read-only
+_tmp_serial = itertools.count()  # unique temporary names for saves from several threads
+
+
+def _translated(exc: OSError) -> OSError:
+    """The contract's not-found error for a missing file (or a missing folder on its path)."""
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return BackendNotFound(exc.errno, exc.strerror, exc.filename)
+    return exc
 
 
 def _write_all(fd: int, data) -> None:
@@ -30,6 +40,8 @@ def _write_all(fd: int, data) -> None:
 
 
 class LocalBackend:
+    atomic_replace = True  # rename() replaces an existing file
+
     def __init__(self, path: str, location: Optional[str] = None):
         self.path = path
         self.location = location or path
@@ -38,7 +50,7 @@ class LocalBackend:
     def _dir(self, ftype: FileType, name: str = "") -> str:
         if ftype is FileType.PACK and name:
             return os.path.join(self.path, "data", name[:2])
-        return os.path.join(self.path, ftype.value) if ftype is not FileType.CONFIG else self.path
+        return os.path.join(self.path, ftype.folder) if ftype is not FileType.CONFIG else self.path
 
     def _file(self, ftype: FileType, name: str) -> str:
         if ftype is FileType.CONFIG:
@@ -50,27 +62,18 @@ class LocalBackend:
             raise AlreadyExists(f"create repository at {self.location} failed: config file already exists")
         try:
             os.makedirs(self.path, mode=DIR_MODE, exist_ok=True)
-            for ftype in (FileType.KEY, FileType.LOCK, FileType.SNAPSHOT, FileType.INDEX, FileType.PACK):
+            for ftype in FOLDER_TYPES:
                 os.makedirs(self._dir(ftype), mode=DIR_MODE, exist_ok=True)
             for i in range(256):
                 os.makedirs(os.path.join(self.path, "data", "%02x" % i), mode=DIR_MODE, exist_ok=True)
         except OSError as exc:
             raise RestiqueError(f"create repository at {self.location} failed: {exc.strerror}: {exc.filename}") from None
 
-    def check_exists(self) -> None:
-        """RepositoryNotFound unless this looks like a repository (has a config file)."""
-        config = self._file(FileType.CONFIG, "")
-        if not os.path.isfile(config):
-            raise RepositoryNotFound(
-                f"repository does not exist: unable to open config file: stat {config}: "
-                f"no such file or directory (is there a repository at {self.location}?)"
-            )
-
     # --- files ---
     def save(self, ftype: FileType, name: str, data) -> None:
         final = self._file(ftype, name)
         directory = os.path.dirname(final)
-        tmp = f"{final}-tmp-{os.getpid()}"
+        tmp = f"{final}-tmp-{os.getpid()}-{next(_tmp_serial)}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileNotFoundError:
@@ -88,19 +91,40 @@ class LocalBackend:
         os.rename(tmp, final)
 
     def load(self, ftype: FileType, name: str, offset: int = 0, length: Optional[int] = None) -> bytes:
-        with open(self._file(ftype, name), "rb") as f:
+        check_range(offset, length)
+        try:
+            f = open(self._file(ftype, name), "rb")
+        except OSError as exc:
+            raise _translated(exc) from None
+        with f:
             if offset:
                 f.seek(offset)
             data = f.read() if length is None else f.read(length)
+            if not data and offset:  # nothing there: was the offset past the end?
+                size = os.fstat(f.fileno()).st_size
+                if offset > size:
+                    raise BackendShortRead(f"{ftype.label}/{name}: offset {offset} is past the end ({size} bytes)")
         if length is not None and len(data) != length:
-            raise EOFError(f"{ftype.label}/{name}: short read, wanted {length} bytes at {offset}, got {len(data)}")
+            raise BackendShortRead(
+                f"{ftype.label}/{name}: short read, wanted {length} bytes at {offset}, got {len(data)}"
+            )
         return data
 
     def stat(self, ftype: FileType, name: str) -> int:
-        return os.stat(self._file(ftype, name)).st_size
+        path = self._file(ftype, name)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise _translated(exc) from None
+        if not stat.S_ISREG(st.st_mode):  # a folder where a file belongs is no repository file
+            raise not_found(ftype, name, path)
+        return st.st_size
 
     def remove(self, ftype: FileType, name: str) -> None:
-        os.unlink(self._file(ftype, name))
+        try:
+            os.unlink(self._file(ftype, name))
+        except OSError as exc:
+            raise _translated(exc) from None
 
     def list(self, ftype: FileType) -> Iterator[Tuple[str, int]]:
         if ftype is FileType.CONFIG:

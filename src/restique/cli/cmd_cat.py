@@ -63,7 +63,7 @@ def _pack(repo, pack_id):
     from ..errors import IntegrityError
     from ..model.ids import hash_id
 
-    data = repo.backend.load(repo_file_type("pack"), pack_id)
+    data = repo.load_pack(pack_id)
     write_bytes(data)
     if hash_id(data) != pack_id:
         raise IntegrityError(f"pack {pack_id[:8]}: content does not match its ID")
@@ -85,12 +85,6 @@ def _tree(repo, spec):
 
     _, tree_id = find_snapshot(repo, spec)
     write_bytes(repo.load_blob("tree", tree_id))
-
-
-def repo_file_type(kind):
-    from ..repository.repository import file_type
-
-    return file_type(kind)
 
 
 HANDLERS = {

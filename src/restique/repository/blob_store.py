@@ -10,7 +10,7 @@ import queue
 import threading
 from typing import Callable, Dict, Optional, Tuple
 
-from ..backend.base import FileType
+from ..backend.base import BackendNotFound, BackendShortRead, FileType
 from ..errors import IntegrityError, NotFound
 from ..model.ids import hash_id
 from .crypto import MasterKey
@@ -159,9 +159,9 @@ class BlobStore:
         loc = loc or self.location(blob_type, blob_id)
         try:
             sealed = self.backend.load(FileType.PACK, loc.pack_id, loc.offset, loc.length)
-        except FileNotFoundError:
+        except BackendNotFound:
             raise IntegrityError(f"pack {loc.pack_id[:8]} holding blob {blob_id[:8]} is missing") from None
-        except EOFError:
+        except BackendShortRead:
             raise IntegrityError(f"pack {loc.pack_id[:8]} is truncated: blob {blob_id[:8]} is cut off") from None
         return self.decode(blob_id, sealed, loc)
 

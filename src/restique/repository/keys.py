@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
-from ..backend.base import FileType
+from ..backend.base import BackendNotFound, FileType
 from ..errors import IntegrityError, WrongPassword
 from ..model import gojson
 from ..model.gotime import GoTime
@@ -148,7 +148,7 @@ def create_key(
 def load_key(backend, key_id: str) -> KeyFile:
     try:
         raw = backend.load(FileType.KEY, key_id)
-    except FileNotFoundError:
+    except BackendNotFound:
         raise IntegrityError(f"key {key_id[:8]} vanished while reading it") from None
     return KeyFile.parse(raw, key_id)
 

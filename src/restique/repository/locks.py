@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..backend.base import FileType
+from ..backend.base import BackendNotFound, FileType
 from ..errors import IntegrityError, LockFailed
 from ..model import gojson
 from ..model.gotime import GoTime
@@ -102,7 +102,7 @@ def list_locks(repo):
     for lock_id in repo.list_ids(FileType.LOCK):
         try:
             result.append((lock_id, LockInfo.from_json(repo.load_unpacked(FileType.LOCK, lock_id))))
-        except FileNotFoundError:
+        except BackendNotFound:
             continue  # removed meanwhile
         except IntegrityError:
             result.append((lock_id, None))
@@ -117,7 +117,7 @@ def remove_locks(repo, stale_only: bool = True) -> int:
         try:
             repo.backend.remove(FileType.LOCK, lock_id)
             removed += 1
-        except FileNotFoundError:
+        except BackendNotFound:  # removed meanwhile
             pass
     return removed
 
@@ -175,7 +175,7 @@ class Lock:
         if self.lock_id:
             try:
                 self.repo.backend.remove(FileType.LOCK, self.lock_id)
-            except FileNotFoundError:
+            except BackendNotFound:
                 pass
             self.lock_id = None
 

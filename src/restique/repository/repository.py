@@ -1,9 +1,9 @@
 """The repository facade: a backend opened with a password, its config, index and blobs."""
-from typing import List, Optional, Union
+from typing import List, Optional
 
-from ..backend.base import FileType
+from ..backend.base import BackendNotFound, FileType
 from ..backend.location import open_backend
-from ..errors import IntegrityError, UsageError
+from ..errors import IntegrityError, RepositoryNotFound, UsageError
 from ..model import gojson
 from . import compression, keys, unpacked
 from .blob_store import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, BlobStore
@@ -11,30 +11,6 @@ from .config import STABLE_VERSION, Config
 from .crypto import MasterKey
 from .index import IndexFile, MasterIndex
 from .locks import Lock
-
-KINDS = {
-    "config": FileType.CONFIG,
-    "key": FileType.KEY,
-    "keys": FileType.KEY,
-    "lock": FileType.LOCK,
-    "locks": FileType.LOCK,
-    "snapshot": FileType.SNAPSHOT,
-    "snapshots": FileType.SNAPSHOT,
-    "index": FileType.INDEX,
-    "pack": FileType.PACK,
-    "packs": FileType.PACK,
-    "data": FileType.PACK,
-}
-
-
-def file_type(kind: Union[str, FileType]) -> FileType:
-    if isinstance(kind, FileType):
-        return kind
-    try:
-        return KINDS[kind]
-    except KeyError:
-        raise UsageError(f"invalid file type {kind!r}") from None
-
 
 def pack_size_bytes(mib: Optional[int]) -> int:
     """`--pack-size` in MiB (restic allows 4 to 128)."""
@@ -72,11 +48,10 @@ class Repository:
         return compression.LEVELS["max"] if self.compression == "max" else compression.LEVELS["auto"]
 
     def save_unpacked(self, kind, plaintext: bytes) -> str:
-        ftype = file_type(kind)
-        return unpacked.save(self.backend, self.key, ftype, plaintext, self._file_level)
+        return unpacked.save(self.backend, self.key, FileType.parse(kind), plaintext, self._file_level)
 
     def load_unpacked(self, kind, file_id: str) -> bytes:
-        return unpacked.load(self.backend, self.key, file_type(kind), file_id, self.config.version)
+        return unpacked.load(self.backend, self.key, FileType.parse(kind), file_id, self.config.version)
 
     def save_json(self, kind, obj) -> str:
         return self.save_unpacked(kind, gojson.encode(obj))
@@ -86,13 +61,13 @@ class Repository:
         try:
             return gojson.loads(raw)
         except ValueError:
-            raise IntegrityError(f"{file_type(kind).label} {file_id[:8]} is not valid JSON") from None
+            raise IntegrityError(f"{FileType.parse(kind).label} {file_id[:8]} is not valid JSON") from None
 
     def list_ids(self, kind) -> List[str]:
-        return [name for name, _ in self.backend.list(file_type(kind))]
+        return [name for name, _ in self.backend.list(FileType.parse(kind))]
 
     def remove(self, kind, file_id: str) -> None:
-        self.backend.remove(file_type(kind), file_id)
+        self.backend.remove(FileType.parse(kind), file_id)
 
     # --- index ---
     def load_index_file(self, index_id: str) -> IndexFile:
@@ -104,6 +79,11 @@ class Repository:
                 self.index.add_index_file(index_id, self.load_index_file(index_id))
             self.index_loaded = True
         return self.index
+
+    # --- pack files ---
+    def load_pack(self, pack_id: str, offset: int = 0, length: Optional[int] = None) -> bytes:
+        """The raw (encrypted) bytes of a pack file, or length bytes of it from offset."""
+        return self.backend.load(FileType.PACK, pack_id, offset, length)
 
     # --- blobs ---
     def save_blob(self, blob_type: str, data, blob_id: Optional[str] = None):
@@ -169,7 +149,7 @@ def open_repository(location: str, password: str, key_hint: Optional[str] = None
                     compression_mode: str = "auto", pack_size: Optional[int] = None) -> Repository:
     """Open an existing repository; WrongPassword, RepositoryNotFound or IntegrityError."""
     backend = open_backend(location) if isinstance(location, str) else location
-    backend.check_exists()
+    _check_exists(backend)
     key_id, master = keys.find_key(backend, password, key_hint)
     try:
         stored = backend.load(FileType.CONFIG, "")
@@ -177,3 +157,14 @@ def open_repository(location: str, password: str, key_hint: Optional[str] = None
     except IntegrityError as exc:
         raise IntegrityError(f"config or key {key_id} is damaged: {exc}") from None
     return Repository(backend, key_id, master, config, compression_mode, pack_size)
+
+
+def _check_exists(backend) -> None:
+    """RepositoryNotFound unless the backend holds a config file, in restic's words."""
+    try:
+        backend.stat(FileType.CONFIG, "")
+    except BackendNotFound as exc:
+        raise RepositoryNotFound(
+            f"repository does not exist: unable to open config file: stat {exc.filename}: "
+            f"no such file or directory (is there a repository at {backend.location}?)"
+        ) from None
