@@ -34,13 +34,11 @@ def restore(opts, args, target, exclude, iexclude, exclude_file, iexclude_file, 
 
     Exit status is 0 if the command was successful, and 1 if there was any error.
     """
-    import os
     import sys
     import time
 
     from ..errors import RestiqueError, UsageError
-    from ..operations.restore_selection import Selection
-    from ..operations.restorer import OVERWRITE_MODES, Restorer
+    from ..operations.restorer import RestoreOptions, Restorer
 
     excludes = _matchers("exclude", exclude, iexclude, exclude_file, iexclude_file)
     includes = _matchers("include", include, iinclude, include_file, iinclude_file)
@@ -48,17 +46,10 @@ def restore(opts, args, target, exclude, iexclude, exclude_file, iexclude_file, 
         raise UsageError("no snapshot ID specified")
     if len(args) > 1:
         raise UsageError(f"more than one snapshot ID specified: [{' '.join(args)}]")
-    if not target:
-        raise UsageError("please specify a directory to restore to (--target)")
-    if excludes and includes:
-        raise UsageError("exclude and include patterns are mutually exclusive")
-    if dry_run and verify:
-        raise UsageError("--dry-run and --verify are mutually exclusive")
-    if overwrite not in OVERWRITE_MODES:
-        raise UsageError(f'invalid argument "{overwrite}" for "--overwrite" flag: invalid overwrite '
-                         f'behavior "{overwrite}", must be one of (always|if-changed|if-newer|never)')
-    if delete and os.path.normpath(target) == "/" and not (excludes or includes):
-        raise UsageError("'--target / --delete' must be combined with an include or exclude filter")
+    options = RestoreOptions(target=target, includes=includes, excludes=excludes, overwrite=overwrite,
+                             delete=delete, dry_run=dry_run, sparse=sparse, verify=verify,
+                             ownership_by_name=ownership_by_name)
+    options.validate()  # before opening the repository, as restic checks its flags first
 
     repo = opts.open(lock=False)
     snapshot, tree_id = _find_snapshot(repo, args[0], host, tag, paths)
@@ -67,9 +58,8 @@ def restore(opts, args, target, exclude, iexclude, exclude_file, iexclude_file, 
     if not opts.json and not opts.quiet:
         _out(f"restoring {snapshot} to {target}\n")
     t0 = time.monotonic()
-    restorer = Restorer(repo, tree_id, target, Selection(includes or None, excludes or None), overwrite,
-                        delete, dry_run, sparse, printer, ownership_by_name=ownership_by_name)
-    stats = restorer.run()
+    restorer = Restorer(repo, tree_id, options, printer)
+    stats = restorer.restore()
     printer.finish(stats, time.monotonic() - t0)
     if stats.errors:
         raise RestiqueError(f"There were {len(stats.errors)} errors\n")

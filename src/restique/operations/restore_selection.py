@@ -1,7 +1,6 @@
 """Which snapshot paths a restore selects: restic's --include/--exclude filter."""
 from typing import Tuple
 
-from ..errors import UsageError
 from ..model.patterns import PatternList
 
 
@@ -17,14 +16,13 @@ class Selection:
     """Which snapshot paths to restore: restic's SelectFilter for --include or --exclude.
 
     include/exclude: pattern strings, or matchers with matches()/child_may_match() (e.g.
-    model.patterns.PatternList, one per case sensitivity). Calling it with a snapshot path
-    returns (selected, may a child of this directory be selected)."""
+    model.patterns.PatternList, one per case sensitivity); only one of the two, as
+    RestoreOptions.validate() checks. Calling it with a snapshot path returns (selected, may a
+    child of this directory be selected)."""
 
     def __init__(self, include=None, exclude=None):
         self.include = _matchers(include)
         self.exclude = _matchers(exclude)
-        if self.include and self.exclude:
-            raise UsageError("exclude and include patterns are mutually exclusive")
 
     @property
     def active(self) -> bool:

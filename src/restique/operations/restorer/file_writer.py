@@ -1,0 +1,164 @@
+"""Writing restored content into files (restic's fileswriter.go): create each file at its
+final size, write blobs with ``os.pwrite`` at their offsets, leave holes for all-zero blobs
+when sparse, and remove files whose content failed rather than leave them with holes."""
+import os
+import stat
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+from ..fs_io import pwrite_all, remove_path
+from .plan import PlannedFile
+from .report import RestoreReport
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+Destinations = Sequence[Tuple[PlannedFile, int]]  # (file, offset) that need one blob
+
+
+def _is_zero(data) -> bool:
+    return not data or (data[0] == 0 and data[-1] == 0 and data.count(0) == len(data))
+
+
+class FilesWriter:
+    """Creates and writes the planned files. sparse: leave all-zero blobs as holes;
+    replace_dirs: a directory in a file's place may be removed with its contents (--delete)."""
+
+    def __init__(self, report: RestoreReport, sparse: bool, replace_dirs: bool):
+        self.report = report
+        self.sparse = sparse
+        self.replace_dirs = replace_dirs
+
+    def prepare(self, f: PlannedFile, already: int) -> None:
+        """Before the workers run: f needs f.remaining blobs, already bytes of it are right."""
+        f.sparse = self.sparse and f.matches is None  # holes only in files written from scratch
+        if f.remaining != 1:
+            # a file with one blob to write is created by the worker that writes it; the
+            # others now, so that workers writing different parts never race to create it
+            try:
+                os.close(self.open(f))
+            except OSError as exc:
+                self.fail(f, exc)
+                return
+        if already:
+            self.report.bytes_restored(already)
+        if f.remaining == 0:
+            self.report.done(f.action, f.location, f.size)
+
+    def open(self, f: PlannedFile, written: int = 0) -> int:
+        """Create (or, to update it in place, open) f's target at its final size; returns a
+        descriptor open for writing. written: how many bytes from the start the caller
+        writes right away (no need to set the size first if that is all of it)."""
+        flags = _WRITE_FLAGS
+        if f.matches is None:
+            flags |= os.O_CREAT | os.O_TRUNC
+            if not f.fresh:
+                try:
+                    st = os.lstat(f.target)
+                    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                        remove_path(f.target, self.replace_dirs)
+                except FileNotFoundError:
+                    pass
+        try:
+            fd = os.open(f.target, flags, 0o600)
+        except PermissionError:  # a read-only file: its mode is set again later
+            os.chmod(f.target, 0o600)
+            fd = os.open(f.target, flags, 0o600)
+        f.created = True
+        try:
+            if f.matches is not None:
+                if os.fstat(fd).st_size != f.size:
+                    os.ftruncate(fd, f.size)
+            elif f.size and (f.size != written or f.sparse):
+                os.ftruncate(fd, f.size)
+                if not f.sparse and f.size >= 1 << 20:
+                    try:
+                        os.posix_fallocate(fd, 0, f.size)
+                    except OSError:
+                        pass  # not supported here: the writes allocate
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def fail(self, f: PlannedFile, error) -> None:
+        with self.report.lock:
+            if f.failed:
+                return
+            f.failed = True
+        self.report.error(f.location, error)
+
+    def blob_written(self, f: PlannedFile, size: int) -> None:
+        report = self.report
+        with report.lock:  # f.remaining and the counts change together
+            report.stats.bytes_restored += size
+            f.remaining -= 1
+            if f.remaining or f.failed:
+                return
+            report.stats.files_restored += 1
+            report.progress.item(f.action, f.location, f.size)
+
+    def remove_failed(self, files: List[PlannedFile]) -> set:
+        """Locations of the files whose content failed; those created are removed, so no
+        half-restored file looks like the real one."""
+        failed = set()
+        for f in files:
+            if f.failed:
+                failed.add(f.location)
+                if f.created:
+                    try:
+                        os.unlink(f.target)
+                    except OSError:
+                        pass
+        return failed
+
+
+class PackFiles:
+    """The descriptors one worker holds while it writes the blobs of one pack: a file's is
+    opened at its first blob from the pack and closed after its last."""
+
+    def __init__(self, writer: FilesWriter, blob_destinations: Iterable[Destinations]):
+        self.writer = writer
+        self.fds: Dict[PlannedFile, int] = {}
+        self.uses: Dict[PlannedFile, int] = {}  # blobs each file still gets from this pack
+        uses = self.uses
+        for dests in blob_destinations:
+            for f, _ in dests:
+                uses[f] = uses.get(f, 0) + 1
+
+    def __enter__(self) -> "PackFiles":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+    def write(self, plain, live: Destinations) -> None:
+        """Write one blob's plaintext to each (file, offset) of live (files not failed)."""
+        writer = self.writer
+        zero = writer.sparse and _is_zero(plain)
+        for f, off in live:
+            try:
+                if zero and f.sparse and not f.created:
+                    os.close(writer.open(f))  # the hole needs the file
+                elif not (zero and f.sparse):
+                    fd = self.fds.get(f)
+                    if fd is None:
+                        if f.created:
+                            fd = os.open(f.target, _WRITE_FLAGS)
+                        else:  # its only blob: the write sets the size
+                            fd = writer.open(f, len(plain) if off == 0 else 0)
+                        self.fds[f] = fd
+                    pwrite_all(fd, plain, off)
+                writer.blob_written(f, len(plain))
+            except OSError as exc:
+                writer.fail(f, exc)
+
+    def release(self, dests: Destinations) -> None:
+        """A blob is done: close the descriptors of files that need nothing more from the pack."""
+        uses = self.uses
+        for f, _ in dests:
+            uses[f] -= 1
+            if uses[f] == 0:
+                fd = self.fds.pop(f, None)
+                if fd is not None:
+                    os.close(fd)

@@ -1,0 +1,87 @@
+"""Setting a restored entry's owner, extended attributes, times and mode, in restic's order."""
+import errno
+import os
+from typing import Optional
+
+from ...model.node import Node
+from ..fs_io import error_message, os_message
+
+_IGNORABLE = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
+_DENIED = (errno.EPERM, errno.EACCES)
+
+
+def apply_metadata(node: Node, path: str, fresh: bool, by_name: bool, as_root: bool) -> Optional[str]:
+    """Set node's metadata on path; the message of the first failure, or None. Without
+    root (as_root False), permission errors are expected and ignored. fresh: path was
+    created by this run (so it has no extended attributes to remove). by_name: owner by
+    user and group name rather than the numeric ids."""
+    first: Optional[str] = None
+    is_link = node.type == "symlink"
+    uid, gid = node.uid, node.gid
+    if by_name:
+        uid, gid = _uid_by_name(node.user), _gid_by_name(node.group)
+    try:
+        os.chown(path, uid, gid, follow_symlinks=False)
+    except OSError as exc:
+        if as_root or exc.errno not in _DENIED:
+            first = os_message("lchown", path, exc)
+    err = _xattrs(node, path, is_link, fresh, as_root)
+    first = first or err
+    try:
+        os.utime(path, ns=(node.atime.unix_ns, node.mtime.unix_ns), follow_symlinks=False)
+    except OSError as exc:
+        first = first or f"failed to restore timestamp of {path!r}: {error_message(exc)}"
+    if not is_link:
+        try:
+            os.chmod(path, node.unix_mode)
+        except OSError as exc:
+            if as_root or exc.errno not in _DENIED:
+                first = first or os_message("chmod", path, exc)
+    return first
+
+
+def _xattrs(node: Node, path: str, is_link: bool, fresh: bool, as_root: bool) -> Optional[str]:
+    expected = set()
+    for name, value in node.xattrs:
+        expected.add(name)
+        try:
+            os.setxattr(path, name, value or b"", follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in _IGNORABLE or (is_link and exc.errno == errno.EPERM):
+                continue
+            if not as_root and exc.errno in _DENIED:
+                continue
+            return os_message(f"setxattr {name}", path, exc)
+    if fresh:
+        return None
+    try:
+        present = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return None
+    for name in present:
+        if name in expected or not name.startswith(("user.", "trusted.")):
+            continue  # security.* and system.* belong to the system, not the snapshot
+        try:
+            os.removexattr(path, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in _IGNORABLE + _DENIED:
+                return os_message(f"removexattr {name}", path, exc)
+    return None
+
+
+def _uid_by_name(name: str) -> int:
+    import pwd
+
+    try:
+        return pwd.getpwnam(name).pw_uid if name else -1
+    except KeyError:
+        return -1
+
+
+def _gid_by_name(name: str) -> int:
+    import grp
+
+    try:
+        return grp.getgrnam(name).gr_gid if name else -1
+    except KeyError:
+        return -1

@@ -1,0 +1,169 @@
+"""Step 1 of a restore, the first walk (restic's restorer.go): create the directories, decide
+for every entry what the overwrite mode allows, look at existing files (which of their blobs
+already hold the right content), and list the files whose content must be written."""
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ...model.node import Node
+from ..fs_io import open_for_reading
+from .options import RestoreOptions
+from .report import FILE_RESTORED, FILE_UPDATED, RestoreReport
+from .traverse import TreeTraversal
+
+
+class PlannedFile:
+    """A regular file whose content is restored; the content steps keep its state here."""
+
+    __slots__ = ("location", "target", "size", "_content", "matches", "fresh", "sparse",
+                 "remaining", "failed", "created", "action")
+
+    def __init__(self, location, target, size, content, matches, fresh):
+        self.location = location
+        self.target = target
+        self.size = size
+        self._content = bytes.fromhex("".join(content))  # 32 bytes per blob id: compact
+        self.matches = matches  # per blob: does the existing file hold it already (or None)
+        self.fresh = fresh  # its directory was created by this restore
+        self.sparse = False
+        self.remaining = 0  # blobs still to write
+        self.failed = False
+        self.created = False
+        self.action = FILE_RESTORED if matches is None else FILE_UPDATED
+
+    @property
+    def content(self) -> List[str]:
+        raw = self._content
+        return [raw[i:i + 32].hex() for i in range(0, len(raw), 32)]
+
+
+class _Matches(list):
+    """Per-blob match flags of an existing file, plus whether its size is right."""
+
+    size_ok = True
+
+
+@dataclass
+class RestorePlan:
+    """What the first walk found; the content and finish steps work from it."""
+
+    files: List[PlannedFile] = field(default_factory=list)  # content to write
+    # regular files whose metadata the finish walk sets: content written or already right
+    files_to_finish: set = field(default_factory=set)
+    # other entries (and hard links) the overwrite mode leaves alone
+    skipped: set = field(default_factory=set)
+    # (device, inode) -> (location, target) of the first of a file's hard links
+    hardlinks: Dict[Tuple[int, int], Tuple[str, str]] = field(default_factory=dict)
+    # directories this run created: nothing to overwrite in them
+    fresh_dirs: set = field(default_factory=set)
+
+
+def plan_restore(traversal: TreeTraversal, options: RestoreOptions, index,
+                 report: RestoreReport) -> RestorePlan:
+    planner = _Planner(options, index, report)
+    traversal.walk(planner.enter_dir, planner.visit_node, None)
+    return planner.plan
+
+
+class _Planner:
+    def __init__(self, options: RestoreOptions, index, report: RestoreReport):
+        self.overwrite = options.overwrite
+        self.dry_run = options.dry_run
+        self.index = index
+        self.report = report
+        self.plan = RestorePlan()
+        self._ensured: set = set()
+
+    def enter_dir(self, node: Node, target: str, location: str) -> None:
+        self.report.planned(0)
+        self._ensure_dir(target)
+
+    def visit_node(self, node: Node, target: str, location: str, parent: str) -> None:
+        self._ensure_dir(parent)
+        plan, report = self.plan, self.report
+        fresh = parent in plan.fresh_dirs
+        if node.type == "file" and node.links > 1 and node.inode:  # no inode: can't tell links apart
+            key = (node.device_id, node.inode)
+            if key in plan.hardlinks:  # restored as a link to the first one
+                if self._should_overwrite(node, target, fresh):
+                    report.planned(0)
+                else:
+                    plan.skipped.add(location)
+                    report.skipped(location, 0)
+                return
+            plan.hardlinks[key] = (location, target)
+        if node.type != "file":
+            if self._should_overwrite(node, target, fresh):
+                report.planned(0)
+            else:
+                plan.skipped.add(location)
+                report.skipped(location, node.size)
+            return
+        if not self._should_overwrite(node, target, fresh):
+            report.skipped(location, node.size)
+            return
+        matches = None if fresh else self._existing_content(node, target)
+        plan.files_to_finish.add(location)
+        if matches is not None and matches.size_ok and all(matches):
+            report.skipped(location, node.size)
+            return
+        report.planned(node.size)
+        plan.files.append(PlannedFile(location, target, node.size, node.content or [], matches, fresh))
+
+    def _ensure_dir(self, path: str) -> None:
+        if self.dry_run or path in self._ensured:
+            return
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(path)  # a file where the snapshot has a directory
+                os.makedirs(path, 0o700, exist_ok=True)
+                self.plan.fresh_dirs.add(path)
+        except FileNotFoundError:
+            os.makedirs(path, 0o700, exist_ok=True)
+            self.plan.fresh_dirs.add(path)
+        self._ensured.add(path)
+
+    def _should_overwrite(self, node: Node, target: str, fresh: bool) -> bool:
+        if fresh or self.overwrite in ("always", "if-changed"):
+            return True
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            return True
+        if self.overwrite == "if-newer":
+            return node.mtime.unix_ns > st.st_mtime_ns
+        return False
+
+    def _existing_content(self, node: Node, target: str) -> Optional[_Matches]:
+        """Which blobs an existing regular file at target already holds, or None if there is
+        nothing usable there (missing, not a regular file, or hard linked elsewhere)."""
+        try:
+            fd = open_for_reading(target)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                return None
+            content = node.content or []
+            matches = _Matches([False] * len(content))
+            matches.size_ok = st.st_size == node.size
+            if self.overwrite == "if-changed" and matches.size_ok and st.st_mtime_ns == node.mtime.unix_ns:
+                matches[:] = [True] * len(content)  # trusted: same size and mtime
+                return matches
+            offset = 0
+            for i, blob_id in enumerate(content):
+                loc = self.index.lookup("data", blob_id)
+                if loc is None:
+                    break
+                data = os.pread(fd, loc.size, offset)
+                if len(data) < loc.size:
+                    break
+                matches[i] = hashlib.sha256(data).hexdigest() == blob_id
+                offset += loc.size
+            return matches
+        finally:
+            os.close(fd)

@@ -1,0 +1,89 @@
+"""One restore, composed from its steps: plan (first walk), content (packs into files),
+finish (second walk: special files, links, metadata, --delete), and on request verify.
+
+Per-entry failures are reported (``progress.error(location, message)``) and the restore goes
+on; a file whose content could not be restored is removed rather than left with holes.
+Locations are snapshot paths below the restored tree ("/srv/data/file"), as restic reports
+them.
+"""
+import os
+import time
+from typing import List, Optional
+
+from ...errors import RestiqueError
+from ..fs_io import error_message
+from .file_writer import FilesWriter
+from .finish import finish_restore
+from .options import RestoreOptions
+from .pack_reader import restore_contents
+from .plan import PlannedFile, plan_restore
+from .report import RestoreProgress, RestoreReport, RestoreStats
+from .traverse import TreeTraversal
+from .verify import verify_files
+
+
+class Restorer:
+    """Restores tree_id (a snapshot's root tree, or a subfolder's) below options.target, as
+    restic's Restorer does: restore() (RestoreTo), then, if wanted, verify() (VerifyFiles).
+    The caller decides what the errors in the stats mean for its exit code."""
+
+    def __init__(self, repo, tree_id: str, options: RestoreOptions,
+                 progress: Optional[RestoreProgress] = None):
+        options.validate()
+        self.repo = repo
+        self.tree_id = tree_id
+        self.options = options
+        self.report = RestoreReport(progress)
+        self._index = None
+        self._files: List[PlannedFile] = []  # whose content was written: what verify reads
+
+    @property
+    def stats(self) -> RestoreStats:
+        return self.report.stats
+
+    def restore(self) -> RestoreStats:
+        t0 = time.monotonic()
+        options, report = self.options, self.report
+        self._index = self.repo.load_index()
+        target = os.path.abspath(options.target)
+        if not options.dry_run:
+            _create_target(target)
+        traversal = TreeTraversal(self.repo, self.tree_id, target, options.selection(), report)
+        plan = plan_restore(traversal, options, self._index, report)
+        self._files = plan.files
+        failed: set = set()
+        if options.dry_run:
+            for f in plan.files:
+                report.done(f.action, f.location, f.size, count_bytes=True)
+        else:
+            # read after the plan walk: it may have found the snapshot's names off
+            writer = FilesWriter(report, options.sparse, options.delete and traversal.names_valid)
+            restore_contents(self.repo, self._index, plan.files, writer, options.worker_count)
+            failed = writer.remove_failed(plan.files)
+        finish_restore(traversal, options, plan, failed, report)
+        report.stats.seconds = time.monotonic() - t0
+        return report.stats
+
+    def verify(self) -> int:
+        """Re-read the files restore() wrote; how many hold the right content."""
+        return verify_files(self._index, self._files, self.options.worker_count, self.report)
+
+
+def restore(repo, tree_id: str, options: RestoreOptions,
+            progress: Optional[RestoreProgress] = None) -> RestoreStats:
+    """Restore tree_id below options.target and, with options.verify and no errors, verify
+    the restored files. Per-entry failures go to progress.error and RestoreStats.errors."""
+    restorer = Restorer(repo, tree_id, options, progress)
+    stats = restorer.restore()
+    if options.verify and not stats.errors and not options.dry_run:
+        restorer.verify()
+    return stats
+
+
+def _create_target(target: str) -> None:
+    try:
+        os.makedirs(target, 0o700, exist_ok=True)
+    except OSError as exc:
+        raise RestiqueError(f"cannot create target directory: {error_message(exc)}") from None
+    if not os.path.isdir(target):
+        raise RestiqueError(f"cannot create target directory: {target} is not a directory")

@@ -1,0 +1,116 @@
+"""restic's traverseTree: which entries of the snapshot a restore walk visits, and when.
+
+A restore walks the tree twice (plan, then finish) with the same rules, so both share this.
+"""
+import os
+from typing import Callable, Dict, List, Optional
+
+from ...errors import RestiqueError
+from ..restore_selection import Selection
+from ..walker import TreeLoader, walk_events
+from .report import RestoreReport
+
+# enter_dir(node, target, location); visit_node(node, target, location, parent_target);
+# leave_dir(node or None for the root, target, location, names or None, selected=True)
+EnterDir = Callable[..., None]
+VisitNode = Callable[..., None]
+LeaveDir = Callable[..., None]
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+
+
+class _Frame:
+    """A directory on the walk's current path."""
+
+    __slots__ = ("location", "node", "target", "selected", "restored", "names")
+
+    def __init__(self, location, node, target, selected):
+        self.location = location
+        self.node = node
+        self.target = target
+        self.selected = selected
+        self.restored = False
+        self.names: List[str] = []
+
+
+class TreeTraversal:
+    """Walks tree_id below target: selected directories are entered (enter_dir), selected
+    other entries visited (visit_node), and a directory is left (leave_dir, with the names
+    the snapshot has in it) if it was selected or anything below it was restored. Errors of
+    the callbacks and of loading trees are reported per entry and the walk goes on."""
+
+    def __init__(self, repo, tree_id: str, target: str, select: Selection, report: RestoreReport):
+        self.repo = repo
+        self.tree_id = tree_id
+        self.target = target
+        self.select = select
+        self.report = report
+        # both walks visit the trees in the same order: keep the first ones rather than evict
+        self.loader = TreeLoader(repo, cache_bytes=4 * 1024 * 1024, evict=False)
+        # False once an entry has an impossible name: something is off with the snapshot,
+        # and deleting (--delete, replacing directories) could hit the wrong files
+        self.names_valid = True
+
+    def walk(self, enter_dir: Optional[EnterDir], visit_node: Optional[VisitNode],
+             leave_dir: Optional[LeaveDir]) -> None:
+        frames = [_Frame("/", None, self.target, False)]
+        descend: Dict[str, bool] = {}
+
+        def on_error(location: str, exc: Exception) -> None:
+            self.report.error(location, exc)
+            if len(frames) > 1 and frames[-1].location == location:
+                frame = frames.pop()  # never entered: no leaving event comes
+                if frame.selected and leave_dir:
+                    self._guard(location, leave_dir, frame.node, frame.target, location, None)
+
+        events = walk_events(self.repo, self.tree_id, "/", lambda p, n: descend.pop(p, False),
+                             on_error, self.loader)
+        for location, node, leaving in events:
+            if leaving:
+                frame = frames.pop()
+                if frame.restored:
+                    frames[-1].restored = True
+                if (frame.selected or frame.restored) and leave_dir:
+                    self._guard(location, leave_dir, node, frame.target, location, frame.names,
+                                frame.selected)
+            elif self._entry(frames, location, node, enter_dir, visit_node, leave_dir):
+                descend[location] = True
+        root = frames[0]
+        if root.restored and leave_dir:
+            self._guard("/", leave_dir, None, self.target, "/", root.names, True)
+
+    def _entry(self, frames: List[_Frame], location: str, node, enter_dir, visit_node, leave_dir) -> bool:
+        """Handle one entry of the directory frames[-1]; True: walk into it (a frame is pushed)."""
+        parent = frames[-1]
+        parent.names.append(node.name)
+        if not _valid_name(node.name):
+            self.report.error(parent.location, f"invalid child node name {node.name}")
+            self.names_valid = False
+            return False
+        if node.type == "socket":
+            return False  # sockets cannot be restored
+        target = os.path.join(parent.target, node.name)
+        is_dir = node.type == "dir"
+        selected, child_may = self.select(location, is_dir)
+        if selected:
+            parent.restored = True
+        if not is_dir:
+            if selected:
+                self._guard(location, visit_node, node, target, location, parent.target)
+            return False
+        if selected and enter_dir:
+            self._guard(location, enter_dir, node, target, location)
+        if child_may:
+            frames.append(_Frame(location, node, target, selected))
+            return True
+        if selected and leave_dir:
+            self._guard(location, leave_dir, node, target, location, None, True)
+        return False
+
+    def _guard(self, location: str, fn: Callable, *args) -> None:
+        try:
+            fn(*args)
+        except (OSError, RestiqueError) as exc:
+            self.report.error(location, exc)
