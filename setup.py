@@ -1,4 +1,4 @@
-"""Build the one native extension; everything else is declared in pyproject.toml."""
+"""Build the two native extensions (_chunker, _seal); everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(

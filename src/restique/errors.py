@@ -41,6 +41,3 @@ class NotFound(RestiqueError):
 class AlreadyExists(RestiqueError):
     pass
 
-
-class Interrupted(RestiqueError):
-    exit_code = 130

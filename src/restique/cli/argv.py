@@ -1,19 +1,25 @@
 """restic accepts global flags anywhere on the command line (cobra); click wants group
 options before the subcommand. Move every global flag to the front, leaving the rest (and
-everything after `--`) in place."""
-from typing import List, Tuple
+everything after `--`) in place. The global flags are read from the click group itself, so
+they are declared once."""
+from typing import Dict, List, Tuple
 
-# flag -> takes a value
-GLOBAL_FLAGS = {
-    "-r": True, "--repo": True, "--repository-file": True,
-    "-p": True, "--password-file": True, "--password-command": True, "--key-hint": True,
-    "--json": False, "-q": False, "--quiet": False, "-v": False, "--verbose": False,
-    "--no-lock": False, "--no-cache": False, "--cleanup-cache": False, "--cache-dir": True,
-    "--compression": True, "--pack-size": True, "--retry-lock": True,
-    "-o": True, "--option": True, "--limit-upload": True, "--limit-download": True,
-    "--insecure-tls": False, "--cacert": True, "--tls-client-cert": True, "--no-extra-verify": False,
-    "--insecure-no-password": False,
-}
+import click
+
+from ..errors import UsageError
+
+MAX_VERBOSITY = 3
+
+
+def global_flags(group: click.Command) -> Dict[str, bool]:
+    """flag -> takes a value, for every option of the group."""
+    flags = {}
+    for param in group.params:
+        if isinstance(param, click.Option):
+            takes_value = not (param.is_flag or param.count)
+            for name in param.opts + param.secondary_opts:
+                flags[name] = takes_value
+    return flags
 
 
 def _split(token: str) -> Tuple[str, bool]:
@@ -23,7 +29,18 @@ def _split(token: str) -> Tuple[str, bool]:
     return token, False
 
 
-def hoist_global_flags(argv: List[str]) -> List[str]:
+def _verbosity(token: str) -> List[str]:
+    """`--verbose=N` (restic's documented form) as N times `-v`."""
+    value = token.split("=", 1)[1]
+    try:
+        level = int(value)
+    except ValueError:
+        raise click.UsageError(f'invalid argument "{value}" for "-v, --verbose" flag: '
+                         f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
+    return ["-v"] * max(0, min(level, MAX_VERBOSITY))
+
+
+def hoist_global_flags(argv: List[str], flags: Dict[str, bool]) -> List[str]:
     front: List[str] = []
     rest: List[str] = []
     i = 0
@@ -33,9 +50,11 @@ def hoist_global_flags(argv: List[str]) -> List[str]:
             rest.extend(argv[i:])
             break
         name, attached = _split(token)
-        if name in GLOBAL_FLAGS:
+        if name == "--verbose" and attached:
+            front.extend(_verbosity(token))
+        elif name in flags:
             front.append(token)
-            if GLOBAL_FLAGS[name] and not attached and i + 1 < len(argv):
+            if flags[name] and not attached and i + 1 < len(argv):
                 front.append(argv[i + 1])
                 i += 1
         elif token.startswith("-v") and set(token[1:]) == {"v"}:

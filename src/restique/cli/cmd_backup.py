@@ -8,6 +8,7 @@ import time
 import click
 
 from ..errors import RestiqueError, UsageError
+from .options import exclude_options
 
 
 def _split_tags(values):
@@ -90,10 +91,7 @@ class CommandOutput:
 
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("-e", "--exclude", multiple=True, help="exclude a pattern (can be specified multiple times)")
-@click.option("--iexclude", multiple=True, help="same as --exclude pattern but ignores the casing of filenames")
-@click.option("--exclude-file", multiple=True, help="read exclude patterns from a file")
-@click.option("--iexclude-file", multiple=True, help="same as --exclude-file but ignores casing of filenames in patterns")
+@exclude_options
 @click.option("--exclude-caches", is_flag=True, help="excludes cache directories that are marked with a CACHEDIR.TAG file")
 @click.option("--exclude-if-present", multiple=True, help="takes filename[:header], exclude contents of directories containing filename (except filename itself) if header of that file is as provided")
 @click.option("--exclude-larger-than", default=None, help="max size of the files to be backed up (allowed suffixes: k/K, m/M, g/G, t/T)")
@@ -117,47 +115,33 @@ class CommandOutput:
 @click.option("--ignore-inode", is_flag=True, help="ignore inode number and ctime changes when checking for modified files")
 @click.option("--skip-if-unchanged", is_flag=True, help="skip snapshot creation if identical to parent snapshot")
 @click.pass_obj
-def backup(opts, paths, exclude, iexclude, exclude_file, iexclude_file, exclude_caches, exclude_if_present,
+def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
            exclude_larger_than, one_file_system, files_from, files_from_verbatim, files_from_raw, tag, host,
            time_, dry_run, read_concurrency, no_scan, with_atime, stdin, stdin_filename, stdin_from_command,
            parent, force, ignore_ctime, ignore_inode, skip_if_unchanged):
     """Create a new backup of files and/or directories."""
-    from ..model.snapshot import find_snapshot_id
+    from ..operations.snapshot_lookup import find_snapshot_id
     from ..operations.archiver import BackupOptions
-    from ..operations.archiver.selection import CACHEDIR_TAG, Selector, parse_marker, parse_size
     from ..operations.backup import BackupRequest, existing_targets, run_backup
     from .backup_output import JsonBackupOutput, TextBackupOutput
 
     started = time.monotonic()
     targets = list(paths)
-    if stdin and stdin_from_command:
-        raise UsageError("--stdin and --stdin-from-command cannot be combined")
-    if stdin and targets:
-        raise UsageError("--stdin was specified and files/dirs were listed as arguments")
-    if stdin_from_command and not targets:
-        raise UsageError("--stdin-from-command needs a command to run, e.g. backup --stdin-from-command -- pg_dump mydb")
+    files_from_all = (files_from, files_from_verbatim, files_from_raw)
+    _check_sources(stdin, stdin_from_command, targets, files_from_all)
     if read_concurrency is not None and read_concurrency < 1:
         raise UsageError("--read-concurrency must be at least 1")
-
-    pattern_lists = [p for p in (_pattern_list(exclude, exclude_file, False),
-                                 _pattern_list(iexclude, iexclude_file, True)) if p is not None]
-    markers = [parse_marker(m) for m in exclude_if_present]
-    if exclude_caches:
-        markers.append((CACHEDIR_TAG[0], CACHEDIR_TAG[1]))
-    selector = Selector(pattern_lists or None, markers, parse_size(exclude_larger_than) if exclude_larger_than else 0)
-
+    selector = _selector(excludes, exclude_caches, exclude_if_present, exclude_larger_than)
     if not (stdin or stdin_from_command):
-        targets += read_files_from(files_from, files_from_verbatim, files_from_raw)
+        targets += read_files_from(*files_from_all)
         if not targets:
             raise UsageError("nothing to backup, please specify source files/dirs")
 
     output = JsonBackupOutput(opts.verbose, opts.quiet) if opts.json else \
         TextBackupOutput(opts.verbose, opts.quiet, sys.stdout.isatty())
     output.line("open repository", 1)
-    repo = opts.open(lock=None)
-    output.line("lock repository", 1)
-    if not dry_run:
-        repo.lock(exclusive=False, retry_seconds=opts.retry_lock)
+    output.line("lock repository", 1)  # restic 0.14 says so before locking; both happen here
+    repo = opts.open_for_appending(dry_run)
 
     stream = None
     if stdin:
@@ -168,37 +152,15 @@ def backup(opts, paths, exclude, iexclude, exclude_file, iexclude_file, exclude_
         targets = existing_targets(targets, output.warn)
 
     request = BackupRequest(
-        paths=[] if stream is not None else targets,
-        tags=_split_tags(tag),
-        hostname=host,
+        paths=[] if stream is not None else targets, tags=_split_tags(tag), hostname=host,
         time=parse_backup_time(time_) if time_ else None,
         parent=find_snapshot_id(repo, parent) if parent and not force else None,
-        force=force,
-        dry_run=dry_run,
-        skip_if_unchanged=skip_if_unchanged,
-        excludes=list(exclude),
-        stdin=stream,
-        stdin_filename=stdin_filename,
-        options=BackupOptions(
-            read_concurrency=read_concurrency or 2,
-            with_atime=with_atime,
-            ignore_ctime=ignore_ctime or ignore_inode,
-            ignore_inode=ignore_inode,
-            reject=selector if selector else None,
-            one_file_system=one_file_system,
-        ),
-    )
-
-    def on_parent(parent_id):
-        if stream is not None:
-            return
-        if parent_id:
-            output.line(f"using parent snapshot {parent_id[:8]}")
-        else:
-            output.line("no parent snapshot found, will read all files")
-        output.line("load index files", 1)
-        output.line(f"start backup on {_go_list(targets)}", 1)
-
+        force=force, dry_run=dry_run, skip_if_unchanged=skip_if_unchanged,
+        excludes=list(excludes.patterns), stdin=stream, stdin_filename=stdin_filename,
+        options=BackupOptions(read_concurrency=read_concurrency or 2, with_atime=with_atime,
+                              ignore_ctime=ignore_ctime or ignore_inode, ignore_inode=ignore_inode,
+                              reject=selector, one_file_system=one_file_system))
+    on_parent = _parent_announcer(output, targets if stream is None else None)
     output.start_status()
     if stream is None and (opts.verbose or opts.json or output_is_live(output)) and not no_scan:
         _start_scanner(request, output)
@@ -214,20 +176,45 @@ def backup(opts, paths, exclude, iexclude, exclude_file, iexclude_file, exclude_
         raise click.exceptions.Exit(3)
 
 
-def _pattern_list(patterns, files, case_insensitive: bool):
-    """One PatternList from command-line patterns plus pattern files, or None."""
-    if not patterns and not files:
-        return None
-    from ..errors import UsageError
-    from ..model.patterns import InvalidPatternError, PatternList, read_pattern_file
+def _check_sources(stdin, stdin_from_command, targets, files_from_all) -> None:
+    """Where the data comes from: files, standard input or a command, never two of them."""
+    if stdin and stdin_from_command:
+        raise UsageError("--stdin and --stdin-from-command cannot be combined")
+    if stdin or stdin_from_command:
+        for flag, given in zip(("--files-from", "--files-from-verbatim", "--files-from-raw"), files_from_all):
+            if given:
+                raise UsageError(f"--stdin and {flag} cannot be used together")
+    if stdin and targets:
+        raise UsageError("--stdin was specified and files/dirs were listed as arguments")
+    if stdin_from_command and not targets:
+        raise UsageError("--stdin-from-command needs a command to run, e.g. backup --stdin-from-command -- pg_dump mydb")
 
-    collected = list(patterns)
-    for f in files:
-        collected += read_pattern_file(f)
-    try:
-        return PatternList(collected, case_insensitive=case_insensitive)
-    except InvalidPatternError as exc:
-        raise UsageError(f"{'--iexclude' if case_insensitive else '--exclude'}: {exc}") from None
+
+def _selector(excludes, exclude_caches, exclude_if_present, exclude_larger_than):
+    """Every exclusion rule of the command line as one test, or None."""
+    from ..operations.archiver.selection import CACHEDIR_TAG, Selector, parse_marker, parse_size
+
+    markers = [parse_marker(m) for m in exclude_if_present]
+    if exclude_caches:
+        markers.append(CACHEDIR_TAG)
+    limit = parse_size(exclude_larger_than) if exclude_larger_than else None
+    selector = Selector(excludes.pattern_lists() or None, markers, limit)
+    return selector if selector else None
+
+
+def _parent_announcer(output, targets):
+    """on_parent for run_backup: restic's lines once the parent is known (files only)."""
+    def on_parent(parent_id):
+        if targets is None:
+            return
+        if parent_id:
+            output.line(f"using parent snapshot {parent_id[:8]}")
+        else:
+            output.line("no parent snapshot found, will read all files")
+        output.line("load index files", 1)
+        output.line(f"start backup on {_go_list(targets)}", 1)
+
+    return on_parent
 
 
 def output_is_live(output) -> bool:

@@ -26,7 +26,7 @@ def cat(opts, args):
     arg = args[1] if len(args) > 1 else ""
     if kind in ("index", "key", "lock", "pack", "blob"):
         arg = parse_id(arg)
-    repo = opts.open(lock=False)
+    repo = opts.open_for_reading()
     HANDLERS[kind](repo, arg)
 
 

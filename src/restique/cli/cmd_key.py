@@ -15,7 +15,7 @@ def list_keys(opts):
     """List keys (passwords)."""
     from ..repository import keys as keyfiles
 
-    repo = opts.open(lock=False)
+    repo = opts.open_for_reading()
     rows = []
     for key_id in keyfiles.list_key_ids(repo.backend):
         try:
@@ -85,7 +85,7 @@ def add(opts, new_password_file, new_insecure_no_password, user, host):
         from ..errors import UsageError
 
         raise UsageError("--new-insecure-no-password is not supported: every key needs a password")
-    repo = opts.open(lock=False)
+    repo = opts.open_for_appending()
     _add_key(opts, repo, new_password_file, user, host)
 
 
@@ -100,7 +100,7 @@ def remove(opts, key_id):
 
     if not key_id:
         raise UsageError("key remove needs one argument: the ID of the key to remove")
-    repo = opts.open(lock=True)
+    repo = opts.open_exclusively()
     full = find_by_prefix(key_id, keyfiles.list_key_ids(repo.backend))
     if full == repo.key_id:
         raise RestiqueError("refusing to remove key currently used to access repository")
@@ -118,7 +118,7 @@ def passwd(opts, new_password_file, user, host):
     """Change the password of the key in use: a new key replaces it."""
     from ..repository import keys as keyfiles
 
-    repo = opts.open(lock=True)
+    repo = opts.open_exclusively()
     old = keyfiles.load_key(repo.backend, repo.key_id)
     _add_key(opts, repo, new_password_file, old.username if user is None else user,
              old.hostname if host is None else host)

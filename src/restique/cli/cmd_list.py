@@ -15,7 +15,7 @@ def list_(opts, kind):
         raise UsageError("type not specified, usage: list [flags] [blobs|packs|index|snapshots|keys|locks]")
     if kind not in KINDS:
         raise UsageError("invalid type")
-    repo = opts.open(lock=None if kind == "locks" else False)
+    repo = opts.open_unlocked() if kind == "locks" else opts.open_for_reading()
     if kind == "blobs":
         for index_id in repo.list_ids("index"):
             index = repo.load_index_file(index_id)

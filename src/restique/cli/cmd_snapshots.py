@@ -2,83 +2,10 @@
 current restic prints it)."""
 import re
 import sys
-from typing import List, Optional, Sequence
 
 import click
 
-
-# --- restic's text table (internal/ui/table), reusable by forget -----------------------------
-
-def _width(text: str) -> int:
-    # Go pads by len(), which counts bytes
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _table_lines(header: Sequence[str], cells: Sequence[Sequence[str]], sep: str = "  "):
-    """(header lines, separator, [lines of each row]) of restic's table: columns padded to
-    their widest line, cells may span several lines, every line right-trimmed."""
-    widths = [_width(h) for h in header]
-    for row in cells:
-        for i, cell in enumerate(row):
-            for line in cell.split("\n"):
-                widths[i] = max(widths[i], _width(line))
-
-    def render(row) -> List[str]:
-        parts = [cell.split("\n") for cell in row]
-        out = []
-        for n in range(max(len(p) for p in parts)):
-            text = ""
-            for i, lines in enumerate(parts):
-                value = lines[n] if n < len(lines) else ""
-                value += " " * max(0, widths[i] - _width(value))
-                text += (sep if i else "") + value
-            out.append(text.rstrip(" "))
-        return out
-
-    rule = "-" * (sum(widths) + len(sep) * (len(widths) - 1))
-    return render(header), rule, [render(row) for row in cells]
-
-
-def format_snapshots_table(snapshots, compact: bool = False, reasons: Optional[Sequence[Sequence[str]]] = None) -> str:
-    """restic 0.14's PrintSnapshots: the table of snapshots sorted by time (oldest first),
-    with `N snapshots` below. reasons (forget's keep reasons) are matched to snapshots by
-    position in the given list."""
-    from ..model.snapshot import sort_by_time
-
-    reason_of = {}
-    if reasons:
-        reason_of = {sn.id: list(r) for sn, r in zip(snapshots, reasons)}
-    snapshots = sort_by_time(list(snapshots))
-    if compact:
-        header = ["ID", "Time", "Host", "Tags  "]
-    else:
-        header = ["ID", "Time", "Host      ", "Tags      "]
-        if reasons:
-            header.append("Reasons")
-        header.append("Paths")
-    rows = []
-    multiline = False
-    for sn in snapshots:
-        tags = sn.tags or []
-        row = [sn.short_id, sn.local_time_string(), sn.hostname]
-        if compact:
-            row.append("\n".join(tags))
-        else:
-            row.append(",".join(tags))
-            if reasons:
-                row.append("\n".join(reason_of.get(sn.id, [])))
-            row.append("\n".join(sn.paths or []))
-            if len(sn.paths or []) > 1:
-                multiline = True
-        rows.append(row)
-    head, rule, body = _table_lines(header, rows)
-    out = head + [rule]
-    for i, lines in enumerate(body):
-        if multiline and i > 0:
-            out.append("")
-        out.extend(lines)
-    out += [rule, f"{len(snapshots)} snapshots"]
-    return "\n".join(out) + "\n"
+from .options import snapshot_filter_options
 
 
 def _warn(message: str) -> None:
@@ -104,12 +31,7 @@ def _parse_go_int(flag: str, text: str) -> int:
 
 
 @click.command("snapshots")
-@click.option("-H", "--host", "hosts", multiple=True, metavar="host",
-              help="only consider snapshots for this host (can be specified multiple times)")
-@click.option("--tag", "tags", multiple=True, metavar="taglist",
-              help="only consider snapshots which include this taglist in the format `tag[,tag,...]` (can be specified multiple times)")
-@click.option("--path", "paths", multiple=True, metavar="path",
-              help="only consider snapshots for this path (can be specified multiple times)")
+@snapshot_filter_options()
 @click.option("-c", "--compact", is_flag=True, help="use compact output format")
 @click.option("--last", is_flag=True, hidden=True, help="only show the last snapshot for each host and path")
 @click.option("--latest", default="0", metavar="n", help="only show the last n snapshots for each host and path")
@@ -117,21 +39,19 @@ def _parse_go_int(flag: str, text: str) -> int:
               help="group snapshots by host, paths and/or tags, separated by comma")
 @click.argument("snapshot_ids", nargs=-1)
 @click.pass_obj
-def snapshots(opts, hosts, tags, paths, compact, last, latest, group_by, snapshot_ids):
+def snapshots(opts, snapshot_filter, compact, last, latest, group_by, snapshot_ids):
     """List all snapshots."""
     from ..model.snapshot import sort_by_time
-    from ..model.snapshot_filter import SnapshotFilter
     from ..model.snapshot_group import GroupBy, filter_latest_snapshots, group_snapshots
     from ..operations.snapshot_lookup import find_filtered_snapshots
-    from .output import print_json
+    from .output import format_snapshots_table, print_json
 
     if last:
         print("Flag --last has been deprecated, use --latest 1", file=sys.stderr)
     limit = 1 if last else _parse_go_int("--latest", latest)
 
-    repo = opts.open(lock=False)
-    filt = SnapshotFilter.from_options(hosts, tags, paths)
-    found = find_filtered_snapshots(repo, list(snapshot_ids), filt, warn=_warn)
+    repo = opts.open_for_reading()
+    found = find_filtered_snapshots(repo, list(snapshot_ids), snapshot_filter.filter(), warn=_warn)
     groups, grouped = group_snapshots(found, GroupBy.parse(group_by))
 
     listed = []

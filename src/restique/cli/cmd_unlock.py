@@ -9,7 +9,7 @@ def unlock(opts, remove_all):
     """Remove locks other processes created."""
     from ..repository.locks import remove_locks
 
-    repo = opts.open(lock=None)
+    repo = opts.open_unlocked()
     remove_locks(repo, stale_only=not remove_all)
     if not opts.quiet:
         print("successfully removed locks")

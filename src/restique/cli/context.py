@@ -1,7 +1,7 @@
 """Global options shared by every command, and opening the repository they name."""
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import List, Optional
 
 from ..errors import UsageError, WrongPassword
@@ -27,7 +27,10 @@ class GlobalOptions:
     pack_size: Optional[int] = None
     retry_lock: float = 0.0
     options: List[str] = field(default_factory=list)
-    repository: object = None  # the opened Repository, closed when the command ends
+    password_env: str = "RESTIC_PASSWORD"
+    password_prompt: str = "enter password for repository: "
+    repository: object = None  # the opened Repository
+    _opened: list = field(default_factory=list)  # every repository opened, closed when the command ends
 
     def location(self) -> str:
         if self.repo and self.repository_file:
@@ -43,18 +46,32 @@ class GlobalOptions:
         return self.repo
 
     def password(self, new: bool = False) -> str:
-        pw = passwords.configured_password(self.password_file, self.password_command)
-        if pw is None and "RESTIC_PASSWORD" in os.environ and not new:
-            pw = None  # an empty RESTIC_PASSWORD means "ask"
-        if pw is None:
-            prompt = "enter password for new repository: " if new else "enter password for repository: "
+        pw = passwords.configured_password(self.password_file, self.password_command, self.password_env)
+        if pw is None:  # an empty RESTIC_PASSWORD means "ask" too
+            prompt = "enter password for new repository: " if new else self.password_prompt
             pw = passwords.ask_new(prompt, self.quiet) if new else passwords.ask(prompt, self.quiet)
         if not pw:
             raise UsageError("an empty password is not a password")
         return pw
 
-    def open(self, lock: Optional[bool] = False, load_index: bool = False):
-        """Open the repository. lock: None = no lock, False = shared, True = exclusive."""
+    # --- opening the repository: each command says which lock it needs (restic's lock.go) ---
+    def open_for_reading(self):
+        """A shared lock, or none with --no-lock (read-only repositories)."""
+        return self._open(lock=None if self.no_lock else False)
+
+    def open_for_appending(self, dry_run: bool = False):
+        """A shared lock for adding data (backup); a dry run takes none."""
+        return self._open(lock=None if dry_run else False)
+
+    def open_exclusively(self, dry_run: bool = False):
+        """An exclusive lock, for commands that remove data or keys."""
+        return self._open(lock=None if dry_run else True)
+
+    def open_unlocked(self):
+        """No lock at all: for unlock and listing locks."""
+        return self._open(lock=None)
+
+    def _open(self, lock: Optional[bool]):
         from ..repository.repository import open_repository
 
         location = self.location()
@@ -68,25 +85,30 @@ class GlobalOptions:
                 if attempt + 1 == tries:
                     raise
                 print("wrong password or no key found. Try again", file=sys.stderr)
-        self.repository = repo
+        self._opened.append(repo)
+        if self.repository is None:
+            self.repository = repo
         if not self.quiet and not self.json and sys.stdout.isatty():
             level = f", compression level {repo.compression}" if repo.config.version >= 2 else ""
             print(f"repository {repo.config.id[:8]} opened (version {repo.config.version}{level})")
-        if lock is not None and not (self.no_lock and not lock):
+        if lock is not None:
             repo.lock(exclusive=lock, retry_seconds=self.retry_lock)
-        if load_index:
-            repo.load_index()
         return repo
 
+    def secondary(self, source) -> "GlobalOptions":
+        """The options for a second repository (--from-repo ...), sharing the rest."""
+        return replace(self, repo=source.repo, repository_file=source.repository_file,
+                       password_file=source.password_file, password_command=source.password_command,
+                       key_hint=source.key_hint, password_env=source.password_env,
+                       password_prompt=source.password_prompt, repository=None, _opened=self._opened)
+
     def _asks_password(self) -> bool:
-        return not (self.password_file or self.password_command or os.environ.get("RESTIC_PASSWORD")) \
+        return not (self.password_file or self.password_command or os.environ.get(self.password_env)) \
             and passwords.stdin_is_terminal()
 
     def close(self) -> None:
-        if self.repository is not None:
-            self.repository.close()
-            self.repository = None
-
-    def verbose_print(self, level: int, *args) -> None:
-        if not self.quiet and self.verbose >= level:
-            print(*args)
+        if self.repository is not None and self.repository not in self._opened:
+            self._opened.append(self.repository)  # created by init
+        while self._opened:
+            self._opened.pop().close()
+        self.repository = None

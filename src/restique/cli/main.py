@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from ..errors import RestiqueError
-from .argv import hoist_global_flags
+from ..errors import RestiqueError, UsageError
+from .argv import global_flags, hoist_global_flags
 from .context import GlobalOptions
 
 COMMANDS = {
@@ -20,6 +20,7 @@ COMMANDS = {
     "backup": ("cmd_backup", "backup"),
     "snapshots": ("cmd_snapshots", "snapshots"),
     "restore": ("cmd_restore", "restore"),
+    "help": ("cmd_help", "help_"),
 }
 
 
@@ -38,12 +39,7 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
 
 
-def _env_int(name, default=None):
-    value = os.environ.get(name)
-    return int(value) if value and value.isdigit() else default
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-r", "--repo", envvar="RESTIC_REPOSITORY", help="repository to back up to or restore from")
 @click.option("--repository-file", envvar="RESTIC_REPOSITORY_FILE", help="file to read the repository location from")
 @click.option("-p", "--password-file", envvar="RESTIC_PASSWORD_FILE", help="file to read the repository password from")
@@ -66,13 +62,22 @@ def _env_int(name, default=None):
 @click.option("--cacert", multiple=True, hidden=True)
 @click.option("--tls-client-cert", hidden=True)
 @click.option("--no-extra-verify", is_flag=True, hidden=True)
+@click.option("--insecure-no-password", is_flag=True, hidden=True)
 @click.pass_context
 def cli(ctx, repo, repository_file, password_file, password_command, key_hint, json_, quiet, verbose,
         no_lock, no_cache, cleanup_cache, cache_dir, compression, pack_size, retry_lock, options,
-        limit_upload, limit_download, **_tls):
+        limit_upload, limit_download, insecure_no_password, **_tls):
     """restique is a backup program which speaks restic's repository format."""
     from ..repository.compression import check_mode
     from .durations import parse_duration
+
+    if ctx.invoked_subcommand is None:  # `restique` alone prints the help, as restic does
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose cannot be specified at the same time")
+    if insecure_no_password:
+        raise UsageError("--insecure-no-password is not supported: every repository needs a password")
 
     opts = GlobalOptions(
         repo=repo,
@@ -119,7 +124,7 @@ def _terminate(signum, frame):
 
 
 def main(argv=None) -> None:
-    argv = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
     # like restic (Go's signal.Notify), handle SIGINT even when started with it ignored,
     # as background jobs of a script are: `kill -INT` must still stop a backup cleanly
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -129,6 +134,7 @@ def main(argv=None) -> None:
     code = 0
     try:
         # without standalone mode click returns (not raises) the code of a ctx.exit()/Exit
+        argv = hoist_global_flags(argv, global_flags(cli))
         returned = cli.main(args=argv, prog_name="restique", standalone_mode=False)
         if isinstance(returned, int):
             code = returned

@@ -1,6 +1,6 @@
 """Text tables and JSON as restic prints them."""
 import sys
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from ..model import gojson
 
@@ -19,16 +19,92 @@ def write_bytes(data) -> None:
     sys.stdout.buffer.flush()
 
 
+def write_text(text: str, stream=None) -> None:
+    """Write text with file names' raw bytes (surrogate escapes) as they are."""
+    stream = stream or sys.stdout
+    stream.flush()
+    stream.buffer.write(text.encode("utf-8", "surrogateescape"))
+    stream.buffer.flush()
+
+
+# --- restic's text table (internal/ui/table) -------------------------------------------------
+
+def _width(text: str) -> int:
+    # Go pads by len(), which counts bytes
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def table_lines(header: Sequence[str], cells: Sequence[Sequence[str]], sep: str = "  "):
+    """(header lines, separator, [lines of each row]) of restic's table: columns padded to
+    their widest line, cells may span several lines, every line right-trimmed."""
+    widths = [_width(h) for h in header]
+    for row in cells:
+        for i, cell in enumerate(row):
+            for line in cell.split("\n"):
+                widths[i] = max(widths[i], _width(line))
+
+    def render(row) -> List[str]:
+        parts = [cell.split("\n") for cell in row]
+        out = []
+        for n in range(max(len(p) for p in parts)):
+            text = ""
+            for i, lines in enumerate(parts):
+                value = lines[n] if n < len(lines) else ""
+                value += " " * max(0, widths[i] - _width(value))
+                text += (sep if i else "") + value
+            out.append(text.rstrip(" "))
+        return out
+
+    rule = "-" * (sum(widths) + len(sep) * (len(widths) - 1))
+    return render(header), rule, [render(row) for row in cells]
+
+
+def format_snapshots_table(snapshots, compact: bool = False, reasons: Optional[Sequence[Sequence[str]]] = None) -> str:
+    """restic 0.14's PrintSnapshots: the table of snapshots sorted by time (oldest first),
+    with `N snapshots` below. reasons (forget's keep reasons) are matched to snapshots by
+    position in the given list."""
+    from ..model.snapshot import sort_by_time
+
+    reason_of = {}
+    if reasons:
+        reason_of = {sn.id: list(r) for sn, r in zip(snapshots, reasons)}
+    snapshots = sort_by_time(list(snapshots))
+    if compact:
+        header = ["ID", "Time", "Host", "Tags  "]
+    else:
+        header = ["ID", "Time", "Host      ", "Tags      "]
+        if reasons:
+            header.append("Reasons")
+        header.append("Paths")
+    rows = []
+    multiline = False
+    for sn in snapshots:
+        tags = sn.tags or []
+        row = [sn.short_id, sn.local_time_string(), sn.hostname]
+        if compact:
+            row.append("\n".join(tags))
+        else:
+            row.append(",".join(tags))
+            if reasons:
+                row.append("\n".join(reason_of.get(sn.id, [])))
+            row.append("\n".join(sn.paths or []))
+            if len(sn.paths or []) > 1:
+                multiline = True
+        rows.append(row)
+    head, rule, body = table_lines(header, rows)
+    out = head + [rule]
+    for i, lines in enumerate(body):
+        if multiline and i > 0:
+            out.append("")
+        out.extend(lines)
+    out += [rule, f"{len(snapshots)} snapshots"]
+    return "\n".join(out) + "\n"
+
+
+
+
 def table(header: Sequence[str], rows: List[Sequence[str]], footer: Sequence[str] = ()) -> str:
-    """restic's table: columns padded to the widest cell, two spaces apart, ruled above
-    and below the rows."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-
-    def line(cells):
-        padded = [c.ljust(w) for c, w in zip(cells[:-1], widths[:-1])] + [cells[-1]]
-        return "  ".join(padded)
-
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    out = [line(header), rule] + [line(r) for r in rows] + [rule]
-    out += list(footer)
+    """restic's table as one text: header, rule, rows, rule, then the footer lines."""
+    head, rule, body = table_lines(header, rows)
+    out = head + [rule] + [line for lines in body for line in lines] + [rule] + list(footer)
     return "\n".join(out) + "\n"

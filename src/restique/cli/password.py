@@ -33,7 +33,8 @@ def _from_command(command: str) -> str:
     return proc.stdout.decode("utf-8", errors="surrogateescape").strip()
 
 
-def configured_password(password_file: Optional[str], password_command: Optional[str]) -> Optional[str]:
+def configured_password(password_file: Optional[str], password_command: Optional[str],
+                        env_name: str = "RESTIC_PASSWORD") -> Optional[str]:
     """The password from flags or environment, or None when the user must be asked."""
     if password_file and password_command:
         raise PasswordError("Resolving password failed: Password file and command are mutually exclusive options")
@@ -41,7 +42,7 @@ def configured_password(password_file: Optional[str], password_command: Optional
         return _from_command(password_command)
     if password_file:
         return _from_file(password_file)
-    return os.environ.get("RESTIC_PASSWORD") or None
+    return os.environ.get(env_name) or None
 
 
 def stdin_is_terminal() -> bool:

@@ -85,11 +85,6 @@ class GoTime:
         return cls(ns, time.localtime(ns // 1_000_000_000).tm_gmtoff)
 
     @classmethod
-    def from_ns(cls, ns: int, local: bool = True) -> "GoTime":
-        offset = time.localtime(ns // 1_000_000_000).tm_gmtoff if local else 0
-        return cls(ns, offset)
-
-    @classmethod
     def parse(cls, text: str) -> "GoTime":
         """RFC 3339 with an optional fraction of up to nanoseconds. Trees hold three times per
         node, so the common shape is parsed by slicing, with the date part cached."""
@@ -140,9 +135,6 @@ class GoTime:
     def nanos(self) -> int:
         return self.unix_ns % 1_000_000_000
 
-    def _wall(self):
-        return time.gmtime(self.seconds + self.offset)
-
     def rfc3339(self) -> str:
         """Go's time.RFC3339Nano: trailing zeros of the fraction dropped, 'Z' for UTC."""
         text = self._text
@@ -164,5 +156,24 @@ class GoTime:
         return parts[0] + parts[1]
 
     def local_string(self) -> str:
-        """'2006-01-02 15:04:05' in the local time zone, as restic's tables show times."""
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.seconds))
+        """Go's t.Local().Format("2006-01-02 15:04:05"), as restic's tables show times
+        (a four-digit year even before 1000)."""
+        return "%04d-%02d-%02d %02d:%02d:%02d" % tuple(time.localtime(self.seconds)[:6])
+
+    def go_string(self) -> str:
+        """Go's Time.String() of a time read from JSON: `2006-01-02 15:04:05.999999999 -0700 MST`.
+        Go names the zone only when the offset is the local zone's (or UTC)."""
+        text = "%04d-%02d-%02d %02d:%02d:%02d" % tuple(time.gmtime(self.seconds + self.offset)[:6])
+        if self.nanos:
+            text += "." + ("%09d" % self.nanos).rstrip("0")
+        sign = "-" if self.offset < 0 else "+"
+        off = abs(self.offset)
+        numeric = "%s%02d%02d" % (sign, off // 3600, off % 3600 // 60)
+        local = time.localtime(self.seconds)
+        if local.tm_gmtoff == self.offset:
+            zone = local.tm_zone
+        elif self.offset == 0:
+            zone = "UTC"
+        else:
+            zone = numeric
+        return f"{text} {numeric} {zone}"

@@ -63,11 +63,6 @@ def go_unquote(text: str) -> str:
     return out.decode("utf-8", "surrogateescape")
 
 
-def node_name(node: dict) -> str:
-    """The file system name of a node given as parsed JSON."""
-    return go_unquote(node.get("name", ""))
-
-
 def display(name: str) -> str:
     """A name for JSON output: invalid UTF-8 shown as U+FFFD, as Go's encoder does."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -9,6 +9,7 @@ from typing import List, Optional, Tuple
 
 from . import gojson
 from .gotime import GoTime
+from ..errors import RestiqueError
 from .names import go_quote, go_unquote
 
 # Go's os.FileMode type bits
@@ -23,18 +24,6 @@ MODE_CHAR_DEVICE = 1 << 21
 MODE_STICKY = 1 << 20
 MODE_IRREGULAR = 1 << 19
 MODE_PERM = 0o777
-
-TYPE_BITS = {
-    "file": 0,
-    "dir": MODE_DIR,
-    "symlink": MODE_SYMLINK,
-    "dev": MODE_DEVICE,
-    "chardev": MODE_DEVICE | MODE_CHAR_DEVICE,
-    "fifo": MODE_NAMED_PIPE,
-    "socket": MODE_SOCKET,
-    "irregular": MODE_IRREGULAR,
-}
-
 
 @dataclass(slots=True)
 class Node:
@@ -201,8 +190,19 @@ def encode_node(n: Node) -> str:
     return "".join(parts)
 
 
+class InvalidNodeName(RestiqueError):
+    """A tree entry whose name no restore could create: never written to a repository."""
+
+
+def check_node_name(name: str) -> None:
+    if name in ("", ".", "..") or "/" in name:
+        raise InvalidNodeName(f"invalid node name {name!r}: a tree entry needs a plain file name")
+
+
 def encode_tree(nodes: List[Node]) -> bytes:
     """The tree blob for nodes (sorted by name bytewise, as restic sorts them)."""
+    for node in nodes:
+        check_node_name(node.name)
     ordered = sorted(nodes, key=_sort_key)
     text = '{"nodes":[' + ",".join(encode_node(n) for n in ordered) + "]}\n"
     return text.encode("utf-8", "surrogateescape")

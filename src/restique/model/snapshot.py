@@ -8,7 +8,6 @@ struct, which adds `program_version` and `summary` to 0.14's). Filters live in
 `operations.snapshot_lookup`.
 """
 import re
-import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence
 
@@ -143,33 +142,6 @@ def new_summary(backup_start: GoTime, backup_end: GoTime, **counts: int) -> dict
     return out
 
 
-# --- times as restic prints them -----------------------------------------------------------
-
-def go_time_local_string(t: GoTime) -> str:
-    """Go's t.Local().Format("2006-01-02 15:04:05") (four-digit year even before 1000)."""
-    lt = time.localtime(t.seconds)
-    return "%04d-%02d-%02d %02d:%02d:%02d" % tuple(lt[:6])
-
-
-def go_time_string(t: GoTime) -> str:
-    """Go's Time.String() of a time read from JSON: `2006-01-02 15:04:05.999999999 -0700 MST`.
-    Go names the zone only when the offset is the local zone's (or UTC)."""
-    text = "%04d-%02d-%02d %02d:%02d:%02d" % tuple(time.gmtime(t.seconds + t.offset)[:6])
-    if t.nanos:
-        text += "." + ("%09d" % t.nanos).rstrip("0")
-    sign = "-" if t.offset < 0 else "+"
-    off = abs(t.offset)
-    numeric = "%s%02d%02d" % (sign, off // 3600, off % 3600 // 60)
-    local = time.localtime(t.seconds)
-    if local.tm_gmtoff == t.offset:
-        zone = local.tm_zone
-    elif t.offset == 0:
-        zone = "UTC"
-    else:
-        zone = numeric
-    return f"{text} {numeric} {zone}"
-
-
 # --- the snapshot --------------------------------------------------------------------------
 
 @dataclass(eq=False, kw_only=True)
@@ -253,12 +225,12 @@ class Snapshot:
         return out
 
     def local_time_string(self) -> str:
-        return go_time_local_string(self.time)
+        return self.time.local_string()
 
     def __str__(self) -> str:
         """restic's Snapshot.String(): `snapshot 1234abcd of [/a /b] at <Go time> by user@host`."""
         paths = "[" + " ".join(self.paths or []) + "]"
-        return f"snapshot {self.short_id} of {paths} at {go_time_string(self.time)} by {self.username}@{self.hostname}"
+        return f"snapshot {self.short_id} of {paths} at {self.time.go_string()} by {self.username}@{self.hostname}"
 
     # restic's Snapshot.HasHostname / HasTags / HasTagList / HasPaths
     def has_hostname(self, hosts: Sequence[str]) -> bool:
@@ -287,12 +259,3 @@ class Snapshot:
 def sort_by_time(snapshots: Iterable[Snapshot]) -> List[Snapshot]:
     """Oldest first (stable)."""
     return sorted(snapshots, key=lambda sn: sn.time.unix_ns)
-
-
-def __getattr__(name):
-    # Transitional: cli/cmd_backup.py still imports find_snapshot_id from here. It reads the
-    # repository, so it lives in operations.snapshot_lookup; drop this once that import moves.
-    if name == "find_snapshot_id":
-        from ..operations.snapshot_lookup import find_snapshot_id
-        return find_snapshot_id
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

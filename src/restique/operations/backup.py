@@ -7,9 +7,10 @@ from typing import List, Optional
 
 from ..errors import RestiqueError, UsageError
 from ..model.gotime import GoTime
+from ..model.snapshot import Snapshot, new_summary
 from .archiver import Archiver, BackupOptions, BackupProgress
 from .archiver.parent import find_parent
-from .archiver.targets import absolute_paths, build_target_tree
+from .archiver.targets import absolute_paths, build_target_tree, path_components
 
 PROGRAM_VERSION = "restique 0.1.0"
 
@@ -38,7 +39,7 @@ class BackupOutcome:
     progress: BackupProgress
     started: GoTime
     ended: GoTime
-    snapshot: dict
+    snapshot: Optional[Snapshot]  # None when skipped
     skipped: bool = False  # --skip-if-unchanged found nothing new
 
 
@@ -69,16 +70,15 @@ def run_backup(repo, req: BackupRequest, progress: Optional[BackupProgress] = No
     progress = progress or BackupProgress()
     start = GoTime.now()
     snap_time = req.time or start
-    hostname = req.hostname if req.hostname is not None else socket.gethostname()
+    hostname = req.hostname or socket.gethostname()  # an empty --host means this machine, as in restic
     repo.load_index()
     repo.blobs.dry_run = req.dry_run
     archiver = Archiver(repo, req.options, progress)
 
     if req.stdin is not None:
-        name = req.stdin_filename
-        parts = [p for p in name.split("/") if p]
+        parts = path_components(req.stdin_filename)  # restic: path.Join("/", name)
         if not parts:
-            raise UsageError(f"invalid --stdin-filename {name!r}")
+            raise UsageError(f'invalid --stdin-filename "{req.stdin_filename}": it must name a file')
         paths = ["/" + "/".join(parts)]
         parent_id = None
         if on_parent:
@@ -96,45 +96,23 @@ def run_backup(repo, req: BackupRequest, progress: Optional[BackupProgress] = No
         if req.skip_if_unchanged and parent_tree == tree:
             repo.flush()
             now = GoTime.now()
-            return BackupOutcome(None, parent_id, tree, progress, start, now, {}, skipped=True)
+            return BackupOutcome(None, parent_id, tree, progress, start, now, None, skipped=True)
 
     repo.flush()
     end = GoTime.now()
     stats = progress.stats
-    snapshot = {"time": snap_time.rfc3339()}
-    if parent_id:
-        snapshot["parent"] = parent_id
-    snapshot["tree"] = tree
-    snapshot["paths"] = paths
-    if hostname:
-        snapshot["hostname"] = hostname
-    user = _username()
-    if user:
-        snapshot["username"] = user
-    if os.getuid():
-        snapshot["uid"] = os.getuid()
-    if os.getgid():
-        snapshot["gid"] = os.getgid()
-    if req.excludes:
-        snapshot["excludes"] = list(req.excludes)
-    if req.tags:
-        snapshot["tags"] = list(req.tags)
-    snapshot["program_version"] = PROGRAM_VERSION
-    snapshot["summary"] = {
-        "backup_start": start.rfc3339(),
-        "backup_end": end.rfc3339(),
-        "files_new": stats.files.new,
-        "files_changed": stats.files.changed,
-        "files_unmodified": stats.files.unmodified,
-        "dirs_new": stats.dirs.new,
-        "dirs_changed": stats.dirs.changed,
-        "dirs_unmodified": stats.dirs.unmodified,
-        "data_blobs": stats.data_blobs,
-        "tree_blobs": stats.tree_blobs,
-        "data_added": stats.data_added,
-        "data_added_packed": stats.data_added_packed,
-        "total_files_processed": stats.files_processed,
-        "total_bytes_processed": stats.bytes_processed,
-    }
-    snapshot_id = None if req.dry_run else repo.save_json("snapshot", snapshot)
-    return BackupOutcome(snapshot_id, parent_id, tree, progress, start, end, snapshot)
+    snapshot = Snapshot(
+        time=snap_time, parent=parent_id, tree=tree, paths=paths, hostname=hostname,
+        username=_username(), uid=os.getuid(), gid=os.getgid(), excludes=list(req.excludes),
+        tags=list(req.tags), program_version=PROGRAM_VERSION,
+        summary=new_summary(
+            start, end,
+            files_new=stats.files.new, files_changed=stats.files.changed,
+            files_unmodified=stats.files.unmodified, dirs_new=stats.dirs.new,
+            dirs_changed=stats.dirs.changed, dirs_unmodified=stats.dirs.unmodified,
+            data_blobs=stats.data_blobs, tree_blobs=stats.tree_blobs, data_added=stats.data_added,
+            data_added_packed=stats.data_added_packed, total_files_processed=stats.files_processed,
+            total_bytes_processed=stats.bytes_processed))
+    if not req.dry_run:
+        snapshot.id = repo.save_json("snapshot", snapshot.to_json(with_id=False))
+    return BackupOutcome(snapshot.id or None, parent_id, tree, progress, start, end, snapshot)

@@ -4,14 +4,6 @@ from typing import Tuple
 from ..model.patterns import PatternList
 
 
-class PatternMatcher:
-    """What a selection needs of a pattern list (model.patterns.PatternList is one)."""
-
-    def matches(self, path: str) -> bool: ...
-
-    def child_may_match(self, path: str) -> bool: ...
-
-
 class Selection:
     """Which snapshot paths to restore: restic's SelectFilter for --include or --exclude.
 
@@ -23,10 +15,6 @@ class Selection:
     def __init__(self, include=None, exclude=None):
         self.include = _matchers(include)
         self.exclude = _matchers(exclude)
-
-    @property
-    def active(self) -> bool:
-        return bool(self.include or self.exclude)
 
     def __call__(self, location: str, is_dir: bool) -> Tuple[bool, bool]:
         if self.exclude:

@@ -39,11 +39,6 @@ class PackEntry:
     def compressed(self) -> bool:
         return self.uncompressed_length != 0
 
-    @property
-    def plaintext_length(self) -> int:
-        """Length after decryption, before decompression."""
-        return self.length - OVERHEAD
-
 
 class PackWriter:
     """Collects sealed blobs in memory; `finish` returns the pack file's bytes."""

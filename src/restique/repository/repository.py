@@ -95,13 +95,6 @@ class Repository:
         self.load_index()
         return self.blobs.load(blob_type, blob_id)
 
-    def load_json_blob(self, blob_type: str, blob_id: str):
-        raw = self.load_blob(blob_type, blob_id)
-        try:
-            return gojson.loads(raw)
-        except ValueError:
-            raise IntegrityError(f"{blob_type} blob {blob_id[:8]} is not valid JSON") from None
-
     def flush(self) -> None:
         self.blobs.flush()
 

@@ -120,6 +120,10 @@ class Archiver:
         """--stdin: one file named name_parts[-1] below directories name_parts[:-1]."""
         try:
             ids, total, added, stored = self.files.save_stream(stream)
+            if not total:
+                path = "/" + "/".join(name_parts)
+                self.progress.error(path, f"read {path}: no data read")
+                raise RestiqueError("unable to save snapshot: snapshot is empty")
             node = Node(name=name_parts[-1], type="file", mode=0o644, mtime=mtime, atime=mtime, ctime=mtime,
                         uid=os.getuid(), gid=os.getgid(), size=total, content=ids)
             self.progress.file_done("/" + "/".join(name_parts), "file",
@@ -168,12 +172,13 @@ class Archiver:
                          parent_tree: Optional[str]) -> _DirJob:
         node = None
         if target.fs_path is not None:
-            st = os.lstat(target.fs_path)
-            node = self._node(os.path.basename(target.fs_path), target.fs_path, st)
+            # directories on the way to a target are followed when they are symlinks
+            st = os.stat(target.fs_path)
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(f"path is not a directory: {target.fs_path}")
+            node = self._node(snap_path.rpartition("/")[2], target.fs_path, st)
         job = _DirJob(node, snap_path, parent_node)
         old = self._parent_children(parent_tree)
-        if target.content_of is not None:
-            self._add_dir_entries(job, target.content_of, snap_path, old)
         outer = self._start_batch()
         for name, child in sorted(target.children.items()):
             child_snap = f"{snap_path}/{name}"
@@ -186,7 +191,8 @@ class Archiver:
                     continue
                 self._add_child(job, sub.future)
             else:
-                self._add_child(job, self._save_path(child.fs_path, name, child_snap, old_node, is_target=True))
+                self._add_child(job, self._save_path(child.fs_path, name, child_snap, old_node,
+                                                     is_target=child.explicit))
         self._end_batch(outer)
         self._seal(job)
         return job
@@ -302,6 +308,8 @@ class Archiver:
                 nodes.append(child)
         if job.snap_path and job.node is None:
             return None
+        if not job.snap_path and not nodes:
+            raise RestiqueError("unable to save snapshot: snapshot is empty")
         path = (job.snap_path or "") + "/"
         tree_id = self._save_tree(nodes, job.parent_node, path, job, count=job.node is not None)
         if job.node is None:  # the snapshot root

@@ -22,22 +22,29 @@ def parse_size(text: str) -> int:
 
 
 def parse_marker(spec: str) -> Tuple[str, Optional[bytes]]:
-    """`--exclude-if-present name[:header]`."""
-    name, sep, header = spec.partition(":")
-    return name, header.encode() if sep else None
+    """`--exclude-if-present name[:header]`; an empty header only asks for the file."""
+    from ...errors import UsageError
+
+    if not spec:
+        raise UsageError("name for exclusion tagfile is empty")
+    name, _, header = spec.partition(":")
+    if not name:
+        raise UsageError("no name for exclusion tagfile provided")
+    return name, header.encode() if header else None
 
 
 class Selector:
     """Combines every exclusion rule into one `reject(snap_path, fs_path, lstat)` test."""
 
-    def __init__(self, excludes=None, markers: List[Tuple[str, Optional[bytes]]] = (), larger_than: int = 0):
+    def __init__(self, excludes=None, markers: List[Tuple[str, Optional[bytes]]] = (),
+                 larger_than: Optional[int] = None):
         self.excludes = excludes  # a PatternList (or several, tested in turn)
         self.markers = list(markers)
-        self.larger_than = larger_than
+        self.larger_than = larger_than  # None: no limit; 0 leaves out every non-empty file
         self._marked_dirs = {}
 
     def __bool__(self):
-        return bool(self.excludes) or bool(self.markers) or bool(self.larger_than)
+        return bool(self.excludes) or bool(self.markers) or self.larger_than is not None
 
     def _dir_marked(self, directory: str) -> Optional[str]:
         """The marker file name that excludes this directory's content, if any."""
@@ -64,7 +71,8 @@ class Selector:
     def __call__(self, snap_path: str, fs_path: str, st: os.stat_result) -> bool:
         if self.excludes is not None and any(p.matches(fs_path) for p in self.excludes):
             return True
-        if self.larger_than and stat.S_ISREG(st.st_mode) and st.st_size > self.larger_than:
+        # as restic: anything but a directory, symlinks by the length of their target
+        if self.larger_than is not None and not stat.S_ISDIR(st.st_mode) and st.st_size > self.larger_than:
             return True
         if self.markers:
             directory, name = os.path.split(fs_path)

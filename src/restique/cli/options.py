@@ -1,0 +1,180 @@
+"""Option groups that several commands share, each declared once (restic's AddFlags
+groups, borg's define_*_group): a decorator adds the flags and hands the command one
+parsed object."""
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import click
+
+
+def _opt(*decls, **attrs):
+    """One option of a group: click.option's arguments; the last declaration is its name."""
+    return decls, attrs
+
+
+def _group(options, build, name):
+    """A decorator adding `options` to a command; their values reach it as one keyword
+    argument `name`, built by build(**values)."""
+    keys = [decls[-1] for decls, _ in options]
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            kwargs[name] = build(**{key: kwargs.pop(key) for key in keys})
+            return fn(*args, **kwargs)
+
+        for decls, attrs in reversed(options):
+            wrapper = click.option(*decls, **attrs)(wrapper)
+        return wrapper
+
+    return decorate
+
+
+# --- a second repository: init --copy-chunker-params, later copy ---
+
+@dataclass
+class SourceRepository:
+    repo: Optional[str] = None
+    repository_file: Optional[str] = None
+    password_file: Optional[str] = None
+    password_command: Optional[str] = None
+    key_hint: Optional[str] = None
+    password_env: str = "RESTIC_FROM_PASSWORD"
+    password_prompt: str = "enter password for source repository: "
+
+    @property
+    def given(self) -> bool:
+        return bool(self.repo or self.repository_file)
+
+    def check(self) -> None:
+        from ..errors import UsageError
+
+        if not self.given:
+            raise UsageError("Please specify a source repository location (--from-repo or --from-repository-file)")
+        if self.repo and self.repository_file:
+            raise UsageError("Options --from-repo and --from-repository-file are mutually exclusive, "
+                             "please specify only one")
+
+
+def _source(**values) -> SourceRepository:
+    return SourceRepository(**{key[len("from_"):]: value for key, value in values.items()})
+
+
+def from_repo_options(purpose: str):
+    """--from-repo, --from-repository-file, --from-password-file/-command, --from-key-hint."""
+    return _group([
+        _opt("--from-repo", "from_repo", envvar="RESTIC_FROM_REPOSITORY", metavar="repository",
+                     help=f"source repository {purpose} (default: $RESTIC_FROM_REPOSITORY)"),
+        _opt("--from-repository-file", "from_repository_file", envvar="RESTIC_FROM_REPOSITORY_FILE", metavar="file",
+                     help=f"file from which to read the source repository location {purpose} "
+                          "(default: $RESTIC_FROM_REPOSITORY_FILE)"),
+        _opt("--from-password-file", "from_password_file", envvar="RESTIC_FROM_PASSWORD_FILE", metavar="file",
+                     help="file to read the source repository password from (default: $RESTIC_FROM_PASSWORD_FILE)"),
+        _opt("--from-password-command", "from_password_command", envvar="RESTIC_FROM_PASSWORD_COMMAND",
+                     metavar="command", help="shell command to obtain the source repository password from "
+                                             "(default: $RESTIC_FROM_PASSWORD_COMMAND)"),
+        _opt("--from-key-hint", "from_key_hint", envvar="RESTIC_FROM_KEY_HINT", metavar="key",
+                     help="key ID of key to try decrypting the source repository first (default: $RESTIC_FROM_KEY_HINT)"),
+    ], _source, "source")
+
+
+# --- exclude / include patterns ---
+
+@dataclass
+class PatternOptions:
+    """--KIND, --iKIND, --KIND-file and --iKIND-file of one kind (exclude or include)."""
+    kind: str
+    patterns: tuple = ()
+    ipatterns: tuple = ()
+    files: tuple = ()
+    ifiles: tuple = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns or self.ipatterns or self.files or self.ifiles)
+
+    def pattern_lists(self) -> list:
+        """One PatternList per case sensitivity, as restic keeps one filter for each, with
+        restic's messages for unreadable files and malformed patterns."""
+        from ..errors import UsageError
+        from ..model.patterns import InvalidPatternError, PatternList, read_pattern_file
+
+        def compiled(option, patterns, case_insensitive=False):
+            try:
+                return PatternList(patterns, case_insensitive=case_insensitive)
+            except InvalidPatternError as exc:
+                raise UsageError(f"{option}: {exc}") from None
+
+        def read(option, names):
+            out = []
+            for name in names:
+                try:
+                    out += read_pattern_file(name)
+                except UsageError as exc:
+                    raise UsageError(f'failed to read patterns from file "{name}": {exc}') from None
+            if out:
+                compiled(option, out)
+            return out
+
+        kind = self.kind
+        patterns = list(self.patterns) + read(f"--{kind}-file", self.files)
+        ipatterns = list(self.ipatterns) + read(f"--i{kind}-file", self.ifiles)
+        lists = []
+        if ipatterns:
+            lists.append(compiled(f"--i{kind}", ipatterns, case_insensitive=True))
+        if patterns:
+            lists.append(compiled(f"--{kind}", patterns))
+        return lists
+
+
+def _pattern_options(kind: str):
+    names = [f"{kind}_patterns", f"{kind}_ipatterns", f"{kind}_files", f"{kind}_ifiles"]
+
+    def build(**values) -> PatternOptions:
+        return PatternOptions(kind, *(values[name] for name in names))
+
+    return _group([
+        _opt(f"-{kind[0]}", f"--{kind}", names[0], multiple=True, metavar="pattern",
+                     help=f"{kind} a pattern (can be specified multiple times)"),
+        _opt(f"--i{kind}", names[1], multiple=True, metavar="pattern",
+                     help=f"same as --{kind} pattern but ignores the casing of filenames"),
+        _opt(f"--{kind}-file", names[2], multiple=True, metavar="file",
+                     help=f"read {kind} patterns from a file (can be specified multiple times)"),
+        _opt(f"--i{kind}-file", names[3], multiple=True, metavar="file",
+                     help=f"same as --{kind}-file but ignores casing of filenames in patterns"),
+    ], build, f"{kind}s")
+
+
+exclude_options = _pattern_options("exclude")
+include_options = _pattern_options("include")
+
+
+# --- which snapshots: --host, --tag, --path ---
+
+@dataclass
+class SnapshotFilterOptions:
+    hosts: tuple = ()
+    tags: tuple = ()
+    paths: tuple = ()
+
+    def filter(self):
+        from ..model.snapshot_filter import SnapshotFilter
+
+        return SnapshotFilter.from_options(self.hosts, self.tags, self.paths)
+
+
+def snapshot_filter_options(single: bool = False):
+    """The snapshot filter; single: the command takes one snapshot and the filter only
+    narrows down "latest" (restic's initSingleSnapshotFilter)."""
+    when = ', when snapshot ID "latest" is given' if single else ""
+    return _group([
+        _opt("-H", "--host", "filter_hosts", multiple=True, metavar="host", envvar="RESTIC_HOST",
+                     help=f"only consider snapshots for this host{when} (can be specified multiple times) "
+                          "(default: $RESTIC_HOST)"),
+        _opt("--tag", "filter_tags", multiple=True, metavar="tag[,tag,...]",
+                     help=f"only consider snapshots including tag[,tag,...]{when} (can be specified multiple times)"),
+        _opt("--path", "filter_paths", multiple=True, metavar="path",
+                     help=f"only consider snapshots including this (absolute) path{when} (can be specified "
+                          "multiple times, snapshots must include all specified paths)"),
+    ], lambda filter_hosts, filter_tags, filter_paths: SnapshotFilterOptions(filter_hosts, filter_tags, filter_paths),
+        "snapshot_filter")
