@@ -1,8 +1,15 @@
-"""Shared fixtures: the real restic binary (the oracle) and restique run as a subprocess."""
+"""Shared fixtures and helpers: the real restic binary (the oracle) and restique, each run as
+a subprocess exactly as a user would.
+
+Test modules import the helpers with ``from conftest import ...`` (pytest puts this directory
+on sys.path): run_restic / run_restique (one command), run_program (any command, same checks),
+both (independent calls side by side) and restic_and_restique (one command by both programs).
+"""
 import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -17,8 +24,19 @@ def clean_env(**extra):
     return env
 
 
-def _run(cmd, repo, args, env=None, input=None, check=True, cache_dir=None):
-    full = list(cmd)
+TRACEBACK = b"Traceback (most recent call last)"
+
+
+def run_program(cmd, *args, repo=None, cache_dir=None, cwd=None, env=None, input=None,
+                check=True, timeout=600):
+    """Run a program the way a user would and return its CompletedProcess (bytes output).
+
+    The command line is cmd (a list), then ``-r repo`` and ``--cache-dir cache_dir`` when
+    given, then args (each passed through str()). env defaults to clean_env(); stdin is
+    `input` when given, else empty. A Python traceback in stdout or stderr always fails the
+    test; with check (the default) so does a non-zero exit code.
+    """
+    full = [str(c) for c in cmd]
     if repo is not None:
         full += ["-r", str(repo)]
     if cache_dir is not None:
@@ -26,18 +44,37 @@ def _run(cmd, repo, args, env=None, input=None, check=True, cache_dir=None):
     full += [str(a) for a in args]
     proc = subprocess.run(
         full,
+        cwd=cwd,
         env=env if env is not None else clean_env(),
         input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
         capture_output=True,
-        timeout=600,
+        timeout=timeout,
+    )
+    shown = " ".join(full) + (f"  (in {cwd})" if cwd else "")
+    assert TRACEBACK not in proc.stderr and TRACEBACK not in proc.stdout, (
+        f"{shown} printed a Python traceback:\n"
+        f"stdout: {proc.stdout.decode(errors='replace')[-3000:]}\n"
+        f"stderr: {proc.stderr.decode(errors='replace')[-3000:]}"
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"{' '.join(full)} exited {proc.returncode}\nstdout: {proc.stdout[-2000:]!r}\n"
+            f"{shown} exited {proc.returncode}\nstdout: {proc.stdout[-2000:]!r}\n"
             f"stderr: {proc.stderr[-2000:]!r}"
         )
     return proc
+
+
+def both(calls):
+    """Run independent calls side by side; returns their results in order.
+
+    calls is a list of (function, args tuple, kwargs dict), e.g.
+    ``both([(run_restique, (repo_a, "init"), {}), (run_restic, (repo_b, "init"), {})])``.
+    The calls must not interfere (different repositories, or read-only commands).
+    """
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(fn, *args, **kw) for fn, args, kw in calls]
+        return [f.result() for f in futures]
 
 
 def restic_path():
@@ -48,8 +85,8 @@ def restic_path():
 
 
 def run_restic(repo, *args, **kw):
-    """Run the real restic against repo; returns CompletedProcess (bytes)."""
-    return _run([restic_path()], repo, args, **kw)
+    """Run the real restic against repo (None: no -r); keywords as for run_program."""
+    return run_program([restic_path()], *args, repo=repo, **kw)
 
 
 def restique_cmd():
@@ -60,8 +97,17 @@ def restique_cmd():
 
 
 def run_restique(repo, *args, **kw):
-    """Run restique as a separate process, exactly as a user would."""
-    return _run(restique_cmd(), repo, args, **kw)
+    """Run restique as a separate process, exactly as a user would (repo None: no -r);
+    keywords as for run_program."""
+    return run_program(restique_cmd(), *args, repo=repo, **kw)
+
+
+def restic_and_restique(repo, *args, check=False, **kw):
+    """The same command run by restic and by restique on repo, side by side: returns
+    (restic's result, restique's result). By default a non-zero exit fails nothing, so that
+    the two can be compared; keywords as for run_program."""
+    kw["check"] = check
+    return both([(run_restic, (repo, *args), kw), (run_restique, (repo, *args), kw)])
 
 
 @pytest.fixture(scope="session", autouse=True)

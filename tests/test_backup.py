@@ -41,15 +41,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import clean_env, restic_path, restique_cmd
+from conftest import (TRACEBACK, both, clean_env, restic_path, restique_cmd, run_program,
+                      run_restic as restic, run_restique as restique)
 
 KiB = 1 << 10
 MiB = 1 << 20
 
 BASE_MTIME_NS = 1_600_000_000_123_456_789  # 2020-09-13, with nanoseconds
 FUTURE_ATIME_NS = 1_900_000_000_987_654_321  # 2030: relatime never updates such an atime
-
-TRACEBACK = b"Traceback (most recent call last)"
 
 SUMMARY_FIELDS = [
     "files_new", "files_changed", "files_unmodified", "dirs_new", "dirs_changed",
@@ -63,53 +62,6 @@ COUNT_FIELDS = [
     "dirs_unmodified", "data_blobs", "tree_blobs", "total_files_processed",
     "total_bytes_processed",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# running the programs
-
-
-def _run(cmd, repo, args, cwd=None, env=None, input=None, check=True, timeout=600):
-    full = list(cmd)
-    if repo is not None:
-        full += ["-r", str(repo)]
-    full += [str(a) for a in args]
-    proc = subprocess.run(
-        full,
-        cwd=cwd,
-        env=env if env is not None else clean_env(),
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        timeout=timeout,
-    )
-    shown = " ".join(full) + (f"  (in {cwd})" if cwd else "")
-    assert TRACEBACK not in proc.stderr and TRACEBACK not in proc.stdout, (
-        f"{shown} printed a Python traceback:\n{proc.stderr.decode(errors='replace')[-3000:]}"
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{shown} exited {proc.returncode}\nstdout: {proc.stdout[-2000:]!r}\n"
-            f"stderr: {proc.stderr[-2000:]!r}"
-        )
-    return proc
-
-
-def restique(repo, *args, **kw):
-    """The command under test (conftest's restique_cmd: restique, or RESTIQUE_UNDER_TEST)."""
-    return _run(restique_cmd(), repo, args, **kw)
-
-
-def restic(repo, *args, **kw):
-    """The oracle."""
-    return _run([restic_path()], repo, args, **kw)
-
-
-def both(calls):
-    """Run independent commands (on different repositories) concurrently; results in order."""
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(fn, *args, **kw) for fn, args, kw in calls]
-        return [f.result() for f in futures]
 
 
 def show(proc) -> str:
@@ -859,10 +811,10 @@ def unreadable():
             pytest.fail("user nobody can read a mode-000 root file here; the test cannot make a read fail")
 
         ours_repo, theirs_repo = d / "restique-repo", d / "restic-repo"
-        both([(_run, (DROP + [restic_path()], r, ["init"]), dict(env=env)) for r in (ours_repo, theirs_repo)])
+        both([(run_program, (DROP + [restic_path()], "init"), dict(repo=r, env=env)) for r in (ours_repo, theirs_repo)])
         ours, theirs = both([
-            (_run, (DROP + restique_cmd(), ours_repo, ["backup", str(src)]), dict(env=env, cwd=d, check=False)),
-            (_run, (DROP + [restic_path()], theirs_repo, ["backup", str(src)]), dict(env=env, cwd=d, check=False)),
+            (run_program, (DROP + restique_cmd(), "backup", src), dict(repo=ours_repo, env=env, cwd=d, check=False)),
+            (run_program, (DROP + [restic_path()], "backup", src), dict(repo=theirs_repo, env=env, cwd=d, check=False)),
         ])
         yield SimpleNamespace(src=src, ours_repo=ours_repo, theirs_repo=theirs_repo, ours=ours, theirs=theirs)
     finally:

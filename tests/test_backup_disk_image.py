@@ -11,36 +11,15 @@ import json
 import os
 import random
 import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import clean_env, restic_path, restique_cmd
+from conftest import run_program, run_restic as restic, run_restique as restique
 
 MiB = 1 << 20
 GiB = 1 << 30
-TRACEBACK = b"Traceback (most recent call last)"
-
-
-def _run(cmd, args, check=True, timeout=300):
-    full = [str(c) for c in list(cmd) + list(args)]
-    proc = subprocess.run(full, env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=timeout)
-    assert TRACEBACK not in proc.stderr, f"{' '.join(full)}: Python traceback\n{proc.stderr.decode()[-3000:]}"
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(full)} exited {proc.returncode}\nstdout: {proc.stdout[-2000:]!r}\n"
-                             f"stderr: {proc.stderr[-2000:]!r}")
-    return proc
-
-
-def restic(repo, *args, **kw):
-    return _run([restic_path(), "-r", repo], args, **kw)
-
-
-def restique(repo, *args, **kw):
-    return _run(restique_cmd() + ["-r", str(repo)], args, **kw)
 
 
 def tool(name):
@@ -67,7 +46,7 @@ def debugfs_write(img, files: dict, workdir):
         cmds.append(f"write {src} {name}")
     script = workdir / "debugfs.cmds"
     script.write_text("\n".join(cmds) + "\n")
-    _run([tool("debugfs"), "-w", "-f", script, img], [])
+    run_program([tool("debugfs"), "-w", "-f", script, img])
     for name in files:
         (workdir / f"src-{name}").unlink()
 
@@ -88,10 +67,10 @@ def disk(tmp_path_factory):
     img = base / "disk.img"
     with open(img, "wb") as f:
         f.truncate(GiB)  # sparse
-    _run([tool("mkfs.ext4"), "-q", "-F", img], [])
+    run_program([tool("mkfs.ext4"), "-q", "-F", img])
     rnd = random.Random(2024)
     debugfs_write(img, {f"file{i}.bin": rnd.randbytes(3 * MiB) for i in range(3)}, base)
-    fsck = _run([tool("e2fsck"), "-fn", img], [], check=False)
+    fsck = run_program([tool("e2fsck"), "-fn", img], check=False)
     assert fsck.returncode == 0, f"the test's own image is not clean: {fsck.stdout.decode()}"
 
     repo = base / "repo"
@@ -124,7 +103,7 @@ def check_restored(restore, repo, disk, target):
         assert restored.is_file(), f"no disk.img in the restored snapshot: {os.listdir(dest)}"
         assert restored.stat().st_size == GiB
         sha = digest(restored)
-        fsck = _run([tool("e2fsck"), "-fn", restored], [], check=False)
+        fsck = run_program([tool("e2fsck"), "-fn", restored], check=False)
         restored.unlink()
         return sha, fsck
 

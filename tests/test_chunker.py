@@ -506,25 +506,56 @@ def test_scan_releases_the_gil():
 
 
 def test_scanner_used_from_two_threads_is_refused_or_consistent():
-    # a Scanner is per stream; using one from two threads must not crash
+    """A Scanner holds the state of one stream. A scan() called while another thread's scan()
+    on the same Scanner is still running is refused with RuntimeError("Scanner is in use by
+    another thread"), and leaves the stream as if it had not been called; scans that do not
+    overlap continue the stream exactly as two consecutive calls from one thread do."""
     from restique import _chunker
 
     data = random.Random(4).randbytes(64 * MIB)
-    scanner = _chunker.Scanner(_chunker.Tables(TEST_POL), MIN_SIZE, MAX_SIZE)
-    errors = []
+    tables = _chunker.Tables(TEST_POL)
+    # the single-threaded reference: the same stream fed data twice
+    reference = _chunker.Scanner(tables, MIN_SIZE, MAX_SIZE)
+    first = reference.scan(data)
+    first_count = reference.count
+    second = reference.scan(data)
+    second_count = reference.count
+    assert len(first) > 10 and first_count > 0  # 64 MiB of random data: many cuts
 
-    def work():
-        try:
-            scanner.scan(data)
-        except RuntimeError as e:
-            errors.append(e)
+    refused = False
+    for _ in range(20):  # until the two scans overlapped once (practically always the first time)
+        scanner = _chunker.Scanner(tables, MIN_SIZE, MAX_SIZE)
+        start = threading.Barrier(2)
+        outcomes = [None, None]
 
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(errors) <= 1
+        def work(i):
+            start.wait()
+            try:
+                outcomes[i] = ("cuts", scanner.scan(data))
+            except RuntimeError as e:
+                outcomes[i] = ("refused", str(e))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        kinds = sorted(kind for kind, _ in outcomes)
+        if kinds == ["cuts", "refused"]:
+            (cuts,) = [v for kind, v in outcomes if kind == "cuts"]
+            (message,) = [v for kind, v in outcomes if kind == "refused"]
+            assert message == "Scanner is in use by another thread"
+            assert cuts == first  # the refused call did not disturb the running one
+            assert scanner.count == first_count
+            assert scanner.scan(data) == second  # nor the stream afterwards
+            assert scanner.count == second_count
+            refused = True
+            break
+        # no overlap: both calls ran, one after the other, as one thread would have made them
+        assert kinds == ["cuts", "cuts"], outcomes
+        assert sorted([outcomes[0][1], outcomes[1][1]]) == sorted([first, second])
+        assert scanner.count == second_count
+    assert refused, "the two threads' scans never overlapped in 20 attempts"
 
 
 # --------------------------------------------------------------------------

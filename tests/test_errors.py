@@ -86,11 +86,7 @@ def base_repo(tmp_path_factory, private_cache):
     (src / "b.txt").write_bytes(b"bravo\n" * 10)
     repo = root / "repo"
     run_restic(repo, "init")
-    proc = subprocess.run(
-        [restic_path(), "-r", str(repo), "backup", "src"],
-        cwd=root, env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+    run_restic(repo, "backup", "src", cwd=root)
 
     (index_id,) = os.listdir(repo / "index")
     (snapshot_id,) = os.listdir(repo / "snapshots")

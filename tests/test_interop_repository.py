@@ -15,13 +15,12 @@ import random
 import re
 import shutil
 import stat
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import PASSWORD, clean_env, restic_path, run_restic, run_restique
+from conftest import PASSWORD, clean_env, run_restic, run_restique
 
 INIT_NOTE = (
     b"\n"
@@ -292,11 +291,7 @@ def backup_repo(tmp_path_factory, private_cache):
     repo = root / "repo"
     run_restic(repo, "init")
     # relative path => the snapshot's root tree contains "src" directly (few tree blobs)
-    proc = subprocess.run(
-        [restic_path(), "-r", str(repo), "backup", "--json", "src"],
-        cwd=root, env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_restic(repo, "backup", "--json", "src", cwd=root)
     summaries = [json.loads(l) for l in lines(proc.stdout)]
     summaries = [m for m in summaries if m.get("message_type") == "summary"]
     assert len(summaries) == 1, proc.stdout[-2000:]
@@ -469,11 +464,7 @@ def test_format1_backup_is_readable_by_restique(tmp_path):
     (src / "sub" / "b.bin").write_bytes(random.Random(7).randbytes(100_000))
     repo = tmp_path / "repo-v1"
     run_restic(repo, "init", "--repository-version", "1")
-    proc = subprocess.run(
-        [restic_path(), "-r", str(repo), "backup", "src"],
-        cwd=tmp_path, env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+    run_restic(repo, "backup", "src", cwd=tmp_path)
 
     (index_id,) = os.listdir(repo / "index")
     (snapshot_id,) = os.listdir(repo / "snapshots")

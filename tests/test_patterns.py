@@ -1,5 +1,6 @@
 """restic's path patterns (internal/filter): restic's own test tables, edge cases, and the
 real restic deciding which paths `backup --exclude` and `restore --include` keep."""
+import json
 import os
 import random
 
@@ -220,11 +221,35 @@ def test_invalid_byte_in_class_is_invalid():
         PatternList(["[\udcff]"], case_insensitive=True)
 
 
-@pytest.mark.parametrize(
-    "pattern", ["[z-a]", "[\\]]", "[a\\-z]", "a]b", "\\*", "[*]", "[[]", "[^^]", "a[/../b", "**", "/", "!", "."]
-)
+# Odd but valid patterns: what each matches and what not, as paths relative to a directory
+# ("" is the directory itself). test_valid_odd_patterns_match_restic checks these against restic.
+ODD_VALID_PATTERNS = {
+    "[z-a]": ([], ["a", "z", "m", "-"]),  # an inverted range is empty
+    "[\\]]": (["]"], ["\\", "[", "a", "a]b"]),
+    "[a\\-z]": (["a", "-", "z"], ["m", "a-z", "\\"]),  # an escaped '-' is no range
+    "a]b": (["a]b"], ["ab", "a", "b"]),  # a ']' outside a class is literal
+    "\\*": (["*"], ["\\*", "\\", "a"]),
+    "[*]": (["*"], ["a", "ab", "\\*"]),
+    "[[]": (["["], ["a[", "]", "a"]),
+    "[^^]": (["a", "-", "*", "[", "]", "\\", "!", "sub/b", "sub/q"], ["^", "aa", "a-z", "sub"]),
+    "a[/../b": (["b", "sub/b"], ["a[", "a", "ab", "sub", "sub/q"]),  # cleaned to "b" first
+    "**": (["", "a", "sub", "sub/b"], []),
+    "/": (["", "a", "sub", "sub/b"], []),  # "/" then "**": every absolute path
+    "!": ([], ["", "a", "!", "sub", "sub/b"]),  # negates ".", which matched nothing
+    ".": ([], ["", "a", "sub", "sub/b"]),  # only a "." component, never in a clean path
+}
+ODD_TREE = ["a", "z", "m", "-", "]", "[", "*", "^", "!", "b", "ab", "aa", "a]b", "a[", "a-z", "\\", "\\*",
+            "sub/b", "sub/q"]
+
+
+@pytest.mark.parametrize("pattern", list(ODD_VALID_PATTERNS))
 def test_valid_odd_patterns(pattern):
-    PatternList([pattern])
+    matched, unmatched = ODD_VALID_PATTERNS[pattern]
+    pl = PatternList([pattern])
+    for rel in matched:
+        assert pl.matches(f"/data/{rel}".rstrip("/")), f"{pattern!r} should match {rel!r}"
+    for rel in unmatched:
+        assert not pl.matches(f"/data/{rel}".rstrip("/")), f"{pattern!r} should not match {rel!r}"
 
 
 # --- edge cases ---------------------------------------------------------------------------
@@ -627,6 +652,27 @@ def test_backup_excludes_match_restic(restic_repo, tree, tmp_path, monkeypatch):
         assert tree in expected and expected != everything, f"case excludes nothing/everything: {args}"
         if got != expected:
             failures.append(f"{args}\n  restic only: {sorted(got - expected)}\n  ours only: {sorted(expected - got)}")
+    assert not failures, "\n".join(failures)
+
+
+def test_valid_odd_patterns_match_restic(restic_repo, tmp_path):
+    """restic's `backup --exclude` with each odd pattern keeps what ODD_VALID_PATTERNS says."""
+    root = str(tmp_path / "src")
+    for rel in ODD_TREE:
+        _touch(os.path.join(root, rel))
+    failures = []
+    for pattern, (matched, unmatched) in ODD_VALID_PATTERNS.items():
+        out = run_restic(restic_repo, "backup", "--json", "--exclude", pattern, root).stdout
+        (snapshot_id,) = [json.loads(l)["snapshot_id"] for l in out.splitlines() if b'"summary"' in l]
+        listed = run_restic(restic_repo, "ls", snapshot_id).stdout.split(b"\n")[1:]
+        got = {p for p in map(os.fsdecode, listed) if p == root or p.startswith(root + "/")}
+        for rel, wanted in [(r, False) for r in matched] + [(r, True) for r in unmatched]:
+            path = os.path.join(root, rel).rstrip("/")
+            if (path in got) != wanted:
+                failures.append(f"{pattern!r}: restic {'drops' if wanted else 'keeps'} {rel!r}")
+        expected = _walk_kept(root, PatternList([pattern]).matches)
+        if got != expected:
+            failures.append(f"{pattern!r}\n  restic only: {sorted(got - expected)}\n  ours only: {sorted(expected - got)}")
     assert not failures, "\n".join(failures)
 
 

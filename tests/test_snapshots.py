@@ -1,11 +1,10 @@
 """`restique snapshots` against the real restic 0.14: same table, same JSON, same selection."""
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import PASSWORD, run_restic, run_restique
+from conftest import PASSWORD, restic_and_restique, run_restic, run_restique
 from restique.model.gotime import GoTime
 from restique.model.snapshot import Snapshot, new_summary
 from restique.model.snapshot_filter import SnapshotFilter, find_latest
@@ -62,16 +61,8 @@ def repo_env(tmp_path_factory):
     return {"repo": repo, "a": a, "b": b, "c": c}
 
 
-def both(repo, *args):
-    """(restic's result, restique's result), run side by side to save time."""
-    with ThreadPoolExecutor(2) as pool:
-        theirs = pool.submit(run_restic, repo, *args, check=False)
-        ours = pool.submit(run_restique, repo, *args, check=False)
-        return theirs.result(), ours.result()
-
-
 def assert_same_output(repo, *args):
-    expected, got = both(repo, *args)
+    expected, got = restic_and_restique(repo, *args)
     assert got.returncode == expected.returncode, (args, got.stderr)
     assert got.stdout.decode() == expected.stdout.decode(), args
     assert got.stderr.decode() == expected.stderr.decode(), args
@@ -85,7 +76,7 @@ def json_ids(proc):
 # --- JSON ----------------------------------------------------------------------------------
 
 def test_json_matches_restic(repo_env):
-    expected, got = both(repo_env["repo"], "--json", "snapshots")
+    expected, got = restic_and_restique(repo_env["repo"], "--json", "snapshots")
     assert got.returncode == 0, got.stderr
     theirs, ours = json.loads(expected.stdout), json.loads(got.stdout)
     assert len(theirs) == len(ours) == 7
@@ -112,7 +103,7 @@ def test_json_matches_restic(repo_env):
     ["--latest", "2", "--host", "myhost"],
 ])
 def test_json_filters_select_same_ids(repo_env, args):
-    expected, got = both(repo_env["repo"], "snapshots", "--json", *args)
+    expected, got = restic_and_restique(repo_env["repo"], "snapshots", "--json", *args)
     assert got.returncode == 0, got.stderr
     assert json_ids(got) == json_ids(expected)
 
@@ -120,7 +111,7 @@ def test_json_filters_select_same_ids(repo_env, args):
 def test_json_path_filter(repo_env):
     repo, a, b = repo_env["repo"], repo_env["a"], repo_env["b"]
     for args in (["--path", a], ["--path", a, "--path", b], ["--path", a + "/"]):
-        expected, got = both(repo, "snapshots", "--json", *args)
+        expected, got = restic_and_restique(repo, "snapshots", "--json", *args)
         assert json_ids(got) == json_ids(expected), args
 
 
@@ -172,14 +163,14 @@ def test_id_arguments(repo_env):
     assert_same_output(repo, "snapshots", prefix)
     assert_same_output(repo, "snapshots", ids[0][:5], ids[0], "latest", "--host", "laptop")
     assert_same_output(repo, "snapshots", ids[1], "--tag", "daily", "nope")  # filters ignored
-    expected, got = both(repo, "snapshots", "--json", ids[2][:8], ids[3])
+    expected, got = restic_and_restique(repo, "snapshots", "--json", ids[2][:8], ids[3])
     assert json_ids(got) == json_ids(expected)
 
 
 def test_group_by(repo_env):
     repo = repo_env["repo"]
     for group_by in ("paths", "tags", "host,paths,tags"):
-        expected, got = both(repo, "snapshots", "--json", "--group-by", group_by)
+        expected, got = restic_and_restique(repo, "snapshots", "--json", "--group-by", group_by)
         assert got.returncode == 0, got.stderr
         ours, theirs = json.loads(got.stdout), json.loads(expected.stdout)
         # restic prints groups in random (Go map) order; restique sorts them
@@ -191,7 +182,7 @@ def test_group_by(repo_env):
         if not os.environ.get("RESTIQUE_UNDER_TEST"):  # restic's own order is random
             assert keys == sorted(keys, key=SnapshotGroupKey.sort_key)
     # text: the same group blocks, in a different order
-    expected, got = both(repo, "snapshots", "--group-by", "host")
+    expected, got = restic_and_restique(repo, "snapshots", "--group-by", "host")
 
     def blocks(text):
         return sorted(("snapshots for" + part) for part in text.decode().split("snapshots for") if part)
