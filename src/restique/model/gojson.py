@@ -49,3 +49,18 @@ def loads(data):
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data).decode("utf-8", errors="replace")
     return json.loads(data)
+
+
+def float_literal(value: float) -> str:
+    """A float64 as encoding/json writes it: the shortest digits that read back the same,
+    without an exponent from 1e-6 up to 1e21 (100.0 is `100`, 1e-05 is `0.00001`), with a
+    short exponent outside that range (`1e-7`, `1e+21`)."""
+    from decimal import Decimal
+
+    if value == 0:
+        return "0"
+    text = repr(float(value))
+    if 1e-6 <= abs(value) < 1e21:
+        text = format(Decimal(text), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return text.replace("e-0", "e-")  # Go writes e-7 where Python writes e-07
