@@ -31,3 +31,40 @@ def format_go_duration(seconds: float) -> str:
     if m:
         return f"{m}m{s}s"
     return f"{s}s"
+
+
+# --- one tree entry as `ls -l` and `find -l` print it (restic's formatNode) ---
+
+_MODE_LETTERS = "dalTLDpSugct?"  # Go's os.FileMode bits 31..19
+_TYPE_BITS = {"dir": 1 << 31, "symlink": 1 << 27, "dev": 1 << 26, "chardev": (1 << 26) | (1 << 21),
+              "fifo": 1 << 25, "socket": 1 << 24}
+_mode_strings: dict = {}
+_local_times: dict = {}
+
+
+def file_mode_string(mode: int) -> str:
+    """Go's os.FileMode.String(): type letters (or `-`), then rwxrwxrwx."""
+    text = _mode_strings.get(mode)
+    if text is None:
+        letters = "".join(c for i, c in enumerate(_MODE_LETTERS) if mode & (1 << (31 - i))) or "-"
+        text = letters + "".join(c if mode & (1 << (8 - i)) else "-" for i, c in enumerate("rwxrwxrwx"))
+        _mode_strings[mode] = text
+    return text
+
+
+def format_node(path: str, node, long: bool = False, human: bool = False) -> str:
+    """The path alone, or with long: mode, uid, gid, size, local mtime, path and ` -> target`
+    for a symlink. Only regular files show a size; human gives it as format_bytes does."""
+    if not long:
+        return path
+    size = node.size if node.type == "file" else 0
+    seconds = node.mtime.seconds
+    when = _local_times.get(seconds)
+    if when is None:
+        if len(_local_times) > 65536:
+            _local_times.clear()
+        when = _local_times[seconds] = node.mtime.local_string()
+    target = " -> " + node.linktarget if node.type == "symlink" else ""
+    return "%s %5d %5d %s %s %s%s" % (
+        file_mode_string(_TYPE_BITS.get(node.type, 0) | node.mode), node.uid, node.gid,
+        format_bytes(size) if human else "%6d" % size, when, path, target)

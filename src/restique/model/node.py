@@ -211,3 +211,63 @@ def encode_tree(nodes: List[Node]) -> bytes:
 def decode_tree(raw: bytes) -> List[Node]:
     obj = gojson.loads(raw)
     return [Node.from_json(n) for n in obj.get("nodes") or []]
+
+
+_EAGER_FIELDS = ("name", "type", "subtree")
+_LAZY_FIELDS = frozenset(Node.__dataclass_fields__) - set(_EAGER_FIELDS)
+_set_slot = object.__setattr__
+
+
+class LazyNode(Node):
+    """A Node that keeps its JSON object and decodes it (Node.from_json) on the first use of
+    a field other than name, type and subtree: a walk that looks only at names and types
+    (`ls`, `find` by name) skips most of the decoding. Every field equals Node.from_json's."""
+
+    __slots__ = ("_obj",)  # the JSON object until it is decoded, then None
+
+    @classmethod
+    def wrap(cls, obj: dict) -> "LazyNode":
+        node = cls.__new__(cls)
+        _set_slot(node, "_obj", obj)
+        name = obj.get("name", "")
+        _set_slot(node, "name", go_unquote(name) if "\\" in name else name)
+        _set_slot(node, "type", obj.get("type", ""))
+        _set_slot(node, "subtree", obj.get("subtree"))
+        return node
+
+    def _decode(self) -> None:
+        obj = object.__getattribute__(self, "_obj")
+        if obj is None:
+            return
+        try:
+            full = Node.from_json(obj)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            from ..errors import IntegrityError
+
+            raise IntegrityError(f"tree entry {go_quote(self.name)} is damaged: {exc}") from None
+        for field in _LAZY_FIELDS:
+            _set_slot(self, field, getattr(full, field))
+        _set_slot(self, "_obj", None)
+
+    def __getattr__(self, field: str):
+        # called only for a slot not set yet
+        if field not in _LAZY_FIELDS:
+            raise AttributeError(field)
+        self._decode()
+        return object.__getattribute__(self, field)
+
+    def __setattr__(self, field: str, value) -> None:
+        if field in _LAZY_FIELDS:
+            self._decode()  # so that decoding later does not overwrite the value
+        _set_slot(self, field, value)
+
+    def __eq__(self, other):
+        if not isinstance(other, Node):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in Node.__dataclass_fields__)
+
+
+def decode_tree_lazy(raw: bytes) -> List[Node]:
+    """decode_tree with LazyNode entries (a damaged node fails when its fields are used)."""
+    obj = gojson.loads(raw)
+    return [LazyNode.wrap(n) for n in obj.get("nodes") or []]
