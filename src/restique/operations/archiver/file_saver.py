@@ -11,7 +11,7 @@ import threading
 from typing import Callable, List, Tuple
 
 from ...repository.chunker import MIN_SIZE, Chunker
-from .tasks import Task, WorkerPool
+from .tasks import Completion, WorkerPool
 
 IN_FLIGHT_BYTES = 16 * 1024 * 1024  # chunks read but not yet sealed
 CHUNK_BUFFER = 4 * 1024 * 1024  # read size for chunking; bounds memory per reader
@@ -87,7 +87,7 @@ class FileSaver:
 
     def save_stream(self, stream) -> Tuple[List[str], int, int, int]:
         """Chunk a stream, saving chunks in the pool: (blob ids, bytes, added, stored)."""
-        futures: List[Task] = []
+        futures: List[Completion] = []
         total = 0
         try:
             for chunk in self.chunker.chunks(stream, CHUNK_BUFFER):

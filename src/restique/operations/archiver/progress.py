@@ -1,6 +1,7 @@
 """What a backup reports while it runs, and the totals it ends with."""
 import threading
 from dataclasses import dataclass, field
+from typing import Optional
 
 
 @dataclass
@@ -100,3 +101,26 @@ class BackupProgress:
     # --- for output subclasses ---
     def item(self, path: str, kind: str, result: ItemResult) -> None:
         pass
+
+
+def report_error(progress: BackupProgress, path: str, exc: BaseException, during: str = "archival",
+                 op: str = "") -> None:
+    """Report a failed entry as restic words it: `open /x: permission denied`."""
+    if isinstance(exc, OSError) and exc.strerror:
+        message = f"{exc.filename or path}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
+        if op:
+            message = f"{op} {message}"
+    else:
+        message = str(exc)
+    progress.error(path, message, during)
+
+
+def item_action(old: Optional[dict], new) -> str:
+    """How a saved node compares with the parent snapshot's node (JSON) of the same path."""
+    if old is None:
+        return "new"
+    # the usual reasons for a difference are decided without encoding the whole node
+    if (old.get("size") or 0) != new.size or old.get("mtime") != new.mtime.rfc3339() \
+            or old.get("ctime") != new.ctime.rfc3339():
+        return "modified"
+    return "unchanged" if old == new.to_json() else "modified"

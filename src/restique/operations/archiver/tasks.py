@@ -1,20 +1,21 @@
-"""A minimal thread pool for the backup walk.
+"""The one completion type of the backup walk, a minimal thread pool and flow control.
 
-concurrent.futures costs a Condition per Future; a backup submits one task per changed
-file, so the lighter Task below (a plain lock, callbacks run by the worker that finishes
-the task) matters for trees of many small files.
+concurrent.futures costs a Condition per Future; a backup makes one completion per entry,
+so the lighter Completion below (a plain lock, callbacks run by the thread that completes
+it, an Event only for whoever blocks) matters for trees of many small files. Most entries
+need no thread at all: `finished(value)` makes their completion without even a lock.
 """
 import queue
 import threading
 from typing import Callable, List, Optional
 
 
-class Task:
-    __slots__ = ("_fn", "_args", "_value", "_exc", "_callbacks", "_lock", "_done", "_event")
+class Completion:
+    """A result (a value or an exception) that becomes available once."""
 
-    def __init__(self, fn: Callable, args: tuple):
-        self._fn = fn
-        self._args = args
+    __slots__ = ("_value", "_exc", "_callbacks", "_lock", "_done", "_event")
+
+    def __init__(self):
         self._value = None
         self._exc: Optional[BaseException] = None
         self._callbacks: List[Callable] = []
@@ -22,33 +23,9 @@ class Task:
         self._done = False
         self._event: Optional[threading.Event] = None
 
-    def wait(self):
-        """Block until the task finished; then its result."""
-        with self._lock:
-            if not self._done and self._event is None:
-                self._event = threading.Event()
-            event = self._event
-        if event is not None:
-            event.wait()
-        return self.result()
-
-    def add_done_callback(self, fn: Callable) -> None:
-        with self._lock:
-            if not self._done:
-                self._callbacks.append(fn)
-                return
-        fn(self)
-
-    def result(self):
-        """The value (or exception) of a finished task; callers only ask after completion."""
-        if not self._done:
-            raise RuntimeError("task result requested before the task finished")
-        if self._exc is not None:
-            raise self._exc
-        return self._value
-
-    def _finish(self, value=None, exc: Optional[BaseException] = None) -> None:
-        self._value, self._exc = value, exc
+    def complete(self, value=None) -> None:
+        """Deliver the result and run the callbacks, in this thread."""
+        self._value = value
         with self._lock:
             self._done = True
             callbacks, self._callbacks = self._callbacks, []
@@ -58,15 +35,51 @@ class Task:
         for cb in callbacks:
             cb(self)
 
-    def _run(self) -> None:
-        fn, args = self._fn, self._args
-        self._fn = self._args = None  # a finished task must not keep its input (chunks) alive
-        try:
-            value = fn(*args)
-        except BaseException as exc:  # delivered to whoever reads the result
-            self._finish(exc=exc)
-        else:
-            self._finish(value)
+    def fail(self, exc: BaseException) -> None:
+        """Deliver an exception to whoever reads the result."""
+        self._exc = exc
+        self.complete()
+
+    def add_done_callback(self, fn: Callable) -> None:
+        """Run fn(self) once completed: now if it is, else in the completing thread."""
+        if not self._done:
+            with self._lock:
+                if not self._done:
+                    self._callbacks.append(fn)
+                    return
+        fn(self)
+
+    def wait(self):
+        """Block until completed; then the result."""
+        if not self._done:
+            with self._lock:
+                if not self._done and self._event is None:
+                    self._event = threading.Event()
+                event = self._event
+            if event is not None:
+                event.wait()
+        return self.result()
+
+    def result(self):
+        """The value (or exception) of a completed result; callers only ask after completion."""
+        if not self._done:
+            raise RuntimeError("result requested before completion")
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+
+_new = object.__new__
+
+
+def finished(value) -> Completion:
+    """A Completion that already holds its value. Only the fields a completed one reads are
+    set: no lock and no callback list for the many entries that need no thread."""
+    done = _new(Completion)
+    done._value = value
+    done._exc = None
+    done._done = True
+    return done
 
 
 class WorkerPool:
@@ -78,20 +91,30 @@ class WorkerPool:
         for t in self._threads:
             t.start()
 
-    def submit(self, fn: Callable, *args) -> Task:
-        task = Task(fn, args)
-        self._queue.put(task)
-        return task
+    def submit(self, fn: Callable, *args) -> Completion:
+        done = Completion()
+        self._queue.put((done, fn, args))
+        return done
 
     def _loop(self) -> None:
+        get = self._queue.get
         while True:
-            task = self._queue.get()
-            if task is None:
+            job = get()
+            if job is None:
                 return
-            if self._cancelled:
-                task._finish(exc=CancelledTask())
-            else:
-                task._run()
+            self._run(*job)
+            job = None  # waiting for the next job must not keep this one's input (chunks) alive
+
+    def _run(self, done: Completion, fn: Callable, args: tuple) -> None:
+        if self._cancelled:
+            done.fail(CancelledTask())
+            return
+        try:
+            value = fn(*args)
+        except BaseException as exc:  # delivered to whoever reads the result
+            done.fail(exc)
+        else:
+            done.complete(value)
 
     def shutdown(self, cancel: bool = False) -> None:
         self._cancelled = cancel

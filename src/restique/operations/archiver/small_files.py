@@ -1,0 +1,95 @@
+"""Batches of small files: files below the chunker's minimum size are one blob each; a
+directory's small files are read and hashed in batches by one native call without the GIL,
+on a reader thread, and each file's node is delivered to its own completion."""
+import os
+import time
+from typing import List, Optional, Tuple
+
+from ... import _seal
+from ...model.node import Node
+from .file_reader import FileReader, PendingFile
+from .file_saver import FileSaver
+from .progress import BackupProgress, report_error
+from .tasks import Completion, Gate, WorkerPool
+
+BATCH_FILES = 64
+BATCH_BYTES = 4 * 1024 * 1024
+
+# What _seal.read_small_files reports for each file besides 0 (read whole) and an errno
+# value (the call named by `op` failed).
+REPLACED = -1  # no longer the regular file lstat saw
+SIZE_CHANGED = -2  # not the size lstat saw: the file is read the general way
+
+
+class SmallFileBatches:
+    def __init__(self, reader: FileReader, saver: FileSaver, readers: WorkerPool, queued: Gate,
+                 progress: BackupProgress):
+        self.reader = reader  # reads a file the general way, and records what was read
+        self.saver = saver
+        self.readers = readers
+        self.queued = queued
+        self.progress = progress
+        self._batch: List[PendingFile] = []
+        self._batch_bytes = 0
+
+    def start_dir(self) -> Tuple[List[PendingFile], int]:
+        """A directory collects its own small files; its subdirectories theirs. Returns the
+        enclosing directory's batch, for end_dir."""
+        outer = (self._batch, self._batch_bytes)
+        self._batch, self._batch_bytes = [], 0
+        return outer
+
+    def end_dir(self, outer: Tuple[List[PendingFile], int]) -> None:
+        """Queue what the directory collected and go back to the enclosing batch."""
+        self._flush()
+        self._batch, self._batch_bytes = outer
+
+    def add(self, entry: PendingFile) -> Completion:
+        """Collect a small file; the returned completion delivers its node (or None)."""
+        entry.done = Completion()
+        self.progress.start_file(entry.snap_path)
+        self._batch.append(entry)
+        self._batch_bytes += entry.st.st_size
+        if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+            self._flush()
+        return entry.done
+
+    def _flush(self) -> None:
+        if self._batch:
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            self.queued.enter()
+            task = self.readers.submit(self._read_batch, batch)
+            task.add_done_callback(lambda _t: self.queued.leave())
+
+    def _read_batch(self, batch: List[PendingFile]) -> None:
+        """Read and hash a batch natively, then save what is new and complete each file."""
+        if self.saver.cancelled.is_set():
+            for entry in batch:
+                entry.done.complete(None)
+            return
+        started = time.monotonic()
+        results = _seal.read_small_files([(os.fsencode(e.fs_path), e.st.st_ino, e.st.st_size) for e in batch])
+        for entry, result in zip(batch, results):
+            try:
+                entry.done.complete(self._save_small_file(entry, result, started))
+            except BaseException as exc:  # delivered to the directory waiting for it
+                entry.done.fail(exc)
+
+    def _save_small_file(self, entry: PendingFile, result: tuple, started: float) -> Optional[Node]:
+        """Save one file of a batch from what the native read gave: (status, failed call,
+        content, sha256 digest)."""
+        status, op, data, digest = result
+        if status == SIZE_CHANGED:
+            return self.reader.read_and_save_file(entry)
+        if status == REPLACED:
+            report_error(self.progress, entry.snap_path, entry.replaced_error())
+            return None
+        if status:
+            report_error(self.progress, entry.snap_path, OSError(status, os.strerror(status), entry.fs_path), op=op)
+            return None
+        self.progress.bytes_read(len(data))
+        if not data:
+            return self.reader.record_file_content(entry, [], 0, 0, 0, started)
+        blob_id = digest.hex()
+        _, added, stored = self.saver.save_blob(data, blob_id)
+        return self.reader.record_file_content(entry, [blob_id], len(data), added, stored, started)
