@@ -1,0 +1,142 @@
+"""`dump`: one file's content, or a folder (or a whole snapshot) as a tar or zip stream,
+written to a binary stream the caller gives (restic's cmd_dump.go and internal/dump).
+
+The path is looked up as restic does: cleaned, then matched one name at a time from the
+root; a file is written as it is, a folder as an archive of everything below it, named by
+its path in the snapshot without the leading slash ("/" for the whole tree). Inside a
+folder, restic's walker keeps only files, folders and symlinks; the folder's own direct
+entries are all written, other kinds as empty regular files, as restic does.
+
+    with open("docs.tar", "wb") as out:
+        dump(repo, tree_id, "/srv/data/docs", out, DumpOptions(archive="tar"))
+"""
+import posixpath
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Tuple
+
+from ..errors import RestiqueError
+from ..model.names import go_quote
+from ..model.node import Node
+from .dump_blobs import PackBatchedReader
+from .walker import TreeLoader, join, walk
+
+ARCHIVE_FORMATS = ("tar", "zip")
+_ARCHIVED_TYPES = ("file", "dir", "symlink")
+
+
+class DumpError(RestiqueError):
+    """The path cannot be dumped (not found, wrong type) or the archive cannot be written;
+    the message is restic's, without its `cannot dump file: ` prefix."""
+
+
+@dataclass
+class DumpOptions:
+    archive: str = "tar"  # "tar" or "zip", for folders
+    # called before an archive (not a single file) is written; may raise to refuse, e.g.
+    # when the output is a terminal
+    before_archive: Optional[Callable[[], None]] = None
+    workers: int = 2  # threads reading and decrypting pack ranges
+
+    def validate(self) -> None:
+        if self.archive not in ARCHIVE_FORMATS:
+            raise DumpError(f'unknown archive format "{self.archive}"')
+
+
+@dataclass
+class DumpResult:
+    kind: str  # "file" or "archive"
+    entries: int  # archive entries written (1 for a file)
+    bytes: int  # bytes written to the stream
+
+
+def quoted(path: str) -> str:
+    return '"' + go_quote(path) + '"'
+
+
+def path_components(path: str) -> List[str]:
+    """restic's splitPath(path.Clean(p)): the names to follow from the root; [""] for "/"."""
+    cleaned = posixpath.normpath(path) if path else "."
+    if cleaned.startswith("//"):  # POSIX keeps two leading slashes, Go does not
+        cleaned = "/" + cleaned.lstrip("/")
+    if cleaned == "/":
+        return [""]
+    return cleaned.lstrip("/").split("/")
+
+
+def dump(repo, tree_id: str, path: str, out, options: Optional[DumpOptions] = None) -> DumpResult:
+    """Write the file at path below tree_id to out (a binary stream), or the folder at path
+    (or everything, for "/") as an archive. Raises DumpError for a path that cannot be
+    dumped; damaged or missing data raises the repository's errors."""
+    options = options or DumpOptions()
+    options.validate()
+    loader = TreeLoader(repo, cache_bytes=0)
+    target = _locate(loader, tree_id, path_components(path))
+    reader = PackBatchedReader(repo, workers=options.workers)
+    if isinstance(target, Node):
+        written = 0
+        for _, chunks in reader.contents([target], lambda node: node.content):
+            for chunk in chunks:
+                out.write(chunk)
+                written += len(chunk)
+        return DumpResult("file", 1, written)
+    if options.before_archive is not None:
+        options.before_archive()
+    subtree, base = target
+    return _write_archive(repo, loader, reader, subtree, base, out, options.archive)
+
+
+def _locate(loader: TreeLoader, tree_id: str, names: List[str]):
+    """The file node to write, or (tree id, path) of the folder to archive; restic's errors."""
+    if names == [""]:
+        return tree_id, "/"
+    item = "/"
+    for depth, name in enumerate(names):
+        item = posixpath.normpath(join(item, name))
+        last = depth == len(names) - 1
+        node = next((n for n in loader(tree_id) if n.name == name), None)
+        if node is None:
+            raise DumpError(f"path {quoted(item)} not found in snapshot")
+        if node.type == "dir":
+            if not node.subtree:
+                raise DumpError(f"directory {quoted(item)} has no subtree")
+            if last:
+                return node.subtree, item
+            try:
+                loader(node.subtree)
+            except RestiqueError as exc:
+                raise DumpError(f"cannot load subtree for {quoted(item)}: {exc}") from None
+            tree_id = node.subtree
+        elif not last:
+            raise DumpError(f"{quoted(item)} should be a dir, but is a {quoted(node.type)}")
+        elif node.type != "file":
+            raise DumpError(f"{quoted(item)} should be a file, but is a {quoted(node.type)}")
+        else:
+            return node
+    raise DumpError(f"path {quoted(item)} not found in snapshot")  # no names: not reached
+
+
+def archive_entries(repo, loader: TreeLoader, tree_id: str, base: str) -> Iterator[Tuple[str, Node]]:
+    """(snapshot path, node) of every entry restic's dump archives below the folder base
+    (tree tree_id): its direct entries whatever their type, files, folders and symlinks
+    further down."""
+    for path, node in walk(repo, tree_id, base, loader=loader):
+        if node.type in _ARCHIVED_TYPES or path.count("/") == base.rstrip("/").count("/") + 1:
+            yield path, node
+
+
+def _write_archive(repo, loader, reader, tree_id: str, base: str, out, archive: str) -> DumpResult:
+    if archive == "zip":
+        from .dump_zip import ZipWriter as Writer
+    else:
+        from .dump_tar import TarWriter as Writer
+    writer = Writer(out)
+    entries = archive_entries(repo, loader, tree_id, base)
+    for (path, node), chunks in reader.contents(entries, _archived_content):
+        writer.add(path[1:].encode("utf-8", "surrogateescape"), node, chunks)
+    writer.close()
+    return DumpResult("archive", writer.entries, writer.bytes)
+
+
+def _archived_content(entry: Tuple[str, Node]) -> Optional[List[str]]:
+    path, node = entry
+    return node.content if node.type == "file" else None
