@@ -14,6 +14,7 @@ import io
 import os
 import pty
 import stat
+import struct
 import subprocess
 import sys
 import tarfile
@@ -122,9 +123,8 @@ def test_tar_same_as_restic(browse, made_by, path):
 
 
 @pytest.mark.parametrize("made_by", TOOLS)
-@pytest.mark.parametrize("path", ["/", "/tree"])
-def test_zip_same_as_restic(browse, made_by, path):
-    restic_zip, restique_zip = dump_pair(browse, made_by, "--archive", "zip", browse.second[made_by], path)
+def test_zip_same_as_restic(browse, made_by):
+    restic_zip, restique_zip = dump_pair(browse, made_by, "--archive", "zip", browse.second[made_by], "/")
     if made_by == "restic":
         assert restique_zip == restic_zip  # byte for byte
     assert without_non_utf8_link(zip_members(restique_zip), made_by, "restique") == \
@@ -154,7 +154,8 @@ def test_tar_headers_as_restic_writes_them(browse):
 def build_edge_tree(root: Path) -> None:
     """Entries that need Go's rarer header forms: long names split into USTAR's prefix or
     moved to PAX (one whose ASCII-only form, cut to 100 bytes, ends in a slash), long and
-    non-ASCII link targets, ids and times beyond the octal fields, times on the half second."""
+    non-ASCII link targets, ids and times beyond the octal fields, times on the half second,
+    POSIX ACLs (PAX SCHILY.acl.access/default text)."""
     def write(rel: str) -> str:
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -174,6 +175,11 @@ def build_edge_tree(root: Path) -> None:
     os.symlink("t" * 150, os.path.join(root, "longlink"))
     os.symlink("/tmp/caf\u00e9", os.path.join(root, "utf8link"))
     os.setxattr(write("q" * 110 + ".x"), "user.k", b"v" * 300)
+    # POSIX ACLs (Linux's binary xattr form): owner rw-, user 1000 r--, group r--, mask r--, other ---
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in (
+        (0x01, 6, 0xFFFFFFFF), (0x02, 4, 1000), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)))
+    os.setxattr(write("acl/file.txt"), "system.posix_acl_access", acl)
+    os.setxattr(os.path.join(root, "acl"), "system.posix_acl_default", acl)
 
 
 def test_rare_headers_same_as_restic(tmp_path):
@@ -181,9 +187,18 @@ def test_rare_headers_same_as_restic(tmp_path):
     repo = tmp_path / "repo"
     run_restic(repo, "init")
     run_restic(repo, "backup", "src", cwd=tmp_path)
+    outputs = {}
     for archive in ("tar", "zip"):
         restic, restique = both([(fn, (repo, "dump", "--archive", archive, "latest", "/"), {}) for fn in TOOLS.values()])
         assert restique.stdout == restic.stdout, archive
+        outputs[archive] = restique.stdout
+    with tarfile.open(fileobj=io.BytesIO(outputs["tar"])) as tar:
+        pax = {m.name: m.pax_headers for m in tar}
+    acl_text = "user::rw-\nuser:1000:r--\ngroup::r--\nmask::r--\nother::---\n"
+    assert pax["src/acl/file.txt"] == {"SCHILY.acl.access": acl_text}
+    assert pax["src/acl"] == {"SCHILY.acl.default": acl_text}
+    assert pax["src/" + "n" * 120] == {"path": "src/" + "n" * 120}
+    assert pax["src/owner.txt"] == {"uid": "3000000", "gid": "5000000"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,10 +307,8 @@ ERRORS = {
     "unknown snapshot": ["deadbeef", "/tree/small.txt"],
     "latest without match": ["--tag", "nosuch", "--path", "/x", "latest", "/tree/small.txt"],
     "path not found": ["SID", "/tree/nope"],
-    "symlink": ["SID", "/tree/links/absolute"],
     "fifo": ["SID", "/tree/fifo"],
     "file as a folder": ["SID", "/tree/small.txt/x"],
-    "dot": ["SID", "."],
     "unknown archive format": ["--archive", "7z", "SID", "/tree"],
     "no path": ["SID"],
 }
@@ -367,8 +380,8 @@ def test_damaged_blob(tmp_path):
     (src / "good.txt").write_bytes(b"good\n")
     (src / "bad.txt").write_bytes(b"this blob will be damaged\n")
     repo = tmp_path / "repo"
-    run_restique(repo, "init")
-    run_restique(repo, "backup", "src", cwd=tmp_path)
+    run_restic(repo, "init")  # restic's key is the cheaper one to open, three times here
+    run_restic(repo, "backup", "src", cwd=tmp_path)
     blob_id = hashlib.sha256(b"this blob will be damaged\n").hexdigest()
     damage_blob(repo, blob_id)
     message = f"cannot dump file: decrypting blob {blob_id} failed: ciphertext verification failed\n".encode()
@@ -412,8 +425,8 @@ def test_large_file_streams_in_flat_memory(tmp_path):
             f.write(block.rstrip(b"\0"))
         f.truncate(size)
     repo = tmp_path / "repo"
-    run_restique(repo, "init")
-    run_restique(repo, "backup", "src", cwd=tmp_path)
+    run_restic(repo, "init")
+    run_restic(repo, "backup", "src", cwd=tmp_path)
     out = subprocess.run([sys.executable, "-c", MEASURE, *restique_cmd(), "-r", str(repo), "dump", "latest",
                           "/src/big.bin"], capture_output=True, check=True, env=clean_env()).stdout
     code, length, hexdigest, max_rss_kib = out.split()

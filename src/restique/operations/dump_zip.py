@@ -1,14 +1,15 @@
-"""The zip stream of `dump`, laid out as current restic writes it with Go's archive/zip.
+"""The zip stream of `dump`, laid out as restic writes it with Go's archive/zip.
 
 Each entry is a local header without sizes (flag 0x8) followed by its data and a data
 descriptor (sizes in 8 bytes once a file reaches 4 GiB); directories have no descriptor.
 Everything is stored uncompressed, as restic 0.14 does (current restic deflates files, but
-zlib deflates incompressible data at a few MB/s, far slower than reading the repository);
-links have their target as content, other entries are empty. Times go into the MS-DOS fields in the zone the node
-was recorded in, plus an extended-timestamp extra field (0x5455) with the Unix time; the
-mode goes into the external attributes with the "made by Unix" version. Names are flagged
-UTF-8 only when they need it. The central directory (zip64 records when needed) is kept in
-a spooled temporary file, so memory stays flat however many entries there are.
+zlib deflates incompressible data at a few MB/s, far slower than reading the repository).
+Links have their target as content, other entries are empty. Times go into the MS-DOS
+fields in the zone the node was recorded in, plus an extended-timestamp extra field (0x5455)
+with the Unix time; the mode goes into the external attributes with the "made by Unix"
+version. Names are flagged UTF-8 only when they need it. The central directory (zip64
+records when needed) is kept in a spooled temporary file, so memory stays flat however many
+entries there are. Writing the same snapshot gives the same bytes as restic 0.14's `dump`.
 """
 import struct
 import tempfile
