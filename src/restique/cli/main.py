@@ -20,7 +20,12 @@ COMMANDS = {
     "backup": ("cmd_backup", "backup"),
     "snapshots": ("cmd_snapshots", "snapshots"),
     "restore": ("cmd_restore", "restore"),
+    "diff": ("cmd_diff", "diff"),
     "help": ("cmd_help", "help_"),
+    "ls": ("cmd_ls", "ls"),
+    "stats": ("cmd_stats", "stats"),
+    "find": ("cmd_find", "find"),
+    "dump": ("cmd_dump", "dump"),
 }
 
 

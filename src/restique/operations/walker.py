@@ -159,3 +159,35 @@ def find_tree_directory(repo, tree_id: str, path: str,
             raise NotFound(f"path {walked}: not a directory")
         tree_id = node.subtree
     return tree_id
+
+
+class LazyTreeLoader(TreeLoader):
+    """A TreeLoader (same cache) whose entries are model.node.LazyNode: name, type and subtree
+    decoded at once, the other fields on first use. For walks that look closely at only a few
+    entries, such as find by name; a walk that reads every entry's fields is better served by
+    TreeLoader."""
+
+    def __call__(self, tree_id: str) -> List[Node]:
+        from ..model.node import decode_tree_lazy
+
+        hit = self._cache.get(tree_id)
+        if hit is not None:
+            self._cache.move_to_end(tree_id)
+            return hit[0]
+        raw = self.repo.load_blob("tree", tree_id)
+        try:
+            nodes = decode_tree_lazy(raw)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise IntegrityError(f"tree {tree_id[:8]} is damaged: {exc}") from None
+        nodes.sort(key=_sort_key)
+        if self.cache_bytes and len(raw) <= self.cache_bytes // 4:
+            if self.evict:
+                self._cache[tree_id] = (nodes, len(raw))
+                self._cached += len(raw)
+                while self._cached > self.cache_bytes:
+                    _, (_, size) = self._cache.popitem(last=False)
+                    self._cached -= size
+            elif self._cached + len(raw) <= self.cache_bytes:
+                self._cache[tree_id] = (nodes, len(raw))
+                self._cached += len(raw)
+        return nodes

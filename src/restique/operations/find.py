@@ -1,0 +1,270 @@
+"""`find`: entries matching patterns, or restic objects by id, in the snapshots of a
+repository.
+
+Patterns are matched as restic matches them (its filter.Match): against the entry's whole
+path in the snapshot, so that a pattern of one name (`*.txt`, `docs`) matches that name in
+any position, including a directory on the way (everything below `docs` matches `docs`), a
+relative path pattern (`docs/*.txt`) matches consecutive names anywhere, and an absolute
+one (`/srv/docs`) the path's beginning; `**` spans directories. A leading `!` is dropped,
+the empty pattern matches everything, and ignore_case lower-cases patterns and paths.
+Directories no pattern can match below are not entered.
+
+Snapshots are searched newest first (oldest first with reverse). A tree met again, in the
+same place (for name-only patterns and id searches: anywhere), after a walk found nothing
+below it is not walked again: its result would be the same. Results never depend on the
+order of the snapshots, and every tree is loaded through one cache.
+"""
+import posixpath
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Sequence, Union
+
+from ..errors import IntegrityError, NotFound, UsageError
+from ..model.gotime import GoTime
+from ..model.node import Node
+from ..model.snapshot import Snapshot
+from ..model.snapshot_filter import SnapshotFilter
+from .find_objects import FoundObject, IdSet, ObjectPack, ObjectSearch, object_packs, objects_of_packs, parse_ids
+from .snapshot_lookup import SnapshotNotFound, find_filtered_snapshots, find_snapshot_id
+from .walker import LazyTreeLoader, TreeLoader, walk_events
+
+KINDS = ("path", "blob", "tree", "pack")
+_TREE_CACHE_BYTES = 2 << 20
+
+# on_error(snapshot, path, tree id or None, exception): a tree that could not be loaded
+OnError = Callable[[Snapshot, str, Optional[str], Exception], None]
+Warn = Callable[[str], None]
+
+
+@dataclass
+class FindOptions:
+    """patterns: path patterns, or with kind "blob"/"tree"/"pack" ids or id prefixes.
+    oldest/newest: only entries modified in that span (path patterns). snapshots: ids,
+    prefixes or "latest" to search (default: all matching snapshot_filter). reverse: oldest
+    snapshot first. show_pack_id: after the walk, where the index puts the searched objects."""
+
+    patterns: Sequence[str] = ()
+    kind: str = "path"
+    ignore_case: bool = False
+    oldest: Optional[GoTime] = None
+    newest: Optional[GoTime] = None
+    snapshots: Sequence[str] = ()
+    snapshot_filter: Optional[SnapshotFilter] = None
+    reverse: bool = False
+    show_pack_id: bool = False
+
+    def validate(self) -> None:
+        """restic's checks, before the repository is opened; patterns and ids are checked
+        for their syntax too (restic only fails on a bad pattern once it uses it)."""
+        if not self.patterns:
+            raise UsageError("wrong number of arguments")
+        if self.kind not in KINDS:
+            raise UsageError(f"unknown kind of search {self.kind!r}")
+        if self.oldest is not None and self.newest is not None and self.oldest.unix_ns > self.newest.unix_ns:
+            raise UsageError("--oldest must specify a time before --newest")
+        if self.kind == "path":
+            PathPatterns(self.patterns, self.ignore_case)
+        else:
+            parse_ids(self.patterns)
+
+
+@dataclass(frozen=True)
+class FoundEntry:
+    """An entry matching the patterns: its path in the snapshot and its node."""
+
+    snapshot: Snapshot
+    path: str
+    node: Node
+
+
+Found = Union[FoundEntry, FoundObject, ObjectPack]
+
+
+class PathPatterns:
+    """The patterns as restic's find applies them: an entry matches when any pattern does."""
+
+    def __init__(self, patterns: Sequence[str], ignore_case: bool = False):
+        from ..model.patterns import InvalidPatternError, PatternList
+
+        self.match_all = "" in patterns
+        converted = {_plain_pattern(p): p for p in patterns if p != ""}
+        try:
+            self._list = PatternList(list(converted), case_insensitive=ignore_case) if converted else None
+        except InvalidPatternError as exc:
+            raise InvalidPatternError([converted.get(p, p) for p in exc.patterns]) from None
+        # a name pattern matches a path when it matches any of its names: what it finds
+        # below a directory whose own path it does not match does not depend on that path
+        self.names_only = not self.match_all and all("/" not in posixpath.normpath(p) for p in converted)
+
+    def matches(self, path: str) -> bool:
+        return self.match_all or self._list.matches(path)
+
+    def may_match_below(self, path: str) -> bool:
+        return self.match_all or self._list.child_may_match(path)
+
+
+def _plain_pattern(pattern: str) -> str:
+    """The pattern for a PatternList meaning what filter.Match makes of it: its leading `!`
+    is dropped, not a negation (a second one is kept as a literal `!`)."""
+    if not pattern.startswith("!"):
+        return pattern
+    rest = pattern[1:]
+    if rest == "":
+        return "."  # restic cleans the empty rest to ".", which no path component equals
+    return "\\" + rest if rest.startswith("!") else rest
+
+
+def select_snapshots(repo, ids: Sequence[str], snapshot_filter: Optional[SnapshotFilter],
+                     reverse: bool = False, warn: Optional[Warn] = None) -> List[Snapshot]:
+    """The snapshots to search, newest first (oldest first with reverse). Every id must name
+    a snapshot (NotFound otherwise, as current restic); "latest" honours the filter."""
+    filt = snapshot_filter or SnapshotFilter()
+    for spec in ids:
+        if ":" in spec:
+            raise UsageError("<snapshot>:<subfolder> syntax not allowed")
+        try:
+            find_snapshot_id(repo, spec, filt)
+        except SnapshotNotFound as exc:
+            if spec == "latest" and exc.reason == "no snapshot found":
+                raise NotFound(f"no snapshot matched given filter ({filt.describe()})") from None
+            raise NotFound(exc.reason) from None
+    snapshots = find_filtered_snapshots(repo, ids, filt, warn=warn or (lambda message: None))
+    snapshots.sort(key=lambda sn: (sn.time.unix_ns, sn.id), reverse=not reverse)
+    return snapshots
+
+
+def find(repo, options: FindOptions, on_error: Optional[OnError] = None,
+         warn: Optional[Warn] = None) -> Iterator[Found]:
+    """Everything the search finds, snapshot by snapshot in walk order: FoundEntry for path
+    patterns, FoundObject for ids; then, with show_pack_id, an ObjectPack per object.
+
+    A tree that cannot be loaded goes to on_error and the search goes on without it (without
+    on_error the exception is raised). warn gets restic's warnings (a damaged snapshot file,
+    filters ignored beside ids, pack files missing)."""
+    options.validate()
+    warn = warn or (lambda message: None)
+    repo.load_index()
+    search = None
+    if options.kind != "path":
+        ids = parse_ids(options.patterns)
+        if options.kind == "pack":
+            search = ObjectSearch(*objects_of_packs(repo, ids, warn))
+        elif options.kind == "blob":
+            search = ObjectSearch(IdSet(ids), IdSet())
+        else:
+            search = ObjectSearch(IdSet(), IdSet(ids))
+    patterns = PathPatterns(options.patterns, options.ignore_case) if search is None else None
+    snapshots = select_snapshots(repo, options.snapshots, options.snapshot_filter, options.reverse, warn)
+    # A search by name looks closely only at the entries it finds: the rest decode lazily.
+    # Trees with nothing found are not walked again (the memo), so the cache serves the trees
+    # on the way to what is found; it keeps the first trees loaded (the top of the first
+    # snapshot, met again in every other), small because decoded trees weigh several times
+    # their size and a bigger cache was measured to bring nothing but memory use.
+    loader = (LazyTreeLoader if search is None else TreeLoader)(repo, cache_bytes=_TREE_CACHE_BYTES, evict=False)
+    walker = _SnapshotWalker(repo, on_error, loader)
+    for sn in snapshots:
+        if search is not None:
+            yield from walker.search_objects(sn, search)
+        else:
+            yield from walker.search_paths(sn, patterns, options.oldest, options.newest)
+    if search is not None and options.show_pack_id:
+        yield from object_packs(repo, search)
+
+
+class _SnapshotWalker:
+    """Walks the snapshots of one search through one tree cache, remembering the subtrees
+    below which nothing was found (by tree id, or by tree id and path where the patterns
+    look at more than names)."""
+
+    def __init__(self, repo, on_error: Optional[OnError], loader: TreeLoader):
+        self.repo = repo
+        self.on_error = on_error
+        self.loader = loader
+        self.empty: set = set()
+
+    def search_paths(self, sn: Snapshot, patterns: PathPatterns, oldest: Optional[GoTime],
+                     newest: Optional[GoTime]) -> Iterator[FoundEntry]:
+        lowest = oldest.unix_ns if oldest is not None else None
+        highest = newest.unix_ns if newest is not None else None
+        last_dir = [False, False]  # the directory visited last: matched, to be entered
+
+        def visit(path: str, node: Node, parent_tree: str):
+            matched = patterns.matches(path)
+            is_dir = node.type == "dir"
+            if is_dir:
+                last_dir[0], last_dir[1] = matched, False
+            hit = False
+            if matched:  # reading mtime decodes the whole entry: a damaged one fails here
+                mtime = node.mtime.unix_ns
+                hit = (lowest is None or mtime >= lowest) and (highest is None or mtime <= highest)
+            if is_dir:  # restic enters it if it is a hit or a child may match
+                last_dir[1] = hit or patterns.may_match_below(path)
+            return [FoundEntry(sn, path, node)] if hit else None
+
+        def entry_key(path: str, node: Node):
+            if not last_dir[1]:
+                return False, None
+            if patterns.names_only:  # below a matched directory everything matches
+                return True, None if last_dir[0] else node.subtree
+            return True, (node.subtree, path)
+
+        root_key = sn.tree if patterns.names_only else (sn.tree, "/")
+        yield from self._walk(sn, visit, entry_key, root_key)
+
+    def search_objects(self, sn: Snapshot, search: ObjectSearch) -> Iterator[FoundObject]:
+        if sn.tree:
+            yield from search.root(sn, sn.tree)
+
+        def visit(path: str, node: Node, parent_tree: str):
+            return search.visit(sn, path, node, parent_tree)
+
+        yield from self._walk(sn, visit, lambda path, node: (True, node.subtree), sn.tree)
+
+    def _walk(self, sn: Snapshot, visit, entry_key, root_key) -> Iterator:
+        """visit(path, node, parent tree id) -> hits or None for every entry walked;
+        entry_key(path, node) -> (enter?, memo key or None) for every directory."""
+        if not sn.tree:
+            self._report(sn, "/", None, NotFound(f"snapshot {sn.short_id} has no tree"))
+            return
+        if root_key in self.empty:
+            return
+        # one frame per tree entered: [tree id, path, hits below, memo key]
+        stack = [[sn.tree, "/", 0, root_key]]
+
+        def descend(path: str, node: Node) -> bool:
+            enter, key = entry_key(path, node)
+            if not enter or (key is not None and key in self.empty):
+                return False
+            stack.append([node.subtree, path, 0, key])
+            return True
+
+        def failed(path: str, exc: Exception) -> None:
+            tree_id = stack[-1][0]
+            if len(stack) > 1 and stack[-1][1] == path:
+                stack.pop()
+            stack[-1][2] += 1  # a damaged tree inside: never remembered as empty
+            self._report(sn, path, tree_id, exc)
+
+        for path, node, leaving in walk_events(self.repo, sn.tree, "/", descend, failed, self.loader):
+            if leaving:
+                _, _, hits, key = stack.pop()
+                if hits:
+                    stack[-1][2] += hits
+                elif key is not None:
+                    self.empty.add(key)
+                continue
+            try:
+                hits = visit(path, node, stack[-1][0])
+            except IntegrityError as exc:  # an entry whose fields cannot be decoded
+                stack[-1][2] += 1
+                self._report(sn, path, stack[-1][0], exc)
+                continue
+            if hits:
+                stack[-1][2] += len(hits)
+                yield from hits
+        if not stack[0][2]:
+            self.empty.add(root_key)
+
+    def _report(self, sn: Snapshot, path: str, tree_id: Optional[str], exc: Exception) -> None:
+        if self.on_error is None:
+            raise exc
+        self.on_error(sn, path, tree_id, exc)
