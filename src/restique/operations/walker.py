@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 from ..errors import IntegrityError, RestiqueError
-from ..model.node import Node, decode_tree
+from ..model.node import Node, decode_tree, decode_tree_lazy
 
 Descend = Callable[[str, Node], bool]
 OnError = Callable[[str, Exception], None]
@@ -38,6 +38,8 @@ class TreeLoader:
     every tree of the second walk, this one hits on the part it holds.
     """
 
+    decode = staticmethod(decode_tree)
+
     def __init__(self, repo, cache_bytes: int = 32 * 1024 * 1024, evict: bool = True):
         self.repo = repo
         self.cache_bytes = cache_bytes
@@ -52,7 +54,7 @@ class TreeLoader:
             return hit[0]
         raw = self.repo.load_blob("tree", tree_id)
         try:
-            nodes = decode_tree(raw)
+            nodes = self.decode(raw)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise IntegrityError(f"tree {tree_id[:8]} is damaged: {exc}") from None
         nodes.sort(key=_sort_key)
@@ -167,27 +169,4 @@ class LazyTreeLoader(TreeLoader):
     entries, such as find by name; a walk that reads every entry's fields is better served by
     TreeLoader."""
 
-    def __call__(self, tree_id: str) -> List[Node]:
-        from ..model.node import decode_tree_lazy
-
-        hit = self._cache.get(tree_id)
-        if hit is not None:
-            self._cache.move_to_end(tree_id)
-            return hit[0]
-        raw = self.repo.load_blob("tree", tree_id)
-        try:
-            nodes = decode_tree_lazy(raw)
-        except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise IntegrityError(f"tree {tree_id[:8]} is damaged: {exc}") from None
-        nodes.sort(key=_sort_key)
-        if self.cache_bytes and len(raw) <= self.cache_bytes // 4:
-            if self.evict:
-                self._cache[tree_id] = (nodes, len(raw))
-                self._cached += len(raw)
-                while self._cached > self.cache_bytes:
-                    _, (_, size) = self._cache.popitem(last=False)
-                    self._cached -= size
-            elif self._cached + len(raw) <= self.cache_bytes:
-                self._cache[tree_id] = (nodes, len(raw))
-                self._cached += len(raw)
-        return nodes
+    decode = staticmethod(decode_tree_lazy)
