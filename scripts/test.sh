@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh test
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# two workers (the machine's two cores); a test file's tests stay on one worker, so module
+# fixtures are built once
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile "$@"
