@@ -203,8 +203,8 @@ def test_subfolder_lists_below_the_folder(ls_env, tool, old, new):
     folder, with the folder's path taken off."""
     sid = ls_env.second[tool]
     repo = ls_env.repos[tool]
-    expected, got = both([(run_restic, (repo, "ls", *[a.format(sid=sid) for a in old]), {}),
-                          (run_restique, (repo, "ls", *[a.format(sid=sid) for a in new]), {})])
+    expected, got = both([(run_restic, (repo, "--no-lock", "ls", *[a.format(sid=sid) for a in old]), {}),
+                          (run_restique, (repo, "--no-lock", "ls", *[a.format(sid=sid) for a in new]), {})])
     header, *theirs = expected.stdout.split(b"\n")[:-1]
     below = [re.sub(rb"(^| )/tree/nested/", rb"\1/", line) for line in theirs if not line.endswith(b"/tree/nested")]
     mine = got.stdout.split(b"\n")
