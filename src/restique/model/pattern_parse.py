@@ -2,6 +2,8 @@
 and the tokens of one component in Go's filepath.Match syntax."""
 from __future__ import annotations
 
+from .paths import go_clean
+
 STAR = ("*",)
 ANY = ("?",)
 SPECIAL_CHARS = frozenset("\\[]*?")
@@ -20,28 +22,6 @@ def is_surrogate(ch: str) -> bool:
     return "\ud800" <= ch <= "\udfff"
 
 
-def _go_clean(path: str) -> str:
-    """path/filepath.Clean on Unix."""
-    if path == "":
-        return "."
-    rooted = path[0] == "/"
-    out: list[str] = []
-    for comp in path.split("/"):
-        if comp == "" or comp == ".":
-            continue
-        if comp == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(comp)
-    cleaned = "/".join(out)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
-
-
 def split_path(s: str) -> list[str]:
     """filter.splitPath: components, with "/" as the first one of an absolute path."""
     parts = s.split("/")
@@ -55,7 +35,7 @@ def prepare(pattern: str) -> tuple[bool, list[str]]:
     negated = pattern[0] == "!"
     if negated:
         pattern = pattern[1:]
-    parts = split_path(_go_clean(pattern))
+    parts = split_path(go_clean(pattern))
     return negated, ["" if p == "**" else p for p in parts]
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence
 
 from .gotime import GoTime
+from .paths import go_clean
 from .snapshot import Snapshot
 
 
@@ -22,10 +23,7 @@ def go_clean_abs(path: str) -> str:
     """Go's filepath.Abs (which also Cleans)."""
     if not path.startswith("/"):
         path = posixpath.join(os.getcwd(), path)
-    path = posixpath.normpath(path)
-    if path.startswith("//"):
-        path = "/" + path.lstrip("/")
-    return path
+    return go_clean(path)
 
 
 @dataclass

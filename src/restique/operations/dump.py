@@ -16,6 +16,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 from ..errors import RestiqueError
 from ..model.names import go_quote
+from ..model.paths import go_clean
 from ..model.node import Node
 from .dump_blobs import PackBatchedReader
 from .walker import TreeLoader, join, walk
@@ -55,9 +56,7 @@ def quoted(path: str) -> str:
 
 def path_components(path: str) -> List[str]:
     """restic's splitPath(path.Clean(p)): the names to follow from the root; [""] for "/"."""
-    cleaned = posixpath.normpath(path) if path else "."
-    if cleaned.startswith("//"):  # POSIX keeps two leading slashes, Go does not
-        cleaned = "/" + cleaned.lstrip("/")
+    cleaned = go_clean(path)
     if cleaned == "/":
         return [""]
     return cleaned.lstrip("/").split("/")

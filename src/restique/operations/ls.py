@@ -11,12 +11,12 @@ directories on the way (PREFIX) and the end of every directory entered (LEAVE), 
 ncdu export needs to nest its output. A subtree that cannot be loaded is reported to
 on_error(path, exc) and skipped; the rest is still listed.
 """
-import posixpath
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import IntegrityError, UsageError
 from ..model.node import Node, decode_tree_lazy
+from ..model.paths import go_clean
 from .walker import TreeLoader, walk_events
 
 SORT_MODES = ("name", "size", "time", "mtime", "atime", "ctime", "extension")
@@ -58,12 +58,6 @@ class LsOptions:
     @property
     def sorted(self) -> bool:
         return self.sort != "name" or self.reverse
-
-
-def go_clean(path: str) -> str:
-    """Go's path.Clean for an absolute path."""
-    path = posixpath.normpath(path)
-    return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
 def has_path_prefix(base: str, path: str) -> bool:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
 from ...errors import RestiqueError
+from ...model.paths import go_clean
 
 
 @dataclass
@@ -39,24 +40,16 @@ class TargetDir:
     children: Dict[str, Union["TargetDir", TargetPath]] = field(default_factory=dict)
 
 
-def clean_path(path: str) -> str:
-    """Go's path.Clean: lexical, and `//x` is `/x`."""
-    cleaned = posixpath.normpath(path) if path else "."
-    if cleaned.startswith("//"):
-        cleaned = "/" + cleaned.lstrip("/")
-    return cleaned
-
-
 def path_components(path: str) -> List[str]:
     """The components a target is stored under: relative paths lose their leading `..`."""
-    return [c for c in clean_path("/" + path).split("/") if c]
+    return [c for c in go_clean("/" + path).split("/") if c]
 
 
 def _root_directory(path: str) -> str:
     """The directory that holds the target's first stored component."""
     if path.startswith("/"):
         return "/"
-    ups = [c for c in clean_path(path).split("/") if c == ".."]
+    ups = [c for c in go_clean(path).split("/") if c == ".."]
     return "/".join(ups) if ups else "."
 
 
@@ -64,7 +57,7 @@ def resolve_targets(paths: List[str]) -> List[Tuple[str, bool]]:
     """(cleaned target, explicit) pairs: `.`-like targets are replaced by their entries."""
     resolved = []
     for path in paths:
-        target = clean_path(path)
+        target = go_clean(path)
         if path_components(target):
             resolved.append((target, True))
             continue
@@ -164,17 +157,6 @@ def build_target_tree(paths: List[str]) -> TargetDir:
     for child in root.children.values():
         _unroll(child)
     return TargetDir(None, {name: _convert(child) for name, child in root.children.items()})
-
-
-def explicit_targets(root: TargetDir) -> List[str]:
-    """The fs paths of the explicit targets in the tree."""
-    found = []
-    for child in root.children.values():
-        if isinstance(child, TargetDir):
-            found += explicit_targets(child)
-        elif child.explicit:
-            found.append(child.fs_path)
-    return found
 
 
 def absolute_paths(paths: List[str]) -> List[str]:
