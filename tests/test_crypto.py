@@ -65,11 +65,18 @@ def test_key_file_opens_only_with_its_password(tmp_path):
     assert (raw.n, raw.r, raw.p) == params and len(raw.salt) == 64
 
 
-def test_new_keys_are_as_strong_as_restic():
+def test_new_keys_are_calibrated_as_restic_calibrates():
+    """restic's rule: N=2^15, r=8, and p so that a derivation takes at least 0.5 s here."""
+    import hashlib
+    import time
+
     from restique.repository.keys import calibrate_kdf
 
     n, r, p = calibrate_kdf()
-    assert n >= 32768 and r >= 8 and p >= 8  # restic settles on p = 8..10 on typical machines
+    assert (n, r) == (32768, 8) and 1 <= p <= 64
+    start = time.perf_counter()
+    hashlib.scrypt(b"pw", salt=b"s" * 64, n=n, r=r, p=p, maxmem=256 * n * r + (64 << 20), dklen=64)
+    assert time.perf_counter() - start >= 0.4  # 0.5 s target, less a margin for timing noise
 
 
 def _reference_seal(key: MasterKey, iv: bytes, plaintext: bytes) -> bytes:
