@@ -17,7 +17,7 @@ from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tup
 from ..errors import IntegrityError, UsageError
 from ..model.node import Node, decode_tree_lazy
 from ..model.paths import go_clean
-from .walker import TreeLoader, walk_events
+from .walker import TreeLoader, walk, walk_events
 
 SORT_MODES = ("name", "size", "time", "mtime", "atime", "ctime", "extension")
 
@@ -157,8 +157,12 @@ def ls(repo, tree_id: str, options: Optional[LsOptions] = None, on_error: Option
     """(path, node) of every entry the listing shows, in tree order, or sorted as options
     say (which collects them all first, as restic does)."""
     options = options or LsOptions()
-    entries = ((item.path, item.node) for item in ls_items(repo, tree_id, options, on_error, loader)
-               if item.kind == LISTED)
+    if options.dirs:
+        entries = ((item.path, item.node) for item in ls_items(repo, tree_id, options, on_error, loader)
+                   if item.kind == LISTED)
+    else:  # everything: the plain walk, without ls_items' per-entry bookkeeping
+        options.validate()
+        entries = walk(repo, tree_id, on_error=on_error, loader=loader or tree_loader(repo))
     if not options.sorted:
         yield from entries
         return

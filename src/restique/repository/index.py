@@ -127,6 +127,26 @@ class MasterIndex:
         if index_id:
             self.index_ids.append(index_id)
 
+    def add_index_bytes(self, index_id: Optional[str], raw: bytes) -> None:
+        """Add an index file straight from its JSON text: what every command does at start,
+        so it skips building an IndexFile (a third of the time for a large index)."""
+        try:
+            obj = json.loads(raw)
+            packs = obj if isinstance(obj, list) else obj.get("packs")
+            for pack in packs or ():
+                n = self._pack_number(pack["id"])
+                for b in pack.get("blobs") or ():
+                    table = self._blobs[b["type"]]
+                    if b["id"] not in table:
+                        table[b["id"]] = (n, int(b["offset"]), int(b["length"]),
+                                          int(b.get("uncompressed_length") or 0))
+        except KeyError as exc:
+            raise IntegrityError(f"index is damaged: invalid or missing {exc}") from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise IntegrityError(f"index is damaged: {exc}") from None
+        if index_id:
+            self.index_ids.append(index_id)
+
     def has(self, blob_type: str, blob_id: str) -> bool:
         return blob_id in self._blobs[blob_type]
 

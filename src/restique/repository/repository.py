@@ -76,7 +76,7 @@ class Repository:
     def load_index(self) -> MasterIndex:
         if not self.index_loaded:
             for index_id in self.list_ids(FileType.INDEX):
-                self.index.add_index_file(index_id, self.load_index_file(index_id))
+                self.index.add_index_bytes(index_id, self.load_unpacked(FileType.INDEX, index_id))
             self.index_loaded = True
         return self.index
 
