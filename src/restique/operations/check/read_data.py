@@ -1,0 +1,167 @@
+"""Reading pack files (--read-data, --read-data-subset): each selected pack is read once, in
+a few threads, and every blob in it is decrypted, decompressed and hashed (native code and
+hashlib, both without the GIL), the whole pack is hashed against its name, and its header
+is compared with the index. At most a few packs are in memory at a time."""
+import hashlib
+import os
+import random
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Dict, List, Optional, Set, Tuple
+
+from ...backend.base import BackendNotFound, BackendShortRead
+from ...errors import IntegrityError, RestiqueError
+from ...repository.crypto import CiphertextVerificationFailed, IV_SIZE
+from ...repository.pack import PackEntry, header_length_from_tail, parse_header
+from . import Problem
+from .structure import expected_header_size
+
+# one pack per core, plus one being read from storage while the others are verified
+_WORKERS = min(8, (os.cpu_count() or 2) + 1)
+
+
+def packs_to_read(sizes: Dict[str, int], indexed: Dict[str, List[PackEntry]],
+                  used: Optional[Set[Tuple[str, str]]]) -> Dict[str, int]:
+    """Every indexed pack (id -> size), or with used (snapshots were selected) the packs
+    holding those blobs."""
+    if used is None:
+        return dict(sizes)
+    return {pack_id: sizes[pack_id] for pack_id, entries in indexed.items()
+            if any((e.type, e.id) in used for e in entries)}
+
+
+def select_packs(packs: Dict[str, int], subset) -> Tuple[Dict[str, int], dict]:
+    """The packs a --read-data-subset chooses, as current restic chooses them, and what to
+    say about the choice (subset kind, counts, percent, bytes)."""
+    info = {"subset": subset.kind if subset else None, "total": len(packs)}
+    if subset is None:
+        chosen = packs
+    elif subset.kind == "group":
+        chosen = {p: s for p, s in packs.items() if int(p[:2], 16) % subset.groups == subset.group - 1}
+        info.update(group=subset.group, groups=subset.groups)
+    elif subset.kind == "percent":
+        chosen = _random_share(packs, subset.percent)
+        info.update(percent=subset.percent)
+    else:
+        total = sum(packs.values())
+        wanted = min(subset.size, total)
+        percent = wanted / total * 100.0 if total else 100.0
+        chosen = _random_share(packs, percent) if total else packs
+        info.update(subset_size=wanted, percent=percent)
+    info["selected"] = len(chosen)
+    return dict(sorted(chosen.items())), info
+
+
+def _random_share(packs: Dict[str, int], percent: float) -> Dict[str, int]:
+    count = int(len(packs) * (percent / 100.0))
+    if packs and count < 1:
+        count = 1
+    return {p: packs[p] for p in random.sample(sorted(packs), count)}
+
+
+def read_packs(repo, indexed: Dict[str, List[PackEntry]], selected: Dict[str, int],
+               report, progress) -> None:
+    """Verify each selected pack; a damaged one is reported as one pack_data problem listing
+    its errors, one that cannot be read at all as pack_unreadable."""
+    total = len(selected)
+    progress(0, total)
+    queue = iter(selected.items())
+    done = 0
+    with ThreadPoolExecutor(_WORKERS, thread_name_prefix="check-read") as pool:
+        running = set()
+        while True:
+            while len(running) < _WORKERS:
+                item = next(queue, None)
+                if item is None:
+                    break
+                pack_id, size = item
+                running.add(pool.submit(_verify, repo, pack_id, indexed.get(pack_id, []), size))
+            if not running:
+                break
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                problem = future.result()
+                if problem is not None:
+                    report(problem)
+                done += 1
+                progress(done, total)
+    progress(total, total, True)
+
+
+def _verify(repo, pack_id: str, entries: List[PackEntry], size: int):
+    """None if the pack is sound, else the Problem describing it."""
+    try:
+        errors = verify_pack(repo, pack_id, entries, size)
+    except (BackendNotFound, OSError) as exc:
+        return Problem("pack_unreadable", f"pack {pack_id}: download error: {exc}", pack_id)
+    if not errors:
+        return None
+    return Problem("pack_data", f"pack {pack_id} contains {len(errors)} errors: [{' '.join(errors)}]",
+                    pack_id, details=errors)
+
+
+def verify_pack(repo, pack_id: str, entries: List[PackEntry], size: int) -> List[str]:
+    """The errors of one pack (restic's words), reading it once: the index entries are
+    contiguous, each blob opens and hashes to its id, the pack hashes to pack_id, and the
+    header lists exactly the blobs the index places in this pack."""
+    if not entries:
+        return ["pack is empty or not indexed"]
+    entries = sorted(entries, key=lambda e: e.offset)
+    errors: List[str] = []
+    end = 0
+    for e in entries:
+        if e.offset != end:
+            errors.append("index for pack contains gaps / overlapping blobs")
+            break
+        end = e.offset + e.length
+    data = memoryview(repo.load_pack(pack_id))
+    if len(data) > size:
+        data = data[:size]  # restic reads the size the index gives; the rest is not its pack
+    errors += _check_blobs(repo.key, pack_id, entries, data)
+    if len(data) < size:
+        return errors + ["partial download error: unexpected EOF"]
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != pack_id:
+        return errors + [f"unexpected pack id {actual}"]
+    return errors + _check_header(repo.key, entries, data)
+
+
+def _check_blobs(key, pack_id: str, entries: List[PackEntry], data: memoryview) -> List[str]:
+    errors = []
+    for e in entries:
+        if e.offset + e.length > len(data):
+            break  # cut off: reported as a partial read
+        handle = f"<{e.type}/{e.id[:8]}>"
+        if e.length <= IV_SIZE:
+            errors.append(f"blob {e.id}: invalid blob length {e.length}")
+            continue
+        try:
+            plain = key.open(data[e.offset:e.offset + e.length], e.uncompressed_length)
+        except CiphertextVerificationFailed as exc:
+            errors.append(f"blob {e.id}: decrypting blob {handle} from pack {pack_id} failed: {exc}")
+            continue
+        except IntegrityError as exc:
+            errors.append(f"blob {e.id}: decompressing blob {handle} from pack {pack_id} failed: {exc}")
+            continue
+        digest = hashlib.sha256(plain).hexdigest()
+        if digest != e.id:
+            errors.append(f"blob {e.id}: read blob {handle} from pack {pack_id}: wrong data returned, hash is {digest}")
+    return errors
+
+
+def _check_header(key, entries: List[PackEntry], data: memoryview) -> List[str]:
+    try:
+        header_length = header_length_from_tail(data[-4:], len(data))
+        sealed = data[len(data) - 4 - header_length:len(data) - 4]
+        listed = parse_header(key, sealed, len(data))
+    except (RestiqueError, BackendShortRead) as exc:
+        return [str(exc)]
+    errors = []
+    want = expected_header_size(entries)
+    got = header_length + 4
+    if want != got:
+        errors.append(f"pack header size does not match, want {want}, got {got}")
+    known = set(entries)
+    for blob in listed:
+        if blob not in known:
+            errors.append(f"blob {blob.id} is not contained in index or position is incorrect")
+    return errors

@@ -1,0 +1,226 @@
+"""The structure check: index files, pack files against the index, and every tree reachable
+from the snapshots (each loaded once) with every blob it references present in the index.
+Nothing here reads pack data beyond the tree blobs."""
+import json
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+from ...backend.base import BackendNotFound, BackendShortRead, FileType
+from ...errors import RestiqueError
+from ...model import gojson
+from ...model.names import go_quote, go_unquote
+from ...repository.crypto import OVERHEAD
+from ...repository.pack import PackEntry
+from ...repository.pack_files import list_pack_sizes
+
+from . import Problem
+
+Report = Callable[[Problem], None]
+Progress = Callable[..., None]
+
+# a pack's size from its index entries: header length field + sealed header overhead, and
+# per blob its stored length plus its header entry (type, length, [uncompressed], id)
+_HEADER_FIXED = 4 + OVERHEAD
+_PLAIN_ENTRY = 1 + 4 + 32
+_COMPRESSED_ENTRY = 1 + 4 + 4 + 32
+_NULL_ID = "0" * 64
+_TREES_PER_BATCH = 64  # trees loaded ahead in threads: bounds the memory they take
+_LOADER_THREADS = 4
+
+
+def _id_set(ids: Iterable[str]) -> str:
+    """Go's %v of a restic.IDSet: sorted short ids in braces."""
+    return "{" + " ".join(sorted(i[:8] for i in ids)) + "}"
+
+
+def expected_header_size(entries: Iterable[PackEntry]) -> int:
+    """A pack header's size with its length field, from the blobs it lists."""
+    return _HEADER_FIXED + sum(_COMPRESSED_ENTRY if e.uncompressed_length else _PLAIN_ENTRY for e in entries)
+
+
+def expected_pack_size(entries: List[PackEntry]) -> int:
+    return expected_header_size(entries) + sum(e.length for e in entries)
+
+
+def load_indexes(repo, report: Report) -> Dict[str, List[PackEntry]]:
+    """Load every index file into repo.index and return pack id -> its blobs (the union of
+    what the index files say). A file that cannot be loaded, a pack that two files describe
+    differently, a pack in several files (hint) and a pack holding both tree and data blobs
+    (hint) are reported."""
+    packs: Dict[str, Set[PackEntry]] = {}
+    listed_in: Dict[str, List[str]] = defaultdict(list)
+    versions: Dict[str, Set[frozenset]] = defaultdict(set)
+    for index_id in sorted(repo.list_ids(FileType.INDEX)):
+        try:
+            index_file = repo.load_index_file(index_id)
+        except (RestiqueError, OSError) as exc:
+            report(Problem("index_damaged", f"error loading index {index_id}: {exc}", index_id))
+            continue
+        repo.index.add_index_file(index_id, index_file)
+        for pack_id, entries in index_file.packs.items():
+            listed_in[pack_id].append(index_id)
+            versions[pack_id].add(frozenset(entries))
+            packs.setdefault(pack_id, set()).update(entries)
+    repo.index_loaded = True
+    for pack_id in sorted(packs):
+        if len(versions[pack_id]) > 1:
+            report(Problem("pack_indexes_differ", f"pack {pack_id} has different data in indexes: "
+                            f"{_id_set(listed_in[pack_id])}", pack_id))
+        elif len(listed_in[pack_id]) > 1:
+            report(Problem("duplicate_pack", f"pack {pack_id} contained in several indexes: "
+                            f"{_id_set(listed_in[pack_id])}", pack_id, is_error=False))
+        if len({e.type for e in packs[pack_id]}) > 1:
+            report(Problem("mixed_pack", f"pack {pack_id[:8]} contains a mix of tree and data blobs",
+                            pack_id, is_error=False))
+    return {pack_id: sorted(entries, key=lambda e: e.offset) for pack_id, entries in packs.items()}
+
+
+def check_packs(repo, indexed: Dict[str, List[PackEntry]], report: Report) -> Dict[str, int]:
+    """Every indexed pack must exist with the size its index entries add up to; a pack file
+    no index lists is reported as a hint. Returns pack id -> expected size."""
+    expected = {pack_id: expected_pack_size(entries) for pack_id, entries in indexed.items()}
+    present = list_pack_sizes(repo)
+    for pack_id in sorted(expected):
+        size = present.pop(pack_id, None)
+        if size is None:
+            report(Problem("pack_missing", f"pack {pack_id}: does not exist", pack_id))
+        elif size != expected[pack_id]:
+            report(Problem("pack_size", f"pack {pack_id}: unexpected file size: got {size}, "
+                            f"expected {expected[pack_id]}", pack_id))
+    for pack_id in sorted(present):
+        report(Problem("pack_orphaned", f"pack {pack_id}: not referenced in any index", pack_id, is_error=False))
+    return expected
+
+
+def check_snapshots(repo, options, snapshot_ids: List[str], report: Report,
+                    progress: Progress) -> Tuple[Optional[Set[Tuple[str, str]]], int]:
+    """Walk the trees of the snapshots (all, or those options select), each tree once.
+    Returns the (type, id) of every blob they use when options select snapshots (to know
+    which packs to read), else None; and the number of snapshots walked."""
+    roots = _snapshot_trees(repo, options, snapshot_ids, report)
+    used: Optional[Set[Tuple[str, str]]] = set() if options.filtered else None
+    walker = _TreeChecker(repo, report, used)
+    progress(0, len(roots))
+    with ThreadPoolExecutor(_LOADER_THREADS, thread_name_prefix="check-trees") as pool:
+        for done, tree_id in enumerate(roots, 1):
+            walker.walk(tree_id, pool)
+            progress(done, len(roots))
+    progress(len(roots), len(roots), True)
+    return used, len(roots)
+
+
+def _snapshot_trees(repo, options, snapshot_ids: List[str], report: Report) -> List[str]:
+    """The root tree of each snapshot to check; a snapshot that cannot be loaded is reported."""
+    from ..snapshot_lookup import find_filtered_snapshots, load_snapshot
+
+    if options.filtered:
+        def warn(message: str) -> None:
+            report(Problem("snapshot_lookup", message, is_error=not message.startswith("Ignoring filters")))
+
+        return [sn.tree for sn in find_filtered_snapshots(repo, options.snapshot_ids, options.filter, warn=warn)
+                if sn.tree]
+    roots = []
+    for sid in sorted(snapshot_ids):
+        try:
+            sn = load_snapshot(repo, sid)
+        except (RestiqueError, OSError, ValueError, KeyError, TypeError) as exc:
+            report(Problem("snapshot", f"snapshot error {sid}: {exc}", sid))
+            continue
+        if not sn.tree:
+            report(Problem("snapshot", f"snapshot error {sid}: snapshot has no tree", sid))
+            continue
+        roots.append(sn.tree)
+    return roots
+
+
+class _TreeChecker:
+    """Loads trees a batch at a time in threads (decryption runs without the GIL), decodes
+    them as plain JSON (no Node objects) and checks each entry as restic does."""
+
+    def __init__(self, repo, report: Report, used: Optional[Set[Tuple[str, str]]]):
+        self.repo = repo
+        self.report = report
+        self.used = used
+        self.seen: Set[str] = set()
+
+    def walk(self, root: str, pool: ThreadPoolExecutor) -> None:
+        pending = [root]
+        while pending:
+            batch: List[str] = []
+            while pending and len(batch) < _TREES_PER_BATCH:
+                tree_id = pending.pop()
+                if tree_id not in self.seen:
+                    self.seen.add(tree_id)
+                    batch.append(tree_id)
+                    if self.used is not None:
+                        self.used.add(("tree", tree_id))
+            for tree_id, raw, error in pool.map(self._load, batch):
+                errors = [error] if error else self._check_tree(tree_id, raw, pending)
+                if errors:
+                    self.report(Problem("tree", f"error for tree {tree_id[:8]}:", tree_id, details=errors))
+
+    def _load(self, tree_id: str):
+        loc = self.repo.index.lookup("tree", tree_id)
+        if loc is None:
+            return tree_id, None, f"id {tree_id} not found in repository"
+        try:
+            return tree_id, self.repo.blobs.load("tree", tree_id, loc), None
+        except (RestiqueError, BackendNotFound, BackendShortRead, OSError) as exc:
+            return tree_id, None, str(exc)
+
+    def _check_tree(self, tree_id: str, raw: bytes, pending: List[str]) -> List[str]:
+        try:
+            try:
+                nodes = json.loads(raw)["nodes"] or []
+            except UnicodeDecodeError:
+                nodes = gojson.loads(raw)["nodes"] or []
+            if not isinstance(nodes, list):
+                raise ValueError("nodes is not a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            return [f"tree {tree_id}: failed to decode tree {tree_id}: {exc}"]
+        errors: List[str] = []
+        for node in nodes:
+            if not isinstance(node, dict):
+                errors.append(f"tree {tree_id}: failed to decode tree {tree_id}: entry is not an object")
+                break
+            for message in self._check_node(node, pending):
+                errors.append(f"tree {tree_id}: {message}")
+        return errors
+
+    def _check_node(self, node: dict, pending: List[str]) -> List[str]:
+        kind = node.get("type")
+        name = node.get("name") or ""
+        errors: List[str] = []
+        if kind == "file":
+            content = node.get("content")
+            if content is None:
+                errors.append(f"file {_quoted(name)} has nil blob list")
+            for n, blob_id in enumerate(content or ()):
+                if blob_id == _NULL_ID:
+                    errors.append(f"file {_quoted(name)} blob {n} has null ID")
+                elif not self._has_data(blob_id):
+                    errors.append(f"file {_quoted(name)} blob {blob_id} not found in index")
+                elif self.used is not None:
+                    self.used.add(("data", blob_id))
+        elif kind == "dir":
+            subtree = node.get("subtree")
+            if subtree is None:
+                return [f"dir node {_quoted(name)} has no subtree"]
+            if subtree == _NULL_ID:
+                return [f"dir node {_quoted(name)} subtree id is null"]
+            if subtree not in self.seen:
+                pending.append(subtree)
+        elif kind not in ("symlink", "socket", "chardev", "dev", "fifo"):
+            errors.append(f"node {_quoted(name)} with invalid type {go_quote(str(kind or ''))}")
+        if not name:
+            errors.append("node with empty name")
+        return errors
+
+    def _has_data(self, blob_id) -> bool:
+        return isinstance(blob_id, str) and self.repo.index.has("data", blob_id)
+
+
+def _quoted(name: str) -> str:
+    """Go's %q of a node name as restic decoded it."""
+    return go_quote(go_unquote(name) if "\\" in name else name)
