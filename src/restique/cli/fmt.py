@@ -68,3 +68,13 @@ def format_node(path: str, node, long: bool = False, human: bool = False) -> str
     return "%s %5d %5d %s %s %s%s" % (
         file_mode_string(_TYPE_BITS.get(node.type, 0) | node.mode), node.uid, node.gid,
         format_bytes(size) if human else "%6d" % size, when, path, target)
+
+
+# --- a counter's final line, as restic prints a progress bar when stdout is not a terminal ---
+
+def progress_counter_line(seconds: float, done: int, total: int, unit: str) -> str:
+    """`[0:00] 100.00%  22 / 22 packs processed`; without a total, `[0:00]          0 packs copied`."""
+    if not total:
+        return f"[{format_duration(seconds)}]          {done} {unit}"
+    percent = min(100.0, 100.0 * done / total)
+    return f"[{format_duration(seconds)}] {percent:3.2f}%  {done} / {total} {unit}"
