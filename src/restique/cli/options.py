@@ -178,3 +178,19 @@ def snapshot_filter_options(single: bool = False):
                           "multiple times, snapshots must include all specified paths)"),
     ], lambda filter_hosts, filter_tags, filter_paths: SnapshotFilterOptions(filter_hosts, filter_tags, filter_paths),
         "snapshot_filter")
+
+
+def snapshot_filter_options_without_host_shorthand():
+    """The snapshot filter of a command that uses -H for something else (forget's
+    --keep-hourly; restic's initMultiSnapshotFilter without the host shorthand)."""
+    return _group([
+        _opt("--host", "filter_hosts", multiple=True, metavar="host", envvar="RESTIC_HOST",
+                     help="only consider snapshots for this host (can be specified multiple times) "
+                          "(default: $RESTIC_HOST)"),
+        _opt("--tag", "filter_tags", multiple=True, metavar="tag[,tag,...]",
+                     help="only consider snapshots including tag[,tag,...] (can be specified multiple times)"),
+        _opt("--path", "filter_paths", multiple=True, metavar="path",
+                     help="only consider snapshots including this (absolute) path (can be specified "
+                          "multiple times, snapshots must include all specified paths)"),
+    ], lambda filter_hosts, filter_tags, filter_paths: SnapshotFilterOptions(filter_hosts, filter_tags, filter_paths),
+        "snapshot_filter")
