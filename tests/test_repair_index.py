@@ -77,12 +77,15 @@ def pack_files(repo: Path):
 
 
 def index_entries(repo: Path):
-    """Every (pack, type, blob, offset, length) all index files list, via restic cat."""
+    """Every (pack, type, blob, offset, length) all index files list (read in-process:
+    the cheap key makes that much faster than a restic run per file)."""
+    from restique.repository.repository import open_repository
+
     out = set()
-    for index_id in run_restic(repo, "--no-lock", "list", "index").stdout.decode().split():
-        obj = json.loads(run_restic(repo, "--no-lock", "cat", "index", index_id).stdout)
-        for pack in obj["packs"]:
-            out.update((pack["id"], b["type"], b["id"], b["offset"], b["length"]) for b in pack["blobs"])
+    with open_repository(str(repo), PASSWORD) as r:
+        for index_id in r.list_ids("index"):
+            for pack_id, entries in r.load_index_file(index_id).packs.items():
+                out.update((pack_id, e.type, e.id, e.offset, e.length) for e in entries)
     return out
 
 

@@ -112,7 +112,7 @@ def load_indexed_packs(repo, report: MaintenanceReport) -> Tuple[Dict[str, List[
     """(pack id -> its blobs as all index files together list them, every index id, the ids
     of index files that cannot be read). A pack listed by several files (or split across
     them, as restic before 0.10 could write) gets the union of its entries."""
-    entries: Dict[str, Dict[PackEntry, None]] = {}
+    packs: Dict[str, List[PackEntry]] = {}
     index_ids: List[str] = []
     invalid: List[str] = []
     for index_id in sorted(repo.list_ids(FileType.INDEX)):
@@ -124,8 +124,11 @@ def load_indexed_packs(repo, report: MaintenanceReport) -> Tuple[Dict[str, List[
             invalid.append(index_id)
             continue
         for pack_id, blobs in index_file.packs.items():
-            entries.setdefault(pack_id, {}).update(dict.fromkeys(blobs))
-    packs = {pack_id: sorted(blobs, key=lambda e: e.offset) for pack_id, blobs in entries.items()}
+            known = packs.get(pack_id)
+            if known is None:
+                packs[pack_id] = blobs
+            else:  # rare: merge, keeping each entry once
+                packs[pack_id] = list(dict.fromkeys(known + blobs))
     return packs, index_ids, invalid
 
 

@@ -133,7 +133,7 @@ def _salvage_pack(repo, store: BlobStore, pack_id: str, indexed: List[PackEntry]
         if key in saved:
             continue  # listed twice (index and header disagree): one good copy is enough
         try:
-            sealed = _blob_bytes(raw, entry)
+            sealed = _blob_bytes(raw, entry, size is not None)
             location = BlobLocation(pack_id, entry.offset, entry.length, entry.uncompressed_length)
             repo.blobs.decode(entry.id, sealed, location)
         except IntegrityError as exc:
@@ -160,10 +160,10 @@ def _header_entries(repo, raw: bytes) -> Optional[List[PackEntry]]:
         return None
 
 
-def _blob_bytes(raw: bytes, entry: PackEntry) -> bytes:
+def _blob_bytes(raw: bytes, entry: PackEntry, stored: bool) -> bytes:
     sealed = raw[entry.offset:entry.offset + entry.length]
     if len(sealed) != entry.length:
-        raise IntegrityError("the pack file is truncated")
+        raise IntegrityError("the pack file is truncated" if stored else "the pack file is missing")
     return sealed
 
 
