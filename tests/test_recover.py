@@ -98,3 +98,32 @@ def test_verbose_quiet_and_library_call(maintenance_repos, tmp_path):
     assert result.roots == [second["tree"]] and result.snapshot.hostname == "elsewhere"
     sn, nodes = _recovered(repo)
     assert sn["time"] == "2020-09-13T12:26:40Z" and nodes[0]["mtime"] == "2020-09-13T12:26:40Z"
+
+
+def _damage_a_tree(repo):
+    """Flip a byte inside one tree blob that is not a snapshot's root."""
+    from restique.repository.repository import open_repository
+
+    with open_repository(str(repo), PASSWORD) as r:
+        index = r.load_index()
+        roots = {sn["tree"] for sn in json.loads(run_restic(repo, "snapshots", "--json", "--no-lock").stdout)}
+        tree_id = next(b for t, b in index.blobs() if t == "tree" and b not in roots)
+        loc = index.lookup("tree", tree_id)
+    pack = next((repo / "data").glob(f"*/{loc.pack_id}"))
+    raw = bytearray(pack.read_bytes())
+    raw[loc.offset + 20] ^= 0x01
+    pack.write_bytes(bytes(raw))
+    return tree_id
+
+
+def test_unreadable_tree_reported_as_restic_does(maintenance_repos, tmp_path):
+    """A tree that does not decode is reported and skipped; its subtrees count as roots."""
+    repos = {t: copy_repo(maintenance_repos.repos["restic"], tmp_path / t) for t in TOOLS}
+    for repo in repos.values():
+        damaged = _damage_a_tree(repo)
+        _lose_snapshots(repo)
+    # restic's cache would still hold the intact tree
+    runs = both([(TOOLS[t], (repos[t], "--no-cache", "recover"), {}) for t in TOOLS])
+    assert _normalise(runs[1].stdout) == _normalise(runs[0].stdout)
+    assert runs[1].stderr == runs[0].stderr
+    assert runs[1].stderr.decode().startswith(f"unable to load tree {damaged[:8]}: ")
