@@ -11,15 +11,17 @@ from typing import Dict, List, Optional, Set, Tuple
 from ...backend.base import BackendNotFound, BackendShortRead
 from ...errors import IntegrityError, RestiqueError
 from ...repository.crypto import CiphertextVerificationFailed, IV_SIZE
-from ...repository.pack import PackEntry, header_length_from_tail, parse_header
+from ...repository.pack import header_length_from_tail, parse_header
 from . import Problem
-from .structure import expected_header_size
+from .structure import IndexedBlob, expected_header_size
 
-# one pack per core, plus one being read from storage while the others are verified
-_WORKERS = min(8, (os.cpu_count() or 2) + 1)
+# one pack per core: reads from storage overlap with the other worker's verification;
+# each further worker holds another segment and its plaintexts (about 20 MB)
+_WORKERS = min(8, os.cpu_count() or 2)
+_SEGMENT = 4 << 20  # bytes of a pack read and verified at a time
 
 
-def packs_to_read(sizes: Dict[str, int], indexed: Dict[str, List[PackEntry]],
+def packs_to_read(sizes: Dict[str, int], indexed: Dict[str, List[IndexedBlob]],
                   used: Optional[Set[Tuple[str, str]]]) -> Dict[str, int]:
     """Every indexed pack (id -> size), or with used (snapshots were selected) the packs
     holding those blobs."""
@@ -58,7 +60,7 @@ def _random_share(packs: Dict[str, int], percent: float) -> Dict[str, int]:
     return {p: packs[p] for p in random.sample(sorted(packs), count)}
 
 
-def read_packs(repo, indexed: Dict[str, List[PackEntry]], selected: Dict[str, int],
+def read_packs(repo, indexed: Dict[str, List[IndexedBlob]], selected: Dict[str, int],
                report, progress) -> None:
     """Verify each selected pack; a damaged one is reported as one pack_data problem listing
     its errors, one that cannot be read at all as pack_unreadable."""
@@ -87,7 +89,7 @@ def read_packs(repo, indexed: Dict[str, List[PackEntry]], selected: Dict[str, in
     progress(total, total, True)
 
 
-def _verify(repo, pack_id: str, entries: List[PackEntry], size: int):
+def _verify(repo, pack_id: str, entries: List[IndexedBlob], size: int):
     """None if the pack is sound, else the Problem describing it."""
     try:
         errors = verify_pack(repo, pack_id, entries, size)
@@ -99,10 +101,10 @@ def _verify(repo, pack_id: str, entries: List[PackEntry], size: int):
                     pack_id, details=errors)
 
 
-def verify_pack(repo, pack_id: str, entries: List[PackEntry], size: int) -> List[str]:
-    """The errors of one pack (restic's words), reading it once: the index entries are
-    contiguous, each blob opens and hashes to its id, the pack hashes to pack_id, and the
-    header lists exactly the blobs the index places in this pack."""
+def verify_pack(repo, pack_id: str, entries: List[IndexedBlob], size: int) -> List[str]:
+    """The errors of one pack (restic's words), reading it once, front to back, a segment
+    at a time: the index entries are contiguous, each blob opens and hashes to its id, the
+    pack hashes to pack_id, and the header lists exactly the blobs the index places here."""
     if not entries:
         return ["pack is empty or not indexed"]
     entries = sorted(entries, key=lambda e: e.offset)
@@ -113,29 +115,65 @@ def verify_pack(repo, pack_id: str, entries: List[PackEntry], size: int) -> List
             errors.append("index for pack contains gaps / overlapping blobs")
             break
         end = e.offset + e.length
-    data = memoryview(repo.load_pack(pack_id))
-    if len(data) > size:
-        data = data[:size]  # restic reads the size the index gives; the rest is not its pack
-    errors += _check_blobs(repo.key, pack_id, entries, data)
-    if len(data) < size:
+    digest = hashlib.sha256()
+    pos = 0
+    for group in _segments(entries):
+        stop = max(e.offset + e.length for e in group)
+        data = _load_range(repo, pack_id, pos, stop - pos)
+        digest.update(data)
+        errors += _check_blobs(repo.key, pack_id, group, memoryview(data), pos)
+        if pos + len(data) < stop:
+            return errors + ["partial download error: unexpected EOF"]
+        pos = stop
+    tail = _load_range(repo, pack_id, pos, size - pos) if size > pos else b""
+    digest.update(tail)
+    if pos + len(tail) < size:
         return errors + ["partial download error: unexpected EOF"]
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != pack_id:
-        return errors + [f"unexpected pack id {actual}"]
-    return errors + _check_header(repo.key, entries, data)
+    if digest.hexdigest() != pack_id:
+        return errors + [f"unexpected pack id {digest.hexdigest()}"]
+    return errors + _check_header(repo.key, entries, tail, size)
 
 
-def _check_blobs(key, pack_id: str, entries: List[PackEntry], data: memoryview) -> List[str]:
+def _segments(entries: List[IndexedBlob]):
+    """Runs of blobs to read with one call: about _SEGMENT bytes each (one larger blob alone),
+    which bounds the memory a pack takes however large it is."""
+    group: List[IndexedBlob] = []
+    start = entries[0].offset if entries else 0
+    for e in entries:
+        if group and e.offset + e.length - start > _SEGMENT:
+            yield group
+            group, start = [], e.offset
+        group.append(e)
+    if group:
+        yield group
+
+
+def _load_range(repo, pack_id: str, offset: int, length: int) -> bytes:
+    """length bytes from offset, or what there is when the pack is shorter."""
+    try:
+        return repo.load_pack(pack_id, offset, length)
+    except BackendShortRead:
+        try:
+            return repo.load_pack(pack_id, offset)
+        except BackendShortRead:
+            return b""
+
+
+def _check_blobs(key, pack_id: str, entries: List[IndexedBlob], data: memoryview, base: int) -> List[str]:
+    """Open and hash each blob of entries found in data (which starts at pack offset base)."""
     errors = []
     for e in entries:
-        if e.offset + e.length > len(data):
+        start = e.offset - base
+        if start < 0 or start + e.length > len(data):
+            if start < 0:  # overlaps the previous segment: the index is wrong, as reported
+                continue
             break  # cut off: reported as a partial read
         handle = f"<{e.type}/{e.id[:8]}>"
         if e.length <= IV_SIZE:
             errors.append(f"blob {e.id}: invalid blob length {e.length}")
             continue
         try:
-            plain = key.open(data[e.offset:e.offset + e.length], e.uncompressed_length)
+            plain = key.open(data[start:start + e.length], e.uncompressed_length)
         except CiphertextVerificationFailed as exc:
             errors.append(f"blob {e.id}: decrypting blob {handle} from pack {pack_id} failed: {exc}")
             continue
@@ -148,12 +186,14 @@ def _check_blobs(key, pack_id: str, entries: List[PackEntry], data: memoryview) 
     return errors
 
 
-def _check_header(key, entries: List[PackEntry], data: memoryview) -> List[str]:
+def _check_header(key, entries: List[IndexedBlob], tail: bytes, size: int) -> List[str]:
+    """The header (at the end of tail, the bytes after the last indexed blob) against the index."""
     try:
-        header_length = header_length_from_tail(data[-4:], len(data))
-        sealed = data[len(data) - 4 - header_length:len(data) - 4]
-        listed = parse_header(key, sealed, len(data))
-    except (RestiqueError, BackendShortRead) as exc:
+        header_length = header_length_from_tail(tail, size)
+        if header_length + 4 > len(tail):
+            raise IntegrityError(f"header of {header_length} bytes overlaps the indexed blobs")
+        listed = parse_header(key, tail[len(tail) - 4 - header_length:len(tail) - 4], size)
+    except RestiqueError as exc:
         return [str(exc)]
     errors = []
     want = expected_header_size(entries)
@@ -162,6 +202,6 @@ def _check_header(key, entries: List[PackEntry], data: memoryview) -> List[str]:
         errors.append(f"pack header size does not match, want {want}, got {got}")
     known = set(entries)
     for blob in listed:
-        if blob not in known:
+        if (blob.type, blob.id, blob.offset, blob.length, blob.uncompressed_length) not in known:
             errors.append(f"blob {blob.id} is not contained in index or position is incorrect")
     return errors

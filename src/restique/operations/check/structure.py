@@ -4,14 +4,13 @@ Nothing here reads pack data beyond the tree blobs."""
 import json
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from ...backend.base import BackendNotFound, BackendShortRead, FileType
 from ...errors import RestiqueError
 from ...model import gojson
 from ...model.names import go_quote, go_unquote
 from ...repository.crypto import OVERHEAD
-from ...repository.pack import PackEntry
 from ...repository.pack_files import list_pack_sizes
 
 from . import Problem
@@ -29,54 +28,96 @@ _TREES_PER_BATCH = 64  # trees loaded ahead in threads: bounds the memory they t
 _LOADER_THREADS = 4
 
 
+class IndexedBlob(NamedTuple):
+    """A blob as an index file places it (PackEntry's fields, as a cheap tuple: a large
+    repository's index lists millions)."""
+
+    type: str
+    id: str
+    offset: int
+    length: int
+    uncompressed_length: int
+
+
 def _id_set(ids: Iterable[str]) -> str:
     """Go's %v of a restic.IDSet: sorted short ids in braces."""
     return "{" + " ".join(sorted(i[:8] for i in ids)) + "}"
 
 
-def expected_header_size(entries: Iterable[PackEntry]) -> int:
+def expected_header_size(entries: Iterable[IndexedBlob]) -> int:
     """A pack header's size with its length field, from the blobs it lists."""
     return _HEADER_FIXED + sum(_COMPRESSED_ENTRY if e.uncompressed_length else _PLAIN_ENTRY for e in entries)
 
 
-def expected_pack_size(entries: List[PackEntry]) -> int:
+def expected_pack_size(entries: List[IndexedBlob]) -> int:
     return expected_header_size(entries) + sum(e.length for e in entries)
 
 
-def load_indexes(repo, report: Report) -> Dict[str, List[PackEntry]]:
+def parse_index_file(raw: bytes) -> Dict[str, List[IndexedBlob]]:
+    """Pack id -> blobs of one index file (both layouts: an object with "packs", or the
+    original bare packs array); ValueError/KeyError/TypeError when it is malformed."""
+    obj = json.loads(raw)
+    packs = obj if isinstance(obj, list) else obj.get("packs")
+    out: Dict[str, List[IndexedBlob]] = {}
+    for pack in packs or ():
+        blobs = [IndexedBlob(b["type"], b["id"], b["offset"], b["length"], b.get("uncompressed_length") or 0)
+                 for b in pack.get("blobs") or ()]
+        for b in blobs:
+            if b.type != "data" and b.type != "tree" or not isinstance(b.length, int) \
+                    or not isinstance(b.offset, int) or not isinstance(b.uncompressed_length, int):
+                raise ValueError(f"invalid blob {b.id}")
+        out.setdefault(pack["id"], []).extend(blobs)
+    return out
+
+
+def load_indexes(repo, report: Report) -> Dict[str, List[IndexedBlob]]:
     """Load every index file into repo.index and return pack id -> its blobs (the union of
     what the index files say). A file that cannot be loaded, a pack that two files describe
     differently, a pack in several files (hint) and a pack holding both tree and data blobs
     (hint) are reported."""
-    packs: Dict[str, Set[PackEntry]] = {}
+    packs: Dict[str, List[IndexedBlob]] = {}
     listed_in: Dict[str, List[str]] = defaultdict(list)
-    versions: Dict[str, Set[frozenset]] = defaultdict(set)
+    differ: Set[str] = set()
     for index_id in sorted(repo.list_ids(FileType.INDEX)):
         try:
-            index_file = repo.load_index_file(index_id)
+            index_packs = parse_index_file(repo.load_unpacked(FileType.INDEX, index_id))
         except (RestiqueError, OSError) as exc:
             report(Problem("index_damaged", f"error loading index {index_id}: {exc}", index_id))
             continue
-        repo.index.add_index_file(index_id, index_file)
-        for pack_id, entries in index_file.packs.items():
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            report(Problem("index_damaged", f"error loading index {index_id}: index is damaged: {exc}", index_id))
+            continue
+        for pack_id, blobs in index_packs.items():
+            repo.index.add_pack(pack_id, blobs)
             listed_in[pack_id].append(index_id)
-            versions[pack_id].add(frozenset(entries))
-            packs.setdefault(pack_id, set()).update(entries)
+            known = packs.get(pack_id)
+            if known is None:
+                packs[pack_id] = blobs
+            elif set(known) != set(blobs):
+                differ.add(pack_id)
+                packs[pack_id] = list(set(known) | set(blobs))
+        repo.index.index_ids.append(index_id)
     repo.index_loaded = True
     for pack_id in sorted(packs):
-        if len(versions[pack_id]) > 1:
-            report(Problem("pack_indexes_differ", f"pack {pack_id} has different data in indexes: "
-                            f"{_id_set(listed_in[pack_id])}", pack_id))
-        elif len(listed_in[pack_id]) > 1:
-            report(Problem("duplicate_pack", f"pack {pack_id} contained in several indexes: "
-                            f"{_id_set(listed_in[pack_id])}", pack_id, is_error=False))
-        if len({e.type for e in packs[pack_id]}) > 1:
-            report(Problem("mixed_pack", f"pack {pack_id[:8]} contains a mix of tree and data blobs",
-                            pack_id, is_error=False))
-    return {pack_id: sorted(entries, key=lambda e: e.offset) for pack_id, entries in packs.items()}
+        _report_index_hints(pack_id, packs[pack_id], listed_in[pack_id], pack_id in differ, report)
+    return packs
 
 
-def check_packs(repo, indexed: Dict[str, List[PackEntry]], report: Report) -> Dict[str, int]:
+def _report_index_hints(pack_id: str, blobs: List[IndexedBlob], listed_in: List[str], differ: bool,
+                        report: Report) -> None:
+    if differ:
+        report(Problem("pack_indexes_differ", f"pack {pack_id} has different data in indexes: "
+                       f"{_id_set(listed_in)}", pack_id))
+    elif len(listed_in) > 1:
+        report(Problem("duplicate_pack", f"pack {pack_id} contained in several indexes: "
+                       f"{_id_set(listed_in)}", pack_id, is_error=False))
+    first = blobs[0].type if blobs else None
+    if any(b.type != first for b in blobs):
+        report(Problem("mixed_pack", f"pack {pack_id[:8]} contains a mix of tree and data blobs",
+                       pack_id, is_error=False))
+
+
+def check_packs(repo, indexed: Dict[str, List[IndexedBlob]], report: Report) -> Dict[str, int]:
     """Every indexed pack must exist with the size its index entries add up to; a pack file
     no index lists is reported as a hint. Returns pack id -> expected size."""
     expected = {pack_id: expected_pack_size(entries) for pack_id, entries in indexed.items()}
