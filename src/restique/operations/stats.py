@@ -279,12 +279,12 @@ class _ByContents:
 
 
 class _RawData:
-    """The distinct blobs referenced: every tree once, the data blobs of its files."""
+    """The distinct blobs referenced: every tree once, the data blobs of its files. Order and
+    names do not matter here, so trees are read as plain JSON, without the walker."""
 
     def __init__(self, repo, result: Stats):
         self.repo = repo
         self.result = result
-        self.load = _entry_loader(repo)
         self.trees: Set[str] = set()
         self.data: Set[str] = set()
 
@@ -292,18 +292,32 @@ class _RawData:
         if sn.tree in self.trees:
             return
         self.trees.add(sn.tree)
+        pending = [sn.tree]
         try:
-            for _, node in walk(self.repo, sn.tree, descend=self._descend, loader=self.load):
-                if node.type == "file" and node.content:
-                    self.data.update(node.content)
+            while pending:
+                self._add_tree(pending.pop(), pending)
         except RestiqueError as exc:
             raise RestiqueError(f"error walking snapshot: {exc}") from None
 
-    def _descend(self, path: str, node: _Entry) -> bool:
-        if node.subtree in self.trees:
-            return False
-        self.trees.add(node.subtree)
-        return True
+    def _add_tree(self, tree_id: str, pending: List[str]) -> None:
+        raw = self.repo.load_blob("tree", tree_id)
+        try:
+            nodes = json.loads(raw).get("nodes") or ()
+            for obj in nodes:
+                kind = obj.get("type")
+                if kind == "file":
+                    content = obj.get("content")
+                    if content:
+                        self.data.update(content)
+                elif kind == "dir":
+                    subtree = obj.get("subtree")
+                    if not subtree:
+                        raise IntegrityError(f"directory {obj.get('name')!r} in tree {tree_id[:8]} has no subtree")
+                    if subtree not in self.trees:
+                        self.trees.add(subtree)
+                        pending.append(subtree)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise IntegrityError(f"tree {tree_id[:8]} is damaged: {exc}") from None
 
     def finish(self) -> None:
         """Sizes from the index: stored size, and for format 2 the uncompressed size of
@@ -314,17 +328,18 @@ class _RawData:
         compressed_stored = compressed_uncompressed = 0
         for blob_type, ids in (("tree", self.trees), ("data", self.data)):
             for blob_id in ids:
-                location = index.lookup(blob_type, blob_id)
-                if location is None:
+                sizes = index.stored_sizes(blob_type, blob_id)
+                if sizes is None:
                     raise RestiqueError(f"blob <{blob_type}/{blob_id[:8]}> not found")
-                result.total_size += location.length
+                length, uncompressed_length = sizes
+                result.total_size += length
                 if with_compression:
-                    if location.uncompressed_length:
-                        uncompressed = location.uncompressed_length + OVERHEAD
-                        compressed_stored += location.length
+                    if uncompressed_length:
+                        uncompressed = uncompressed_length + OVERHEAD
+                        compressed_stored += length
                         compressed_uncompressed += uncompressed
                     else:
-                        uncompressed = location.length
+                        uncompressed = length
                     result.total_uncompressed_size += uncompressed
         result.total_blob_count = len(self.trees) + len(self.data)
         if compressed_stored:

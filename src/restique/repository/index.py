@@ -157,6 +157,12 @@ class MasterIndex:
         n, offset, length, ulen = hit
         return BlobLocation(self._pack_ids[n], offset, length, ulen)
 
+    def stored_sizes(self, blob_type: str, blob_id: str) -> Optional[Tuple[int, int]]:
+        """(stored length, uncompressed length or 0) of a blob, without building a location:
+        for commands that add up the sizes of many blobs."""
+        hit = self._blobs[blob_type].get(blob_id)
+        return None if hit is None else (hit[2], hit[3])
+
     def find_any_type(self, blob_id: str) -> Optional[Tuple[str, BlobLocation]]:
         for blob_type in BLOB_TYPES:
             loc = self.lookup(blob_type, blob_id)
