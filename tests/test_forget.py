@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import PASSWORD, clean_env, restic_path, run_restic, run_restique
+from conftest import PASSWORD, clean_env, restic_and_restique, restic_path, run_restic, run_restique
 
 FAST_KDF = (1 << 10, 8, 1)
 TIMES = ("2020-03-01T09:00:00Z", "2021-12-31T23:00:00Z", "2022-12-31T23:00:00Z", "2023-06-30T12:00:00Z",
@@ -110,8 +110,7 @@ def short_ids(repo):
 def test_dry_run_text_as_restic(forget_repo, args):
     if "PATH" in args:
         args = [str(forget_repo.parent / "fdata") if a == "PATH" else a for a in args]
-    restic = run_restic(forget_repo, "forget", "--dry-run", *args, check=False)
-    restique = run_restique(forget_repo, "forget", "--dry-run", *args, check=False)
+    restic, restique = restic_and_restique(forget_repo, "--no-lock", "forget", "--dry-run", *args)
     assert restic.returncode == 0 and b"snapshots" in restic.stdout
     assert_same_output(restic, restique)
 

@@ -339,3 +339,25 @@ def test_cli_applies_the_same_policy(policy_repo):
     assert [r["matches"] for r in group["reasons"]] == [r.matches for r in expected.reasons]
     assert [r["snapshot"]["id"] for r in group["reasons"]] == [sn.id for sn in expected.keep]
     assert group["remove"] is None and set(group["reasons"][0]) == {"snapshot", "matches"}
+
+
+def test_library_call(policy_repo):
+    """forget() as a Python program calls it: the plan reaches on_plan before anything is
+    removed, IDs remove exactly those snapshots, unknown ones are warnings."""
+    from restique.model.snapshot_filter import SnapshotFilter
+    from restique.operations.forget import ForgetOptions, forget
+
+    snapshots = write_history(policy_repo, history_of("2024-01-01T10:00:00Z", "2024-01-02T10:00:00Z")
+                              + history_of("2024-01-03T10:00:00Z", host="h2"))
+    repo = policy_repo[1]
+    seen, warnings = [], []
+    result = forget(repo, ForgetOptions(policy=KeepPolicy(last=1), filter=SnapshotFilter(hosts=["h1"])),
+                    on_plan=lambda plan: seen.append(sorted(repo.list_ids("snapshot"))))
+    assert seen == [sorted(sn.id for sn in snapshots)]
+    assert [g.key.hostname for g in result.groups] == ["h1"]
+    assert result.remove_ids == result.removed == [snapshots[0].id]
+    result = forget(repo, ForgetOptions(snapshot_ids=[snapshots[2].id[:8], "ffffffff"], dry_run=True),
+                    warn=warnings.append)
+    assert (result.groups, result.remove_ids, result.removed) == ([], [snapshots[2].id], [])
+    assert warnings == ['Ignoring "ffffffff": no matching ID found for prefix "ffffffff"']
+    assert sorted(repo.list_ids("snapshot")) == sorted(sn.id for sn in snapshots[1:])

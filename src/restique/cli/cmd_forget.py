@@ -59,20 +59,25 @@ def _build_policy(counts: dict, withins: dict, keep_tags):
     return KeepPolicy(tags=tuple(tuple(parse_tag_list(t)) for t in keep_tags), **values)
 
 
-def _count_options(fn):
-    for name, short, long in reversed(_COUNT_FLAGS):
+def _policy_options(fn):
+    """The --keep-N counts, then the --keep-within durations, in restic's order."""
+    options = []
+    for name, short, long in _COUNT_FLAGS:
         what = "" if name == "last" else f" {name}"
-        fn = click.option(short, long, f"keep_{name}", metavar="n",
-                          help=f"keep the last n{what} snapshots (use 'unlimited' to keep all{what} snapshots)")(fn)
-    for name, suffix in reversed(_WITHIN_FLAGS):
+        options.append(click.option(short, long, f"keep_{name}", metavar="n",
+                                    help=f"keep the last n{what} snapshots (use 'unlimited' to keep all{what} snapshots)"))
+    for name, suffix in _WITHIN_FLAGS:
         what = f"{suffix[1:]} snapshots" if suffix else "snapshots"
-        fn = click.option(f"--keep-within{suffix}", f"keep_{name}", metavar="duration",
-                          help=f"keep {what} that are newer than duration (eg. 1y5m7d2h) relative to the latest snapshot")(fn)
+        options.append(click.option(f"--keep-within{suffix}", f"keep_{name}", metavar="duration",
+                                    help=f"keep {what} that are newer than duration (eg. 1y5m7d2h) "
+                                         "relative to the latest snapshot"))
+    for option in reversed(options):
+        fn = option(fn)
     return fn
 
 
 @click.command("forget")
-@_count_options
+@_policy_options
 @click.option("--keep-tag", "keep_tags", multiple=True, metavar="taglist",
               help="keep snapshots with this taglist (can be specified multiple times)")
 @click.option("--unsafe-allow-remove-all", is_flag=True, help="allow deleting all snapshots of a snapshot group")
@@ -151,30 +156,32 @@ class _ForgetPrinter:
         return not self.opts.json
 
     def plan(self, result) -> None:
-        from .output import format_snapshots_table
-
-        if not self.by_id and self.text and not self.opts.quiet:
-            print(f"Applying Policy: {self.policy}")
-        out = []
-        for group in result.groups:
-            if not self.text or self.opts.quiet:
-                break
-            header = group.key.header() if self.opts.verbose >= 1 else None
-            if header is not None:
-                out.append(header + "\n")
-            if group.keep:
-                out.append(f"keep {len(group.keep)} snapshots:\n")
-                out.append(format_snapshots_table(group.keep, self.compact, [r.matches for r in group.reasons]) + "\n")
-            if group.remove:
-                out.append(f"remove {len(group.remove)} snapshots:\n")
-                out.append(format_snapshots_table(group.remove, self.compact) + "\n")
-        sys.stdout.write("".join(out))
+        """Before anything is removed: the policy and each group's tables."""
+        if self.text and not self.opts.quiet:
+            if not self.by_id:
+                print(f"Applying Policy: {self.policy}")
+            sys.stdout.write("".join(self._group_tables(group) for group in result.groups))
         if result.dry_run and result.remove_ids and self.text:
             ids = " ".join(sid[:8] for sid in result.remove_ids)
             print(f"Would have removed the following snapshots:\n{{{ids}}}\n")
         sys.stdout.flush()
         self.started = time.monotonic()
         self.to_remove = 0 if result.dry_run else len(result.remove_ids)
+
+    def _group_tables(self, group) -> str:
+        from .output import format_snapshots_table
+
+        out = []
+        header = group.key.header() if self.opts.verbose >= 1 else None
+        if header is not None:
+            out.append(header + "\n")
+        if group.keep:
+            out.append(f"keep {len(group.keep)} snapshots:\n")
+            out.append(format_snapshots_table(group.keep, self.compact, [r.matches for r in group.reasons]) + "\n")
+        if group.remove:
+            out.append(f"remove {len(group.remove)} snapshots:\n")
+            out.append(format_snapshots_table(group.remove, self.compact) + "\n")
+        return "".join(out)
 
     def removed(self, snapshot_id: str, error) -> None:
         """After each removal; the counter's final line after the last one."""
