@@ -26,6 +26,16 @@ COMMANDS = {
     "stats": ("cmd_stats", "stats"),
     "find": ("cmd_find", "find"),
     "dump": ("cmd_dump", "dump"),
+    "forget": ("cmd_forget", "forget"),
+    "check": ("cmd_check", "check"),
+    "copy": ("cmd_copy", "copy"),
+    "migrate": ("cmd_migrate", "migrate"),
+    "tag": ("cmd_tag", "tag"),
+    "rewrite": ("cmd_rewrite", "rewrite"),
+    "repair": ("cmd_repair", "repair"),
+    "rebuild-index": ("cmd_repair_index", "rebuild_index"),
+    "prune": ("cmd_prune", "prune"),
+    "recover": ("cmd_recover", "recover"),
 }
 
 
