@@ -94,6 +94,13 @@ def test_clean_repository_same_text_as_restic(repos):
         assert restique.stderr == b"" and restic.stderr == b""
 
 
+def test_empty_repository_same_text_as_restic(restic_repo):
+    restic, restique = check_both(restic_repo, "--read-data")
+    assert restic.returncode == restique.returncode == 0
+    assert normalise(restique.stdout) == normalise(restic.stdout)
+    assert "[0:00]          0 snapshots\n" in normalise(restique.stdout)
+
+
 def test_with_cache_prints_no_temporary_cache(repos):
     out = run_restique(repos["restique"], "--no-lock", "check", "--with-cache").stdout.decode()
     assert out.startswith("load indexes\n") and out.endswith("no errors were found\n")
