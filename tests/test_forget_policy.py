@@ -361,3 +361,30 @@ def test_library_call(policy_repo):
     assert (result.groups, result.remove_ids, result.removed) == ([], [snapshots[2].id], [])
     assert warnings == ['Ignoring "ffffffff": no matching ID found for prefix "ffffffff"']
     assert sorted(repo.list_ids("snapshot")) == sorted(sn.id for sn in snapshots[1:])
+
+
+def test_removal_failures_go_on_and_exit_3(policy_repo):
+    """A snapshot file that cannot be removed is reported, the others are removed, and the
+    error carries restic's exit code 3."""
+    from restique.operations.forget import ForgetOptions, SnapshotRemovalFailed, forget
+
+    snapshots = write_history(policy_repo, history_of("2024-01-01T10:00:00Z", "2024-01-02T10:00:00Z",
+                                                      "2024-01-03T10:00:00Z"))
+    stuck = snapshots[1].id
+
+    class StuckFile:
+        def __getattr__(self, name):
+            return getattr(policy_repo[1], name)
+
+        def remove(self, kind, file_id):
+            if file_id == stuck:
+                raise PermissionError(13, "Permission denied")
+            policy_repo[1].remove(kind, file_id)
+
+    reports = []
+    with pytest.raises(SnapshotRemovalFailed) as failure:
+        forget(StuckFile(), ForgetOptions(snapshot_ids=[sn.id for sn in snapshots]),
+               on_removed=lambda sid, error: reports.append((sid, error is None)))
+    assert failure.value.exit_code == 3 and failure.value.failed == [stuck]
+    assert sorted(reports) == sorted((sn.id, sn.id != stuck) for sn in snapshots)
+    assert policy_repo[1].list_ids("snapshot") == [stuck]

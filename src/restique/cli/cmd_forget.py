@@ -188,8 +188,11 @@ class _ForgetPrinter:
         from .fmt import progress_counter_line
 
         self.processed += 1
-        if error is not None:
-            print(f"unable to remove snapshot/{snapshot_id} from the repository", file=sys.stderr)
+        handle = f"<snapshot/{snapshot_id[:10]}>"  # restic 0.14 names a file by its Handle
+        if error is not None and self.text:
+            print(f"unable to remove {handle} from the repository", file=sys.stderr)
+        elif error is None and self.text and self.opts.verbose > 2:
+            print(f"removed {handle}")
         if self.processed == self.to_remove and self.text and not self.opts.quiet:
             line = progress_counter_line(time.monotonic() - self.started, self.processed, self.to_remove, "files deleted")
             print(line + "\n", flush=True)
