@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterator, List, Optional
 
 from ..errors import IntegrityError, RestiqueError
-from ..model.node import Node, encode_tree
+from ..model.node import Node, check_node_name, encode_node
 from .walker import TreeLoader, join
 
 # (node, path) -> the node itself, a replacement, or None to drop it
@@ -139,7 +139,7 @@ class TreeRewriter:
         if replacement is None:
             result = RewrittenTree(None)
         else:
-            result = RewrittenTree(self._save(replacement))
+            result = RewrittenTree(self._save(replacement, {}))
         if self.path_independent and tree_id:
             self._done[tree_id] = result
         return result
@@ -164,30 +164,50 @@ class TreeRewriter:
         frame.bytes += sub.bytes
 
     def _finish(self, frame: _Frame) -> RewrittenTree:
+        encoded: Dict[int, str] = {}  # id(node) -> its JSON, for the nodes of the original tree
         if not frame.kept and not self.keep_empty_directory(frame.path):
             result = RewrittenTree(None, frame.files, frame.bytes)
-        elif not frame.changed and not (self.normalize and not self._encodes_stably(frame)):
+        elif not frame.changed and not (self.normalize and not self._encodes_stably(frame, encoded)):
             result = RewrittenTree(frame.tree_id, frame.files, frame.bytes)
         else:
-            if self.check_encoding and not self.normalize and not self._encodes_stably(frame):
+            if self.check_encoding and not self.normalize and not self._encodes_stably(frame, encoded):
                 raise TreeEncodingError(f'cannot encode tree at "{frame.path}" without losing information')
-            result = RewrittenTree(self._save(frame.kept), frame.files, frame.bytes)
+            result = RewrittenTree(self._save(frame.kept, encoded), frame.files, frame.bytes)
         if self.path_independent or result.tree_id == frame.tree_id:
             self._done[self._key(frame.path, frame.tree_id)] = result
         return result
 
-    def _encodes_stably(self, frame: _Frame) -> bool:
+    def _encodes_stably(self, frame: _Frame, encoded: Dict[int, str]) -> bool:
+        """Do the original entries encode back to the tree's id? Keeps each entry's JSON in
+        encoded, so that the entries kept unchanged are not encoded a second time."""
         try:
-            raw = encode_tree(frame.nodes)
+            parts = [encode_node(node) for node in frame.nodes]
         except (RestiqueError, ValueError, TypeError):
             return False
-        return hashlib.sha256(raw).hexdigest() == frame.tree_id
+        encoded.update(zip(map(id, frame.nodes), parts))
+        return hashlib.sha256(_tree_bytes(parts)).hexdigest() == frame.tree_id
 
-    def _save(self, nodes: List[Node]) -> str:
-        raw = encode_tree(nodes)
+    def _save(self, nodes: List[Node], encoded: Dict[int, str]) -> str:
+        nodes = sorted(nodes, key=_name_bytes)
+        parts = []
+        for node in nodes:
+            text = encoded.get(id(node))
+            if text is None:
+                check_node_name(node.name)
+                text = encode_node(node)
+            parts.append(text)
+        raw = _tree_bytes(parts)
         if self.dry_run:
             return hashlib.sha256(raw).hexdigest()
         tree_id, new = self.repo.save_blob("tree", raw)
         self.trees_saved += new
         return tree_id
 
+
+def _name_bytes(node: Node) -> bytes:
+    return node.name.encode("utf-8", "surrogateescape")
+
+
+def _tree_bytes(encoded_nodes: List[str]) -> bytes:
+    """The tree blob of encoded entries (in name order), as model.node.encode_tree writes it."""
+    return ('{"nodes":[' + ",".join(encoded_nodes) + "]}\n").encode("utf-8", "surrogateescape")
