@@ -261,49 +261,64 @@ def sort_newest_first(snapshots: Sequence[Snapshot]) -> List[Snapshot]:
     return sorted(snapshots, key=lambda sn: -sn.time.unix_ns)
 
 
+class _BucketRule:
+    """One rule that keeps the newest snapshot of each bucket (hour, day, ...): counted
+    (count > 0 left, or -1) or within a time range (limit: keep snapshots newer than it)."""
+
+    def __init__(self, bucket: Bucket, reason: str, count: Optional[int] = None,
+                 within: bool = False, limit_ns: Optional[int] = None):
+        self.bucket, self.reason, self.count = bucket, reason, count
+        self.within, self.limit_ns = within, limit_ns
+        self.last = None
+
+    def match(self, sn: Snapshot, nr: int, is_oldest: bool) -> Optional[str]:
+        """The reason to keep sn, or None. While the rule still applies, the oldest
+        snapshot of the group is kept even in a bucket already kept (current restic)."""
+        if self.count is not None and (self.count == 0 or self.count < UNLIMITED):
+            return None
+        if self.within and not _newer(sn, self.limit_ns):
+            return None
+        value = self.bucket(sn, nr)
+        if value == self.last and not is_oldest:
+            return None
+        reason = self.reason if value != self.last else f"oldest {self.reason}"
+        self.last = value
+        if self.count is not None and self.count > 0:
+            self.count -= 1
+        return reason
+
+
+def _rules(policy: KeepPolicy, newest: Optional[Snapshot]) -> Tuple[List[_BucketRule], List[_BucketRule]]:
+    counted = [_BucketRule(bucket, reason, count=getattr(policy, name))
+               for (name, _, reason), bucket in zip(COUNT_RULES, _COUNT_BUCKETS)]
+    within = [_BucketRule(bucket, f"{descr} within {getattr(policy, name)}", within=True,
+                          limit_ns=threshold_ns(newest, getattr(policy, name)))
+              for (name, descr), bucket in zip(WITHIN_RULES, _WITHIN_BUCKETS) if not getattr(policy, name).is_zero()]
+    return counted, within
+
+
 def apply_policy(snapshots: Sequence[Snapshot], policy: KeepPolicy, now_ns: Optional[int] = None) -> PolicyResult:
     """Split one group's snapshots into keep and remove, newest first, with the reasons for
     each kept one. now_ns (default: the current time) decides which snapshots are in the
     future; those never count as the newest."""
     ordered = sort_newest_first(snapshots)
-    if not ordered:
-        return PolicyResult([], [], [])
     newest = _newest_not_in_future(ordered, time.time_ns() if now_ns is None else now_ns)
-    counts = [getattr(policy, name) for name, _, _ in COUNT_RULES]
-    last_count = [None] * len(COUNT_RULES)
-    within_limits = [None if getattr(policy, name).is_zero() else threshold_ns(newest, getattr(policy, name))
-                     for name, _ in WITHIN_RULES]
-    last_within = [None] * len(WITHIN_RULES)
+    counted, within_rules = _rules(policy, newest)
     within_all = None if policy.within.is_zero() else threshold_ns(newest, policy.within)
-    oldest = len(ordered) - 1
-    keep, remove, reasons = [], [], []
+    result = PolicyResult([], [], [])
     for nr, sn in enumerate(ordered):
         matches = [f"has tags {format_tag_list(tags)}" for tags in policy.tags if sn.has_tags(tags)]
         if not policy.within.is_zero() and _newer(sn, within_all):
             matches.append(f"within {policy.within}")
-        for i, (_, _, reason) in enumerate(COUNT_RULES):
-            if counts[i] == 0 or counts[i] < UNLIMITED:
-                continue
-            value = _COUNT_BUCKETS[i](sn, nr)
-            if value != last_count[i] or nr == oldest:
-                matches.append(reason if value != last_count[i] else f"oldest {reason}")
-                last_count[i] = value
-                if counts[i] > 0:
-                    counts[i] -= 1
-        for i, (name, descr) in enumerate(WITHIN_RULES):
-            if getattr(policy, name).is_zero() or not _newer(sn, within_limits[i]):
-                continue
-            value = _WITHIN_BUCKETS[i](sn, nr)
-            if value != last_within[i] or nr == oldest:
-                prefix = "" if value != last_within[i] else "oldest "
-                matches.append(f"{prefix}{descr} within {getattr(policy, name)}")
-                last_within[i] = value
+        is_oldest = nr == len(ordered) - 1
+        matches += [m for m in (rule.match(sn, nr, is_oldest) for rule in counted + within_rules) if m]
         if matches:
-            keep.append(sn)
-            reasons.append(KeepReason(sn, matches, {name: counts[i] for i, (name, _, _) in enumerate(COUNT_RULES)}))
+            counters = {name: rule.count for (name, _, _), rule in zip(COUNT_RULES, counted)}
+            result.keep.append(sn)
+            result.reasons.append(KeepReason(sn, matches, counters))
         else:
-            remove.append(sn)
-    return PolicyResult(keep, remove, reasons)
+            result.remove.append(sn)
+    return result
 
 
 def _newer(sn: Snapshot, limit_ns: Optional[int]) -> bool:
