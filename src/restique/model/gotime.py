@@ -48,12 +48,32 @@ class GoTime:
     """An instant in nanoseconds since the epoch plus the UTC offset it is shown in.
     Immutable by convention; equality and order compare (unix_ns, offset)."""
 
-    __slots__ = ("unix_ns", "offset", "_text")
+    __slots__ = ("unix_ns", "offset", "_text", "_source")
 
     def __init__(self, unix_ns: int, offset: int = 0):
         self.unix_ns = unix_ns
         self.offset = offset  # seconds east of UTC
         self._text = None
+
+    @classmethod
+    def lazy(cls, text: str) -> "GoTime":
+        """The time in text, parsed on first use; text that is not a time reads as GoTime(0),
+        as tree nodes treat it. Trees hold three times per entry and most commands look at
+        one of them or none."""
+        t = cls.__new__(cls)
+        t._text = None
+        t._source = text
+        return t
+
+    def __getattr__(self, name: str):
+        # only reached while unix_ns/offset are unset, i.e. for a lazy time not yet parsed
+        if name not in ("unix_ns", "offset"):
+            raise AttributeError(name)
+        try:
+            self.unix_ns, self.offset = self._parse_pair(object.__getattribute__(self, "_source"))
+        except (ValueError, TypeError):
+            self.unix_ns, self.offset = 0, 0
+        return object.__getattribute__(self, name)
 
     def _key(self):
         return (self.unix_ns, self.offset)
@@ -86,8 +106,13 @@ class GoTime:
 
     @classmethod
     def parse(cls, text: str) -> "GoTime":
-        """RFC 3339 with an optional fraction of up to nanoseconds. Trees hold three times per
-        node, so the common shape is parsed by slicing, with the date part cached."""
+        """RFC 3339 with an optional fraction of up to nanoseconds; ValueError otherwise."""
+        return cls(*cls._parse_pair(text))
+
+    @classmethod
+    def _parse_pair(cls, text: str):
+        """(unix_ns, offset) of text. Trees hold three times per node, so the common shape is
+        parsed by slicing, with the date part cached."""
         n = len(text)
         if n >= 20 and text[4] == "-" and text[10] in "Tt" and text[19] in ".Zz+-":
             zone_at = n - 1 if text[-1] in "Zz" else n - 6
@@ -107,9 +132,8 @@ class GoTime:
                         _PARSED.clear()
                     _PARSED[key] = base
                 nanos = int(frac[:9].ljust(9, "0")) if frac else 0
-                return cls(base[0] + nanos, base[1])
-        t = cls._parse_slow(text)
-        return cls(t[0], t[1])
+                return base[0] + nanos, base[1]
+        return cls._parse_slow(text)
 
     @staticmethod
     def _parse_slow(text: str):

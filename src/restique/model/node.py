@@ -111,10 +111,7 @@ class Node:
     def from_json(cls, obj: dict) -> "Node":
         def t(key):
             text = obj.get(key)
-            try:
-                return GoTime.parse(text) if text else GoTime(0)
-            except ValueError:
-                return GoTime(0)
+            return GoTime.lazy(text) if text else GoTime(0)  # invalid text reads as GoTime(0)
 
         linktarget = obj.get("linktarget") or ""
         if obj.get("linktarget_raw"):
