@@ -1,9 +1,8 @@
 """restique forget: remove snapshots named by ID, or those a keep policy does not keep in each
 group. Text as restic 0.14 prints it; flags, refusals and --json as current restic has them.
 
-`--prune` is not here yet: `run_forget` returns the ForgetResult, and a prune follows when
-its `remove_ids` is not empty (restic prints `N snapshots have been removed, running prune`
-first, or `N snapshots would be removed, running prune dry run` with --dry-run).
+`--prune` runs prune (with prune's flags, shared from cmd_prune) on the same open, locked
+repository when snapshots were removed, as restic does.
 """
 import re
 import sys
@@ -12,6 +11,7 @@ import time
 import click
 
 from ..errors import UsageError
+from .cmd_prune import prune_flags, run_prune
 from .options import snapshot_filter_options_without_host_shorthand
 
 _COUNT_FLAGS = (("last", "-l", "--keep-last"), ("hourly", "-H", "--keep-hourly"),
@@ -86,10 +86,12 @@ def _policy_options(fn):
 @click.option("-g", "--group-by", default="host,paths", metavar="group",
               help="group snapshots by host, paths and/or tags, separated by comma (disable grouping with '')")
 @click.option("-n", "--dry-run", is_flag=True, help="do not delete anything, just print what would be done")
+@click.option("--prune", is_flag=True, help="automatically run the 'prune' command if snapshots have been removed")
+@prune_flags
 @click.argument("snapshot_ids", nargs=-1)
 @click.pass_obj
 def forget(opts, snapshot_filter, keep_tags, unsafe_allow_remove_all, compact, group_by, dry_run,
-           snapshot_ids, **keep):
+           prune, prune_options, snapshot_ids, **keep):
     """Remove snapshots from the repository.
 
     The "forget" command removes snapshots according to a policy. All snapshots are
@@ -116,7 +118,15 @@ def forget(opts, snapshot_filter, keep_tags, unsafe_allow_remove_all, compact, g
         dry_run=dry_run,
         unsafe_allow_remove_all=unsafe_allow_remove_all,
     )
-    run_forget(opts, options, compact)
+    if prune:  # prune's flags are checked before anything is removed
+        prune_options.dry_run = dry_run
+        prune_options.validate()
+    result = run_forget(opts, options, compact)
+    if prune and result.remove_ids:
+        if not opts.json and not opts.quiet:
+            # restic 0.14's words, in a dry run too
+            print(f"{len(result.remove_ids)} snapshots have been removed, running prune", flush=True)
+        run_prune(opts, opts.repository, prune_options, ignore_snapshots=result.remove_ids)
 
 
 def run_forget(opts, options, compact: bool = False):
