@@ -13,12 +13,11 @@ import functools
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set
 
-from ...errors import IntegrityError, RestiqueError, UsageError
+from ...errors import IntegrityError, NotFound, RestiqueError, UsageError
 from ...repository.crypto import OVERHEAD
-from ...repository.index_rewrite import load_index_files
-from ...repository.pack import PackEntry
 from ...repository.pack_files import list_pack_sizes
 from ..snapshot_lookup import load_snapshot
+from .indexed import IndexEntry, LoadedIndex, load_index
 from .options import PruneOptions
 from .report import PruneReport
 from .stats import PruneStats
@@ -53,7 +52,7 @@ class PrunePlan:
     snapshot_count: int = 0
     stats: PruneStats = field(default_factory=PruneStats)
     index_ids: List[str] = field(default_factory=list)  # every index file read: all replaced
-    pack_entries: Dict[str, List[PackEntry]] = field(default_factory=dict)  # indexed packs
+    pack_entries: Dict[str, List[IndexEntry]] = field(default_factory=dict)  # indexed packs
     remove_first: Set[str] = field(default_factory=set)  # packs no index names
     repack: Set[str] = field(default_factory=set)
     remove: Set[str] = field(default_factory=set)  # packs none of whose blobs is used
@@ -76,8 +75,9 @@ def plan_prune(repo, options: PruneOptions, report: Optional[PruneReport] = None
     _check_format(repo, options)
     plan = PrunePlan(options)
     report.message("loading indexes...")
-    _load_index(repo, plan)
-    used = _find_used(repo, plan, report, set(ignore_snapshots))
+    index = load_index(repo)
+    plan.index_ids, plan.pack_entries = index.index_ids, index.packs
+    used = _find_used(repo, plan, report, index, set(ignore_snapshots))
     report.message("searching used packs...")
     infos = _pack_infos(plan, used, report)
     report.message("collecting packs for deletion and repacking")
@@ -97,29 +97,7 @@ def _check_format(repo, options: PruneOptions) -> None:
         raise UsageError("repack-smaller-than exceeds repository packsize")
 
 
-def _load_index(repo, plan: PrunePlan) -> None:
-    """Every index file; a pack named by several keeps one entry per blob. The repository's
-    master index is filled from the same files (the trees are loaded through it)."""
-    files = load_index_files(repo)
-    plan.index_ids = list(files)
-    seen: Dict[str, Set[tuple]] = {}
-    for index_id, index_file in files.items():
-        for pack_id, entries in index_file.packs.items():
-            listed = plan.pack_entries.get(pack_id)
-            if listed is None:
-                plan.pack_entries[pack_id] = list(entries)
-                continue
-            known = seen.setdefault(pack_id, {(e.type, e.id, e.offset) for e in listed})
-            for e in entries:
-                if (e.type, e.id, e.offset) not in known:
-                    known.add((e.type, e.id, e.offset))
-                    listed.append(e)
-        if not repo.index_loaded:
-            repo.index.add_index_file(index_id, index_file)
-    repo.index_loaded = True
-
-
-def _find_used(repo, plan: PrunePlan, report: PruneReport, ignore: Set[str]) -> UsedBlobs:
+def _find_used(repo, plan: PrunePlan, report: PruneReport, index: LoadedIndex, ignore: Set[str]) -> UsedBlobs:
     report.message("loading all snapshots...")
     roots = []
     for sid in sorted(repo.list_ids("snapshot")):
@@ -134,9 +112,17 @@ def _find_used(repo, plan: PrunePlan, report: PruneReport, ignore: Set[str]) -> 
         roots.append(sn.tree)
     plan.snapshot_count = len(roots)
     report.message(f"finding data that is still in use for {len(roots)} snapshots")
+    def load_tree(tree_id: str) -> bytes:
+        if tree_id not in index.trees:
+            raise NotFound(f"unable to load a tree from the repository: tree {tree_id[:8]} not found in the index")
+        try:
+            return repo.blobs.load("tree", tree_id, index.tree_location(tree_id))
+        except RestiqueError as exc:
+            raise RestiqueError(f"unable to load a tree from the repository: {exc}") from None
+
     counter = report.counter("snapshots", len(roots))
     try:
-        return find_used_blobs(repo, roots, counter.add)
+        return find_used_blobs(load_tree, roots, counter.add)
     finally:
         counter.done()
 
