@@ -3,7 +3,7 @@
 # init, two backups, snapshots, a restore, and a byte-for-byte comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install.sh
+scripts/install.sh all
 export PATH="$PWD/.venv/bin:$PATH"
 
 work=$(mktemp -d)

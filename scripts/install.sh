@@ -9,6 +9,10 @@ extra="${1:-}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(python3 python3-venv python3-dev gcc libssl-dev libzstd-dev restic e2fsprogs attr)
+# mount (FUSE) builds pyfuse3 against libfuse3; the tests drive the web page with chromium and
+# read the WebDAV share with rclone
+packages+=(fuse3 libfuse3-dev pkg-config)
+if [ "$extra" = "test" ]; then packages+=(chromium rclone); fi
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
