@@ -1,5 +1,5 @@
 """restique copy: copy snapshots from another repository (--from-repo) into this one, with
-restic 0.14's messages. --json prints nothing, as current restic (copy has no JSON output)."""
+restic 0.14's messages. copy has no JSON output: --json is ignored, as restic ignores it."""
 import sys
 import time
 
@@ -20,6 +20,9 @@ NOTE: The copying process does not re-chunk files, which may break deduplication
 the files copied and files already stored in the destination repository. This can be
 mitigated by the "--copy-chunker-params" option when initializing a new destination
 repository using the "init" command.
+
+Exit status is 0 if the command was successful, 1 if there was any error, 10 if the
+repository does not exist, 11 if it is already locked, 12 if the password is incorrect.
 """
 
 
@@ -40,12 +43,9 @@ class PackProgress:
         self.done = self.total = 0
 
     def line(self) -> str:
-        from .fmt import format_duration
+        from .fmt import progress_counter_line
 
-        elapsed = format_duration(time.monotonic() - self.started)
-        if not self.total:
-            return f"[{elapsed}]          {self.done} packs copied"
-        return f"[{elapsed}] {100 * self.done / self.total:.2f}%  {self.done} / {self.total} packs copied"
+        return progress_counter_line(time.monotonic() - self.started, self.done, self.total, "packs copied")
 
     def update(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -67,7 +67,7 @@ def copy(opts, source, snapshot_filter, snapshot_ids):
     source.check()
     src = opts.secondary(source).open_for_reading()
     dst = opts.open_for_appending()
-    show = not (opts.quiet or opts.json)
+    show = not opts.quiet
     say = print if show else (lambda *args, **kw: None)
     progress = PackProgress()
     options = CopyOptions(snapshot_ids=list(snapshot_ids), filter=snapshot_filter.filter(), warn=_warn,

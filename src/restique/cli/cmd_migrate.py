@@ -52,7 +52,7 @@ def migrate(opts, force, names):
     from ..operations.migrate import MigrateOptions, available_migrations, migrate as run_migrations
 
     repo = opts.open_exclusively()
-    say = (lambda text: None) if opts.quiet or opts.json else print
+    say = (lambda text: None) if opts.quiet else print  # restic ignores --json here
     if not names:
         say("available migrations:")
         found = available_migrations(repo)

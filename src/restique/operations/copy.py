@@ -28,6 +28,8 @@ from .snapshot_lookup import find_filtered_snapshots, load_all_snapshots
 
 # blobs of one pack closer than this are read with one request
 _MAX_READ_GAP = 256 * 1024
+# and one request reads at most this much (more only for a larger blob): bounds memory
+_MAX_READ = 4 * 1024 * 1024
 _WORKERS = 3
 
 
@@ -201,11 +203,11 @@ class _BlobCopier:
 
 def _read_runs(blobs: List) -> Iterator[tuple]:
     """(start, end, [(location, id)]) ranges of a pack covering blobs sorted by offset,
-    joining neighbours whose gap is small."""
+    joining neighbours whose gap is small while the range stays under _MAX_READ."""
     run: List = []
     start = end = 0
     for loc, blob_id in blobs:
-        if run and loc.offset - end > _MAX_READ_GAP:
+        if run and (loc.offset - end > _MAX_READ_GAP or loc.offset + loc.length - start > _MAX_READ):
             yield start, end, run
             run = []
         if not run:
