@@ -17,7 +17,7 @@ from ...repository.index import BlobLocation, IndexFile, MasterIndex
 from ...repository.pack import PackEntry
 from .report import Counter
 
-_READ_AHEAD = 2  # packs being read while the new packs are filled
+_READ_AHEAD = 1  # packs read (in a thread) while the blobs of the previous one are stored: bounds memory
 
 
 def repack_packs(repo, pack_entries: Dict[str, List[PackEntry]], packs: Set[str],
