@@ -230,3 +230,14 @@ def test_missing_source_and_locked_destination(browse, tmp_path):  # noqa: F811
         locked = copy("restique", dst, browse.repos["restic"], check=False)
     assert locked.returncode == 11 and locked.stderr.startswith(b"Fatal: unable to create lock")
     assert not list(lock_dir.iterdir()) and snapshots(dst) == []
+
+
+def test_format_1_destination_stores_blobs_uncompressed(browse, tmp_path):  # noqa: F811
+    """Blobs compressed in the (format 2) source are stored as format 1 needs them."""
+    dst = fast_repo(tmp_path / "v1", version=1)
+    copy("restique", dst, browse.repos["restique"], browse.second["restique"])
+    run_restic(dst, "check", "--read-data")
+    for index_file in (dst / "index").iterdir():
+        index = json.loads(run_restic(dst, "cat", "index", index_file.name, "--no-lock").stdout)
+        assert all("uncompressed_length" not in blob for pack in index["packs"] for blob in pack["blobs"])
+    assert [sn["original"] for sn in snapshots(dst)] == [browse.second["restique"]]

@@ -23,7 +23,6 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Unio
 from ..errors import IntegrityError
 from ..model.snapshot import Snapshot
 from ..model.snapshot_filter import SnapshotFilter
-from ..repository.index import BlobLocation
 from .snapshot_lookup import find_filtered_snapshots, load_all_snapshots
 
 # blobs of one pack closer than this are read with one request
