@@ -1,0 +1,211 @@
+"""SnapshotFS: the repository's snapshots as one read-only tree of paths (see __init__)."""
+import os
+import posixpath
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ...errors import NotFound, RestiqueError
+from ...model.node import Node
+from ...model.snapshot import Snapshot
+from ...model.snapshot_filter import SnapshotFilter
+from ..snapshot_lookup import load_all_snapshots
+from ..walker import TreeLoader
+from .entries import FsEntry, node_entry, virtual_entry
+from .layout import VirtualDir, build_layout
+from .reader import DEFAULT_CACHE_BYTES, BlobCache, FileReader
+
+TREE_CACHE_NODES = 200_000  # decoded entries kept (a few hundred bytes each)
+READER_CACHE = 64
+
+
+class NotADirectory(RestiqueError):
+    """list_dir of a path that is not a directory."""
+
+
+class NotAFile(RestiqueError):
+    """read of a path that is not a regular file."""
+
+
+@dataclass
+class SnapshotFSOptions:
+    path_template: Optional[Sequence[str]] = None  # restic's --path-template list; None: the defaults
+    time_template: Optional[str] = None  # Go layout; None: 2006-01-02T15:04:05Z07:00
+    filter: SnapshotFilter = field(default_factory=SnapshotFilter)
+    owner_root: bool = False
+    refresh_seconds: float = 5.0
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # decrypted data blobs kept for reads
+
+
+@dataclass
+class _Found:
+    """A resolved path: its entry, plus where its children come from."""
+    entry: FsEntry
+    virtual: Optional[VirtualDir] = None  # a virtual directory or snapshot root
+    tree: Optional[str] = None  # the tree listing a directory's children
+    inner: str = "/"  # the path inside the snapshot
+
+
+class SnapshotFS:
+    def __init__(self, repo, options: Optional[SnapshotFSOptions] = None):
+        self.repo = repo
+        self.options = options or SnapshotFSOptions()
+        self._uid, self._gid = (0, 0) if self.options.owner_root else (os.getuid(), os.getgid())
+        self._started_ns = time.time_ns()
+        self._refresh_lock = threading.Lock()
+        self._tree_lock = threading.Lock()
+        self._loader = TreeLoader(repo, cache_bytes=0)
+        self._trees: "OrderedDict[str, Tuple[List[Node], Dict[str, Node]]]" = OrderedDict()
+        self._tree_nodes = 0
+        self._readers: "OrderedDict[Tuple[str, str], FileReader]" = OrderedDict()
+        self._known: Dict[str, Optional[Snapshot]] = {}  # every snapshot id seen (None: unreadable)
+        self._snapshots: List[Snapshot] = []
+        self._layout: Dict[str, VirtualDir] = {}
+        self._checked = 0.0
+        self.warnings: List[str] = []  # snapshots that could not be loaded
+        repo.load_index()
+        self.blobs = BlobCache(repo, self.options.cache_bytes)
+        self.refresh(force=True)
+
+    # --- the snapshot list ---
+    def snapshots(self) -> List[Snapshot]:
+        """The snapshots shown (filtered, oldest first), refreshed at most every refresh_seconds."""
+        self.refresh()
+        return list(self._snapshots)
+
+    def refresh(self, force: bool = False) -> bool:
+        """Reload the snapshot list if refresh_seconds have passed (or force); True if it
+        changed. New index files are read before new snapshots are shown."""
+        with self._refresh_lock:
+            now = time.monotonic()
+            if not force and now - self._checked < self.options.refresh_seconds:
+                return False
+            ids = set(self.repo.list_ids("snapshot"))
+            self._checked = now
+            if ids == set(self._known) and not force:
+                return False
+            self._load_new_indexes()
+            new = sorted(ids - set(self._known))
+            for sn in load_all_snapshots(self.repo, new, warn=self.warnings.append):
+                self._known[sn.id] = sn
+            for sid in new:
+                self._known.setdefault(sid, None)
+            for sid in set(self._known) - ids:
+                del self._known[sid]
+            shown = self.options.filter.apply(sn for sn in self._known.values() if sn is not None)
+            shown.sort(key=lambda sn: (sn.time.unix_ns, sn.id))
+            layout = build_layout(shown, self.options.path_template, self.options.time_template)
+            self._snapshots, self._layout = shown, layout
+            return True
+
+    def _load_new_indexes(self) -> None:
+        index = self.repo.index
+        known = set(index.index_ids)
+        for index_id in self.repo.list_ids("index"):
+            if index_id not in known:
+                index.add_index_bytes(index_id, self.repo.load_unpacked("index", index_id))
+
+    # --- trees ---
+    def _children(self, tree_id: str) -> Tuple[List[Node], Dict[str, Node]]:
+        with self._tree_lock:
+            hit = self._trees.get(tree_id)
+            if hit is not None:
+                self._trees.move_to_end(tree_id)
+                return hit
+            nodes = self._loader(tree_id)
+            hit = self._trees[tree_id] = (nodes, {n.name: n for n in nodes})
+            self._tree_nodes += len(nodes)
+            while self._tree_nodes > TREE_CACHE_NODES and len(self._trees) > 1:
+                _, (old, _) = self._trees.popitem(last=False)
+                self._tree_nodes -= len(old)
+            return hit
+
+    # --- paths ---
+    def _virtual(self, path: str, name: str, v: VirtualDir) -> _Found:
+        sn = v.snapshot
+        if v.link_target:
+            return _Found(virtual_entry(path, name, sn.time.unix_ns, self._uid, self._gid, sn, v.link_target))
+        when = sn.time.unix_ns if sn is not None else self._started_ns
+        return _Found(virtual_entry(path, name, when, self._uid, self._gid, sn), v, sn.tree if sn else None)
+
+    def _resolve(self, path: str) -> _Found:
+        if not path.startswith("/"):
+            raise NotFound(f"{path}: not found")
+        parts = [p for p in posixpath.normpath(path).split("/") if p]
+        layout = self._layout
+        found = self._virtual("/", "", layout["/"])
+        walked = ""
+        i = 0
+        while i < len(parts):
+            name = parts[i]
+            walked += "/" + name
+            v = found.virtual
+            if v is not None and v.names is not None:
+                child = v.names.get(name) or v.hidden.get(name)
+                if child is None:
+                    raise NotFound(f"{path}: not found")
+                if child.link_target and i + 1 < len(parts):  # `latest/...`: follow the link
+                    parts[i] = child.link_target
+                    walked = walked[:walked.rfind("/")]
+                    continue
+                found = self._virtual(walked, name, child)
+            elif found.tree:
+                node = self._children(found.tree)[1].get(name)
+                if node is None:
+                    raise NotFound(f"{path}: not found")
+                sn = found.entry.snapshot
+                inner = found.inner.rstrip("/") + "/" + name
+                entry = node_entry(walked, node, sn, self.options.owner_root)
+                found = _Found(entry, None, node.subtree if node.type == "dir" else None, inner)
+            else:
+                raise NotFound(f"{path}: not found")
+            i += 1
+        return found
+
+    def lookup(self, path: str) -> FsEntry:
+        """The entry at path ("/", "/snapshots/latest", "/ids/<id>/home/a.txt"); NotFound."""
+        self.refresh()
+        return self._resolve(path).entry
+
+    def list_dir(self, path: str) -> List[FsEntry]:
+        """The entries of the directory at path, in name order (bytewise)."""
+        self.refresh()
+        found = self._resolve(path)
+        if found.entry.kind != "dir":
+            raise NotADirectory(f"{path}: not a directory")
+        base = found.entry.path.rstrip("/")
+        if found.virtual is not None and found.virtual.names is not None:
+            items = sorted(found.virtual.names.items(), key=lambda kv: kv[0].encode("utf-8", "surrogateescape"))
+            return [self._virtual(f"{base}/{name}", name, v).entry for name, v in items]
+        if not found.tree:
+            return []
+        sn, owner_root = found.entry.snapshot, self.options.owner_root
+        return [node_entry(f"{base}/{n.name}", n, sn, owner_root) for n in self._children(found.tree)[0]]
+
+    def open_reader(self, path: str) -> FileReader:
+        """A reader of the regular file at path, for repeated reads (read(offset, size))."""
+        found = self._resolve(path)
+        entry = found.entry
+        if entry.kind != "file":
+            raise NotAFile(f"{path}: not a regular file")
+        key = (entry.snapshot.id, found.inner)
+        with self._tree_lock:
+            reader = self._readers.get(key)
+            if reader is not None:
+                self._readers.move_to_end(key)
+                return reader
+        reader = FileReader(self.blobs, entry.node.content, entry.size)
+        with self._tree_lock:
+            self._readers[key] = reader
+            while len(self._readers) > READER_CACHE:
+                self._readers.popitem(last=False)
+        return reader
+
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        """size bytes of the file at path from offset (fewer at its end); thread-safe."""
+        return self.open_reader(path).read(offset, size)
+
+    def close(self) -> None:
+        self.blobs.close()
