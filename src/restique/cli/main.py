@@ -36,6 +36,8 @@ COMMANDS = {
     "rebuild-index": ("cmd_repair_index", "rebuild_index"),
     "prune": ("cmd_prune", "prune"),
     "recover": ("cmd_recover", "recover"),
+    "mount": ("cmd_mount", "mount"),
+    "serve": ("cmd_serve", "serve"),
 }
 
 
