@@ -100,3 +100,18 @@ def test_blobs_saved_by_library_pass_restic_check_read_data(tmp_path, version):
     for blob_id, data in saved.items():
         assert again.load_blob("data", blob_id) == data
     again.close()
+
+
+@pytest.mark.parametrize("mode", ["off", "auto"])
+def test_format2_trees_are_always_compressed_as_restic_stores_them(tmp_path, mode):
+    """restic compresses every tree of format 2, even a tiny one and with --compression off;
+    its prune repacks any pack holding an uncompressed tree."""
+    repo = restique.init_repository(str(tmp_path / "repo"), PASSWORD, version=2, compression_mode=mode,
+                                    kdf_params=(1024, 8, 1))
+    tree_id, _ = repo.save_blob("tree", b'{"nodes":[]}\n')
+    data_id, _ = repo.save_blob("data", os.urandom(1000))
+    repo.flush()
+    assert repo.index.lookup("tree", tree_id).uncompressed_length == len(b'{"nodes":[]}\n')
+    assert repo.index.lookup("data", data_id).uncompressed_length == 0  # incompressible: stored as is
+    assert repo.load_blob("tree", tree_id) == b'{"nodes":[]}\n'
+    repo.close()

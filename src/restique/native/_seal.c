@@ -120,13 +120,14 @@ static int get_keys(PyObject *ko, PyObject *mko, PyObject *mro, PyObject *payloa
     return 1;
 }
 
-/* seal(enc_key, mac_k, mac_r, data, level) -> (sealed: bytes, uncompressed_length: int)
- * level 0 stores uncompressed; otherwise the zstd level, kept only when it saves space. */
+/* seal(enc_key, mac_k, mac_r, data, level[, always]) -> (sealed: bytes, uncompressed_length: int)
+ * level 0 stores uncompressed; otherwise the zstd level, kept only when it saves space
+ * unless always is true (restic stores every tree blob of format 2 compressed). */
 static PyObject *seal(PyObject *self, PyObject *args)
 {
     PyObject *ko, *mko, *mro, *datao;
-    int level;
-    if (!PyArg_ParseTuple(args, "OOOOi", &ko, &mko, &mro, &datao, &level))
+    int level, always = 0;
+    if (!PyArg_ParseTuple(args, "OOOOi|p", &ko, &mko, &mro, &datao, &level, &always))
         return NULL;
     Py_buffer key, mk, mr, data;
     if (!get_keys(ko, mko, mro, datao, &key, &mk, &mr, &data))
@@ -152,7 +153,7 @@ static PyObject *seal(PyObject *self, PyObject *args)
                 size_t got = ZSTD_compressCCtx(tls_cctx, packed, bound, data.buf, n, level);
                 if (ZSTD_isError(got))
                     failure = "zstd compression failed";
-                else if (got < n) {
+                else if (got < n || always) {
                     src = packed;
                     payload = got;
                     ulen = n;
@@ -409,7 +410,7 @@ static PyMethodDef methods[] = {
     {"read_small_files", read_small_files, METH_O,
      "read_small_files([(path, inode, size), ...]) -> [(status, op, data, sha256), ...]"},
     {"seal", seal, METH_VARARGS,
-     "seal(enc_key, mac_k, mac_r, data, level) -> (sealed, uncompressed_length)"},
+     "seal(enc_key, mac_k, mac_r, data, level[, always]) -> (sealed, uncompressed_length)"},
     {"open", open_sealed, METH_VARARGS,
      "open(enc_key, mac_k, mac_r, sealed, uncompressed_length) -> plaintext"},
     {NULL, NULL, 0, NULL},

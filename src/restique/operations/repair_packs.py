@@ -109,7 +109,8 @@ def _store_outside(repo, index_files, damaged) -> BlobStore:
             if pack_id not in damaged:
                 intact.add_pack(pack_id, entries)
     base = repo.blobs
-    return BlobStore(repo.backend, repo.key, intact, base.level, repo.save_unpacked, base.pack_size)
+    return BlobStore(repo.backend, repo.key, intact, base.level, repo.save_unpacked, base.pack_size,
+                     base.tree_level)
 
 
 def _salvage_pack(repo, store: BlobStore, pack_id: str, indexed: List[PackEntry], size: Optional[int],

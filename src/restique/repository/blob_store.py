@@ -24,11 +24,13 @@ MAX_PACK_SIZE = 128 * 1024 * 1024
 
 class BlobStore:
     def __init__(self, backend, key: MasterKey, index: MasterIndex, level: Optional[int],
-                 save_file: Callable[[FileType, bytes], str], pack_size: int = DEFAULT_PACK_SIZE):
+                 save_file: Callable[[FileType, bytes], str], pack_size: int = DEFAULT_PACK_SIZE,
+                 tree_level: Optional[int] = None):
         self.backend = backend
         self.key = key
         self.index = index
         self.level = level  # zstd level for blobs; None: store uncompressed
+        self.tree_level = tree_level  # zstd level for tree blobs, always applied; None: format 1
         self._save_file = save_file
         self.pack_size = pack_size
         self._packs: Dict[str, PackWriter] = {}
@@ -45,6 +47,10 @@ class BlobStore:
     def seal_blob(self, blob_type: str, data, blob_id: str) -> Tuple[bytes, int]:
         """(sealed bytes, uncompressed length or 0). Compression is kept only when it saves
         space; the sealed blob is decoded again and compared with data before it is used."""
+        if blob_type == "tree" and self.tree_level:
+            # restic compresses every tree of format 2 (even with --compression off), and its
+            # prune repacks packs holding an uncompressed tree
+            return self.key.seal_blob(data, self.tree_level, always=True)
         return self.key.seal_blob(data, self.level if len(data) else None)
 
     def known(self, blob_type: str, blob_id: str) -> bool:

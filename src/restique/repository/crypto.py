@@ -67,11 +67,11 @@ class MasterKey:
         """IV || AES-256-CTR(plaintext) || Poly1305-AES MAC, checked to decode again."""
         return _seal.seal(self.encrypt, self.mac_k, self.mac_r, plaintext, 0)[0]
 
-    def seal_blob(self, data, level: Optional[int]) -> Tuple[bytes, int]:
-        """Seal a blob, zstd-compressed at level when that saves space:
+    def seal_blob(self, data, level: Optional[int], always: bool = False) -> Tuple[bytes, int]:
+        """Seal a blob, zstd-compressed at level when that saves space (or always):
         (sealed, uncompressed length or 0 when stored as is)."""
         try:
-            return _seal.seal(self.encrypt, self.mac_k, self.mac_r, data, level or 0)
+            return _seal.seal(self.encrypt, self.mac_k, self.mac_r, data, level or 0, always)
         except _seal.SealError as exc:
             raise IntegrityError(f"sealing failed: {exc}") from None
 

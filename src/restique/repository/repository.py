@@ -35,8 +35,9 @@ class Repository:
         self.index = MasterIndex()
         self.index_loaded = False
         blob_level = compression.LEVELS[compression_mode] if config.version >= 2 else None
+        tree_level = (blob_level or compression.LEVELS["auto"]) if config.version >= 2 else None
         self.blobs = BlobStore(backend, master, self.index, blob_level, self.save_unpacked,
-                               pack_size_bytes(pack_size))
+                               pack_size_bytes(pack_size), tree_level)
         self._locks: List[Lock] = []
 
     # --- unpacked files ---

@@ -33,7 +33,7 @@ def repack_packs(repo, pack_entries: Dict[str, List[PackEntry]], packs: Set[str]
         return ""
 
     store = BlobStore(repo.backend, repo.key, MasterIndex(), repo.blobs.level, collect_index,
-                      repo.blobs.pack_size)
+                      repo.blobs.pack_size, repo.blobs.tree_level)
     compress = _compression_levels(repo)
     jobs = []
     for pack_id in sorted(packs):
