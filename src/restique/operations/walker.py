@@ -71,6 +71,18 @@ class TreeLoader:
         return nodes
 
 
+def _entries(load, path: str, tree_id: str, on_error: Optional[OnError]):
+    """An iterator over the entries of tree_id, or None when it cannot be loaded and
+    on_error (given) was told."""
+    try:
+        return iter(load(tree_id))
+    except (RestiqueError, OSError, EOFError) as exc:
+        if on_error is None:
+            raise
+        on_error(path, exc)
+        return None
+
+
 class WalkEvent(NamedTuple):
     """One step of a walk: an entry (leaving=False), or the end of a directory whose
     subtree was entered (leaving=True, same path and node as when it was entered)."""
@@ -94,13 +106,7 @@ def walk_events(repo, tree_id: str, base: str = "/", descend: Optional[Descend] 
     load = loader or TreeLoader(repo, cache_bytes=0)
 
     def children(path: str, tid: str):
-        try:
-            return iter(load(tid))
-        except (RestiqueError, OSError, EOFError) as exc:
-            if on_error is None:
-                raise
-            on_error(path, exc)
-            return None
+        return _entries(load, path, tid, on_error)
 
     root = children(base, tree_id)
     if root is None:
@@ -138,13 +144,7 @@ def walk(repo, tree_id: str, base: str = "/", descend: Optional[Descend] = None,
     load = loader or TreeLoader(repo, cache_bytes=0)
 
     def children(path: str, tid: str):
-        try:
-            return iter(load(tid))
-        except (RestiqueError, OSError, EOFError) as exc:
-            if on_error is None:
-                raise
-            on_error(path, exc)
-            return None
+        return _entries(load, path, tid, on_error)
 
     root = children(base, tree_id)
     if root is None:
