@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import clean_env, restique_cmd, run_restic, run_restique
-from test_backup import MiB, build_full_tree
+from test_backup import build_full_tree
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -240,7 +240,7 @@ def test_sigterm_stops_cleanly_and_releases_the_lock(served):
     others = locks()  # the module's server holds one
     proc, url = start_server(repo)
     assert len(locks() - others) == 1
-    assert stop_server(proc) == 0
+    assert stop_server(proc) == 143  # 128 + SIGTERM, as mount and restic
     assert proc.stdout.read().decode().startswith(f"Serving the snapshots on {url}/")
     assert b"Traceback" not in proc.stderr.read()
     assert locks() == others
@@ -285,3 +285,54 @@ def test_network_address_needs_authentication(served):
     result = run_restique(repo, "serve", "--addr", f"0.0.0.0:{free_port()}", check=False)
     assert result.returncode == 1
     assert result.stderr.decode().count("\n") == 1 and "--insecure-no-auth" in result.stderr.decode()
+
+
+def test_insecure_no_auth_serves_every_interface(served):
+    repo = served[0]
+    port = free_port()
+    proc = subprocess.Popen(restique_cmd() + ["-r", str(repo), "serve", "--addr", f":{port}", "--insecure-no-auth"],
+                            env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        _wait_listening(proc, port)
+        assert get(f"http://127.0.0.1:{port}/")[0] == 200
+    finally:
+        stop_server(proc)
+
+
+def _wait_listening(proc, port):
+    for _ in range(300):
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("serve did not start listening")
+
+
+def test_tls(served, tmp_path):
+    import ssl
+
+    repo = served[0]
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert], check=True, capture_output=True)
+    proc, url = start_server(repo, "--tls-cert", cert, "--tls-key", key)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with urllib.request.urlopen(url.replace("http:", "https:") + "/", context=context, timeout=30) as resp:
+            assert resp.status == 200 and b"Snapshots" in resp.read()
+    finally:
+        stop_server(proc)
+    result = run_restique(repo, "serve", "--addr", f"127.0.0.1:{free_port()}", "--tls-cert", cert, check=False)
+    assert result.returncode == 1 and "--tls-key" in result.stderr.decode()
+
+
+def test_without_wsgidav_says_what_to_install(served):
+    code = "import sys; sys.modules['wsgidav'] = None; from restique.cli.main import main; main()"
+    result = subprocess.run([restique_cmd()[0], "-c", code, "-r", str(served[0]), "serve"],
+                            env=clean_env(), capture_output=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines() == ["Fatal: restique serve needs wsgidav and cheroot: pip install restique[serve]"]

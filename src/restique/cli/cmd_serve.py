@@ -32,9 +32,9 @@ def serve(opts, addr, htpasswd_file, insecure_no_auth, tls_cert, tls_key, path_t
     Without --htpasswd the server only listens on a loopback address, unless
     --insecure-no-auth is given.
 
-    Exit status is 0 when stopped by Ctrl-C or SIGTERM, 1 on an error.
+    Ctrl-C or SIGTERM stop the server and release the lock (exit status 130 or 143, as
+    mount); an error exits with 1.
     """
-    import signal
     import sys
 
     from ..errors import UsageError
@@ -63,19 +63,11 @@ def serve(opts, addr, htpasswd_file, insecure_no_auth, tls_cert, tls_key, path_t
     if not opts.quiet:
         print(f"Serving the snapshots on {server.url} (WebDAV at {server.url}dav/); "
               "press Ctrl-C to stop", flush=True)
-    signal.signal(signal.SIGTERM, _stop)
     try:
-        server.serve()
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is the normal way to stop; the lock is released when the command ends
+        server.serve()  # until Ctrl-C or SIGTERM, which unwind to here (exit 130 or 143, as mount)
     finally:
         server.stop()
         close = getattr(fs, "close", None)
         if close is not None:
             close()
     sys.stdout.flush()
-
-
-def _stop(signum, frame):
-    """SIGTERM stops the server as Ctrl-C does: the normal way to end a service."""
-    raise KeyboardInterrupt()

@@ -7,7 +7,7 @@ with `?archive=tar|zip`, a folder as an archive, `/search?q=pattern` find across
 import itertools
 import posixpath
 from typing import Optional
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 from ..errors import NotFound, RestiqueError
 from . import downloads, fs_paths, pages

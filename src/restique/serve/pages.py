@@ -84,7 +84,7 @@ def snapshots_page(snapshots: Sequence) -> bytes:
 
 def _crumbs(path: str) -> str:
     parts = components(path)
-    links = [f'<a href="/browse/">/</a>']
+    links = ['<a href="/browse/">/</a>']
     for depth, name in enumerate(parts):
         target = "/" + "/".join(parts[:depth + 1]) + "/"
         links.append(f'<a href="{_href("/browse", target)}">{_text(name)}</a>')
