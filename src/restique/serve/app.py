@@ -54,6 +54,10 @@ class ServeApp:
                 # a browser opening the share: show the folder's page
                 return _redirect(start_response, "/browse" + fs_paths.to_url(fs_paths.clean(path[len(DAV_PREFIX):]) + "/"))
             return self.dav(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "OPTIONS":
+            # Windows' WebDAV client asks the server root before it mounts /dav/
+            return _respond(start_response, "200 OK", b"", "text/plain", [
+                ("DAV", "1"), ("MS-Author-Via", "DAV"), ("Allow", "OPTIONS, GET, HEAD, PROPFIND")])
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _respond(start_response, "405 Method Not Allowed", b"read-only\n", "text/plain",
                             [("Allow", "GET, HEAD")])
