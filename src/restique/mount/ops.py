@@ -9,6 +9,7 @@ import errno
 import os
 import stat
 import threading
+from collections import OrderedDict
 from typing import Dict, List, Tuple
 
 import pyfuse3
@@ -19,6 +20,7 @@ from ..operations.snapshot_fs import FsEntry, NotADirectory, SnapshotFS
 
 SNAPSHOT_TIMEOUT = 300.0  # a snapshot's contents never change
 VIRTUAL_TIMEOUT = 1.0  # the directories above the snapshots follow new snapshots
+LISTINGS_KEPT = 100_000  # entries of listed snapshot folders kept for the next opendir
 
 
 def _attributes(entry: FsEntry) -> pyfuse3.EntryAttributes:
@@ -58,6 +60,8 @@ class SnapshotOperations(pyfuse3.Operations):
         self._lock = threading.Lock()
         self._handles: Dict[int, object] = {}
         self._dirs: Dict[int, List[FsEntry]] = {}
+        self._listings: "OrderedDict[str, List[FsEntry]]" = OrderedDict()  # folders inside snapshots
+        self._listed = 0
         self._next_handle = 1
         self.errors: List[str] = []  # unexpected failures, for the log
 
@@ -134,12 +138,25 @@ class SnapshotOperations(pyfuse3.Operations):
 
     # --- directories ---
     async def opendir(self, inode, ctx):
-        entries = await self._call(self.fs.list_dir, self._path(inode))
+        path = self._path(inode)
+        entries = self._listings.get(path)
+        if entries is None:
+            entries = await self._call(self.fs.list_dir, path)
+            if entries and entries[0].node is not None:  # a snapshot's folder never changes
+                self._keep_listing(path, entries)
         with self._lock:
             handle = self._next_handle
             self._next_handle += 1
             self._dirs[handle] = entries
         return handle
+
+    def _keep_listing(self, path: str, entries: List[FsEntry]) -> None:
+        with self._lock:
+            self._listings[path] = entries
+            self._listed += len(entries)
+            while self._listed > LISTINGS_KEPT and len(self._listings) > 1:
+                _, old = self._listings.popitem(last=False)
+                self._listed -= len(old)
 
     async def readdir(self, fh, start_id, token):
         entries = self._dirs.get(fh, ())

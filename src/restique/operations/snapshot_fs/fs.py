@@ -12,7 +12,7 @@ from ...model.node import Node
 from ...model.snapshot import Snapshot
 from ...model.snapshot_filter import SnapshotFilter
 from ..snapshot_lookup import load_all_snapshots
-from ..walker import TreeLoader
+from ..walker import LazyTreeLoader
 from .entries import FsEntry, node_entry, virtual_entry
 from .layout import VirtualDir, build_layout
 from .reader import DEFAULT_CACHE_BYTES, BlobCache, FileReader
@@ -56,7 +56,7 @@ class SnapshotFS:
         self._started_ns = time.time_ns()
         self._refresh_lock = threading.Lock()
         self._tree_lock = threading.Lock()
-        self._loader = TreeLoader(repo, cache_bytes=0)
+        self._loader = LazyTreeLoader(repo, cache_bytes=0)  # entries decoded on first use
         self._trees: "OrderedDict[str, Tuple[List[Node], Dict[str, Node]]]" = OrderedDict()
         self._tree_nodes = 0
         self._readers: "OrderedDict[Tuple[str, str], FileReader]" = OrderedDict()
@@ -114,13 +114,16 @@ class SnapshotFS:
             if hit is not None:
                 self._trees.move_to_end(tree_id)
                 return hit
-            nodes = self._loader(tree_id)
-            hit = self._trees[tree_id] = (nodes, {n.name: n for n in nodes})
-            self._tree_nodes += len(nodes)
+        nodes = self._loader(tree_id)  # outside the lock: one slow load must not hold up other lookups
+        hit = (nodes, {n.name: n for n in nodes})
+        with self._tree_lock:
+            if tree_id not in self._trees:
+                self._trees[tree_id] = hit
+                self._tree_nodes += len(nodes)
             while self._tree_nodes > TREE_CACHE_NODES and len(self._trees) > 1:
                 _, (old, _) = self._trees.popitem(last=False)
                 self._tree_nodes -= len(old)
-            return hit
+        return hit
 
     # --- paths ---
     def _virtual(self, path: str, name: str, v: VirtualDir) -> _Found:
@@ -182,7 +185,8 @@ class SnapshotFS:
         if not found.tree:
             return []
         sn, owner_root = found.entry.snapshot, self.options.owner_root
-        return [node_entry(f"{base}/{n.name}", n, sn, owner_root) for n in self._children(found.tree)[0]]
+        nodes = self._children(found.tree)[0]
+        return [node_entry(f"{base}/{n.name}", n, sn, owner_root) for n in nodes]
 
     def open_reader(self, path: str) -> FileReader:
         """A reader of the regular file at path, for repeated reads (read(offset, size))."""

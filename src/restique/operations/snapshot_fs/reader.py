@@ -14,13 +14,13 @@ from ...errors import IntegrityError, NotFound
 from ...repository.crypto import OVERHEAD
 
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
-READ_AHEAD_BLOBS = 2
+READ_AHEAD_BLOBS = 6
 
 
 class BlobCache:
     """Plaintext data blobs by id, at most max_bytes of them, loaded by a few threads."""
 
-    def __init__(self, repo, max_bytes: int = DEFAULT_CACHE_BYTES, workers: int = 3):
+    def __init__(self, repo, max_bytes: int = DEFAULT_CACHE_BYTES, workers: int = 4):
         self.repo = repo
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
