@@ -15,6 +15,7 @@ _RFC3339 = re.compile(
 # Backups format many timestamps that share their second; the date part is cached.
 _FORMATTED = {}
 _PARSED = {}
+_DAYS = {}  # 'YYYY-MM-DD' -> its midnight in seconds since the epoch (UTC)
 
 
 def _format_parts(seconds: int, offset: int):
@@ -39,8 +40,13 @@ def _parse_second(text: str, zone: str):
         if not (zone[1:3].isdigit() and zone[4:6].isdigit()) or zone[0] not in "+-":
             raise ValueError(f"invalid time {text!r}")
         offset = (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    seconds = calendar.timegm((int(text[:4]), int(text[5:7]), int(text[8:10]),
-                               int(text[11:13]), int(text[14:16]), int(text[17:19]), 0, 0, 0))
+    day = _DAYS.get(text[:10])
+    if day is None:  # files of one backup share few days; timegm is the slow part
+        day = calendar.timegm((int(text[:4]), int(text[5:7]), int(text[8:10]), 0, 0, 0, 0, 0, 0))
+        if len(_DAYS) > 65536:
+            _DAYS.clear()
+        _DAYS[text[:10]] = day
+    seconds = day + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
     return (seconds - offset) * 1_000_000_000, offset
 
 

@@ -3,10 +3,10 @@
 The data blobs of the next entries are planned a little ahead: blobs stored close together
 in one pack (the chunks of a file, the small files of a folder, and the chunks of files a
 backup saved side by side, which interleave) become one range read, as restore reads packs
-(operations/restorer/pack_reader.py). Worker threads read the next ranges while the archive
-is written; blobs are decrypted and checked as they are written (one thread doing all the
-Python work runs faster than several fighting over the GIL). The bytes read ahead are
-bounded, so memory stays flat however large a file or a tree is, and a blob that comes up
+(operations/restorer/pack_reader.py). Worker threads read the next ranges and decrypt and check
+their blobs (native code, without the GIL) while the archive is written. The plaintext
+bytes read ahead are bounded (from the index's sizes, so compressed blobs count at their
+full size), so memory stays flat however large a file or a tree is, and a blob that comes up
 again while planned (a file of zeros, hard links next to each other) is read once.
 """
 from collections import OrderedDict, deque
@@ -29,7 +29,7 @@ class _Run:
     """One range read in one pack, and the blobs (id, location) wanted from it in the order
     they were planned."""
 
-    __slots__ = ("pack_id", "start", "end", "blobs", "future", "pending")
+    __slots__ = ("pack_id", "start", "end", "blobs", "future", "pending", "plain")
 
     def __init__(self, loc):
         self.pack_id = loc.pack_id
@@ -38,6 +38,7 @@ class _Run:
         self.blobs: list = []
         self.future: Optional[Future] = None  # of the sealed bytes, once submitted
         self.pending = 0  # uses of its blobs not yet written
+        self.plain = 0  # plaintext bytes of its blobs: what it holds once decoded
 
     @property
     def size(self) -> int:
@@ -46,7 +47,7 @@ class _Run:
     def grown_by(self, loc) -> Optional[int]:
         """How many bytes the read grows by to take loc, or None if it should not."""
         start, end = min(self.start, loc.offset), max(self.end, loc.offset + loc.length)
-        if (end - start > MAX_READ or loc.offset > self.end + MAX_GAP
+        if (end - start > MAX_READ or self.plain + loc.size > MAX_READ or loc.offset > self.end + MAX_GAP
                 or loc.offset + loc.length < self.start - MAX_GAP):
             return None
         return end - start - self.size
@@ -55,6 +56,7 @@ class _Run:
         self.start = min(self.start, loc.offset)
         self.end = max(self.end, loc.offset + loc.length)
         self.blobs.append((blob_id, loc))
+        self.plain += loc.size
         return len(self.blobs) - 1
 
 
@@ -152,13 +154,26 @@ class PackBatchedReader:
         (a run needed now) in any case."""
         while self._waiting and (self._in_flight < self.ahead_bytes or self._in_flight == 0 or force):
             run = self._waiting.popleft()
-            self._in_flight += run.size
+            self._in_flight += run.plain
             run.future = self._pool.submit(self._read, run)
             if run is force:
                 force = None
 
     # --- reading (worker threads) ---
-    def _read(self, run: _Run) -> bytes:
+    def _read(self, run: _Run) -> List[object]:
+        """The run's blobs decrypted and checked, each its plaintext or the error it gave."""
+        sealed = self._read_range(run)
+        decoded: List[object] = []
+        with memoryview(sealed) as view:
+            for blob_id, loc in run.blobs:
+                at = loc.offset - run.start
+                try:
+                    decoded.append(self.repo.blobs.decode(blob_id, view[at:at + loc.length], loc))
+                except RestiqueError as exc:
+                    decoded.append(exc)
+        return decoded
+
+    def _read_range(self, run: _Run) -> bytes:
         try:
             return self.repo.load_pack(run.pack_id, run.start, run.size)
         except FileNotFoundError:
@@ -191,7 +206,7 @@ class PackBatchedReader:
         if run is not None:
             run.pending -= 1
             if not run.pending:  # used up: let the read go, read further ahead
-                self._in_flight -= run.size
+                self._in_flight -= run.plain
                 self._planned_bytes -= run.size
                 run.future = _DONE
                 self._submit()
@@ -204,10 +219,7 @@ class PackBatchedReader:
         if run.future is None:  # needed now: stop growing it and read it
             self._close(run)
             self._submit(force=run)
-        blob_id, loc = run.blobs[slot.index]
-        at = loc.offset - run.start
-        with memoryview(run.future.result()) as view:
-            return self.repo.blobs.decode(blob_id, view[at:at + loc.length], loc)
+        return run.future.result()[slot.index]
 
 
 _END = object()
