@@ -12,7 +12,8 @@ packages=(python3 python3-venv python3-dev gcc libssl-dev libzstd-dev restic e2f
 # mount (FUSE) builds pyfuse3 against libfuse3; the tests drive the web page with chromium and
 # read the WebDAV share with rclone
 packages+=(fuse3 libfuse3-dev pkg-config)
-if [ "$extra" = "test" ]; then packages+=(chromium rclone); fi
+# (and the remote backends against rclone's REST server and OpenSSH's sshd)
+if [ "$extra" = "test" ]; then packages+=(chromium rclone openssh-server openssh-client); fi
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
