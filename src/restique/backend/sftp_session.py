@@ -1,0 +1,133 @@
+"""One SFTP session: the system `ssh` run as a subprocess (`ssh host -s sftp`, as restic runs it),
+and paramiko's SFTP client speaking the protocol over that process's stdin and stdout.
+
+Running the user's own ssh means ~/.ssh/config, agents, ProxyJump and known_hosts work as they
+do for every other tool. The ssh process gets one end of a socket pair as its stdin and stdout;
+paramiko gets the other end through a small channel adapter.
+"""
+import select
+import signal
+import socket
+import subprocess
+import threading
+from collections import deque
+from typing import List
+
+from ..errors import RestiqueError
+from .base import PermanentBackendError
+
+_STDERR_LINES = 5  # enough of ssh's last words to say why it stopped
+_EXIT_WAIT = 5.0  # seconds ssh gets to leave after its stdin closes
+
+
+class SessionLost(PermanentBackendError):
+    """ssh exited: this session cannot answer again (restic treats it as permanent too)."""
+
+
+class _PipeChannel:
+    """The part of a paramiko Channel that SFTPClient uses, over a connected socket."""
+
+    def __init__(self, sock: socket.socket, name: str):
+        self._sock = sock
+        self._name = name
+
+    def send(self, data) -> int:
+        return self._sock.send(data)
+
+    def recv(self, size: int) -> bytes:
+        return self._sock.recv(size)
+
+    def recv_ready(self) -> bool:
+        return bool(select.select([self._sock], [], [], 0)[0])
+
+    def settimeout(self, timeout) -> None:
+        self._sock.settimeout(timeout)
+
+    def gettimeout(self):
+        return self._sock.gettimeout()
+
+    def setblocking(self, blocking) -> None:
+        self._sock.setblocking(blocking)
+
+    def get_name(self) -> str:
+        return self._name
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+
+
+class SshSession:
+    """An ssh process and the SFTP client over its pipes. Not thread-safe: callers serialise
+    requests (paramiko's client drops replies read by another thread's wait)."""
+
+    def __init__(self, command: List[str], what: str):
+        self.what = what
+        self._stderr: deque = deque(maxlen=_STDERR_LINES)
+        ours, theirs = socket.socketpair()
+        try:
+            # a process group of its own: Ctrl-C on the terminal interrupts restique, which
+            # still needs the connection to remove its lock; ssh leaves when its stdin closes
+            self.process = subprocess.Popen(
+                command, stdin=theirs, stdout=theirs, stderr=subprocess.PIPE,
+                process_group=0, close_fds=True,
+            )
+        except OSError as exc:
+            ours.close()
+            raise RestiqueError(f"unable to start the sftp session with {command[0]}: {exc.strerror}") from None
+        finally:
+            theirs.close()
+        self._reader = threading.Thread(target=self._read_stderr, name="ssh-stderr", daemon=True)
+        self._reader.start()
+        self._channel = _PipeChannel(ours, what)
+        self.client = self._start_client()
+
+    def _start_client(self):
+        from paramiko import SFTPClient, SSHException
+
+        try:
+            return SFTPClient(self._channel)
+        except (SSHException, EOFError, OSError):
+            self.close()
+            raise RestiqueError(f"unable to start the sftp session for {self.what}: {self.exit_reason()}") from None
+
+    def _read_stderr(self) -> None:
+        for raw in self.process.stderr:
+            line = raw.decode("utf-8", "replace").strip()
+            if line:
+                self._stderr.append(line)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def exit_reason(self) -> str:
+        """Why ssh stopped, in one line: its exit status and last words on stderr."""
+        try:
+            code = self.process.wait(_EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._reader.join(1.0)
+        status = "ssh did not exit" if code is None else f"ssh exited with status {code}"
+        said = "; ".join(self._stderr)
+        return f"{status}: {said}" if said else status
+
+    def lost(self) -> SessionLost:
+        """The error for a request that failed because the connection went away."""
+        return SessionLost(f"connection to {self.what} lost: {self.exit_reason()}")
+
+    def close(self) -> None:
+        """Close the pipes; ssh leaves on end of input, and is made to if it lingers."""
+        self._channel.close()
+        if self.process.poll() is None:
+            try:
+                self.process.wait(_EXIT_WAIT)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGTERM)
+                self.process.wait()
+        if self.process.stderr:
+            self._reader.join(1.0)
+            self.process.stderr.close()
+

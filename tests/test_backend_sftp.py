@@ -1,0 +1,168 @@
+"""The sftp backend against a real OpenSSH server on 127.0.0.1, started here with its own keys.
+
+The backend contract (test_backend_conformance) runs again over sftp, then the command line:
+round trips, restic 0.14 reading what restique wrote and the other way round, and failures
+(ssh unable to connect, the server killed during a backup).
+"""
+import getpass
+import inspect
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import test_backend_conformance
+from test_backend_conformance import *  # noqa: F401,F403 - the contract's tests, run over sftp here
+
+from restique.backend import FileType
+from restique.backend.options import BackendOptions
+from restique.backend.sftp import SftpBackend, open_sftp, parse_location, ssh_command, SftpConfig
+from restique.errors import RestiqueError, UsageError
+
+# the contract's tests that need no backend already ran in their own module
+for _name, _test in list(vars(test_backend_conformance).items()):
+    if _name.startswith("test_") and not {"be", "fresh"} & set(inspect.signature(_test).parameters):
+        del globals()[_name]
+
+HOST = "sftptest"  # the Host entry of the generated ssh config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sshd:
+    """An sshd on a private port; start() again after stop() gives the same server back."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.port = _free_port()
+        self.config = folder / "sshd_config"
+        self.process = None
+
+    def write_keys_and_config(self) -> None:
+        for key in ("host_key", "user_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.folder / key)], check=True)
+        (self.folder / "authorized_keys").write_text((self.folder / "user_key.pub").read_text())
+        host_pub = (self.folder / "host_key.pub").read_text().split()
+        (self.folder / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
+        self.config.write_text("\n".join([
+            f"HostKey {self.folder / 'host_key'}", f"AuthorizedKeysFile {self.folder / 'authorized_keys'}",
+            f"PidFile {self.folder / 'sshd.pid'}", "ListenAddress 127.0.0.1", "StrictModes no",
+            "PermitRootLogin yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "UsePAM no", "Subsystem sftp internal-sftp", "LogLevel ERROR", "",
+        ]))
+        self.client_config = self.folder / "ssh_config"
+        self.client_config.write_text("\n".join([
+            f"Host {HOST}", "  HostName 127.0.0.1", f"  Port {self.port}", f"  User {getpass.getuser()}",
+            f"  IdentityFile {self.folder / 'user_key'}", "  IdentitiesOnly yes", "  BatchMode yes",
+            f"  UserKnownHostsFile {self.folder / 'known_hosts'}", "  StrictHostKeyChecking yes", "",
+        ]))
+
+    def start(self) -> None:
+        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation folder
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        self.process = subprocess.Popen([sshd, "-D", "-e", "-f", str(self.config), "-p", str(self.port)],
+                                        start_new_session=True, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"sshd failed: {self.process.stderr.read().decode()}")
+                time.sleep(0.02)
+        raise RuntimeError("sshd did not start listening")
+
+    def stop(self) -> None:
+        """Kill the server and every session it serves (they share its process group)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        self.process.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    server.write_keys_and_config()
+    server.start()
+    yield server
+    server.stop()
+
+
+def options_for(server) -> dict:
+    return BackendOptions(extended={"sftp.args": f"-F {server.client_config}"})
+
+
+@pytest.fixture
+def fresh(sshd, tmp_path):
+    """A backend over sftp where no repository has been created yet."""
+    be = open_sftp(f"sftp:{HOST}:{tmp_path}/repo", options_for(sshd))
+    yield be
+    be.close()
+
+
+# --------------------------------------------------------------------------------------------
+# locations and the ssh command
+
+
+@pytest.mark.parametrize("location, parts", [
+    ("sftp:host:/srv/repo", ("", "host", "", "/srv/repo")),
+    ("sftp:user@host:repo/", ("user", "host", "", "repo")),
+    ("sftp:me@example.com@host:/r", ("me@example.com", "host", "", "/r")),
+    ("sftp://user@host:2222//srv/repo", ("user", "host", "2222", "/srv/repo")),
+    ("sftp://host/rel/../repo", ("", "host", "", "repo")),
+])
+def test_locations_as_restic_reads_them(location, parts):
+    assert parse_location(location) == SftpConfig(*parts)
+
+
+@pytest.mark.parametrize("location, message", [
+    ("sftp:hostonly", "hostname or path not found"),
+    ("sftp://host", "no directory specified"),
+    ("sftp:host:~/repo", "starts with the tilde"),
+])
+def test_locations_restic_refuses(location, message):
+    with pytest.raises(UsageError, match=message):
+        parse_location(location)
+
+
+def test_the_ssh_command_as_restic_builds_it():
+    config = SftpConfig("user", "host", "2222", "/r")
+    assert ssh_command(config, {}) == ["ssh", "host", "-p", "2222", "-l", "user", "-s", "sftp"]
+    assert ssh_command(config, {"args": "-F 'my config' -v"}) == \
+        ["ssh", "host", "-p", "2222", "-l", "user", "-F", "my config", "-v", "-s", "sftp"]
+    assert ssh_command(config, {"command": "my-ssh x -s sftp"}) == ["my-ssh", "x", "-s", "sftp"]
+    with pytest.raises(UsageError, match="cannot specify both sftp.command and sftp.args options"):
+        ssh_command(config, {"command": "a", "args": "b"})
+
+
+def test_sftp_command_option(sshd, tmp_path):
+    command = f"ssh -F {sshd.client_config} {HOST} -s sftp"
+    be = open_sftp(f"sftp:ignored:{tmp_path}/repo", BackendOptions(extended={"sftp.command": command}))
+    be.create()
+    be.save(FileType.KEY, "ab" * 32, b"key")
+    assert (tmp_path / "repo" / "keys" / ("ab" * 32)).read_bytes() == b"key"
+    assert oct((tmp_path / "repo" / "keys" / ("ab" * 32)).stat().st_mode & 0o777) == "0o400"
+    assert len(os.listdir(tmp_path / "repo" / "data")) == 256
+    process = be._session.process
+    be.close()
+    assert process.poll() is not None, "ssh is gone after close"
+
+
+def test_a_failed_connection_is_one_line(sshd, tmp_path):
+    with pytest.raises(RestiqueError) as err:
+        open_sftp(f"sftp://127.0.0.1:{_free_port()}/{tmp_path}", BackendOptions(extended={"sftp.args": "-o BatchMode=yes"}))
+    message = str(err.value)
+    assert "\n" not in message and "ssh exited with status 255" in message and "refused" in message
