@@ -11,7 +11,7 @@ from .base import Backend
 Factory = Callable[[str, str], Backend]
 
 # restic's schemes that restique does not speak yet: named in the error instead of "invalid"
-_PLANNED_SCHEMES = ("sftp", "rest", "s3", "rclone", "b2", "azure", "gs", "swift")
+_PLANNED_SCHEMES = ("sftp", "s3", "b2", "azure", "gs", "swift")
 
 
 def _local(path: str, location: str) -> Backend:
@@ -20,22 +20,47 @@ def _local(path: str, location: str) -> Backend:
     return LocalBackend(path, location)
 
 
-SCHEMES: Dict[str, Factory] = {"local": _local}
+def _rest(url: str, location: str, options) -> Backend:
+    from .rest import open_rest
+
+    return open_rest(url, location, options)
 
 
-def register_scheme(scheme: str, factory: Factory) -> None:
-    """Make `scheme:...` locations open with factory (replacing an earlier registration)."""
+def _rclone(remote: str, location: str, options) -> Backend:
+    from .rclone import open_rclone
+
+    return open_rclone(remote, location, options)
+
+
+SCHEMES: Dict[str, Factory] = {"local": _local, "rest": _rest, "rclone": _rclone}
+# schemes whose factory takes a third argument, the BackendOptions (-o, TLS, limits)
+_WITH_OPTIONS = {"rest", "rclone"}
+
+
+def register_scheme(scheme: str, factory: Factory, with_options: bool = False) -> None:
+    """Make `scheme:...` locations open with factory (replacing an earlier registration);
+    with_options: the factory takes the BackendOptions as a third argument."""
     SCHEMES[scheme] = factory
+    (_WITH_OPTIONS.add if with_options else _WITH_OPTIONS.discard)(scheme)
 
 
-def open_backend(location: str) -> Backend:
+def open_backend(location: str, options=None) -> Backend:
+    """The backend for location, wrapped in retries and rate limits (backend.compose)."""
+    from .compose import wrap_backend
+    from .options import BackendOptions
+
+    options = options or BackendOptions()
+    return wrap_backend(_open_plain(location, options), options)
+
+
+def _open_plain(location: str, options) -> Backend:
     if not location:
         raise UsageError("Please specify repository location (-r or --repository-file)")
     scheme, sep, rest = location.partition(":")
     if sep:
         factory = SCHEMES.get(scheme)
         if factory is not None:
-            return factory(rest, location)
+            return factory(rest, location, options) if scheme in _WITH_OPTIONS else factory(rest, location)
         if scheme in _PLANNED_SCHEMES:
             raise RestiqueError(f"the {scheme} backend is not implemented yet (repository {location})")
         if "/" not in scheme and len(scheme) > 1:

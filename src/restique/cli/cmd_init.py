@@ -30,7 +30,7 @@ def init(opts, repository_version, copy_chunker_params, source):
         raise UsageError("Secondary repository must only be specified when copying the chunker parameters")
     location = opts.location()
     password = opts.password(new=True)
-    repo = init_repository(location, password, version, polynomial=polynomial,
+    repo = init_repository(opts.backend(), password, version, polynomial=polynomial,
                            compression_mode=opts.compression, pack_size=opts.pack_size)
     opts.repository = repo
     if opts.json:

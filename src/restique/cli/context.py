@@ -29,6 +29,7 @@ class GlobalOptions:
     options: List[str] = field(default_factory=list)
     password_env: str = "RESTIC_PASSWORD"
     password_prompt: str = "enter password for repository: "
+    backend_options: object = None  # backend.options.BackendOptions: -o, TLS files, limits
     repository: object = None  # the opened Repository
     _opened: list = field(default_factory=list)  # every repository opened, closed when the command ends
 
@@ -44,6 +45,12 @@ class GlobalOptions:
         if not self.repo:
             raise UsageError("Please specify repository location (-r or --repository-file)")
         return self.repo
+
+    def backend(self):
+        """The storage at location(), with -o options, TLS settings, limits and retries."""
+        from ..backend.location import open_backend
+
+        return open_backend(self.location(), self.backend_options)
 
     def password(self, new: bool = False) -> str:
         pw = passwords.configured_password(self.password_file, self.password_command, self.password_env)
@@ -74,17 +81,12 @@ class GlobalOptions:
     def _open(self, lock: Optional[bool]):
         from ..repository.repository import open_repository
 
-        location = self.location()
-        tries = MAX_PASSWORD_TRIES if self._asks_password() else 1
-        for attempt in range(tries):
-            pw = self.password()
-            try:
-                repo = open_repository(location, pw, self.key_hint, self.compression, self.pack_size)
-                break
-            except WrongPassword:
-                if attempt + 1 == tries:
-                    raise
-                print("wrong password or no key found. Try again", file=sys.stderr)
+        backend = self.backend()
+        try:
+            repo = self._unlock(backend, open_repository)
+        except BaseException:
+            backend.close()  # a helper process (rclone) must not outlive a failed open
+            raise
         self._opened.append(repo)
         if self.repository is None:
             self.repository = repo
@@ -94,6 +96,17 @@ class GlobalOptions:
         if lock is not None:
             repo.lock(exclusive=lock, retry_seconds=self.retry_lock)
         return repo
+
+    def _unlock(self, backend, open_repository):
+        tries = MAX_PASSWORD_TRIES if self._asks_password() else 1
+        for attempt in range(tries):
+            pw = self.password()
+            try:
+                return open_repository(backend, pw, self.key_hint, self.compression, self.pack_size)
+            except WrongPassword:
+                if attempt + 1 == tries:
+                    raise
+                print("wrong password or no key found. Try again", file=sys.stderr)
 
     def secondary(self, source) -> "GlobalOptions":
         """The options for a second repository (--from-repo ...), sharing the rest."""

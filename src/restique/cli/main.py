@@ -112,12 +112,28 @@ def cli(ctx, repo, repository_file, password_file, password_command, key_hint, j
         pack_size=pack_size,
         retry_lock=parse_duration(retry_lock),
         options=list(options),
+        backend_options=_backend_options(options, limit_upload, limit_download, **_tls),
     )
     ctx.obj = opts
     ctx.call_on_close(opts.close)
-    if limit_upload or limit_download:
-        print("Warning: --limit-upload/--limit-download are not implemented yet and have no effect",
-              file=sys.stderr)
+
+
+def _backend_options(options, limit_upload, limit_download, insecure_tls, cacert, tls_client_cert, **_):
+    """-o key=value, --limit-*, the TLS flags; RESTIQUE_BACKEND_RETRY_TIME (a duration such as
+    2s) shortens the time transient backend errors are retried (15 minutes), for tests."""
+    from ..backend.options import BackendOptions, parse_extended
+    from .durations import parse_duration
+
+    if limit_upload < 0 or limit_download < 0:
+        raise UsageError("--limit-upload and --limit-download must not be negative")
+    settings = BackendOptions(extended=parse_extended(options), limit_upload=limit_upload,
+                              limit_download=limit_download, insecure_tls=insecure_tls,
+                              cacert=tuple(cacert) or tuple(filter(None, os.environ.get("RESTIC_CACERT", "").split(","))),
+                              tls_client_cert=tls_client_cert or os.environ.get("RESTIC_TLS_CLIENT_CERT") or None)
+    retry_time = os.environ.get("RESTIQUE_BACKEND_RETRY_TIME")
+    if retry_time:
+        settings.retry_max_time = parse_duration(retry_time)
+    return settings
 
 
 def _usage_message(exc: click.exceptions.UsageError) -> str:

@@ -1,0 +1,255 @@
+"""The REST server protocol (rest-server, `rclone serve restic`): one URL per file, POST to save,
+GET with a Range header to load, HEAD to stat, DELETE to remove, GET on a folder to list.
+
+Listings ask for version 2 (`Accept: application/vnd.x.restic.rest.v2`, names with sizes); a
+server that answers in version 1 sends names only, and each size costs a HEAD request.
+Connections are kept alive in a pool of `rest.connections` (restic's default 5); a request
+waits for a free connection rather than opening more.
+"""
+import os
+import tempfile
+from typing import Iterator, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import requests.adapters
+
+from ..errors import AlreadyExists, UsageError
+from .base import (BackendError, BackendFileExists, BackendShortRead, FileType, PermanentBackendError,
+                   check_range, not_found)
+from .options import BackendOptions, positive_int
+
+CONTENT_TYPE_V1 = "application/vnd.x.restic.rest.v1"
+CONTENT_TYPE_V2 = "application/vnd.x.restic.rest.v2"
+# (connect, read) seconds: a stuck request fails and is retried rather than hanging forever
+TIMEOUTS = (30.0, 300.0)
+# statuses that will not change on a retry (restic's IsPermanentError, plus 404)
+_PERMANENT_STATUSES = {401, 403, 404, 416, 507}
+
+OPTIONS = {"connections": (positive_int, 5)}
+
+
+def strip_password(location: str) -> str:
+    """The location as shown to users: a password in the URL becomes `***` (restic's way)."""
+    scheme, _, url = location.partition(":")
+    parts = urlsplit(url)
+    if parts.password is None:
+        return location
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return f"{scheme}:{urlunsplit(parts._replace(netloc=netloc))}"
+
+
+class RestBackend:
+    """A repository behind a REST server at url (`http(s)://[user:pass@]host[:port]/path/`)."""
+
+    atomic_replace = False  # the server refuses to replace a file; so do we
+
+    def __init__(self, url: str, location: Optional[str] = None, options: Optional[BackendOptions] = None,
+                 connections: int = 5):
+        options = options or BackendOptions()
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"invalid REST server URL {url!r}: expected http(s)://host[:port]/path/")
+        self.location = strip_password(location or f"rest:{url}")
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        self.url = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+        self.connections = connections
+        self._bundle = None  # a joined --cacert file, removed on close
+        self.session = self._session(parts, options)
+
+    def _session(self, parts, options: BackendOptions) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # no netrc or proxy surprises: the URL says where to go
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=self.connections,
+                                                pool_block=True, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        if parts.username is not None:
+            from urllib.parse import unquote
+
+            session.auth = (unquote(parts.username), unquote(parts.password or ""))
+        session.headers["Accept"] = CONTENT_TYPE_V2
+        if options.insecure_tls:
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            session.verify = False
+        elif options.cacert:
+            session.verify = self._ca_bundle(options.cacert)
+        if options.tls_client_cert:
+            session.cert = options.tls_client_cert
+        return session
+
+    def _ca_bundle(self, files) -> str:
+        if len(files) == 1:
+            return files[0]
+        fd, self._bundle = tempfile.mkstemp(prefix="restique-cacert-", suffix=".pem")
+        with os.fdopen(fd, "wb") as out:
+            for name in files:
+                with open(name, "rb") as f:
+                    out.write(f.read() + b"\n")
+        return self._bundle
+
+    # --- requests and their errors ---
+    def _file_url(self, ftype: FileType, name: str) -> str:
+        if ftype is FileType.CONFIG:
+            return f"{self.url}/config"
+        return f"{self.url}/{ftype.folder}/{name}"
+
+    def _request(self, method: str, url: str, **kwargs) -> requests.Response:
+        try:
+            return self.session.request(method, url, timeout=TIMEOUTS, **kwargs)
+        except requests.RequestException as exc:
+            raise BackendError(f'{method.capitalize()} "{self._shown(url)}": {_reason(exc)}') from None
+
+    def _shown(self, url: str) -> str:
+        return url.replace(self.url, strip_password(self.location).partition(":")[2].rstrip("/"), 1)
+
+    def _fail(self, response: requests.Response, ftype: FileType, name: str):
+        """The error for an unexpected answer, classified as restic classifies it."""
+        status = response.status_code
+        if status == 404:
+            return not_found(ftype, name, self._where(ftype, name))
+        text = f"unexpected HTTP response ({status}): {status} {response.reason}"
+        if status in (401, 403):
+            text += f" (for {self._where(ftype, name)}; check the user name and password)"
+        error = PermanentBackendError if status in _PERMANENT_STATUSES else BackendError
+        return error(text)
+
+    def _where(self, ftype: FileType, name: str) -> str:
+        return "config" if ftype is FileType.CONFIG else f"<{ftype.label}/{name}>"
+
+    # --- the Backend protocol ---
+    def create(self) -> None:
+        try:
+            self.stat(FileType.CONFIG, "")
+        except FileNotFoundError:
+            pass
+        else:
+            raise AlreadyExists(f"create repository at {self.location} failed: config file already exists")
+        response = self._request("POST", f"{self.url}/?create=true", data=b"")
+        if response.status_code != 200:
+            raise self._fail(response, FileType.CONFIG, "")
+
+    def save(self, ftype: FileType, name: str, data) -> None:
+        body = b"".join(data) if isinstance(data, (list, tuple)) else bytes(data)
+        # rest-server refuses to replace a file, rclone replaces it; both give the same answer
+        if self._exists(ftype, name):
+            raise BackendFileExists(17, "file already exists", self._where(ftype, name))
+        response = self._request("POST", self._file_url(ftype, name), data=body,
+                                 headers={"Content-Type": "application/octet-stream"})
+        if response.status_code == 200:
+            return
+        if response.status_code == 403 and self._exists(ftype, name):
+            raise BackendFileExists(17, "file already exists", self._where(ftype, name))
+        raise self._fail(response, ftype, name)
+
+    def _exists(self, ftype: FileType, name: str) -> bool:
+        try:
+            self.stat(ftype, name)
+            return True
+        except (FileNotFoundError, BackendError):
+            return False
+
+    def load(self, ftype: FileType, name: str, offset: int = 0, length: Optional[int] = None) -> bytes:
+        check_range(offset, length)
+        if length == 0:  # no byte range means nothing: still say whether the file is there
+            if offset > self.stat(ftype, name):
+                raise self._short(ftype, name, offset, length)
+            return b""
+        end = "" if length is None else str(offset + length - 1)
+        headers = {"Range": f"bytes={offset}-{end}"} if offset or length is not None else {}
+        response = self._request("GET", self._file_url(ftype, name), headers=headers)
+        if response.status_code == 416:
+            if length is None and offset == self.stat(ftype, name):
+                return b""  # the range starts just past the end: empty, not short
+            raise self._short(ftype, name, offset, length)
+        if response.status_code not in (200, 206):
+            raise self._fail(response, ftype, name)
+        content = response.content
+        if response.status_code == 200 and offset:  # a server that ignores ranges
+            if offset > len(content):
+                raise self._short(ftype, name, offset, length)
+            content = content[offset:] if length is None else content[offset:offset + length]
+        elif offset > _total_size(response, offset):  # rclone answers 206 to a range past the end
+            raise self._short(ftype, name, offset, length)
+        if length is not None and len(content) != length:
+            raise self._short(ftype, name, offset, length, len(content))
+        return content
+
+    def _short(self, ftype, name, offset, length, got=None) -> BackendShortRead:
+        detail = "offset is past the end" if got is None else f"got {got} bytes"
+        return BackendShortRead(f"{ftype.label}/{name}: short read, wanted {length} bytes at {offset}, {detail}")
+
+    def stat(self, ftype: FileType, name: str) -> int:
+        response = self._request("HEAD", self._file_url(ftype, name))
+        if response.status_code != 200:
+            raise self._fail(response, ftype, name)
+        size = response.headers.get("Content-Length")
+        if size is None or not size.isdigit():
+            raise BackendError(f"{self._where(ftype, name)}: the server sent no valid Content-Length")
+        return int(size)
+
+    def remove(self, ftype: FileType, name: str) -> None:
+        response = self._request("DELETE", self._file_url(ftype, name))
+        if response.status_code != 200:
+            raise self._fail(response, ftype, name)
+
+    def list(self, ftype: FileType) -> Iterator[Tuple[str, int]]:
+        if ftype is FileType.CONFIG:
+            return iter(())
+        response = self._request("GET", f"{self.url}/{ftype.folder}/")
+        if response.status_code == 404 and not response.headers.get("Server", "").startswith("rclone/"):
+            return iter(())  # rest-server: the folder does not exist yet (rclone: no repository)
+        if response.status_code != 200:
+            raise self._fail(response, ftype, "")
+        try:
+            entries = response.json() or []
+        except ValueError:
+            raise BackendError(f"List({ftype.label}): the server sent an invalid listing") from None
+        if response.headers.get("Content-Type", "").startswith(CONTENT_TYPE_V2):
+            return iter([(entry["name"], int(entry["size"])) for entry in entries])
+        return self._sizes(ftype, entries)
+
+    def _sizes(self, ftype: FileType, names) -> Iterator[Tuple[str, int]]:
+        """Version 1 listings: names only; a file removed since the listing is skipped."""
+        for name in names:
+            try:
+                yield name, self.stat(ftype, name)
+            except FileNotFoundError:
+                continue
+
+    def close(self) -> None:
+        self.session.close()
+        if self._bundle:
+            os.unlink(self._bundle)
+            self._bundle = None
+
+
+def _total_size(response: requests.Response, default: int) -> int:
+    """The file's size from a `Content-Range: bytes a-b/size` header, else default."""
+    _, _, total = response.headers.get("Content-Range", "").rpartition("/")
+    return int(total) if total.isdigit() else default
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests error in a few words ("connection refused")."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror[0].lower() + seen.strerror[1:]
+        for arg in getattr(seen, "args", ()):
+            if isinstance(arg, BaseException):
+                seen = arg
+                break
+        else:
+            seen = seen.__context__ or getattr(seen, "reason", None)
+            if isinstance(seen, str):
+                return seen
+    text = str(exc)
+    return text.rsplit(": ", 1)[-1].rstrip("')\"") if "Caused by" in text else text
+
+
+def open_rest(url: str, location: str, options: BackendOptions) -> RestBackend:
+    settings = options.for_scheme("rest", OPTIONS)
+    return RestBackend(url, location, options, connections=settings["connections"])
