@@ -19,6 +19,7 @@ import pytest
 import test_backend_conformance
 from test_backend_conformance import *  # noqa: F401,F403 - the contract's tests, run over sftp here
 
+from conftest import clean_env, restique_cmd, run_restic, run_restique
 from restique.backend import FileType
 from restique.backend.options import BackendOptions
 from restique.backend.sftp import SftpBackend, open_sftp, parse_location, ssh_command, SftpConfig
@@ -83,13 +84,31 @@ class Sshd:
         raise RuntimeError("sshd did not start listening")
 
     def stop(self) -> None:
-        """Kill the server and every session it serves (they share its process group)."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """Kill the server and every session it serves (sessions leave its process group)."""
+        for pid in [self.process.pid] + _descendants(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.process.wait()
         self.process.stderr.close()
+
+
+def _descendants(root: int) -> list:
+    children = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, pending = [], [root]
+    while pending:
+        kids = children.get(pending.pop(), [])
+        found += kids
+        pending += kids
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -166,3 +185,91 @@ def test_a_failed_connection_is_one_line(sshd, tmp_path):
         open_sftp(f"sftp://127.0.0.1:{_free_port()}/{tmp_path}", BackendOptions(extended={"sftp.args": "-o BatchMode=yes"}))
     message = str(err.value)
     assert "\n" not in message and "ssh exited with status 255" in message and "refused" in message
+
+
+# --------------------------------------------------------------------------------------------
+# the command line, and restic 0.14 on the same server
+
+
+def restique_opts(server) -> list:
+    return ["-o", f"sftp.args=-F {server.client_config}"]
+
+
+def restic_opts(server) -> list:  # restic 0.14 knows sftp.command, not sftp.args
+    return ["-o", f"sftp.command=ssh -F {server.client_config} {HOST} -s sftp"]
+
+
+@pytest.fixture
+def files(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "small.txt").write_text("hello over sftp\n")
+    (src / "sub" / "random.bin").write_bytes(os.urandom(3 << 20))
+    return src
+
+
+def _same_tree(restored, src) -> None:
+    for path in src.rglob("*"):
+        if path.is_file():
+            assert (restored / path.relative_to(src.anchor)).read_bytes() == path.read_bytes(), path
+
+
+def test_restique_writes_restic_reads(sshd, files, tmp_path):
+    repo = f"sftp:{HOST}:{tmp_path}/repo"
+    run_restique(repo, *restique_opts(sshd), "init")
+    run_restique(repo, *restique_opts(sshd), "backup", files)
+    run_restique(repo, *restique_opts(sshd), "restore", "latest", "--target", tmp_path / "mine")
+    _same_tree(tmp_path / "mine", files)
+    run_restic(repo, *restic_opts(sshd), "check", "--read-data")
+    run_restic(repo, *restic_opts(sshd), "restore", "latest", "--target", tmp_path / "theirs")
+    _same_tree(tmp_path / "theirs", files)
+    again = run_restique(repo, *restique_opts(sshd), "init", check=False)
+    assert again.returncode == 1
+    assert again.stderr.decode().strip() == f"Fatal: create repository at {repo} failed: config file already exists"
+
+
+def test_restic_writes_restique_reads(sshd, files, tmp_path):
+    repo = f"sftp:{HOST}:{tmp_path}/repo"
+    run_restic(repo, *restic_opts(sshd), "init")
+    run_restic(repo, *restic_opts(sshd), "backup", files)
+    run_restique(repo, *restic_opts(sshd), "check", "--read-data")  # sftp.command works here too
+    run_restique(repo, *restique_opts(sshd), "restore", "latest", "--target", tmp_path / "out")
+    _same_tree(tmp_path / "out", files)
+
+
+def test_missing_repository_and_failed_connections(sshd, tmp_path):
+    missing = run_restique(f"sftp:{HOST}:{tmp_path}/none", *restique_opts(sshd), "snapshots", check=False)
+    assert missing.returncode == 10
+    assert missing.stderr.decode().startswith("Fatal: repository does not exist: unable to open config file")
+    refused = run_restique(f"sftp://127.0.0.1:{_free_port()}/{tmp_path}", "-o", "sftp.args=-o BatchMode=yes",
+                           "snapshots", check=False)
+    lines = refused.stderr.decode().splitlines()
+    assert refused.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("Fatal: unable to open repository at sftp://") and "Connection refused" in lines[0]
+
+
+def test_server_killed_during_backup(sshd, tmp_path):
+    repo = f"sftp:{HOST}:{tmp_path}/repo"
+    src = tmp_path / "big"
+    src.mkdir()
+    for i in range(4):
+        (src / f"part{i}").write_bytes(os.urandom(24 << 20))
+    run_restique(repo, *restique_opts(sshd), "init")
+    cmd = restique_cmd() + ["-r", repo, *restique_opts(sshd), "backup", str(src)]
+    backup = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    data = tmp_path / "repo" / "data"
+    deadline = time.monotonic() + 30
+    while not any(data.rglob("*-restic-temp-*")) and time.monotonic() < deadline and backup.poll() is None:
+        time.sleep(0.01)
+    sshd.stop()  # in the middle of writing a pack
+    try:
+        out, err = backup.communicate(timeout=60)
+    finally:
+        sshd.start()
+    lines = err.decode().splitlines()
+    assert backup.returncode == 1, lines
+    assert lines[-1].startswith("Fatal: connection to sftptest lost: ssh exited with status 255"), lines
+    assert not os.listdir(tmp_path / "repo" / "snapshots")
+    run_restique(repo, *restique_opts(sshd), "unlock")  # the lost connection could not remove its lock
+    run_restique(repo, *restique_opts(sshd), "backup", src)
+    run_restic(repo, *restic_opts(sshd), "check", "--read-data")

@@ -101,7 +101,7 @@ class SftpBackend:
         self.location = location
         self.path = config.path
         self._lock = threading.Lock()  # one request sequence at a time on the one session
-        self._session = SshSession(command, config.host or location)
+        self._session = SshSession(command, config.host or location, location)
         self._closer = weakref.finalize(self, self._session.close)
         self._can_fsync = True
 
@@ -124,7 +124,7 @@ class SftpBackend:
         with self._lock:
             session = self._session
             if session is None:
-                raise SessionLost(f"{self.location}: the backend is closed")
+                raise SessionLost(errno.ECONNABORTED, "the sftp backend is closed", self.location)
             try:
                 yield session.client
             except BackendError:  # already in the contract's terms (a short read is an EOFError)
@@ -135,7 +135,7 @@ class SftpBackend:
                 raise PermissionError(errno.EACCES, exc.strerror or "permission denied", path) from None
             except (SSHException, ConnectionError, EOFError) as exc:
                 if session.alive() and not isinstance(exc, (ConnectionError, EOFError)):
-                    raise BackendError(f"sftp {path}: {exc}") from None
+                    raise BackendError(errno.EIO, f"sftp: {exc}", path) from None
                 raise session.lost() from None
             except OSError as exc:
                 if exc.errno is None and not session.alive():

@@ -5,6 +5,7 @@ Running the user's own ssh means ~/.ssh/config, agents, ProxyJump and known_host
 do for every other tool. The ssh process gets one end of a socket pair as its stdin and stdout;
 paramiko gets the other end through a small channel adapter.
 """
+import errno
 import select
 import signal
 import socket
@@ -64,8 +65,9 @@ class SshSession:
     """An ssh process and the SFTP client over its pipes. Not thread-safe: callers serialise
     requests (paramiko's client drops replies read by another thread's wait)."""
 
-    def __init__(self, command: List[str], what: str):
-        self.what = what
+    def __init__(self, command: List[str], what: str, location: str):
+        self.what = what  # the host, for messages
+        self.location = location
         self._stderr: deque = deque(maxlen=_STDERR_LINES)
         ours, theirs = socket.socketpair()
         try:
@@ -77,7 +79,9 @@ class SshSession:
             )
         except OSError as exc:
             ours.close()
-            raise RestiqueError(f"unable to start the sftp session with {command[0]}: {exc.strerror}") from None
+            raise RestiqueError(
+                f"unable to open repository at {location}: unable to start {command[0]}: {exc.strerror}"
+            ) from None
         finally:
             theirs.close()
         self._reader = threading.Thread(target=self._read_stderr, name="ssh-stderr", daemon=True)
@@ -92,7 +96,9 @@ class SshSession:
             return SFTPClient(self._channel)
         except (SSHException, EOFError, OSError):
             self.close()
-            raise RestiqueError(f"unable to start the sftp session for {self.what}: {self.exit_reason()}") from None
+            raise RestiqueError(
+                f"unable to open repository at {self.location}: unable to start the sftp session: {self.exit_reason()}"
+            ) from None
 
     def _read_stderr(self) -> None:
         for raw in self.process.stderr:
@@ -116,7 +122,7 @@ class SshSession:
 
     def lost(self) -> SessionLost:
         """The error for a request that failed because the connection went away."""
-        return SessionLost(f"connection to {self.what} lost: {self.exit_reason()}")
+        return SessionLost(errno.ECONNABORTED, f"connection to {self.what} lost: {self.exit_reason()}")
 
     def close(self) -> None:
         """Close the pipes; ssh leaves on end of input, and is made to if it lingers."""
