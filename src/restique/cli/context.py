@@ -23,6 +23,7 @@ class GlobalOptions:
     no_lock: bool = False
     no_cache: bool = False
     cache_dir: Optional[str] = None
+    cleanup_cache: bool = False
     compression: str = "auto"
     pack_size: Optional[int] = None
     retry_lock: float = 0.0
@@ -47,10 +48,12 @@ class GlobalOptions:
         return self.repo
 
     def backend(self):
-        """The storage at location(), with -o options, TLS settings, limits and retries."""
+        """The storage at location(), with -o options, TLS settings, limits and retries,
+        behind a local cache that _open() switches on."""
+        from ..backend.compose import with_cache
         from ..backend.location import open_backend
 
-        return open_backend(self.location(), self.backend_options)
+        return with_cache(open_backend(self.location(), self.backend_options))
 
     def password(self, new: bool = False) -> str:
         pw = passwords.configured_password(self.password_file, self.password_command, self.password_env)
@@ -93,9 +96,29 @@ class GlobalOptions:
         if not self.quiet and not self.json and sys.stdout.isatty():
             level = f", compression level {repo.compression}" if repo.config.version >= 2 else ""
             print(f"repository {repo.config.id[:8]} opened (version {repo.config.version}{level})")
+        self._use_cache(repo)
         if lock is not None:
             repo.lock(exclusive=lock, retry_seconds=self.retry_lock)
         return repo
+
+    def _use_cache(self, repo) -> None:
+        """Switch on the local cache, with restic's messages (only on a terminal)."""
+        from ..operations.cache import setup_cache
+
+        if self.no_cache or _checks_without_cache():
+            return
+        setup = setup_cache(repo, self.cache_dir, self.cleanup_cache)
+        for warning in setup.warnings:
+            print(warning, file=sys.stderr)
+        if self.quiet or self.json or not sys.stdout.isatty() or setup.cache is None:
+            return
+        if setup.created:
+            print(f"created new cache in {setup.cache.base}")
+        if setup.removed_old:
+            print(f"removing {setup.removed_old} old cache dirs from {setup.cache.base}")
+        elif setup.old_found:
+            print(f"found {setup.old_found} old cache directories in {setup.cache.base}, "
+                  "run `restic cache --cleanup` to remove them")
 
     def _unlock(self, backend, open_repository):
         tries = MAX_PASSWORD_TRIES if self._asks_password() else 1
@@ -125,3 +148,12 @@ class GlobalOptions:
         while self._opened:
             self._opened.pop().close()
         self.repository = None
+
+
+def _checks_without_cache() -> bool:
+    """`check` reads every file from the repository itself (restic gives it a fresh, empty
+    temporary cache), unless it is run with --with-cache."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.info_name == "check" and not ctx.params.get("with_cache")

@@ -38,6 +38,7 @@ COMMANDS = {
     "recover": ("cmd_recover", "recover"),
     "mount": ("cmd_mount", "mount"),
     "serve": ("cmd_serve", "serve"),
+    "cache": ("cmd_cache", "cache"),
 }
 
 
@@ -108,6 +109,7 @@ def cli(ctx, repo, repository_file, password_file, password_command, key_hint, j
         no_lock=no_lock,
         no_cache=no_cache,
         cache_dir=cache_dir,
+        cleanup_cache=cleanup_cache,
         compression=check_mode(compression),
         pack_size=pack_size,
         retry_lock=parse_duration(retry_lock),

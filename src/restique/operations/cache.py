@@ -1,0 +1,115 @@
+"""Switching on the local cache for an opened repository, and the cache folders' listing
+and cleanup used by the `cache` command and `--cleanup-cache`."""
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from ..backend.cache import CachedBackend
+from ..backend.cache_dir import (MAX_AGE_DAYS, CacheDir, default_base, folder_size, is_old,
+                                 list_cache_dirs, old_cache_dirs, remove_cache_dirs)
+from ..repository.pack import TREE, header_length_from_tail, parse_header
+
+
+@dataclass
+class CacheSetup:
+    """What opening the cache has to say, in restic's words; the CLI decides what to show."""
+
+    cache: Optional[CacheDir] = None
+    created: bool = False
+    removed_old: int = 0  # old folders removed (--cleanup-cache)
+    old_found: int = 0  # old folders left in place
+    warnings: List[str] = None
+
+
+def setup_cache(repo, base: Optional[str] = None, cleanup: bool = False) -> CacheSetup:
+    """Use the cache folder of repo under base (default_base() when None); with cleanup,
+    remove the folders of repositories unused for 30 days. A cache that cannot be opened is
+    a warning: the repository works without it."""
+    setup = CacheSetup(warnings=[])
+    backend = repo.backend
+    if not isinstance(backend, CachedBackend):
+        return setup
+    base = base or default_base()
+    try:
+        setup.cache, setup.created = CacheDir.open(base, repo.config.id)
+    except OSError as exc:
+        setup.warnings.append(f"unable to open cache: {exc.strerror or exc}")
+        return setup
+    backend.use_cache(setup.cache, TreePacks(repo))
+    old = old_cache_dirs(base)
+    if old and cleanup:
+        setup.removed_old = len(old)
+        setup.warnings += remove_cache_dirs(base, old)
+    else:
+        setup.old_found = len(old)
+    return setup
+
+
+class TreePacks:
+    """Which packs hold tree blobs: from the pack's own header when it is being saved, from
+    the index when it is being loaded (restic caches exactly these packs)."""
+
+    def __init__(self, repo):
+        self.repo = repo
+        self._known = set()
+        self._index_size = -1
+
+    def __call__(self, pack_id: str, data=None) -> bool:
+        if data is not None:
+            return self._header_has_trees(data)
+        if pack_id not in self._known and len(self.repo.index) != self._index_size:
+            self._index_size = len(self.repo.index)
+            index = self.repo.index
+            self._known = {index.lookup(TREE, blob_id).pack_id
+                           for blob_type, blob_id in index.blobs() if blob_type == TREE}
+        return pack_id in self._known
+
+    def _header_has_trees(self, data) -> bool:
+        pieces = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+        size = sum(len(p) for p in pieces)
+        try:
+            header_length = header_length_from_tail(_tail(pieces, 4), size)
+            sealed = _tail(pieces, header_length + 4)[:header_length]
+            return any(e.type == TREE for e in parse_header(self.repo.key, sealed, size))
+        except Exception:  # noqa: BLE001 - an unreadable pack is simply not cached
+            return False
+
+
+def _tail(pieces, n: int) -> bytes:
+    """The last n bytes of pieces stored one after the other, without joining them all."""
+    out, need = [], n
+    for piece in reversed(pieces):
+        if need <= 0:
+            break
+        part = bytes(piece[-need:]) if need < len(piece) else bytes(piece)
+        out.append(part)
+        need -= len(part)
+    return b"".join(reversed(out))
+
+
+# --- the `cache` command ---
+
+@dataclass
+class CacheFolder:
+    name: str
+    days_unused: int
+    old: bool
+    size: Optional[int]  # bytes; None when not asked for
+
+
+def cache_folders(base: str, max_age_days: int = MAX_AGE_DAYS, sizes: bool = True) -> List[CacheFolder]:
+    """The repository cache folders under base, least recently used first."""
+    now = time.time()
+    entries = sorted(list_cache_dirs(base), key=lambda e: e.mtime)
+    return [CacheFolder(e.name, int((now - e.mtime) // 86400), is_old(e.mtime, max_age_days),
+                        folder_size(os.path.join(base, e.name)) if sizes else None)
+            for e in entries]
+
+
+def cleanup_old(base: str, max_age_days: int, warn: Callable[[str], None]) -> int:
+    """Remove the folders unused for max_age_days; how many there were."""
+    old = old_cache_dirs(base, max_age_days)
+    for message in remove_cache_dirs(base, old):
+        warn(message)
+    return len(old)
