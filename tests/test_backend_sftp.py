@@ -252,8 +252,8 @@ def test_server_killed_during_backup(sshd, tmp_path):
     repo = f"sftp:{HOST}:{tmp_path}/repo"
     src = tmp_path / "big"
     src.mkdir()
-    for i in range(4):
-        (src / f"part{i}").write_bytes(os.urandom(24 << 20))
+    for i in range(2):
+        (src / f"part{i}").write_bytes(os.urandom(20 << 20))
     run_restique(repo, *restique_opts(sshd), "init")
     cmd = restique_cmd() + ["-r", repo, *restique_opts(sshd), "backup", str(src)]
     backup = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

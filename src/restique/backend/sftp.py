@@ -239,7 +239,9 @@ class SftpBackend:
                     )
                 if end == offset:
                     return b""
-                return b"".join(handle.readv([(offset, end - offset)]))
+                # one request per block, all sent ahead; paramiko joins a larger read quadratically
+                block = handle.MAX_REQUEST_SIZE
+                return b"".join(handle.readv([(at, min(block, end - at)) for at in range(offset, end, block)]))
 
     def stat(self, ftype: FileType, name: str) -> int:
         path = self._file(ftype, name)
