@@ -409,8 +409,8 @@ def test_unknown_and_planned_schemes_keep_their_messages():
     with pytest.raises(UsageError, match=r"^Please specify repository location \(-r or --repository-file\)$"):
         open_backend("")
     with pytest.raises(RestiqueError) as err:
-        open_backend("sftp:host:/srv/repo")
-    assert str(err.value) == "the sftp backend is not implemented yet (repository sftp:host:/srv/repo)"
+        open_backend("b2:bucket:/srv/repo")
+    assert str(err.value) == "the b2 backend is not implemented yet (repository b2:bucket:/srv/repo)"
     with pytest.raises(UsageError) as err:
         open_backend("bogus:/x")
     assert str(err.value) == (
