@@ -4,6 +4,7 @@ import stat
 import time
 from typing import List, Optional
 
+from ...backend.base import BackendError
 from ...model.node import Node
 from ..fs_io import open_for_reading
 from .file_saver import FileSaver
@@ -53,6 +54,8 @@ class FileReader:
                 report_error(self.progress, entry.snap_path, entry.replaced_error())
                 return None
             ids, total, added, stored = self.saver.read_content(fd, now.st_size)
+        except BackendError:
+            raise  # the repository failed, not this file: the backup stops
         except OSError as exc:
             exc.filename = exc.filename or entry.fs_path
             report_error(self.progress, entry.snap_path, exc, op="read")
