@@ -4,7 +4,7 @@ import sys
 import click
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
+@click.command()
 @click.option("--cleanup", is_flag=True, help="remove old cache directories")
 @click.option("--max-age", "max_age", default="30", metavar="days",
               help="max age in days for cache directories to be considered old (default 30)")
@@ -16,9 +16,9 @@ def cache(opts, cleanup, max_age, no_size, args):
 
     The "cache" command allows listing and cleaning local cache directories.
 
+    \b
     EXIT STATUS
     ===========
-
     Exit status is 0 if the command was successful, and non-zero if there was any error.
     """
     from ..backend.cache_dir import default_base
