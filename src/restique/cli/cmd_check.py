@@ -70,8 +70,9 @@ def check(opts, snapshot_ids, read_data, read_data_subset, check_unused, with_ca
 
 def _temporary_cache(opts, with_cache: bool, printer) -> str:
     """restic checks with a fresh cache in a temporary folder (under --cache-dir when given)
-    and says so. restique keeps no cache yet, so the folder stays empty; it is made and
-    removed all the same so that the message is true."""
+    and says so. restique's check reads everything from the repository instead (its cache is
+    off unless --with-cache), so the folder stays empty; it is made and removed all the same
+    so that the message is true."""
     if with_cache or opts.no_cache:
         return ""
     parent = opts.cache_dir or None
