@@ -11,7 +11,7 @@ from .base import Backend
 Factory = Callable[[str, str], Backend]
 
 # restic's schemes that restique does not speak yet: named in the error instead of "invalid"
-_PLANNED_SCHEMES = ("sftp", "s3", "b2", "azure", "gs", "swift")
+_PLANNED_SCHEMES = ("sftp", "b2", "azure", "gs", "swift")
 
 
 def _local(path: str, location: str) -> Backend:
@@ -26,15 +26,21 @@ def _rest(url: str, location: str, options) -> Backend:
     return open_rest(url, location, options)
 
 
+def _s3(rest: str, location: str, options) -> Backend:
+    from .s3 import open_s3
+
+    return open_s3(location, options)
+
+
 def _rclone(remote: str, location: str, options) -> Backend:
     from .rclone import open_rclone
 
     return open_rclone(remote, location, options)
 
 
-SCHEMES: Dict[str, Factory] = {"local": _local, "rest": _rest, "rclone": _rclone}
+SCHEMES: Dict[str, Factory] = {"local": _local, "rest": _rest, "rclone": _rclone, "s3": _s3}
 # schemes whose factory takes a third argument, the BackendOptions (-o, TLS, limits)
-_WITH_OPTIONS = {"rest", "rclone"}
+_WITH_OPTIONS = {"rest", "rclone", "s3"}
 
 
 def register_scheme(scheme: str, factory: Factory, with_options: bool = False) -> None:

@@ -1,0 +1,264 @@
+"""The S3 backend: the whole backend contract against two real S3 servers on loopback,
+moto_server (Amazon's API as the boto ecosystem models it) and SeaweedFS (a distributed store
+that checks signatures), then command-line round trips with the real restic both ways, wrong
+credentials, a missing repository and restic's location forms."""
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_backend_conformance import *  # noqa: F401,F403 - the contract, run here against S3
+from test_backend_conformance import DATA_TYPES, listed, store
+
+from conftest import run_restic, run_restique
+from rest_server import free_port
+from restique.backend.base import FileType
+from restique.backend.options import BackendOptions
+from restique.backend.s3 import S3Location, open_s3, parse_location
+from restique.errors import UsageError
+
+KEY_ID, SECRET = "restique-test-key", "restique-test-secret"
+_numbers = itertools.count()
+
+
+def _tool(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed (pip install -e '.[test]')")
+    return str(path)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the S3 server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"the S3 server did not listen on port {port} within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen, grace: float = 2.0) -> None:
+    """SeaweedFS takes long to stop on SIGTERM: its whole process group is killed after a grace."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class S3Server:
+    def __init__(self, name: str, command, port: int, log: Path):
+        self.name, self.port, self.log = name, port, log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        _wait_for_port(port, self.proc, log)
+
+    def url(self, path: str) -> str:
+        return f"s3:http://127.0.0.1:{self.port}/{path}"
+
+
+def start_moto(tmp: Path) -> S3Server:
+    port = free_port()
+    return S3Server("moto", [_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)], port, tmp / "moto.log")
+
+
+def start_seaweedfs(tmp: Path) -> S3Server:
+    identities = {"identities": [{"name": "tester", "credentials": [{"accessKey": KEY_ID, "secretKey": SECRET}],
+                                  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+    (tmp / "identities.json").write_text(json.dumps(identities))
+    (tmp / "data").mkdir()
+    ports = {flag: free_port() for flag in ("master", "volume", "filer", "s3")}
+    command = [_tool("weed"), "server", "-s3", "-s3.config", str(tmp / "identities.json"), "-dir", str(tmp / "data"),
+               "-ip", "127.0.0.1", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+               # every bucket takes volumes of its own: small ones, and enough of them
+               "-volume.max=200", "-master.volumeSizeLimitMB=64"]
+    for flag, port in ports.items():  # the grpc ports would default to port + 10000: pick them too
+        command += [f"-{flag}.port", str(port), f"-{flag}.port.grpc", str(free_port())]
+    return S3Server("seaweedfs", command, ports["s3"], tmp / "weed.log")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def credentials(tmp_path_factory):
+    """The test servers' keys in the environment (boto3 and restic both read them), and no
+    profile or configuration file of the developer's."""
+    home = tmp_path_factory.mktemp("aws")
+    mp = pytest.MonkeyPatch()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION"):
+        mp.delenv(name, raising=False)
+    mp.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
+    mp.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no wait for an instance role off the cloud
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory, credentials):
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    _stop(server.proc)
+
+
+@pytest.fixture(scope="module")
+def seaweedfs(tmp_path_factory, credentials):
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    _stop(server.proc)
+
+
+@pytest.fixture(params=["moto", "seaweedfs"])
+def fresh(request):
+    """A new repository prefix in a shared bucket, on each server."""
+    server = request.getfixturevalue(request.param)
+    be = open_s3(server.url(f"conformance/repo{next(_numbers)}"))
+    yield be
+    be.close()
+
+
+# --------------------------------------------------------------------------------------------
+# locations, options, listings
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("s3:eu-central-1/bucket", S3Location("eu-central-1", "bucket", "")),
+    ("s3://eu-central-1/bucket/", S3Location("eu-central-1", "bucket", "")),
+    ("s3:s3.amazonaws.com/bucket/prefix/dir", S3Location("s3.amazonaws.com", "bucket", "prefix/dir")),
+    ("s3:https://hostname:9999/foobar/prefix/dir/", S3Location("hostname:9999", "foobar", "prefix/dir")),
+    ("s3:http://hostname:9999/foobar/a//b/../c", S3Location("hostname:9999", "foobar", "a/c", True)),
+    ("s3:http://hostname:9999/foobar", S3Location("hostname:9999", "foobar", "", True)),
+])
+def test_locations_as_restic_parses_them(text, parsed):
+    assert parse_location(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["s3:", "s3://", "s3:host", "s3:http://host", "s3:http://host/"])
+def test_locations_without_bucket_are_refused(text):
+    with pytest.raises(UsageError, match="s3: "):
+        parse_location(text)
+
+
+def test_options_are_checked(moto):
+    options = lambda **kw: BackendOptions(extended={f"s3.{k}": v for k, v in kw.items()})  # noqa: E731
+    with pytest.raises(UsageError, match='bad bucket-lookup style "nope"'):
+        open_s3(moto.url("b/r"), options(**{"bucket-lookup": "nope"}))
+    with pytest.raises(UsageError, match="option s3.bogus is not known"):
+        open_s3(moto.url("b/r"), options(bogus="1"))
+    be = open_s3("s3:s3.amazonaws.com/b", options(region="eu-west-3", connections="3"))
+    assert be.client.meta.region_name == "eu-west-3" and be.connections == 3
+    assert be.client.meta.config.s3["addressing_style"] == "virtual"  # Amazon: bucket in the host name
+    path = open_s3("s3:s3.amazonaws.com/b", options(**{"bucket-lookup": "path"}))
+    assert path.client.meta.config.s3["addressing_style"] == "path"
+
+
+def test_listing_with_version_1_and_many_pages(seaweedfs):
+    settings = BackendOptions(extended={"s3.list-objects-v1": "true"})
+    be = open_s3(seaweedfs.url(f"listings/repo{next(_numbers)}"), settings)
+    be.create()
+    assert be.list_v1
+    names = sorted((store(be, FileType.PACK, n.to_bytes(2, "big")), 2) for n in range(1100))  # > 1000: paged
+    assert listed(be, FileType.PACK) == names
+    assert listed(open_s3(be.location), FileType.PACK) == names  # version 2 sees the same
+
+
+def test_init_creates_the_bucket_and_large_packs_go_in_parts(moto):
+    be = open_s3(moto.url(f"newbucket{next(_numbers)}/repo"))
+    be.create()
+    data = os.urandom(70 << 20)  # above the multipart threshold
+    store(be, DATA_TYPES[-1], data)
+    name = listed(be, FileType.PACK)[0][0]
+    head = be.client.head_object(Bucket=be.bucket, Key=be._key(FileType.PACK, name))
+    assert head["ContentLength"] == len(data) and "-" in head["ETag"], "a multipart ETag"
+    assert be.load(FileType.PACK, name, 65 << 20, 10) == data[65 << 20:(65 << 20) + 10]
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+@pytest.fixture
+def files(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("hello s3\n")
+    (src / "sub" / "big.bin").write_bytes(os.urandom(3 << 20))
+    return src
+
+
+def _restored(target, src):
+    inner = target / str(src).lstrip("/")
+    assert (inner / "a.txt").read_text() == "hello s3\n"
+    assert (inner / "sub" / "big.bin").read_bytes() == (src / "sub" / "big.bin").read_bytes()
+
+
+@pytest.mark.parametrize("server_name", ["seaweedfs", "moto"])
+def test_restique_writes_restic_reads(request, server_name, files, tmp_path):
+    repo = request.getfixturevalue(server_name).url(f"cli{next(_numbers)}/repo")  # a new bucket
+    run_restique(repo, "init")
+    run_restique(repo, "backup", files)
+    run_restique(repo, "restore", "latest", "--target", tmp_path / "mine")
+    _restored(tmp_path / "mine", files)
+    run_restic(repo, "check", "--read-data")
+    run_restic(repo, "restore", "latest", "--target", tmp_path / "theirs")
+    _restored(tmp_path / "theirs", files)
+    again = run_restique(repo, "init", check=False)
+    assert again.returncode == 1 and b"config file already exists" in again.stderr
+
+
+def test_restic_writes_restique_reads(seaweedfs, files, tmp_path):
+    repo = seaweedfs.url(f"cli/repo{next(_numbers)}")
+    run_restic(repo, "init")
+    run_restic(repo, "backup", files)
+    run_restique(repo, "check", "--read-data")
+    run_restique(repo, "restore", "latest", "--target", tmp_path / "out")
+    _restored(tmp_path / "out", files)
+
+
+def test_missing_repository(seaweedfs):
+    missing = run_restique(seaweedfs.url("cli/nothing-here"), "snapshots", check=False)
+    err = missing.stderr.decode()
+    assert missing.returncode == 10 and err.count("\n") == 1, err
+    assert "repository does not exist" in err
+
+
+@pytest.mark.parametrize("variable, value", [("AWS_SECRET_ACCESS_KEY", "wrong"), ("AWS_ACCESS_KEY_ID", "nobody")])
+def test_wrong_credentials_fail_at_once(seaweedfs, monkeypatch, variable, value):
+    repo = seaweedfs.url(f"cli/creds{next(_numbers)}")
+    run_restique(repo, "init")
+    monkeypatch.setenv(variable, value)
+    started = time.monotonic()
+    wrong = run_restique(repo, "snapshots", check=False)
+    err = wrong.stderr.decode()
+    assert wrong.returncode == 1 and err.count("\n") == 1, err
+    assert "403" in err and "retrying" not in err.lower() and value not in err
+    assert time.monotonic() - started < 10, "no retries of a permanent error"
+
+
+def test_credentials_from_a_profile(seaweedfs, monkeypatch, tmp_path):
+    repo = seaweedfs.url(f"cli/profile{next(_numbers)}")
+    run_restique(repo, "init")
+    shared = tmp_path / "credentials"
+    shared.write_text(f"[backup]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(shared))
+    monkeypatch.setenv("AWS_PROFILE", "backup")
+    run_restique(repo, "snapshots")
+    monkeypatch.setenv("AWS_PROFILE", "default")  # no such profile: no credentials
+    none = run_restique(repo, "snapshots", check=False)
+    assert none.returncode == 1 and none.stderr.decode().count("\n") == 1, none.stderr
