@@ -11,13 +11,19 @@ from .base import Backend
 Factory = Callable[[str, str], Backend]
 
 # restic's schemes that restique does not speak yet: named in the error instead of "invalid"
-_PLANNED_SCHEMES = ("sftp", "b2", "azure", "gs", "swift")
+_PLANNED_SCHEMES = ("b2", "azure", "gs", "swift")
 
 
 def _local(path: str, location: str) -> Backend:
     from .local import LocalBackend
 
     return LocalBackend(path, location)
+
+
+def _sftp(rest: str, location: str, options=None) -> Backend:
+    from .sftp import open_sftp
+
+    return open_sftp(location, options)
 
 
 def _rest(url: str, location: str, options) -> Backend:
@@ -38,9 +44,9 @@ def _rclone(remote: str, location: str, options) -> Backend:
     return open_rclone(remote, location, options)
 
 
-SCHEMES: Dict[str, Factory] = {"local": _local, "rest": _rest, "rclone": _rclone, "s3": _s3}
+SCHEMES: Dict[str, Factory] = {"local": _local, "sftp": _sftp, "rest": _rest, "rclone": _rclone, "s3": _s3}
 # schemes whose factory takes a third argument, the BackendOptions (-o, TLS, limits)
-_WITH_OPTIONS = {"rest", "rclone", "s3"}
+_WITH_OPTIONS = {"sftp", "rest", "rclone", "s3"}
 
 
 def register_scheme(scheme: str, factory: Factory, with_options: bool = False) -> None:
