@@ -389,7 +389,7 @@ def damaged_repo(ls_env):
 
 def test_damaged_tree_lists_the_rest(ls_env, damaged_repo):
     full = run_restique(ls_env.repos["restique"], "ls", "latest").stdout.split(b"\n")
-    got = run_restique(damaged_repo, "ls", "latest", check=False)
+    got = run_restique(damaged_repo, "--no-cache", "ls", "latest", check=False)
     assert got.returncode == 1
     assert got.stdout.split(b"\n") == [line for line in full if not line.startswith(b"/tree/nested/")]
     err = got.stderr.decode().splitlines()
@@ -397,12 +397,12 @@ def test_damaged_tree_lists_the_rest(ls_env, damaged_repo):
 
 
 def test_damaged_tree_ncdu_and_json_stay_well_formed(damaged_repo):
-    ncdu = run_restique(damaged_repo, "ls", "--ncdu", "latest", check=False)
+    ncdu = run_restique(damaged_repo, "--no-cache", "ls", "--ncdu", "latest", check=False)
     assert ncdu.returncode == 1
     paths = [p for p, _ in _ncdu_entries(json.loads(ncdu.stdout)[3][1:])]
     assert "/tree/nested" in paths and "/tree/sticky/inside.txt" in paths
     assert not any(p.startswith("/tree/nested/") for p in paths)
-    lines = run_restique(damaged_repo, "--json", "ls", "latest", "/tree/nested", check=False)
+    lines = run_restique(damaged_repo, "--no-cache", "--json", "ls", "latest", "/tree/nested", check=False)
     assert lines.returncode == 1 and b"ignoring error for /tree/nested: " in lines.stderr
     assert [json.loads(line)["path"] for line in lines.stdout.splitlines()[1:]] == ["/tree/nested"]
 

@@ -125,15 +125,15 @@ def test_unreadable_snapshot_file(fast_browse, tmp_path):  # noqa: F811
     repo = shutil.copytree(fast_browse["restique"], tmp_path / "repo")
     victim = sorted(stored(repo))[0]
     (repo / "snapshots" / victim).write_bytes(b"not a snapshot")
-    refused = run_restique(repo, "repair", "snapshots", check=False)
+    refused = run_restique(repo, "--no-cache", "repair", "snapshots", check=False)
     assert refused.returncode == 1 and refused.stdout == b""
     assert refused.stderr.decode().startswith(
         f"Fatal: snapshot file {victim} is unreadable, use `restique repair snapshots --forget {victim}` "
         "to remove it. Original error: ")
-    dry = run_restique(repo, "repair", "snapshots", "--forget", "-n", victim).stdout.decode()
+    dry = run_restique(repo, "--no-cache", "repair", "snapshots", "--forget", "-n", victim).stdout.decode()
     assert dry == f"would remove unreadable snapshot {victim}\n\nwould modify 1 snapshots\n"
     assert (repo / "snapshots" / victim).exists()
-    out = run_restique(repo, "repair", "snapshots", "--forget", victim).stdout.decode()
+    out = run_restique(repo, "--no-cache", "repair", "snapshots", "--forget", victim).stdout.decode()
     assert out == f"removed unreadable snapshot {victim}\n\nmodified 1 snapshots\n"
     assert not (repo / "snapshots" / victim).exists()
     run_restic(repo, "check")
