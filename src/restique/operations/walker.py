@@ -83,6 +83,18 @@ def _entries(load, path: str, tree_id: str, on_error: Optional[OnError]):
         return None
 
 
+def _subtree_entries(load, path: str, node: Node, on_error: Optional[OnError]):
+    """The entries of directory node's subtree, as _entries; a directory without a subtree
+    is an error of its own."""
+    if not node.subtree:
+        exc = IntegrityError(f"directory {path} has no subtree")
+        if on_error is None:
+            raise exc
+        on_error(path, exc)
+        return None
+    return _entries(load, path, node.subtree, on_error)
+
+
 class WalkEvent(NamedTuple):
     """One step of a walk: an entry (leaving=False), or the end of a directory whose
     subtree was entered (leaving=True, same path and node as when it was entered)."""
@@ -104,11 +116,7 @@ def walk_events(repo, tree_id: str, base: str = "/", descend: Optional[Descend] 
     under base.
     """
     load = loader or TreeLoader(repo, cache_bytes=0)
-
-    def children(path: str, tid: str):
-        return _entries(load, path, tid, on_error)
-
-    root = children(base, tree_id)
+    root = _entries(load, base, tree_id, on_error)
     if root is None:
         return
     # stack of (directory path, directory node or None for the root, iterator over entries)
@@ -124,13 +132,7 @@ def walk_events(repo, tree_id: str, base: str = "/", descend: Optional[Descend] 
         path = join(dir_path, node.name)
         yield WalkEvent(path, node)
         if node.type == "dir" and (descend is None or descend(path, node)):
-            if not node.subtree:
-                exc = IntegrityError(f"directory {path} has no subtree")
-                if on_error is None:
-                    raise exc
-                on_error(path, exc)
-                continue
-            sub = children(path, node.subtree)
+            sub = _subtree_entries(load, path, node, on_error)
             if sub is not None:
                 stack.append((path, node, sub))
 
@@ -142,11 +144,7 @@ def walk(repo, tree_id: str, base: str = "/", descend: Optional[Descend] = None,
     on_error as for walk_events. The same walk without leaving events, in a tighter loop:
     ls, dump and stats spend most of their Python time here."""
     load = loader or TreeLoader(repo, cache_bytes=0)
-
-    def children(path: str, tid: str):
-        return _entries(load, path, tid, on_error)
-
-    root = children(base, tree_id)
+    root = _entries(load, base, tree_id, on_error)
     if root is None:
         return
     stack = [(base if base.endswith("/") else base + "/", root)]  # (path prefix, entries left)
@@ -156,13 +154,7 @@ def walk(repo, tree_id: str, base: str = "/", descend: Optional[Descend] = None,
             path = prefix + node.name
             yield path, node
             if node.type == "dir" and (descend is None or descend(path, node)):
-                if not node.subtree:
-                    exc = IntegrityError(f"directory {path} has no subtree")
-                    if on_error is None:
-                        raise exc
-                    on_error(path, exc)
-                    continue
-                sub = children(path, node.subtree)
+                sub = _subtree_entries(load, path, node, on_error)
                 if sub is not None:
                     stack.append((path + "/", sub))
                     break  # continue with the subtree; this level resumes afterwards
