@@ -11,7 +11,11 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from pathlib import Path
+
 import pytest
+
+from restique.repository.keys import INSECURE_TEST_KEYS_VARIABLE
 
 PASSWORD = "test-password"
 
@@ -20,6 +24,7 @@ def clean_env(**extra):
     """Environment without any RESTIC_* variable the developer may have set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
     env["RESTIC_PASSWORD"] = PASSWORD
+    env[INSECURE_TEST_KEYS_VARIABLE] = "1"  # see _cheapen_new_restic_key
     env.update(extra)
     return env
 
@@ -62,7 +67,44 @@ def run_program(cmd, *args, repo=None, cache_dir=None, cwd=None, env=None, input
             f"{shown} exited {proc.returncode}\nstdout: {proc.stdout[-2000:]!r}\n"
             f"stderr: {proc.stderr[-2000:]!r}"
         )
+    if proc.returncode == 0 and "init" in args:
+        _cheapen_new_restic_key(full, cwd, env if env is not None else clean_env())
     return proc
+
+
+def _cheapen_new_restic_key(command, cwd, env):
+    """Both programs derive every key with scrypt tuned to take half a second, on every command;
+    over the suite's thousands of commands that is most of its time. restique makes cheap keys
+    when the suite's environment says so (clean_env); a local repository restic has just
+    initialised gets its key replaced by a cheap one here. The key-derivation tests use keys
+    made as in real use."""
+    if env.get(INSECURE_TEST_KEYS_VARIABLE) != "1" or "RESTIC_PASSWORD" not in env:
+        return
+    if not any(os.path.basename(part) == "restic" for part in command):
+        return
+    location = env.get("RESTIC_REPOSITORY")
+    for flag, value in zip(command, command[1:]):
+        if flag in ("-r", "--repo"):
+            location = value
+    if not location or ":" in location:
+        return
+    path = Path(cwd or ".") / location
+    if not (path / "keys").is_dir():
+        return
+    from restique.backend.base import FileType
+    from restique.errors import WrongPassword
+    from restique.repository.keys import INSECURE_TEST_KDF, create_key
+    from restique.repository.repository import open_repository
+
+    try:
+        repo = open_repository(str(path), env["RESTIC_PASSWORD"])
+    except WrongPassword:  # the test gave restic another password
+        return
+    with repo:
+        old = repo.list_ids(FileType.KEY)
+        create_key(repo.backend, repo.key, env["RESTIC_PASSWORD"], INSECURE_TEST_KDF)
+        for key_id in old:
+            repo.backend.remove(FileType.KEY, key_id)
 
 
 def both(calls):

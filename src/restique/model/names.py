@@ -66,3 +66,12 @@ def go_unquote(text: str) -> str:
 def display(name: str) -> str:
     """A name for JSON output: invalid UTF-8 shown as U+FFFD, as Go's encoder does."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def unsafe_name(name: str) -> bool:
+    """True for a tree entry name that is not one plain path component: empty, ``.``, ``..``,
+    or holding a slash (or a NUL, which no file system name holds). restic's restorer refuses
+    such names ("invalid child node name"); anything that turns tree entries into paths on
+    this machine (restore, dump, mount) must refuse them too, or a hostile repository could
+    write outside the target."""
+    return name in ("", ".", "..") or "/" in name or "\0" in name

@@ -24,6 +24,10 @@ SCRYPT_N = 32768  # restic's calibration settles on this (its memory bound is 60
 SCRYPT_R = 8
 KDF_TARGET_SECONDS = 0.5  # restic calibrates p so that deriving takes at least this long
 SALT_SIZE = 64
+# The test suite sets this so that the thousands of commands it runs do not each spend half a
+# second deriving a key; nothing else should (keys made with it are trivial to brute-force).
+INSECURE_TEST_KEYS_VARIABLE = "RESTIQUE_TEST_INSECURE_KEYS"
+INSECURE_TEST_KDF = (1 << 10, 8, 1)
 
 
 @dataclass
@@ -103,6 +107,12 @@ def calibrate_kdf() -> Tuple[int, int, int]:
     return SCRYPT_N, SCRYPT_R, max(1, min(p, 64))
 
 
+def _new_key_params() -> Tuple[int, int, int]:
+    if os.environ.get(INSECURE_TEST_KEYS_VARIABLE) == "1":
+        return INSECURE_TEST_KDF
+    return calibrate_kdf()
+
+
 def _time_scrypt(n, r, p) -> float:
     start = time.perf_counter()
     hashlib.scrypt(b"calibrate", salt=b"\0" * 16, n=n, r=r, p=p, maxmem=256 * n * r + (64 << 20), dklen=64)
@@ -125,7 +135,7 @@ def create_key(
     hostname: Optional[str] = None,
 ) -> str:
     """Write a new key file that unlocks master with password; returns its id."""
-    n, r, p = params or calibrate_kdf()
+    n, r, p = params or _new_key_params()
     salt = os.urandom(SALT_SIZE)
     user_key = derive_user_key(password, salt, n, r, p)
     sealed = user_key.seal(gojson.encode(master.to_json()))
