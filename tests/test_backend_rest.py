@@ -9,7 +9,7 @@ from test_backend_conformance import *  # noqa: F401,F403 - the contract, run he
 from test_backend_conformance import DATA_TYPES, listed, store
 
 from conftest import run_restic, run_restique
-from rest_server import RcloneServer, start_stub
+from servers import RcloneServer, start_stub
 from restique.backend.rest import RestBackend, strip_password
 
 _repo_numbers = itertools.count()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import clean_env, restique_cmd, run_restic, run_restique
-from rest_server import RcloneServer, start_stub
+from servers import RcloneServer, start_stub
 from restique.backend import FileType, open_backend
 from restique.backend.limiter import RateLimitedBackend
 from restique.backend.memory import MemoryBackend

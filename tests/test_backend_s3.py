@@ -3,14 +3,8 @@ moto_server (Amazon's API as the boto ecosystem models it) and SeaweedFS (a dist
 that checks signatures), then command-line round trips with the real restic both ways, wrong
 credentials, a missing repository and restic's location forms."""
 import itertools
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,92 +12,25 @@ from test_backend_conformance import *  # noqa: F401,F403 - the contract, run he
 from test_backend_conformance import DATA_TYPES, listed, store
 
 from conftest import run_restic, run_restique
-from rest_server import free_port
+from servers import S3_KEY_ID as KEY_ID, S3_SECRET as SECRET, s3_environment, start_moto, start_seaweedfs
 from restique.backend.base import FileType
 from restique.backend.options import BackendOptions
 from restique.backend.s3 import S3Location, open_s3, parse_location
 from restique.errors import UsageError
 
-KEY_ID, SECRET = "restique-test-key", "restique-test-secret"
 _numbers = itertools.count()
-
-
-def _tool(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        pytest.fail(f"{name} is not installed (pip install -e '.[test]')")
-    return str(path)
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the S3 server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"the S3 server did not listen on port {port} within {timeout} s")
-
-
-def _stop(proc: subprocess.Popen, grace: float = 2.0) -> None:
-    """SeaweedFS takes long to stop on SIGTERM: its whole process group is killed after a grace."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-class S3Server:
-    def __init__(self, name: str, command, port: int, log: Path):
-        self.name, self.port, self.log = name, port, log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        _wait_for_port(port, self.proc, log)
-
-    def url(self, path: str) -> str:
-        return f"s3:http://127.0.0.1:{self.port}/{path}"
-
-
-def start_moto(tmp: Path) -> S3Server:
-    port = free_port()
-    return S3Server("moto", [_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)], port, tmp / "moto.log")
-
-
-def start_seaweedfs(tmp: Path) -> S3Server:
-    identities = {"identities": [{"name": "tester", "credentials": [{"accessKey": KEY_ID, "secretKey": SECRET}],
-                                  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
-    (tmp / "identities.json").write_text(json.dumps(identities))
-    (tmp / "data").mkdir()
-    ports = {flag: free_port() for flag in ("master", "volume", "filer", "s3")}
-    command = [_tool("weed"), "server", "-s3", "-s3.config", str(tmp / "identities.json"), "-dir", str(tmp / "data"),
-               "-ip", "127.0.0.1", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-               # every bucket takes volumes of its own: small ones, and enough of them
-               "-volume.max=200", "-master.volumeSizeLimitMB=64"]
-    for flag, port in ports.items():  # the grpc ports would default to port + 10000: pick them too
-        command += [f"-{flag}.port", str(port), f"-{flag}.port.grpc", str(free_port())]
-    return S3Server("seaweedfs", command, ports["s3"], tmp / "weed.log")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def credentials(tmp_path_factory):
     """The test servers' keys in the environment (boto3 and restic both read them), and no
     profile or configuration file of the developer's."""
-    home = tmp_path_factory.mktemp("aws")
+    wanted = s3_environment(dict(os.environ), tmp_path_factory.mktemp("aws"))
     mp = pytest.MonkeyPatch()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION"):
-        mp.delenv(name, raising=False)
-    mp.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-    mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
-    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
-    mp.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no wait for an instance role off the cloud
+    for name in set(os.environ) - set(wanted):
+        mp.delenv(name)
+    for name, value in wanted.items():
+        mp.setenv(name, value)
     yield
     mp.undo()
 
@@ -112,14 +39,14 @@ def credentials(tmp_path_factory):
 def moto(tmp_path_factory, credentials):
     server = start_moto(tmp_path_factory.mktemp("moto"))
     yield server
-    _stop(server.proc)
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def seaweedfs(tmp_path_factory, credentials):
     server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
     yield server
-    _stop(server.proc)
+    server.stop()
 
 
 @pytest.fixture(params=["moto", "seaweedfs"])

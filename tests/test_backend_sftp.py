@@ -4,14 +4,9 @@ The backend contract (test_backend_conformance) runs again over sftp, then the c
 round trips, restic 0.14 reading what restique wrote and the other way round, and failures
 (ssh unable to connect, the server killed during a backup).
 """
-import getpass
 import inspect
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -20,6 +15,7 @@ import test_backend_conformance
 from test_backend_conformance import *  # noqa: F401,F403 - the contract's tests, run over sftp here
 
 from conftest import clean_env, restique_cmd, run_restic, run_restique
+from servers import SSH_HOST as HOST, Sshd, free_port
 from restique.backend import FileType
 from restique.backend.options import BackendOptions
 from restique.backend.sftp import SftpBackend, open_sftp, parse_location, ssh_command, SftpConfig
@@ -29,87 +25,6 @@ from restique.errors import RestiqueError, UsageError
 for _name, _test in list(vars(test_backend_conformance).items()):
     if _name.startswith("test_") and not {"be", "fresh"} & set(inspect.signature(_test).parameters):
         del globals()[_name]
-
-HOST = "sftptest"  # the Host entry of the generated ssh config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Sshd:
-    """An sshd on a private port; start() again after stop() gives the same server back."""
-
-    def __init__(self, folder):
-        self.folder = folder
-        self.port = _free_port()
-        self.config = folder / "sshd_config"
-        self.process = None
-
-    def write_keys_and_config(self) -> None:
-        for key in ("host_key", "user_key"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.folder / key)], check=True)
-        (self.folder / "authorized_keys").write_text((self.folder / "user_key.pub").read_text())
-        host_pub = (self.folder / "host_key.pub").read_text().split()
-        (self.folder / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
-        self.config.write_text("\n".join([
-            f"HostKey {self.folder / 'host_key'}", f"AuthorizedKeysFile {self.folder / 'authorized_keys'}",
-            f"PidFile {self.folder / 'sshd.pid'}", "ListenAddress 127.0.0.1", "StrictModes no",
-            "PermitRootLogin yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "UsePAM no", "Subsystem sftp internal-sftp", "LogLevel ERROR", "",
-        ]))
-        self.client_config = self.folder / "ssh_config"
-        self.client_config.write_text("\n".join([
-            f"Host {HOST}", "  HostName 127.0.0.1", f"  Port {self.port}", f"  User {getpass.getuser()}",
-            f"  IdentityFile {self.folder / 'user_key'}", "  IdentitiesOnly yes", "  BatchMode yes",
-            f"  UserKnownHostsFile {self.folder / 'known_hosts'}", "  StrictHostKeyChecking yes", "",
-        ]))
-
-    def start(self) -> None:
-        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation folder
-        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-        self.process = subprocess.Popen([sshd, "-D", "-e", "-f", str(self.config), "-p", str(self.port)],
-                                        start_new_session=True, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"sshd failed: {self.process.stderr.read().decode()}")
-                time.sleep(0.02)
-        raise RuntimeError("sshd did not start listening")
-
-    def stop(self) -> None:
-        """Kill the server and every session it serves (sessions leave its process group)."""
-        for pid in [self.process.pid] + _descendants(self.process.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait()
-        self.process.stderr.close()
-
-
-def _descendants(root: int) -> list:
-    children = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, pending = [], [root]
-    while pending:
-        kids = children.get(pending.pop(), [])
-        found += kids
-        pending += kids
-    return found
-
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
@@ -182,7 +97,7 @@ def test_sftp_command_option(sshd, tmp_path):
 
 def test_a_failed_connection_is_one_line(sshd, tmp_path):
     with pytest.raises(RestiqueError) as err:
-        open_sftp(f"sftp://127.0.0.1:{_free_port()}/{tmp_path}", BackendOptions(extended={"sftp.args": "-o BatchMode=yes"}))
+        open_sftp(f"sftp://127.0.0.1:{free_port()}/{tmp_path}", BackendOptions(extended={"sftp.args": "-o BatchMode=yes"}))
     message = str(err.value)
     assert "\n" not in message and "ssh exited with status 255" in message and "refused" in message
 
@@ -241,7 +156,7 @@ def test_missing_repository_and_failed_connections(sshd, tmp_path):
     missing = run_restique(f"sftp:{HOST}:{tmp_path}/none", *restique_opts(sshd), "snapshots", check=False)
     assert missing.returncode == 10
     assert missing.stderr.decode().startswith("Fatal: repository does not exist: unable to open config file")
-    refused = run_restique(f"sftp://127.0.0.1:{_free_port()}/{tmp_path}", "-o", "sftp.args=-o BatchMode=yes",
+    refused = run_restique(f"sftp://127.0.0.1:{free_port()}/{tmp_path}", "-o", "sftp.args=-o BatchMode=yes",
                            "snapshots", check=False)
     lines = refused.stderr.decode().splitlines()
     assert refused.returncode == 1 and len(lines) == 1, lines

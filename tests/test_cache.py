@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import PASSWORD, run_restic, run_restique
-from rest_server import RcloneServer
+from servers import RcloneServer
 from restique.backend.cache_dir import CACHEDIR_TAG
 from restique.repository.repository import open_repository
 
