@@ -1,7 +1,10 @@
 """A repository in a local directory, laid out exactly as restic lays it out."""
 import itertools
 import os
+import signal
+import socket
 import stat
+import time
 from typing import Iterator, Optional, Tuple
 
 from ..errors import AlreadyExists, RestiqueError
@@ -10,6 +13,14 @@ from .base import FOLDER_TYPES, BackendNotFound, BackendShortRead, FileType, che
 DIR_MODE = 0o700
 FILE_MODE = 0o400  # restic makes repository files read-only
 _tmp_serial = itertools.count()  # unique temporary names for saves from several threads
+_HOST = socket.gethostname()
+# A temporary file of another host, or of restic (whose names say nothing about their writer),
+# is only taken for abandoned after this long: a save takes seconds, not hours.
+STALE_TEMPORARY_SECONDS = 24 * 3600
+# Crash-safety tests: "N[:stage]" makes the process SIGKILL itself at its Nth save, at
+# one of the stages below (default "start"). Unset (always, in real use) it costs one test.
+KILL_VARIABLE = "RESTIQUE_TEST_KILL_AT_SAVE"
+KILL_STAGES = ("start", "partial", "synced", "renamed")
 
 
 def _translated(exc: OSError) -> OSError:
@@ -45,6 +56,7 @@ class LocalBackend:
     def __init__(self, path: str, location: Optional[str] = None):
         self.path = path
         self.location = location or path
+        self._cleaned = False  # stale temporary files are removed before the first save
 
     # --- layout ---
     def _dir(self, ftype: FileType, name: str = "") -> str:
@@ -71,15 +83,28 @@ class LocalBackend:
 
     # --- files ---
     def save(self, ftype: FileType, name: str, data) -> None:
+        """Atomic: a temporary name, fsync, rename, then fsync of the folder so that the
+        rename survives a power loss before anything written later (an index naming this
+        pack) does."""
+        kill_stage = _kill_switch.stage() if _kill_switch is not None else None
+        if kill_stage == "start":
+            _kill_switch.fire()
+        if not self._cleaned:
+            self._cleaned = True
+            self.remove_stale_temporary_files()
         final = self._file(ftype, name)
         directory = os.path.dirname(final)
-        tmp = f"{final}-tmp-{os.getpid()}-{next(_tmp_serial)}"
+        tmp = f"{final}-tmp-{_HOST}-{os.getpid()}-{next(_tmp_serial)}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileNotFoundError:
             os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+            _fsync_dir(os.path.dirname(directory))
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            if kill_stage == "partial":
+                _write_all(fd, _first_half(data))
+                _kill_switch.fire()
             _write_all(fd, data)
             os.fsync(fd)
         except BaseException:
@@ -88,7 +113,37 @@ class LocalBackend:
             raise
         os.close(fd)
         os.chmod(tmp, FILE_MODE)
+        if kill_stage == "synced":
+            _kill_switch.fire()
         os.rename(tmp, final)
+        if kill_stage == "renamed":
+            _kill_switch.fire()
+        _fsync_dir(directory)
+
+    def remove_stale_temporary_files(self) -> int:
+        """Remove what interrupted saves left: temporary files of dead processes on this
+        host, and any temporary file older than STALE_TEMPORARY_SECONDS. Runs once, before
+        a process's first save. Returns how many were removed."""
+        folders = [self._dir(t) for t in FOLDER_TYPES if t is not FileType.PACK] + [self.path]
+        try:
+            data = os.path.join(self.path, "data")
+            folders += [e.path for e in os.scandir(data) if e.is_dir()]
+        except OSError:
+            pass
+        removed = 0
+        for folder in folders:
+            try:
+                entries = [e for e in os.scandir(folder) if "-tmp-" in e.name]
+            except OSError:
+                continue
+            for entry in entries:
+                if _abandoned(entry):
+                    try:
+                        os.unlink(entry.path)
+                        removed += 1
+                    except OSError:
+                        pass  # gone already, or not ours to remove: harmless either way
+        return removed
 
     def load(self, ftype: FileType, name: str, offset: int = 0, length: Optional[int] = None) -> bytes:
         check_range(offset, length)
@@ -150,3 +205,60 @@ class LocalBackend:
 
     def close(self) -> None:
         pass
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # a folder that cannot be opened cannot be synced either (some network file systems)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not supported here: the rename stands, only its durability is the file system's
+    finally:
+        os.close(fd)
+
+
+def _abandoned(entry: os.DirEntry) -> bool:
+    """Is this temporary file left over by a save that will never finish?"""
+    host, _, rest = entry.name.partition("-tmp-")[2].rpartition("-")[0].rpartition("-")
+    pid = rest if rest.isdigit() else ""
+    if host == _HOST and pid:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass  # alive, under another user
+    try:
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMPORARY_SECONDS
+    except OSError:
+        return False
+
+
+class _KillSwitch:
+    """SIGKILL at the Nth save (counted over every file type and thread) and stage."""
+
+    def __init__(self, spec: str):
+        count, _, stage = spec.partition(":")
+        self.target = int(count)
+        self.stage_name = stage or "start"
+        if self.stage_name not in KILL_STAGES:
+            raise ValueError(f"{KILL_VARIABLE}: unknown stage {self.stage_name!r}")
+        self.saves = itertools.count(1)
+
+    def stage(self) -> Optional[str]:
+        return self.stage_name if next(self.saves) == self.target else None
+
+    @staticmethod
+    def fire() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _first_half(data) -> bytes:
+    whole = b"".join(data) if isinstance(data, (list, tuple)) else bytes(data)
+    return whole[: len(whole) // 2]
+
+
+_kill_switch = _KillSwitch(os.environ[KILL_VARIABLE]) if os.environ.get(KILL_VARIABLE) else None
