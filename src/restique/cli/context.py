@@ -98,8 +98,23 @@ class GlobalOptions:
             print(f"repository {repo.config.id[:8]} opened (version {repo.config.version}{level})")
         self._use_cache(repo)
         if lock is not None:
-            repo.lock(exclusive=lock, retry_seconds=self.retry_lock)
+            self._lock(repo, exclusive=lock)
         return repo
+
+    def _lock(self, repo, exclusive: bool) -> None:
+        """Lock at once, or say (as restic does) that we wait up to --retry-lock for it."""
+        from ..errors import LockFailed
+        from .fmt import format_go_duration
+
+        try:
+            repo.lock(exclusive=exclusive)
+            return
+        except LockFailed:
+            if self.retry_lock <= 0:
+                raise
+        if not self.quiet and not self.json:
+            print(f"repo already locked, waiting up to {format_go_duration(self.retry_lock)} for the lock", flush=True)
+        repo.lock(exclusive=exclusive, retry_seconds=self.retry_lock)
 
     def _use_cache(self, repo) -> None:
         """Switch on the local cache, with restic's messages (only on a terminal)."""

@@ -3,6 +3,7 @@ one line on stderr with restic's exit code."""
 import os
 import signal
 import sys
+import threading
 
 import click
 
@@ -154,8 +155,46 @@ class Terminated(BaseException):
     """SIGTERM/SIGHUP: unwind like Ctrl-C so locks are removed."""
 
 
+_hung_up = threading.Event()  # a real hangup arrived: exit as SIGHUP, whatever woke us
+
+
 def _terminate(signum, frame):
-    raise Terminated(signum)
+    raise Terminated(signal.SIGHUP if _hung_up.is_set() else signum)
+
+
+def _watch_hangups() -> None:
+    """restic asks whether the process named in a lock file is alive by sending it SIGHUP, and
+    ignores SIGHUP itself; so `restic unlock` must not stop a running restique. SIGHUP is
+    blocked in every thread and collected here with its sender: a terminal hangup (sent by the
+    kernel) or any other process stops the command like SIGTERM, restic's probe is ignored.
+    Threads inherit the mask, so this runs before any other thread starts."""
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:  # keep nohup working
+        return
+    signal.signal(signal.SIGHUP, _terminate)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    threading.Thread(target=_collect_hangups, name="hangup", daemon=True).start()
+
+
+def _collect_hangups() -> None:
+    while True:
+        info = signal.sigwaitinfo({signal.SIGHUP})
+        if not _is_lock_probe(info.si_pid):
+            break
+    _hung_up.set()
+    # a signal to the main thread interrupts a blocking call there, as SIGHUP itself would
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+
+
+def _is_lock_probe(sender: int) -> bool:
+    """Sent by a restic process, or by one that is already gone (a probe is short-lived;
+    a kernel hangup has sender 0)."""
+    if sender <= 0:
+        return False
+    try:
+        with open(f"/proc/{sender}/comm") as f:
+            return f.read().strip() == "restic"
+    except OSError:
+        return True
 
 
 def main(argv=None) -> None:
@@ -164,8 +203,7 @@ def main(argv=None) -> None:
     # as background jobs of a script are: `kill -INT` must still stop a backup cleanly
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # keep nohup working
-        signal.signal(signal.SIGHUP, _terminate)
+    _watch_hangups()
     code = 0
     try:
         # without standalone mode click returns (not raises) the code of a ctx.exit()/Exit
@@ -189,7 +227,7 @@ def main(argv=None) -> None:
         print("signal interrupt received, cleaning up", file=sys.stderr)
         code = 130
     except Terminated as exc:
-        code = 128 + exc.args[0]
+        code = 128 + (signal.SIGHUP if _hung_up.is_set() else exc.args[0])
     except BrokenPipeError:
         code = 1
         _silence_stdout()

@@ -4,6 +4,7 @@ A lock is an encrypted JSON file in locks/. Exclusive locks exclude every other 
 non-exclusive locks only exclude exclusive ones. A lock is stale when it is older than
 30 minutes or when it was made on this host by a process that no longer exists. Holders
 refresh their lock every 5 minutes by writing a new file and removing the old one.
+RESTIQUE_LOCK_REFRESH_SECONDS shortens that interval, for tests.
 """
 import json
 import os
@@ -14,13 +15,14 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..backend.base import BackendNotFound, FileType
+from ..backend.retry import go_duration
 from ..errors import IntegrityError, LockFailed
 from ..model import gojson
 from ..model.gotime import GoTime
 from .keys import default_username
 
 STALE_AFTER = 30 * 60
-REFRESH_EVERY = 5 * 60
+REFRESH_EVERY = float(os.environ.get("RESTIQUE_LOCK_REFRESH_SECONDS") or 5 * 60)
 
 
 @dataclass
@@ -79,8 +81,8 @@ class LockInfo:
         kind = "exclusively " if self.exclusive else ""
         return (
             f"repository is already locked {kind}by PID {self.pid} on {self.hostname} by {self.username} "
-            f"(UID {self.uid}, GID {self.gid}), lock created at {self.time.local_string()} ({age:.0f}s ago), "
-            f"storage ID {storage_id[:8]}; the `unlock` command can remove stale locks"
+            f"(UID {self.uid}, GID {self.gid}), lock was created at {self.time.local_string()} ({go_duration(age)} ago), "
+            f"storage ID {storage_id[:8]}; the `unlock` command can be used to remove stale locks"
         )
 
 
@@ -147,17 +149,19 @@ class Lock:
         return reasons
 
     def _acquire(self, retry_seconds: float) -> None:
+        # restic's schedule: 5 s doubling up to a minute, and a last try at the deadline
         deadline = time.monotonic() + retry_seconds
-        delay = 1.0
+        delay = min(5.0, retry_seconds)
         while True:
             self.lock_id = self._write()
             conflicts = self._conflicts()
             if not conflicts:
                 break
             self._remove_file()
-            if time.monotonic() + delay > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise LockFailed(f"unable to create lock in backend: {conflicts[0]}")
-            time.sleep(delay)
+            time.sleep(min(delay, remaining))
             delay = min(delay * 2, 60.0)
         self._thread = threading.Thread(target=self._refresh_loop, name="lock-refresh", daemon=True)
         self._thread.start()

@@ -1,0 +1,216 @@
+"""Locks shared with restic: backups side by side, a backup against an exclusive lock (and
+--retry-lock), lock refresh, stale locks and unlock, restic's SIGHUP liveness probe, and the
+lock removed on SIGINT, SIGTERM and SIGHUP while backup, restore, prune, check and mount are
+in their main phase."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import PASSWORD, TRACEBACK, both, clean_env, restic_path, restique_cmd, run_restic, run_restique
+
+MiB = 1 << 20
+SIGNAL_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+def lock_ids(repo):
+    return sorted(os.listdir(repo / "locks"))
+
+
+def snapshot_ids(repo):
+    return sorted(os.listdir(repo / "snapshots"))
+
+
+def write_lock(repo, *, exclusive, pid, age=0.0, hostname=None):
+    """A lock file as restic writes it (whole seconds, so `restic cat lock` shows it back)."""
+    from restique.repository.repository import open_repository
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - age))
+    lock = {"time": stamp, "exclusive": exclusive, "hostname": hostname or socket.gethostname(),
+            "username": "root", "pid": pid}
+    with open_repository(str(repo), PASSWORD) as r:
+        return r.save_unpacked("lock", json.dumps(lock).encode())
+
+
+def start(cmd, repo, *args, env=None, **kw):
+    full = [str(c) for c in cmd] + ["-r", str(repo)] + [str(a) for a in args]
+    return subprocess.Popen(full, env=env or clean_env(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+
+
+def wait_for(condition, what, proc=None, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"exited {proc.returncode} before {what}: {proc.communicate()}")
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.02)
+
+
+def finished(proc, input=None, timeout=60):
+    out, err = proc.communicate(input=input, timeout=timeout)
+    assert TRACEBACK not in err, err.decode(errors="replace")
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    base = tmp_path_factory.mktemp("lock-src")
+    for name in ("one", "two"):
+        (base / name / "sub").mkdir(parents=True)
+        (base / name / "big.bin").write_bytes(os.urandom(MiB))
+        (base / name / "sub" / f"{name}.txt").write_text(name * 100)
+    return base
+
+
+@pytest.fixture
+def live_pid():
+    """A process of this host that survives restic's SIGHUP probe (nohup)."""
+    proc = subprocess.Popen(["nohup", "sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+# --- two backups at once ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("other", ["restique", "restic"])
+def test_two_backups_at_once_both_succeed_and_restore(tmp_path, small_repo, folders, other):
+    repo = small_repo
+    # the first one is slowed down so that the second runs from start to end while it holds its lock
+    slow = start(restique_cmd(), repo, "--limit-upload", 400, "backup", folders / "one")
+    wait_for(lambda: lock_ids(repo), "lock of the first backup", slow)
+    second = run_restique if other == "restique" else run_restic
+    second(repo, "backup", folders / "two")
+    assert slow.poll() is None, "the first backup ended before the second: they did not overlap"
+    code, out, err = finished(slow)
+    assert code == 0, err
+    assert lock_ids(repo) == []
+    assert len(snapshot_ids(repo)) == 2
+    run_restic(repo, "check", "--read-data")
+    for name, restorer in (("one", run_restic), ("two", run_restique)):
+        target = tmp_path / f"restored-{name}"
+        restorer(repo, "restore", "latest", "--path", folders / name, "--target", target)
+        restored = target / str(folders / name).lstrip("/")
+        assert (restored / "big.bin").read_bytes() == (folders / name / "big.bin").read_bytes()
+        assert (restored / "sub" / f"{name}.txt").read_text() == name * 100
+
+
+# --- an exclusive lock of another process ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def empty_repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("lock-template") / "repo"
+    run_restic(repo, "init")
+    return repo
+
+
+@pytest.fixture
+def small_repo(tmp_path, empty_repo):
+    """A private copy of an empty repository restic made."""
+    shutil.copytree(empty_repo, tmp_path / "repo")
+    return tmp_path / "repo"
+
+
+def test_backup_against_exclusive_lock_fails_like_restic(small_repo, folders, live_pid):
+    lock_id = write_lock(small_repo, exclusive=True, pid=live_pid, age=5)
+    theirs, ours = both([(run_restic, (small_repo, "backup", folders / "two"), {"check": False}),
+                         (run_restique, (small_repo, "backup", folders / "two"), {"check": False})])
+    assert theirs.returncode == 1  # restic 0.14; exit 11 since restic 0.17
+    assert ours.returncode == 11, ours.stderr
+    restic_lines = theirs.stderr.decode().strip().splitlines()
+    (line,) = ours.stderr.decode().strip().splitlines()
+    assert restic_lines[0].startswith("unable to create lock in backend: repository is already locked exclusively")
+    assert line.startswith("Fatal: " + restic_lines[0] + ", "), (line, restic_lines)
+    created = restic_lines[1].split(" (")[0]  # the age differs
+    assert f", {created} (" in line and f", {restic_lines[2]}; {restic_lines[3]}" in line, (line, restic_lines)
+    assert f"PID {live_pid} " in line and lock_id[:8] in line
+    assert lock_ids(small_repo) == [lock_id] and snapshot_ids(small_repo) == []
+
+
+def test_retry_lock_waits_then_gives_up_or_gets_the_lock(small_repo, folders, live_pid):
+    lock_id = write_lock(small_repo, exclusive=True, pid=live_pid)
+    began = time.monotonic()
+    proc = run_restique(small_repo, "--retry-lock", "1s", "backup", folders / "two", check=False)
+    assert proc.returncode == 11 and time.monotonic() - began >= 1
+    assert proc.stdout.decode().splitlines()[0] == "repo already locked, waiting up to 1s for the lock"
+    assert len(proc.stderr.splitlines()) == 1 and b"already locked exclusively" in proc.stderr
+
+    proc = start(restique_cmd(), small_repo, "--retry-lock", "2s", "backup", folders / "two")
+    assert proc.stdout.readline() == b"repo already locked, waiting up to 2s for the lock\n"
+    os.remove(small_repo / "locks" / lock_id)  # the other process ends
+    code, _, err = finished(proc)
+    assert code == 0, err
+    assert len(snapshot_ids(small_repo)) == 1 and lock_ids(small_repo) == []
+
+
+# --- refresh, stale locks, unlock ------------------------------------------------------------
+
+def test_lock_is_refreshed_while_a_command_runs(small_repo):
+    proc = start(restique_cmd(), small_repo, "backup", "--stdin", "--stdin-filename", "slow",
+                 env=clean_env(RESTIQUE_LOCK_REFRESH_SECONDS="0.3"), stdin=subprocess.PIPE)
+    seen = {}
+    try:
+        wait_for(lambda: lock_ids(small_repo), "lock", proc)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            for lock_id in lock_ids(small_repo):
+                if lock_id not in seen:
+                    shown = run_restic(small_repo, "--no-lock", "cat", "lock", lock_id, check=False)
+                    if shown.returncode == 0:  # not replaced meanwhile
+                        seen[lock_id] = json.loads(shown.stdout)
+            assert len(lock_ids(small_repo)) <= 2  # the new one is written before the old goes
+            time.sleep(0.05)
+        code, _, err = finished(proc, input=b"data")
+    finally:
+        proc.kill()
+    assert code == 0, err
+    assert len(seen) >= 3, f"the lock was not refreshed: {seen}"
+    times = sorted(lock["time"] for lock in seen.values())
+    assert times[0] < times[-1] and {lock["pid"] for lock in seen.values()} == {proc.pid}
+    assert lock_ids(small_repo) == []
+
+
+def test_unlock_removes_stale_locks_and_keeps_live_ones(small_repo, live_pid, tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale_old = write_lock(small_repo, exclusive=False, pid=live_pid, age=31 * 60)
+    stale_dead = write_lock(small_repo, exclusive=True, pid=dead.pid)
+    live = write_lock(small_repo, exclusive=False, pid=live_pid)
+    foreign = write_lock(small_repo, exclusive=True, pid=live_pid, hostname="otherhost")
+    copy = tmp_path / "copy"
+    shutil.copytree(small_repo, copy)
+
+    blocked = run_restique(small_repo, "backup", "--stdin", input=b"x", check=False)
+    assert blocked.returncode == 11 and b"already locked" in blocked.stderr  # stale locks block too, as in restic
+
+    ours, theirs = run_restique(small_repo, "unlock"), run_restic(copy, "unlock")
+    assert ours.stdout == theirs.stdout == b"successfully removed locks\n"
+    assert lock_ids(small_repo) == lock_ids(copy) == sorted([live, foreign])
+    assert stale_old not in lock_ids(small_repo) and stale_dead not in lock_ids(small_repo)
+    run_restique(small_repo, "unlock", "--remove-all")
+    assert lock_ids(small_repo) == []
+
+
+def test_restic_liveness_probe_does_not_stop_restique(small_repo):
+    """restic's unlock sends SIGHUP to the owner of every lock of this host to see whether it
+    is alive; a running restique must take that as restic does: keep going."""
+    proc = start(restique_cmd(), small_repo, "backup", "--stdin", "--stdin-filename", "probe", stdin=subprocess.PIPE)
+    try:
+        wait_for(lambda: lock_ids(small_repo), "lock", proc)
+        (ours,) = lock_ids(small_repo)
+        run_restic(small_repo, "unlock")
+        time.sleep(0.3)
+        assert proc.poll() is None, f"restique stopped on restic's probe: {proc.communicate()}"
+        assert lock_ids(small_repo) == [ours]
+        code, out, err = finished(proc, input=b"probe data")
+    finally:
+        proc.kill()
+    assert code == 0, err
+    assert len(snapshot_ids(small_repo)) == 1 and lock_ids(small_repo) == []
