@@ -214,3 +214,91 @@ def test_restic_liveness_probe_does_not_stop_restique(small_repo):
         proc.kill()
     assert code == 0, err
     assert len(snapshot_ids(small_repo)) == 1 and lock_ids(small_repo) == []
+
+
+# --- signals in the main phase of long commands -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def prunable_repo(tmp_path_factory, folders):
+    """Two files backed up together, then one of them forgotten: prune has a pack to repack."""
+    base = tmp_path_factory.mktemp("signal-repo")
+    repo, source = base / "repo", base / "src"
+    source.mkdir()
+    for name in ("kept.bin", "dropped.bin"):
+        (source / name).write_bytes(os.urandom(2 * MiB))
+    run_restique(repo, "init")
+    run_restique(repo, "backup", source)
+    os.remove(source / "dropped.bin")
+    run_restique(repo, "backup", source)
+    run_restique(repo, "forget", "--keep-last", "1")
+    return repo
+
+
+def data_files(repo):
+    return sum(len(files) for _, _, files in os.walk(repo / "data"))
+
+
+def printed(line):
+    def started(proc, repo, workdir):
+        wait_for(lambda: proc.stdout.readline().decode().startswith(line), f"line {line!r}", proc)
+    return started
+
+
+def backup_phase(proc, repo, workdir):
+    before = data_files(repo)
+    proc.stdin.write(os.urandom(24 * MiB))
+    proc.stdin.flush()
+    wait_for(lambda: data_files(repo) > before, "pack written by the backup", proc)
+
+
+def mount_phase(proc, repo, workdir):
+    wait_for(lambda: os.path.isdir(workdir / "mnt" / "ids") and os.listdir(workdir / "mnt" / "ids"),
+             "mounted snapshots", proc)
+
+
+SLOW = ("--limit-download", "1024")
+COMMANDS = {
+    "backup": (("backup", "--stdin", "--stdin-filename", "big"), backup_phase),
+    "restore": (SLOW + ("restore", "latest", "--target", "{workdir}/target"), printed("restoring")),
+    "prune": (SLOW + ("prune", "--max-unused", "0"), printed("repacking packs")),
+    "check": (SLOW + ("check", "--read-data"), printed("read all data")),
+    "mount": (("mount", "{workdir}/mnt"), mount_phase),
+}
+
+
+def interrupt(repo, workdir, command, signum):
+    args, in_main_phase = COMMANDS[command]
+    args = [a.format(workdir=workdir) for a in args]
+    (workdir / "mnt").mkdir()
+    proc = start(restique_cmd(), repo, *args, stdin=subprocess.PIPE)
+    try:
+        in_main_phase(proc, repo, workdir)
+        assert lock_ids(repo), f"{command} holds no lock"
+        proc.send_signal(signum)
+        return finished(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["fusermount3", "-u", "-z", str(workdir / "mnt")], capture_output=True)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_signals_remove_the_lock(prunable_repo, tmp_path, command):
+    """SIGINT, SIGTERM and SIGHUP each stop the command with 128 + the signal's number and
+    remove its lock (restic 0.14 leaves it after SIGTERM); what was written stays consistent."""
+    runs = {}
+    for signum in SIGNAL_CODES:
+        workdir = tmp_path / signal.Signals(signum).name
+        workdir.mkdir()
+        shutil.copytree(prunable_repo, workdir / "repo")
+        runs[signum] = workdir
+    with ThreadPoolExecutor(len(runs)) as pool:
+        results = dict(zip(runs, pool.map(lambda s: interrupt(runs[s] / "repo", runs[s], command, s), runs)))
+    for signum, (code, out, err) in results.items():
+        repo = runs[signum] / "repo"
+        assert code == SIGNAL_CODES[signum], (signal.Signals(signum).name, code, out[-500:], err)
+        assert lock_ids(repo) == [], f"{command} left its lock after {signal.Signals(signum).name}"
+        assert not os.path.ismount(runs[signum] / "mnt")
+        if command in ("backup", "prune"):
+            run_restic(repo, "check")
