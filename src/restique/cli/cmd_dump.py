@@ -37,7 +37,7 @@ def dump(opts, args, archive, target, snapshot_filter):
 
     if len(args) != 2:
         raise RestiqueError("no file and no snapshot ID specified")
-    options = DumpOptions(archive=archive)
+    options = DumpOptions(archive=archive, on_error=_report_left_out)
     try:
         options.validate()
     except DumpError as exc:  # restic prints this one without "Fatal: "
@@ -49,7 +49,7 @@ def dump(opts, args, archive, target, snapshot_filter):
     if not target:
         options.before_archive = _refuse_terminal
     try:
-        dump_path(repo, tree_id, args[1], out, options)
+        result = dump_path(repo, tree_id, args[1], out, options)
         out.flush()
     except RestiqueError as exc:
         raise RestiqueError(f"cannot dump file: {exc}") from None
@@ -61,6 +61,15 @@ def dump(opts, args, archive, target, snapshot_filter):
         if target:
             out.close()
     sys.stdout.flush()
+    if result.errors:  # entries left out of the archive: not a complete dump
+        raise RestiqueError(f"There were {len(result.errors)} errors\n")
+
+
+def _report_left_out(folder: str, message: str) -> None:
+    """An entry the archive leaves out, reported as restore reports its errors."""
+    import sys
+
+    write_text(f"ignoring error for {folder}: {message}\n", sys.stderr)
 
 
 def _fail(message: str):

@@ -75,3 +75,15 @@ def unsafe_name(name: str) -> bool:
     this machine (restore, dump, mount) must refuse them too, or a hostile repository could
     write outside the target."""
     return name in ("", ".", "..") or "/" in name or "\0" in name
+
+
+def child_name_problem(name: str, previous: str | None) -> str | None:
+    """Why a tree entry must not be turned into a path on this machine, in restic's words, or
+    None. previous: the name of the entry just before it in the same tree (trees are sorted by
+    name, so a duplicate follows its twin). Two entries of one name would let the first (a
+    symlink) stand where the second's contents go."""
+    if unsafe_name(name):
+        return f"invalid child node name {name}"
+    if name == previous:
+        return f"duplicate child node name {name}"
+    return None

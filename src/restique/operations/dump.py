@@ -7,15 +7,20 @@ its path in the snapshot without the leading slash ("/" for the whole tree). Ins
 folder, restic's walker keeps only files, folders and symlinks; the folder's own direct
 entries are all written, other kinds as empty regular files, as restic does.
 
+Unlike restic, an entry whose name is not one plain path component (``..``, ``a/b``, empty)
+or repeats the name before it is left out of an archive, with everything below it, and
+reported (DumpResult.errors, DumpOptions.on_error): its member name could otherwise point
+outside the folder the archive is unpacked into, or through a symlink of the same name.
+
     with open("docs.tar", "wb") as out:
         dump(repo, tree_id, "/srv/data/docs", out, DumpOptions(archive="tar"))
 """
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Tuple
 
 from ..errors import RestiqueError
-from ..model.names import go_quote
+from ..model.names import child_name_problem, go_quote
 from ..model.paths import go_clean
 from ..model.node import Node
 from .dump_blobs import PackBatchedReader
@@ -37,6 +42,8 @@ class DumpOptions:
     # when the output is a terminal
     before_archive: Optional[Callable[[], None]] = None
     workers: int = 2  # threads reading and decrypting pack ranges
+    # called with (folder path, message) for each entry left out of an archive
+    on_error: Optional[Callable[[str, str], None]] = None
 
     def validate(self) -> None:
         if self.archive not in ARCHIVE_FORMATS:
@@ -48,6 +55,7 @@ class DumpResult:
     kind: str  # "file" or "archive"
     entries: int  # archive entries written (1 for a file)
     bytes: int  # bytes written to the stream
+    errors: List[Tuple[str, str]] = field(default_factory=list)  # (folder path, message)
 
 
 def quoted(path: str) -> str:
@@ -81,7 +89,7 @@ def dump(repo, tree_id: str, path: str, out, options: Optional[DumpOptions] = No
     if options.before_archive is not None:
         options.before_archive()
     subtree, base = target
-    return _write_archive(repo, loader, reader, subtree, base, out, options.archive)
+    return _write_archive(repo, loader, reader, subtree, base, out, options)
 
 
 def _locate(loader: TreeLoader, tree_id: str, names: List[str]):
@@ -114,26 +122,51 @@ def _locate(loader: TreeLoader, tree_id: str, names: List[str]):
     raise DumpError(f"path {quoted(item)} not found in snapshot")  # no names: not reached
 
 
-def archive_entries(repo, loader: TreeLoader, tree_id: str, base: str) -> Iterator[Tuple[str, Node]]:
+def archive_entries(repo, loader: TreeLoader, tree_id: str, base: str,
+                    on_error: Optional[Callable[[str, str], None]] = None) -> Iterator[Tuple[str, Node]]:
     """(snapshot path, node) of every entry restic's dump archives below the folder base
     (tree tree_id): its direct entries whatever their type, files, folders and symlinks
-    further down."""
-    for path, node in walk(repo, tree_id, base, loader=loader):
-        if node.type in _ARCHIVED_TYPES or path.count("/") == base.rstrip("/").count("/") + 1:
+    further down. Entries with names unsafe as paths are passed to on_error(folder, message)
+    instead, and not entered."""
+    base_depth = base.rstrip("/").count("/")
+    previous: List[str] = []  # per depth below base: the name of the last entry seen there
+    refused = False
+
+    def descend(path: str, node: Node) -> bool:
+        return not refused
+
+    for path, node in walk(repo, tree_id, base, descend, loader=loader):
+        prefix = path[:len(path) - len(node.name)]
+        depth = prefix.count("/") - base_depth - 1  # safe: only safe names are entered
+        del previous[depth + 1:]
+        problem = child_name_problem(node.name, previous[depth] if len(previous) > depth else None)
+        previous[depth:] = [node.name]
+        refused = problem is not None
+        if refused:
+            if on_error is not None:
+                on_error(prefix.rstrip("/") or "/", problem)
+        elif node.type in _ARCHIVED_TYPES or depth == 0:
             yield path, node
 
 
-def _write_archive(repo, loader, reader, tree_id: str, base: str, out, archive: str) -> DumpResult:
-    if archive == "zip":
+def _write_archive(repo, loader, reader, tree_id: str, base: str, out, options: DumpOptions) -> DumpResult:
+    if options.archive == "zip":
         from .dump_zip import ZipWriter as Writer
     else:
         from .dump_tar import TarWriter as Writer
     writer = Writer(out)
-    entries = archive_entries(repo, loader, tree_id, base)
+    errors: List[Tuple[str, str]] = []
+
+    def left_out(folder: str, message: str) -> None:
+        errors.append((folder, message))
+        if options.on_error is not None:
+            options.on_error(folder, message)
+
+    entries = archive_entries(repo, loader, tree_id, base, left_out)
     for (path, node), chunks in reader.contents(entries, _archived_content):
         writer.add(path[1:].encode("utf-8", "surrogateescape"), node, chunks)
     writer.close()
-    return DumpResult("archive", writer.entries, writer.bytes)
+    return DumpResult("archive", writer.entries, writer.bytes, errors)
 
 
 def _archived_content(entry: Tuple[str, Node]) -> Optional[List[str]]:

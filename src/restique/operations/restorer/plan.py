@@ -62,13 +62,14 @@ class RestorePlan:
 
 def plan_restore(traversal: TreeTraversal, options: RestoreOptions, index,
                  report: RestoreReport) -> RestorePlan:
-    planner = _Planner(options, index, report)
+    planner = _Planner(options, index, report, traversal.target)
     traversal.walk(planner.enter_dir, planner.visit_node, None)
     return planner.plan
 
 
 class _Planner:
-    def __init__(self, options: RestoreOptions, index, report: RestoreReport):
+    def __init__(self, options: RestoreOptions, index, report: RestoreReport, root: str):
+        self.root = root  # the restore target: the only directory trusted as it is
         self.overwrite = options.overwrite
         self.dry_run = options.dry_run
         self.index = index
@@ -113,18 +114,36 @@ class _Planner:
         plan.files.append(PlannedFile(location, target, node.size, node.content or [], matches, fresh))
 
     def _ensure_dir(self, path: str) -> None:
+        """Make path a real directory, checking every level below the restore target: a
+        symlink left in the target (by an earlier restore, or by someone else) must not
+        take what is restored below it somewhere else."""
         if self.dry_run or path in self._ensured:
             return
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode):
-                os.unlink(path)  # a file where the snapshot has a directory
-                os.makedirs(path, 0o700, exist_ok=True)
-                self.plan.fresh_dirs.add(path)
-        except FileNotFoundError:
-            os.makedirs(path, 0o700, exist_ok=True)
-            self.plan.fresh_dirs.add(path)
-        self._ensured.add(path)
+        missing = []  # path and its ancestors not checked yet, deepest first
+        while path not in self._ensured:
+            missing.append(path)
+            if path == self.root or os.path.dirname(path) == path:
+                break
+            path = os.path.dirname(path)
+        for path in reversed(missing):
+            if path == self.root or os.path.dirname(path) == path:
+                os.makedirs(path, 0o700, exist_ok=True)  # the user's target: followed if a symlink
+            elif os.path.dirname(path) in self.plan.fresh_dirs:
+                self._make_dir(path)  # nothing there yet: no need to look
+            else:
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    self._make_dir(path)
+                else:
+                    if not stat.S_ISDIR(st.st_mode):
+                        os.unlink(path)  # a file or symlink where the snapshot has a directory
+                        self._make_dir(path)
+            self._ensured.add(path)
+
+    def _make_dir(self, path: str) -> None:
+        os.mkdir(path, 0o700)
+        self.plan.fresh_dirs.add(path)
 
     def _should_overwrite(self, node: Node, target: str, fresh: bool) -> bool:
         if fresh or self.overwrite in ("always", "if-changed"):

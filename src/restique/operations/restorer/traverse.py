@@ -6,6 +6,7 @@ import os
 from typing import Callable, Dict, List, Optional
 
 from ...errors import RestiqueError
+from ...model.names import child_name_problem
 from ..restore_selection import Selection
 from ..walker import TreeLoader, walk_events
 from .report import RestoreReport
@@ -15,10 +16,6 @@ from .report import RestoreReport
 EnterDir = Callable[..., None]
 VisitNode = Callable[..., None]
 LeaveDir = Callable[..., None]
-
-
-def _valid_name(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
 
 
 class _Frame:
@@ -84,9 +81,10 @@ class TreeTraversal:
     def _entry(self, frames: List[_Frame], location: str, node, enter_dir, visit_node, leave_dir) -> bool:
         """Handle one entry of the directory frames[-1]; True: walk into it (a frame is pushed)."""
         parent = frames[-1]
+        problem = child_name_problem(node.name, parent.names[-1] if parent.names else None)
         parent.names.append(node.name)
-        if not _valid_name(node.name):
-            self.report.error(parent.location, f"invalid child node name {node.name}")
+        if problem:
+            self.report.error(parent.location, problem)
             self.names_valid = False
             return False
         if node.type == "socket":
