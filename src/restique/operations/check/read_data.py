@@ -13,7 +13,8 @@ from ...errors import IntegrityError, RestiqueError
 from ...repository.crypto import CiphertextVerificationFailed, IV_SIZE
 from ...repository.pack import header_length_from_tail, parse_header
 from . import Problem
-from .structure import IndexedBlob, expected_header_size
+from ...repository.index import IndexEntry
+from .structure import expected_header_size
 
 # one pack per core: reads from storage overlap with the other worker's verification;
 # each further worker holds another segment and its plaintexts (about 20 MB)
@@ -21,7 +22,7 @@ _WORKERS = min(8, os.cpu_count() or 2)
 _SEGMENT = 4 << 20  # bytes of a pack read and verified at a time
 
 
-def packs_to_read(sizes: Dict[str, int], indexed: Dict[str, List[IndexedBlob]],
+def packs_to_read(sizes: Dict[str, int], indexed: Dict[str, List[IndexEntry]],
                   used: Optional[Set[Tuple[str, str]]]) -> Dict[str, int]:
     """Every indexed pack (id -> size), or with used (snapshots were selected) the packs
     holding those blobs."""
@@ -60,7 +61,7 @@ def _random_share(packs: Dict[str, int], percent: float) -> Dict[str, int]:
     return {p: packs[p] for p in random.sample(sorted(packs), count)}
 
 
-def read_packs(repo, indexed: Dict[str, List[IndexedBlob]], selected: Dict[str, int],
+def read_packs(repo, indexed: Dict[str, List[IndexEntry]], selected: Dict[str, int],
                report, progress) -> None:
     """Verify each selected pack; a damaged one is reported as one pack_data problem listing
     its errors, one that cannot be read at all as pack_unreadable."""
@@ -89,7 +90,7 @@ def read_packs(repo, indexed: Dict[str, List[IndexedBlob]], selected: Dict[str, 
     progress(total, total, True)
 
 
-def _verify(repo, pack_id: str, entries: List[IndexedBlob], size: int):
+def _verify(repo, pack_id: str, entries: List[IndexEntry], size: int):
     """None if the pack is sound, else the Problem describing it."""
     try:
         errors = verify_pack(repo, pack_id, entries, size)
@@ -101,7 +102,7 @@ def _verify(repo, pack_id: str, entries: List[IndexedBlob], size: int):
                     pack_id, details=errors)
 
 
-def verify_pack(repo, pack_id: str, entries: List[IndexedBlob], size: int) -> List[str]:
+def verify_pack(repo, pack_id: str, entries: List[IndexEntry], size: int) -> List[str]:
     """The errors of one pack (restic's words), reading it once, front to back, a segment
     at a time: the index entries are contiguous, each blob opens and hashes to its id, the
     pack hashes to pack_id, and the header lists exactly the blobs the index places here."""
@@ -134,10 +135,10 @@ def verify_pack(repo, pack_id: str, entries: List[IndexedBlob], size: int) -> Li
     return errors + _check_header(repo.key, entries, tail, size)
 
 
-def _segments(entries: List[IndexedBlob]):
+def _segments(entries: List[IndexEntry]):
     """Runs of blobs to read with one call: about _SEGMENT bytes each (one larger blob alone),
     which bounds the memory a pack takes however large it is."""
-    group: List[IndexedBlob] = []
+    group: List[IndexEntry] = []
     start = entries[0].offset if entries else 0
     for e in entries:
         if group and e.offset + e.length - start > _SEGMENT:
@@ -159,7 +160,7 @@ def _load_range(repo, pack_id: str, offset: int, length: int) -> bytes:
             return b""
 
 
-def _check_blobs(key, pack_id: str, entries: List[IndexedBlob], data: memoryview, base: int) -> List[str]:
+def _check_blobs(key, pack_id: str, entries: List[IndexEntry], data: memoryview, base: int) -> List[str]:
     """Open and hash each blob of entries found in data (which starts at pack offset base)."""
     errors = []
     for e in entries:
@@ -186,7 +187,7 @@ def _check_blobs(key, pack_id: str, entries: List[IndexedBlob], data: memoryview
     return errors
 
 
-def _check_header(key, entries: List[IndexedBlob], tail: bytes, size: int) -> List[str]:
+def _check_header(key, entries: List[IndexEntry], tail: bytes, size: int) -> List[str]:
     """The header (at the end of tail, the bytes after the last indexed blob) against the index."""
     try:
         header_length = header_length_from_tail(tail, size)

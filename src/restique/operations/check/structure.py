@@ -4,13 +4,14 @@ Nothing here reads pack data beyond the tree blobs."""
 import json
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ...backend.base import BackendNotFound, BackendShortRead, FileType
 from ...errors import RestiqueError
 from ...model import gojson
 from ...model.names import go_quote, go_unquote
 from ...repository.crypto import OVERHEAD
+from ...repository.index import IndexEntry, parse_index
 from ...repository.pack_files import list_pack_sizes
 
 from . import Problem
@@ -29,66 +30,35 @@ _TREES_PER_BATCH = 64  # trees loaded ahead in threads: bounds the memory they t
 _LOADER_THREADS = 4
 
 
-class IndexedBlob(NamedTuple):
-    """A blob as an index file places it (PackEntry's fields, as a cheap tuple: a large
-    repository's index lists millions)."""
-
-    type: str
-    id: str
-    offset: int
-    length: int
-    uncompressed_length: int
-
-
 def _id_set(ids: Iterable[str]) -> str:
     """Go's %v of a restic.IDSet: sorted short ids in braces."""
     return "{" + " ".join(sorted(i[:8] for i in ids)) + "}"
 
 
-def expected_header_size(entries: Iterable[IndexedBlob]) -> int:
+def expected_header_size(entries: Iterable[IndexEntry]) -> int:
     """A pack header's size with its length field, from the blobs it lists."""
     return _HEADER_FIXED + sum(_COMPRESSED_ENTRY if e.uncompressed_length else _PLAIN_ENTRY for e in entries)
 
 
-def expected_pack_size(entries: List[IndexedBlob]) -> int:
+def expected_pack_size(entries: List[IndexEntry]) -> int:
     return expected_header_size(entries) + sum(e.length for e in entries)
 
 
-def parse_index_file(raw: bytes) -> Dict[str, List[IndexedBlob]]:
-    """Pack id -> blobs of one index file (both layouts: an object with "packs", or the
-    original bare packs array); ValueError/KeyError/TypeError when it is malformed."""
-    obj = json.loads(raw)
-    packs = obj if isinstance(obj, list) else obj.get("packs")
-    out: Dict[str, List[IndexedBlob]] = {}
-    for pack in packs or ():
-        blobs = [IndexedBlob(b["type"], b["id"], b["offset"], b["length"], b.get("uncompressed_length") or 0)
-                 for b in pack.get("blobs") or ()]
-        for b in blobs:
-            if b.type != "data" and b.type != "tree" or not isinstance(b.length, int) \
-                    or not isinstance(b.offset, int) or not isinstance(b.uncompressed_length, int):
-                raise ValueError(f"invalid blob {b.id}")
-        out.setdefault(pack["id"], []).extend(blobs)
-    return out
-
-
-def load_indexes(repo, report: Report) -> Dict[str, List[IndexedBlob]]:
+def load_indexes(repo, report: Report) -> Dict[str, List[IndexEntry]]:
     """Load every index file into repo.index and return pack id -> its blobs (the union of
     what the index files say). A file that cannot be loaded, a pack that two files describe
     differently, a pack in several files (hint) and a pack holding both tree and data blobs
     (hint) are reported."""
-    packs: Dict[str, List[IndexedBlob]] = {}
+    packs: Dict[str, List[IndexEntry]] = {}
     listed_in: Dict[str, List[str]] = defaultdict(list)
     differ: Set[str] = set()
     for index_id in sorted(repo.list_ids(FileType.INDEX)):
         try:
-            index_packs = parse_index_file(repo.load_unpacked(FileType.INDEX, index_id))
+            index_packs = parse_index(repo.load_unpacked(FileType.INDEX, index_id))[1]
         except (RestiqueError, OSError) as exc:
             report(Problem("index_damaged", f"error loading index {index_id}: {exc}", index_id))
             continue
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            report(Problem("index_damaged", f"error loading index {index_id}: index is damaged: {exc}", index_id))
-            continue
-        for pack_id, blobs in index_packs.items():
+        for pack_id, blobs in _merged(index_packs):
             repo.index.add_pack(pack_id, blobs)
             listed_in[pack_id].append(index_id)
             known = packs.get(pack_id)
@@ -104,7 +74,15 @@ def load_indexes(repo, report: Report) -> Dict[str, List[IndexedBlob]]:
     return packs
 
 
-def _report_index_hints(pack_id: str, blobs: List[IndexedBlob], listed_in: List[str], differ: bool,
+def _merged(packs: List[Tuple[str, List[IndexEntry]]]) -> Iterable[Tuple[str, List[IndexEntry]]]:
+    """One file's packs, a pack it lists twice as one."""
+    out: Dict[str, List[IndexEntry]] = {}
+    for pack_id, blobs in packs:
+        out.setdefault(pack_id, []).extend(blobs)
+    return out.items()
+
+
+def _report_index_hints(pack_id: str, blobs: List[IndexEntry], listed_in: List[str], differ: bool,
                         report: Report) -> None:
     if differ:
         report(Problem("pack_indexes_differ", f"pack {pack_id} has different data in indexes: "
@@ -118,7 +96,7 @@ def _report_index_hints(pack_id: str, blobs: List[IndexedBlob], listed_in: List[
                        pack_id, is_error=False))
 
 
-def check_packs(repo, indexed: Dict[str, List[IndexedBlob]], report: Report) -> Dict[str, int]:
+def check_packs(repo, indexed: Dict[str, List[IndexEntry]], report: Report) -> Dict[str, int]:
     """Every indexed pack must exist with the size its index entries add up to; a pack file
     no index lists is reported as a hint. Returns pack id -> expected size."""
     expected = {pack_id: expected_pack_size(entries) for pack_id, entries in indexed.items()}

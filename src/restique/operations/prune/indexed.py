@@ -1,23 +1,12 @@
 """The index as prune reads it: every index file's packs with their blobs, a pack listed in
-several files merged, and where each tree blob is. Read straight from the JSON into tuples
-(the PackEntry fields, so IndexFile.encode writes them back): building dataclasses and the
-master index would be a large part of prune's time on a big repository."""
-import json
+several files merged, and where each tree blob is. Kept as the parser's tuples (the PackEntry
+fields, so IndexFile.encode writes them back): building dataclasses and the master index
+would be a large part of prune's time on a big repository."""
 from typing import Dict, List, NamedTuple, Tuple
 
 from ...backend.base import FileType
 from ...errors import IntegrityError
-from ...repository.index import BlobLocation
-from ...repository.pack import BLOB_TYPES
-
-
-class IndexEntry(NamedTuple):
-    """One blob of a pack, as an index file lists it (PackEntry's fields)."""
-    type: str
-    id: str
-    offset: int
-    length: int
-    uncompressed_length: int
+from ...repository.index import BlobLocation, IndexEntry, parse_index
 
 
 class LoadedIndex(NamedTuple):
@@ -34,23 +23,17 @@ def load_index(repo) -> LoadedIndex:
     """Every index file of the repository; IntegrityError naming a damaged one."""
     loaded = LoadedIndex(sorted(repo.list_ids(FileType.INDEX)), {}, {})
     for index_id in loaded.index_ids:
-        raw = repo.load_unpacked(FileType.INDEX, index_id)
         try:
-            _add_index_file(loaded, json.loads(raw))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise IntegrityError(f"index {index_id[:8]} is damaged: {exc}") from None
+            packs = parse_index(repo.load_unpacked(FileType.INDEX, index_id))[1]
+        except IntegrityError as exc:
+            raise IntegrityError(f"index {index_id[:8]}: {exc}") from None
+        _add_index_file(loaded, packs)
     return loaded
 
 
-def _add_index_file(loaded: LoadedIndex, obj) -> None:
-    packs = obj if isinstance(obj, list) else obj.get("packs") or ()  # the oldest layout is a list
-    for pack in packs:
-        pack_id = pack["id"]
-        entries = [IndexEntry(b["type"], b["id"], int(b["offset"]), int(b["length"]),
-                              int(b.get("uncompressed_length") or 0)) for b in pack.get("blobs") or ()]
+def _add_index_file(loaded: LoadedIndex, packs: List[Tuple[str, List[IndexEntry]]]) -> None:
+    for pack_id, entries in packs:
         for e in entries:
-            if e.type not in BLOB_TYPES:
-                raise ValueError(f"invalid blob type {e.type!r}")
             if e.type == "tree":
                 loaded.trees.setdefault(e.id, (pack_id, e))
         listed = loaded.packs.get(pack_id)

@@ -17,7 +17,8 @@ from ...errors import IntegrityError, NotFound, RestiqueError, UsageError
 from ...repository.crypto import OVERHEAD
 from ...repository.pack_files import list_pack_sizes
 from ..snapshot_lookup import load_snapshot
-from .indexed import IndexEntry, LoadedIndex, load_index
+from ...repository.index import IndexEntry
+from .indexed import LoadedIndex, load_index
 from .options import PruneOptions
 from .report import PruneReport
 from .stats import PruneStats
