@@ -78,7 +78,11 @@ class Daemon:
         finally:
             if self.output:
                 out.close()
-        self._wait_until_listening()
+        try:
+            self._wait_until_listening()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _wait_until_listening(self) -> None:
@@ -316,6 +320,19 @@ def _ports(*flags) -> list:
     return args
 
 
+def _grpc_at_ten_thousand_above() -> list:
+    """-port P -port.grpc P+10000: a filer's own S3 gateway looks for the filer's grpc there."""
+    while True:
+        port = free_port()
+        if port < 55535:
+            try:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+            return ["-port", str(port), "-port.grpc", str(port + 10000)]
+
+
 def _port_of(args: list, flag: str) -> int:
     return int(args[args.index(flag) + 1])
 
@@ -344,7 +361,7 @@ class SeaweedCluster:
                                              "-telemetry=false", "-volumeSizeLimitMB=64", *master_ports],
                              _port_of(master_ports, "-port"), self.folder / "master.log")
         self.volumes = [self._volume(weed, master, n) for n in range(volumes)]
-        filer_ports, s3_ports = _ports(""), _ports("s3")
+        filer_ports, s3_ports = _grpc_at_ten_thousand_above(), _ports("s3")
         self.filer = S3Server("weed filer", [
             weed, "filer", "-ip", "127.0.0.1", "-master", master, "-defaultStoreDir", self._dir("filer"),
             "-s3", "-s3.config", _s3_identities(self.folder), "-s3.port.iceberg=0", "-s3.port.lance=0",

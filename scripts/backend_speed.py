@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""restique against restic 0.14 over every remote backend, on loopback, in one run.
+
+Starts the servers the backend tests use (sshd for sftp, `rclone serve restic` as the REST
+server, SeaweedFS for S3; the rclone backend gets a local folder as its remote), then for each
+backend backs up the shared bench's tree (30,000 files) and its random file (512 MiB), and
+restores each snapshot with the cache warm (the cache the backup filled) and cold (an empty
+--cache-dir). Every command runs for both tools, one after the other, the order alternating;
+every restore is compared with its source outside the timed part. Prints one table: backend,
+operation, restique s, restic s, ratio (below 1: restique is faster).
+
+    python scripts/backend_speed.py [--quick] [--backends sftp,rest,s3,rclone] [--scale 1]
+                                    [--work DIR] [--bench DIR] [--restique CMD] [--restic CMD]
+
+The data comes from the shared bench's generator (its workloads.py, in its default data folder);
+--quick is scale 0.1 (3,000 files, 51 MiB). Both tools get the same environment and keys made
+with the same cheap parameters, so neither pays half a second of scrypt per command.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "tests"))
+import servers  # noqa: E402  (the test servers' start-up code, shared with the tests)
+
+PASSWORD = "backend-speed"
+TOOLS = ("restique", "restic")
+BACKENDS = ("sftp", "rest", "s3", "rclone")
+TIMEOUT = 3600
+
+
+@dataclass
+class Target:
+    """One backend: each tool's repository location, the flags both pass, and the folders
+    that hold the repositories on this machine (removed once the backend is measured)."""
+    backend: str
+    locations: dict
+    flags: list = field(default_factory=list)
+    storage: list = field(default_factory=list)
+
+
+class Servers:
+    """Starts each backend's server on first use; stack stops them all at the end."""
+
+    def __init__(self, work: Path, stack: ExitStack):
+        self.work, self.stack = work, stack
+
+    def _keep(self, server):
+        self.stack.callback(server.stop)
+        return server
+
+    def target(self, backend: str) -> Target:
+        folder = self.work / backend
+        folder.mkdir()
+        if backend == "sftp":
+            sshd = servers.Sshd(folder)
+            sshd.write_keys_and_config()
+            self._keep(sshd.start())
+            command = f"ssh -F {sshd.client_config} {servers.SSH_HOST} -s sftp"  # restic 0.14 has no sftp.args
+            return Target(backend, {t: f"sftp:{servers.SSH_HOST}:{folder}/{t}" for t in TOOLS},
+                          ["-o", f"sftp.command={command}"], [folder / t for t in TOOLS])
+        if backend == "rest":
+            server = self._keep(servers.RcloneServer(folder / "served").start())
+            return Target(backend, {t: f"rest:{server.url}/{t}/" for t in TOOLS},
+                          storage=[folder / "served" / t for t in TOOLS])
+        if backend == "s3":
+            server = self._keep(servers.start_seaweedfs(folder))
+            return Target(backend, {t: server.url(f"{t}/repo") for t in TOOLS})
+        if backend == "rclone":
+            return Target(backend, {t: f"rclone:{folder}/{t}" for t in TOOLS}, storage=[folder / t for t in TOOLS])
+        raise SystemExit(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+
+
+class Runner:
+    """Runs one tool's command against a repository and times it."""
+
+    def __init__(self, commands: dict, env: dict):
+        self.commands, self.env = commands, env
+        self.failures = []
+
+    def run(self, tool: str, target: Target, *args, cache_dir=None) -> float | None:
+        cmd = [*self.commands[tool], "-r", target.locations[tool], *target.flags]
+        if cache_dir is not None:
+            cmd += ["--cache-dir", str(cache_dir)]
+        cmd += [str(a) for a in args]
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=TIMEOUT)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            self.failures.append(f"{target.backend} {tool} {' '.join(map(str, args[:2]))}: exit "
+                                 f"{proc.returncode}: {' | '.join(tail)}")
+            return None
+        return elapsed
+
+
+def use_cheap_key(target: Target) -> None:
+    """Replace the key restic's init made (scrypt tuned to half a second) by one with the
+    parameters restique's init used under RESTIQUE_TEST_INSECURE_KEYS."""
+    from restique.backend import FileType, open_backend
+    from restique.backend.options import BackendOptions, parse_extended
+    from restique.repository.keys import INSECURE_TEST_KDF, create_key
+    from restique.repository.repository import open_repository
+
+    options = BackendOptions(extended=parse_extended(target.flags[1::2]))
+    with open_repository(open_backend(target.locations["restic"], options), PASSWORD) as repo:
+        old = repo.list_ids(FileType.KEY)
+        create_key(repo.backend, repo.key, PASSWORD, INSECURE_TEST_KDF)
+        for key_id in old:
+            repo.backend.remove(FileType.KEY, key_id)
+
+
+def digest(path: Path, wl) -> str:
+    """Content of a file or a tree (names, sizes, bytes, link targets), as one hash."""
+    if path.is_dir():
+        return wl.digest_summary(wl.tree_digest(str(path)))
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def timed_pair(runner: Runner, target: Target, turn: int, *args, cache_dirs=None) -> dict:
+    """Both tools run the same command; the first to go alternates from one call to the next."""
+    order = TOOLS if turn % 2 == 0 else TOOLS[::-1]
+    cache_dirs = cache_dirs or {}
+    return {tool: runner.run(tool, target, *args, cache_dir=cache_dirs.get(tool)) for tool in order}
+
+
+def measure(target: Target, sources: dict, expected: dict, runner: Runner, work: Path, wl) -> list:
+    """Rows (operation, {tool: seconds}) for one backend."""
+    warm = {tool: work / "cache" / f"{target.backend}-{tool}" for tool in TOOLS}
+    for tool in TOOLS:
+        if runner.run(tool, target, "init", cache_dir=warm[tool]) is None:
+            return []
+    use_cheap_key(target)
+    rows, turn = [], 0
+    for name, source in sources.items():
+        rows.append((f"backup {name}", timed_pair(runner, target, turn, "backup", source, cache_dirs=warm)))
+        turn += 1
+    for name, source in sources.items():
+        for cache in ("warm", "cold"):
+            rows.append((f"restore {name}, {cache} cache",
+                         restore_pair(runner, target, turn, source, expected[name], warm if cache == "warm" else None,
+                                      work, wl)))
+            turn += 1
+    return rows
+
+
+def restore_pair(runner, target, turn, source: Path, expected: str, warm, work: Path, wl) -> dict:
+    """Restore the latest snapshot of source with each tool; a restore that differs from the
+    source counts as a failure. A cold cache is an empty folder, made for each command."""
+    outcome = {}
+    for tool in (TOOLS if turn % 2 == 0 else TOOLS[::-1]):
+        restored = Path(tempfile.mkdtemp(dir=work, prefix="restored-"))
+        cache = warm[tool] if warm else Path(tempfile.mkdtemp(dir=work, prefix="cold-cache-"))
+        try:
+            seconds = runner.run(tool, target, "restore", "latest", "--path", source, "--target", restored,
+                                 cache_dir=cache)
+            inside = restored / str(source).lstrip("/")
+            if seconds is not None and digest(inside, wl) != expected:
+                runner.failures.append(f"{target.backend} {tool} restore of {source}: differs from the source")
+                seconds = None
+            outcome[tool] = seconds
+        finally:
+            shutil.rmtree(restored, ignore_errors=True)
+            if not warm:
+                shutil.rmtree(cache, ignore_errors=True)
+    return outcome
+
+
+def load_bench(bench: Path):
+    """The shared bench's data generator, imported from its folder."""
+    if not (bench / "workloads.py").exists():
+        raise SystemExit(f"no workloads.py in {bench}: give the shared bench's folder with --bench")
+    sys.path.insert(0, str(bench))
+    import workloads
+    return workloads
+
+
+def prepare_data(wl, scale: float) -> dict:
+    data = Path(wl.default_data_dir(scale))
+    wl.ensure(str(data), ["random", "tree"], scale, log=lambda line: print(line, file=sys.stderr))
+    sources = {"tree": data / "tree", "random file": data / "random.bin"}
+    wl.warm([str(p) for p in sources.values()])  # the first tool must not pay for the page cache
+    return sources
+
+
+def environment(work: Path) -> dict:
+    """What both tools see: no RESTIC_* of the caller's, the password, the S3 keys, cheap keys
+    at restique's init, a temporary folder in the work folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
+    env = servers.s3_environment(env, work / "aws")
+    (work / "tmp").mkdir()
+    env.update(RESTIC_PASSWORD=PASSWORD, RESTIQUE_TEST_INSECURE_KEYS="1", TMPDIR=str(work / "tmp"))
+    return env
+
+
+def print_table(rows: list) -> None:
+    print(f"{'backend':8} {'operation':32} {'restique s':>10} {'restic s':>9} {'ratio':>6}")
+    print("-" * 69)
+    for backend, operation, seconds in rows:
+        mine, theirs = seconds.get("restique"), seconds.get("restic")
+        cells = [f"{s:.2f}" if s is not None else "FAILED" for s in (mine, theirs)]
+        ratio = f"{mine / theirs:.2f}" if mine is not None and theirs else "-"
+        print(f"{backend:8} {operation:32} {cells[0]:>10} {cells[1]:>9} {ratio:>6}")
+
+
+def default_work() -> Path:
+    """In memory when it has room: the servers' storage must not be the disk's speed."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > 8 << 30:
+        return shm
+    return Path(tempfile.gettempdir())
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="scale 0.1: 3,000 files and 51 MiB")
+    parser.add_argument("--scale", type=float, default=1.0, help="the bench's data scale (default 1)")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of " + ",".join(BACKENDS))
+    parser.add_argument("--work", type=Path, default=None, help="where repositories, caches and restores go")
+    parser.add_argument("--bench", type=Path, default=PROJECT.parent / "shared" / "bench",
+                        help="the shared bench's folder (its workloads.py makes the data)")
+    parser.add_argument("--restique", default=f"{shlex.quote(sys.executable)} -m restique")
+    parser.add_argument("--restic", default="restic")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.scale = 0.1
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    wl = load_bench(args.bench)
+    sources = prepare_data(wl, args.scale)
+    expected = {name: digest(path, wl) for name, path in sources.items()}
+    work = Path(tempfile.mkdtemp(prefix="backend-speed-", dir=args.work or default_work()))
+    env = environment(work)
+    os.environ.update(env)  # the key swap below opens the repositories in this process
+    runner = Runner({"restique": shlex.split(args.restique), "restic": shlex.split(args.restic)}, env)
+    rows, load_before, started = [], os.getloadavg(), time.monotonic()
+    try:
+        with ExitStack() as stack:
+            backends = Servers(work, stack)
+            for backend in args.backends:
+                print(f"{backend}: measuring", file=sys.stderr)
+                target = backends.target(backend)
+                rows += [(backend, op, secs) for op, secs in measure(target, sources, expected, runner, work, wl)]
+                for folder in target.storage:
+                    shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"scale {args.scale:g}: tree {sources['tree']}, random file {sources['random file'].stat().st_size >> 20} MiB;"
+          f" {time.monotonic() - started:.0f} s; load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after"
+          f" ({os.cpu_count()} cores)")
+    print_table(rows)
+    for failure in runner.failures:
+        print(f"FAILED: {failure}")
+    return 1 if runner.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
