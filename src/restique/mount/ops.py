@@ -9,18 +9,17 @@ import errno
 import os
 import stat
 import threading
-from collections import OrderedDict
 from typing import Dict, List, Tuple
 
 import pyfuse3
 import trio
 
 from ..errors import NotFound, RestiqueError
-from ..operations.snapshot_fs import FsEntry, NotADirectory, SnapshotFS
+from ..operations.snapshot_fs import FsEntry, NotADirectory, SnapshotFS, path_inode
+from .listings import Listings, Row
 
 SNAPSHOT_TIMEOUT = 300.0  # a snapshot's contents never change
 VIRTUAL_TIMEOUT = 1.0  # the directories above the snapshots follow new snapshots
-LISTINGS_KEPT = 100_000  # entries of listed snapshot folders kept for the next opendir
 
 
 def _attributes(entry: FsEntry) -> pyfuse3.EntryAttributes:
@@ -43,6 +42,18 @@ def _attributes(entry: FsEntry) -> pyfuse3.EntryAttributes:
     return attr
 
 
+def _dot_rows(path: str) -> List[Tuple[bytes, pyfuse3.EntryAttributes]]:
+    """`.` and `..` as restic's mount lists them (`ls -a`), by inode number alone."""
+    parent = path.rsplit("/", 1)[0] or "/"
+    rows = []
+    for name, of in ((b".", path), (b"..", parent)):
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = path_inode(of)
+        attr.st_mode = stat.S_IFDIR | 0o555
+        rows.append((name, attr))
+    return rows
+
+
 def _fuse_error(exc: Exception) -> pyfuse3.FUSEError:
     if isinstance(exc, NotFound):
         return pyfuse3.FUSEError(errno.ENOENT)
@@ -59,9 +70,8 @@ class SnapshotOperations(pyfuse3.Operations):
         self._counts: Dict[int, int] = {}
         self._lock = threading.Lock()
         self._handles: Dict[int, object] = {}
-        self._dirs: Dict[int, List[FsEntry]] = {}
-        self._listings: "OrderedDict[str, List[FsEntry]]" = OrderedDict()  # folders inside snapshots
-        self._listed = 0
+        self._dirs: Dict[int, tuple] = {}  # handle -> (dot rows, rows)
+        self.listings = Listings(self._listing_rows)
         self._next_handle = 1
         self.errors: List[str] = []  # unexpected failures, for the log
 
@@ -139,32 +149,41 @@ class SnapshotOperations(pyfuse3.Operations):
     # --- directories ---
     async def opendir(self, inode, ctx):
         path = self._path(inode)
-        entries = self._listings.get(path)
-        if entries is None:
-            entries = await self._call(self.fs.list_dir, path)
-            if entries and entries[0].node is not None:  # a snapshot's folder never changes
-                self._keep_listing(path, entries)
+        rows = self.listings.cached(path)
+        if rows is None:
+            rows = await self._call(self.listings.get, path)
         with self._lock:
             handle = self._next_handle
             self._next_handle += 1
-            self._dirs[handle] = entries
+            self._dirs[handle] = (_dot_rows(path), rows)
         return handle
 
-    def _keep_listing(self, path: str, entries: List[FsEntry]) -> None:
-        with self._lock:
-            self._listings[path] = entries
-            self._listed += len(entries)
-            while self._listed > LISTINGS_KEPT and len(self._listings) > 1:
-                _, old = self._listings.popitem(last=False)
-                self._listed -= len(old)
+    def _listing_rows(self, path: str) -> Tuple[List[Row], bool]:
+        """The directory's entries as readdir sends them (converted once, in a worker
+        thread), and whether they lie inside a snapshot (and so never change)."""
+        entries = self.fs.list_dir(path)
+        rows = [(e.name_bytes, _attributes(e), e.inode, e.path) for e in entries]
+        return rows, bool(entries) and entries[0].node is not None
 
     async def readdir(self, fh, start_id, token):
-        entries = self._dirs.get(fh, ())
-        for i in range(start_id, len(entries)):
-            entry = entries[i]
-            if not pyfuse3.readdir_reply(token, entry.name_bytes, _attributes(entry), i + 1):
+        dots, rows = self._dirs.get(fh, ((), ()))
+        i = start_id
+        while i < len(dots):  # "." and "..": the kernel keeps no lookup count for them
+            if not pyfuse3.readdir_reply(token, dots[i][0], dots[i][1], i + 1):
                 return
-            self._remember(entry)
+            i += 1
+        sent = []
+        reply = pyfuse3.readdir_reply
+        for j in range(i - len(dots), len(rows)):
+            row = rows[j]
+            if not reply(token, row[0], row[1], j + len(dots) + 1):
+                break
+            sent.append(row)
+        with self._lock:  # every entry sent counts as one lookup (readdirplus)
+            counts, paths = self._counts, self._paths
+            for _, _, inode, path in sent:
+                paths[inode] = path
+                counts[inode] = counts.get(inode, 0) + 1
 
     async def releasedir(self, fh):
         self._dirs.pop(fh, None)

@@ -38,6 +38,7 @@ def serve(fs: SnapshotFS, mountpoint: str, options: set,
     try:
         trio.run(_serve_until_signal, stopped_by, on_mounted, restrict_keyboard_interrupt_to_checkpoints=True)
     finally:
+        ops.listings.close()
         pyfuse3.close(unmount=bool(stopped_by))
     return stopped_by[0] if stopped_by else None
 

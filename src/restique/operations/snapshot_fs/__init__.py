@@ -21,7 +21,7 @@ Lookups follow a `latest` link in the middle of a path (`/snapshots/latest/home`
 
 FsEntry: name, path, kind ("dir" "file" "symlink" "dev" "chardev" "fifo" "socket"), mode
 (st_mode with type bits), uid, gid (0 with owner_root), size, mtime_ns, atime_ns, ctime_ns,
-links, inode (stable; one number for all hard links of a file in one snapshot), target
+links, inode (stable, path_inode(path) for directories; one number for all hard links of a file in one snapshot), target
 (symlink target or ""), node (model.node.Node, None above the snapshots), snapshot
 (model.snapshot.Snapshot, None above the snapshot roots), rdev (devices), xattrs
 ([(name, value)]); name_bytes gives the original name bytes.
@@ -30,10 +30,10 @@ New snapshots (and the index files written with them) show up at the first call 
 refresh_seconds. Decrypted blobs are kept up to options.cache_bytes.
 """
 from ...model.snapshot_filter import SnapshotFilter
-from .entries import FsEntry
+from .entries import FsEntry, path_inode
 from .fs import NotADirectory, NotAFile, SnapshotFS, SnapshotFSOptions
 from .layout import DEFAULT_PATH_TEMPLATES, DEFAULT_TIME_TEMPLATE
 from .timefmt import format_go_time
 
 __all__ = ["SnapshotFS", "SnapshotFSOptions", "FsEntry", "NotADirectory", "NotAFile", "SnapshotFilter",
-           "DEFAULT_PATH_TEMPLATES", "DEFAULT_TIME_TEMPLATE", "format_go_time"]
+           "DEFAULT_PATH_TEMPLATES", "DEFAULT_TIME_TEMPLATE", "format_go_time", "path_inode"]

@@ -5,9 +5,10 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import NotFound, RestiqueError
+from ...model.names import go_quote, unsafe_name
 from ...model.node import Node
 from ...model.snapshot import Snapshot
 from ...model.snapshot_filter import SnapshotFilter
@@ -37,6 +38,7 @@ class SnapshotFSOptions:
     owner_root: bool = False
     refresh_seconds: float = 5.0
     cache_bytes: int = DEFAULT_CACHE_BYTES  # decrypted data blobs kept for reads
+    on_warning: Optional[Callable[[str], None]] = None  # told each warning as it is found
 
 
 @dataclass
@@ -64,7 +66,9 @@ class SnapshotFS:
         self._snapshots: List[Snapshot] = []
         self._layout: Dict[str, VirtualDir] = {}
         self._checked = 0.0
-        self.warnings: List[str] = []  # snapshots that could not be loaded
+        self.warnings: List[str] = []  # snapshots that could not be loaded, entries skipped
+        self.unsafe_names = 0  # tree entries not served: their names are not one path component
+        self._unsafe_trees: set = set()  # trees already reported
         repo.load_index()
         self.blobs = BlobCache(repo, self.options.cache_bytes)
         self.refresh(force=True)
@@ -88,7 +92,7 @@ class SnapshotFS:
                 return False
             self._load_new_indexes()
             new = sorted(ids - set(self._known))
-            for sn in load_all_snapshots(self.repo, new, warn=self.warnings.append):
+            for sn in load_all_snapshots(self.repo, new, warn=self._warn):
                 self._known[sn.id] = sn
             for sid in new:
                 self._known.setdefault(sid, None)
@@ -99,6 +103,11 @@ class SnapshotFS:
             layout = build_layout(shown, self.options.path_template, self.options.time_template)
             self._snapshots, self._layout = shown, layout
             return True
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.options.on_warning is not None:
+            self.options.on_warning(message)
 
     def _load_new_indexes(self) -> None:
         index = self.repo.index
@@ -115,6 +124,7 @@ class SnapshotFS:
                 self._trees.move_to_end(tree_id)
                 return hit
         nodes = self._loader(tree_id)  # outside the lock: one slow load must not hold up other lookups
+        nodes = self._safe_nodes(tree_id, nodes)
         hit = (nodes, {n.name: n for n in nodes})
         with self._tree_lock:
             if tree_id not in self._trees:
@@ -125,6 +135,19 @@ class SnapshotFS:
                 self._tree_nodes -= len(old)
         return hit
 
+    def _safe_nodes(self, tree_id: str, nodes: List[Node]) -> List[Node]:
+        """nodes without those named "", ".", ".." or with a slash: as paths they would
+        point elsewhere (a hostile or damaged tree); each tree's are reported once."""
+        safe = [n for n in nodes if not unsafe_name(n.name)]
+        if len(safe) != len(nodes) and tree_id not in self._unsafe_trees:
+            self._unsafe_trees.add(tree_id)
+            for n in nodes:
+                if unsafe_name(n.name):
+                    self.unsafe_names += 1
+                    self._warn(f'tree {tree_id[:10]}: entry "{go_quote(n.name)}" skipped: '
+                               "not a valid file name")
+        return safe
+
     # --- paths ---
     def _virtual(self, path: str, name: str, v: VirtualDir) -> _Found:
         sn = v.snapshot
@@ -134,17 +157,20 @@ class SnapshotFS:
         return _Found(virtual_entry(path, name, when, self._uid, self._gid, sn), v, sn.tree if sn else None)
 
     def _resolve(self, path: str) -> _Found:
+        """The path's entry; only the last component's entry is built (a deep path is
+        resolved for every directory a listing walks into)."""
         if not path.startswith("/"):
             raise NotFound(f"{path}: not found")
         parts = [p for p in posixpath.normpath(path).split("/") if p]
-        layout = self._layout
-        found = self._virtual("/", "", layout["/"])
-        walked = ""
+        v: Optional[VirtualDir] = self._layout["/"]
+        tree: Optional[str] = None
+        node: Optional[Node] = None
+        snapshot: Optional[Snapshot] = None
+        walked, inner, name = "", "/", ""
         i = 0
         while i < len(parts):
             name = parts[i]
             walked += "/" + name
-            v = found.virtual
             if v is not None and v.names is not None:
                 child = v.names.get(name) or v.hidden.get(name)
                 if child is None:
@@ -153,19 +179,20 @@ class SnapshotFS:
                     parts[i] = child.link_target
                     walked = walked[:walked.rfind("/")]
                     continue
-                found = self._virtual(walked, name, child)
-            elif found.tree:
-                node = self._children(found.tree)[1].get(name)
+                v, snapshot = child, child.snapshot
+                tree = child.snapshot.tree if child.snapshot is not None and not child.link_target else None
+            elif tree:
+                node = self._children(tree)[1].get(name)
                 if node is None:
                     raise NotFound(f"{path}: not found")
-                sn = found.entry.snapshot
-                inner = found.inner.rstrip("/") + "/" + name
-                entry = node_entry(walked, node, sn, self.options.owner_root)
-                found = _Found(entry, None, node.subtree if node.type == "dir" else None, inner)
+                inner = inner.rstrip("/") + "/" + name
+                v, tree = None, node.subtree if node.type == "dir" else None
             else:
                 raise NotFound(f"{path}: not found")
             i += 1
-        return found
+        if v is not None:
+            return self._virtual(walked or "/", name, v)
+        return _Found(node_entry(walked, node, snapshot, self.options.owner_root), None, tree, inner)
 
     def lookup(self, path: str) -> FsEntry:
         """The entry at path ("/", "/snapshots/latest", "/ids/<id>/home/a.txt"); NotFound."""

@@ -1,0 +1,136 @@
+"""Directory listings as readdir sends them: kept for the folders inside snapshots (they never
+change) and read one level ahead.
+
+When the kernel opens a folder, its subfolders are listed in a background thread, newest
+first, so a depth-first walker (`find`, `cp -r`, a file manager) finds the next listing ready
+while it is still busy with the last one. Only folders the kernel opened start a read-ahead,
+so it stays one level deep.
+"""
+import stat
+import threading
+from collections import OrderedDict
+from typing import Callable, Dict, List, Optional, Tuple
+
+import pyfuse3
+
+Row = Tuple[bytes, pyfuse3.EntryAttributes, int, str]  # name, attributes, inode, path
+MakeRows = Callable[[str], Tuple[List[Row], bool]]  # path -> (rows, whether they can be kept)
+
+ROWS_KEPT = 100_000  # entries of listed snapshot folders kept
+AHEAD_WANTED = 2_000  # subfolders waiting to be read ahead; the oldest are dropped
+
+
+class _Kept:
+    __slots__ = ("rows", "ahead_started")
+
+    def __init__(self, rows: List[Row]):
+        self.rows = rows
+        self.ahead_started = False
+
+
+class Listings:
+    def __init__(self, make_rows: MakeRows, rows_kept: int = ROWS_KEPT):
+        self._make_rows = make_rows
+        self._rows_kept = rows_kept
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
+        self._held = 0
+        self._pending: Dict[str, threading.Event] = {}  # listings being made now
+        self._wanted: List[str] = []  # a stack: the last subfolder pushed is read first
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+
+    def cached(self, path: str) -> Optional[List[Row]]:
+        """The kept rows of path (and its subfolders are read ahead), or None; never blocks."""
+        with self._lock:
+            kept = self._kept.get(path)
+            if kept is None:
+                return None
+            self._kept.move_to_end(path)
+            start = not kept.ahead_started
+            kept.ahead_started = True
+        if start:
+            self._read_ahead(kept.rows)
+        return kept.rows
+
+    def get(self, path: str) -> List[Row]:
+        """The rows of path: kept, being read ahead (waited for), or made now. Blocks."""
+        while True:
+            rows = self.cached(path)
+            if rows is not None:
+                return rows
+            with self._lock:
+                event = self._pending.get(path)
+                mine = event is None
+                if mine:
+                    event = self._pending[path] = threading.Event()
+            if mine:
+                break
+            event.wait()  # then kept, or failed there: made here on the next turn
+        try:
+            rows, keep = self._make_rows(path)
+            if keep:
+                self._keep(path, rows).ahead_started = True
+        finally:
+            self._done(path, event)  # after keeping: a waiter then finds the rows
+        if keep:
+            self._read_ahead(rows)
+        return rows
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
+
+    def _done(self, path: str, event: threading.Event) -> None:
+        with self._lock:
+            self._pending.pop(path, None)
+        event.set()
+
+    def _keep(self, path: str, rows: List[Row]) -> _Kept:
+        kept = _Kept(rows)
+        with self._lock:
+            old = self._kept.pop(path, None)
+            self._held -= len(old.rows) if old is not None else 0
+            self._kept[path] = kept
+            self._held += len(rows)
+            while self._held > self._rows_kept and len(self._kept) > 1:
+                _, dropped = self._kept.popitem(last=False)
+                self._held -= len(dropped.rows)
+        return kept
+
+    def _read_ahead(self, rows: List[Row]) -> None:
+        subfolders = [row[3] for row in reversed(rows) if stat.S_ISDIR(row[1].st_mode)]
+        if not subfolders:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self._wanted.extend(subfolders)
+            del self._wanted[:-AHEAD_WANTED]
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._read_ahead_loop, name="mount-read-ahead",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _read_ahead_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._wanted and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                path = self._wanted.pop()
+                if path in self._kept or path in self._pending:
+                    continue
+                event = self._pending[path] = threading.Event()
+            try:
+                rows, keep = self._make_rows(path)
+                if keep:
+                    self._keep(path, rows)
+            except Exception:  # noqa: BLE001 - the kernel's own opendir reports it
+                pass
+            finally:
+                self._done(path, event)
