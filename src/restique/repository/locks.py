@@ -16,7 +16,7 @@ from typing import List, Optional
 
 from ..backend.base import BackendNotFound, FileType
 from ..backend.retry import go_duration
-from ..errors import IntegrityError, LockFailed
+from ..errors import IntegrityError, LockFailed, RestiqueError
 from ..model import gojson
 from ..model.gotime import GoTime
 from .keys import default_username
@@ -137,7 +137,10 @@ class Lock:
 
     def _write(self) -> str:
         info = LockInfo.mine(self.exclusive)
-        return self.repo.save_unpacked(FileType.LOCK, gojson.encode(info.to_json()))
+        try:
+            return self.repo.save_unpacked(FileType.LOCK, gojson.encode(info.to_json()))
+        except OSError as exc:  # a read-only or full disk: say what failed
+            raise RestiqueError(f"unable to create lock in backend: {exc.strerror or exc}") from None
 
     def _conflicts(self) -> List[str]:
         reasons = []
