@@ -101,6 +101,9 @@ def test_tree_equals_source_and_virtual_dirs(world):
     mnt = base / "mnt"
     with mounted(repo, mnt):
         assert sorted(os.listdir(mnt)) == ["hosts", "ids", "snapshots", "tags"]
+        listed = subprocess.run(["ls", "-ai", mnt / "ids"], capture_output=True, text=True).stdout.split()
+        dots = dict(zip(listed[1::2], map(int, listed[0::2])))  # restic's mount lists . and ..
+        assert (dots["."], dots[".."]) == (os.stat(mnt / "ids").st_ino, os.stat(mnt).st_ino)
         assert stat.S_IMODE(os.stat(mnt / "ids").st_mode) == 0o555
         compare_with_source(source, str(mnt / "ids" / sid[:8]) + str(source))
         when = os.readlink(mnt / "snapshots" / "latest")

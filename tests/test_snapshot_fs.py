@@ -164,3 +164,32 @@ def test_go_time_layouts():
     assert format_go_time(ns, 3600, "2006-01-02T15:04:05Z07:00") == "2026-01-01T01:00:00+01:00"
     assert format_go_time(ns, -5400, "Mon Jan _2 3:04PM -0700 .000") == "Wed Dec 31 10:30PM -0130 .123"
     assert format_go_time(ns, 0, "06.1.2 15h.999999999") == "26.1.1 00h.123456789"
+
+
+def test_unsafe_names_are_skipped_and_reported(tmp_path):
+    """A hostile tree's entries named "", ".", ".." or with a slash are never served as
+    paths; each is reported once, the good entries beside them are served."""
+    from test_hostile_repository import FAST_KDF, _Trees
+
+    from restique.repository.repository import init_repository
+
+    t = _Trees(init_repository(str(tmp_path / "repo"), PASSWORD, kdf_params=FAST_KDF))
+    sub = t.dir("sub", [t.file("..", b"up"), t.file("ok.txt", b"fine")])
+    t.snapshot([t.file("", b"empty"), t.file(".", b"dot"), t.dir("..", [t.file("escape.txt", b"x")]),
+                t.file("a/b", b"slash"), t.file("good.txt", b"good"), sub], "2026-01-01T00:00:00Z", "h")
+    seen = []
+    fs = open_fs(tmp_path / "repo", on_warning=seen.append)
+    try:
+        top = f"/ids/{fs.snapshots()[0].id[:8]}"
+        assert names(fs.list_dir(top)) == ["good.txt", "sub"]
+        assert names(fs.list_dir(top + "/sub")) == ["ok.txt"]
+        assert fs.read(top + "/sub/ok.txt", 0, 10) == b"fine"
+        assert fs.lookup(top + "/sub/..").path == top  # the path's own "..", not the entry
+        for missing in ("/a/b", "/a", "/sub/../escape.txt"):
+            with pytest.raises(NotFound):
+                fs.lookup(top + missing)
+        fs.list_dir(top)
+        assert fs.unsafe_names == 5 and len(seen) == 5 and fs.warnings == seen
+        assert all("not a valid file name" in w for w in seen)
+    finally:
+        fs.close()
