@@ -3,13 +3,11 @@ data/ and index/ folders change) never leaves a repository that `restic check` r
 that has lost a blob of a kept snapshot, and a second prune finishes the job."""
 import os
 import shutil
-import signal
-import subprocess
-import time
 
 import pytest
 
-from conftest import clean_env, restique_cmd, run_restic, run_restique
+from conftest import restique_cmd, run_restic, run_restique
+from kill_points import repository_files, run_until_changes
 from test_prune import FAST_KDF, PASSWORD, snapshot_contents
 
 KILL_POINTS = 12
@@ -39,33 +37,11 @@ def forgotten(tmp_path_factory):
     return repo, snapshot_contents(repo)
 
 
-def repository_files(repo) -> set:
-    found = set()
-    for folder in ("data", "index"):
-        for entry in os.scandir(repo / folder):
-            if entry.is_dir():
-                found.update(e.name for e in os.scandir(entry.path))
-            else:
-                found.add(entry.name)
-    return found
-
-
 def prune_until(repo, changes: int, after_seconds: float = 0.0):
     """Start a prune and SIGKILL it once `changes` files of data/ and index/ have appeared
     or vanished (or after after_seconds). Returns how many changes were seen."""
-    before = repository_files(repo)
     cmd = restique_cmd() + ["-r", str(repo), "--pack-size", "4", "prune", "--max-unused", "0"]
-    proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    start, seen = time.monotonic(), 0
-    try:
-        while proc.poll() is None:
-            seen = len(before ^ repository_files(repo))
-            if seen >= changes and time.monotonic() - start >= after_seconds:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.wait()
-    return seen
+    return run_until_changes(cmd, repo, changes, after_seconds)
 
 
 def test_killed_prune_loses_nothing(forgotten, tmp_path):

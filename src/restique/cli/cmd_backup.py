@@ -159,13 +159,14 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
         excludes=list(excludes.patterns), stdin=stream, stdin_filename=stdin_filename,
         options=BackupOptions(read_concurrency=read_concurrency or 2, with_atime=with_atime,
                               ignore_ctime=ignore_ctime or ignore_inode, ignore_inode=ignore_inode,
-                              reject=selector, one_file_system=one_file_system))
+                              reject=selector, one_file_system=one_file_system),
+        resume_folder=_resume_folder(repo), checkpoint_interval=_checkpoint_interval())
     on_parent = _parent_announcer(output, targets if stream is None else None)
     output.start_status()
     if stream is None and (opts.verbose or opts.json or output_is_live(output)) and not no_scan:
         _start_scanner(request, output)
     try:
-        outcome = run_backup(repo, request, output, on_parent)
+        outcome = run_backup(repo, request, output, on_parent, _resume_announcer(output))
     finally:
         output.stop_status()
         if isinstance(stream, CommandOutput):
@@ -215,6 +216,40 @@ def _parent_announcer(output, targets):
         output.line(f"start backup on {_go_list(targets)}", 1)
 
     return on_parent
+
+
+def _resume_announcer(output):
+    def on_resume(record):
+        written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.written_ns / 1e9))
+        output.line(f"resuming the interrupted backup checkpointed at {written}")
+
+    return on_resume
+
+
+def _resume_folder(repo):
+    """Checkpoints of interrupted backups are recorded in the repository's cache folder;
+    without a cache a backup starts over (its uploaded data is still found in the index)."""
+    cache = getattr(repo.backend, "cache", None)
+    return os.path.join(cache.path, "resume") if cache is not None else None
+
+
+CHECKPOINT_VARIABLE = "RESTIQUE_CHECKPOINT_INTERVAL"
+
+
+def _checkpoint_interval() -> float:
+    """Seconds between checkpoints: $RESTIQUE_CHECKPOINT_INTERVAL, else the library's default."""
+    from ..operations.archiver.checkpoint import CHECKPOINT_INTERVAL
+
+    text = os.environ.get(CHECKPOINT_VARIABLE)
+    if not text:
+        return CHECKPOINT_INTERVAL
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UsageError(f"{CHECKPOINT_VARIABLE}: {text!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise UsageError(f"{CHECKPOINT_VARIABLE} must not be negative")
+    return seconds
 
 
 def output_is_live(output) -> bool:

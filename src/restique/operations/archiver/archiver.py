@@ -66,10 +66,12 @@ class Archiver:
         self.reuse = TreeReuse(self.parents.children, lambda blob_id: repo.index.has("data", blob_id),
                                options.reject, options.with_atime, options.xattrs, options.one_file_system)
         self._root_dev: Optional[int] = None
+        self.root_parent_tree: Optional[str] = None  # the parent's root tree, for checkpoints
 
     # --- entry points ---
     def save_targets(self, root: TargetDir, parent_tree: Optional[str]) -> str:
         """Save everything the target tree names; returns the root tree id."""
+        self.root_parent_tree = parent_tree
         try:
             job = self._save_target_dir(root, "", None, parent_tree)
             node = job.done.wait()
@@ -118,7 +120,7 @@ class Archiver:
             if not stat.S_ISDIR(st.st_mode):
                 raise NotADirectoryError(f"path is not a directory: {target.fs_path}")
             node = self._node(snap_path.rpartition("/")[2], target.fs_path, st)
-        job = DirJob(node, snap_path, parent_node)
+        job = self.trees.open_dir(node, snap_path, parent_node)
         old = self.parents.children(parent_tree)
         outer = self.small_files.start_dir()
         for name, child in sorted(target.children.items()):
@@ -139,7 +141,7 @@ class Archiver:
         return job
 
     def _save_dir(self, fs_path: str, node: Node, snap_path: str, parent_node: Optional[dict]) -> Completion:
-        job = DirJob(node, snap_path, parent_node)
+        job = self.trees.open_dir(node, snap_path, parent_node)
         old = self.parents.children(parent_node.get("subtree") if parent_node and parent_node.get("type") == "dir" else None)
         self._add_dir_entries(job, fs_path, snap_path, old)
         self.trees.release_dir(job)
@@ -173,7 +175,7 @@ class Archiver:
         return finished(node)
 
     def _empty_dir(self, node: Node, snap_path: str, old: Optional[dict]) -> Completion:
-        job = DirJob(node, snap_path, old)
+        job = self.trees.open_dir(node, snap_path, old)
         self.trees.release_dir(job)
         return job.done
 

@@ -60,6 +60,11 @@ class Completion:
                 event.wait()
         return self.result()
 
+    def value_if_done(self):
+        """The value if completed without an exception, else None: a look from another
+        thread while the walk goes on (checkpoints)."""
+        return self._value if self._done and self._exc is None else None
+
     def result(self):
         """The value (or exception) of a completed result; callers only ask after completion."""
         if not self._done:

@@ -2,7 +2,7 @@
 by whichever thread finishes the last one (the walker itself, a reader, a batch)."""
 import threading
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from ...errors import RestiqueError
 from ...model.node import Node, encode_tree
@@ -31,6 +31,13 @@ class TreeSaver:
     def __init__(self, repo, progress: BackupProgress):
         self.repo = repo
         self.progress = progress
+        self.open_jobs: Dict[str, DirJob] = {}  # directories not written yet, by path (checkpoints)
+
+    def open_dir(self, node: Optional[Node], snap_path: str, parent_node: Optional[dict]) -> DirJob:
+        """A new directory job; it stays in open_jobs until its tree is written."""
+        job = DirJob(node, snap_path, parent_node)
+        self.open_jobs[snap_path] = job
+        return job
 
     def add_child(self, job: DirJob, child: Optional[Completion]) -> None:
         """Make the directory wait for child (None: the entry is left out)."""
@@ -54,6 +61,7 @@ class TreeSaver:
             job.done.complete(self._finish_dir(job))
         except BaseException as exc:
             job.done.fail(exc)
+        self.open_jobs.pop(job.snap_path, None)  # after completing: a checkpoint always sees it
 
     def _finish_dir(self, job: DirJob) -> Optional[Node]:
         nodes = []
