@@ -23,6 +23,9 @@ from .base import FOLDER_TYPES, BackendError, BackendNotFound, BackendShortRead,
 from .options import BackendOptions, positive_int
 from .sftp_session import SessionLost, SshSession
 
+SFTP_FLAG_READ = 0x01  # open flags, as the SFTP protocol (version 3) numbers them
+NEW_FILE = 0x02 | 0x08 | 0x10 | 0x20  # write, create, truncate, exclusive
+
 DIR_MODE = 0o700
 FILE_MODE = 0o400  # restic makes repository files read-only
 TEMP_MARK = "-restic-temp-"  # restic's infix for files being written
@@ -100,10 +103,9 @@ class SftpBackend:
         self.config = config
         self.location = location
         self.path = config.path
-        self._lock = threading.Lock()  # one request sequence at a time on the one session
+        self._lock = threading.Lock()  # for close(): requests from many threads share the session
         self._session = SshSession(command, config.host or location, location)
         self._closer = weakref.finalize(self, self._session.close)
-        self._can_fsync = True
 
     # --- layout, as restic's default layout ---
     def _dir(self, ftype: FileType, name: str = "") -> str:
@@ -118,31 +120,30 @@ class SftpBackend:
 
     @contextmanager
     def _client(self, path: str):
-        """The SFTP client, held for one operation, with its errors in the contract's terms."""
+        """The SFTP client for one operation, with its errors in the contract's terms."""
         from paramiko import SSHException
 
-        with self._lock:
-            session = self._session
-            if session is None:
-                raise SessionLost(errno.ECONNABORTED, "the sftp backend is closed", self.location)
-            try:
-                yield session.client
-            except BackendError:  # already in the contract's terms (a short read is an EOFError)
-                raise
-            except FileNotFoundError as exc:
-                raise BackendNotFound(errno.ENOENT, os.strerror(errno.ENOENT), path) from None
-            except PermissionError as exc:
-                raise PermissionError(errno.EACCES, exc.strerror or "permission denied", path) from None
-            except (SSHException, ConnectionError, EOFError) as exc:
-                if session.alive() and not isinstance(exc, (ConnectionError, EOFError)):
-                    raise BackendError(errno.EIO, f"sftp: {exc}", path) from None
+        session = self._session
+        if session is None:
+            raise SessionLost(errno.ECONNABORTED, "the sftp backend is closed", self.location)
+        try:
+            yield session.client
+        except BackendError:  # already in the contract's terms (a short read is an EOFError)
+            raise
+        except FileNotFoundError as exc:
+            raise BackendNotFound(errno.ENOENT, os.strerror(errno.ENOENT), path) from None
+        except PermissionError as exc:
+            raise PermissionError(errno.EACCES, exc.strerror or "permission denied", path) from None
+        except (SSHException, ConnectionError, EOFError) as exc:
+            if session.alive() and not isinstance(exc, (ConnectionError, EOFError)):
+                raise BackendError(errno.EIO, f"sftp: {exc}", path) from None
+            raise session.lost() from None
+        except OSError as exc:
+            if exc.errno is None and not session.alive():
                 raise session.lost() from None
-            except OSError as exc:
-                if exc.errno is None and not session.alive():
-                    raise session.lost() from None
-                if exc.errno is None:  # an SFTP failure status: the server's text
-                    raise BackendError(errno.EIO, str(exc) or "failure", path) from None
-                raise
+            if exc.errno is None:  # an SFTP failure status: the server's text
+                raise BackendError(errno.EIO, str(exc) or "failure", path) from None
+            raise
 
     # --- repository ---
     def create(self) -> None:
@@ -187,35 +188,20 @@ class SftpBackend:
         parts = data if isinstance(data, (list, tuple)) else [data]
         with self._client(temp) as sftp:
             try:
-                handle = sftp.open(temp, "wbx")
+                handle = sftp.open_handle(temp, NEW_FILE)
             except FileNotFoundError:
                 self._mkdir_all(sftp, posixpath.dirname(final))
-                handle = sftp.open(temp, "wbx")
+                handle = sftp.open_handle(temp, NEW_FILE)
             try:
-                self._write(sftp, handle, parts)
+                sftp.write(handle, parts)
+                sftp.fchmod(handle, FILE_MODE)
+                sftp.fsync(handle)
             except BaseException:
-                handle.close()
+                sftp.close_handle(handle, wait=False)
                 sftp.remove(temp)
                 raise
-            handle.close()
+            sftp.close_handle(handle)
             self._rename(sftp, temp, final)
-
-    def _write(self, sftp, handle, parts) -> None:
-        """Write the parts pipelined (replies are collected at close), read-only, synced."""
-        from paramiko.sftp import CMD_EXTENDED
-
-        handle.set_pipelined(True)
-        for part in parts:
-            handle.write(memoryview(part).cast("B"))
-        handle.flush()
-        handle.chmod(FILE_MODE)
-        if self._can_fsync:
-            try:
-                sftp._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)
-            except OSError as exc:
-                if exc.errno is not None:
-                    raise
-                self._can_fsync = False  # the server lacks the extension: nothing to sync
 
     @staticmethod
     def _rename(sftp, temp: str, final: str) -> None:
@@ -230,18 +216,21 @@ class SftpBackend:
         check_range(offset, length)
         path = self._file(ftype, name)
         with self._client(path) as sftp:
-            with sftp.open(path, "rb") as handle:
-                size = handle.stat().st_size
-                end = size if length is None else offset + length
-                if offset > size or end > size:
+            handle = sftp.open_handle(path, SFTP_FLAG_READ)
+            try:
+                # the size only when it is needed: a read of a known length learns of a short file
+                # from the reads themselves, one round trip sooner
+                size = None if length else sftp.fstat(handle).st_size
+                wanted = length if length is not None else size - offset
+                data = bytes(sftp.read(handle, offset, wanted)) if wanted > 0 else b""
+                if len(data) < wanted or (size is not None and offset > size):
+                    size = sftp.fstat(handle).st_size if size is None else size
                     raise BackendShortRead(
-                        f"{ftype.label}/{name}: short read, wanted {end - offset} bytes at {offset}, file has {size}"
+                        f"{ftype.label}/{name}: short read, wanted {wanted} bytes at {offset}, file has {size}"
                     )
-                if end == offset:
-                    return b""
-                # one request per block, all sent ahead; paramiko joins a larger read quadratically
-                block = handle.MAX_REQUEST_SIZE
-                return b"".join(handle.readv([(at, min(block, end - at)) for at in range(offset, end, block)]))
+            finally:
+                sftp.close_handle(handle, wait=False)
+            return data
 
     def stat(self, ftype: FileType, name: str) -> int:
         path = self._file(ftype, name)

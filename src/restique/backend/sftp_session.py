@@ -4,6 +4,10 @@ and paramiko's SFTP client speaking the protocol over that process's stdin and s
 Running the user's own ssh means ~/.ssh/config, agents, ProxyJump and known_hosts work as they
 do for every other tool. The ssh process gets one end of a socket pair as its stdin and stdout;
 paramiko gets the other end through a small channel adapter.
+
+Requests are pipelined: one thread reads every reply and hands it to the request it answers, so
+any number of threads have requests outstanding on the one session at once (restic's sftp client
+works the same way), and a transfer sends its reads or writes ahead without waiting for each.
 """
 import errno
 import select
@@ -38,6 +42,9 @@ class _PipeChannel:
     def recv(self, size: int) -> bytes:
         return self._sock.recv(size)
 
+    def recv_into(self, buffer) -> int:
+        return self._sock.recv_into(buffer)
+
     def recv_ready(self) -> bool:
         return bool(select.select([self._sock], [], [], 0)[0])
 
@@ -62,8 +69,7 @@ class _PipeChannel:
 
 
 class SshSession:
-    """An ssh process and the SFTP client over its pipes. Not thread-safe: callers serialise
-    requests (paramiko's client drops replies read by another thread's wait)."""
+    """An ssh process and the pipelined SFTP client over its pipes; safe to use from many threads."""
 
     def __init__(self, command: List[str], what: str, location: str):
         self.what = what  # the host, for messages
@@ -90,10 +96,12 @@ class SshSession:
         self.client = self._start_client()
 
     def _start_client(self):
-        from paramiko import SFTPClient, SSHException
+        from paramiko import SSHException
+
+        from .sftp_pipelined import PipelinedClient
 
         try:
-            return SFTPClient(self._channel)
+            return PipelinedClient(self._channel)
         except (SSHException, EOFError, OSError):
             self.close()
             raise RestiqueError(
