@@ -58,7 +58,9 @@ class CacheDir:
                 created = True
             except FileExistsError:
                 pass
-            with open(os.path.join(cache.path, "version"), "w") as f:
+            # 0644 as restic makes it (not 0666 when the umask is 0)
+            fd = os.open(os.path.join(cache.path, "version"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with os.fdopen(fd, "w") as f:
                 f.write(str(CACHE_VERSION))
         else:
             os.utime(cache.path)  # the folder's time tells when the repository was last used
