@@ -103,6 +103,14 @@ class Daemon:
             stop_process_group(self.proc, self.grace)
             self.proc = None
 
+    def kill(self) -> None:
+        """Stop without a chance to tell anyone, as when a machine dies."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
 
 # --------------------------------------------------------------------------------------------
 # REST: rclone serve restic, and a stub
