@@ -6,7 +6,6 @@ non-exclusive locks only exclude exclusive ones. A lock is stale when it is olde
 refresh their lock every 5 minutes by writing a new file and removing the old one.
 RESTIQUE_LOCK_REFRESH_SECONDS shortens that interval, for tests.
 """
-import json
 import os
 import socket
 import threading
@@ -52,8 +51,8 @@ class LockInfo:
     @classmethod
     def from_json(cls, raw: bytes) -> "LockInfo":
         try:
-            obj = json.loads(raw)
-            return cls(
+            obj = gojson.loads(raw)
+            info = cls(
                 GoTime.parse(obj["time"]),
                 bool(obj.get("exclusive")),
                 str(obj.get("hostname", "")),
@@ -62,8 +61,12 @@ class LockInfo:
                 int(obj.get("uid", 0)),
                 int(obj.get("gid", 0)),
             )
-        except (ValueError, KeyError, TypeError):
+        except gojson.DECODING_ERRORS:
             raise IntegrityError("lock file is damaged") from None
+        # a pid that no process can have would overflow the liveness check
+        if not -1 << 31 <= info.pid < 1 << 31 or not 0 <= info.uid < 1 << 32 or not 0 <= info.gid < 1 << 32:
+            raise IntegrityError("lock file is damaged: pid, uid or gid out of range")
+        return info
 
     @classmethod
     def mine(cls, exclusive: bool) -> "LockInfo":
