@@ -44,11 +44,48 @@ def encode(obj) -> bytes:
     return dumps(obj).encode("utf-8")
 
 
+# What turning untrusted JSON into typed fields can raise (int() of a list or of infinity, a
+# missing key, a list where an object belongs ...): parsers of repository files catch these and
+# raise IntegrityError naming the file.
+DECODING_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+
+
 def loads(data):
-    """Parse JSON keeping key order (dicts keep insertion order)."""
+    """Parse JSON keeping key order (dicts keep insertion order); ValueError for anything that
+    is not JSON, nesting too deep for the parser included."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data).decode("utf-8", errors="replace")
-    return json.loads(data)
+    try:
+        obj = json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if "\\ud" in data or "\\uD" in data:  # Go never writes these escapes; another writer might
+        obj = _replace_lone_surrogates(obj)
+    return obj
+
+
+def _replace_lone_surrogates(obj):
+    """obj with each unpaired surrogate in its strings replaced by U+FFFD, as Go decodes
+    them (Python keeps them, and they cannot be encoded as a file name later)."""
+    def fix(value):
+        if isinstance(value, str) and _SURROGATE.search(value):
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return value
+
+    root = [obj]
+    pending = [root]
+    while pending:  # iterative: the document may be nested as deep as the parser allows
+        container = pending.pop()
+        if isinstance(container, dict):
+            items = [(fix(k), v) for k, v in container.items()]
+            container.clear()
+            container.update(items)
+        for key, value in (container.items() if isinstance(container, dict) else enumerate(container)):
+            if isinstance(value, (dict, list)):
+                pending.append(value)
+            else:
+                container[key] = fix(value)
+    return root[0]
 
 
 def float_literal(value: float) -> str:

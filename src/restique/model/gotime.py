@@ -8,7 +8,7 @@ import re
 import time
 
 _RFC3339 = re.compile(
-    r"^(-?\d{4,})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)$"
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|z|[+-][0-9]{2}:[0-9]{2})$"
 )
 
 
@@ -28,18 +28,33 @@ def _format_parts(seconds: int, offset: int):
     return date, "%s%02d:%02d" % (sign, off // 3600, off % 3600 // 60)
 
 
+def _check_fields(text: str, year: int, month: int, day: int, hour: int, minute: int, second: int) -> None:
+    """ValueError for a date or clock reading that does not exist, as Go's time.Parse refuses
+    it (formatting such a time later would fail or print another time)."""
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]
+            and hour < 24 and minute < 60 and second < 60):
+        raise ValueError(f"invalid time {text!r}: field out of range")
+
+
+def _zone_offset(text: str, zone: str) -> int:
+    """Seconds east of UTC for 'Z' or '+hh:mm'."""
+    if zone in ("Z", "z"):
+        return 0
+    if not (zone[1:3].isdigit() and zone[4:6].isdigit()) or zone[0] not in "+-" or zone[3] != ":" \
+            or int(zone[1:3]) >= 24 or int(zone[4:6]) >= 60:
+        raise ValueError(f"invalid time {text!r}")
+    return (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+
+
 def _parse_second(text: str, zone: str):
     """(unix_ns, offset) of 'YYYY-MM-DDTHH:MM:SS' (text[:19]) in zone ('Z' or '+hh:mm')."""
-    if not (text[:4].isdigit() and text[5:7].isdigit() and text[8:10].isdigit() and text[11:13].isdigit()
-            and text[14:16].isdigit() and text[17:19].isdigit() and text[7] == "-" and text[13] == ":"
-            and text[16] == ":"):
+    if not (text.isascii() and text[:4].isdigit() and text[5:7].isdigit() and text[8:10].isdigit()
+            and text[11:13].isdigit() and text[14:16].isdigit() and text[17:19].isdigit() and text[7] == "-"
+            and text[13] == ":" and text[16] == ":"):
         return GoTime._parse_slow(text[:19] + zone)
-    if zone in ("Z", "z"):
-        offset = 0
-    else:
-        if not (zone[1:3].isdigit() and zone[4:6].isdigit()) or zone[0] not in "+-":
-            raise ValueError(f"invalid time {text!r}")
-        offset = (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    offset = _zone_offset(text, zone)
+    _check_fields(text, int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                  int(text[17:19]))
     day = _DAYS.get(text[:10])
     if day is None:  # files of one backup share few days; timegm is the slow part
         day = calendar.timegm((int(text[:4]), int(text[5:7]), int(text[8:10]), 0, 0, 0, 0, 0, 0))
@@ -77,7 +92,7 @@ class GoTime:
             raise AttributeError(name)
         try:
             self.unix_ns, self.offset = self._parse_pair(object.__getattribute__(self, "_source"))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, KeyError, IndexError):
             self.unix_ns, self.offset = 0, 0
         return object.__getattribute__(self, name)
 
@@ -129,7 +144,8 @@ class GoTime:
             else:
                 frac = None
             zone = text[zone_at:]
-            if frac is not None and (frac.isdigit() or not frac) and (len(zone) == 1 or zone[3] == ":"):
+            if frac is not None and (not frac or frac.isdigit() and frac.isascii()) \
+                    and (len(zone) == 1 or zone[3] == ":"):
                 key = (text[:19], zone)
                 base = _PARSED.get(key)
                 if base is None:
@@ -147,13 +163,11 @@ class GoTime:
         m = _RFC3339.match(text)
         if not m:
             raise ValueError(f"invalid time {text!r}")
-        year, mon, day, hh, mm, ss, frac, zone = m.groups()
-        if zone in ("Z", "z"):
-            offset = 0
-        else:
-            sign = -1 if zone[0] == "-" else 1
-            offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-        seconds = calendar.timegm((int(year), int(mon), int(day), int(hh), int(mm), int(ss), 0, 0, 0))
+        fields = [int(part) for part in m.groups()[:6]]
+        frac, zone = m.groups()[6:]
+        offset = _zone_offset(text, zone)
+        _check_fields(text, *fields)
+        seconds = calendar.timegm((*fields, 0, 0, 0))
         nanos = int((frac or "0")[:9].ljust(9, "0"))
         return (seconds - offset) * 1_000_000_000 + nanos, offset
 

@@ -4,12 +4,13 @@ A tree blob is ``{"nodes":[...]}`` plus a newline, nodes sorted by name; its id 
 SHA-256 of those bytes, so field order, omitted fields and time formatting all matter.
 """
 import base64
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 from . import gojson
 from .gotime import GoTime
-from ..errors import RestiqueError
+from ..errors import IntegrityError, RestiqueError
 from .names import go_quote, go_unquote
 
 # Go's os.FileMode type bits
@@ -109,9 +110,12 @@ class Node:
 
     @classmethod
     def from_json(cls, obj: dict) -> "Node":
+        """The node in a tree's JSON object; a DECODING_ERRORS exception when a field has the
+        wrong type (checked where a wrong type would surface later, far from the tree)."""
         def t(key):
             text = obj.get(key)
-            return GoTime.lazy(text) if text else GoTime(0)  # invalid text reads as GoTime(0)
+            # invalid text reads as GoTime(0)
+            return GoTime.lazy(text) if text and type(text) is str else GoTime(0)
 
         linktarget = obj.get("linktarget") or ""
         if obj.get("linktarget_raw"):
@@ -120,7 +124,7 @@ class Node:
             (a.get("name", ""), base64.b64decode(a["value"]) if a.get("value") else b"")
             for a in obj.get("extended_attributes") or []
         ]
-        return cls(
+        node = cls(
             name=go_unquote(obj.get("name", "")),
             type=obj.get("type", ""),
             mode=int(obj.get("mode") or 0),
@@ -143,6 +147,52 @@ class Node:
             subtree=obj.get("subtree"),
             error=obj.get("error") or "",
         )
+        _check_types(node)
+        return node
+
+
+_HEX_DIGITS = re.compile("[0-9a-f]*").fullmatch
+
+
+def _is_id(text) -> bool:
+    return type(text) is str and len(text) == 64 and _HEX_DIGITS(text) is not None
+
+
+def _is_id_list(ids) -> bool:
+    """A list of 64-digit lowercase hex ids (checked in bulk: a file lists thousands)."""
+    if type(ids) is not list:
+        return False
+    if len(ids) == 1:
+        return _is_id(ids[0])
+    joined = "".join(ids)  # TypeError for an entry that is not a string
+    # all 64 long when the shortest is and the total is 64 each
+    return len(joined) == 64 * len(ids) and (not ids or min(map(len, ids)) == 64) and bool(_HEX_DIGITS(joined))
+
+
+def _check_types(node: Node) -> None:
+    """TypeError for a field that restic's decoder would refuse and that later code would
+    trip over (a name that is a number, content that is a string, an attribute that is a list)."""
+    if type(node.name) is str and type(node.type) is str and type(node.user) is str and type(node.group) is str \
+            and type(node.linktarget) is str and type(node.error) is str:
+        content, subtree = node.content, node.subtree
+        if (content is None or _is_id_list(content)) and (subtree is None or _is_id(subtree)) \
+                and (not node.xattrs or all(type(name) is str for name, _ in node.xattrs)) \
+                and (node.generic_attributes is None or type(node.generic_attributes) is dict):
+            return
+    raise TypeError(f"a field of tree entry {node.name!r} has the wrong type")
+
+
+class TreeFormatError(IntegrityError, ValueError):
+    """A tree blob whose JSON does not decode into nodes (a ValueError as well, so that the
+    callers that name the tree in their message keep catching it)."""
+
+
+def _tree_nodes(raw: bytes) -> list:
+    obj = gojson.loads(raw)
+    nodes = obj.get("nodes") or []
+    if type(nodes) is not list:
+        raise TypeError("nodes is not a list")
+    return nodes
 
 
 def _sort_key(node: Node) -> bytes:
@@ -206,8 +256,10 @@ def encode_tree(nodes: List[Node]) -> bytes:
 
 
 def decode_tree(raw: bytes) -> List[Node]:
-    obj = gojson.loads(raw)
-    return [Node.from_json(n) for n in obj.get("nodes") or []]
+    try:
+        return [Node.from_json(n) for n in _tree_nodes(raw)]
+    except gojson.DECODING_ERRORS as exc:
+        raise TreeFormatError(f"invalid tree: {exc}") from None
 
 
 _EAGER_FIELDS = ("name", "type", "subtree")
@@ -230,6 +282,8 @@ class LazyNode(Node):
         _set_slot(node, "name", go_unquote(name) if "\\" in name else name)
         _set_slot(node, "type", obj.get("type", ""))
         _set_slot(node, "subtree", obj.get("subtree"))
+        if not (type(name) is str and type(node.type) is str and (node.subtree is None or _is_id(node.subtree))):
+            raise TypeError(f"tree entry {name!r}: name, type or subtree has the wrong type")
         return node
 
     def _decode(self) -> None:
@@ -238,10 +292,8 @@ class LazyNode(Node):
             return
         try:
             full = Node.from_json(obj)
-        except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            from ..errors import IntegrityError
-
-            raise IntegrityError(f"tree entry {go_quote(self.name)} is damaged: {exc}") from None
+        except gojson.DECODING_ERRORS as exc:
+            raise TreeFormatError(f"tree entry {go_quote(self.name)} is damaged: {exc}") from None
         for field in _LAZY_FIELDS:
             _set_slot(self, field, getattr(full, field))
         _set_slot(self, "_obj", None)
@@ -266,5 +318,7 @@ class LazyNode(Node):
 
 def decode_tree_lazy(raw: bytes) -> List[Node]:
     """decode_tree with LazyNode entries (a damaged node fails when its fields are used)."""
-    obj = gojson.loads(raw)
-    return [LazyNode.wrap(n) for n in obj.get("nodes") or []]
+    try:
+        return [LazyNode.wrap(n) for n in _tree_nodes(raw)]
+    except gojson.DECODING_ERRORS as exc:
+        raise TreeFormatError(f"invalid tree: {exc}") from None

@@ -8,6 +8,7 @@ import threading
 import zstandard
 
 from ..errors import IntegrityError, UsageError
+from .crypto import check_uncompressed_length
 
 LEVELS = {"off": None, "fastest": 1, "auto": 3, "better": 7, "max": 11}
 _local = threading.local()
@@ -43,6 +44,10 @@ def compress(data, level: int) -> bytes:
 def decompress(data, expected_size: int = 0) -> bytes:
     """Decompress one zstd frame; expected_size (when known) also bounds the output."""
     try:
+        check_uncompressed_length(expected_size, len(data))
+        claimed = zstandard.frame_content_size(data)  # -1: not recorded in the frame
+        if claimed > 0:
+            check_uncompressed_length(claimed, len(data))
         if expected_size:
             out = _decompressor().decompress(data, max_output_size=expected_size)
         else:

@@ -1,9 +1,9 @@
 """The repository config: format version, repository id and the chunker polynomial."""
-import json
 import os
 from dataclasses import dataclass
 
 from ..errors import IntegrityError, UsageError
+from ..model import gojson
 
 STABLE_VERSION = 2
 LATEST_VERSION = 2
@@ -22,9 +22,11 @@ class Config:
     @classmethod
     def from_json(cls, raw: bytes) -> "Config":
         try:
-            obj = json.loads(raw)
-            cfg = cls(int(obj["version"]), str(obj["id"]), int(obj["chunker_polynomial"], 16))
-        except (ValueError, KeyError, TypeError):
+            obj = gojson.loads(raw)
+            if not isinstance(obj["id"], str):
+                raise TypeError("id is not a string")
+            cfg = cls(int(obj["version"]), obj["id"], int(obj["chunker_polynomial"], 16))
+        except gojson.DECODING_ERRORS:
             raise IntegrityError("config file is damaged: invalid JSON or fields") from None
         if not MIN_VERSION <= cfg.version <= LATEST_VERSION:
             raise IntegrityError(f"unsupported repository version {cfg.version}")

@@ -78,9 +78,22 @@ class MasterKey:
     def open(self, sealed, uncompressed_length: int = 0) -> bytes:
         """Verify the MAC in constant time, decrypt, and decompress when
         uncompressed_length is given. CiphertextVerificationFailed on any tampering."""
+        if uncompressed_length:
+            check_uncompressed_length(uncompressed_length, len(sealed) - OVERHEAD)
         try:
             return _seal.open(self.encrypt, self.mac_k, self.mac_r, sealed, uncompressed_length)
         except _seal.SealError as exc:
             if "verification" in str(exc):
                 raise CiphertextVerificationFailed() from None
             raise IntegrityError(str(exc)) from None
+
+
+# A zstd block holds at most 128 KiB and takes at least 4 bytes (an RLE block), so no frame
+# decompresses to more than 32768 times its size: a larger recorded length is damage, and
+# refusing it keeps a hostile length field from allocating terabytes.
+MAX_ZSTD_RATIO = 1 << 15
+
+
+def check_uncompressed_length(length: int, compressed_size: int) -> None:
+    if not 0 <= length <= max(compressed_size, 0) * MAX_ZSTD_RATIO:
+        raise IntegrityError(f"uncompressed length {length} is impossible for {compressed_size} compressed bytes")

@@ -5,7 +5,6 @@ A repository has one master key and any number of key files (one per password).
 import base64
 import getpass
 import hashlib
-import json
 import math
 import os
 import socket
@@ -59,25 +58,26 @@ class KeyFile:
     @classmethod
     def parse(cls, raw: bytes, key_id: str) -> "KeyFile":
         try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            obj = gojson.loads(raw)
+        except ValueError:
             raise IntegrityError(f"key {key_id[:8]} is damaged: not valid JSON") from None
         if not isinstance(obj, dict):
             raise IntegrityError(f"key {key_id[:8]} is damaged: not a key object")
         if obj.get("kdf") != "scrypt":
             raise IntegrityError(f"key {key_id[:8]}: only supported KDF is scrypt()")
         try:
+            texts = [obj.get(name) or "" for name in ("created", "username", "hostname")]
+            if not all(isinstance(text, str) for text in texts):
+                raise TypeError("created, username and hostname must be strings")
             return cls(
-                created=obj.get("created", ""),
-                username=obj.get("username", ""),
-                hostname=obj.get("hostname", ""),
+                *texts,
                 n=int(obj["N"]),
                 r=int(obj["r"]),
                 p=int(obj["p"]),
                 salt=base64.b64decode(obj["salt"], validate=True),
                 data=base64.b64decode(obj["data"], validate=True),
             )
-        except (KeyError, TypeError, ValueError):
+        except gojson.DECODING_ERRORS:
             raise IntegrityError(f"key {key_id[:8]} is damaged: missing or invalid fields") from None
 
     @property
@@ -166,11 +166,16 @@ def load_key(backend, key_id: str) -> KeyFile:
 def open_key(key: KeyFile, password: str) -> MasterKey:
     """The master key in key, or CiphertextVerificationFailed for a wrong password."""
     user_key = derive_user_key(password, key.salt, key.n, key.r, key.p)
-    plain = user_key.open(key.data)
+    return decode_master_key(user_key.open(key.data))
+
+
+def decode_master_key(plain: bytes) -> MasterKey:
+    """The master key from a key file's decrypted data; IntegrityError when it is damaged."""
     try:
-        return MasterKey.from_json(json.loads(plain))
+        obj = gojson.loads(plain)
     except ValueError:
         raise IntegrityError("master key is damaged: not valid JSON") from None
+    return MasterKey.from_json(obj)
 
 
 def list_key_ids(backend) -> List[str]:
