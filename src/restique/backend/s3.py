@@ -6,10 +6,13 @@ Locations as restic parses them: `s3:host/bucket/prefix` and `s3://host/bucket/p
 
 Credentials come from boto3's chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
 AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, instance roles), the region from `-o s3.region` or
-AWS_DEFAULT_REGION. boto3 is imported only when an s3 location is opened: it costs a few hundred
-milliseconds that other commands must not pay. boto3's own retries are off: the retry wrapper
+AWS_DEFAULT_REGION. The client is botocore's (boto3's own layer only adds start-up time; its
+transfer manager is imported for the rare file large enough for a multipart upload). It is
+imported only when an s3 location is opened: it costs a few hundred milliseconds that other
+commands must not pay. boto3's own retries are off: the retry wrapper
 composed around every remote backend retries, and knows which errors are permanent.
 """
+import functools
 import hashlib
 import io
 import posixpath
@@ -188,8 +191,10 @@ class S3Backend:
             extra["ContentMD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
             self._call("Save", ftype, name, self.client.put_object, Key=key, Body=body, **extra)
         else:
-            self._call("Save", ftype, name, self.client.upload_fileobj, Key=key, Fileobj=io.BytesIO(body),
-                       ExtraArgs=extra, Config=_transfer_config(self.connections))
+            from boto3.s3.inject import upload_fileobj
+
+            self._call("Save", ftype, name, functools.partial(upload_fileobj, self.client), Key=key,
+                       Fileobj=io.BytesIO(body), ExtraArgs=extra, Config=_transfer_config(self.connections))
 
     def load(self, ftype: FileType, name: str, offset: int = 0, length: Optional[int] = None) -> bytes:
         check_range(offset, length)
@@ -270,13 +275,13 @@ def _transfer_config(connections: int):
 
 
 def _make_client(where: S3Location, settings: dict):
-    import boto3
     import botocore
+    import botocore.session
     from botocore.config import Config
 
     scheme = "http" if where.use_http else "https"
-    session = boto3.session.Session()
-    region = settings["region"] or session.region_name or "us-east-1"
+    session = botocore.session.get_session()
+    region = settings["region"] or session.get_config_variable("region") or "us-east-1"
     config = Config(
         region_name=region,
         retries={"total_max_attempts": 1},
@@ -289,7 +294,7 @@ def _make_client(where: S3Location, settings: dict):
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return session.client("s3", endpoint_url=f"{scheme}://{where.endpoint}", config=config)
+    return session.create_client("s3", endpoint_url=f"{scheme}://{where.endpoint}", config=config)
 
 
 def open_s3(location: str, options: Optional[BackendOptions] = None) -> S3Backend:
