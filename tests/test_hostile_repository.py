@@ -284,6 +284,10 @@ def test_dump_leaves_bad_names_out(hostile, archive):
         with tarfile.open(out) as tar:
             tar.extractall(work / "targets" / "unpacked", filter="tar")
         guard.check()
+        by_restic = _restic(repo, "dump", "--tag", "hostile", "latest", "/").stdout
+        theirs = _archive_names(by_restic, "tar")
+        assert not any(n.startswith("/") or ".." in n.split("/") for n in theirs)
+        assert {".", "escape.txt", "link", "link/", "link/x.txt"} <= set(theirs)  # cleaned; through the link
 
 
 def test_dump_single_files(hostile):
