@@ -229,7 +229,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="scale 0.1: 3,000 files and 51 MiB")
     parser.add_argument("--scale", type=float, default=1.0, help="the bench's data scale (default 1)")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of " + ",".join(BACKENDS))
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="comma-separated subset of " + ",".join(BACKENDS))
     parser.add_argument("--work", type=Path, default=None, help="where repositories, caches and restores go")
     parser.add_argument("--bench", type=Path, default=PROJECT.parent / "shared" / "bench",
                         help="the shared bench's folder (its workloads.py makes the data)")
@@ -263,9 +264,10 @@ def main(argv=None) -> int:
                     shutil.rmtree(folder, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"scale {args.scale:g}: tree {sources['tree']}, random file {sources['random file'].stat().st_size >> 20} MiB;"
-          f" {time.monotonic() - started:.0f} s; load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after"
-          f" ({os.cpu_count()} cores)")
+    random_mib = sources["random file"].stat().st_size >> 20
+    print(f"scale {args.scale:g}: tree {sources['tree']}, random file {random_mib} MiB;"
+          f" {time.monotonic() - started:.0f} s; load average {load_before[0]:.2f} before,"
+          f" {os.getloadavg()[0]:.2f} after ({os.cpu_count()} cores)")
     print_table(rows)
     for failure in runner.failures:
         print(f"FAILED: {failure}")

@@ -7,10 +7,10 @@ a filer with its S3 gateway), initialises one repository, generates one folder p
 (a mix of small text and random files, a few large ones, and a part every client shares, so
 the clients also write the same blobs at the same time), then starts every backup at once.
 When an eighth of the data has reached the volume servers, one of them is killed (SIGKILL, as
-when its machine dies; SIGTERM with --graceful) and started again --outage seconds later. Afterwards every snapshot must be listed, restore and
-equal its folder, and `restic check --read-data` must pass. Prints the time, the retries the
-clients announced on stderr (restic's `... returned error, retrying after ...` lines) and
-the throughput.
+when its machine dies; SIGTERM with --graceful) and started again --outage seconds later.
+Afterwards every snapshot must be listed, restore and equal its folder, and `restic check
+--read-data` must pass. Prints the time, the retries the clients announced on stderr (restic's
+`... returned error, retrying after ...` lines) and the throughput.
 
     python scripts/many_clients.py [--quick] [--clients 16] [--mib 20-50] [--outage 10] [--graceful]
                                    [--retry-time 15m] [--work DIR] [--restique CMD] [--restic CMD]
@@ -110,8 +110,9 @@ class Clients:
 
     def start_backup(self, number: int, folder: Path) -> subprocess.Popen:
         with open(self.logs / f"client{number}.err", "wb") as err:
-            return subprocess.Popen([*self.restique, "-r", self.repo, "backup", "--host", f"client{number}", str(folder)],
-                                    env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            command = [*self.restique, "-r", self.repo, "backup", "--host", f"client{number}", str(folder)]
+            return subprocess.Popen(command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err)
 
     def stderr_of(self, number: int) -> str:
         return (self.logs / f"client{number}.err").read_text(errors="replace")

@@ -97,7 +97,8 @@ def test_sftp_command_option(sshd, tmp_path):
 
 def test_a_failed_connection_is_one_line(sshd, tmp_path):
     with pytest.raises(RestiqueError) as err:
-        open_sftp(f"sftp://127.0.0.1:{free_port()}/{tmp_path}", BackendOptions(extended={"sftp.args": "-o BatchMode=yes"}))
+        open_sftp(f"sftp://127.0.0.1:{free_port()}/{tmp_path}",
+                  BackendOptions(extended={"sftp.args": "-o BatchMode=yes"}))
     message = str(err.value)
     assert "\n" not in message and "ssh exited with status 255" in message and "refused" in message
 
