@@ -1,0 +1,128 @@
+"""Resuming an interrupted backup: a checkpoint (the trees of what was saved, merged with the
+parent's entries not reached, plus the packs and an index) is written when the backup is
+interrupted and every RESTIQUE_CHECKPOINT_INTERVAL seconds; the next backup of the same
+paths takes it as its parent, so what the interrupted one saved is neither read nor
+uploaded again. No snapshot is written for it: restic 0.14's `snapshots` and `forget` see
+nothing, and its `check --read-data` accepts the repository at every step."""
+import _thread
+import os
+import re
+
+import pytest
+
+from conftest import PASSWORD, clean_env, restique_cmd, run_restic, run_restique
+from kill_points import run_killed_at_save
+from test_backup_kill import same_tree
+
+FAST_KDF = (1 << 10, 8, 1)
+
+
+def write_tree(root, files: int = 240, seed: int = 0) -> None:
+    for i in range(files):
+        path = root / f"d{i % 12}" / f"f{i}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(5000 + (i * 131 + seed) % 20000))
+
+
+class InterruptAfter:
+    """A BackupProgress that presses Ctrl-C (KeyboardInterrupt in the main thread) once
+    `files` files are done."""
+
+    def __new__(cls, files: int):
+        from restique.operations.archiver.progress import BackupProgress
+
+        class Interrupting(BackupProgress):
+            def file_done(self, path, kind, result, size):
+                super().file_done(path, kind, result, size)
+                if kind == "file" and self.stats.files_processed == files:
+                    _thread.interrupt_main()
+
+        return Interrupting()
+
+
+def backup(repo_path, paths, cache, progress=None, **request):
+    from restique.operations.backup import BackupRequest, run_backup
+    from restique.repository.repository import open_repository
+
+    with open_repository(str(repo_path), PASSWORD) as repo:
+        req = BackupRequest(paths=[str(p) for p in paths], resume_folder=str(cache), **request)
+        return run_backup(repo, req, progress)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    from restique.repository.repository import init_repository
+
+    repo, src, cache = tmp_path / "repo", tmp_path / "src", tmp_path / "cache"
+    init_repository(str(repo), PASSWORD, kdf_params=FAST_KDF).close()
+    write_tree(src)
+    return repo, src, cache
+
+
+def interrupt(repo, src, cache, files: int) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        backup(repo, [src], cache, InterruptAfter(files), checkpoint_interval=0)
+
+
+def test_interrupted_first_backup_resumes(setup, tmp_path):
+    repo, src, cache = setup
+    interrupt(repo, src, cache, 100)
+    assert os.listdir(repo / "snapshots") == [] and os.listdir(repo / "index")
+    assert len(os.listdir(cache)) == 1  # the record
+    assert run_restic(repo, "snapshots", "--json").stdout.strip() == b"[]"
+    assert b"no errors were found" in run_restic(repo, "check", "--read-data").stdout
+
+    outcome = backup(repo, [src], cache)
+    files = outcome.progress.stats.files
+    assert files.unmodified >= 90 and files.new + files.changed + files.unmodified == 240
+    assert outcome.snapshot.parent is None  # a checkpoint is no snapshot
+    assert outcome.progress.stats.data_added < 0.7 * sum(f.stat().st_size for f in src.rglob("*.bin"))
+    assert os.listdir(cache) == []  # complete: the record has served
+    assert b"no errors were found" in run_restic(repo, "check", "--read-data").stdout
+    run_restic(repo, "restore", "latest", "--target", tmp_path / "r")
+    assert same_tree(src, tmp_path / "r" / str(src).lstrip("/"))
+
+
+def test_interrupted_incremental_backup_keeps_the_parent(setup):
+    """The checkpoint holds the parent's entries the interrupted run had not reached: the
+    resumed run reads only what changed, though it takes the checkpoint as its parent."""
+    repo, src, cache = setup
+    first = backup(repo, [src], cache)
+    for i in range(0, 240, 40):
+        (src / f"d{i % 12}" / f"f{i}.bin").write_bytes(os.urandom(7000))
+    interrupt(repo, src, cache, 3)
+    outcome = backup(repo, [src], cache)
+    files = outcome.progress.stats.files
+    assert files.new == 0 and files.changed <= 6 and files.unmodified >= 234
+    assert outcome.snapshot.parent == first.snapshot_id
+
+
+def test_newer_snapshot_wins_over_an_old_checkpoint(setup):
+    """A record older than the newest snapshot of the same paths is not used (and goes
+    once a backup completes)."""
+    repo, src, cache = setup
+    interrupt(repo, src, cache, 50)
+    backup(repo, [src], cache.parent / "other-cache")  # completes, with another cache
+    outcome = backup(repo, [src], cache)
+    assert outcome.progress.stats.files.unmodified == 240
+    assert os.listdir(cache) == []
+
+
+def test_killed_backup_resumes_from_its_last_checkpoint(setup, tmp_path):
+    """SIGKILL at the 10th save: the checkpoints written while it ran (every 50 ms here)
+    spare the next backup part of the work; the CLI says that it resumes."""
+    repo, src, cache = setup
+    for i in range(240, 1200):  # a tree that takes a moment
+        (src / f"d{i % 12}" / f"g{i}.bin").write_bytes(os.urandom(3000 + i))
+    args = ["-r", repo, "--cache-dir", cache, "backup", src]
+    env = clean_env(RESTIQUE_CHECKPOINT_INTERVAL="0.05")
+    killed = run_killed_at_save(restique_cmd() + [str(a) for a in args], 10, "start", env)
+    assert killed.returncode == -9, killed.stderr
+    run_restic(repo, "unlock")
+    assert b"no errors were found" in run_restic(repo, "check", "--read-data").stdout
+    out = run_restique(None, *args).stdout.decode()
+    assert "resuming the interrupted backup checkpointed at" in out
+    new, changed, unmodified = map(int, re.search(r"Files: +(\d+) new, +(\d+) changed, +(\d+) unmodified", out).groups())
+    assert unmodified > 0 and new + changed + unmodified == 1200, out
+    run_restic(repo, "restore", "latest", "--target", tmp_path / "r")
+    assert same_tree(src, tmp_path / "r" / str(src).lstrip("/"))
