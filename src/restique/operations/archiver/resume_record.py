@@ -36,7 +36,7 @@ class ResumeRecords:
         record = ResumeRecord(hostname, sorted(paths), tree, time.time_ns())
         sealed = self.key.seal(json.dumps(asdict(record)).encode("utf-8", "surrogateescape"))
         final = self._file(hostname, paths)
-        tmp = f"{final}.tmp-{os.getpid()}"
+        tmp = final + ".tmp"  # one name: a save killed half-way is overwritten by the next
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         with open(tmp, "wb") as f:
             f.write(sealed)
@@ -55,7 +55,9 @@ class ResumeRecords:
         return record
 
     def remove(self, hostname: str, paths: List[str]) -> None:
-        try:
-            os.unlink(self._file(hostname, paths))
-        except FileNotFoundError:
-            pass
+        final = self._file(hostname, paths)
+        for name in (final, final + ".tmp"):
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
