@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from typing import Dict, Iterable, Optional
 
-from paramiko import SFTPAttributes, SFTPClient, SFTPError, SSHException
+from paramiko import SFTPAttributes, SFTPClient, SFTPError
 from paramiko.message import Message
 from paramiko.sftp import (CMD_ATTRS, CMD_CLOSE, CMD_DATA, CMD_EXTENDED, CMD_EXTENDED_REPLY, CMD_FSETSTAT,
                            CMD_FSTAT, CMD_HANDLE, CMD_INIT, CMD_OPEN, CMD_READ, CMD_STATUS, CMD_VERSION,
@@ -23,6 +23,13 @@ SAFE_BLOCK = 32 * 1024  # the read and write size every server takes (the protoc
 MAX_BLOCK = 255 * 1024  # OpenSSH's largest, as its limits@openssh.com extension says
 IN_FLIGHT = 64  # requests one transfer keeps outstanding (as restic's sftp client)
 MAX_PACKET = 1 << 24  # a longer packet is garbage, not a reply
+
+
+class ConnectionDropped(ConnectionAbortedError):
+    """The pipe to the server closed: no request on this session will be answered again."""
+
+    def __init__(self, why: str):
+        super().__init__(f"Server connection dropped: {why}")
 
 
 class _Reply:
@@ -47,7 +54,7 @@ class _Reply:
     def wait(self):
         self._done.wait()
         if self.lost is not None:
-            raise SSHException(f"Server connection dropped: {self.lost}")
+            raise ConnectionDropped(self.lost)
         return self.kind, self.body
 
     def message(self) -> Message:
@@ -76,7 +83,7 @@ class PipelinedClient(SFTPClient):
         as the last string without a copy) and return where its reply will arrive."""
         with self._lock:
             if self._lost is not None:
-                raise SSHException(f"Server connection dropped: {self._lost}")
+                raise ConnectionDropped(self._lost)
             number = self.request_number
             self.request_number += 1
             reply = self._waiting[number] = _Reply()
