@@ -7,15 +7,17 @@ READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC
 NOATIME = getattr(os, "O_NOATIME", 0)
 
 
-def open_for_reading(path) -> int:
+def open_for_reading(path, nonblocking: bool = False) -> int:
     """A read-only descriptor that does not follow symlinks and, where allowed, does not
-    update the access time."""
+    update the access time. nonblocking: a FIFO put where a file was opens at once instead
+    of waiting for a writer (reads of regular files ignore the flag)."""
+    flags = READ_FLAGS | (os.O_NONBLOCK if nonblocking else 0)
     if NOATIME:
         try:
-            return os.open(path, READ_FLAGS | NOATIME)
+            return os.open(path, flags | NOATIME)
         except PermissionError:
             pass  # O_NOATIME needs the file's owner or root
-    return os.open(path, READ_FLAGS)
+    return os.open(path, flags)
 
 
 def os_message(op: str, path: str, exc: OSError) -> str:

@@ -5,8 +5,11 @@ import time
 from typing import List, Optional
 
 from ...backend.base import BackendError
+from ...errors import RestiqueError
+from ...model.names import go_quote
 from ...model.node import Node
 from ..fs_io import open_for_reading
+from ..fs_metadata import restat_file_node
 from .file_saver import FileSaver
 from .progress import BackupProgress, ItemResult, item_action, report_error
 from .tasks import Completion
@@ -28,8 +31,9 @@ class PendingFile:
         self.old = old
         self.done = done
 
-    def replaced_error(self) -> OSError:
-        return OSError(f"file {self.fs_path} changed type or was replaced during backup")
+    def changed_type_error(self) -> RestiqueError:
+        """Current restic's words for a path that is no longer a regular file when opened."""
+        return RestiqueError(f'file "{go_quote(self.fs_path)}" changed type, refusing to archive')
 
 
 class FileReader:
@@ -44,15 +48,19 @@ class FileReader:
             return None
         started = time.monotonic()
         try:
-            fd = open_for_reading(entry.fs_path)
+            fd = open_for_reading(entry.fs_path, nonblocking=True)
         except OSError as exc:
             report_error(self.progress, entry.snap_path, exc, op="open")
             return None
         try:
             now = os.fstat(fd)
-            if not stat.S_ISREG(now.st_mode) or now.st_ino != entry.st.st_ino:
-                report_error(self.progress, entry.snap_path, entry.replaced_error())
+            if not stat.S_ISREG(now.st_mode):
+                report_error(self.progress, entry.snap_path, entry.changed_type_error())
                 return None
+            if (now.st_ino, now.st_dev) != (entry.st.st_ino, entry.st.st_dev):
+                # another file was put in its place (an editor's save by rename): as restic,
+                # save the file that is read, described by its own metadata
+                restat_file_node(entry.node, entry.fs_path, now)
             ids, total, added, stored = self.saver.read_content(fd, now.st_size)
         except BackendError:
             raise  # the repository failed, not this file: the backup stops

@@ -79,11 +79,9 @@ class SmallFileBatches:
         """Save one file of a batch from what the native read gave: (status, failed call,
         content, sha256 digest)."""
         status, op, data, digest = result
-        if status == SIZE_CHANGED:
+        if status in (SIZE_CHANGED, REPLACED):
+            # the general way saves a grown or replaced file, or names a changed type
             return self.reader.read_and_save_file(entry)
-        if status == REPLACED:
-            report_error(self.progress, entry.snap_path, entry.replaced_error())
-            return None
         if status:
             report_error(self.progress, entry.snap_path, OSError(status, os.strerror(status), entry.fs_path), op=op)
             return None
