@@ -310,6 +310,36 @@ def test_listing_does_no_harm(hostile, command):
     assert b"ok.txt" in proc.stdout and b"abs.txt" in proc.stdout
 
 
+def test_impossible_metadata(tmp_path):
+    """Ids, times, device numbers and attribute names no system has: each is an error of its
+    own entry (never an internal error), everything else is restored."""
+    from restique.repository.repository import init_repository
+
+    repo = tmp_path / "repo"
+    with init_repository(str(repo), PASSWORD, kdf_params=FAST_KDF) as opened:
+        blob = opened.save_blob("data", b"hello")[0]
+        content = f'"size":5,"content":["{blob}"]'
+        entries = [
+            f'{{"name":"a-ids","type":"file",{content},"uid":-7,"gid":99999999999}}',
+            f'{{"name":"b-time","type":"file",{content},"mtime":"9999-12-31T23:59:59Z"}}',
+            '{"name":"c-dev","type":"chardev","device":99999999999999999999999}',
+            f'{{"name":"d-xattr","type":"file",{content},"extended_attributes":[{{"name":"","value":"AA=="}}]}}',
+            '{"name":"e-link","type":"symlink","linktarget":""}',
+            f'{{"name":"ok","type":"file",{content}}}',
+        ]
+        tree = opened.save_blob("tree", ('{"nodes":[' + ",".join(entries) + "]}\n").encode())[0]
+        opened.flush()
+        opened.save_json("snapshot", {"time": "2021-01-01T00:00:00Z", "tree": tree, "paths": ["/a"], "hostname": "h"})
+    target = tmp_path / "target"
+    proc = _restique(repo, "restore", "latest", "--target", target)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "internal error" not in err, err
+    failed = {line.split(":")[0][len("ignoring error for "):] for line in err.splitlines()
+              if line.startswith("ignoring error for ")}
+    assert failed == {"/a-ids", "/c-dev", "/d-xattr", "/e-link"}
+    assert (target / "ok").read_bytes() == (target / "b-time").read_bytes() == b"hello"
+
+
 # --- damaged repositories -------------------------------------------------------------------
 
 OPENING = [["snapshots"], ["restore", "latest", "--target", "T"], ["check"]]

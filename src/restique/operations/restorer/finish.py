@@ -2,6 +2,7 @@
 set ownership, extended attributes, times and modes. A directory's metadata is set when its
 walk ends, after everything inside it, so its mtime sticks. With --delete, what the snapshot
 doesn't have in a directory is removed at that moment."""
+import errno
 import os
 import stat
 from typing import List, Optional
@@ -134,6 +135,8 @@ def _create_special(node: Node, target: str) -> None:
             os.mknod(target, stat.S_IFCHR | 0o600, node.device)
         else:
             raise RestiqueError(f"filetype {node.type!r} not implemented")
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # OverflowError: a device number no system has
         op = {"symlink": f"symlink {node.linktarget}", "fifo": "mkfifo"}.get(node.type, "mknod")
+        if isinstance(exc, OverflowError):
+            exc = OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         raise RestiqueError(os_message(op, target, exc)) from None

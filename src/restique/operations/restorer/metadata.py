@@ -25,12 +25,16 @@ def apply_metadata(node: Node, path: str, fresh: bool, by_name: bool, as_root: b
     except OSError as exc:
         if as_root or exc.errno not in _DENIED:
             first = os_message("lchown", path, exc)
+    except OverflowError:  # an id no system has: a damaged or hostile tree
+        first = os_message("lchown", path, OSError(errno.EINVAL, os.strerror(errno.EINVAL)))
     err = _xattrs(node, path, is_link, fresh, as_root)
     first = first or err
     try:
         os.utime(path, ns=(node.atime.unix_ns, node.mtime.unix_ns), follow_symlinks=False)
     except OSError as exc:
         first = first or f"failed to restore timestamp of {path!r}: {error_message(exc)}"
+    except OverflowError:  # a time far outside what the file system holds
+        first = first or f"failed to restore timestamp of {path!r}: value too large"
     if not is_link:
         try:
             os.chmod(path, node.unix_mode)
