@@ -48,8 +48,9 @@ class _Trees:
 
         return Node(name, kind, mode=mode, mtime=self.t, atime=self.t, ctime=self.t, **fields)
 
-    def file(self, name, data: bytes):
-        return self._node(name, "file", 0o600, size=len(data), content=[self.repo.save_blob("data", data)[0]])
+    def file(self, name, data: bytes, **fields):
+        return self._node(name, "file", 0o600, size=len(data), content=[self.repo.save_blob("data", data)[0]],
+                          **fields)
 
     def dir(self, name, nodes):
         from restique.model.node import MODE_DIR
@@ -75,7 +76,8 @@ class _Trees:
 
 def _build_hostile(path: Path, outside: Path) -> None:
     """Snapshot `hostile`: every kind of bad name next to good entries; snapshot `plain`:
-    a directory `link`, for a target that already holds a symlink of that name."""
+    a directory `link`, for a target that already holds a symlink of that name; snapshot
+    `hardlinks`: two hard links to one file."""
     from restique.repository.repository import init_repository
 
     with init_repository(str(path), PASSWORD, kdf_params=FAST_KDF) as repo:
@@ -93,6 +95,8 @@ def _build_hostile(path: Path, outside: Path) -> None:
         ]
         t.snapshot(hostile, "2020-01-01T00:00:00Z", "hostile")
         t.snapshot([link_dir, t.file("ok.txt", b"fine\n")], "2020-01-02T00:00:00Z", "plain")
+        linked = [t.file(name, b"linked\n", links=2, inode=5, device_id=1) for name in ("a", "b")]
+        t.snapshot(linked, "2020-01-03T00:00:00Z", "hardlinks")
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +252,21 @@ def test_symlink_left_in_target_is_not_followed(hostile):
         assert proc.returncode == 0, proc.stderr
         assert not os.path.islink(target / "link")
         assert (target / "link" / "deeper" / "y").read_bytes() == b"deep\n"
+
+
+def test_hard_link_to_a_symlink_left_in_target(hostile):
+    """`a` and `b` are hard links; the target holds `a -> outside/x.txt`, which --overwrite never
+    leaves alone: `b` is not linked to it, and nothing outside changes mode or content."""
+    work, repo, outside = hostile
+    target = work / "targets" / "hardlinks"
+    target.mkdir()
+    os.symlink(outside / "x.txt", target / "a")
+    guard = _Guard(work)
+    proc = _restique(repo, "restore", "latest", "--tag", "hardlinks", "--target", target, "--overwrite", "never")
+    guard.check()
+    assert proc.returncode == 1
+    assert b"ignoring error for /b: cannot create hard link to /a: not a regular file" in proc.stderr
+    assert sorted(os.listdir(target)) == ["a"]
 
 
 def _archive_names(data: bytes, archive: str) -> list:

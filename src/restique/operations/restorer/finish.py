@@ -82,9 +82,12 @@ class _Finisher:
             raise RestiqueError(f"cannot create hard link to {source_location}: it was not restored")
         if not self.dry_run:
             try:
+                if not stat.S_ISREG(os.lstat(source).st_mode):
+                    # left in place by --overwrite: maybe a symlink to a file outside the target
+                    raise RestiqueError(f"cannot create hard link to {source_location}: not a regular file")
                 if not fresh:
                     remove_path(target, self.delete)
-                os.link(source, target)
+                os.link(source, target, follow_symlinks=False)
             except OSError as exc:
                 raise RestiqueError(os_message(f"link {source}", target, exc)) from None
         self.report.done(OTHER_RESTORED, location)

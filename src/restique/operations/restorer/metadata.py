@@ -17,6 +17,8 @@ def apply_metadata(node: Node, path: str, fresh: bool, by_name: bool, as_root: b
     user and group name rather than the numeric ids."""
     first: Optional[str] = None
     is_link = node.type == "symlink"
+    if not is_link and os.path.islink(path):  # chmod would follow it, maybe out of the target
+        return f"{path} is a symlink where the snapshot has a {node.type}: metadata not restored"
     uid, gid = node.uid, node.gid
     if by_name:
         uid, gid = _uid_by_name(node.user), _gid_by_name(node.group)
