@@ -24,20 +24,18 @@ def write_tree(root, files: int = 240, seed: int = 0) -> None:
         path.write_bytes(os.urandom(5000 + (i * 131 + seed) % 20000))
 
 
-class InterruptAfter:
+def interrupting_progress(files: int):
     """A BackupProgress that presses Ctrl-C (KeyboardInterrupt in the main thread) once
     `files` files are done."""
+    from restique.operations.archiver.progress import BackupProgress
 
-    def __new__(cls, files: int):
-        from restique.operations.archiver.progress import BackupProgress
+    class Interrupting(BackupProgress):
+        def file_done(self, path, kind, result, size):
+            super().file_done(path, kind, result, size)
+            if kind == "file" and self.stats.files_processed == files:
+                _thread.interrupt_main()
 
-        class Interrupting(BackupProgress):
-            def file_done(self, path, kind, result, size):
-                super().file_done(path, kind, result, size)
-                if kind == "file" and self.stats.files_processed == files:
-                    _thread.interrupt_main()
-
-        return Interrupting()
+    return Interrupting()
 
 
 def backup(repo_path, paths, cache, progress=None, **request):
@@ -61,7 +59,7 @@ def setup(tmp_path):
 
 def interrupt(repo, src, cache, files: int) -> None:
     with pytest.raises(KeyboardInterrupt):
-        backup(repo, [src], cache, InterruptAfter(files), checkpoint_interval=0)
+        backup(repo, [src], cache, interrupting_progress(files), checkpoint_interval=0)
 
 
 def test_interrupted_first_backup_resumes(setup, tmp_path):
