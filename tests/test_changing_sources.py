@@ -28,6 +28,11 @@ from pathlib import Path
 
 import pytest
 
+from restique.operations.archiver import BackupOptions
+from restique.operations.archiver.progress import BackupProgress
+from restique.operations.backup import BackupRequest, run_backup
+from restique.repository.repository import init_repository
+
 from conftest import (PASSWORD, TRACEBACK, both, clean_env, restic_path, restique_cmd, run_program,
                       run_restic, run_restique)
 
@@ -191,45 +196,38 @@ def test_file_vanished_after_listing_is_not_an_error(repos, tmp_path):
 # 2. sources changed at certain points of the archiver's work (library level)
 
 
-class ChangingProgress:
-    """Builds a BackupProgress that runs `change` once: at `start_file` of the named file
-    (after its lstat, before it is opened) or at the first `bytes_read` (a chunk of a large
-    file has been read, the rest has not)."""
+class ChangingProgress(BackupProgress):
+    """Runs `change` once: at `start_file` of the file named at_start_of (after its lstat,
+    before it is opened) or, without a name, at the first `bytes_read` (a chunk of a large
+    file has been read, the rest has not). Records the error messages."""
 
-    def __new__(cls, change, at_start_of=None):
-        from restique.operations.archiver.progress import BackupProgress
+    def __init__(self, change, at_start_of=None):
+        super().__init__()
+        self.pending = change
+        self.at_start_of = at_start_of
+        self.messages = []
 
-        class Progress(BackupProgress):
-            def __init__(self):
-                super().__init__()
-                self.messages = []
-                self.pending = change
+    def _fire(self):
+        if self.pending is not None:
+            fire, self.pending = self.pending, None
+            fire()
 
-            def _fire(self):
-                if self.pending is not None:
-                    fire, self.pending = self.pending, None
-                    fire()
+    def start_file(self, path):
+        super().start_file(path)
+        if self.at_start_of is not None and path.endswith("/" + self.at_start_of):
+            self._fire()
 
-            def start_file(self, path):
-                super().start_file(path)
-                if at_start_of is not None and path.endswith("/" + at_start_of):
-                    self._fire()
+    def bytes_read(self, n):
+        if self.at_start_of is None:
+            self._fire()
 
-            def bytes_read(self, n):
-                if at_start_of is None:
-                    self._fire()
-
-            def error(self, path, message, during="archival"):
-                super().error(path, message, during)
-                self.messages.append(message)
-
-        return Progress()
+    def error(self, path, message, during="archival"):
+        super().error(path, message, during)
+        self.messages.append(message)
 
 
 @pytest.fixture(scope="module")
 def library_repo(tmp_path_factory):
-    from restique.repository.repository import init_repository
-
     path = tmp_path_factory.mktemp("library") / "repo"
     repo = init_repository(str(path), PASSWORD, kdf_params=(1 << 10, 8, 1))
     yield path, repo
@@ -238,9 +236,6 @@ def library_repo(tmp_path_factory):
 
 
 def library_backup(repo, src: Path, progress):
-    from restique.operations.archiver import BackupOptions
-    from restique.operations.backup import BackupRequest, run_backup
-
     request = BackupRequest(paths=[str(src)], force=True, options=BackupOptions(read_concurrency=1))
     return run_backup(repo, request, progress)
 

@@ -42,8 +42,8 @@ class FileReader:
         self.progress = progress
 
     def read_and_save_file(self, entry: PendingFile) -> Optional[Node]:
-        """Open, check it is still the file lstat saw, chunk and save: the file's node, or
-        None when it is left out (the error is reported)."""
+        """Open, check it is still a regular file, chunk and save: the file's node, or None
+        when it is left out (the error is reported)."""
         if self.saver.cancelled.is_set():
             return None
         started = time.monotonic()
