@@ -506,13 +506,7 @@ def test_seeds_parse(seeds):
     assert len(seeds.snapshots) >= 2 and len(seeds.trees) >= 3 and len(seeds.indexes) >= 2
 
 
-# Found by this module in repository/index.py (parse_index), not fixed here: the JSON constant
-# Infinity escapes as OverflowError, and ids are not checked (hex digits in pack and superseded
-# ids; type of blob ids). test_index_parser_known_damage pins them.
-INDEX_BUGS = pytest.mark.xfail(reason="index parser: Infinity, unchecked ids (see INDEX_BUGS)", strict=False)
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=INDEX_BUGS) if n == "index" else n for n in sorted(PARSERS)])
+@pytest.mark.parametrize("name", sorted(PARSERS))
 def test_parser_raises_only_restique_errors(seeds, name):
     def fail(example, exc):
         raise AssertionError(f"{name}: {type(exc).__name__}: {exc} for {example!r:.300}") from exc
@@ -566,7 +560,6 @@ def test_wrong_types_in_a_tree_entry_are_damage():
             decode_tree(b'{"nodes":[' + entry.encode() + b"]}")
 
 
-@pytest.mark.xfail(reason="repository/index.py does not check these yet", strict=True)
 @pytest.mark.parametrize("raw", [
     b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":Infinity,"length":1}]}]}' % (
         SOME_ID.encode(), SOME_ID.encode()),

@@ -6,6 +6,7 @@ An index file maps blobs to the packs holding them:
 the union of all index files, answering "where is blob (type, id)?".
 """
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
@@ -76,6 +77,7 @@ def _no_floats(text: str):
     raise ValueError(f"{text} is not an integer")
 
 
+_HEX_ID = re.compile("[0-9a-f]{64}")
 _BLOB_TYPE = {t: t for t in BLOB_TYPES}  # also makes every entry share one type string
 
 
@@ -89,6 +91,10 @@ def parse_index(raw: bytes) -> Tuple[List[str], List[Tuple[str, List[IndexEntry]
                    [IndexEntry(types[b["type"]], b["id"], int(b["offset"]), int(b["length"]),
                                int(b.get("uncompressed_length") or 0)) for b in pack.get("blobs") or ()])
                   for pack in packs]
+        for _, entries in parsed:
+            for e in entries:
+                if type(e.id) is not str or len(e.id) != 64:
+                    raise ValueError(f"invalid blob id {e.id!r}")
         return [_checked_id(i) for i in supersedes], parsed
 
 
@@ -99,7 +105,7 @@ def _index_json(raw: bytes):
     the callers' type lookups reject unknown blob types."""
     if b"-" in raw:
         raise ValueError("negative number")
-    obj = json.loads(raw, parse_float=_no_floats)
+    obj = json.loads(raw, parse_float=_no_floats, parse_constant=_no_floats)
     if isinstance(obj, list):
         return (), obj
     return obj.get("supersedes") or (), obj.get("packs") or ()
@@ -112,12 +118,13 @@ def _damaged_index():
         yield
     except KeyError as exc:
         raise IntegrityError(f"index is damaged: invalid or missing {exc}") from None
-    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+    except (ValueError, TypeError, AttributeError, RecursionError, OverflowError) as exc:
         raise IntegrityError(f"index is damaged: {exc}") from None
 
 
 def _checked_id(value) -> str:
-    if not isinstance(value, str) or len(value) != 64:
+    """A pack or index id: 64 hex digits (pack ids become file names)."""
+    if not isinstance(value, str) or len(value) != 64 or not _HEX_ID.fullmatch(value):
         raise ValueError(f"invalid id {value!r}")
     return value
 
