@@ -3,7 +3,7 @@
 Locations, as restic accepts them: `sftp:user@host:path` (relative to the login folder, or
 absolute with a leading `/`) and `sftp://user@host:port/path` (`//path` for an absolute one).
 Options: `sftp.command` (the whole command that speaks SFTP on its stdin/stdout, instead of
-ssh), `sftp.args` (extra arguments for ssh), `sftp.connections` (accepted, as restic does).
+ssh), `sftp.args` (extra arguments for ssh), `sftp.connections` (how many requests a command keeps in flight).
 """
 import errno
 import os
@@ -93,7 +93,9 @@ def open_sftp(location: str, options: Optional[BackendOptions] = None) -> "SftpB
     """The backend for an sftp location, with the sftp.* options (-o) applied."""
     settings = (options or BackendOptions()).for_scheme("sftp", OPTIONS)
     config = parse_location(location)
-    return SftpBackend(config, ssh_command(config, settings), location)
+    backend = SftpBackend(config, ssh_command(config, settings), location)
+    backend.connections = settings["connections"]  # requests in flight at once on the one session
+    return backend
 
 
 class SftpBackend:

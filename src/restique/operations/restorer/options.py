@@ -18,7 +18,7 @@ class RestoreOptions:
     overwrite: always | if-changed | if-newer | never. delete: remove what the snapshot
     doesn't have (only below selected paths). sparse: leave all-zero blobs as holes. verify:
     re-read the restored files afterwards. ownership_by_name: owners by user and group name
-    instead of the numeric ids. workers: threads writing file contents (default: by CPUs).
+    instead of the numeric ids. workers: threads writing file contents (default: by CPUs and the backend's connections).
     """
 
     target: str
@@ -52,7 +52,11 @@ class RestoreOptions:
     def selection(self) -> Selection:
         return Selection(self.includes or None, self.excludes or None)
 
-    @property
-    def worker_count(self) -> int:
-        # 2 workers, 3 on big machines: more only add GIL contention for small blobs
-        return self.workers or min(3, max(2, (os.cpu_count() or 2) // 2))
+    def worker_count(self, backend=None) -> int:
+        """2 workers, 3 on big machines: more only add GIL contention for small blobs. A remote
+        backend answers each read after a round trip, so it gets as many workers as it has
+        connections (`-o <scheme>.connections`), as restic's restorer does."""
+        if self.workers:
+            return self.workers
+        by_cpus = min(3, max(2, (os.cpu_count() or 2) // 2))
+        return max(by_cpus, getattr(backend, "connections", 0) or 0)

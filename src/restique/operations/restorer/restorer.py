@@ -58,7 +58,7 @@ class Restorer:
         else:
             # read after the plan walk: it may have found the snapshot's names off
             writer = FilesWriter(report, options.sparse, options.delete and traversal.names_valid)
-            restore_contents(self.repo, self._index, plan.files, writer, options.worker_count)
+            restore_contents(self.repo, self._index, plan.files, writer, options.worker_count(self.repo.backend))
             failed = writer.remove_failed(plan.files)
         finish_restore(traversal, options, plan, failed, report)
         report.stats.seconds = time.monotonic() - t0
@@ -66,7 +66,7 @@ class Restorer:
 
     def verify(self) -> int:
         """Re-read the files restore() wrote; how many hold the right content."""
-        return verify_files(self._index, self._files, self.options.worker_count, self.report)
+        return verify_files(self._index, self._files, self.options.worker_count(self.repo.backend), self.report)
 
 
 def restore(repo, tree_id: str, options: RestoreOptions,
