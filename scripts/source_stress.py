@@ -7,7 +7,7 @@
 - deep: a tree DEPTH levels deep (default 500).
 
 For each shape and each program: a fresh repository, one backup, its exit code, wall time and
-peak RSS (the child's own, from wait4), and a check that the snapshot holds the shape (entries
+peak RSS (the program's own, from wait4 in a small forking parent), and a check that the snapshot holds the shape (entries
 listed, the leaf's content dumped by restic). Prints one line per run and exits 1 when a run
 failed. tests/test_changing_sources.py runs the same shapes at sizes CI can afford.
 
@@ -19,7 +19,6 @@ Work goes to /dev/shm when it exists (creating a million files on a disk takes m
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
 from conftest import clean_env, restic_path, restique_cmd, run_restic  # noqa: E402
+from test_changing_sources import run_measured  # noqa: E402
 
 LEAF = b"the leaf of the shape\n"
 
@@ -69,18 +69,6 @@ def leaf_of(root: Path) -> Path:
     raise AssertionError(f"no file below {root}")
 
 
-def run_measured(cmd: list, env: dict):
-    """(exit code, seconds, peak RSS in MiB, stderr tail) of one child process."""
-    with tempfile.TemporaryFile() as err:
-        started = time.monotonic()
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.monotonic() - started
-        err.seek(0)
-        tail = err.read()[-600:].decode(errors="replace")
-    return os.waitstatus_to_exitcode(status), seconds, usage.ru_maxrss / 1024, tail
-
-
 def check_snapshot(repo: Path, shape: str, root: Path, entries: int) -> str:
     """'' when the latest snapshot holds the shape, else what is wrong."""
     if shape == "wide":
@@ -99,9 +87,11 @@ def run_shape(base: Path, shape: str, root: Path, entries: int) -> bool:
     for name, program in (("restic", [restic_path()]), ("restique", restique_cmd())):
         repo = base / f"repo-{shape}-{name}"
         run_restic(repo, "init", env=env)
-        code, seconds, rss, tail = run_measured(program + ["-r", str(repo), "backup", str(root)], env)
-        problem = tail.strip() if code else check_snapshot(repo, shape, root, entries)
-        print(f"{shape:5s} {name:9s} exit {code}  {seconds:8.1f} s  peak RSS {rss:8.1f} MiB"
+        proc, seconds, peak = run_measured(program + ["-r", str(repo), "backup", str(root)], env)
+        code = proc.returncode
+        tail = proc.stderr[-600:].decode(errors="replace").strip()
+        problem = tail if code else check_snapshot(repo, shape, root, entries)
+        print(f"{shape:5s} {name:9s} exit {code}  {seconds:8.1f} s  peak RSS {peak / 1024:8.1f} MiB"
               + (f"  FAILED: {problem}" if problem else ""), flush=True)
         ok = ok and not problem
         shutil.rmtree(repo, ignore_errors=True)

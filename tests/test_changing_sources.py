@@ -23,7 +23,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -348,21 +350,36 @@ def test_changed_while_read(library_repo, tmp_path, case):
 def backup_both_measured(repos, src: Path):
     """Both backups side by side; (restique, restic) as (CompletedProcess, peak RSS in KiB)."""
     ours, theirs = repos
-    return both([(_run_measured, (restique_cmd(), ours, src), {}), (_run_measured, ([restic_path()], theirs, src), {})])
+    calls = [(run_measured, (restique_cmd() + ["-r", str(ours), "backup", str(src)], clean_env()), {}),
+             (run_measured, ([restic_path(), "-r", str(theirs), "backup", str(src)], clean_env()), {})]
+    return [(proc, peak) for proc, _seconds, peak in both(calls)]
 
 
-def _run_measured(cmd, repo, src):
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd + ["-r", str(repo), "backup", str(src)], env=clean_env(),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        # wait4 gives this child's own peak RSS (getrusage(RUSAGE_CHILDREN) would mix the two)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        result = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
-    assert TRACEBACK not in result.stdout + result.stderr, show(result)
-    return result, usage.ru_maxrss
+# A child's peak RSS counts the memory of the process it was forked from (and vfork, which
+# subprocess uses, shares it): a small interpreter forks the program and reports wait4's
+# figure, so that the test process's own size never shows up as the program's.
+_MEASURE = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(cmd: list, env: dict):
+    """(CompletedProcess, seconds, peak RSS in KiB) of one program run."""
+    with tempfile.TemporaryDirectory() as scratch:
+        figure = Path(scratch) / "peak"
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-c", _MEASURE, str(figure)] + cmd, env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True)
+        seconds = time.monotonic() - started
+        peak = int(figure.read_text())
+    assert TRACEBACK not in proc.stdout + proc.stderr, show(proc)
+    return proc, seconds, peak
 
 
 def test_tree_500_levels_deep(repos, tmp_path):
