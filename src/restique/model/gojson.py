@@ -7,6 +7,8 @@ Callers build dicts in Go's struct field order and leave out omitempty fields th
 import json
 import re
 
+import orjson
+
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -52,9 +54,15 @@ DECODING_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, 
 
 def loads(data):
     """Parse JSON keeping key order (dicts keep insertion order); ValueError for anything that
-    is not JSON, nesting too deep for the parser included."""
+    is not JSON, nesting too deep for the parser included. Bytes go to orjson first (trees and
+    indexes are decoded millions of times; it is 2-3x faster than json); what it refuses (bytes
+    that are not UTF-8, unpaired surrogate escapes, nesting deeper than 1024) takes the path
+    that reads them as Go does."""
     if isinstance(data, (bytes, bytearray, memoryview)):
-        data = bytes(data).decode("utf-8", errors="replace")
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            data = bytes(data).decode("utf-8", errors="replace")
     try:
         obj = json.loads(data)
     except RecursionError:

@@ -13,7 +13,7 @@ A source snapshot is skipped when the destination holds a "similar" one (restic'
 same time, tree, host, user, uid, gid, paths, tags and excludes) that is either a copy of the
 same original or that very snapshot.
 """
-import json
+from ..model import gojson
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -220,7 +220,7 @@ def _read_runs(blobs: List) -> Iterator[tuple]:
 def _tree_references(tree_id: str, raw: bytes) -> Iterator[tuple]:
     """(subtree id or None, content ids) of each entry of a tree blob."""
     try:
-        nodes = json.loads(raw)["nodes"] or []
+        nodes = gojson.loads(raw)["nodes"] or []
         for node in nodes:
             yield node.get("subtree"), node.get("content") or ()
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -7,7 +7,7 @@ its short id, and a new snapshot of `/recover` tagged `recovered` points to it, 
 writes them.
 """
 import getpass
-import json
+from ..model import gojson
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +122,7 @@ def _nearby(blobs):
 
 def _subtrees(raw: bytes) -> List[str]:
     """The subtree ids of a tree blob's directories (no full node decoding needed)."""
-    nodes = json.loads(raw).get("nodes") or []
+    nodes = gojson.loads(raw).get("nodes") or []
     return [n["subtree"] for n in nodes if n.get("type") == "dir" and n.get("subtree")]
 
 

@@ -15,7 +15,7 @@ Each tree is loaded once per call even when several snapshots share it: restore-
 a summary of every tree it has counted, the other modes skip subtrees they have seen.
 """
 import hashlib
-import json
+from ..model import gojson
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -117,7 +117,7 @@ def _entry_loader(repo) -> Callable[[str], List[_Entry]]:
     def load(tree_id: str) -> List[_Entry]:
         raw = repo.load_blob("tree", tree_id)
         try:
-            entries = [_Entry(obj) for obj in json.loads(raw).get("nodes") or ()]
+            entries = [_Entry(obj) for obj in gojson.loads(raw).get("nodes") or ()]
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise IntegrityError(f"tree {tree_id[:8]} is damaged: {exc}") from None
         entries.sort(key=_name_bytes)
@@ -302,7 +302,7 @@ class _RawData:
     def _add_tree(self, tree_id: str, pending: List[str]) -> None:
         raw = self.repo.load_blob("tree", tree_id)
         try:
-            nodes = json.loads(raw).get("nodes") or ()
+            nodes = gojson.loads(raw).get("nodes") or ()
             for obj in nodes:
                 kind = obj.get("type")
                 if kind == "file":

@@ -5,11 +5,12 @@ An index file maps blobs to the packs holding them:
 "uncompressed_length"}]}]}``; the oldest layout is just the "packs" array. The master index is
 the union of all index files, answering "where is blob (type, id)?".
 """
-import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+import orjson
 
 from ..errors import IntegrityError
 from .crypto import OVERHEAD
@@ -73,10 +74,6 @@ class IndexEntry(NamedTuple):
     uncompressed_length: int
 
 
-def _no_floats(text: str):
-    raise ValueError(f"{text} is not an integer")
-
-
 _HEX_ID = re.compile("[0-9a-f]{64}")
 _BLOB_TYPE = {t: t for t in BLOB_TYPES}  # also makes every entry share one type string
 
@@ -101,11 +98,11 @@ def parse_index(raw: bytes) -> Tuple[List[str], List[Tuple[str, List[IndexEntry]
 def _index_json(raw: bytes):
     """(supersedes, packs) as JSON values, from either layout (an object with "packs", or
     the original bare packs array). Every reader of index files starts here. The checks are
-    the cheap ones, as this runs at every start: no index holds a minus sign or a fraction;
+    the cheap ones, as this runs at every start: no index holds a minus sign or a decimal point;
     the callers' type lookups reject unknown blob types."""
-    if b"-" in raw:
-        raise ValueError("negative number")
-    obj = json.loads(raw, parse_float=_no_floats, parse_constant=_no_floats)
+    if b"-" in raw or b"." in raw:
+        raise ValueError("negative number or fraction")
+    obj = orjson.loads(raw)  # refuses Infinity and NaN too
     if isinstance(obj, list):
         return (), obj
     return obj.get("supersedes") or (), obj.get("packs") or ()

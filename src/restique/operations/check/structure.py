@@ -1,10 +1,9 @@
 """The structure check: index files, pack files against the index, and every tree reachable
 from the snapshots (each loaded once) with every blob it references present in the index.
 Nothing here reads pack data beyond the tree blobs."""
-import json
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
 from ...backend.base import BackendNotFound, BackendShortRead, FileType
 from ...errors import RestiqueError
@@ -26,7 +25,7 @@ _PLAIN_ENTRY = 1 + 4 + 32
 _COMPRESSED_ENTRY = 1 + 4 + 4 + 32
 _NULL_ID = "0" * 64
 _OTHER_TYPES = frozenset(("symlink", "socket", "chardev", "dev", "fifo"))  # nothing to check
-_TREES_PER_BATCH = 64  # trees loaded ahead in threads: bounds the memory they take
+_TREES_IN_FLIGHT = 64  # trees loaded ahead in threads: bounds the memory they take
 _LOADER_THREADS = 4
 
 
@@ -165,17 +164,20 @@ class _TreeChecker:
         self.seen: Set[str] = set()
 
     def walk(self, root: str, pool: ThreadPoolExecutor) -> None:
+        """Trees are loaded ahead (up to _TREES_IN_FLIGHT) while the ones already loaded are
+        checked, so the loaders never wait for the checking and the other way round."""
         pending = [root]
-        while pending:
-            batch: List[str] = []
-            while pending and len(batch) < _TREES_PER_BATCH:
+        in_flight: Deque = deque()
+        while pending or in_flight:
+            while pending and len(in_flight) < _TREES_IN_FLIGHT:
                 tree_id = pending.pop()
                 if tree_id not in self.seen:
                     self.seen.add(tree_id)
-                    batch.append(tree_id)
+                    in_flight.append(pool.submit(self._load, tree_id))
                     if self.used is not None:
                         self.used.add(("tree", tree_id))
-            for tree_id, raw, error in pool.map(self._load, batch):
+            if in_flight:
+                tree_id, raw, error = in_flight.popleft().result()
                 errors = [error] if error else self._check_tree(tree_id, raw, pending)
                 if errors:
                     self.report(Problem("tree", f"error for tree {tree_id[:8]}:", tree_id, details=errors))
@@ -191,10 +193,7 @@ class _TreeChecker:
 
     def _check_tree(self, tree_id: str, raw: bytes, pending: List[str]) -> List[str]:
         try:
-            try:
-                nodes = json.loads(raw)["nodes"] or []
-            except UnicodeDecodeError:
-                nodes = gojson.loads(raw)["nodes"] or []
+            nodes = gojson.loads(raw)["nodes"] or []
             if not isinstance(nodes, list):
                 raise ValueError("nodes is not a list")
         except (ValueError, KeyError, TypeError) as exc:

@@ -9,7 +9,7 @@ exact; it is used only when the number of members found agrees with the number o
 `"subtree"`, `"content"` and `"type":"dir"` tokens, and when no node has nested objects
 (generic attributes). Anything else is decoded as JSON.
 """
-import json
+from ...model import gojson
 import re
 from typing import Callable, Dict, Iterable, List, Set, Tuple
 
@@ -71,7 +71,7 @@ def _pick_references(raw: bytes):
 
 def _decode_references(tree_id: str, raw: bytes) -> Tuple[List[str], List[str]]:
     try:
-        nodes = json.loads(raw).get("nodes") or ()
+        nodes = gojson.loads(raw).get("nodes") or ()
         subtrees, data = [], []
         for node in nodes:
             kind = node.get("type")
