@@ -12,8 +12,9 @@ packages=(python3 python3-venv python3-dev gcc libssl-dev libzstd-dev restic e2f
 # mount (FUSE) builds pyfuse3 against libfuse3; the tests drive the web page with chromium and
 # read the WebDAV share with rclone
 packages+=(fuse3 libfuse3-dev pkg-config)
-# (and the remote backends against rclone's REST server and OpenSSH's sshd)
-if [ "$extra" = "test" ]; then packages+=(chromium rclone openssh-server openssh-client); fi
+# (and the remote backends against rclone's REST server and OpenSSH's sshd; strace fails chosen system
+# calls of one path, for the read-failure tests)
+if [ "$extra" = "test" ]; then packages+=(chromium rclone openssh-server openssh-client strace); fi
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
