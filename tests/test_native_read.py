@@ -28,3 +28,14 @@ def test_reads_hashes_and_reports_each_file_on_its_own(tmp_path):
     assert results[4][0] == -1  # not the file lstat saw
     assert results[5][:2] == (errno.ENOENT, "open")
     assert results[6][:2] == (errno.ELOOP, "open")  # never follows a symlink
+
+
+def test_a_file_swapped_for_a_fifo_is_refused_without_blocking(tmp_path):
+    """Nobody writes to the FIFO: a blocking open would wait for ever (the test's timeout)."""
+    regular = tmp_path / "was-a-file"
+    regular.write_bytes(b"x")
+    ino = os.lstat(regular).st_ino
+    regular.unlink()
+    os.mkfifo(regular)
+    [(status, _, data, _)] = _seal.read_small_files([(os.fsencode(regular), ino, 1)])
+    assert status == -1 and not data

@@ -280,7 +280,9 @@ struct small_file {
 
 static void read_one(struct small_file *f)
 {
-    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+    /* O_NONBLOCK: a file swapped for a FIFO since the scan must not block the reader (it is
+       refused below as a changed type); reads of regular files ignore the flag */
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
     int fd = open(f->path, flags | O_NOATIME);
     if (fd < 0 && errno == EPERM)
         fd = open(f->path, flags);  /* O_NOATIME needs the owner or root */
