@@ -11,6 +11,7 @@ recognises directories unchanged since the parent snapshot.
 """
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -72,6 +73,7 @@ class Archiver:
     def save_targets(self, root: TargetDir, parent_tree: Optional[str]) -> str:
         """Save everything the target tree names; returns the root tree id."""
         self.root_parent_tree = parent_tree
+        _allow_deep_trees()
         try:
             job = self._save_target_dir(root, "", None, parent_tree)
             node = job.done.wait()
@@ -254,3 +256,13 @@ class Archiver:
             return False
         index = self.repo.index
         return all(index.has("data", blob_id) for blob_id in old["content"])
+
+
+# The walk recurses about three calls per directory level; a path may have up to 2,048 levels
+# (PATH_MAX). Python 3.11 keeps Python-to-Python calls off the C stack, so a higher limit is safe.
+_DEEPEST_WALK = 3 * 2048 + 1000
+
+
+def _allow_deep_trees() -> None:
+    if sys.getrecursionlimit() < _DEEPEST_WALK:
+        sys.setrecursionlimit(_DEEPEST_WALK)
