@@ -102,7 +102,9 @@ def _cheapen_new_restic_key(command, cwd, env):
         return
     with repo:
         old = repo.list_ids(FileType.KEY)
-        create_key(repo.backend, repo.key, env["RESTIC_PASSWORD"], INSECURE_TEST_KDF)
+        owner = os.stat(path / "keys" / old[0])  # restic may have run as another user (setpriv)
+        new = create_key(repo.backend, repo.key, env["RESTIC_PASSWORD"], INSECURE_TEST_KDF)
+        os.chown(path / "keys" / new, owner.st_uid, owner.st_gid)
         for key_id in old:
             repo.backend.remove(FileType.KEY, key_id)
 
