@@ -5,6 +5,7 @@ import sys
 import click
 
 from .options import snapshot_filter_options
+from .output import print_warning
 
 
 _HELP = """Mount the repository.
@@ -72,9 +73,7 @@ def mount(opts, args, allow_other, no_default_permissions, owner_root, path_temp
     repo = opts.open_for_reading()
     fs = SnapshotFS(repo, SnapshotFSOptions(
         path_template=list(path_templates) or None, time_template=time_template,
-        filter=snapshot_filter.filter(), owner_root=owner_root))
-    for warning in fs.warnings:
-        print(warning, file=sys.stderr)
+        filter=snapshot_filter.filter(), owner_root=owner_root, on_warning=print_warning))
     try:
         stopped_by = _serve(fs, mountpoint, f"restique:{repo.config.id[:10]}", allow_other, no_default_permissions)
     finally:
@@ -127,3 +126,4 @@ def _check_mountpoint(mountpoint: str) -> None:
         raise RestiqueError(f"mountpoint {mountpoint} is not a directory")
     if os.path.ismount(mountpoint) and not os.access(mountpoint, os.R_OK):
         raise RestiqueError(f"mountpoint {mountpoint} is inaccessible")
+

@@ -2,6 +2,7 @@
 import click
 
 from .options import snapshot_filter_options
+from .output import print_warning
 
 INSTALL_HINT = "restique serve needs wsgidav and cheroot: pip install restique[serve]"
 
@@ -56,7 +57,7 @@ def serve(opts, addr, htpasswd_file, insecure_no_auth, tls_cert, tls_key, path_t
     repo = opts.open_for_reading()
     fs = SnapshotFS(repo, SnapshotFSOptions(path_template=list(path_templates) or None,
                                             time_template=time_template,
-                                            filter=snapshot_filter.filter()))
+                                            filter=snapshot_filter.filter(), on_warning=print_warning))
     app = ServeApp(repo, fs)
     server = Server(BasicAuth(app, users) if users else app, options)
     server.start()
@@ -71,3 +72,4 @@ def serve(opts, addr, htpasswd_file, insecure_no_auth, tls_cert, tls_key, path_t
         if close is not None:
             close()
     sys.stdout.flush()
+

@@ -27,6 +27,12 @@ def write_text(text: str, stream=None) -> None:
     stream.buffer.flush()
 
 
+def print_warning(message: str) -> None:
+    """One line on stderr, file names' raw bytes as they are (for warnings a command reports
+    while it runs)."""
+    write_text(message + "\n", sys.stderr)
+
+
 # --- restic's text table (internal/ui/table) -------------------------------------------------
 
 def _width(text: str) -> int:
