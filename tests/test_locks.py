@@ -20,7 +20,8 @@ SIGNAL_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 def lock_ids(repo):
-    return sorted(os.listdir(repo / "locks"))
+    """The lock files, not a lock being written (its temporary name has "-tmp-" in it)."""
+    return sorted(name for name in os.listdir(repo / "locks") if "-tmp-" not in name)
 
 
 def snapshot_ids(repo):
