@@ -66,7 +66,7 @@ def test_key_file_opens_only_with_its_password(tmp_path):
 
 
 def test_new_keys_are_calibrated_as_restic_calibrates():
-    """restic's rule: N=2^15, r=8, and p so that a derivation takes at least 0.5 s here."""
+    """restic's rule: N=2^15, r=8, and as many p=1 derivations as fit into 0.5 s."""
     import hashlib
     import time
 
@@ -76,7 +76,7 @@ def test_new_keys_are_calibrated_as_restic_calibrates():
     assert (n, r) == (32768, 8) and 1 <= p <= 64
     start = time.perf_counter()
     hashlib.scrypt(b"pw", salt=b"s" * 64, n=n, r=r, p=p, maxmem=256 * n * r + (64 << 20), dklen=64)
-    assert time.perf_counter() - start >= 0.4  # 0.5 s target, less a margin for timing noise
+    assert time.perf_counter() - start >= 0.25  # more than half the 0.5 s target, as restic's
 
 
 def _reference_seal(key: MasterKey, iv: bytes, plaintext: bytes) -> bytes:

@@ -5,7 +5,6 @@ A repository has one master key and any number of key files (one per password).
 import base64
 import getpass
 import hashlib
-import math
 import os
 import socket
 import time
@@ -21,7 +20,7 @@ from .crypto import CiphertextVerificationFailed, MasterKey
 
 SCRYPT_N = 32768  # restic's calibration settles on this (its memory bound is 60 MiB)
 SCRYPT_R = 8
-KDF_TARGET_SECONDS = 0.5  # restic calibrates p so that deriving takes at least this long
+KDF_TARGET_SECONDS = 0.5  # restic calibrates p so that deriving takes at most this long
 SALT_SIZE = 64
 # The test suite sets this so that the thousands of commands it runs do not each spend half a
 # second deriving a key; nothing else should (keys made with it are trivial to brute-force).
@@ -98,12 +97,12 @@ def derive_user_key(password: str, salt: bytes, n: int, r: int, p: int) -> Maste
 
 
 def calibrate_kdf() -> Tuple[int, int, int]:
-    """Calibrated as restic calibrates: N=2^15, r=8 (its 60 MiB memory bound), and the
-    smallest p for which one derivation takes at least 0.5 s on this machine. Timing the
-    best of three runs of p=1 keeps a busy moment from choosing a weaker key than restic
-    would choose at the same moment (hashlib's scrypt is as fast as Go's)."""
+    """Calibrated as restic calibrates: N=2^15, r=8 (its 60 MiB memory bound), and p as the
+    number of p=1 derivations that fit into 0.5 s, so one derivation takes at most 0.5 s and
+    more than 0.25 s. The p=1 time is the best of three runs, so a busy moment does not choose
+    a weaker key than restic would choose on the same machine when idle."""
     best = min(_time_scrypt(SCRYPT_N, SCRYPT_R, 1) for _ in range(3))
-    p = math.ceil(KDF_TARGET_SECONDS / max(best, 1e-3))
+    p = int(KDF_TARGET_SECONDS / max(best, 1e-3))
     return SCRYPT_N, SCRYPT_R, max(1, min(p, 64))
 
 
