@@ -167,6 +167,18 @@ def private_cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """OpenSSH's sshd on a private loopback port with a test key (tests/servers.py)."""
+    from servers import Sshd
+
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    server.write_keys_and_config()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def restic_repo(tmp_path):
     """A fresh repository initialised by the real restic (format 2)."""

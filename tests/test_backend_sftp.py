@@ -15,24 +15,16 @@ import test_backend_conformance
 from test_backend_conformance import *  # noqa: F401,F403 - the contract's tests, run over sftp here
 
 from conftest import clean_env, restique_cmd, run_restic, run_restique
-from servers import SSH_HOST as HOST, Sshd, free_port
+from servers import SSH_HOST as HOST, free_port
 from restique.backend import FileType
 from restique.backend.options import BackendOptions
-from restique.backend.sftp import SftpBackend, open_sftp, parse_location, ssh_command, SftpConfig
+from restique.backend.sftp import open_sftp, parse_location, ssh_command, SftpConfig
 from restique.errors import RestiqueError, UsageError
 
 # the contract's tests that need no backend already ran in their own module
 for _name, _test in list(vars(test_backend_conformance).items()):
     if _name.startswith("test_") and not {"be", "fresh"} & set(inspect.signature(_test).parameters):
         del globals()[_name]
-
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
-    server.write_keys_and_config()
-    server.start()
-    yield server
-    server.stop()
 
 
 def options_for(server) -> dict:

@@ -16,18 +16,9 @@ from restique.backend.rest import RestBackend
 from restique.backend.s3 import open_s3
 from restique.backend.sftp import open_sftp
 from restique.backend.sftp_pipelined import MAX_BLOCK
-from servers import SSH_HOST, RcloneServer, Sshd, s3_environment, start_moto
+from servers import SSH_HOST, RcloneServer, s3_environment, start_moto
 
 NAMES = [f"{i:02x}" + "ab" * 31 for i in range(12)]
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
-    server.write_keys_and_config()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
