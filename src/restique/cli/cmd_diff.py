@@ -36,7 +36,7 @@ def diff(opts, args, metadata):
 
     from ..errors import RestiqueError
     from ..operations.diff import DiffOptions, diff_trees
-    from .output import write_text
+    from .output import print_warning, write_text
 
     if len(args) != 2:
         raise RestiqueError("specify two snapshot IDs")
@@ -52,7 +52,7 @@ def diff(opts, args, metadata):
 
     def warn(message):
         out.flush()
-        write_text(message + "\n", sys.stderr)
+        print_warning(message)
 
     stats = diff_trees(repo, tree_a, tree_b, DiffOptions(metadata=metadata), on_change, warn)
     out.flush()

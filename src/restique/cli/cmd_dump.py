@@ -2,7 +2,7 @@
 import click
 
 from .options import snapshot_filter_options
-from .output import write_text
+from .output import print_warning
 
 OUTPUT_BUFFER = 1024 * 1024
 
@@ -67,16 +67,14 @@ def dump(opts, args, archive, target, snapshot_filter):
 
 def _report_left_out(folder: str, message: str) -> None:
     """An entry the archive leaves out, reported as restore reports its errors."""
-    import sys
-
-    write_text(f"ignoring error for {folder}: {message}\n", sys.stderr)
+    print_warning(f"ignoring error for {folder}: {message}")
 
 
 def _fail(message: str):
     """A one-line error without "Fatal: ", exit 1."""
     import sys
 
-    write_text(message + "\n", sys.stderr)
+    print_warning(message)
     sys.exit(1)
 
 

@@ -7,7 +7,7 @@ import click
 from ..model.gojson import string as json_string
 from .fmt import file_mode_string
 from .options import snapshot_filter_options
-from .output import write_text
+from .output import print_warning
 
 _SORT_HELP = "sort output by (name|size|time=mtime|atime|ctime|extension)"
 
@@ -73,7 +73,7 @@ def ls(opts, args, snapshot_filter, long_, recursive, human_readable, ncdu, sort
 
     def on_error(path, exc):
         errors.append(path)
-        write_text(f"ignoring error for {path}: {exc}\n", sys.stderr)
+        print_warning(f"ignoring error for {path}: {exc}")
 
     if ncdu:
         from ..operations.ls_ncdu import write_ncdu
@@ -103,7 +103,7 @@ def _find_snapshot(repo, spec, snapshot_filter):
             message = f'Ignoring "latest", no snapshot matched given filter ({snapshot_filter.describe()})'
         else:
             message = f'Ignoring "{name}": {exc.reason}'
-        write_text(message + "\n", sys.stderr)
+        print_warning(message)
         sys.exit(1)
 
 

@@ -1,8 +1,6 @@
 """restique stats: totals about the data of some snapshots, in restic 0.14's text layout; the
 JSON object and the compression figures (raw-data mode, repository format 2) as current
 restic prints them."""
-import sys
-
 import click
 
 from .options import snapshot_filter_options
@@ -42,7 +40,7 @@ def stats(opts, snapshot_ids, mode, snapshot_filter):
     """
     from ..errors import UsageError
     from ..operations.stats import StatsOptions, stats as count
-    from .output import write_text
+    from .output import print_warning, write_text
 
     options = StatsOptions(mode=mode, snapshot_ids=snapshot_ids, filter=snapshot_filter.filter())
     try:
@@ -53,7 +51,7 @@ def stats(opts, snapshot_ids, mode, snapshot_filter):
     repo = opts.open_for_reading()
     if not opts.json:
         write_text("scanning...\n")
-    result = count(repo, options, warn=lambda message: write_text(message + "\n", sys.stderr))
+    result = count(repo, options, warn=print_warning)
     if opts.json:
         write_text(_json_line(result.to_json()))
     else:
