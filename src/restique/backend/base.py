@@ -148,3 +148,10 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections; the stored files stay."""
+
+
+def remote_connections(backend) -> int:
+    """How many requests a remote backend serves at once (its `-o <scheme>.connections`), or 0
+    for a local one, which answers in microseconds: callers run that many readers in parallel
+    against a remote backend, where each read waits a round trip."""
+    return getattr(backend, "connections", 0) or 0

@@ -5,7 +5,7 @@ from collections import defaultdict, deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
-from ...backend.base import BackendNotFound, BackendShortRead, FileType
+from ...backend.base import BackendNotFound, BackendShortRead, FileType, remote_connections
 from ...errors import RestiqueError
 from ...model import gojson
 from ...model.names import go_quote, go_unquote
@@ -25,7 +25,7 @@ _PLAIN_ENTRY = 1 + 4 + 32
 _COMPRESSED_ENTRY = 1 + 4 + 4 + 32
 _NULL_ID = "0" * 64
 _OTHER_TYPES = frozenset(("symlink", "socket", "chardev", "dev", "fifo"))  # nothing to check
-_TREES_IN_FLIGHT = 64  # trees loaded ahead in threads: bounds the memory they take
+_TREES_IN_FLIGHT = 64  # trees loaded ahead of the checking: bounds the memory they take
 _LOADER_THREADS = 4
 
 
@@ -157,7 +157,7 @@ def _tree_loaders(repo):
     """Threads that load trees ahead, for a remote backend (each load waits a round trip).
     A local one answers in microseconds: there threads only add hand-offs of Python's
     interpreter lock, and loading in line is several times faster."""
-    if getattr(repo.backend, "connections", 0):
+    if remote_connections(repo.backend):
         return ThreadPoolExecutor(_LOADER_THREADS, thread_name_prefix="check-trees")
     return _InLine()
 
@@ -170,8 +170,8 @@ class _InLine(Executor):
 
 
 class _TreeChecker:
-    """Loads trees a batch at a time in threads (decryption runs without the GIL), decodes
-    them as plain JSON (no Node objects) and checks each entry as restic does."""
+    """Loads trees ahead (in threads for a remote backend), decodes them as plain JSON (no Node
+    objects) and checks each entry as restic does."""
 
     def __init__(self, repo, report: Report, used: Optional[Set[Tuple[str, str]]]):
         self.repo = repo

@@ -3,6 +3,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from ...backend.base import remote_connections
 from ...errors import UsageError
 from ..restore_selection import Selection
 
@@ -59,4 +60,4 @@ class RestoreOptions:
         if self.workers:
             return self.workers
         by_cpus = min(3, max(2, (os.cpu_count() or 2) // 2))
-        return max(by_cpus, getattr(backend, "connections", 0) or 0)
+        return max(by_cpus, remote_connections(backend))
