@@ -138,19 +138,15 @@ def node_from_stat(name: str, path, st: os.stat_result, with_atime: bool = False
     return node
 
 
+_STAT_FIELDS = ("mode", "mtime", "atime", "ctime", "uid", "gid", "user", "group", "inode", "device_id",
+                "size", "links", "xattrs")
+
+
 def restat_file_node(node: Node, path, st: os.stat_result) -> None:
     """Make a file's node describe the file now at its path (st, from fstat of the open
     file), for a file replaced after the directory was read: what is saved is the file that
     was read, with its own metadata. atime follows the node's choice (mtime unless
     --with-atime); xattrs are read again when the node had any."""
-    with_atime = node.atime != node.mtime
-    node.mode = go_mode(st.st_mode)
-    node.mtime = local_time(st.st_mtime_ns)
-    node.atime = local_time(st.st_atime_ns) if with_atime else node.mtime
-    node.ctime = local_time(st.st_ctime_ns)
-    node.uid, node.gid = st.st_uid, st.st_gid
-    node.user, node.group = user_name(st.st_uid), group_name(st.st_gid)
-    node.inode, node.device_id = st.st_ino, st.st_dev
-    node.size, node.links = st.st_size, st.st_nlink
-    if node.xattrs:
-        node.xattrs = read_xattrs(path)
+    fresh = node_from_stat(node.name, path, st, with_atime=node.atime != node.mtime, xattrs=bool(node.xattrs))
+    for name in _STAT_FIELDS:
+        setattr(node, name, getattr(fresh, name))
