@@ -1,4 +1,4 @@
-"""Build the two native extensions (_chunker, _seal); everything else is declared in pyproject.toml."""
+"""Build the native extensions (_chunker, _seal, _index, _scan); everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(
@@ -12,6 +12,16 @@ setup(
             "restique._seal",
             sources=["src/restique/native/_seal.c"],
             libraries=["crypto", "zstd"],
+            extra_compile_args=["-O2", "-std=gnu99"],
+        ),
+        Extension(
+            "restique._index",
+            sources=["src/restique/native/_index.c"],
+            extra_compile_args=["-O2", "-std=gnu99"],
+        ),
+        Extension(
+            "restique._scan",
+            sources=["src/restique/native/_scan.c"],
             extra_compile_args=["-O2", "-std=gnu99"],
         ),
     ]
