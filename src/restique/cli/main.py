@@ -4,6 +4,8 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
+from typing import Optional
 
 import click
 
@@ -40,6 +42,8 @@ COMMANDS = {
     "mount": ("cmd_mount", "mount"),
     "serve": ("cmd_serve", "serve"),
     "cache": ("cmd_cache", "cache"),
+    "run": ("cmd_run", "run"),
+    "schedule": ("cmd_schedule", "schedule"),
 }
 
 
@@ -82,14 +86,12 @@ class LazyGroup(click.Group):
 @click.option("--tls-client-cert", hidden=True)
 @click.option("--no-extra-verify", is_flag=True, hidden=True)
 @click.option("--insecure-no-password", is_flag=True, hidden=True)
+@click.option("--profile", "profile", metavar="name", help="take settings from this profile of the profile file")
+@click.option("--config", "config", metavar="file",
+              help="profile file (default: $RESTIQUE_CONFIG, else ~/.config/restique/profiles.toml)")
 @click.pass_context
-def cli(ctx, repo, repository_file, password_file, password_command, key_hint, json_, quiet, verbose,
-        no_lock, no_cache, cleanup_cache, cache_dir, compression, pack_size, retry_lock, options,
-        limit_upload, limit_download, insecure_no_password, **_tls):
+def cli(ctx, quiet, verbose, insecure_no_password, profile, config, **_):
     """restique is a backup program which speaks restic's repository format."""
-    from ..repository.compression import check_mode
-    from .durations import parse_duration
-
     if ctx.invoked_subcommand is None:  # `restique` alone prints the help, as restic does
         click.echo(ctx.get_help())
         ctx.exit(0)
@@ -97,8 +99,70 @@ def cli(ctx, repo, repository_file, password_file, password_command, key_hint, j
         raise UsageError("--quiet and --verbose cannot be specified at the same time")
     if insecure_no_password:
         raise UsageError("--insecure-no-password is not supported: every repository needs a password")
+    if profile:
+        from ..profiles import load_profile
+        from ..profiles.flags import command_defaults
 
-    opts = GlobalOptions(
+        chosen = load_profile(profile, config)
+        ctx.default_map = command_defaults(chosen)  # each command's flags still win
+        opts = options_with_profile(ctx, chosen)
+    else:
+        opts = _global_options(**ctx.params)
+    ctx.obj = opts
+    ctx.call_on_close(opts.close)
+
+
+@dataclass
+class ProfileGlobalOptions(GlobalOptions):
+    """GlobalOptions with the password a profile holds itself (allow-password-in-file)."""
+    literal_password: Optional[str] = None
+
+    def password(self, new: bool = False) -> str:
+        return self.literal_password or super().password(new)
+
+    def _asks_password(self) -> bool:
+        return self.literal_password is None and super()._asks_password()
+
+    def secondary(self, source) -> GlobalOptions:
+        other = super().secondary(source)
+        other.literal_password = None  # the profile's password is not the other repository's
+        return other
+
+
+def options_with_profile(ctx: click.Context, profile) -> GlobalOptions:
+    """The global options of the `restique` group ctx, with the profile's values wherever the
+    command line gave none (the profile beats RESTIC_* variables: it was named explicitly)."""
+    from ..profiles.flags import ALTERNATIVES, global_settings, literal_password
+
+    values = dict(ctx.params)
+    settings = global_settings(profile)
+    has_password, password = literal_password(profile)
+    if has_password:
+        settings.update(password_file=None, password_command=None)
+    for group in ALTERNATIVES:
+        if any(name in settings for name in group) and not any(_given(ctx, name) for name in group):
+            values.update({name: settings.get(name) for name in group})
+    for name, value in settings.items():
+        if name == "options":  # the profile's -o first, so that the command line's win
+            values[name] = tuple(value) + tuple(values.get(name) or ())
+        elif not any(name in group for group in ALTERNATIVES) and not _given(ctx, name):
+            values[name] = value
+    explicit_password = any(_given(ctx, name) for name in ALTERNATIVES[1])
+    return _global_options(**values, literal_password=password if has_password and not explicit_password else None)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def _global_options(repo, repository_file, password_file, password_command, key_hint, json_, quiet, verbose,
+                    no_lock, no_cache, cleanup_cache, cache_dir, compression, pack_size, retry_lock, options,
+                    limit_upload, limit_download, literal_password=None, **rest) -> GlobalOptions:
+    from ..repository.compression import check_mode
+    from .durations import parse_duration
+
+    return ProfileGlobalOptions(
+        literal_password=literal_password,
         repo=repo,
         repository_file=repository_file,
         password_file=password_file,
@@ -115,10 +179,8 @@ def cli(ctx, repo, repository_file, password_file, password_command, key_hint, j
         pack_size=pack_size,
         retry_lock=parse_duration(retry_lock),
         options=list(options),
-        backend_options=_backend_options(options, limit_upload, limit_download, **_tls),
+        backend_options=_backend_options(options, limit_upload, limit_download, **rest),
     )
-    ctx.obj = opts
-    ctx.call_on_close(opts.close)
 
 
 def _backend_options(options, limit_upload, limit_download, insecure_tls, cacert, tls_client_cert, **_):
