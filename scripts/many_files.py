@@ -9,7 +9,8 @@ For each tool, the two taking turns at going first: init, first backup, unchange
 /usr/bin/time: wall time, CPU time (user + sys) and peak RSS; the table shows each and the
 ratio restique/restic. Then the memory-growth check: a first backup of a quarter of the tree
 (`part-0`) into a fresh repository, so that (peak RSS of the whole - peak RSS of the quarter)
-/ (three quarters of the files) is what each tool keeps per file.
+/ (three quarters of the files) is what each tool keeps per file (the quarter runs first;
+every step's figures go to stderr as they come).
 
     .venv/bin/python scripts/many_files.py [--files 1000000] [--work /dev/shm] [--repeat 1]
         [--no-growth] [--keep]
@@ -101,7 +102,9 @@ def measure_round(runner: Runner, work: Path, source: Path, files: int, turn: in
         order = TOOLS if (turn + index) % 2 == 0 else TOOLS[::-1]
         results[step] = {}
         for tool in order:
-            results[step][tool] = run_step(runner, tool, step, repos[tool], work, source, files)
+            results[step][tool] = figures = run_step(runner, tool, step, repos[tool], work, source, files)
+            shown = "FAILED" if figures is None else "%.2f s wall, %.2f s CPU, %.1f MiB" % figures
+            print(f"  round {turn + 1} {step:9} {tool:9} {shown}", file=sys.stderr, flush=True)
     for tool in TOOLS:
         shutil.rmtree(repos[tool], ignore_errors=True)
         shutil.rmtree(work / f"cache-{tool}", ignore_errors=True)
@@ -130,10 +133,11 @@ def run_step(runner: Runner, tool: str, step: str, repo: Path, work: Path, sourc
         shutil.rmtree(target, ignore_errors=True)
 
 
-def growth(runner: Runner, work: Path, source: Path, full: dict) -> dict:
-    """{tool: (peak RSS of a quarter's first backup in MiB, bytes per file)}."""
+def quarter_backups(runner: Runner, work: Path, source: Path) -> dict:
+    """{tool: (files, peak RSS MiB)} of a first backup of a quarter of the tree (`part-0`), to
+    set against the whole tree's first backup: what each tool keeps per file."""
     quarter = source / "part-0"
-    quarter_files, all_files = count_files(quarter), count_files(source)
+    files = count_files(quarter)
     out = {}
     for tool in TOOLS:
         repo = work / f"repo-quarter-{tool}"
@@ -141,10 +145,9 @@ def growth(runner: Runner, work: Path, source: Path, full: dict) -> dict:
         figures = runner.run(tool, repo, "backup", quarter)
         shutil.rmtree(repo, ignore_errors=True)
         shutil.rmtree(work / f"cache-{tool}", ignore_errors=True)
-        if figures is None or full.get(tool) is None:
-            continue
-        per_file = (full[tool] - figures[2]) * (1 << 20) / (all_files - quarter_files)
-        out[tool] = (quarter_files, figures[2], full[tool], per_file)
+        print(f"  quarter backup {tool:9} {figures}", file=sys.stderr, flush=True)
+        if figures is not None:
+            out[tool] = (files, figures[2])
     return out
 
 
@@ -184,11 +187,13 @@ def main() -> int:
         make_tree(source, args.files)
         print(f"{args.files} files made in {time.monotonic() - started:.0f} s in {source};"
               f" load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)", flush=True)
+        quarters = {} if args.no_growth else quarter_backups(runner, work, source)
         rounds = [measure_round(runner, work, source, args.files, turn) for turn in range(args.repeat)]
         print_table(rounds)
-        if not args.no_growth:
-            full = {tool: (median_figures(rounds, "backup", tool) or (0, 0, None))[2] for tool in TOOLS}
-            for tool, (files, quarter_rss, full_rss, per_file) in growth(runner, work, source, full).items():
+        for tool, (files, quarter_rss) in quarters.items():
+            full_rss = (median_figures(rounds, "backup", tool) or (0, 0, None))[2]
+            if full_rss is not None:
+                per_file = (full_rss - quarter_rss) * (1 << 20) / (args.files - files)
                 print(f"memory growth {tool:9}: first backup of {files} files {quarter_rss:.1f} MiB, of"
                       f" {args.files} files {full_rss:.1f} MiB: {per_file:.0f} bytes per file")
         print(f"load average after: {os.getloadavg()[0]:.2f}; {time.monotonic() - started:.0f} s in all")
