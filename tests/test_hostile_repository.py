@@ -14,6 +14,7 @@ import io
 import os
 import shutil
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -457,3 +458,29 @@ def _check_restored(src: Path, restored: Path, proc, err: str) -> None:
             assert proc.returncode == 1 and not path.exists(), f"{rel} failed but was left behind"
         elif proc.returncode == 0 or "ignoring error for " in err:
             assert path.read_bytes() == (src / rel).read_bytes(), f"{rel} restored with other bytes"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("salt", "AAAA", "invalid scrypt parameters"),  # 3 bytes: restic's check wants 8 or more
+    ("N", 1 << 30, "need more than 2 GiB of memory"),  # would ask scrypt for 128 GiB
+    ("N", 1000, "invalid scrypt parameters"),  # not a power of two
+])
+def test_hostile_key_parameters(tmp_path, field, value, message):
+    """A key file whose scrypt parameters are impossible or would exhaust memory is reported as
+    a damaged key (exit 1, as restic), not tried and not reported as a wrong password."""
+    import json
+
+    repo = tmp_path / "repo"
+    run_restic(repo, "init")
+    key_path = next((repo / "keys").iterdir())
+    key = json.loads(key_path.read_bytes())
+    key[field] = value
+    os.chmod(key_path, 0o600)
+    key_path.write_text(json.dumps(key))
+    started = time.monotonic()
+    proc = _restique(repo, "snapshots")
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and message in err and len(err.splitlines()) == 1, err
+    assert time.monotonic() - started < 10
+    if field != "N" or value < 1 << 20:  # restic would try to allocate the 128 GiB
+        assert _restic(repo, "snapshots").returncode == 1

@@ -87,11 +87,24 @@ class KeyFile:
             return None
 
 
+# hashlib's scrypt cannot be given more memory than this (its maxmem is a C int)
+_SCRYPT_MAX_MEMORY = (1 << 31) - 1
+_MIN_SALT_SIZE = 8  # as restic's scrypt parameter check
+
+
+def _scrypt_memory(n: int, r: int, p: int) -> int:
+    return 128 * r * (n + p + 2)
+
+
 def derive_user_key(password: str, salt: bytes, n: int, r: int, p: int) -> MasterKey:
-    if n < 2 or n & (n - 1) or r < 1 or p < 1 or n * r * p > 1 << 34:
-        raise IntegrityError(f"invalid scrypt parameters N={n} r={r} p={p}")
+    """The key a password opens; parameters a key file could abuse (a short salt, or an N
+    that asks for gigabytes) are refused as damage, not tried and reported as a wrong password."""
+    if n < 2 or n & (n - 1) or r < 1 or p < 1 or r * p >= 1 << 30 or len(salt) < _MIN_SALT_SIZE:
+        raise IntegrityError(f"invalid scrypt parameters N={n} r={r} p={p} salt={len(salt)} bytes")
+    if _scrypt_memory(n, r, p) > _SCRYPT_MAX_MEMORY:
+        raise IntegrityError(f"scrypt parameters N={n} r={r} p={p} need more than 2 GiB of memory")
     derived = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r + (64 << 20), dklen=64
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAX_MEMORY, dklen=64
     )
     return MasterKey.from_kdf_output(derived)
 
@@ -114,7 +127,7 @@ def _new_key_params() -> Tuple[int, int, int]:
 
 def _time_scrypt(n, r, p) -> float:
     start = time.perf_counter()
-    hashlib.scrypt(b"calibrate", salt=b"\0" * 16, n=n, r=r, p=p, maxmem=256 * n * r + (64 << 20), dklen=64)
+    hashlib.scrypt(b"calibrate", salt=b"\0" * 16, n=n, r=r, p=p, maxmem=_SCRYPT_MAX_MEMORY, dklen=64)
     return time.perf_counter() - start
 
 
