@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -408,6 +409,284 @@ done:
     return result;
 }
 
+/* --- restoring a pack range ----------------------------------------------------------- */
+
+/* A blob of one pack range and where its plaintext goes. */
+struct dest {
+    int fd;
+    int hole_ok;          /* an all-zero blob may be left as a hole in this file (--sparse) */
+    long long offset;
+};
+
+struct range_blob {
+    size_t start, length, ulen;
+    unsigned char id[32];
+    struct dest *dests;
+    Py_ssize_t ndests;
+    const char *failure;  /* what went wrong with the blob itself, or NULL */
+};
+
+/* Per-thread scratch space for decrypted and decompressed blobs, freed when the thread ends. */
+struct scratch {
+    unsigned char *buf[2];
+    size_t cap[2];
+};
+
+static pthread_key_t scratch_key;
+static EVP_MD *sha256_md;
+
+static void free_scratch(void *p)
+{
+    struct scratch *s = p;
+    free(s->buf[0]);
+    free(s->buf[1]);
+    free(s);
+}
+
+static unsigned char *scratch_get(int which, size_t n)
+{
+    struct scratch *s = pthread_getspecific(scratch_key);
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s == NULL || pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->cap[which] < n) {
+        unsigned char *p = realloc(s->buf[which], n);
+        if (p == NULL)
+            return NULL;
+        s->buf[which] = p;
+        s->cap[which] = n;
+    }
+    return s->buf[which];
+}
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static int pwrite_full(int fd, const unsigned char *p, size_t n, long long offset)
+{
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)offset);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return EIO;
+        p += w;
+        n -= (size_t)w;
+        offset += w;
+    }
+    return 0;
+}
+
+/* Check, decrypt, decompress and hash one blob of the range; its plaintext, or NULL with
+   b->failure set. Runs without the GIL. */
+static const unsigned char *open_blob(const unsigned char *key, const unsigned char *mk,
+                                      const unsigned char *mr, const unsigned char *range,
+                                      struct range_blob *b, size_t *plain_len)
+{
+    const unsigned char *s = range + b->start;
+    if (b->length < OVERHEAD) {
+        b->failure = "ciphertext verification failed";
+        return NULL;
+    }
+    size_t payload = b->length - OVERHEAD;
+    if (b->ulen > payload * (1u << 15)) {  /* more than zstd can expand: damage */
+        b->failure = "uncompressed length is impossible";
+        return NULL;
+    }
+    unsigned char tag[MAC_SIZE];
+    if (!poly1305_aes(mk, mr, s, s + IV_SIZE, payload, tag) ||
+        CRYPTO_memcmp(tag, s + IV_SIZE + payload, MAC_SIZE) != 0) {
+        b->failure = "ciphertext verification failed";
+        return NULL;
+    }
+    unsigned char *dec = scratch_get(0, payload ? payload : 1);
+    if (dec == NULL || !ctr_crypt(key, s, s + IV_SIZE, payload, dec)) {
+        b->failure = "decryption failed";
+        return NULL;
+    }
+    const unsigned char *plain = dec;
+    size_t n = payload;
+    if (b->ulen) {
+        unsigned char *out = scratch_get(1, b->ulen);
+        if (tls_dctx == NULL)
+            tls_dctx = ZSTD_createDCtx();
+        if (out == NULL || tls_dctx == NULL) {
+            b->failure = "out of memory";
+            return NULL;
+        }
+        size_t got = ZSTD_decompressDCtx(tls_dctx, out, b->ulen, dec, payload);
+        if (ZSTD_isError(got) || got != b->ulen) {
+            b->failure = "decompression failed or gave a different length than recorded";
+            return NULL;
+        }
+        plain = out;
+        n = b->ulen;
+    }
+    unsigned char digest[32];
+    unsigned int dlen = 0;
+    if (!EVP_Digest(plain, n, digest, &dlen, sha256_md, NULL) || dlen != 32) {
+        b->failure = "hashing failed";
+        return NULL;
+    }
+    if (memcmp(digest, b->id, 32) != 0) {
+        b->failure = "content does not match its id";
+        return NULL;
+    }
+    *plain_len = n;
+    return plain;
+}
+
+static void free_range_blobs(struct range_blob *blobs, Py_ssize_t n)
+{
+    if (blobs == NULL)
+        return;
+    for (Py_ssize_t i = 0; i < n; i++)
+        free(blobs[i].dests);
+    free(blobs);
+}
+
+/* Parse [(start, length, uncompressed_length, id, [(fd, offset[, hole_ok]), ...]), ...]. */
+static struct range_blob *parse_range_blobs(PyObject *seq, Py_ssize_t range_len, Py_ssize_t *count)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    struct range_blob *blobs = calloc(n ? (size_t)n : 1, sizeof *blobs);
+    if (blobs == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        struct range_blob *b = &blobs[i];
+        Py_ssize_t start, length, ulen;
+        const char *id;
+        Py_ssize_t idlen;
+        PyObject *dests;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "nnny#O", &start, &length, &ulen,
+                              &id, &idlen, &dests))
+            goto fail;
+        if (start < 0 || length < 0 || ulen < 0 || start > range_len || length > range_len - start ||
+            idlen != 32) {
+            PyErr_Format(PyExc_ValueError, "blob %zd lies outside the range or has a bad id", i);
+            goto fail;
+        }
+        b->start = (size_t)start;
+        b->length = (size_t)length;
+        b->ulen = (size_t)ulen;
+        memcpy(b->id, id, 32);
+        PyObject *fast = PySequence_Fast(dests, "destinations must be a sequence");
+        if (fast == NULL)
+            goto fail;
+        b->ndests = PySequence_Fast_GET_SIZE(fast);
+        b->dests = calloc(b->ndests ? (size_t)b->ndests : 1, sizeof *b->dests);
+        for (Py_ssize_t j = 0; b->dests != NULL && j < b->ndests; j++) {
+            struct dest *d = &b->dests[j];
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, j), "iL|p", &d->fd, &d->offset, &d->hole_ok)) {
+                Py_DECREF(fast);
+                goto fail;
+            }
+        }
+        Py_DECREF(fast);
+        if (b->dests == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
+    *count = n;
+    return blobs;
+fail:
+    free_range_blobs(blobs, n);
+    return NULL;
+}
+
+/* restore_range(enc_key, mac_k, mac_r, range, blobs) -> [(blob index, dest index, errno, what), ...]
+ * range: bytes read from a pack; blobs: [(start in range, length, uncompressed length or 0,
+ * id (32 bytes), [(fd, file offset[, hole_ok]), ...]), ...]. Each blob's MAC is checked, it
+ * is decrypted, decompressed, its SHA-256 compared with its id, and then written to every
+ * destination whose fd is not negative (an all-zero blob is skipped where hole_ok). The
+ * whole range runs without the GIL. Returns only the failures: a blob that failed
+ * (dest index -1, errno 0, what went wrong; nothing of it was written) or a write that
+ * failed (dest index, errno, "write"). */
+static PyObject *restore_range(PyObject *self, PyObject *args)
+{
+    PyObject *ko, *mko, *mro, *rangeo, *blobso;
+    if (!PyArg_ParseTuple(args, "OOOOO", &ko, &mko, &mro, &rangeo, &blobso))
+        return NULL;
+    PyObject *seq = PySequence_Fast(blobso, "blobs must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_buffer key, mk, mr, range;
+    if (!get_keys(ko, mko, mro, rangeo, &key, &mk, &mr, &range)) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_ssize_t n = 0;
+    struct range_blob *blobs = parse_range_blobs(seq, range.len, &n);
+    Py_DECREF(seq);
+    PyObject *result = NULL;
+    int *write_errors = NULL;
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; blobs != NULL && i < n; i++)
+        total += blobs[i].ndests;
+    if (blobs != NULL) {
+        write_errors = calloc(total ? (size_t)total : 1, sizeof *write_errors);
+        if (write_errors == NULL)
+            PyErr_NoMemory();
+    }
+    if (write_errors != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        Py_ssize_t k = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            struct range_blob *b = &blobs[i];
+            size_t len = 0;
+            const unsigned char *plain = open_blob(key.buf, mk.buf, mr.buf, range.buf, b, &len);
+            int zero = plain != NULL && all_zero(plain, len);
+            for (Py_ssize_t j = 0; j < b->ndests; j++, k++) {
+                struct dest *d = &b->dests[j];
+                if (plain == NULL || d->fd < 0 || (zero && d->hole_ok))
+                    continue;
+                write_errors[k] = pwrite_full(d->fd, plain, len, d->offset);
+            }
+        }
+        Py_END_ALLOW_THREADS
+        result = PyList_New(0);
+        Py_ssize_t k = 0;
+        for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
+            struct range_blob *b = &blobs[i];
+            PyObject *t = NULL;
+            if (b->failure != NULL) {
+                t = Py_BuildValue("(nnis)", i, (Py_ssize_t)-1, 0, b->failure);
+                if (t == NULL || PyList_Append(result, t) < 0)
+                    Py_CLEAR(result);
+                Py_XDECREF(t);
+            }
+            for (Py_ssize_t j = 0; result != NULL && j < b->ndests; j++) {
+                if (!write_errors[k + j])
+                    continue;
+                t = Py_BuildValue("(nnis)", i, j, write_errors[k + j], "write");
+                if (t == NULL || PyList_Append(result, t) < 0)
+                    Py_CLEAR(result);
+                Py_XDECREF(t);
+            }
+            k += b->ndests;
+        }
+    }
+    free(write_errors);
+    free_range_blobs(blobs, n);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&mk);
+    PyBuffer_Release(&mr);
+    PyBuffer_Release(&range);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"read_small_files", read_small_files, METH_O,
      "read_small_files([(path, inode, size), ...]) -> [(status, op, data, sha256), ...]"},
@@ -415,6 +694,9 @@ static PyMethodDef methods[] = {
      "seal(enc_key, mac_k, mac_r, data, level[, always]) -> (sealed, uncompressed_length)"},
     {"open", open_sealed, METH_VARARGS,
      "open(enc_key, mac_k, mac_r, sealed, uncompressed_length) -> plaintext"},
+    {"restore_range", restore_range, METH_VARARGS,
+     "restore_range(enc_key, mac_k, mac_r, range, [(start, length, ulen, id, [(fd, offset[, hole_ok])...])...])"
+     " -> [(blob index, dest index, errno, what), ...]"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -426,8 +708,13 @@ PyMODINIT_FUNC PyInit__seal(void)
     aes256ctr = EVP_CIPHER_fetch(NULL, "AES-256-CTR", NULL);
     aes128ecb = EVP_CIPHER_fetch(NULL, "AES-128-ECB", NULL);
     poly1305 = EVP_MAC_fetch(NULL, "POLY1305", NULL);
-    if (!aes256ctr || !aes128ecb || !poly1305) {
-        PyErr_SetString(PyExc_ImportError, "OpenSSL lacks AES-256-CTR, AES-128-ECB or Poly1305");
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!aes256ctr || !aes128ecb || !poly1305 || !sha256_md) {
+        PyErr_SetString(PyExc_ImportError, "OpenSSL lacks AES-256-CTR, AES-128-ECB, Poly1305 or SHA-256");
+        return NULL;
+    }
+    if (pthread_key_create(&scratch_key, free_scratch) != 0) {
+        PyErr_SetString(PyExc_ImportError, "no thread-local key for scratch buffers");
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);

@@ -1,0 +1,179 @@
+"""restique._seal.restore_range: the restorer's native write path (check, decrypt, decompress,
+hash and write every blob of a pack range). Each blob must be verified before any byte of it
+reaches a file, and every failure must come back to the caller."""
+import errno
+import hashlib
+import os
+import threading
+
+import pytest
+
+from restique import _seal
+from restique.repository.crypto import MasterKey
+
+KEY = MasterKey.random()
+
+
+def _range(*plains, level=0, key=KEY):
+    """A pack range holding plains sealed one after the other: (range, [(start, length, ulen, id)])."""
+    data, blobs = bytearray(), []
+    for plain in plains:
+        sealed, ulen = key.seal_blob(plain, level)
+        blobs.append((len(data), len(sealed), ulen, hashlib.sha256(plain).digest()))
+        data += sealed
+    return bytes(data), blobs
+
+
+def _restore(data, blobs, dests, key=KEY):
+    calls = [(*blob, d) for blob, d in zip(blobs, dests)]
+    return _seal.restore_range(key.encrypt, key.mac_k, key.mac_r, data, calls)
+
+
+@pytest.fixture
+def files(tmp_path):
+    opened = []
+
+    def open_file(name, size=0):
+        fd = os.open(tmp_path / name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        if size:
+            os.ftruncate(fd, size)
+        opened.append(fd)
+        return fd
+
+    yield open_file
+    for fd in opened:
+        os.close(fd)
+
+
+def _read(fd):
+    return os.pread(fd, 1 << 24, 0)
+
+
+@pytest.mark.parametrize("level", [0, 3], ids=["uncompressed", "compressed"])
+def test_blobs_written_to_every_destination(files, level):
+    a, b = b"alpha " * 5000, os.urandom(70000)
+    data, blobs = _range(a, b, level=level)
+    assert (blobs[0][2] != 0) == bool(level)  # text compresses, so level 3 stores it compressed
+    one, two = files("one"), files("two")
+    # a in one at 0 and again after b; b in one between them and at the start of two
+    failures = _restore(data, blobs, [[(one, 0), (one, len(a) + len(b))], [(one, len(a)), (two, 0)]])
+    assert failures == []
+    assert _read(one) == a + b + a
+    assert _read(two) == b
+
+
+def test_damaged_blob_is_reported_and_never_written(files):
+    good, bad = b"good" * 1000, b"bad!" * 1000
+    data, blobs = _range(good, bad, good + b"x")
+    damaged = bytearray(data)
+    damaged[blobs[1][0] + 20] ^= 1  # one bit of the second blob's ciphertext
+    fds = [files(n) for n in "abc"]
+    failures = _restore(bytes(damaged), blobs, [[(fd, 0)] for fd in fds])
+    assert failures == [(1, -1, 0, "ciphertext verification failed")]
+    assert [_read(fd) for fd in fds] == [good, b"", good + b"x"]
+
+
+def test_wrong_key_fails_every_blob(files):
+    data, blobs = _range(b"one", b"two")
+    fd = files("f")
+    failures = _restore(data, blobs, [[(fd, 0)], [(fd, 3)]], key=MasterKey.random())
+    assert [f[:3] for f in failures] == [(0, -1, 0), (1, -1, 0)]
+    assert _read(fd) == b""
+
+
+def test_content_checked_against_its_id(files):
+    """A blob that decrypts (the key is right) but is not the one the index names."""
+    data, blobs = _range(b"what the pack holds")
+    wrong = [(blobs[0][0], blobs[0][1], blobs[0][2], hashlib.sha256(b"what the index says").digest())]
+    fd = files("f")
+    assert _restore(data, wrong, [[(fd, 0)]]) == [(0, -1, 0, "content does not match its id")]
+    assert _read(fd) == b""
+
+
+def test_damaged_compressed_length(files):
+    plain = b"compress me " * 1000
+    data, blobs = _range(plain, level=3)
+    start, length, ulen, blob_id = blobs[0]
+    fd = files("f")
+    assert _restore(data, [(start, length, ulen + 1, blob_id)], [[(fd, 0)]]) == [
+        (0, -1, 0, "decompression failed or gave a different length than recorded")]
+    assert _restore(data, [(start, length, length << 16, blob_id)], [[(fd, 0)]]) == [
+        (0, -1, 0, "uncompressed length is impossible")]
+    assert _read(fd) == b""
+
+
+def test_blob_shorter_than_its_overhead(files):
+    data, blobs = _range(b"x")
+    fd = files("f")
+    short = [(0, 31, 0, blobs[0][3])]
+    assert _restore(data, short, [[(fd, 0)]]) == [(0, -1, 0, "ciphertext verification failed")]
+
+
+def test_blob_outside_the_range_is_refused():
+    data, blobs = _range(b"abc")
+    start, length, ulen, blob_id = blobs[0]
+    with pytest.raises(ValueError):
+        _restore(data, [(start + 1, length, ulen, blob_id)], [[]])
+    with pytest.raises(ValueError):
+        _restore(data, [(start, length, ulen, blob_id[:31])], [[]])
+
+
+def test_write_failure_names_the_destination(files, tmp_path):
+    data, blobs = _range(b"payload")
+    good = files("good")
+    (tmp_path / "ro").write_bytes(b"")
+    read_only = os.open(tmp_path / "ro", os.O_RDONLY)
+    try:
+        failures = _restore(data, blobs, [[(good, 0), (read_only, 0)]])
+    finally:
+        os.close(read_only)
+    assert failures == [(0, 1, errno.EBADF, "write")]
+    assert _read(good) == b"payload"
+
+
+def test_skipped_destination(files):
+    """fd -1: a file that already failed gets nothing, the others still do."""
+    data, blobs = _range(b"payload")
+    fd = files("f")
+    assert _restore(data, blobs, [[(-1, 0), (fd, 2)]]) == []
+    assert _read(fd) == b"\0\0payload"
+
+
+def test_sparse_zero_blob_left_as_hole(files):
+    zeros, text = bytes(1 << 20), b"data" * 1024
+    data, blobs = _range(zeros, text)
+    sparse, dense = files("sparse", 2 * len(zeros) + len(text)), files("dense", len(zeros) + len(text))
+    failures = _restore(data, blobs, [
+        [(sparse, 0, True), (sparse, len(zeros), True), (dense, 0, False)],
+        [(sparse, 2 * len(zeros), True), (dense, len(zeros))]])
+    assert failures == []
+    assert _read(sparse) == zeros + zeros + text
+    assert _read(dense) == zeros + text
+    assert os.fstat(sparse).st_blocks * 512 < len(zeros)  # the zeros are holes
+    assert os.fstat(dense).st_blocks * 512 >= len(zeros)  # hole_ok False: written
+
+
+def test_empty_blob(files):
+    data, blobs = _range(b"")
+    fd = files("f")
+    assert _restore(data, blobs, [[(fd, 0, True), (fd, 0)]]) == []
+    assert _read(fd) == b""
+
+
+def test_threads_restore_in_parallel(files):
+    """The call gives up the GIL: two threads writing disjoint files both finish correctly."""
+    plains = [os.urandom(50000) for _ in range(40)]
+    data, blobs = _range(*plains)
+    fds = [files(f"t{i}") for i in range(2)]
+    results = [None, None]
+
+    def work(n):
+        results[n] = _restore(data, blobs, [[(fds[n], 50000 * i)] for i in range(40)])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [[], []]
+    assert _read(fds[0]) == _read(fds[1]) == b"".join(plains)
