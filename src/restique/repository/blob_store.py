@@ -8,9 +8,9 @@ on flush. Write order is always: pack, then index.
 """
 import queue
 import threading
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-from ..backend.base import BackendNotFound, BackendShortRead, FileType
+from ..backend.base import BackendNotFound, BackendShortRead, FileType, remote_connections
 from ..errors import IntegrityError, NotFound
 from ..model.ids import hash_id
 from .crypto import MasterKey
@@ -38,8 +38,11 @@ class BlobStore:
         self._index_file = IndexFile()
         self._lock = threading.RLock()
         self._upload_queue: "queue.Queue" = queue.Queue()
-        self._upload_slots = threading.Semaphore(1)  # full packs not yet written: at most one
-        self._uploader: Optional[threading.Thread] = None
+        # a remote backend stores as many packs at once as it has connections (each upload
+        # mostly waits on the network); a local disk one, as fast as one thread writes
+        self._upload_count = max(1, remote_connections(backend))
+        self._upload_slots = threading.Semaphore(self._upload_count)  # full packs not yet written
+        self._uploaders: List[threading.Thread] = []
         self._upload_error: Optional[BaseException] = None
         self.dry_run = False  # seal and count, but write nothing
 
@@ -83,15 +86,19 @@ class BlobStore:
             if writer.size >= self.pack_size:
                 full = self._packs.pop(blob_type)
         if full is not None:
-            self._queue_pack(full)  # outside the lock: may wait for the uploader
+            self._queue_pack(full)  # outside the lock: may wait for an uploader
         return True, len(sealed)
 
-    # Full packs are written by one background thread, so that savers keep sealing
-    # while a pack is written and fsynced. The queue is short to bound memory.
+    # Full packs are written by background threads (one, or one per connection of a remote
+    # backend), so that savers keep sealing while packs are written. A saver waits for a free
+    # slot before it queues a pack: memory holds at most that many full packs.
     def _queue_pack(self, writer: PackWriter) -> None:
-        if self._uploader is None:
-            self._uploader = threading.Thread(target=self._upload_loop, name="pack-uploader", daemon=True)
-            self._uploader.start()
+        with self._lock:
+            if not self._uploaders:
+                self._uploaders = [threading.Thread(target=self._upload_loop, name=f"pack-uploader-{i}",
+                                                    daemon=True) for i in range(self._upload_count)]
+                for thread in self._uploaders:
+                    thread.start()
         self._upload_slots.acquire()
         self._upload_queue.put(writer)
 
@@ -148,11 +155,12 @@ class BlobStore:
             self._write_index()
 
     def close(self) -> None:
-        """Stop the uploader without writing what is still open (an aborted run)."""
-        if self._uploader is not None:
+        """Stop the uploaders without writing what is still open (an aborted run)."""
+        uploaders, self._uploaders = self._uploaders, []
+        for _ in uploaders:
             self._upload_queue.put(None)
-            self._uploader.join(timeout=60)
-            self._uploader = None
+        for thread in uploaders:
+            thread.join(timeout=60)
 
     # --- loading ---
     def location(self, blob_type: str, blob_id: str) -> BlobLocation:
