@@ -7,10 +7,15 @@ backend backs up the shared bench's tree (30,000 files) and its random file (512
 restores each snapshot with the cache warm (the cache the backup filled) and cold (an empty
 --cache-dir). Every command runs for both tools, one after the other, the order alternating;
 every restore is compared with its source outside the timed part. Prints one table: backend,
-operation, restique s, restic s, ratio (below 1: restique is faster).
+operation, then for restique and restic the wall seconds, the CPU seconds (user + system, the
+command and the helpers it waited for: ssh, rclone) and the peak RSS, and the wall ratio (below
+1: restique is faster). With --repeat N each backend is measured N times, each time on new
+repositories, and every cell is the median of the N. --ops picks the operations shown: a restore
+still needs a backup, which then runs untimed.
 
-    python scripts/backend_speed.py [--quick] [--backends sftp,rest,s3,rclone] [--scale 1]
-                                    [--work DIR] [--bench DIR] [--restique CMD] [--restic CMD]
+    python scripts/backend_speed.py [--quick] [--backends sftp,rest,s3,rclone] [--ops backup,restore]
+                                    [--repeat 1] [--scale 1] [--work DIR] [--bench DIR]
+                                    [--restique CMD] [--restic CMD]
 
 The data comes from the shared bench's generator (its workloads.py, in its default data folder);
 --quick is scale 0.1 (3,000 files, 51 MiB). Both tools get the same environment and keys made
@@ -23,9 +28,11 @@ import hashlib
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -38,6 +45,7 @@ import servers  # noqa: E402  (the test servers' start-up code, shared with the 
 PASSWORD = "backend-speed"
 TOOLS = ("restique", "restic")
 BACKENDS = ("sftp", "rest", "s3", "rclone")
+OPS = ("backup", "restore")
 TIMEOUT = 3600
 
 
@@ -49,38 +57,69 @@ class Target:
     locations: dict
     flags: list = field(default_factory=list)
     storage: list = field(default_factory=list)
+    round: int = 0
 
 
 class Servers:
-    """Starts each backend's server on first use; stack stops them all at the end."""
+    """Starts each backend's server on first use; stack stops them all at the end. Each round
+    of measurements gets repositories of its own on the same server."""
 
     def __init__(self, work: Path, stack: ExitStack):
         self.work, self.stack = work, stack
+        self._started = {}
 
     def _keep(self, server):
         self.stack.callback(server.stop)
         return server
 
-    def target(self, backend: str) -> Target:
-        folder = self.work / backend
-        folder.mkdir()
+    def _server(self, backend: str, folder: Path):
+        if backend not in self._started:
+            folder.mkdir()
+            self._started[backend] = self._start(backend, folder)
+        return self._started[backend]
+
+    def _start(self, backend: str, folder: Path):
         if backend == "sftp":
             sshd = servers.Sshd(folder)
             sshd.write_keys_and_config()
-            self._keep(sshd.start())
-            command = f"ssh -F {sshd.client_config} {servers.SSH_HOST} -s sftp"  # restic 0.14 has no sftp.args
-            return Target(backend, {t: f"sftp:{servers.SSH_HOST}:{folder}/{t}" for t in TOOLS},
-                          ["-o", f"sftp.command={command}"], [folder / t for t in TOOLS])
+            return self._keep(sshd.start())
         if backend == "rest":
-            server = self._keep(servers.RcloneServer(folder / "served").start())
-            return Target(backend, {t: f"rest:{server.url}/{t}/" for t in TOOLS},
-                          storage=[folder / "served" / t for t in TOOLS])
+            return self._keep(servers.RcloneServer(folder / "served").start())
         if backend == "s3":
-            server = self._keep(servers.start_seaweedfs(folder))
-            return Target(backend, {t: server.url(f"{t}/repo") for t in TOOLS})
-        if backend == "rclone":
-            return Target(backend, {t: f"rclone:{folder}/{t}" for t in TOOLS}, storage=[folder / t for t in TOOLS])
-        raise SystemExit(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+            return self._keep(servers.start_seaweedfs(folder))
+        return None
+
+    def target(self, backend: str, round_: int = 0) -> Target:
+        if backend not in BACKENDS:
+            raise SystemExit(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+        folder = self.work / backend
+        server = self._server(backend, folder)
+        names = {t: f"{t}-{round_}" for t in TOOLS}
+        target = self._target(backend, folder, server, names)
+        target.round = round_
+        return target
+
+    @staticmethod
+    def _target(backend: str, folder: Path, server, names: dict) -> Target:
+        if backend == "sftp":
+            command = f"ssh -F {server.client_config} {servers.SSH_HOST} -s sftp"  # restic 0.14 has no sftp.args
+            return Target(backend, {t: f"sftp:{servers.SSH_HOST}:{folder}/{names[t]}" for t in TOOLS},
+                          ["-o", f"sftp.command={command}"], [folder / names[t] for t in TOOLS])
+        if backend == "rest":
+            return Target(backend, {t: f"rest:{server.url}/{names[t]}/" for t in TOOLS},
+                          storage=[folder / "served" / names[t] for t in TOOLS])
+        if backend == "s3":
+            return Target(backend, {t: server.url(f"{names[t]}/repo") for t in TOOLS})
+        return Target(backend, {t: f"rclone:{folder}/{names[t]}" for t in TOOLS},
+                      storage=[folder / names[t] for t in TOOLS])
+
+
+@dataclass
+class Usage:
+    """What one command cost: wall and CPU seconds, peak RSS in MiB."""
+    wall: float
+    cpu: float
+    rss: float
 
 
 class Runner:
@@ -90,21 +129,38 @@ class Runner:
         self.commands, self.env = commands, env
         self.failures = []
 
-    def run(self, tool: str, target: Target, *args, cache_dir=None) -> float | None:
+    def run(self, tool: str, target: Target, *args, cache_dir=None) -> Usage | None:
         cmd = [*self.commands[tool], "-r", target.locations[tool], *target.flags]
         if cache_dir is not None:
             cmd += ["--cache-dir", str(cache_dir)]
         cmd += [str(a) for a in args]
         started = time.perf_counter()
-        proc = subprocess.run(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=TIMEOUT)
-        elapsed = time.perf_counter() - started
-        if proc.returncode != 0:
-            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=errors)
+            status, used = _wait(proc)
+            elapsed = time.perf_counter() - started
+            errors.seek(0)
+            stderr = errors.read()
+        if status != 0:
+            tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
             self.failures.append(f"{target.backend} {tool} {' '.join(map(str, args[:2]))}: exit "
-                                 f"{proc.returncode}: {' | '.join(tail)}")
+                                 f"{status}: {' | '.join(tail)}")
             return None
-        return elapsed
+        return Usage(elapsed, used.ru_utime + used.ru_stime, used.ru_maxrss / 1024)
+
+
+def _wait(proc: subprocess.Popen):
+    """(exit status, resource usage) of proc, killed after TIMEOUT. The usage counts the
+    command's own waited-for children too (ssh, rclone)."""
+    timer = threading.Timer(TIMEOUT, proc.kill)
+    timer.start()
+    try:
+        _, status, used = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, used
 
 
 def use_cheap_key(target: Target) -> None:
@@ -138,17 +194,21 @@ def timed_pair(runner: Runner, target: Target, turn: int, *args, cache_dirs=None
     return {tool: runner.run(tool, target, *args, cache_dir=cache_dirs.get(tool)) for tool in order}
 
 
-def measure(target: Target, sources: dict, expected: dict, runner: Runner, work: Path, wl) -> list:
-    """Rows (operation, {tool: seconds}) for one backend."""
-    warm = {tool: work / "cache" / f"{target.backend}-{tool}" for tool in TOOLS}
+def measure(target: Target, sources: dict, expected: dict, runner: Runner, work: Path, wl, ops) -> list:
+    """Rows (operation, {tool: Usage}) for one backend on new repositories."""
+    warm = {tool: work / "cache" / f"{target.backend}-{tool}-{target.round}" for tool in TOOLS}
     for tool in TOOLS:
         if runner.run(tool, target, "init", cache_dir=warm[tool]) is None:
             return []
     use_cheap_key(target)
     rows, turn = [], 0
     for name, source in sources.items():
-        rows.append((f"backup {name}", timed_pair(runner, target, turn, "backup", source, cache_dirs=warm)))
+        usage = timed_pair(runner, target, turn, "backup", source, cache_dirs=warm)
+        if "backup" in ops:
+            rows.append((f"backup {name}", usage))
         turn += 1
+    if "restore" not in ops:
+        return rows
     for name, source in sources.items():
         for cache in ("warm", "cold"):
             rows.append((f"restore {name}, {cache} cache",
@@ -166,18 +226,36 @@ def restore_pair(runner, target, turn, source: Path, expected: str, warm, work: 
         restored = Path(tempfile.mkdtemp(dir=work, prefix="restored-"))
         cache = warm[tool] if warm else Path(tempfile.mkdtemp(dir=work, prefix="cold-cache-"))
         try:
-            seconds = runner.run(tool, target, "restore", "latest", "--path", source, "--target", restored,
-                                 cache_dir=cache)
+            usage = runner.run(tool, target, "restore", "latest", "--path", source, "--target", restored,
+                               cache_dir=cache)
             inside = restored / str(source).lstrip("/")
-            if seconds is not None and digest(inside, wl) != expected:
+            if usage is not None and digest(inside, wl) != expected:
                 runner.failures.append(f"{target.backend} {tool} restore of {source}: differs from the source")
-                seconds = None
-            outcome[tool] = seconds
+                usage = None
+            outcome[tool] = usage
         finally:
             shutil.rmtree(restored, ignore_errors=True)
             if not warm:
                 shutil.rmtree(cache, ignore_errors=True)
     return outcome
+
+
+def median_rows(rounds: list) -> list:
+    """One row per operation: each tool's median Usage over the rounds it did not fail in."""
+    merged: dict = {}
+    for rows in rounds:
+        for operation, usages in rows:
+            for tool, usage in usages.items():
+                merged.setdefault(operation, {}).setdefault(tool, []).append(usage)
+    return [(operation, {tool: _median(usages) for tool, usages in tools.items()})
+            for operation, tools in merged.items()]
+
+
+def _median(usages: list) -> Usage | None:
+    done = [u for u in usages if u is not None]
+    if not done:
+        return None
+    return Usage(*(statistics.median(getattr(u, f) for u in done) for f in ("wall", "cpu", "rss")))
 
 
 def load_bench(bench: Path):
@@ -208,13 +286,17 @@ def environment(work: Path) -> dict:
 
 
 def print_table(rows: list) -> None:
-    print(f"{'backend':8} {'operation':32} {'restique s':>10} {'restic s':>9} {'ratio':>6}")
-    print("-" * 69)
-    for backend, operation, seconds in rows:
-        mine, theirs = seconds.get("restique"), seconds.get("restic")
-        cells = [f"{s:.2f}" if s is not None else "FAILED" for s in (mine, theirs)]
-        ratio = f"{mine / theirs:.2f}" if mine is not None and theirs else "-"
-        print(f"{backend:8} {operation:32} {cells[0]:>10} {cells[1]:>9} {ratio:>6}")
+    """Per tool: wall s, CPU s, peak RSS MiB; then the wall ratio (and the CPU ratio)."""
+    print(f"{'backend':8} {'operation':32} {'restique wall cpu  MiB':>23} {'restic wall cpu  MiB':>21}"
+          f" {'wall':>5} {'cpu':>5}")
+    print("-" * 100)
+    for backend, operation, usages in rows:
+        mine, theirs = usages.get("restique"), usages.get("restic")
+        cells = [f"{u.wall:7.2f} {u.cpu:6.2f} {u.rss:5.0f}" if u is not None else f"{'FAILED':>20}"
+                 for u in (mine, theirs)]
+        wall = f"{mine.wall / theirs.wall:.2f}" if mine and theirs and theirs.wall else "-"
+        cpu = f"{mine.cpu / theirs.cpu:.2f}" if mine and theirs and theirs.cpu else "-"
+        print(f"{backend:8} {operation:32} {cells[0]:>23} {cells[1]:>21} {wall:>5} {cpu:>5}")
 
 
 def default_work() -> Path:
@@ -231,6 +313,8 @@ def parse_args(argv):
     parser.add_argument("--scale", type=float, default=1.0, help="the bench's data scale (default 1)")
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help="comma-separated subset of " + ",".join(BACKENDS))
+    parser.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of " + ",".join(OPS))
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per backend; cells are medians (default 1)")
     parser.add_argument("--work", type=Path, default=None, help="where repositories, caches and restores go")
     parser.add_argument("--bench", type=Path, default=PROJECT.parent / "shared" / "bench",
                         help="the shared bench's folder (its workloads.py makes the data)")
@@ -240,6 +324,9 @@ def parse_args(argv):
     if args.quick:
         args.scale = 0.1
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.ops = [o.strip() for o in args.ops.split(",") if o.strip()]
+    if not set(args.ops) <= set(OPS) or not args.ops:
+        parser.error(f"--ops: a comma-separated subset of {','.join(OPS)}")
     return args
 
 
@@ -257,15 +344,19 @@ def main(argv=None) -> int:
         with ExitStack() as stack:
             backends = Servers(work, stack)
             for backend in args.backends:
-                print(f"{backend}: measuring", file=sys.stderr)
-                target = backends.target(backend)
-                rows += [(backend, op, secs) for op, secs in measure(target, sources, expected, runner, work, wl)]
-                for folder in target.storage:
-                    shutil.rmtree(folder, ignore_errors=True)
+                rounds = []
+                for round_ in range(max(1, args.repeat)):
+                    print(f"{backend}: measuring, round {round_ + 1}", file=sys.stderr)
+                    target = backends.target(backend, round_)
+                    rounds.append(measure(target, sources, expected, runner, work, wl, args.ops))
+                    for folder in target.storage:
+                        shutil.rmtree(folder, ignore_errors=True)
+                rows += [(backend, op, usages) for op, usages in median_rows(rounds)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     random_mib = sources["random file"].stat().st_size >> 20
-    print(f"scale {args.scale:g}: tree {sources['tree']}, random file {random_mib} MiB;"
+    print(f"scale {args.scale:g}, {max(1, args.repeat)} round(s), medians: tree {sources['tree']},"
+          f" random file {random_mib} MiB;"
           f" {time.monotonic() - started:.0f} s; load average {load_before[0]:.2f} before,"
           f" {os.getloadavg()[0]:.2f} after ({os.cpu_count()} cores)")
     print_table(rows)
