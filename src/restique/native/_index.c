@@ -1,7 +1,705 @@
-/* Placeholder: filled in by the change that uses it. */
+/*
+ * restique._index -- a compact table of the blobs of one type: 32-byte id -> (pack number,
+ * offset, length, uncompressed length).
+ *
+ * The bulk of the table is an array of records sorted by id. The first two bytes of an id pick
+ * one of 65536 buckets (ids are SHA-256 hashes, so buckets are even); a bucket table holds where
+ * each bucket starts, so a record stores only the other 30 bytes of its id. The four numbers
+ * follow, bit-packed with the widths the table's largest values need (recomputed whenever the
+ * table is rebuilt), so a repository of 16 MiB packs takes about 11 bytes for them instead of
+ * 24, and a rare huge pack or tree only widens the fields by a bit.
+ *
+ * Additions go to an unsorted tail first (full ids, full numbers). A large tail -- loading the
+ * index at start -- is sorted bucket by bucket and merged into the records at the first query; a
+ * small one -- new packs during a backup -- is answered through a hash table over the tail and
+ * merged once it grows past an eighth of the table, so the rebuilds cost O(1) per blob.
+ *
+ * The first of several additions of one id wins, as the dict's setdefault did: the records are
+ * older than every tail entry, and tail entries are ordered by their position in the tail.
+ * Lookups are exact: every id byte is stored or implied by the bucket.
+ *
+ * All methods run with the GIL held, so a table is safe to share between threads.
+ */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_index", NULL, -1, NULL};
+#define BUCKETS 65536
+#define ID_TAIL 30               /* id bytes a record stores; the bucket implies the first 2 */
+#define MIN_MERGE 4096           /* a tail this small stays hashed */
+#define INSERTION_SORT_MAX 24
 
-PyMODINIT_FUNC PyInit__index(void) { return PyModule_Create(&module); }
+typedef struct {
+    uint8_t id[32];
+    uint64_t offset, length, ulen;
+    uint32_t pack;
+    uint32_t dead; /* a later copy of an id already present */
+} TailEntry;
+
+typedef struct {
+    uint64_t pack, offset, length, ulen;
+} Fields;
+
+typedef struct {
+    PyObject_HEAD
+    uint8_t *records;
+    Py_ssize_t count;
+    unsigned widths[4]; /* bits of pack, offset, length, ulen */
+    unsigned stride;    /* bytes per record */
+    uint32_t *bucket;   /* BUCKETS + 1 start positions, NULL while count == 0 */
+    TailEntry *tail;
+    Py_ssize_t tail_count, tail_cap, tail_hashed;
+    uint32_t *slots; /* open addressing over the tail: index + 1, 0 = empty */
+    size_t slot_mask;
+} Table;
+
+/* --- bit-packed fields -------------------------------------------------------------------- */
+
+static unsigned
+bits_for(uint64_t v)
+{
+    return v ? 64 - __builtin_clzll(v) : 0;
+}
+
+static void
+put_bits(uint8_t *p, unsigned pos, unsigned width, uint64_t v)
+{
+    while (width) {
+        unsigned shift = pos & 7, take = 8 - shift;
+        if (take > width)
+            take = width;
+        p[pos >> 3] |= (uint8_t)((v & ((1u << take) - 1)) << shift);
+        v >>= take;
+        pos += take;
+        width -= take;
+    }
+}
+
+static uint64_t
+get_bits(const uint8_t *p, unsigned pos, unsigned width)
+{
+    uint64_t v = 0;
+    unsigned got = 0;
+    while (got < width) {
+        unsigned shift = pos & 7, take = 8 - shift;
+        if (take > width - got)
+            take = width - got;
+        v |= (uint64_t)((p[pos >> 3] >> shift) & ((1u << take) - 1)) << got;
+        got += take;
+        pos += take;
+    }
+    return v;
+}
+
+static void
+encode_fields(const unsigned *widths, uint8_t *p, const Fields *f)
+{
+    const uint64_t v[4] = {f->pack, f->offset, f->length, f->ulen};
+    unsigned pos = 0;
+    for (int i = 0; i < 4; i++) {
+        put_bits(p, pos, widths[i], v[i]);
+        pos += widths[i];
+    }
+}
+
+static void
+decode_fields(const Table *t, Py_ssize_t i, Fields *f)
+{
+    const uint8_t *p = t->records + (size_t)i * t->stride + ID_TAIL;
+    unsigned pos = 0;
+    uint64_t v[4];
+    for (int k = 0; k < 4; k++) {
+        v[k] = get_bits(p, pos, t->widths[k]);
+        pos += t->widths[k];
+    }
+    f->pack = v[0], f->offset = v[1], f->length = v[2], f->ulen = v[3];
+}
+
+static unsigned
+bucket_of(const uint8_t *id)
+{
+    return (unsigned)id[0] << 8 | id[1];
+}
+
+/* --- the sorted records ------------------------------------------------------------------- */
+
+static Py_ssize_t
+find_record(const Table *t, const uint8_t *id)
+{
+    if (!t->count)
+        return -1;
+    unsigned b = bucket_of(id);
+    Py_ssize_t lo = t->bucket[b], hi = t->bucket[b + 1];
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        int c = memcmp(t->records + (size_t)mid * t->stride, id + 2, ID_TAIL);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* --- the tail and its hash ---------------------------------------------------------------- */
+
+static size_t
+slot_of(const uint8_t *id)
+{
+    uint64_t h;
+    memcpy(&h, id + 8, 8); /* bytes the bucket does not use */
+    return (size_t)(h * 0x9E3779B97F4A7C15ull >> 17);
+}
+
+static TailEntry *
+find_tail(const Table *t, const uint8_t *id)
+{
+    if (!t->slots)
+        return NULL;
+    for (size_t s = slot_of(id) & t->slot_mask;; s = (s + 1) & t->slot_mask) {
+        uint32_t k = t->slots[s];
+        if (!k)
+            return NULL;
+        if (memcmp(t->tail[k - 1].id, id, 32) == 0)
+            return &t->tail[k - 1];
+    }
+}
+
+static void
+insert_slot(Table *t, Py_ssize_t i)
+{
+    size_t s = slot_of(t->tail[i].id) & t->slot_mask;
+    while (t->slots[s])
+        s = (s + 1) & t->slot_mask;
+    t->slots[s] = (uint32_t)(i + 1);
+}
+
+/* Hash the tail entries added since the last query, marking later copies of an id dead. */
+static int
+hash_new_tail(Table *t)
+{
+    size_t want = 1024;
+    while (want < (size_t)t->tail_count * 2)
+        want *= 2;
+    if (!t->slots || want > t->slot_mask + 1) {
+        uint32_t *slots = calloc(want, sizeof(uint32_t));
+        if (!slots)
+            return -1;
+        free(t->slots);
+        t->slots = slots;
+        t->slot_mask = want - 1;
+        for (Py_ssize_t i = 0; i < t->tail_hashed; i++)
+            if (!t->tail[i].dead)
+                insert_slot(t, i);
+    }
+    for (Py_ssize_t i = t->tail_hashed; i < t->tail_count; i++) {
+        TailEntry *e = &t->tail[i];
+        if (find_record(t, e->id) >= 0 || find_tail(t, e->id))
+            e->dead = 1;
+        else
+            insert_slot(t, i);
+    }
+    t->tail_hashed = t->tail_count;
+    return 0;
+}
+
+static int
+push_tail(Table *t, const TailEntry *e)
+{
+    if (t->tail_count == t->tail_cap) {
+        Py_ssize_t cap = t->tail_cap ? t->tail_cap * 2 : 256;
+        if (cap > UINT32_MAX - 1)
+            return -1;
+        TailEntry *grown = realloc(t->tail, (size_t)cap * sizeof(TailEntry));
+        if (!grown)
+            return -1;
+        t->tail = grown;
+        t->tail_cap = cap;
+    }
+    t->tail[t->tail_count++] = *e;
+    return 0;
+}
+
+/* --- merging the tail into the records ---------------------------------------------------- */
+
+static int
+compare_tail(const void *a, const void *b, void *tail)
+{
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    int c = memcmp(((TailEntry *)tail)[i].id, ((TailEntry *)tail)[j].id, 32);
+    return c ? c : (i > j) - (i < j); /* equal ids: the earlier addition first */
+}
+
+static void
+sort_bucket(uint32_t *order, size_t n, TailEntry *tail)
+{
+    if (n > INSERTION_SORT_MAX) {
+        qsort_r(order, n, sizeof(uint32_t), compare_tail, tail);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        uint32_t v = order[i];
+        size_t j = i;
+        while (j && compare_tail(&order[j - 1], &v, tail) > 0) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = v;
+    }
+}
+
+/* The live tail entries, grouped by bucket (starts[b]..starts[b+1]) and sorted in each. */
+static uint32_t *
+sorted_tail(Table *t, Py_ssize_t *starts)
+{
+    uint32_t *order = malloc((size_t)(t->tail_count ? t->tail_count : 1) * sizeof(uint32_t));
+    if (!order)
+        return NULL;
+    memset(starts, 0, (BUCKETS + 1) * sizeof(Py_ssize_t));
+    for (Py_ssize_t i = 0; i < t->tail_count; i++)
+        if (!t->tail[i].dead)
+            starts[bucket_of(t->tail[i].id) + 1]++;
+    for (unsigned b = 0; b < BUCKETS; b++)
+        starts[b + 1] += starts[b];
+    Py_ssize_t *fill = PyMem_Malloc(BUCKETS * sizeof(Py_ssize_t));
+    if (!fill) {
+        free(order);
+        return NULL;
+    }
+    memcpy(fill, starts, BUCKETS * sizeof(Py_ssize_t));
+    for (Py_ssize_t i = 0; i < t->tail_count; i++)
+        if (!t->tail[i].dead)
+            order[fill[bucket_of(t->tail[i].id)]++] = (uint32_t)i;
+    PyMem_Free(fill);
+    for (unsigned b = 0; b < BUCKETS; b++)
+        sort_bucket(order + starts[b], starts[b + 1] - starts[b], t->tail);
+    return order;
+}
+
+static void
+widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, unsigned *widths)
+{
+    uint64_t seen[4] = {0, 0, 0, 0};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const TailEntry *e = &t->tail[order[i]];
+        seen[0] |= e->pack, seen[1] |= e->offset, seen[2] |= e->length, seen[3] |= e->ulen;
+    }
+    for (int k = 0; k < 4; k++) {
+        widths[k] = bits_for(seen[k]);
+        if (t->count && t->widths[k] > widths[k])
+            widths[k] = t->widths[k];
+    }
+}
+
+static void
+write_record(uint8_t *out, const unsigned *widths, const uint8_t *id_tail, const Fields *f)
+{
+    memcpy(out, id_tail, ID_TAIL);
+    encode_fields(widths, out + ID_TAIL, f);
+}
+
+/* Merge one bucket of old records [r, r_end) and sorted tail entries; the records win ties. */
+static Py_ssize_t
+merge_bucket(const Table *t, Py_ssize_t r, Py_ssize_t r_end, const uint32_t *order, Py_ssize_t n,
+             uint8_t *out, const unsigned *widths, unsigned stride)
+{
+    Py_ssize_t written = 0, k = 0;
+    const uint8_t *last = NULL;
+    while (r < r_end || k < n) {
+        const TailEntry *e = k < n ? &t->tail[order[k]] : NULL;
+        const uint8_t *rec = r < r_end ? t->records + (size_t)r * t->stride : NULL;
+        if (e && last && memcmp(e->id + 2, last, ID_TAIL) == 0) {
+            k++; /* a later copy */
+            continue;
+        }
+        uint8_t *dst = out + (size_t)written * stride;
+        if (rec && (!e || memcmp(rec, e->id + 2, ID_TAIL) <= 0)) {
+            Fields f;
+            decode_fields(t, r++, &f);
+            write_record(dst, widths, rec, &f);
+        } else {
+            Fields f = {e->pack, e->offset, e->length, e->ulen};
+            write_record(dst, widths, e->id + 2, &f);
+            k++;
+        }
+        last = dst;
+        written++;
+    }
+    return written;
+}
+
+static int
+merge_tail(Table *t)
+{
+    Py_ssize_t *starts = PyMem_Malloc((BUCKETS + 1) * sizeof(Py_ssize_t));
+    uint32_t *bucket = malloc((BUCKETS + 1) * sizeof(uint32_t));
+    uint32_t *order = starts && bucket ? sorted_tail(t, starts) : NULL;
+    Py_ssize_t live = starts ? starts[BUCKETS] : 0;
+    unsigned widths[4], bits = 0;
+    uint8_t *out = NULL;
+    if (order && (size_t)t->count + live < UINT32_MAX) {
+        widths_for(t, order, live, widths);
+        for (int k = 0; k < 4; k++)
+            bits += widths[k];
+        out = calloc((size_t)(t->count + live ? t->count + live : 1), ID_TAIL + (bits + 7) / 8);
+    }
+    if (!out) {
+        PyMem_Free(starts), free(bucket), free(order);
+        PyErr_NoMemory();
+        return -1;
+    }
+    unsigned stride = ID_TAIL + (bits + 7) / 8;
+    Py_ssize_t written = 0;
+    for (unsigned b = 0; b < BUCKETS; b++) {
+        bucket[b] = (uint32_t)written;
+        Py_ssize_t r = t->count ? t->bucket[b] : 0, r_end = t->count ? t->bucket[b + 1] : 0;
+        written += merge_bucket(t, r, r_end, order + starts[b], starts[b + 1] - starts[b],
+                                out + (size_t)written * stride, widths, stride);
+    }
+    bucket[BUCKETS] = (uint32_t)written;
+    PyMem_Free(starts), free(order), free(t->records), free(t->bucket), free(t->tail), free(t->slots);
+    uint8_t *shrunk = realloc(out, (size_t)(written ? written : 1) * stride);
+    t->records = shrunk ? shrunk : out;
+    t->bucket = bucket;
+    t->count = written;
+    t->stride = stride;
+    memcpy(t->widths, widths, sizeof widths);
+    t->tail = NULL, t->slots = NULL;
+    t->tail_count = t->tail_cap = t->tail_hashed = 0;
+    t->slot_mask = 0;
+    return 0;
+}
+
+/* Make the table answer queries: merge a large tail, hash a small one. */
+static int
+settle(Table *t)
+{
+    if (t->tail_count == t->tail_hashed)
+        return 0;
+    if (t->tail_count >= MIN_MERGE && t->tail_count >= t->count / 8)
+        return merge_tail(t);
+    if (hash_new_tail(t) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* --- lookups from Python ------------------------------------------------------------------ */
+
+static int
+hex_nibble(unsigned c)
+{
+    if (c - '0' < 10)
+        return c - '0';
+    c |= 0x20;
+    return c - 'a' < 6 ? (int)(c - 'a' + 10) : -1;
+}
+
+/* 1 and the id's 32 bytes when obj is a str of 64 hex digits, else 0. */
+static int
+parse_hex_id(PyObject *obj, uint8_t *id)
+{
+    if (!PyUnicode_Check(obj) || PyUnicode_READY(obj) < 0 || !PyUnicode_IS_ASCII(obj) ||
+        PyUnicode_GET_LENGTH(obj) != 64)
+        return 0;
+    const unsigned char *s = PyUnicode_1BYTE_DATA(obj);
+    for (int i = 0; i < 32; i++) {
+        int hi = hex_nibble(s[2 * i]), lo = hex_nibble(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        id[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 1;
+}
+
+/* 1 with the blob's fields when the table holds the id, 0 when not, -1 on error. */
+static int
+table_find(Table *t, PyObject *hex, Fields *f)
+{
+    uint8_t id[32];
+    if (!parse_hex_id(hex, id))
+        return 0;
+    if (settle(t) < 0)
+        return -1;
+    Py_ssize_t i = find_record(t, id);
+    if (i >= 0) {
+        decode_fields(t, i, f);
+        return 1;
+    }
+    TailEntry *e = find_tail(t, id);
+    if (!e)
+        return 0;
+    f->pack = e->pack, f->offset = e->offset, f->length = e->length, f->ulen = e->ulen;
+    return 1;
+}
+
+static PyObject *
+Table_has(Table *t, PyObject *hex)
+{
+    Fields f;
+    int found = table_find(t, hex, &f);
+    return found < 0 ? NULL : PyBool_FromLong(found);
+}
+
+static PyObject *
+Table_get(Table *t, PyObject *hex)
+{
+    Fields f;
+    int found = table_find(t, hex, &f);
+    if (found <= 0)
+        return found < 0 ? NULL : Py_NewRef(Py_None);
+    return Py_BuildValue("(KKKK)", (unsigned long long)f.pack, (unsigned long long)f.offset,
+                         (unsigned long long)f.length, (unsigned long long)f.ulen);
+}
+
+static PyObject *
+Table_sizes(Table *t, PyObject *hex)
+{
+    Fields f;
+    int found = table_find(t, hex, &f);
+    if (found <= 0)
+        return found < 0 ? NULL : Py_NewRef(Py_None);
+    return Py_BuildValue("(KK)", (unsigned long long)f.length, (unsigned long long)f.ulen);
+}
+
+static Py_ssize_t
+Table_len(Table *t)
+{
+    if (t->tail_count && merge_tail(t) < 0)
+        return -1;
+    return t->count;
+}
+
+/* The hex ids of records [start, stop) in id order, everything added merged first. */
+static PyObject *
+Table_hex_slice(Table *t, PyObject *args)
+{
+    Py_ssize_t start, stop;
+    if (!PyArg_ParseTuple(args, "nn", &start, &stop) || Table_len(t) < 0)
+        return NULL;
+    start = start < 0 ? 0 : start > t->count ? t->count : start;
+    stop = stop < start ? start : stop > t->count ? t->count : stop;
+    PyObject *out = PyList_New(stop - start);
+    if (!out)
+        return NULL;
+    static const char digits[] = "0123456789abcdef";
+    unsigned b = 0;
+    for (Py_ssize_t i = start; i < stop; i++) {
+        while (t->bucket[b + 1] <= (uint32_t)i)
+            b++;
+        uint8_t id[32] = {(uint8_t)(b >> 8), (uint8_t)b};
+        memcpy(id + 2, t->records + (size_t)i * t->stride, ID_TAIL);
+        PyObject *s = PyUnicode_New(64, 127);
+        if (!s) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_UCS1 *p = PyUnicode_1BYTE_DATA(s);
+        for (int k = 0; k < 32; k++)
+            p[2 * k] = digits[id[k] >> 4], p[2 * k + 1] = digits[id[k] & 15];
+        PyList_SET_ITEM(out, i - start, s);
+    }
+    return out;
+}
+
+/* --- additions ---------------------------------------------------------------------------- */
+
+static int
+add_entry(Table *t, const uint8_t *id, uint64_t pack, uint64_t offset, uint64_t length, uint64_t ulen)
+{
+    if (pack > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "pack number out of range");
+        return -1;
+    }
+    TailEntry e = {.offset = offset, .length = length, .ulen = ulen, .pack = (uint32_t)pack};
+    memcpy(e.id, id, 32);
+    if (push_tail(t, &e) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* An int that fits 64 bits, as an unsigned number; -1 with an exception otherwise. */
+static int
+as_u64(PyObject *obj, uint64_t *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "an integer is required");
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(obj);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static PyObject *
+Table_add(Table *t, PyObject *args)
+{
+    Py_buffer id;
+    PyObject *objs[4];
+    uint64_t v[4];
+    if (!PyArg_ParseTuple(args, "y*OOOO", &id, &objs[0], &objs[1], &objs[2], &objs[3]))
+        return NULL;
+    int bad = id.len != 32;
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "a blob id is 32 bytes");
+    for (int k = 0; k < 4 && !bad; k++)
+        bad = as_u64(objs[k], &v[k]) < 0;
+    if (!bad)
+        bad = add_entry(t, id.buf, v[0], v[1], v[2], v[3]) < 0;
+    PyBuffer_Release(&id);
+    return bad ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+Table_record_size(Table *t, void *closure)
+{
+    return PyLong_FromUnsignedLong(t->stride);
+}
+
+static void
+Table_dealloc(Table *t)
+{
+    free(t->records), free(t->bucket), free(t->tail), free(t->slots);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyMethodDef Table_methods[] = {
+    {"has", (PyCFunction)Table_has, METH_O, "Whether the table holds the blob (hex id)."},
+    {"get", (PyCFunction)Table_get, METH_O, "(pack number, offset, length, uncompressed length) or None."},
+    {"sizes", (PyCFunction)Table_sizes, METH_O, "(length, uncompressed length) or None."},
+    {"add", (PyCFunction)Table_add, METH_VARARGS,
+     "add(id: 32 bytes, pack, offset, length, uncompressed_length); the first addition of an id wins."},
+    {"hex_slice", (PyCFunction)Table_hex_slice, METH_VARARGS, "Hex ids of positions [start, stop), sorted."},
+    {NULL},
+};
+
+static PyGetSetDef Table_getset[] = {
+    {"record_size", (getter)Table_record_size, NULL, "bytes per merged record", NULL},
+    {NULL},
+};
+
+static PySequenceMethods Table_as_sequence = {.sq_length = (lenfunc)Table_len};
+
+static PyTypeObject TableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "restique._index.BlobTable",
+    .tp_basicsize = sizeof(Table),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Blobs of one type: 32-byte id -> (pack number, offset, length, uncompressed length).",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)Table_dealloc,
+    .tp_methods = Table_methods,
+    .tp_getset = Table_getset,
+    .tp_as_sequence = &Table_as_sequence,
+};
+
+/* --- the fast path of loading an index file ----------------------------------------------- */
+
+/* A dict's int value as uint64: 1, or 0 when it is missing (absent_ok: then 0 is stored) or
+ * anything but an exact int that fits; the caller falls back to the Python path then. */
+static int
+int_field(PyObject *blob, const char *key, int absent_ok, uint64_t *out)
+{
+    PyObject *v = PyDict_GetItemString(blob, key);
+    if (!v || v == Py_None) {
+        *out = 0;
+        return absent_ok;
+    }
+    if (!PyLong_CheckExact(v))
+        return 0;
+    unsigned long long n = PyLong_AsUnsignedLongLong(v);
+    if (n == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = n;
+    return 1;
+}
+
+/* Add one blob of the canonical shape; 0 for anything else. */
+static int
+add_canonical_blob(PyObject *blob, Table *data, Table *tree, uint64_t pack)
+{
+    if (!PyDict_CheckExact(blob))
+        return 0;
+    PyObject *type = PyDict_GetItemString(blob, "type");
+    PyObject *hex = PyDict_GetItemString(blob, "id");
+    Table *t = NULL;
+    if (type && PyUnicode_CheckExact(type))
+        t = PyUnicode_CompareWithASCIIString(type, "data") == 0   ? data
+            : PyUnicode_CompareWithASCIIString(type, "tree") == 0 ? tree
+                                                                  : NULL;
+    uint8_t id[32];
+    Fields f;
+    if (!t || !hex || !PyUnicode_CheckExact(hex) || !parse_hex_id(hex, id) ||
+        !int_field(blob, "offset", 0, &f.offset) || !int_field(blob, "length", 0, &f.length) ||
+        !int_field(blob, "uncompressed_length", 1, &f.ulen))
+        return 0;
+    return add_entry(t, id, pack, f.offset, f.length, f.ulen) < 0 ? -1 : 1;
+}
+
+/* add_packs(data, tree, packs, numbers): add the blobs of an index file's "packs" (as orjson
+ * parsed them; numbers[i] is packs[i]'s pack number) when every pack and blob has the canonical
+ * shape, and return True; else add nothing and return False. */
+static PyObject *
+add_packs(PyObject *module, PyObject *args)
+{
+    Table *data, *tree;
+    PyObject *packs, *numbers;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!", &TableType, &data, &TableType, &tree, &PyList_Type, &packs,
+                          &PyList_Type, &numbers))
+        return NULL;
+    Py_ssize_t data_mark = data->tail_count, tree_mark = tree->tail_count;
+    int ok = PyList_GET_SIZE(packs) == PyList_GET_SIZE(numbers);
+    for (Py_ssize_t i = 0; ok > 0 && i < PyList_GET_SIZE(packs); i++) {
+        PyObject *pack = PyList_GET_ITEM(packs, i), *blobs;
+        uint64_t number;
+        ok = PyDict_CheckExact(pack) && as_u64(PyList_GET_ITEM(numbers, i), &number) == 0;
+        if (ok <= 0)
+            break;
+        blobs = PyDict_GetItemString(pack, "blobs");
+        if (!blobs || blobs == Py_None)
+            continue;
+        if (!PyList_CheckExact(blobs)) {
+            ok = 0;
+            break;
+        }
+        for (Py_ssize_t k = 0; ok > 0 && k < PyList_GET_SIZE(blobs); k++)
+            ok = add_canonical_blob(PyList_GET_ITEM(blobs, k), data, tree, number);
+    }
+    if (ok > 0)
+        Py_RETURN_TRUE;
+    data->tail_count = data_mark, tree->tail_count = tree_mark; /* nothing hashed past them */
+    if (ok < 0 || PyErr_Occurred())
+        return NULL;
+    Py_RETURN_FALSE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"add_packs", add_packs, METH_VARARGS,
+     "add_packs(data, tree, packs, numbers) -> bool: the fast path of loading an index file."},
+    {NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_index", "Compact blob index tables.", -1,
+                                    module_methods};
+
+PyMODINIT_FUNC
+PyInit__index(void)
+{
+    if (PyType_Ready(&TableType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddObjectRef(m, "BlobTable", (PyObject *)&TableType) < 0)
+        Py_CLEAR(m);
+    return m;
+}

@@ -1,0 +1,223 @@
+"""The master index's native tables (restique._index): exact lookups, the first location of an id
+wins, both blob types apart, values of any size, later additions merged, the same content and
+order as a dict model, and loading an index file natively fails exactly as the Python loop does.
+"""
+import json
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from restique._index import BlobTable
+from restique.errors import IntegrityError
+from restique.repository.index import IndexFile, MasterIndex
+from restique.repository.pack import PackEntry
+from restique.repository.repository import open_repository
+
+from conftest import PASSWORD, run_restic
+
+PACK = "ee" * 32
+
+
+class PythonLoopIndex(MasterIndex):
+    """A master index that loads every index file through the Python loop (the reference)."""
+
+    def _add_canonical_packs(self, packs) -> bool:
+        return False
+
+
+def outcome(index: MasterIndex, raw: bytes):
+    """The blobs and locations an index file loads to, or the message of the error it raises."""
+    try:
+        index.add_index_bytes(None, raw)
+    except IntegrityError as exc:
+        return str(exc)
+    return [(t, i, index.lookup(t, i)) for t, i in index.blobs()]
+
+
+def random_id(rnd: random.Random) -> str:
+    return rnd.randbytes(32).hex()
+
+
+def index_bytes(blobs, pack_id=PACK) -> bytes:
+    return json.dumps({"packs": [{"id": pack_id, "blobs": blobs}]}).encode()
+
+
+def blob(blob_id, blob_type="data", offset=0, length=100, ulen=None):
+    obj = {"id": blob_id, "type": blob_type, "offset": offset, "length": length}
+    if ulen is not None:
+        obj["uncompressed_length"] = ulen
+    return obj
+
+
+def test_lookups_are_exact():
+    rnd = random.Random(1)
+    ids = [random_id(rnd) for _ in range(20000)]
+    index = MasterIndex()
+    index.add_index_bytes("aa" * 32, index_bytes([blob(i, offset=n, length=n + 40, ulen=n * 3)
+                                                  for n, i in enumerate(ids)]))
+    assert len(index) == 20000 and index.index_ids == ["aa" * 32]
+    for n, blob_id in enumerate(ids[::97]):
+        n = ids.index(blob_id)
+        loc = index.lookup("data", blob_id)
+        assert (loc.pack_id, loc.offset, loc.length, loc.uncompressed_length) == (PACK, n, n + 40, n * 3)
+        assert index.stored_sizes("data", blob_id) == (n + 40, n * 3) and index.has("data", blob_id)
+        # one bit off anywhere, or the id's first two bytes (which the bucket implies): absent
+        for pos in (0, 3, 20, 63):
+            other = blob_id[:pos] + ("0" if blob_id[pos] != "0" else "1") + blob_id[pos + 1:]
+            assert not index.has("data", other) and index.lookup("data", other) is None
+        assert not index.has("tree", blob_id) and index.find_any_type(blob_id)[0] == "data"
+    for junk in ("", "zz" * 32, ids[0][:63], ids[0] + "0", None, 5):
+        assert not index.has("data", junk) and index.lookup("data", junk) is None
+    assert index.find_any_type("12" * 32) is None
+    with pytest.raises(KeyError):
+        index.has("snapshot", ids[0])
+
+
+def test_uppercase_hex_is_the_same_blob():
+    index = MasterIndex()
+    index.add_index_bytes(None, index_bytes([blob("AB" * 32)]))
+    assert index.has("data", "ab" * 32) and list(index.blobs()) == [("data", "ab" * 32)]
+
+
+def test_first_location_wins_everywhere():
+    """Duplicates within one file, across files, and between merged records and the tail."""
+    rnd = random.Random(2)
+    many = [random_id(rnd) for _ in range(6000)]
+    dup = many[10]
+    index = MasterIndex()
+    index.add_index_bytes(None, index_bytes([blob(i, offset=1) for i in many] + [blob(dup, offset=2)]))
+    index.add_index_bytes(None, index_bytes([blob(dup, offset=3)], pack_id="ff" * 32))
+    assert index.lookup("data", dup).offset == 1 and len(index) == 6000  # merged now
+    index.add_pack("ff" * 32, [PackEntry("data", dup, 4, 1), PackEntry("data", "01" * 32, 5, 1),
+                               PackEntry("data", "01" * 32, 6, 1)])
+    assert index.lookup("data", dup).offset == 1  # the tail entry is hashed and dead
+    assert index.lookup("data", "01" * 32).offset == 5
+    index.add_pack("ff" * 32, [PackEntry("data", random_id(rnd), 7, 1) for _ in range(5000)])
+    assert len(index) == 11001  # merged again
+    assert index.lookup("data", dup).offset == 1 and index.lookup("data", "01" * 32).offset == 5
+
+
+def test_types_are_apart():
+    index = MasterIndex()
+    same = "0a" * 32
+    index.add_pack(PACK, [PackEntry("data", same, 0, 10), PackEntry("tree", same, 10, 20, 30)])
+    assert index.lookup("data", same).length == 10 and index.lookup("tree", same).length == 20
+    assert list(index.blobs()) == [("data", same), ("tree", same)] and len(index) == 2
+
+
+def test_values_of_any_size_are_stored_exactly():
+    """Huge offsets, lengths and pack counts only widen the records; past 64 bits is damage."""
+    table = BlobTable()
+    values = [(0, 0, 32, 0), (1, 1 << 40, (1 << 63) + 5, 1 << 35), (2**32 - 1, 2**64 - 1, 7, 2**64 - 1)]
+    for n, v in enumerate(values):
+        table.add(bytes([n]) * 32, *v)
+    assert len(table) == 3 and table.record_size == 30 + (32 + 64 + 64 + 64) // 8
+    for n, v in enumerate(values):
+        assert table.get((bytes([n]) * 32).hex()) == v
+    small = BlobTable()
+    small.add(b"\x01" * 32, 1, 100, 200, 0)
+    assert len(small) == 1 and small.record_size == 30 + 2  # 1 + 7 + 8 + 0 bits
+    for raw in (index_bytes([blob("ab" * 32, offset=2**64)]), index_bytes([blob("ab" * 32, length=2**70)])):
+        with pytest.raises(IntegrityError):
+            MasterIndex().add_index_bytes(None, raw)
+    with pytest.raises(OverflowError):
+        table.add(b"\x05" * 32, 2**32, 0, 0, 0)
+
+
+def test_later_additions_are_found_before_and_after_merging():
+    rnd = random.Random(3)
+    index, model = MasterIndex(), {}
+    for round_ in range(12):
+        entries = [PackEntry(rnd.choice(("data", "tree")), random_id(rnd), n, n + 1, round_)
+                   for n in range(rnd.choice((3, 300, 3000)))]
+        index.add_pack(random_id(rnd), entries)
+        for e in entries:
+            model.setdefault((e.type, e.id), (e.offset, e.length, e.uncompressed_length))
+        for (t, i), want in rnd.sample(sorted(model.items()), min(50, len(model))):
+            loc = index.lookup(t, i)
+            assert (loc.offset, loc.length, loc.uncompressed_length) == want
+    assert sorted(index.blobs()) == sorted(model) and len(index) == len(model)
+
+
+ops = st.lists(st.tuples(st.sampled_from(("data", "tree")), st.integers(0, 40), st.integers(0, 2**40),
+                         st.booleans()), max_size=300)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops)
+def test_same_as_a_dict_model(additions):
+    """Content equal to a dict filled with setdefault; order: data first, each type by id."""
+    index, model = MasterIndex(), {}
+    for n, (blob_type, id_number, value, new_pack) in enumerate(additions):
+        blob_id = (id_number * 0x9E3779B1 % 2**32).to_bytes(4, "big").hex() * 8
+        pack_id = ("%064x" % (n if new_pack else 0))
+        index.add_pack(pack_id, [PackEntry(blob_type, blob_id, value, n, value // 3)])
+        model.setdefault((blob_type, blob_id), (pack_id, value, n, value // 3))
+        if n % 7 == 0:
+            assert index.has(blob_type, blob_id)
+    assert list(index.blobs()) == sorted(model, key=lambda k: (k[0] != "data", k[1]))
+    for (t, i), want in model.items():
+        loc = index.lookup(t, i)
+        assert (loc.pack_id, loc.offset, loc.length, loc.uncompressed_length) == want
+
+
+MALFORMED = [
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"blob","offset":0,"length":1}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","length":1}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":"7","length":true}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":1,"length":1,"uncompressed_length":[]}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":{}}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":["data"],"offset":0,"length":1}]}]}',
+    b'{"packs":[{"id":"%s","blobs":"%s"}]}',
+    b'{"packs":[{"id":"%s","blobs":{"%s":1}}]}',
+    b'{"packs":[{"id":"%s","blobs":[["%s"]]}]}',
+    b'{"packs":[{"id":"%s"},{"id":"%s"}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":1}]},{"id":"x"}]}',
+    b'{"packs":[{"blobs":[{"id":"%s","type":"data","offset":0,"length":1}]},{"id":"%s"}]}',
+    b'[{"id":"%s","blobs":[{"id":"%s","type":"tree","offset":0,"length":1,"uncompressed_length":0}]}]',
+    b'{"packs":{"id":"%s","blobs":["%s"]}}',
+    b'{"packs":[1,"%s","%s"]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":1e3,"length":1}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":1}]}],"x":-1}',
+]
+
+
+@pytest.mark.parametrize("template", MALFORMED)
+@pytest.mark.parametrize("blob_id", ["ab" * 32, "xy" * 32, "ab" * 31, "AB" * 32])
+def test_native_loading_matches_the_python_loop(template, blob_id):
+    raw = template % (PACK.encode(), blob_id.encode()) if template.count(b"%s") == 2 else template
+    assert outcome(MasterIndex(), raw) == outcome(PythonLoopIndex(), raw)
+
+
+def test_restic_written_index(tmp_path):
+    """Every blob `restic list blobs` names, and nothing else, from restic's own index files."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(30):
+        (src / f"f{n}").write_bytes(random.Random(n).randbytes(n * 3000))
+    repo = tmp_path / "repo"
+    run_restic(repo, "init")
+    run_restic(repo, "backup", src)
+    listed = sorted(tuple(line.split()) for line in run_restic(repo, "list", "blobs").stdout.decode().splitlines())
+    with open_repository(str(repo), PASSWORD) as opened:
+        index = opened.load_index()
+        assert sorted(index.blobs()) == listed
+        files = [opened.load_index_file(i) for i in index.index_ids]
+    for index_file in files:
+        for pack_id, entries in index_file.packs.items():
+            for e in entries:
+                loc = index.lookup(e.type, e.id)
+                assert (loc.pack_id, loc.offset, loc.length, loc.uncompressed_length) == (
+                    pack_id, e.offset, e.length, e.uncompressed_length)
+
+
+def test_index_file_round_trip_loads_the_same():
+    rnd = random.Random(4)
+    index_file = IndexFile()
+    index_file.add_pack(PACK, [PackEntry("tree", random_id(rnd), n * 10, 10, n % 2 * 30) for n in range(100)])
+    a, b = MasterIndex(), MasterIndex()
+    a.add_index_file("cc" * 32, index_file)
+    b.add_index_bytes("cc" * 32, index_file.encode())
+    assert [(t, i, a.lookup(t, i)) for t, i in a.blobs()] == [(t, i, b.lookup(t, i)) for t, i in b.blobs()]
