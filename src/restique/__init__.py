@@ -1,33 +1,61 @@
 """restique: deduplicating, encrypted backups in the restic repository format.
 
-Library surface::
+The library interface is ``restique.api``, re-exported here::
 
     import restique
-    repo = restique.init_repository("/srv/repo", password="secret")
-    blob_id, new = repo.save_blob("data", b"hello")
-    repo.flush()
-    repo = restique.open_repository("/srv/repo", password="secret")
-    assert repo.load_blob("data", blob_id) == b"hello"
+
+    with restique.open("/srv/repo", password_file="/etc/backup.pw") as repo:
+        snapshot, summary, _ = restique.backup(repo, ["/home/me/documents"])
+        print(snapshot.short_id, summary["files_new"])
+
+Names are imported on first use, so ``import restique`` stays cheap: the backends' client
+libraries (boto3, requests, paramiko) load only when a location needs them.
 """
-from .errors import (
-    IntegrityError,
-    LockFailed,
-    RepositoryNotFound,
-    RestiqueError,
-    WrongPassword,
-)
-from .repository.repository import Repository, init_repository, open_repository
+from typing import TYPE_CHECKING, Any, List
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "IntegrityError",
-    "LockFailed",
-    "RepositoryNotFound",
-    "Repository",
-    "RestiqueError",
-    "WrongPassword",
-    "init_repository",
-    "open_repository",
-    "__version__",
-]
+# the lower-level names this package exported before restique.api existed
+_REPOSITORY_NAMES = {"init_repository": "repository.repository", "open_repository": "repository.repository"}
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports lazily
+    from .api import *  # noqa: F401,F403
+    from .repository.repository import init_repository, open_repository  # noqa: F401
+
+
+def _api_names() -> List[str]:
+    from . import api
+
+    return list(api.__all__)
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "api":
+        value = importlib.import_module(".api", __name__)
+    elif name in _REPOSITORY_NAMES:
+        value = getattr(importlib.import_module(f".{_REPOSITORY_NAMES[name]}", __name__), name)
+    elif not name.startswith("_") and name in _api_names():
+        value = getattr(importlib.import_module(".api", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_api_names()) | set(_REPOSITORY_NAMES))
+
+
+__all__ = ["__version__", "init_repository", "open_repository", "api",
+           "open", "init", "Repository", "backup", "snapshots", "find_snapshot", "restore", "ls",
+           "find", "diff", "dump", "read_file", "stats", "forget", "prune", "check", "copy",
+           "BackupRequest", "BackupOptions", "BackupProgress", "BackupSummary", "ItemResult",
+           "RestoreOptions", "RestoreProgress", "RestoreStats", "LsOptions", "FindOptions", "DiffOptions",
+           "DiffStatistics", "Change", "DumpOptions", "DumpResult", "StatsOptions", "Stats",
+           "ForgetOptions", "ForgetResult", "KeepPolicy", "PruneOptions", "PrunePlan", "PruneReport",
+           "CheckOptions", "CheckReport", "CheckSummary", "Problem", "CopyOptions", "CopyEvent",
+           "Snapshot", "SnapshotFilter", "Node", "BackendOptions",
+           "RestiqueError", "UsageError", "PasswordError", "NotFound", "IntegrityError",
+           "RepositoryNotFound", "LockFailed", "WrongPassword", "AlreadyExists"]
