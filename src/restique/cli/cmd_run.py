@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ..errors import RestiqueError, UsageError
+from ..errors import UsageError
 
 
 @click.command("run")
@@ -43,11 +43,9 @@ def run(ctx, name):
         printer.step(before)
         report.steps.append(before)
     if not before or before.exit_code == 0:
-        repo = _open(opts, report, printer)
-        if repo is not None:
-            job_report = run_job(repo, job, warn=printer.warn, on_step=printer.step)
-            report.steps += job_report.steps
-            report.snapshot_id = job_report.snapshot_id
+        job_report = run_job(_opener(opts), job, warn=printer.warn, on_step=printer.step)
+        report.steps += job_report.steps
+        report.snapshot_id = job_report.snapshot_id
     ending = hooks.run("after" if report.exit_code == 0 else "on-error", report)
     if ending:
         printer.step(ending)
@@ -57,18 +55,15 @@ def run(ctx, name):
         raise click.exceptions.Exit(report.exit_code)
 
 
-def _open(opts, report, printer):
-    """The repository, unlocked (each step locks it), or None after recording why not."""
-    from ..operations.run_job import StepResult
-
-    started = time.monotonic()
-    try:
+def _opener(opts):
+    """Opens the repository for run_job (twice: check starts afresh); the password is
+    resolved once, so a password command runs once."""
+    def open_repository():
+        if opts.literal_password is None:
+            opts.literal_password = opts.password()
         return opts.open_unlocked()
-    except RestiqueError as exc:
-        step = StepResult("open", exc.exit_code, time.monotonic() - started, " ".join(str(exc).split()))
-        printer.step(step)
-        report.steps.append(step)
-        return None
+
+    return open_repository
 
 
 class _Hooks:

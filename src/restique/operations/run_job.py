@@ -12,7 +12,7 @@ from typing import Callable, List, Optional
 from ..errors import RestiqueError
 from .backup import BackupRequest, existing_targets, run_backup
 from .archiver import BackupProgress
-from .check import CheckOptions, check
+from .check import CheckOptions, CheckReport, check
 from .forget import ForgetOptions, forget
 from .prune import PruneOptions, prune
 
@@ -74,24 +74,47 @@ def _severity(code: int) -> int:
     return 0 if code == 0 else 1 if code == INCOMPLETE else 2
 
 
-def run_job(repo, options: JobOptions, warn: Callable[[str], None] = lambda message: None,
+def run_job(open_repository: Callable[[], object], options: JobOptions,
+            warn: Callable[[str], None] = lambda message: None,
             on_step: Optional[Callable[[StepResult], None]] = None) -> JobReport:
-    """Run the steps on repo (opened, not locked); warn receives per-file backup errors and
-    forget's warnings."""
+    """Run the steps; open_repository() returns the repository opened, not locked (a
+    failure to open is the step "open"). warn receives per-file backup errors, forget's
+    warnings and check's findings."""
     report = JobReport()
     steps = [("backup", options.backup, False, _backup), ("forget", options.forget, True, _forget),
              ("check", options.check, True, _check)]
-    for name, step_options, exclusive, run in steps:
-        if step_options is None:
-            continue
-        results = _locked_step(repo, name, exclusive, options, lambda: run(repo, step_options, options, warn, report))
-        for result in results:
-            report.steps.append(result)
-            if on_step:
-                on_step(result)
-        if any(r.exit_code not in (0, INCOMPLETE) for r in results):
-            break
+    repo = None
+    try:
+        for name, step_options, exclusive, run in steps:
+            if step_options is None:
+                continue
+            if name == "check" and repo is not None:
+                repo.close()  # check reads the repository afresh, not this process's index of it
+                repo = None
+            if repo is None:
+                repo, results = _open(open_repository)
+            if repo is not None:
+                results = _locked_step(repo, name, exclusive, options,
+                                       lambda: run(repo, step_options, options, warn, report))
+            for result in results:
+                report.steps.append(result)
+                if on_step:
+                    on_step(result)
+            if any(r.exit_code not in (0, INCOMPLETE) for r in results):
+                break
+    finally:
+        if repo is not None:
+            repo.close()
     return report
+
+
+def _open(open_repository):
+    """(the repository, []) or (None, [the failed "open" step])."""
+    started = time.monotonic()
+    try:
+        return open_repository(), []
+    except RestiqueError as exc:
+        return None, [StepResult("open", exc.exit_code, time.monotonic() - started, _one_line(exc))]
 
 
 def _locked_step(repo, name: str, exclusive: bool, options: JobOptions, run) -> List[StepResult]:
@@ -170,13 +193,27 @@ def _forget(repo, forget_options: ForgetOptions, options: JobOptions, warn, repo
     return steps
 
 
+class _FirstProblem(CheckReport):
+    """Passes each error check finds to warn, and keeps the first for the step's message."""
+
+    def __init__(self, warn):
+        self.warn = warn
+        self.first = ""
+
+    def problem(self, problem) -> None:
+        if problem.is_error:
+            self.first = self.first or " ".join(problem.message.split())
+            self.warn(problem.message)
+
+
 def _check(repo, check_options: CheckOptions, options: JobOptions, warn, report) -> List[StepResult]:
     started = time.monotonic()
-    summary = check(repo, check_options)
+    found = _FirstProblem(warn)
+    summary = check(repo, check_options, found)
     read = f", {summary.packs_read} packs read" if summary.packs_read else ""
     if summary.errors_found:
         return [StepResult("check", 1, time.monotonic() - started,
-                           f"repository contains errors ({max(1, summary.num_errors)} found{read})",
+                           f"repository contains errors ({max(1, summary.num_errors)} found{read}): {found.first}",
                            {"summary": summary.to_json()})]
     return [StepResult("check", 0, time.monotonic() - started, f"no errors were found{read}",
                        {"summary": summary.to_json()})]
