@@ -222,6 +222,7 @@ def test_one_repository_read_from_eight_threads(filled, source):
         start.wait()
         name = list(FILES)[n % len(FILES)]
         listed = sorted(path for path, _ in restique.ls(repo, first))
+        assert [sn.id for sn in restique.snapshots(repo, ids=[first.id])] == [first.id]
         data = restique.read_file(repo, first, snapshot_path(source, name))
         node = next(node for path, node in restique.ls(repo, first) if path.endswith("c.bin"))
         blob = repo.load_blob("data", node.content[0])

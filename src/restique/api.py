@@ -39,7 +39,9 @@ Threads and processes:
 - Any number of repositories may be open in one process; they share nothing.
 - One ``Repository`` may be used from several threads at once for reading: ``snapshots``,
   ``find_snapshot``, ``ls``, ``find``, ``diff``, ``dump``, ``read_file``, ``restore``,
-  ``stats`` and ``load_blob``. Each call takes its own shared lock.
+  ``stats``. Each call takes its own shared lock. ``repo.load_blob`` is safe from several
+  threads once the index is loaded (by ``repo.load_index()`` or any of these calls): two
+  threads must not load the index at the same time outside this module.
 - Calls that write (``backup``, ``forget``, ``prune``, ``check``, ``copy`` into it) must not
   run at the same time as any other call on the same ``Repository`` object: open a second
   one (another ``open()``) for concurrent writers, as two processes would, and the locks
@@ -234,12 +236,14 @@ def find_snapshot(repo: Repository, spec: str, filter: Optional[SnapshotFilter] 
 
 
 def _tree(repo: Repository, snapshot: SnapshotRef) -> Tuple[Snapshot, str]:
-    """(snapshot, tree id) of a Snapshot or of a spec such as ``latest:/srv/data``."""
+    """(snapshot, tree id) of a Snapshot or of a spec such as ``latest:/srv/data``; the
+    index is loaded (once) for the reading that follows."""
+    _with_index(repo)
     if isinstance(snapshot, Snapshot):
         if not snapshot.tree:
             raise IntegrityError(f"snapshot {snapshot.short_id} has no tree")
         return snapshot, snapshot.tree
-    return _find_snapshot(_with_index(repo), snapshot)
+    return _find_snapshot(repo, snapshot)
 
 
 # --- backup ----------------------------------------------------------------------------------
