@@ -54,6 +54,10 @@ def test_import_is_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert restique.open is restique.api.open and restique.WrongPassword is restique.api.WrongPassword
+    # the package's static __all__ (for type checkers) names exactly the API's names
+    assert set(restique.__all__) - set(restique.api.__all__) == \
+        {"__version__", "api", "init_repository", "open_repository"}
+    assert set(restique.api.__all__) <= set(restique.__all__)
 
 
 def test_every_public_name_is_typed_and_documented():

@@ -49,9 +49,7 @@ Threads and processes:
 - Options objects, iterators and progress callbacks belong to the call they are passed to;
   backup and restore call their progress callbacks from worker threads, one at a time.
 """
-import contextlib
-import threading
-import weakref
+import dataclasses
 from typing import (BinaryIO, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence,
                     Tuple, Union)
 
@@ -114,9 +112,10 @@ class BackupSummary(NamedTuple):
 
 def _settings(options: Optional[Dict[str, str]], backend_options: Optional[BackendOptions]) -> BackendOptions:
     settings = backend_options or BackendOptions()
-    if options:
-        settings.extended = {**settings.extended, **{str(k): str(v) for k, v in options.items()}}
-    return settings
+    if not options:
+        return settings
+    extended = {**settings.extended, **{str(k): str(v) for k, v in options.items()}}
+    return dataclasses.replace(settings, extended=extended)  # the caller's object stays as it was
 
 
 def _password(password: Optional[str], password_file: Optional[str], password_command: Optional[str]) -> str:
@@ -152,7 +151,7 @@ def open(location: Optional[str] = None, *, password: Optional[str] = None,  # n
                                           compression=compression, pack_size=pack_size)
     if not no_cache:
         open_repo.use_cache(repo, cache_dir)
-    _LIBRARY_STATE[repo] = _State(no_lock, lock_wait)
+    open_repo.call_locking(repo).configure(no_lock, lock_wait)
     return repo
 
 
@@ -168,51 +167,7 @@ def init(location: str, *, password: Optional[str] = None, password_file: Option
     backend = open_repo.compose_backend(location, _settings(options, backend_options))
     repo = _init_repository(backend, secret, version, polynomial=chunker_polynomial,
                             compression_mode=compression, pack_size=pack_size)
-    _LIBRARY_STATE[repo] = _State(False, lock_wait)
-    return repo
-
-
-class _State:
-    """What open() was told about locking, and the guard that loads the index once."""
-
-    def __init__(self, no_lock: bool, lock_wait: float):
-        self.no_lock = no_lock
-        self.lock_wait = lock_wait
-        self.index_guard = threading.Lock()
-
-
-# per open repository, forgotten with it
-_LIBRARY_STATE: "weakref.WeakKeyDictionary[Repository, _State]" = weakref.WeakKeyDictionary()
-_STATE_GUARD = threading.Lock()
-
-
-def _state(repo: Repository) -> _State:
-    with _STATE_GUARD:  # a Repository opened with open_repository() gets the defaults
-        state = _LIBRARY_STATE.get(repo)
-        if state is None:
-            state = _LIBRARY_STATE[repo] = _State(False, 0.0)
-        return state
-
-
-@contextlib.contextmanager
-def _locked(repo: Repository, exclusive: bool = False, *, skip: bool = False) -> Iterator[Repository]:
-    """repo under the lock its command takes, for one call."""
-    state = _state(repo)
-    if skip or (state.no_lock and not exclusive):
-        yield repo
-        return
-    lock = open_repo.lock_repository(repo, exclusive, state.lock_wait, until_close=False)
-    try:
-        yield repo
-    finally:
-        lock.release()
-
-
-def _with_index(repo: Repository) -> Repository:
-    """The index loaded once, even when several threads ask for it first at the same time."""
-    if not repo.index_loaded:
-        with _state(repo).index_guard:
-            repo.load_index()
+    open_repo.call_locking(repo).configure(False, lock_wait)
     return repo
 
 
@@ -223,7 +178,7 @@ def snapshots(repo: Repository, filter: Optional[SnapshotFilter] = None,  # noqa
     """The snapshots named by ``ids`` (ID prefixes or ``latest``), or all that ``filter``
     selects (``SnapshotFilter(hosts=[...], tags=[["a", "b"]], paths=[...])``), oldest
     first. Unknown IDs and damaged snapshot files go to ``warn`` and are skipped."""
-    with _locked(repo):
+    with open_repo.locked_for_call(repo):
         found = find_filtered_snapshots(repo, list(ids), filter, warn=warn or _ignore)
     return sorted(found, key=lambda sn: sn.time.unix_ns) if not ids else found
 
@@ -231,14 +186,14 @@ def snapshots(repo: Repository, filter: Optional[SnapshotFilter] = None,  # noqa
 def find_snapshot(repo: Repository, spec: str, filter: Optional[SnapshotFilter] = None) -> Snapshot:
     """The snapshot ``spec`` names: ``latest`` (the newest that ``filter`` selects), an ID or
     an unambiguous ID prefix. Raises NotFound."""
-    with _locked(repo):
-        return _find_snapshot(_with_index(repo), spec.partition(":")[0], filter)[0]
+    with open_repo.locked_for_call(repo):
+        return _find_snapshot(open_repo.index_loaded_once(repo), spec.partition(":")[0], filter)[0]
 
 
 def _tree(repo: Repository, snapshot: SnapshotRef) -> Tuple[Snapshot, str]:
     """(snapshot, tree id) of a Snapshot or of a spec such as ``latest:/srv/data``; the
     index is loaded (once) for the reading that follows."""
-    _with_index(repo)
+    open_repo.index_loaded_once(repo)
     if isinstance(snapshot, Snapshot):
         if not snapshot.tree:
             raise IntegrityError(f"snapshot {snapshot.short_id} has no tree")
@@ -278,8 +233,8 @@ def backup(repo: Repository, source: Union[Sequence[str], BinaryIO],
         request.paths = existing_targets(list(source), warn or _ignore)
     if progress is not None and not isinstance(progress, BackupProgress):
         progress = _BackupCallback(progress)
-    with _locked(repo, skip=request.dry_run):
-        outcome = run_backup(_with_index(repo), request, progress)
+    with open_repo.locked_for_call(repo, skip=request.dry_run):
+        outcome = run_backup(open_repo.index_loaded_once(repo), request, progress)
     summary = outcome.snapshot.summary if outcome.snapshot is not None else {}
     return BackupSummary(outcome.snapshot, dict(summary or {}), outcome)
 
@@ -305,7 +260,7 @@ def restore(repo: Repository, snapshot: SnapshotRef, target: Union[str, RestoreO
     options = RestoreOptions(target=target) if isinstance(target, str) else target
     if progress is not None and not isinstance(progress, RestoreProgress):
         progress = _RestoreCallback(progress)
-    with _locked(repo):
+    with open_repo.locked_for_call(repo):
         _, tree_id = _tree(repo, snapshot)
         return _restore(repo, tree_id, options, progress)
 
@@ -313,7 +268,7 @@ def restore(repo: Repository, snapshot: SnapshotRef, target: Union[str, RestoreO
 def ls(repo: Repository, snapshot: SnapshotRef, options: Optional[LsOptions] = None) -> Iterator[Tuple[str, Node]]:
     """(path, node) of each entry of the snapshot (or of ``options.dirs``), in tree order.
     The shared lock is held until the iterator is exhausted or closed."""
-    with _locked(repo):
+    with open_repo.locked_for_call(repo):
         _, tree_id = _tree(repo, snapshot)
         yield from _ls(repo, tree_id, options)
 
@@ -321,15 +276,15 @@ def ls(repo: Repository, snapshot: SnapshotRef, options: Optional[LsOptions] = N
 def find(repo: Repository, options: FindOptions, *, warn: Optional[Warn] = None) -> Iterator[Found]:
     """Search snapshots for paths (``FindOptions(patterns=["*.conf"])``) or, with
     ``kind="blob"|"tree"|"pack"``, for objects; yields FoundEntry / FoundObject items."""
-    with _locked(repo):
-        yield from _find(_with_index(repo), options, None, warn)
+    with open_repo.locked_for_call(repo):
+        yield from _find(open_repo.index_loaded_once(repo), options, None, warn)
 
 
 def diff(repo: Repository, first: SnapshotRef, second: SnapshotRef, options: Optional[DiffOptions] = None,
          *, on_change: Optional[Callable[[Change], None]] = None, warn: Optional[Warn] = None) -> DiffStatistics:
     """Compare two snapshots (or subfolders, ``"ID:/srv"``): ``on_change(Change(path,
     modifier))`` for each difference ("+", "-", "M", "T", "U"), then the statistics."""
-    with _locked(repo):
+    with open_repo.locked_for_call(repo):
         tree_a, tree_b = _tree(repo, first)[1], _tree(repo, second)[1]
         return diff_trees(repo, tree_a, tree_b, options, on_change, warn)
 
@@ -338,7 +293,7 @@ def dump(repo: Repository, snapshot: SnapshotRef, path: str, out: BinaryIO,
          options: Optional[DumpOptions] = None) -> DumpResult:
     """Write the file at ``path`` in the snapshot to ``out``, or a folder as a tar (or zip,
     ``DumpOptions(archive="zip")``) archive. Memory stays flat whatever the size."""
-    with _locked(repo):
+    with open_repo.locked_for_call(repo):
         _, tree_id = _tree(repo, snapshot)
         return _dump(repo, tree_id, path, out, options)
 
@@ -362,8 +317,8 @@ def read_file(repo: Repository, snapshot: SnapshotRef, path: str) -> bytes:
 def stats(repo: Repository, options: Optional[StatsOptions] = None, *, warn: Optional[Warn] = None) -> Stats:
     """Sizes of the selected snapshots, in the counting ``options.mode`` (restore-size,
     files-by-contents, raw-data, blobs-per-file)."""
-    with _locked(repo):
-        return _stats(_with_index(repo), options or StatsOptions(), warn)
+    with open_repo.locked_for_call(repo):
+        return _stats(open_repo.index_loaded_once(repo), options or StatsOptions(), warn)
 
 
 # --- maintenance -----------------------------------------------------------------------------
@@ -377,7 +332,7 @@ def forget(repo: Repository, options: ForgetOptions, *, warn: Optional[Warn] = N
     refusal = no_policy_message(options)
     if refusal:
         raise UsageError(refusal)
-    with _locked(repo, exclusive=True):
+    with open_repo.locked_for_call(repo, exclusive=True):
         return _forget(repo, options, warn=warn or _ignore)
 
 
@@ -386,8 +341,8 @@ def prune(repo: Repository, options: Optional[PruneOptions] = None, *,
     """Remove the data no snapshot uses (repacking partly used packs, as
     ``options`` allows); ``report`` hears of phases, progress and warnings."""
     options = options or PruneOptions()
-    with _locked(repo, exclusive=True, skip=options.dry_run):
-        return _prune(_with_index(repo), options, report)
+    with open_repo.locked_for_call(repo, exclusive=True, skip=options.dry_run):
+        return _prune(open_repo.index_loaded_once(repo), options, report)
 
 
 class _ProblemCallback(CheckReport):
@@ -405,7 +360,7 @@ def check(repo: Repository, options: Optional[CheckOptions] = None, *,
     and progress. The summary's ``errors_found`` says whether the CLI would exit 1."""
     if report is not None and not isinstance(report, CheckReport):
         report = _ProblemCallback(report)
-    with _locked(repo, exclusive=True):
+    with open_repo.locked_for_call(repo, exclusive=True):
         return _check(repo, options or CheckOptions(), report)
 
 
@@ -414,8 +369,8 @@ def copy(source: Repository, destination: Repository,
     """Copy snapshots (all, or ``options.snapshot_ids`` / ``options.filter``) from
     ``source`` into ``destination``, skipping those already copied; returns one event per
     step (CopyStarted, SnapshotCopied, SnapshotSkipped)."""
-    with _locked(source), _locked(destination):
-        return list(copy_snapshots(_with_index(source), _with_index(destination), options or CopyOptions()))
+    with open_repo.locked_for_call(source), open_repo.locked_for_call(destination):
+        return list(copy_snapshots(open_repo.index_loaded_once(source), open_repo.index_loaded_once(destination), options or CopyOptions()))
 
 
 def _ignore(message: str) -> None:

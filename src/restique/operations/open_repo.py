@@ -5,11 +5,14 @@ cache), the key tried with the password, and the lock a caller needs.
 The CLI (cli/context.py) and the library (restique.api) both open repositories through these
 functions; what differs is only who is asked for a password and what is printed.
 """
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
-from typing import Callable, Optional
+import threading
+import weakref
+from typing import Callable, Iterator, Optional
 
 from ..backend.options import BackendOptions
 from ..errors import LockFailed, RestiqueError, UsageError, WrongPassword
@@ -155,3 +158,55 @@ def lock_repository(repo: Repository, exclusive: bool, retry_seconds: float = 0.
     if on_wait:
         on_wait()
     return take(exclusive=exclusive, retry_seconds=retry_seconds)
+
+
+# --- locks and the index for library calls (restique.api) ---
+class CallLocking:
+    """How library calls on one open repository lock it (no_lock: reading calls take none;
+    lock_wait: seconds to wait for another holder), and the guard that makes the first
+    reading calls of several threads load the index once."""
+
+    def __init__(self, no_lock: bool = False, lock_wait: float = 0.0):
+        self.configure(no_lock, lock_wait)
+        self.index_guard = threading.Lock()
+
+    def configure(self, no_lock: bool, lock_wait: float) -> None:
+        self.no_lock = no_lock
+        self.lock_wait = lock_wait
+
+
+# per open repository, forgotten with it
+_CALL_LOCKING: "weakref.WeakKeyDictionary[Repository, CallLocking]" = weakref.WeakKeyDictionary()
+_CALL_LOCKING_GUARD = threading.Lock()
+
+
+def call_locking(repo: Repository) -> CallLocking:
+    """repo's settings; a repository opened otherwise (open_repository) gets the defaults."""
+    with _CALL_LOCKING_GUARD:
+        settings = _CALL_LOCKING.get(repo)
+        if settings is None:
+            settings = _CALL_LOCKING[repo] = CallLocking()
+        return settings
+
+
+@contextlib.contextmanager
+def locked_for_call(repo: Repository, exclusive: bool = False, *, skip: bool = False) -> Iterator[Repository]:
+    """repo under the lock its command takes, for the duration of one library call (skip:
+    none, for a dry run)."""
+    settings = call_locking(repo)
+    if skip or (settings.no_lock and not exclusive):
+        yield repo
+        return
+    lock = lock_repository(repo, exclusive, settings.lock_wait, until_close=False)
+    try:
+        yield repo
+    finally:
+        lock.release()
+
+
+def index_loaded_once(repo: Repository) -> Repository:
+    """repo with its index loaded, once, however many threads ask for it first at once."""
+    if not repo.index_loaded:
+        with call_locking(repo).index_guard:
+            repo.load_index()
+    return repo
