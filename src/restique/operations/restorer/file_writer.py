@@ -1,21 +1,19 @@
 """Writing restored content into files (restic's fileswriter.go): create each file at its
-final size, write blobs with ``os.pwrite`` at their offsets, leave holes for all-zero blobs
-when sparse, and remove files whose content failed rather than leave them with holes."""
+final size, hand out descriptors for the native writer (which writes blobs at their offsets
+and leaves holes for all-zero blobs when sparse), count what was written, and remove files
+whose content failed rather than leave them with holes."""
 import os
 import stat
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-from ..fs_io import pwrite_all, remove_path
+from ..fs_io import remove_path
 from .plan import PlannedFile
 from .report import RestoreReport
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 Destinations = Sequence[Tuple[PlannedFile, int]]  # (file, offset) that need one blob
-
-
-def _is_zero(data) -> bool:
-    return not data or (data[0] == 0 and data[-1] == 0 and data.count(0) == len(data))
+Written = Sequence[Tuple[PlannedFile, int]]  # (file, size): a blob of size written into file
 
 
 class FilesWriter:
@@ -86,15 +84,18 @@ class FilesWriter:
             f.failed = True
         self.report.error(f.location, error)
 
-    def blob_written(self, f: PlannedFile, size: int) -> None:
+    def blobs_written(self, written: Written) -> None:
+        """Count blobs written: one lock for a whole batch of them."""
         report = self.report
+        stats, progress = report.stats, report.progress
         with report.lock:  # f.remaining and the counts change together
-            report.stats.bytes_restored += size
-            f.remaining -= 1
-            if f.remaining or f.failed:
-                return
-            report.stats.files_restored += 1
-            report.progress.item(f.action, f.location, f.size)
+            for f, size in written:
+                stats.bytes_restored += size
+                f.remaining -= 1
+                if f.remaining or f.failed:
+                    continue
+                stats.files_restored += 1
+                progress.item(f.action, f.location, f.size)
 
     def remove_failed(self, files: List[PlannedFile]) -> set:
         """Locations of the files whose content failed; those created are removed, so no
@@ -132,26 +133,21 @@ class PackFiles:
             os.close(fd)
         self.fds.clear()
 
-    def write(self, plain, live: Destinations) -> None:
-        """Write one blob's plaintext to each (file, offset) of live (files not failed)."""
-        writer = self.writer
-        zero = writer.sparse and _is_zero(plain)
-        for f, off in live:
+    def descriptor(self, f: PlannedFile, offset: int, size: int) -> int:
+        """f's descriptor, open for writing a blob of size at offset; -1 if f cannot be
+        opened (then f is failed)."""
+        fd = self.fds.get(f)
+        if fd is None:
             try:
-                if zero and f.sparse and not f.created:
-                    os.close(writer.open(f))  # the hole needs the file
-                elif not (zero and f.sparse):
-                    fd = self.fds.get(f)
-                    if fd is None:
-                        if f.created:
-                            fd = os.open(f.target, _WRITE_FLAGS)
-                        else:  # its only blob: the write sets the size
-                            fd = writer.open(f, len(plain) if off == 0 else 0)
-                        self.fds[f] = fd
-                    pwrite_all(fd, plain, off)
-                writer.blob_written(f, len(plain))
+                if f.created:
+                    fd = os.open(f.target, _WRITE_FLAGS)
+                else:  # its only blob: the write sets the size
+                    fd = self.writer.open(f, size if offset == 0 else 0)
             except OSError as exc:
-                writer.fail(f, exc)
+                self.writer.fail(f, exc)
+                return -1
+            self.fds[f] = fd
+        return fd
 
     def release(self, dests: Destinations) -> None:
         """A blob is done: close the descriptors of files that need nothing more from the pack."""

@@ -17,7 +17,9 @@ def apply_metadata(node: Node, path: str, fresh: bool, by_name: bool, as_root: b
     user and group name rather than the numeric ids."""
     first: Optional[str] = None
     is_link = node.type == "symlink"
-    if not is_link and os.path.islink(path):  # chmod would follow it, maybe out of the target
+    # chmod would follow a symlink, maybe out of the target; what this run created in a
+    # directory it created is what it made, so only older entries need the look
+    if not is_link and not fresh and os.path.islink(path):
         return f"{path} is a symlink where the snapshot has a {node.type}: metadata not restored"
     uid, gid = node.uid, node.gid
     if by_name:

@@ -1,13 +1,16 @@
 """Step 2 of a restore: file contents, pack by pack (restic's filerestorer.go).
 
 Every needed data blob is grouped by pack; each pack is read once (its needed byte range in
-one or a few large reads), each blob decrypted and checked once and written to every
-(file, offset) that uses it. Packs go to a small thread pool; the crypto, zstd and SHA-256
-work releases the GIL. Memory is bounded by the workers' reads.
+one or a few large reads), each blob checked, decrypted, decompressed and hashed once and
+written to every (file, offset) that uses it. That per-blob work is one native call per batch
+of blobs (restique._seal.restore_range) that never holds the GIL, so the workers run on every
+core; Python only opens files and counts. Memory is bounded by the workers' reads.
 """
-from concurrent.futures import ThreadPoolExecutor
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Dict, List, Tuple
 
+from ... import _seal
 from ...errors import RestiqueError
 from ...repository.index import BlobLocation
 from ..fs_io import error_message
@@ -16,35 +19,56 @@ from .plan import PlannedFile
 
 MAX_READ = 8 * 1024 * 1024  # largest single read from a pack (bounds memory per worker)
 MAX_GAP = 512 * 1024  # unneeded bytes between two blobs that are cheaper to read than to skip
+BATCH_BLOBS = 128  # blobs per native call: bounds the descriptors a worker holds open at once
+
+_ID_MISMATCH = "content does not match its id"
+_BAD_LENGTH = "uncompressed length is impossible"
 
 
 class _Blob:
     """A blob to restore: where it is, and every (file, offset) that needs it."""
 
-    __slots__ = ("loc", "offset", "length", "dests")
+    __slots__ = ("id", "raw_id", "offset", "length", "ulen", "size", "dests")
 
-    def __init__(self, loc: BlobLocation):
-        self.loc = loc
+    def __init__(self, blob_id: str, raw_id: bytes, loc: BlobLocation):
+        self.id = blob_id
+        self.raw_id = raw_id
         self.offset = loc.offset
         self.length = loc.length
+        self.ulen = loc.uncompressed_length
+        self.size = loc.size
         self.dests: List[Tuple[PlannedFile, int]] = []
 
 
-def restore_contents(repo, index, files: List[PlannedFile], writer: FilesWriter, workers: int) -> None:
-    """Write the content of files; failures are marked on the files and reported."""
-    packs = _blobs_by_pack(index, files, writer)
-    if not packs:
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
-        futures = [pool.submit(_restore_pack, repo, writer, pack_id, packs.pop(pack_id))
-                   for pack_id in list(packs)]
+class ContentRestorer:
+    """Writes the content of planned files with a pool of workers. Files come in batches
+    (add) while the plan walk goes on, so writing overlaps planning; each batch's blobs are
+    grouped by pack and its packs queued in order of first use. A pack that two batches
+    need is read by each for its own blobs. Failures are marked on the files and reported."""
+
+    def __init__(self, repo, index, writer: FilesWriter, workers: int):
+        self.repo = repo
+        self.index = index
+        self.writer = writer
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="restore")
+        self._futures: List[Future] = []
+
+    def add(self, files: List[PlannedFile]) -> None:
+        packs = _blobs_by_pack(self.index, files, self.writer)
+        for pack_id, blobs in packs.items():
+            self._futures.append(self._pool.submit(_restore_pack, self.repo, self.writer, pack_id, blobs))
+
+    def wait(self) -> None:
+        """Until every queued pack is written; the first unexpected error is raised."""
         try:
-            for fut in futures:
+            for fut in self._futures:
                 fut.result()
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop: packs not started yet are dropped (after an error or an interrupt)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _blobs_by_pack(index, files: List[PlannedFile], writer: FilesWriter) -> Dict[str, Dict[str, _Blob]]:
@@ -54,6 +78,7 @@ def _blobs_by_pack(index, files: List[PlannedFile], writer: FilesWriter) -> Dict
     for f in files:
         offset = 0
         already = 0
+        raw = f.raw_content
         for i, blob_id in enumerate(f.content):
             loc = lookup("data", blob_id)
             if loc is None:
@@ -68,7 +93,7 @@ def _blobs_by_pack(index, files: List[PlannedFile], writer: FilesWriter) -> Dict
                     pack = packs[loc.pack_id] = {}
                 blob = pack.get(blob_id)
                 if blob is None:
-                    blob = pack[blob_id] = _Blob(loc)
+                    blob = pack[blob_id] = _Blob(blob_id, raw[32 * i:32 * i + 32], loc)
                 blob.dests.append((f, offset))
                 f.remaining += 1
             offset += size
@@ -78,52 +103,71 @@ def _blobs_by_pack(index, files: List[PlannedFile], writer: FilesWriter) -> Dict
 
 
 def _restore_pack(repo, writer: FilesWriter, pack_id: str, blobs: Dict[str, _Blob]) -> None:
-    ordered = sorted(blobs.items(), key=lambda kv: kv[1].offset)
-    with PackFiles(writer, (blob.dests for _, blob in ordered)) as open_files:
+    ordered = sorted(blobs.values(), key=lambda blob: blob.offset)
+    with PackFiles(writer, (blob.dests for blob in ordered)) as open_files:
         for start, end, group in _read_ranges(ordered):
             try:
                 data = repo.load_pack(pack_id, start, end - start)
             except (OSError, EOFError, RestiqueError) as exc:
                 message = _pack_error(pack_id, exc)
-                for _, blob in group:
+                for blob in group:
                     for f, _ in blob.dests:
                         writer.fail(f, message)
                 continue
-            view = memoryview(data)
-            for blob_id, blob in group:
-                _restore_blob(repo, writer, open_files, blob_id, blob,
-                              view[blob.offset - start:blob.offset - start + blob.length])
-            del view, data
+            for i in range(0, len(group), BATCH_BLOBS):
+                _restore_batch(repo.key, writer, open_files, data, start, group[i:i + BATCH_BLOBS])
+            del data
 
 
-def _restore_blob(repo, writer: FilesWriter, open_files: PackFiles, blob_id: str, blob: _Blob,
-                  sealed: memoryview) -> None:
-    live = [(f, off) for f, off in blob.dests if not f.failed]
-    if live:
-        try:
-            plain = repo.blobs.decode(blob_id, sealed, blob.loc)
-        except (RestiqueError, ValueError, EOFError) as exc:  # damaged data, never a crash
-            for f, _ in live:
-                writer.fail(f, exc)
-        else:
-            open_files.write(plain, live)
-    open_files.release(blob.dests)
+def _restore_batch(key, writer: FilesWriter, open_files: PackFiles, data: bytes, start: int,
+                   batch: List[_Blob]) -> None:
+    """Write the blobs of batch (which lie in data, read from start in their pack) to every
+    file that needs them, in one native call; failures are marked on the files."""
+    calls = []
+    for blob in batch:
+        dests = [(open_files.descriptor(f, off, blob.size) if not f.failed else -1, off, f.sparse)
+                 for f, off in blob.dests]
+        calls.append((blob.offset - start, blob.length, blob.ulen, blob.raw_id, dests))
+    failures = _seal.restore_range(key.encrypt, key.mac_k, key.mac_r, data, calls)
+    failed = set()
+    for i, j, err, what in failures:
+        blob = batch[i]
+        failed.add((i, j))
+        if j >= 0:
+            writer.fail(blob.dests[j][0], OSError(err, os.strerror(err)))
+            continue
+        message = _blob_error(blob, what)
+        for f, _ in blob.dests:
+            writer.fail(f, message)
+    writer.blobs_written([(f, blob.size) for i, blob in enumerate(batch) if (i, -1) not in failed
+                          for j, (f, _) in enumerate(blob.dests)
+                          if calls[i][4][j][0] >= 0 and (i, j) not in failed])
+    for blob in batch:
+        open_files.release(blob.dests)
 
 
-def _read_ranges(ordered: List[Tuple[str, _Blob]]):
+def _blob_error(blob: _Blob, what: str) -> str:
+    """The message BlobStore.decode gives for the same damage."""
+    if what == _ID_MISMATCH:
+        return f"blob {blob.id} is damaged: its content does not match its id"
+    if what == _BAD_LENGTH:
+        what = f"uncompressed length {blob.ulen} is impossible for {blob.length - 32} compressed bytes"
+    return f"decrypting blob {blob.id} failed: {what}"
+
+
+def _read_ranges(ordered: List[_Blob]):
     """Group blobs sorted by offset into (start, end, blobs) reads: neighbours closer than
     MAX_GAP share a read, no read is larger than MAX_READ (unless one blob is)."""
-    group: List[Tuple[str, _Blob]] = []
+    group: List[_Blob] = []
     start = end = 0
-    for item in ordered:
-        blob = item[1]
+    for blob in ordered:
         b_end = blob.offset + blob.length
         if group and (blob.offset - end > MAX_GAP or b_end - start > MAX_READ):
             yield start, end, group
             group = []
         if not group:
             start = blob.offset
-        group.append(item)
+        group.append(blob)
         end = max(end, b_end) if len(group) > 1 else b_end
     if group:
         yield start, end, group

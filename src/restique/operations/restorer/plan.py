@@ -5,7 +5,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ...model.node import Node
 from ..fs_io import open_for_reading
@@ -38,6 +38,11 @@ class PlannedFile:
         raw = self._content
         return [raw[i:i + 32].hex() for i in range(0, len(raw), 32)]
 
+    @property
+    def raw_content(self) -> bytes:
+        """The blob ids, 32 bytes each."""
+        return self._content
+
 
 class _Matches(list):
     """Per-blob match flags of an existing file, plus whether its size is right."""
@@ -60,15 +65,23 @@ class RestorePlan:
     fresh_dirs: set = field(default_factory=set)
 
 
-def plan_restore(traversal: TreeTraversal, options: RestoreOptions, index,
-                 report: RestoreReport) -> RestorePlan:
-    planner = _Planner(options, index, report, traversal.target)
+FIRST_BATCH = 256  # files handed on first; each later batch is twice as large, up to
+MAX_BATCH = 4096  # (a pack that two batches need is read twice: few, large batches)
+
+
+def plan_restore(traversal: TreeTraversal, options: RestoreOptions, index, report: RestoreReport,
+                 on_files: Optional[Callable[[List[PlannedFile]], None]] = None) -> RestorePlan:
+    """The first walk. on_files, if given, receives the files to write in batches while the
+    walk goes on (every file once, the last batch when the walk ends)."""
+    planner = _Planner(options, index, report, traversal.target, on_files)
     traversal.walk(planner.enter_dir, planner.visit_node, None)
+    planner.hand_on()
     return planner.plan
 
 
 class _Planner:
-    def __init__(self, options: RestoreOptions, index, report: RestoreReport, root: str):
+    def __init__(self, options: RestoreOptions, index, report: RestoreReport, root: str,
+                 on_files: Optional[Callable[[List[PlannedFile]], None]]):
         self.root = root  # the restore target: the only directory trusted as it is
         self.overwrite = options.overwrite
         self.dry_run = options.dry_run
@@ -76,6 +89,18 @@ class _Planner:
         self.report = report
         self.plan = RestorePlan()
         self._ensured: set = set()
+        self._on_files = on_files
+        self._handed = 0  # plan.files[:_handed] went to on_files
+        self._batch = FIRST_BATCH
+
+    def hand_on(self) -> None:
+        """Give on_files the files planned since the last batch."""
+        files = self.plan.files
+        if self._on_files is not None and len(files) > self._handed:
+            batch = files[self._handed:]
+            self._handed = len(files)
+            self._batch = min(2 * self._batch, MAX_BATCH)
+            self._on_files(batch)
 
     def enter_dir(self, node: Node, target: str, location: str) -> None:
         self.report.planned(0)
@@ -112,6 +137,8 @@ class _Planner:
             return
         report.planned(node.size)
         plan.files.append(PlannedFile(location, target, node.size, node.content or [], matches, fresh))
+        if len(plan.files) - self._handed >= self._batch:
+            self.hand_on()
 
     def _ensure_dir(self, path: str) -> None:
         """Make path a real directory, checking every level below the restore target: a

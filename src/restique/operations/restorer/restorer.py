@@ -15,8 +15,8 @@ from ..fs_io import error_message
 from .file_writer import FilesWriter
 from .finish import finish_restore
 from .options import RestoreOptions
-from .pack_reader import restore_contents
-from .plan import PlannedFile, plan_restore
+from .pack_reader import ContentRestorer
+from .plan import PlannedFile, RestorePlan, plan_restore
 from .report import RestoreProgress, RestoreReport, RestoreStats
 from .traverse import TreeTraversal
 from .verify import verify_files
@@ -36,6 +36,7 @@ class Restorer:
         self.report = RestoreReport(progress)
         self._index = None
         self._files: List[PlannedFile] = []  # whose content was written: what verify reads
+        self._writer: Optional[FilesWriter] = None
 
     @property
     def stats(self) -> RestoreStats:
@@ -49,20 +50,37 @@ class Restorer:
         if not options.dry_run:
             _create_target(target)
         traversal = TreeTraversal(self.repo, self.tree_id, target, options.selection(), report)
-        plan = plan_restore(traversal, options, self._index, report)
-        self._files = plan.files
         failed: set = set()
         if options.dry_run:
+            plan = plan_restore(traversal, options, self._index, report)
             for f in plan.files:
                 report.done(f.action, f.location, f.size, count_bytes=True)
         else:
-            # read after the plan walk: it may have found the snapshot's names off
-            writer = FilesWriter(report, options.sparse, options.delete and traversal.names_valid)
-            restore_contents(self.repo, self._index, plan.files, writer, options.worker_count(self.repo.backend))
-            failed = writer.remove_failed(plan.files)
+            plan = self._plan_and_write(traversal)
+            failed = self._writer.remove_failed(plan.files)
+        self._files = plan.files
         finish_restore(traversal, options, plan, failed, report)
         report.stats.seconds = time.monotonic() - t0
         return report.stats
+
+    def _plan_and_write(self, traversal: TreeTraversal) -> RestorePlan:
+        """The plan walk and the content writers, overlapped: files are written while the
+        walk goes on. With --delete the walk ends first: it may find the snapshot's names
+        off, and then no directory in a file's place may be removed."""
+        options, report = self.options, self.report
+        overlap = not options.delete
+        self._writer = FilesWriter(report, options.sparse, False)
+        content = ContentRestorer(self.repo, self._index, self._writer,
+                                  options.worker_count(self.repo.backend))
+        try:
+            plan = plan_restore(traversal, options, self._index, report, content.add if overlap else None)
+            if not overlap:
+                self._writer.replace_dirs = traversal.names_valid  # read after the whole walk
+                content.add(plan.files)
+            content.wait()
+        finally:
+            content.close()
+        return plan
 
     def verify(self) -> int:
         """Re-read the files restore() wrote; how many hold the right content."""
