@@ -201,7 +201,7 @@ def measure(target: Target, sources: dict, expected: dict, runner: Runner, work:
         if runner.run(tool, target, "init", cache_dir=warm[tool]) is None:
             return []
     use_cheap_key(target)
-    rows, turn = [], 0
+    rows, turn = [], target.round  # who goes first alternates from row to row and round to round
     for name, source in sources.items():
         usage = timed_pair(runner, target, turn, "backup", source, cache_dirs=warm)
         if "backup" in ops:
