@@ -207,7 +207,8 @@ class SnapshotOperations(pyfuse3.Operations):
         reader = self._handles.get(fh)
         if reader is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        return await self._call(reader.read, off, size)
+        data = reader.read_cached(off, size)  # most reads of a sequential reader: no thread needed
+        return data if data is not None else await self._call(reader.read, off, size)
 
     async def release(self, fh):
         self._handles.pop(fh, None)

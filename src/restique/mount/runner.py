@@ -1,6 +1,8 @@
 """Serving a SnapshotFS at a mountpoint until it is unmounted or a signal arrives."""
+import gc
 import os
 import signal
+from contextlib import contextmanager
 from typing import Callable, Optional
 
 import pyfuse3
@@ -11,6 +13,11 @@ from ..operations.snapshot_fs import SnapshotFS
 from .ops import SnapshotOperations
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Each kernel request leaves a few hundred short-lived objects behind (trio's scheduling),
+# while listings and trees kept for the kernel grow by hundreds of thousands of long-lived
+# ones: with Python's default of 700, young collections run every few requests and full
+# collections walk the caches again and again (a tenth of a first `find`).
+YOUNG_COLLECTION_THRESHOLD = 50_000
 
 
 def mount_options(fsname: str, allow_other: bool, no_default_permissions: bool) -> set:
@@ -36,11 +43,27 @@ def serve(fs: SnapshotFS, mountpoint: str, options: set,
         raise RestiqueError(f"unable to mount {mountpoint}: {exc}") from None
     stopped_by = []
     try:
-        trio.run(_serve_until_signal, stopped_by, on_mounted, restrict_keyboard_interrupt_to_checkpoints=True)
+        with _collections_for_serving():
+            trio.run(_serve_until_signal, stopped_by, on_mounted, restrict_keyboard_interrupt_to_checkpoints=True)
     finally:
         ops.listings.close()
         pyfuse3.close(unmount=bool(stopped_by))
     return stopped_by[0] if stopped_by else None
+
+
+@contextmanager
+def _collections_for_serving():
+    """Fewer garbage collections while serving; what was loaded before (the index, the
+    snapshot list) is moved out of the collector's sight, as it lives until the unmount."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 async def _serve_until_signal(stopped_by: list, on_mounted) -> None:

@@ -8,7 +8,7 @@ import bisect
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ...errors import IntegrityError, NotFound
 from ...repository.crypto import OVERHEAD
@@ -48,6 +48,14 @@ class BlobCache:
             return future.result()
         self._load_into(blob_id, future)
         return future.result()
+
+    def cached(self, blob_id: str) -> Optional[bytes]:
+        """The blob's plaintext if it is in the cache now, else None; never waits."""
+        with self._lock:
+            data = self._blobs.get(blob_id)
+            if data is not None:
+                self._blobs.move_to_end(blob_id)
+            return data
 
     def prefetch(self, blob_id: str) -> None:
         """Start loading the blob in the background unless it is cached or on its way."""
@@ -110,6 +118,15 @@ class FileReader:
 
     def read(self, offset: int, size: int) -> bytes:
         """Up to size bytes from offset; fewer at the end of the file."""
+        return self._read(offset, size, self.cache.get)
+
+    def read_cached(self, offset: int, size: int) -> Optional[bytes]:
+        """read() when every blob it needs is cached already, else None: it never waits for
+        a load, so an event loop can answer from the cache without handing the read to a
+        thread (a sequential reader finds most blobs read ahead)."""
+        return self._read(offset, size, self.cache.cached)
+
+    def _read(self, offset: int, size: int, blob: Callable[[str], Optional[bytes]]) -> Optional[bytes]:
         if offset < 0 or size < 0:
             raise ValueError("offset and size must not be negative")
         end = min(offset + size, self.length)
@@ -121,7 +138,9 @@ class FileReader:
             self.cache.prefetch(self.blob_ids[ahead])
         pieces = []
         for i in range(first, last + 1):
-            data = self.cache.get(self.blob_ids[i])
+            data = blob(self.blob_ids[i])
+            if data is None:
+                return None
             lo = max(offset - self.starts[i], 0)
             hi = min(end - self.starts[i], len(data))
             pieces.append(data if lo == 0 and hi == len(data) else data[lo:hi])
