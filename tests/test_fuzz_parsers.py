@@ -44,6 +44,7 @@ from restique.repository.pack_files import read_pack_header
 from restique.repository.repository import Repository, open_repository
 
 from conftest import PASSWORD, run_restic
+from test_index_native import OrjsonIndex, PythonLoopIndex, outcome
 
 CI_EXAMPLES = 150
 HANG_SECONDS = 5
@@ -341,6 +342,18 @@ def check_index(parsed) -> None:
             assert all(type(v) is int and v >= 0 for v in (e.offset, e.length, e.uncompressed_length)), e
 
 
+def _both_index_paths(raw: bytes):
+    """Loading an index file natively (when it has restic's shape), through orjson and the native
+    table fill, and through orjson and the Python loop alone: compared by check_same_outcome."""
+    return outcome(MasterIndex(), raw), outcome(OrjsonIndex(), raw), outcome(PythonLoopIndex(), raw)
+
+
+def check_same_outcome(outcomes) -> None:
+    native, orjson_native, python = outcomes
+    assert native == orjson_native == python, (
+        f"native: {native!r:.300}, orjson: {orjson_native!r:.300}, Python loop: {python!r:.300}")
+
+
 def check_lock(info: LockInfo) -> None:
     info.describe(SOME_ID)
     info.is_stale()
@@ -418,6 +431,8 @@ PARSERS: Dict[str, Parser] = {
                         _pack_file),
     "index": Parser(lambda p, s: fuzzed(p, s.indexes), lambda s, x: parse_index(x), check_index),
     "master_index": Parser(lambda p, s: fuzzed(p, s.indexes), lambda s, x: MasterIndex().add_index_bytes(None, x)),
+    "master_index_paths": Parser(lambda p, s: fuzzed(p, s.indexes), lambda s, x: _both_index_paths(x),
+                                 check_same_outcome),
     "snapshot": Parser(lambda p, s: fuzzed(p, s.snapshots), _snapshot, check_snapshot),
     "tree": Parser(lambda p, s: fuzzed(p, s.trees), lambda s, x: decode_tree(x), check_nodes),
     "tree_lazy": Parser(lambda p, s: fuzzed(p, s.trees), _lazy_tree, check_nodes),

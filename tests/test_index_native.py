@@ -20,8 +20,17 @@ from conftest import PASSWORD, run_restic
 PACK = "ee" * 32
 
 
-class PythonLoopIndex(MasterIndex):
-    """A master index that loads every index file through the Python loop (the reference)."""
+class OrjsonIndex(MasterIndex):
+    """A master index that parses every index file with orjson (then fills the tables natively
+    when the values have restic's shape)."""
+
+    def _load_native(self, raw) -> bool:
+        return False
+
+
+class PythonLoopIndex(OrjsonIndex):
+    """A master index that loads every index file through orjson and the Python loop: the
+    reference the native paths must match."""
 
     def _add_canonical_packs(self, packs) -> bool:
         return False
@@ -188,7 +197,7 @@ MALFORMED = [
 @pytest.mark.parametrize("blob_id", ["ab" * 32, "xy" * 32, "ab" * 31, "AB" * 32])
 def test_native_loading_matches_the_python_loop(template, blob_id):
     raw = template % (PACK.encode(), blob_id.encode()) if template.count(b"%s") == 2 else template
-    assert outcome(MasterIndex(), raw) == outcome(PythonLoopIndex(), raw)
+    assert outcome(MasterIndex(), raw) == outcome(OrjsonIndex(), raw) == outcome(PythonLoopIndex(), raw)
 
 
 def test_restic_written_index(tmp_path):
@@ -221,3 +230,50 @@ def test_index_file_round_trip_loads_the_same():
     a.add_index_file("cc" * 32, index_file)
     b.add_index_bytes("cc" * 32, index_file.encode())
     assert [(t, i, a.lookup(t, i)) for t, i in a.blobs()] == [(t, i, b.lookup(t, i)) for t, i in b.blobs()]
+
+
+ID, OTHER = "ab" * 32, "cd" * 32
+NATIVE_SHAPES = [  # what restic writes, in any layout: the native parser takes these
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":10}]}]}\n',
+    b' {\n "supersedes" : [ "%s" ] ,\t"packs":[ {"blobs":[{"length":10,"offset":7,"uncompressed_length":99,'
+    b'"type":"tree","id":"%s"}],"id":"%s"} ] }\r\n',
+    b'{"packs":[{"id":"%s"},{"id":"%s","blobs":[]}],"supersedes":[]}',
+    b'{"packs":[]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":18446744073709551615,"length":0}]}]}',
+]
+ORJSON_SHAPES = [  # valid or not, these go to orjson and the Python loop
+    b'[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":10}]}]',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":10,"x":1}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"d\\u0061ta","offset":0,"length":10}]}]}',
+    b'{"packs":[{"id":"%s","id":"%s"}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":01,"length":10}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":1e2,"length":10}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":18446744073709551616,"length":1}]}]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":10}]}]}x',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":10}]},]}',
+    b'{"packs":[{"id":"%s","blobs":null}],"supersedes":["%s"]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":10}]}],"packs":[]}',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0,"length":10}]}]',
+    b'{"packs":[{"id":"%s","blobs":[{"id":"%s","type":"data","offset":0}]}]}',
+]
+
+
+def fill(template: bytes, ids) -> bytes:
+    return template % tuple(i.encode() for i in ids[:template.count(b"%s")])
+
+
+@pytest.mark.parametrize("template", NATIVE_SHAPES)
+def test_native_parser_takes_restics_shape(template):
+    raw = fill(template, [PACK, ID, OTHER])
+    index = MasterIndex()
+    assert index._load_native(raw)
+    assert outcome(MasterIndex(), raw) == outcome(PythonLoopIndex(), raw)
+
+
+@pytest.mark.parametrize("template", ORJSON_SHAPES)
+@pytest.mark.parametrize("pack_id", [PACK, PACK.upper()])
+def test_native_parser_leaves_the_rest_to_orjson(template, pack_id):
+    raw = fill(template, [pack_id, ID, OTHER])
+    index = MasterIndex()
+    assert not index._load_native(raw) and len(index) == 0 and not index._pack_ids
+    assert outcome(MasterIndex(), raw) == outcome(OrjsonIndex(), raw) == outcome(PythonLoopIndex(), raw)

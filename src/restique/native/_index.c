@@ -684,7 +684,304 @@ add_packs(PyObject *module, PyObject *args)
     Py_RETURN_FALSE;
 }
 
+/* --- a parser of the index files restic writes --------------------------------------------
+ *
+ * It accepts only a strict subset of JSON: the object layout with the keys "supersedes" (an
+ * array of lowercase hex ids) and "packs"; packs with "id" and "blobs"; blobs with "id", "type"
+ * ("data" or "tree"), "offset", "length" and optionally "uncompressed_length" (plain decimal
+ * numbers); ids of 64 hex digits; no escapes, no duplicate or other keys. For anything else it
+ * says "not mine" and adds nothing, and the orjson path -- which raises whatever errors an index
+ * file has -- takes over. So it never accepts an index the Python path would refuse.
+ */
+
+typedef struct {
+    const char *p, *end;
+    const char **pack_ids; /* where each pack's id starts in the text */
+    Py_ssize_t packs, packs_cap;
+} Reader;
+
+static void
+skip_ws(Reader *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
+        r->p++;
+}
+
+static int
+expect(Reader *r, char c)
+{
+    skip_ws(r);
+    if (r->p < r->end && *r->p == c) {
+        r->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A string without escapes or control or non-ASCII bytes: its start and length. */
+static int
+read_string(Reader *r, const char **s, Py_ssize_t *len)
+{
+    if (!expect(r, '"'))
+        return 0;
+    const char *start = r->p;
+    while (r->p < r->end && *r->p != '"') {
+        unsigned char c = (unsigned char)*r->p;
+        if (c == '\\' || c < 0x20 || c >= 0x80)
+            return 0;
+        r->p++;
+    }
+    if (r->p == r->end)
+        return 0;
+    *s = start;
+    *len = r->p++ - start;
+    return 1;
+}
+
+static int
+is_key(const char *s, Py_ssize_t len, const char *key)
+{
+    return (size_t)len == strlen(key) && memcmp(s, key, len) == 0;
+}
+
+/* A hex id string; lowercase only when pack ids (they become file names). */
+static int
+read_id(Reader *r, uint8_t *id, int lowercase_only)
+{
+    const char *s;
+    Py_ssize_t len;
+    if (!read_string(r, &s, &len) || len != 64)
+        return 0;
+    for (int i = 0; i < 64; i++)
+        if (lowercase_only && s[i] >= 'A' && s[i] <= 'F')
+            return 0;
+    for (int i = 0; i < 32; i++) {
+        int hi = hex_nibble((unsigned char)s[2 * i]), lo = hex_nibble((unsigned char)s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        id[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 1;
+}
+
+static int
+read_number(Reader *r, uint64_t *out)
+{
+    skip_ws(r);
+    const char *start = r->p;
+    uint64_t v = 0;
+    while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+        unsigned d = *r->p - '0';
+        if (v > (UINT64_MAX - d) / 10)
+            return 0;
+        v = v * 10 + d;
+        r->p++;
+    }
+    if (r->p == start || (*start == '0' && r->p - start > 1))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* Calls item(r, ctx) for each element of an array (possibly empty). */
+static int
+read_array(Reader *r, int (*item)(Reader *, void *), void *ctx)
+{
+    if (!expect(r, '['))
+        return 0;
+    if (expect(r, ']'))
+        return 1;
+    do {
+        int rc = item(r, ctx);
+        if (rc <= 0)
+            return rc;
+    } while (expect(r, ','));
+    return expect(r, ']');
+}
+
+/* Calls member(r, key, key_len, ctx) for each member of an object; each key at most once. */
+static int
+read_object(Reader *r, int (*member)(Reader *, const char *, Py_ssize_t, void *), void *ctx)
+{
+    if (!expect(r, '{'))
+        return 0;
+    if (expect(r, '}'))
+        return 1;
+    do {
+        const char *key;
+        Py_ssize_t len;
+        if (!read_string(r, &key, &len) || !expect(r, ':'))
+            return 0;
+        int rc = member(r, key, len, ctx);
+        if (rc <= 0)
+            return rc;
+    } while (expect(r, ','));
+    return expect(r, '}');
+}
+
+typedef struct {
+    Table *data, *tree, *table;
+    uint8_t id[32];
+    uint64_t fields[3]; /* offset, length, ulen */
+    unsigned seen, pack_seen, index_seen; /* a bit per key read, at each level */
+    uint64_t pack;      /* the pack's position in the file, until the ids are registered */
+} BlobCtx;
+
+static int
+blob_member(Reader *r, const char *key, Py_ssize_t len, void *ctx)
+{
+    BlobCtx *b = ctx;
+    static const char *const keys[] = {"id", "type", "offset", "length", "uncompressed_length"};
+    int k = 0;
+    while (k < 5 && !is_key(key, len, keys[k]))
+        k++;
+    if (k == 5 || b->seen & (1u << k))
+        return 0;
+    b->seen |= 1u << k;
+    if (k == 0)
+        return read_id(r, b->id, 0);
+    if (k >= 2)
+        return read_number(r, &b->fields[k - 2]);
+    const char *s;
+    Py_ssize_t n;
+    if (!read_string(r, &s, &n))
+        return 0;
+    b->table = is_key(s, n, "data") ? b->data : is_key(s, n, "tree") ? b->tree : NULL;
+    return b->table != NULL;
+}
+
+static int
+blob_item(Reader *r, void *ctx)
+{
+    BlobCtx *b = ctx;
+    b->seen = 0;
+    b->fields[2] = 0;
+    int rc = read_object(r, blob_member, b);
+    if (rc <= 0 || (b->seen & 0xF) != 0xF)
+        return rc < 0 ? -1 : 0;
+    return add_entry(b->table, b->id, b->pack, b->fields[0], b->fields[1], b->fields[2]) == 0 ? 1 : -1;
+}
+
+static int
+pack_member(Reader *r, const char *key, Py_ssize_t len, void *ctx)
+{
+    BlobCtx *b = ctx;
+    uint8_t id[32];
+    if (is_key(key, len, "id") && !(b->pack_seen & 1)) {
+        b->pack_seen |= 1;
+        skip_ws(r);
+        r->pack_ids[b->pack] = r->p + 1;
+        return read_id(r, id, 1);
+    }
+    if (is_key(key, len, "blobs") && !(b->pack_seen & 2)) {
+        b->pack_seen |= 2;
+        return read_array(r, blob_item, b);
+    }
+    return 0;
+}
+
+static int
+pack_item(Reader *r, void *ctx)
+{
+    BlobCtx *b = ctx;
+    if (r->packs == r->packs_cap) {
+        Py_ssize_t cap = r->packs_cap ? r->packs_cap * 2 : 64;
+        const char **grown = PyMem_Realloc(r->pack_ids, cap * sizeof(char *));
+        if (!grown)
+            return -1;
+        r->pack_ids = grown, r->packs_cap = cap;
+    }
+    b->pack = r->packs;
+    b->pack_seen = 0;
+    int rc = read_object(r, pack_member, b);
+    if (rc <= 0 || !(b->pack_seen & 1))
+        return rc < 0 ? -1 : 0;
+    r->packs++;
+    return 1;
+}
+
+static int
+skip_id(Reader *r, void *ctx)
+{
+    uint8_t id[32];
+    return read_id(r, id, 1);
+}
+
+static int
+index_member(Reader *r, const char *key, Py_ssize_t len, void *ctx)
+{
+    BlobCtx *b = ctx;
+    if (is_key(key, len, "packs") && !(b->index_seen & 1)) {
+        b->index_seen |= 1;
+        return read_array(r, pack_item, b);
+    }
+    if (is_key(key, len, "supersedes") && !(b->index_seen & 2)) {
+        b->index_seen |= 2;
+        return read_array(r, skip_id, b);
+    }
+    return 0;
+}
+
+/* Replace the file positions of the packs in the new tail entries by their pack numbers. */
+static int
+register_packs(Reader *r, PyObject *pack_number, Table **tables, const Py_ssize_t *marks)
+{
+    uint32_t *numbers = PyMem_Malloc((r->packs ? r->packs : 1) * sizeof(uint32_t));
+    if (!numbers)
+        return -1;
+    for (Py_ssize_t i = 0; i < r->packs; i++) {
+        PyObject *hex = PyUnicode_FromStringAndSize(r->pack_ids[i], 64);
+        PyObject *n = hex ? PyObject_CallOneArg(pack_number, hex) : NULL;
+        uint64_t v;
+        int bad = !n || as_u64(n, &v) < 0 || v > UINT32_MAX;
+        Py_XDECREF(hex), Py_XDECREF(n);
+        if (bad) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_OverflowError, "pack number out of range");
+            PyMem_Free(numbers);
+            return -1;
+        }
+        numbers[i] = (uint32_t)v;
+    }
+    for (int k = 0; k < 2; k++)
+        for (Py_ssize_t i = marks[k]; i < tables[k]->tail_count; i++)
+            tables[k]->tail[i].pack = numbers[tables[k]->tail[i].pack];
+    PyMem_Free(numbers);
+    return 0;
+}
+
+/* load_index(data, tree, raw, pack_number): add an index file of the shape restic writes and
+ * return True, registering its packs with pack_number(hex id) -> int in file order; else add
+ * nothing and return False. */
+static PyObject *
+load_index(PyObject *module, PyObject *args)
+{
+    Table *tables[2];
+    Py_buffer raw;
+    PyObject *pack_number;
+    if (!PyArg_ParseTuple(args, "O!O!y*O", &TableType, &tables[0], &TableType, &tables[1], &raw, &pack_number))
+        return NULL;
+    Py_ssize_t marks[2] = {tables[0]->tail_count, tables[1]->tail_count};
+    Reader r = {.p = raw.buf, .end = (const char *)raw.buf + raw.len};
+    BlobCtx b = {.data = tables[0], .tree = tables[1]};
+    int ok = read_object(&r, index_member, &b);
+    skip_ws(&r);
+    ok = ok < 0 ? -1 : ok && (b.index_seen & 1) && r.p == r.end;
+    if (ok && register_packs(&r, pack_number, tables, marks) < 0)
+        ok = -1;
+    PyMem_Free(r.pack_ids);
+    PyBuffer_Release(&raw);
+    if (ok > 0)
+        Py_RETURN_TRUE;
+    tables[0]->tail_count = marks[0], tables[1]->tail_count = marks[1];
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"load_index", load_index, METH_VARARGS,
+     "load_index(data, tree, raw, pack_number) -> bool: add an index file of the shape restic writes."},
     {"add_packs", add_packs, METH_VARARGS,
      "add_packs(data, tree, packs, numbers) -> bool: the fast path of loading an index file."},
     {NULL},

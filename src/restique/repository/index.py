@@ -12,7 +12,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import orjson
 
-from .._index import BlobTable, add_packs
+from .._index import BlobTable, add_packs, load_index
 from ..errors import IntegrityError
 from .crypto import OVERHEAD
 from .pack import BLOB_TYPES, PackEntry
@@ -187,14 +187,19 @@ class MasterIndex:
 
     def add_index_bytes(self, index_id: Optional[str], raw: bytes) -> None:
         """Add an index file straight from its JSON text: what every command does at start.
-        Files of the shape restic writes go from orjson's values into the tables in one native
-        call; anything else takes the Python loop, which raises what it always raised."""
+        Files of the shape restic writes are parsed natively into the tables; anything else
+        goes through orjson and the Python loop, which raise what they always raised."""
         with _damaged_index():
-            packs = _index_json(raw)[1]
-            if not self._add_canonical_packs(packs):
-                self._add_packs(packs)
+            if not self._load_native(raw):
+                packs = _index_json(raw)[1]
+                if not self._add_canonical_packs(packs):
+                    self._add_packs(packs)
         if index_id:
             self.index_ids.append(index_id)
+
+    def _load_native(self, raw: bytes) -> bool:
+        return isinstance(raw, bytes) and load_index(self._tables["data"], self._tables["tree"], raw,
+                                                     self._pack_number)
 
     def _add_canonical_packs(self, packs) -> bool:
         try:
