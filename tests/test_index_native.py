@@ -110,6 +110,7 @@ def test_first_location_wins_everywhere():
 
 def test_types_are_apart():
     index = MasterIndex()
+    assert list(index.blobs()) == [] and len(index) == 0 and not index.has("tree", "ab" * 32)
     same = "0a" * 32
     index.add_pack(PACK, [PackEntry("data", same, 0, 10), PackEntry("tree", same, 10, 20, 30)])
     assert index.lookup("data", same).length == 10 and index.lookup("tree", same).length == 20

@@ -488,7 +488,14 @@ Table_hex_slice(Table *t, PyObject *args)
     if (!out)
         return NULL;
     static const char digits[] = "0123456789abcdef";
-    unsigned b = 0;
+    unsigned b = 0, hi = start < stop ? BUCKETS : 0; /* the last b with bucket[b] <= start */
+    while (b + 1 < hi) {
+        unsigned mid = (b + hi) / 2;
+        if (t->bucket[mid] <= (uint32_t)start)
+            b = mid;
+        else
+            hi = mid;
+    }
     for (Py_ssize_t i = start; i < stop; i++) {
         while (t->bucket[b + 1] <= (uint32_t)i)
             b++;
