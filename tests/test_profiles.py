@@ -159,6 +159,7 @@ def test_inheritance_chain_nearer_values_win(tmp_path):
     ('[profile.a]\nrepositry = "/x"\n', 2, "a.repositry: unknown key"),
     ('[profile.a.forget]\n\nkeep-daily = "7"\n', 3, 'a.forget.keep-daily: must be a number of snapshots'),
     ('[profile.a.backup]\none-file-system = "yes"\n', 2, "a.backup.one-file-system: must be true or false"),
+    ('[profile.a.forget]\nkeep-within = "7x"\n', 2, "a.forget.keep-within: "),
     ('[profile.a.restore]\ntarget = "/x"\n', 1, "a.restore: unknown key"),
     ('[profile.a]\nrepository = \n', 2, "not valid TOML"),
     ('[profile.a]\nbackup = { sources = ["/x"], excludes = ["y"] }\n', 2, "a.backup.excludes: unknown key in [backup]"),

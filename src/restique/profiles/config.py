@@ -120,6 +120,8 @@ def convert(spec: Key, value, base: str) -> Tuple[Optional[str], Any]:
         if not isinstance(value, str):
             return f"must be a string, not {_toml_type(value)}", None
         return None, _path(value, base) if kind == "path" else value
+    if kind == "duration":
+        return _duration(value)
     if kind == "bool":
         return (None, value) if isinstance(value, bool) else (f"must be true or false, not {_toml_type(value)}", None)
     if kind == "int":
@@ -141,6 +143,18 @@ def convert(spec: Key, value, base: str) -> Tuple[Optional[str], Any]:
             return "must be a table of names and values, e.g. { \"s3.region\" = \"eu-west-1\" }", None
         return None, {name: _option_text(item) for name, item in value.items()}
     raise AssertionError(f"unknown schema type {kind}")
+
+
+def _duration(value) -> Tuple[Optional[str], Any]:
+    from ..model.keep_policy import Duration
+
+    if not isinstance(value, str):
+        return f'must be a duration such as "1y6m7d2h", not {_toml_type(value)}', None
+    try:
+        parsed = Duration.parse(value)
+    except ValueError as exc:
+        return f"{exc}", None
+    return (None, value) if not parsed.has_negative() else ("must not be negative", None)
 
 
 def _option_text(value) -> str:

@@ -9,7 +9,7 @@ SECTIONS = ("backup", "forget", "check", "hooks")
 
 @dataclass(frozen=True)
 class Key:
-    """type: str, int, bool, path (a str, ~ expanded, relative to the file's folder),
+    """type: str, int, bool, duration (a keep-within string such as "1y6m"), path (a str, ~ expanded, relative to the file's folder),
     list (of str), paths (list of paths), table (str -> str), count (int >= -1 or
     "unlimited"), commands (a str or a list of str). command/param: the click command and
     parameter the value is a default for (None: used by `run` or the profile itself only)."""
@@ -54,7 +54,7 @@ _POLICY_WITHIN = ("", "-hourly", "-daily", "-weekly", "-monthly", "-yearly")
 
 FORGET_KEYS: Dict[str, Key] = {
     **{f"keep-{name}": Key("count", "forget", f"keep_{name}") for name in _POLICY_COUNTS},
-    **{f"keep-within{suffix}": Key("str", "forget", f"keep_within{suffix.replace('-', '_')}")
+    **{f"keep-within{suffix}": Key("duration", "forget", f"keep_within{suffix.replace('-', '_')}")
        for suffix in _POLICY_WITHIN},
     "keep-tag": Key("list", "forget", "keep_tags"),
     **_flags("forget", **{"group-by": "str", "prune": "bool"}),
