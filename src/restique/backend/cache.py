@@ -16,6 +16,8 @@ from typing import Callable, Dict, Optional, Set
 from .base import BackendShortRead, FileType, check_range, is_not_found
 from .cache_dir import LAYOUT, CacheDir
 
+_VERIFIED = object()  # a cached file whose hash was checked earlier in this process
+
 # holds_trees(pack name, pack bytes or None): whether a pack holds tree blobs. Given the
 # bytes when the pack is being saved, None when it is being loaded.
 TreePackTest = Callable[[str, Optional[object]], bool]
@@ -87,15 +89,17 @@ class CachedBackend:
 
     def load(self, ftype: FileType, name: str, offset: int = 0, length: Optional[int] = None) -> bytes:
         check_range(offset, length)
-        if self.cache is None or ftype not in LAYOUT:
+        if self.cache is None or ftype not in LAYOUT or not self._caches(ftype, name):
+            # a pack of data blobs is never cached: a restore's reads do not look for it
             return self.backend.load(ftype, name, offset, length)
-        if self._cached_and_sound(ftype, name):
+        cached = self._sound_cached_copy(ftype, name)
+        if cached is _VERIFIED:
             try:
                 return self._read_cached(ftype, name, offset, length)
             except FileNotFoundError:  # cleared meanwhile by another process
                 self._forget(ftype, name)
-        if not self._caches(ftype, name):
-            return self.backend.load(ftype, name, offset, length)
+        elif cached is not None:
+            return _slice(cached, offset, length, ftype, name)
         whole = self._fetch(ftype, name)
         if whole is None:  # the repository's own copy is damaged: let the caller see it
             return self.backend.load(ftype, name, offset, length)
@@ -107,22 +111,26 @@ class CachedBackend:
             raise BackendShortRead(f"{ftype.folder}/{name}: file is shorter than the range read")
         return data
 
-    def _cached_and_sound(self, ftype: FileType, name: str) -> bool:
-        """Whether a cached copy exists and its content matches its name (checked once per
-        process); a damaged copy is removed."""
+    def _sound_cached_copy(self, ftype: FileType, name: str):
+        """_VERIFIED when the cached copy was checked earlier in this process; else the cached
+        bytes once their hash matches the name (read once: the caller slices them instead of
+        reading the file again), or None when there is no sound copy (a damaged one is removed)."""
         with self._guard:
             if name in self._verified:
-                return True
+                return _VERIFIED
         with self._fetch_lock(name):
+            with self._guard:
+                if name in self._verified:  # checked by another thread meanwhile
+                    return _VERIFIED
             cached = self.cache.read(ftype, name)
             if cached is None:
-                return False
+                return None
             if hashlib.sha256(cached).hexdigest() != name:
                 self.cache.remove(ftype, name)
-                return False
+                return None
             with self._guard:
                 self._verified.add(name)
-            return True
+            return cached
 
     def _fetch(self, ftype: FileType, name: str) -> Optional[bytes]:
         """Download a whole file into the cache (once, when threads ask together); its bytes,
