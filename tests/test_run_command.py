@@ -4,7 +4,6 @@ status of the worst step; hooks in order, with the job's result in their environ
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import textwrap
 from pathlib import Path

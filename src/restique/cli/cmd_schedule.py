@@ -43,7 +43,7 @@ def schedule(ctx, name, every, at, remove, dry_run):
         line = job.crontab_line()
         if line is None:
             print("no systemd user instance is reachable: the timer is written but not enabled "
-                  f"(a calendar expression has no crontab form)")
+                  "(a calendar expression has no crontab form)")
         else:
             print("no systemd user instance is reachable: the timer is written but not enabled; "
                   "add this line to your crontab (crontab -e) instead:")

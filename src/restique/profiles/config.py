@@ -5,7 +5,7 @@ text itself (locate.py); every error names the file, the line and the key."""
 import os
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ..errors import UsageError
 from .locate import KeyLines
@@ -189,6 +189,3 @@ def load_profile(name: str, path: Optional[str] = None) -> Profile:
     check_permissions(path, profiles.values())
     return resolve(profiles, name)
 
-
-def profile_names(path: Optional[str] = None) -> List[str]:
-    return sorted(read_profiles(config_path(path)))

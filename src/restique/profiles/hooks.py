@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 HOOK_NAMES = ("before", "after", "on-error")
 
@@ -53,6 +53,3 @@ def run_hook(name: str, commands: Sequence[str], variables: Dict[str, str], stdo
             return HookResult(name, 1, time.monotonic() - started, f"{command!r} failed: {status}")
     return HookResult(name, 0, time.monotonic() - started, "ok")
 
-
-def hook_commands(hooks: Dict[str, List[str]], name: str) -> List[str]:
-    return list(hooks.get(name) or [])
