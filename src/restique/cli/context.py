@@ -4,7 +4,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import List, Optional
 
-from ..errors import UsageError, WrongPassword
+from ..errors import UsageError
 from . import password as passwords
 
 MAX_PASSWORD_TRIES = 3
@@ -35,28 +35,21 @@ class GlobalOptions:
     _opened: list = field(default_factory=list)  # every repository opened, closed when the command ends
 
     def location(self) -> str:
-        if self.repo and self.repository_file:
-            raise UsageError("Options -r and --repository-file are mutually exclusive, please specify only one")
-        if self.repository_file:
-            try:
-                with open(self.repository_file) as f:
-                    return f.read().strip()
-            except OSError as exc:
-                raise UsageError(f"unable to read repository file {self.repository_file}: {exc.strerror}") from None
-        if not self.repo:
-            raise UsageError("Please specify repository location (-r or --repository-file)")
-        return self.repo
+        from ..operations.open_repo import read_location
+
+        return read_location(self.repo, self.repository_file)
 
     def backend(self):
         """The storage at location(), with -o options, TLS settings, limits and retries,
         behind a local cache that _open() switches on."""
-        from ..backend.compose import with_cache
-        from ..backend.location import open_backend
+        from ..operations.open_repo import compose_backend
 
-        return with_cache(open_backend(self.location(), self.backend_options))
+        return compose_backend(self.location(), self.backend_options)
 
     def password(self, new: bool = False) -> str:
-        pw = passwords.configured_password(self.password_file, self.password_command, self.password_env)
+        from ..operations.open_repo import configured_password
+
+        pw = configured_password(self.password_file, self.password_command, self.password_env)
         if pw is None:  # an empty RESTIC_PASSWORD means "ask" too
             prompt = "enter password for new repository: " if new else self.password_prompt
             pw = passwords.ask_new(prompt, self.quiet) if new else passwords.ask(prompt, self.quiet)
@@ -82,14 +75,12 @@ class GlobalOptions:
         return self._open(lock=None)
 
     def _open(self, lock: Optional[bool]):
-        from ..repository.repository import open_repository
+        from ..operations.open_repo import lock_repository, unlock_with_password
 
-        backend = self.backend()
-        try:
-            repo = self._unlock(backend, open_repository)
-        except BaseException:
-            backend.close()  # a helper process (rclone) must not outlive a failed open
-            raise
+        tries = MAX_PASSWORD_TRIES if self._asks_password() else 1
+        repo = unlock_with_password(self.backend(), self.password, tries, key_hint=self.key_hint,
+                                    compression=self.compression, pack_size=self.pack_size,
+                                    on_wrong_password=_say_wrong_password)
         self._opened.append(repo)
         if self.repository is None:
             self.repository = repo
@@ -98,31 +89,23 @@ class GlobalOptions:
             print(f"repository {repo.config.id[:8]} opened (version {repo.config.version}{level})")
         self._use_cache(repo)
         if lock is not None:
-            self._lock(repo, exclusive=lock)
+            lock_repository(repo, lock, self.retry_lock, self._say_waiting)
         return repo
 
-    def _lock(self, repo, exclusive: bool) -> None:
-        """Lock at once, or say (as restic does) that we wait up to --retry-lock for it."""
-        from ..errors import LockFailed
+    def _say_waiting(self) -> None:
+        """restic's notice that the lock is taken and --retry-lock waits for it."""
         from .fmt import format_go_duration
 
-        try:
-            repo.lock(exclusive=exclusive)
-            return
-        except LockFailed:
-            if self.retry_lock <= 0:
-                raise
         if not self.quiet and not self.json:
             print(f"repo already locked, waiting up to {format_go_duration(self.retry_lock)} for the lock", flush=True)
-        repo.lock(exclusive=exclusive, retry_seconds=self.retry_lock)
 
     def _use_cache(self, repo) -> None:
         """Switch on the local cache, with restic's messages (only on a terminal)."""
-        from ..operations.cache import setup_cache
+        from ..operations.open_repo import use_cache
 
         if self.no_cache or _checks_without_cache():
             return
-        setup = setup_cache(repo, self.cache_dir, self.cleanup_cache)
+        setup = use_cache(repo, self.cache_dir, self.cleanup_cache)
         for warning in setup.warnings:
             print(warning, file=sys.stderr)
         if self.quiet or self.json or not sys.stdout.isatty() or setup.cache is None:
@@ -134,17 +117,6 @@ class GlobalOptions:
         elif setup.old_found:
             print(f"found {setup.old_found} old cache directories in {setup.cache.base}, "
                   "run `restic cache --cleanup` to remove them")
-
-    def _unlock(self, backend, open_repository):
-        tries = MAX_PASSWORD_TRIES if self._asks_password() else 1
-        for attempt in range(tries):
-            pw = self.password()
-            try:
-                return open_repository(backend, pw, self.key_hint, self.compression, self.pack_size)
-            except WrongPassword:
-                if attempt + 1 == tries:
-                    raise
-                print("wrong password or no key found. Try again", file=sys.stderr)
 
     def secondary(self, source) -> "GlobalOptions":
         """The options for a second repository (--from-repo ...), sharing the rest."""
@@ -163,6 +135,10 @@ class GlobalOptions:
         while self._opened:
             self._opened.pop().close()
         self.repository = None
+
+
+def _say_wrong_password() -> None:
+    print("wrong password or no key found. Try again", file=sys.stderr)
 
 
 def _checks_without_cache() -> bool:
