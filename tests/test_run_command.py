@@ -216,3 +216,25 @@ def test_run_needs_something_to_back_up(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.decode() == (f"Fatal: {path}: profile empty has nothing to back up: "
                                     "set backup.sources (or backup.files-from)\n")
+
+
+def test_damage_found_by_check_fails_the_job_after_a_good_backup(home, tmp_path):
+    """check reads the repository itself (not the local cache): a damaged data pack is found."""
+    repo = tmp_path / "repo"
+    init_repository(str(repo), PASSWORD, kdf_params=(1 << 10, 8, 1)).close()
+    path = profile_file(tmp_path, str(repo), home / "src", """
+        [profile.job.check]
+        read-data-subset = "100%"
+        """)
+    run_job(path)
+    biggest = max((repo / "data").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    damaged = bytearray(biggest.read_bytes())
+    damaged[100] ^= 0xFF
+    biggest.chmod(0o600)
+    biggest.write_bytes(bytes(damaged))
+    proc = run_job(path, "--json", check=False)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1 and report["exit_code"] == 1 and report["success"] is False
+    assert [(s["step"], s["exit_code"]) for s in report["steps"]] == [("backup", 0), ("check", 1)]
+    assert report["steps"][1]["message"].startswith("repository contains errors (1 found, ")
+    assert biggest.name[:8] in report["steps"][1]["message"]

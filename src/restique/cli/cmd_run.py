@@ -43,7 +43,8 @@ def run(ctx, name):
         printer.step(before)
         report.steps.append(before)
     if not before or before.exit_code == 0:
-        job_report = run_job(_opener(opts), job, warn=printer.warn, on_step=printer.step)
+        job_report = run_job(_opener(opts, profile.get("check", "with-cache", False)), job,
+                             warn=printer.warn, on_step=printer.step)
         report.steps += job_report.steps
         report.snapshot_id = job_report.snapshot_id
     ending = hooks.run("after" if report.exit_code == 0 else "on-error", report)
@@ -55,12 +56,17 @@ def run(ctx, name):
         raise click.exceptions.Exit(report.exit_code)
 
 
-def _opener(opts):
-    """Opens the repository for run_job (twice: check starts afresh); the password is
-    resolved once, so a password command runs once."""
-    def open_repository():
+def _opener(opts, check_with_cache: bool):
+    """Opens the repository for run_job (twice: check starts afresh, and like `check`
+    without the local cache unless with-cache is set); the password is resolved once, so a
+    password command runs once."""
+    from dataclasses import replace
+
+    def open_repository(step: str):
         if opts.literal_password is None:
             opts.literal_password = opts.password()
+        if step == "check" and not check_with_cache:
+            return replace(opts, no_cache=True).open_unlocked()
         return opts.open_unlocked()
 
     return open_repository

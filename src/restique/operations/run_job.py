@@ -74,11 +74,12 @@ def _severity(code: int) -> int:
     return 0 if code == 0 else 1 if code == INCOMPLETE else 2
 
 
-def run_job(open_repository: Callable[[], object], options: JobOptions,
+def run_job(open_repository: Callable[[str], object], options: JobOptions,
             warn: Callable[[str], None] = lambda message: None,
             on_step: Optional[Callable[[StepResult], None]] = None) -> JobReport:
-    """Run the steps; open_repository() returns the repository opened, not locked (a
-    failure to open is the step "open"). warn receives per-file backup errors, forget's
+    """Run the steps; open_repository(step) returns the repository opened for the step
+    named, not locked (called for the first step and again for check; a failure to open is
+    the step "open"). warn receives per-file backup errors, forget's
     warnings and check's findings."""
     report = JobReport()
     steps = [("backup", options.backup, False, _backup), ("forget", options.forget, True, _forget),
@@ -92,7 +93,7 @@ def run_job(open_repository: Callable[[], object], options: JobOptions,
                 repo.close()  # check reads the repository afresh, not this process's index of it
                 repo = None
             if repo is None:
-                repo, results = _open(open_repository)
+                repo, results = _open(open_repository, name)
             if repo is not None:
                 results = _locked_step(repo, name, exclusive, options,
                                        lambda: run(repo, step_options, options, warn, report))
@@ -108,11 +109,11 @@ def run_job(open_repository: Callable[[], object], options: JobOptions,
     return report
 
 
-def _open(open_repository):
+def _open(open_repository, step: str):
     """(the repository, []) or (None, [the failed "open" step])."""
     started = time.monotonic()
     try:
-        return open_repository(), []
+        return open_repository(step), []
     except RestiqueError as exc:
         return None, [StepResult("open", exc.exit_code, time.monotonic() - started, _one_line(exc))]
 
