@@ -261,3 +261,22 @@ def test_library_errors_are_profile_errors(tmp_path):
     path = write(tmp_path, '[profile.a]\ninherit = "a"\n')
     with pytest.raises(ProfileError, match=r":2: a.inherit: inheritance loop: a -> a"):
         load_profile("a", str(path))
+
+
+def test_lines_are_found_past_multi_line_arrays_and_inline_tables(tmp_path):
+    path = write(tmp_path, """\
+        [profile.a.backup]
+        sources = [
+            "/one",   # a comment with = in it
+            "/two",
+        ]
+        exclude = ["x"]
+        [profile.b]
+        backup = { tags = ["t"] }
+        profile-typo = 1
+        """)
+    with pytest.raises(ProfileError, match=r"profiles.toml:9: b.profile-typo: unknown key"):
+        load_profile("a", str(path))
+    path.write_text(path.read_text().replace('backup = { tags = ["t"] }\nprofile-typo = 1\n', "backup = { host = 5 }\n"))
+    with pytest.raises(ProfileError, match=r"profiles.toml:8: b.backup.host: must be a string"):
+        load_profile("a", str(path))

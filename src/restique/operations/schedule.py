@@ -64,7 +64,9 @@ class ScheduledJob:
     def service_text(self) -> str:
         return (f"[Unit]\nDescription=restique job of profile {self.profile}\n"
                 "Wants=network-online.target\nAfter=network-online.target\n\n"
-                f"[Service]\nType=oneshot\nExecStart={_exec_line(self.command)}\n")
+                # a backup yields to interactive work
+                f"[Service]\nType=oneshot\nNice=10\nIOSchedulingClass=idle\n"
+                f"ExecStart={_exec_line(self.command)}\n")
 
     def timer_text(self) -> str:
         return (f"[Unit]\nDescription=restique job of profile {self.profile}, on schedule\n\n"
