@@ -285,18 +285,18 @@ def environment(work: Path) -> dict:
     return env
 
 
-def print_table(rows: list) -> None:
+def print_table(rows: list, file=None) -> None:
     """Per tool: wall s, CPU s, peak RSS MiB; then the wall ratio (and the CPU ratio)."""
-    print(f"{'backend':8} {'operation':32} {'restique wall cpu  MiB':>23} {'restic wall cpu  MiB':>21}"
-          f" {'wall':>5} {'cpu':>5}")
-    print("-" * 100)
+    lines = [f"{'backend':8} {'operation':32} {'restique wall cpu  MiB':>23} {'restic wall cpu  MiB':>21}"
+             f" {'wall':>5} {'cpu':>5}", "-" * 100]
     for backend, operation, usages in rows:
         mine, theirs = usages.get("restique"), usages.get("restic")
         cells = [f"{u.wall:7.2f} {u.cpu:6.2f} {u.rss:5.0f}" if u is not None else f"{'FAILED':>20}"
                  for u in (mine, theirs)]
         wall = f"{mine.wall / theirs.wall:.2f}" if mine and theirs and theirs.wall else "-"
         cpu = f"{mine.cpu / theirs.cpu:.2f}" if mine and theirs and theirs.cpu else "-"
-        print(f"{backend:8} {operation:32} {cells[0]:>23} {cells[1]:>21} {wall:>5} {cpu:>5}")
+        lines.append(f"{backend:8} {operation:32} {cells[0]:>23} {cells[1]:>21} {wall:>5} {cpu:>5}")
+    print("\n".join(lines), file=file or sys.stdout, flush=True)
 
 
 def default_work() -> Path:
@@ -351,7 +351,9 @@ def main(argv=None) -> int:
                     rounds.append(measure(target, sources, expected, runner, work, wl, args.ops))
                     for folder in target.storage:
                         shutil.rmtree(folder, ignore_errors=True)
-                rows += [(backend, op, usages) for op, usages in median_rows(rounds)]
+                done = [(backend, op, usages) for op, usages in median_rows(rounds)]
+                print_table(done, file=sys.stderr)  # a run stopped part-way still shows what it measured
+                rows += done
     finally:
         shutil.rmtree(work, ignore_errors=True)
     random_mib = sources["random file"].stat().st_size >> 20
