@@ -161,6 +161,8 @@ def test_forget_refuses_empty_policy(filled):
     ("wrong password", restique.WrongPassword, 12),
     ("password file", restique.PasswordError, 1),
     ("no location", restique.UsageError, 1),
+    ("no password", restique.UsageError, 1),
+    ("exists", restique.AlreadyExists, 1),
 ])
 def test_errors_and_exit_codes(filled, tmp_path, case, error, code):
     location = filled[0]
@@ -169,6 +171,8 @@ def test_errors_and_exit_codes(filled, tmp_path, case, error, code):
         "wrong password": lambda: restique.open(location, password="wrong"),
         "password file": lambda: restique.open(location, password_file=str(tmp_path / "none")),
         "no location": lambda: restique.open(None, password=PASSWORD),
+        "no password": lambda: restique.open(location),
+        "exists": lambda: restique.init(location, password=PASSWORD),
     }
     with pytest.raises(error) as caught:
         calls[case]()

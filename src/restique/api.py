@@ -122,6 +122,8 @@ def _password(password: Optional[str], password_file: Optional[str], password_co
     if password is not None and (password_file or password_command):
         raise UsageError("give one of password, password_file and password_command")
     found = password if password is not None else open_repo.configured_password(password_file, password_command, None)
+    if found is None:
+        raise UsageError("no password given: pass password, password_file or password_command")
     if not found:
         raise UsageError("an empty password is not a password")
     return found
@@ -165,8 +167,12 @@ def init(location: str, *, password: Optional[str] = None, password_file: Option
     ``copy`` between them deduplicates. Raises AlreadyExists if one is there already."""
     secret = _password(password, password_file, password_command)
     backend = open_repo.compose_backend(location, _settings(options, backend_options))
-    repo = _init_repository(backend, secret, version, polynomial=chunker_polynomial,
-                            compression_mode=compression, pack_size=pack_size)
+    try:
+        repo = _init_repository(backend, secret, version, polynomial=chunker_polynomial,
+                                compression_mode=compression, pack_size=pack_size)
+    except BaseException:
+        backend.close()  # a helper process (rclone) must not outlive a failed init
+        raise
     open_repo.call_locking(repo).configure(False, lock_wait)
     return repo
 
