@@ -4,11 +4,11 @@
 Measures, each on a fresh mount (cold: nothing listed or read yet):
   * the first listing of a 30,000-file snapshot through the mount (`find MOUNT/ids/<id>`),
     wall time and the CPU time the mounting process spent;
-  * reading a 512 MiB file through the mount (`cat`), MB/s;
+  * reading a 512 MiB file through the mount (`cat`), MB/s and the mounting process's CPU time;
   * restique serve: the same file over HTTP, MB/s; then 20 concurrent downloads of it, with
     the server's resident memory before and at its highest during them.
 
-    python scripts/mount_speed.py [--work DIR] [--repeat 2] [--files 30000] [--big-mib 512]
+    python scripts/mount_speed.py [--work DIR] [--repeat 3] [--files 30000] [--big-mib 512]
                                   [--tree DIR] [--big FILE] [--restique 'python -m restique']
 
 The data (a tree of small files and one random file) is generated under --work unless
@@ -95,15 +95,16 @@ def timed_find(m: Mount) -> tuple:
     return time.perf_counter() - start, cpu_seconds(m.proc.pid) - cpu, out.count(b"\n")
 
 
-def timed_read(path: str) -> tuple:
-    start, total = time.perf_counter(), 0
+def timed_read(m: Mount, path: str) -> tuple:
+    """(MB/s, CPU s of the mounting process) reading path through the mount."""
+    cpu, start, total = cpu_seconds(m.proc.pid), time.perf_counter(), 0
     with open(path, "rb", buffering=0) as f:
         while True:
             piece = f.read(1 << 20)
             if not piece:
                 break
             total += len(piece)
-    return total / (time.perf_counter() - start) / 1e6, total
+    return total / (time.perf_counter() - start) / 1e6, cpu_seconds(m.proc.pid) - cpu
 
 
 def free_port() -> int:
@@ -180,7 +181,7 @@ def prepare(args) -> tuple:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--files", type=int, default=30000)
     ap.add_argument("--big-mib", type=int, default=512)
     ap.add_argument("--tree")
@@ -193,7 +194,7 @@ def main() -> None:
     tools = {"restic": ["restic"], "restique": args.restique_cmd}
     mnt = os.path.join(work, "mnt")
     os.makedirs(mnt, exist_ok=True)
-    rows = {name: {"find": [], "cpu": [], "read": []} for name in tools}
+    rows = {name: {"find": [], "cpu": [], "read": [], "read_cpu": []} for name in tools}
     for name, cmd in tools.items():  # fill each tool's cache with the tree packs first
         m = Mount(cmd, repo, os.path.join(work, f"cache-{name}"), mnt)
         sid = os.path.basename(m.top)
@@ -213,11 +214,13 @@ def main() -> None:
             rows[name]["cpu"].append(cpu)
             m = Mount(cmd, repo, cache, mnt)
             try:
-                rows[name]["read"].append(timed_read(m.top + big)[0])
+                mbs, read_cpu = timed_read(m, m.top + big)
+                rows[name]["read"].append(mbs)
+                rows[name]["read_cpu"].append(read_cpu)
             finally:
                 m.close()
             print(f"{name}: find {wall:.2f} s ({count} entries, {cpu:.2f} s CPU), "
-                  f"read {rows[name]['read'][-1]:.0f} MB/s", file=sys.stderr, flush=True)
+                  f"read {mbs:.0f} MB/s ({read_cpu:.2f} s CPU)", file=sys.stderr, flush=True)
     served = measure_serve(args.restique_cmd, repo, os.path.join(work, "cache-restique"), sid, big, args.clients)
     load = os.getloadavg()[0]
     print(f"\n| measure (median of {args.repeat}, cold mounts) | restic 0.14 | restique |")
@@ -228,6 +231,8 @@ def main() -> None:
     print(f"| the same, CPU s of the mount process | {med['restic']['cpu']:.2f} | {med['restique']['cpu']:.2f} |")
     print(f"| read {os.path.getsize(big) >> 20} MiB file through the mount, MB/s | {med['restic']['read']:.0f} | "
           f"{med['restique']['read']:.0f} |")
+    print(f"| the same, CPU s of the mount process | {med['restic']['read_cpu']:.2f} | "
+          f"{med['restique']['read_cpu']:.2f} |")
     print(f"| serve: the same file over HTTP, MB/s | - | {served['http_mbs']:.0f} |")
     print(f"| serve: {args.clients} concurrent downloads, MB/s in all | - | {served['many_mbs']:.0f} |")
     print(f"| serve: RSS before / peak during them, MiB | - | {served['rss_before']:.0f} / "

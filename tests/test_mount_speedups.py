@@ -1,0 +1,96 @@
+"""The shortcuts that make mount and serve fast keep their answers exact: reads served from
+blobs already in the cache (without a thread), tree times read from a cached second, and the
+garbage collector settings used while a mount is served."""
+import gc
+import random
+
+import pytest
+
+from conftest import PASSWORD, run_restic, run_restique
+
+from restique.model.gotime import GoTime
+from restique.operations.snapshot_fs import SnapshotFS, SnapshotFSOptions, entries
+from restique.repository.repository import open_repository
+
+FILE_SIZE = 5 * 1024 * 1024 + 12345  # several blobs with restic's chunker (512 KiB to 8 MiB)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("speedups")
+    source = base / "src"
+    source.mkdir()
+    data = random.Random(3).randbytes(FILE_SIZE)
+    (source / "big.bin").write_bytes(data)
+    repo = base / "repo"
+    run_restique(repo, "init")
+    run_restic(repo, "backup", str(source))
+    fs = SnapshotFS(open_repository(str(repo), PASSWORD), SnapshotFSOptions())
+    top = "/ids/" + fs.list_dir("/ids")[0].name
+    yield fs, top + str(source / "big.bin"), data
+    fs.close()
+
+
+def test_cached_reads_wait_for_nothing_and_match_the_file(world):
+    fs, path, data = world
+    reader = fs.open_reader(path)
+    assert len(reader.blob_ids) > 2
+    assert reader.read_cached(0, 4096) is None  # the first blob was never loaded
+    assert fs.blobs.cached(reader.blob_ids[0]) is None  # and asking did not load it
+    assert reader.read(0, len(data)) == data
+    rnd = random.Random(5)
+    spans = [(0, 131072), (len(data) - 100, 4096), (len(data), 10), (len(data) + 5, 10)]
+    spans += [(start, 131072) for start in reader.starts[1:]]  # reads that begin on a blob boundary
+    spans += [(start - 17, 40) for start in reader.starts[1:]]  # and reads across one
+    spans += [(rnd.randrange(len(data)), rnd.randrange(1, 300_000)) for _ in range(50)]
+    for offset, size in spans:
+        assert reader.read_cached(offset, size) == data[offset:offset + size], (offset, size)
+        assert reader.read(offset, size) == data[offset:offset + size], (offset, size)
+
+
+def test_cached_read_misses_a_blob_not_kept(world):
+    fs, path, data = world
+    small = SnapshotFS(fs.repo, SnapshotFSOptions(cache_bytes=1024))  # keeps no blob
+    try:
+        reader = small.open_reader(path)
+        assert reader.read(0, len(data)) == data
+        assert reader.read_cached(0, 10) is None
+        assert reader.read_cached(len(data) - 10, 10) is None
+        assert reader.read(len(data) - 10, 10) == data[-10:]
+    finally:
+        small.close()
+
+
+def _random_time_text(rnd: random.Random) -> str:
+    zone = rnd.choice(["Z", "+02:00", "-05:30", "+00:00", "+14:00"])
+    fraction = str(rnd.randrange(10 ** 9)).rjust(9, "0")[:rnd.randint(1, 9)]
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%s%s" % (
+        rnd.randint(1970, 2100), rnd.randint(1, 12), rnd.randint(1, 28), rnd.randint(0, 23),
+        rnd.randint(0, 59), rnd.choice([0, 1, 59]), fraction, zone)
+
+
+def test_entry_times_equal_the_full_parser_from_the_second_cache():
+    rnd = random.Random(11)
+    texts = [_random_time_text(rnd) for _ in range(3000)]
+    texts += [t[:-1] + "0Z" if t.endswith("Z") else t for t in texts[:200]]  # same second, other fraction
+    texts += ["2020-01-01T00:00:00Z", "2020-01-01T10:00:00+01:00", "2020-01-01T1x:00:00.5Z",
+              "2020-02-30T00:00:00.5Z", "", "not a time"]
+    entries._SECONDS.clear()
+    entries._DAYS.clear()
+    for text in texts * 2:  # the second round comes from the caches
+        try:
+            want = GoTime.parse(text).unix_ns
+        except ValueError:
+            want = 0
+        assert entries._time_ns(text) == want, text
+
+
+def test_serving_collects_less_and_restores_the_collector():
+    from restique.mount import runner
+
+    before = gc.get_threshold()
+    with runner._collections_for_serving():
+        assert gc.get_threshold()[0] == runner.YOUNG_COLLECTION_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
