@@ -935,14 +935,12 @@ index_member(Reader *r, const char *key, Py_ssize_t len, void *ctx)
     return 0;
 }
 
-/* Replace the file positions of the packs in the new tail entries by their pack numbers. */
-static int
-register_packs(Reader *r, PyObject *pack_number, Table **tables, const Py_ssize_t *marks)
+/* The pack numbers of the file's packs, from pack_number(hex id) in file order. */
+static uint32_t *
+register_packs(Reader *r, PyObject *pack_number)
 {
     uint32_t *numbers = PyMem_Malloc((r->packs ? r->packs : 1) * sizeof(uint32_t));
-    if (!numbers)
-        return -1;
-    for (Py_ssize_t i = 0; i < r->packs; i++) {
+    for (Py_ssize_t i = 0; numbers && i < r->packs; i++) {
         PyObject *hex = PyUnicode_FromStringAndSize(r->pack_ids[i], 64);
         PyObject *n = hex ? PyObject_CallOneArg(pack_number, hex) : NULL;
         uint64_t v;
@@ -952,20 +950,31 @@ register_packs(Reader *r, PyObject *pack_number, Table **tables, const Py_ssize_
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_OverflowError, "pack number out of range");
             PyMem_Free(numbers);
-            return -1;
+            return NULL;
         }
         numbers[i] = (uint32_t)v;
     }
-    for (int k = 0; k < 2; k++)
-        for (Py_ssize_t i = marks[k]; i < tables[k]->tail_count; i++)
-            tables[k]->tail[i].pack = numbers[tables[k]->tail[i].pack];
-    PyMem_Free(numbers);
+    return numbers;
+}
+
+/* Move the staged entries into dst's tail, their file positions replaced by pack numbers. */
+static int
+commit_stage(Table *dst, Table *stage, const uint32_t *numbers)
+{
+    for (Py_ssize_t i = 0; i < stage->tail_count; i++) {
+        stage->tail[i].pack = numbers[stage->tail[i].pack];
+        if (push_tail(dst, &stage->tail[i]) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
     return 0;
 }
 
 /* load_index(data, tree, raw, pack_number): add an index file of the shape restic writes and
  * return True, registering its packs with pack_number(hex id) -> int in file order; else add
- * nothing and return False. */
+ * nothing and return False. The blobs are staged until the packs are registered: the callback
+ * may let other threads query the tables, which must not see unregistered pack positions. */
 static PyObject *
 load_index(PyObject *module, PyObject *args)
 {
@@ -974,22 +983,23 @@ load_index(PyObject *module, PyObject *args)
     PyObject *pack_number;
     if (!PyArg_ParseTuple(args, "O!O!y*O", &TableType, &tables[0], &TableType, &tables[1], &raw, &pack_number))
         return NULL;
-    Py_ssize_t marks[2] = {tables[0]->tail_count, tables[1]->tail_count};
+    Table stage[2] = {{.count = 0}, {.count = 0}};
     Reader r = {.p = raw.buf, .end = (const char *)raw.buf + raw.len};
-    BlobCtx b = {.data = tables[0], .tree = tables[1]};
+    BlobCtx b = {.data = &stage[0], .tree = &stage[1]};
     int ok = read_object(&r, index_member, &b);
     skip_ws(&r);
-    ok = ok < 0 ? -1 : ok && (b.index_seen & 1) && r.p == r.end;
-    if (ok && register_packs(&r, pack_number, tables, marks) < 0)
+    if (ok > 0)
+        ok = (b.index_seen & 1) && r.p == r.end;
+    uint32_t *numbers = ok > 0 ? register_packs(&r, pack_number) : NULL;
+    if (ok > 0 && (!numbers || commit_stage(tables[0], &stage[0], numbers) < 0 ||
+                   commit_stage(tables[1], &stage[1], numbers) < 0))
         ok = -1;
-    PyMem_Free(r.pack_ids);
+    PyMem_Free(numbers), PyMem_Free(r.pack_ids);
+    free(stage[0].tail), free(stage[1].tail);
     PyBuffer_Release(&raw);
     if (ok > 0)
         Py_RETURN_TRUE;
-    tables[0]->tail_count = marks[0], tables[1]->tail_count = marks[1];
-    if (PyErr_Occurred())
-        return NULL;
-    Py_RETURN_FALSE;
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
 }
 
 static PyMethodDef module_methods[] = {
