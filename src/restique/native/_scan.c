@@ -1,7 +1,371 @@
-/* Placeholder: filled in by the change that uses it. */
+/* One directory's scan in one call: readdir, lstat of every entry, the target of every
+ * symlink and (when asked) every entry's extended attributes, all without the GIL. The
+ * backup walk only turns the results into nodes. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structseq.h>
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", NULL, -1, NULL};
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
-PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }
+/* the lstat fields a node is made of, named as os.stat_result names them */
+static PyStructSequence_Field stat_fields[] = {
+    {"st_mode", NULL},     {"st_ino", NULL},      {"st_dev", NULL},      {"st_nlink", NULL},
+    {"st_uid", NULL},      {"st_gid", NULL},      {"st_size", NULL},     {"st_atime_ns", NULL},
+    {"st_mtime_ns", NULL}, {"st_ctime_ns", NULL}, {"st_rdev", NULL},     {NULL, NULL},
+};
+static PyStructSequence_Desc stat_desc = {"restique._scan.Stat", "lstat fields of a scanned entry",
+                                          stat_fields, 11};
+static PyTypeObject *StatType;
+
+struct xattr_buf {
+    char *names;  /* NUL-separated, as llistxattr returns them */
+    ssize_t names_len;
+    char **values;
+    ssize_t *value_lens; /* -1: that attribute could not be read (left out) */
+    int count;
+};
+
+struct entry {
+    char *name;
+    size_t name_len;
+    int err; /* errno of lstat, 0 if st is valid */
+    struct stat st;
+    char *link; /* a symlink's target */
+    ssize_t link_len;
+    int link_err;
+    struct xattr_buf xattrs;
+};
+
+struct scan {
+    struct entry *entries;
+    size_t count, cap;
+    int err; /* errno of opening or reading the directory */
+};
+
+static void free_xattrs(struct xattr_buf *x)
+{
+    for (int i = 0; i < x->count; i++)
+        free(x->values[i]);
+    free(x->values);
+    free(x->value_lens);
+    free(x->names);
+}
+
+static void free_scan(struct scan *s)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        free(s->entries[i].name);
+        free(s->entries[i].link);
+        free_xattrs(&s->entries[i].xattrs);
+    }
+    free(s->entries);
+}
+
+static int read_link(const char *path, struct entry *e)
+{
+    size_t cap = e->st.st_size > 0 ? (size_t)e->st.st_size + 1 : 256;
+    for (;;) {
+        char *buf = malloc(cap);
+        if (buf == NULL)
+            return ENOMEM;
+        ssize_t n = readlink(path, buf, cap);
+        if (n < 0) {
+            free(buf);
+            return errno;
+        }
+        if ((size_t)n < cap) { /* not truncated: the target grew otherwise */
+            e->link = buf;
+            e->link_len = n;
+            return 0;
+        }
+        free(buf);
+        cap *= 2;
+    }
+}
+
+/* Every attribute of path (not following a symlink); errors leave the list empty, a value
+ * that vanished in between is left out, as os.listxattr/os.getxattr callers do. */
+static void read_xattrs(const char *path, struct xattr_buf *x)
+{
+    ssize_t len = llistxattr(path, NULL, 0);
+    while (len > 0) {
+        x->names = malloc((size_t)len);
+        if (x->names == NULL)
+            return;
+        ssize_t got = llistxattr(path, x->names, (size_t)len);
+        if (got >= 0) {
+            len = got;
+            break;
+        }
+        free(x->names);
+        x->names = NULL;
+        if (errno != ERANGE)
+            return;
+        len = llistxattr(path, NULL, 0); /* the list grew: ask again */
+    }
+    if (len <= 0 || x->names == NULL)
+        return;
+    x->names_len = len;
+    int count = 0;
+    for (ssize_t i = 0; i < len; i++)
+        count += x->names[i] == '\0';
+    x->values = calloc((size_t)count + 1, sizeof *x->values);
+    x->value_lens = calloc((size_t)count + 1, sizeof *x->value_lens);
+    if (x->values == NULL || x->value_lens == NULL)
+        return;
+    x->count = count;
+    const char *name = x->names;
+    for (int i = 0; i < count; i++, name += strlen(name) + 1) {
+        x->value_lens[i] = -1;
+        for (int tries = 0; tries < 4; tries++) {
+            ssize_t size = lgetxattr(path, name, NULL, 0);
+            if (size < 0)
+                break;
+            char *value = malloc(size ? (size_t)size : 1);
+            if (value == NULL)
+                break;
+            ssize_t got = lgetxattr(path, name, value, (size_t)size);
+            if (got >= 0) {
+                x->values[i] = value;
+                x->value_lens[i] = got;
+                break;
+            }
+            free(value);
+            if (errno != ERANGE)
+                break;
+        }
+    }
+}
+
+static int add_entry(struct scan *s, const char *name)
+{
+    if (s->count == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        struct entry *grown = realloc(s->entries, cap * sizeof *grown);
+        if (grown == NULL)
+            return ENOMEM;
+        s->entries = grown;
+        s->cap = cap;
+    }
+    struct entry *e = &s->entries[s->count];
+    memset(e, 0, sizeof *e);
+    e->name_len = strlen(name);
+    e->name = malloc(e->name_len + 1);
+    if (e->name == NULL)
+        return ENOMEM;
+    memcpy(e->name, name, e->name_len + 1);
+    s->count++;
+    return 0;
+}
+
+/* Each entry is looked up by its full path, not relative to the open folder: the same
+ * calls as os.lstat(path), which tools that watch or fault-inject by path rely on. */
+static void scan_entry(const char *dir, size_t dir_len, struct entry *e, int want_xattrs, char **pathbuf,
+                       size_t *pathcap)
+{
+    size_t need = dir_len + 1 + e->name_len + 1;
+    if (need > *pathcap) {
+        char *grown = realloc(*pathbuf, need);
+        if (grown == NULL) {
+            e->err = ENOMEM;
+            return;
+        }
+        *pathbuf = grown;
+        *pathcap = need;
+    }
+    memcpy(*pathbuf, dir, dir_len);
+    size_t at = dir_len;
+    if (at == 0 || (*pathbuf)[at - 1] != '/')
+        (*pathbuf)[at++] = '/';
+    memcpy(*pathbuf + at, e->name, e->name_len + 1);
+    const char *path = *pathbuf;
+    if (lstat(path, &e->st) != 0) {
+        e->err = errno;
+        return;
+    }
+    if (S_ISLNK(e->st.st_mode))
+        e->link_err = read_link(path, e);
+    if (want_xattrs && !S_ISSOCK(e->st.st_mode))
+        read_xattrs(path, &e->xattrs);
+}
+
+static void scan_directory(const char *dir, size_t dir_len, int want_xattrs, struct scan *s)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        s->err = errno;
+        return;
+    }
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        s->err = errno;
+        close(fd);
+        return;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            s->err = errno; /* 0 at the end */
+            break;
+        }
+        const char *n = de->d_name;
+        if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
+            continue;
+        if ((s->err = add_entry(s, n)) != 0)
+            break;
+    }
+    if (s->err == 0) {
+        char *pathbuf = NULL;
+        size_t pathcap = 0;
+        for (size_t i = 0; i < s->count; i++)
+            scan_entry(dir, dir_len, &s->entries[i], want_xattrs, &pathbuf, &pathcap);
+        free(pathbuf);
+    }
+    closedir(d);
+}
+
+static PyObject *stat_object(const struct stat *st)
+{
+    PyObject *o = PyStructSequence_New(StatType);
+    if (o == NULL)
+        return NULL;
+    PyObject *v[11] = {
+        PyLong_FromUnsignedLong(st->st_mode),
+        PyLong_FromUnsignedLongLong(st->st_ino),
+        PyLong_FromUnsignedLongLong(st->st_dev),
+        PyLong_FromUnsignedLongLong(st->st_nlink),
+        PyLong_FromUnsignedLong(st->st_uid),
+        PyLong_FromUnsignedLong(st->st_gid),
+        PyLong_FromLongLong(st->st_size),
+        PyLong_FromLongLong((long long)st->st_atim.tv_sec * 1000000000LL + st->st_atim.tv_nsec),
+        PyLong_FromLongLong((long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec),
+        PyLong_FromLongLong((long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec),
+        PyLong_FromUnsignedLongLong(st->st_rdev),
+    };
+    for (int i = 0; i < 11; i++) {
+        if (v[i] == NULL) {
+            for (int j = 0; j < 11; j++)
+                Py_XDECREF(v[j]);
+            Py_DECREF(o);
+            return NULL;
+        }
+        PyStructSequence_SET_ITEM(o, i, v[i]);
+    }
+    return o;
+}
+
+static PyObject *xattr_list(const struct xattr_buf *x)
+{
+    PyObject *list = PyList_New(0);
+    const char *name = x->names;
+    for (int i = 0; list != NULL && i < x->count; i++, name += strlen(name) + 1) {
+        if (x->value_lens[i] < 0)
+            continue;
+        PyObject *item = Py_BuildValue("(Ny#)", PyUnicode_DecodeFSDefault(name), x->values[i],
+                                       x->value_lens[i]);
+        if (item == NULL || PyList_Append(list, item) != 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(item);
+    }
+    return list;
+}
+
+/* (name, errno, Stat or None, link target bytes or errno or None, xattrs list or None) */
+static PyObject *entry_object(const struct entry *e, int want_xattrs)
+{
+    PyObject *name = PyUnicode_DecodeFSDefaultAndSize(e->name, (Py_ssize_t)e->name_len);
+    if (name == NULL)
+        return NULL;
+    if (e->err)
+        return Py_BuildValue("(NiOOO)", name, e->err, Py_None, Py_None, Py_None);
+    PyObject *st = stat_object(&e->st);
+    if (st == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    PyObject *link;
+    if (e->link != NULL)
+        link = PyBytes_FromStringAndSize(e->link, e->link_len);
+    else if (e->link_err)
+        link = PyLong_FromLong(e->link_err);
+    else
+        link = Py_NewRef(Py_None);
+    PyObject *xattrs = want_xattrs && !S_ISSOCK(e->st.st_mode) ? xattr_list(&e->xattrs) : Py_NewRef(Py_None);
+    if (link == NULL || xattrs == NULL) {
+        Py_DECREF(name);
+        Py_DECREF(st);
+        Py_XDECREF(link);
+        Py_XDECREF(xattrs);
+        return NULL;
+    }
+    return Py_BuildValue("(NiNNN)", name, 0, st, link, xattrs);
+}
+
+/* scan_dir(path: bytes, xattrs: bool) -> [(name, errno, Stat, link, xattrs), ...] in
+ * directory order; OSError when the directory cannot be opened or read. */
+static PyObject *scan_dir(PyObject *self, PyObject *args)
+{
+    PyObject *given, *path;
+    int want_xattrs;
+    if (!PyArg_ParseTuple(args, "Op", &given, &want_xattrs) || !PyUnicode_FSConverter(given, &path))
+        return NULL;
+    struct scan s = {0};
+    const char *dir = PyBytes_AS_STRING(path);
+    size_t dir_len = (size_t)PyBytes_GET_SIZE(path);
+    Py_BEGIN_ALLOW_THREADS
+    scan_directory(dir, dir_len, want_xattrs, &s);
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
+    if (s.err) {
+        errno = s.err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, given); /* named as given, as os.scandir */
+        goto done;
+    }
+    result = PyList_New((Py_ssize_t)s.count);
+    for (size_t i = 0; result != NULL && i < s.count; i++) {
+        PyObject *item = entry_object(&s.entries[i], want_xattrs);
+        if (item == NULL)
+            Py_CLEAR(result);
+        else
+            PyList_SET_ITEM(result, (Py_ssize_t)i, item);
+    }
+done:
+    free_scan(&s);
+    Py_DECREF(path);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan_dir", scan_dir, METH_VARARGS,
+     "scan_dir(path, xattrs) -> [(name, errno, Stat or None, link target or errno or None, "
+     "[(xattr name, value), ...] or None), ...]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan",
+                                    "directory scans without the GIL", -1, methods};
+
+PyMODINIT_FUNC PyInit__scan(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    StatType = PyStructSequence_NewType(&stat_desc);
+    if (StatType == NULL || PyModule_AddObjectRef(m, "Stat", (PyObject *)StatType) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -5,7 +5,7 @@ import pwd
 import stat
 import threading
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 from ..model.gotime import GoTime
 from ..model.node import (
@@ -107,6 +107,16 @@ def read_xattrs(path) -> list:
 def node_from_stat(name: str, path, st: os.stat_result, with_atime: bool = False, xattrs: bool = True) -> Node:
     """A node for a directory entry, from its lstat result. File content and a
     directory's subtree are filled in by the archiver."""
+    linktarget = None
+    if stat.S_ISLNK(st.st_mode):
+        linktarget = os.readlink(path) if isinstance(path, str) else os.fsdecode(os.readlink(path))
+    return node_from_fields(name, st, linktarget, read_xattrs(path) if xattrs else None, with_atime)
+
+
+def node_from_fields(name: str, st, linktarget: Optional[str], xattrs: Optional[list],
+                     with_atime: bool = False) -> Node:
+    """A node from what was read already: lstat fields (os.stat_result or a native scan's
+    Stat), a symlink's target and the extended attributes (None: not read)."""
     node_type, _ = _TYPES.get(stat.S_IFMT(st.st_mode), ("irregular", 0))
     mtime = local_time(st.st_mtime_ns)
     node = Node(
@@ -129,12 +139,12 @@ def node_from_stat(name: str, path, st: os.stat_result, with_atime: bool = False
         node.content = []
     elif node_type == "symlink":
         node.links = st.st_nlink
-        node.linktarget = os.readlink(path) if isinstance(path, str) else os.fsdecode(os.readlink(path))
+        node.linktarget = linktarget
     elif node_type in ("dev", "chardev"):
         node.links = st.st_nlink
         node.device = st.st_rdev
     if xattrs:
-        node.xattrs = read_xattrs(path)
+        node.xattrs = xattrs
     return node
 
 

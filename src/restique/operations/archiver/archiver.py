@@ -9,6 +9,7 @@ changed file, small_files.py reads small files in batches, file_saver.py chunks 
 content, tree_saver.py writes a directory's tree once its entries are done, reuse.py
 recognises directories unchanged since the parent snapshot.
 """
+import errno
 import os
 import stat
 import sys
@@ -19,6 +20,8 @@ from ...errors import RestiqueError
 from ...model.gotime import GoTime
 from ...model.node import Node
 from ...repository.chunker import MIN_SIZE, Chunker
+from ..fs_metadata import node_from_fields, read_xattrs
+from .dir_scan import DirScans
 from .file_reader import FileReader, PendingFile
 from .file_saver import FileSaver
 from .parent import ParentTrees
@@ -64,8 +67,9 @@ class Archiver:
         self.reader = FileReader(self.saver, self.progress)
         self.small_files = SmallFileBatches(self.reader, self.saver, self.readers, self.queued, self.progress)
         self.parents = ParentTrees(repo)
+        self.scans = DirScans(options.xattrs)
         self.reuse = TreeReuse(self.parents.children, lambda blob_id: repo.index.has("data", blob_id),
-                               options.reject, options.with_atime, options.xattrs, options.one_file_system)
+                               self.scans, options.reject, options.with_atime, options.xattrs, options.one_file_system)
         self._root_dev: Optional[int] = None
         self.root_parent_tree: Optional[str] = None  # the parent's root tree, for checkpoints
 
@@ -121,7 +125,7 @@ class Archiver:
             st = os.stat(target.fs_path)
             if not stat.S_ISDIR(st.st_mode):
                 raise NotADirectoryError(f"path is not a directory: {target.fs_path}")
-            node = self._node(snap_path.rpartition("/")[2], target.fs_path, st)
+            node = self._node(snap_path.rpartition("/")[2], target.fs_path, st, None)
         job = self.trees.open_dir(node, snap_path, parent_node)
         old = self.parents.children(parent_tree)
         outer = self.small_files.start_dir()
@@ -151,17 +155,21 @@ class Archiver:
 
     def _add_dir_entries(self, job: DirJob, fs_path: str, snap_path: str, old: Dict[str, dict]) -> None:
         try:
-            with os.scandir(fs_path) as it:
-                names = sorted(e.name for e in it)
+            entries = self.scans.take(fs_path)
         except OSError as exc:
             report_error(self.progress, snap_path or "/", exc, op="open")
             if job.node is not None:
                 job.node = None  # an unreadable directory is left out completely
             return
         outer = self.small_files.start_dir()
-        for name in names:
-            child_fs = os.path.join(fs_path, name)
-            self.trees.add_child(job, self._save_path(child_fs, name, f"{snap_path}/{name}", old.get(name)))
+        add_child, save_entry, join = self.trees.add_child, self._save_entry, os.path.join
+        for name, err, st, link, xattrs in entries:
+            child_fs, child_snap = join(fs_path, name), f"{snap_path}/{name}"
+            if err:
+                if err != errno.ENOENT:  # ENOENT: vanished since the directory was listed
+                    report_error(self.progress, child_snap, OSError(err, os.strerror(err), child_fs), op="lstat")
+                continue
+            add_child(job, save_entry(child_fs, name, child_snap, old.get(name), st, (link, xattrs)))
         self.small_files.end_dir(outer)
 
     def _reused_dir(self, node: Node, old: dict, events) -> Completion:
@@ -188,14 +196,9 @@ class Archiver:
             return -1
 
     # --- single entries ---
-    def _node(self, name: str, fs_path: str, st: os.stat_result) -> Node:
-        from ..fs_metadata import node_from_stat
-
-        return node_from_stat(name, fs_path, st, self.opts.with_atime, self.opts.xattrs)
-
     def _save_path(self, fs_path: str, name: str, snap_path: str, old: Optional[dict],
                    is_target: bool = False) -> Optional[Completion]:
-        """Start saving one entry; None when it is left out."""
+        """Start saving one entry named on the command line; None when it is left out."""
         try:
             st = os.lstat(fs_path)
         except FileNotFoundError:
@@ -203,12 +206,30 @@ class Archiver:
         except OSError as exc:
             report_error(self.progress, snap_path, exc, during="scan" if is_target else "archival", op="lstat")
             return None
+        return self._save_entry(fs_path, name, snap_path, old, st, None, is_target)
+
+    def _read_extras(self, fs_path: str, st) -> tuple:
+        """(symlink target, extended attributes) of an entry that was not scanned."""
+        link = os.readlink(os.fsencode(fs_path)) if stat.S_ISLNK(st.st_mode) else None
+        return link, read_xattrs(fs_path) if self.opts.xattrs else None
+
+    def _node(self, name: str, fs_path: str, st, extras: Optional[tuple]) -> Node:
+        link, xattrs = extras if extras is not None else self._read_extras(fs_path, st)
+        if type(link) is int:
+            raise OSError(link, os.strerror(link), fs_path)  # readlink failed in the scan
+        return node_from_fields(name, st, os.fsdecode(link) if link is not None else None, xattrs,
+                                self.opts.with_atime)
+
+    def _save_entry(self, fs_path: str, name: str, snap_path: str, old: Optional[dict], st,
+                    extras: Optional[tuple], is_target: bool = False) -> Optional[Completion]:
+        """Start saving one entry from its lstat fields (and, when scanned, its symlink
+        target and extended attributes); None when it is left out."""
         if stat.S_ISSOCK(st.st_mode):
             return None  # restic does not record sockets
         if self.opts.reject is not None and not is_target and self.opts.reject(snap_path, fs_path, st):
             return None
         try:
-            node = self._node(name, fs_path, st)
+            node = self._node(name, fs_path, st, extras)
         except OSError as exc:
             report_error(self.progress, snap_path, exc)
             return None

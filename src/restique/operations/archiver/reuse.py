@@ -11,7 +11,8 @@ import os
 import stat
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..fs_metadata import go_mode, group_name, local_time, read_xattrs, user_name
+from ..fs_metadata import go_mode, group_name, local_time, user_name
+from .dir_scan import DirScans
 
 # (snapshot path, "file"|"dir"|"other", size) of every entry, for progress and counts
 Events = List[Tuple[str, str, int]]
@@ -26,8 +27,9 @@ _KNOWN = {"name", "type", "mode", "mtime", "atime", "ctime", "uid", "gid", "user
 
 class TreeReuse:
     def __init__(self, children: Callable[[str], Dict[str, dict]], has_blob: Callable[[str], bool],
-                 reject, with_atime: bool, xattrs: bool, one_file_system: bool):
+                 scans: DirScans, reject, with_atime: bool, xattrs: bool, one_file_system: bool):
         self._children = children  # parent tree id -> {name: node dict}
+        self._scans = scans
         self._has_blob = has_blob
         self._reject = reject
         self._with_atime = with_atime
@@ -49,23 +51,20 @@ class TreeReuse:
             return None
         old = self._children(subtree)
         try:
-            with os.scandir(fs_path) as it:
-                names = [e.name for e in it]
+            entries = self._scans.peek(fs_path)
         except OSError:
             return None
         events: Events = []
         seen = 0
-        for name in names:
+        for name, err, st, link, xattrs in entries:
+            if err:
+                return None
             path = os.path.join(fs_path, name)
             child_snap = f"{snap_path}/{name}"
-            try:
-                st = os.lstat(path)
-            except OSError:
-                return None
             if stat.S_ISSOCK(st.st_mode) or (self._reject is not None and self._reject(child_snap, path, st)):
                 continue
             o = old.get(name)
-            if o is None or not self.same(o, st, path):
+            if o is None or not self.same(o, st, link, xattrs):
                 return None
             seen += 1
             if stat.S_ISDIR(st.st_mode):
@@ -80,10 +79,12 @@ class TreeReuse:
         if seen != len(old):
             return None  # something was removed
         events.append((snap_path + "/", "dir", 0))
+        self._scans.forget(fs_path)  # its tree is reused: the walk will not list it
         return events
 
-    def same(self, o: dict, st: os.stat_result, path: str) -> bool:
-        """Would a node made from st be encoded exactly like o (subtree aside)?"""
+    def same(self, o: dict, st, link, xattrs) -> bool:
+        """Would a node made from a scanned entry (lstat fields, symlink target, extended
+        attributes) be encoded exactly like o (subtree aside)?"""
         kind = _TYPES.get(stat.S_IFMT(st.st_mode))
         if kind is None or o.get("type") != kind or not _KNOWN.issuperset(o):
             return False
@@ -106,7 +107,9 @@ class TreeReuse:
         elif (o.get("size") or 0) != 0:
             return False
         if kind == "symlink":
-            raw = os.fsencode(os.readlink(path))
+            if type(link) is not bytes:
+                return False  # unreadable: the walk reports it
+            raw = link
             stored = base64.b64decode(o["linktarget_raw"]) if o.get("linktarget_raw") else \
                 (o.get("linktarget") or "").encode("utf-8", "surrogateescape")
             if raw != stored or (o.get("linktarget_raw") is None and not _utf8(raw)):
@@ -114,7 +117,7 @@ class TreeReuse:
         if kind in ("dev", "chardev") and (o.get("device") or 0) != st.st_rdev:
             return False
         old_attrs = [(a.get("name"), a.get("value")) for a in o.get("extended_attributes") or []]
-        attrs = [(n, base64.b64encode(v).decode()) for n, v in read_xattrs(path)] if self._xattrs else []
+        attrs = [(n, base64.b64encode(v).decode()) for n, v in xattrs or ()] if self._xattrs else []
         return old_attrs == attrs
 
 
