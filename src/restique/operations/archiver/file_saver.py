@@ -13,7 +13,7 @@ from typing import Callable, List, Tuple
 from ...repository.chunker import MIN_SIZE, Chunker
 from .tasks import Completion, WorkerPool
 
-IN_FLIGHT_BYTES = 16 * 1024 * 1024  # chunks read but not yet sealed
+IN_FLIGHT_BYTES = 8 * 1024 * 1024  # chunks read but not yet sealed: a few per saver thread
 CHUNK_BUFFER = 4 * 1024 * 1024  # read size for chunking; bounds memory per reader
 
 

@@ -57,9 +57,10 @@ class SmallFileBatches:
     def _flush(self) -> None:
         if self._batch:
             batch, self._batch, self._batch_bytes = self._batch, [], 0
-            self.queued.enter()
+            # counted per file: queued files hold their nodes until read
+            self.queued.enter(len(batch))
             task = self.readers.submit(self._read_batch, batch)
-            task.add_done_callback(lambda _t: self.queued.leave())
+            task.add_done_callback(lambda _t, n=len(batch): self.queued.leave(n))
 
     def _read_batch(self, batch: List[PendingFile]) -> None:
         """Read and hash a batch natively, then save what is new and complete each file."""

@@ -134,8 +134,9 @@ class CancelledTask(Exception):
 
 
 class Gate:
-    """Flow control for the walker: it waits once `high` tasks are queued and resumes when
-    they drain to `low`, so finishing tasks rarely have to wake it."""
+    """Flow control for the walker: it waits once `high` files are queued and resumes when
+    they drain to `low`, so finishing tasks rarely have to wake it. A task counts the files
+    it holds (a batch of small files, many)."""
 
     def __init__(self, high: int, low: int):
         self._high, self._low = high, low
@@ -144,15 +145,15 @@ class Gate:
         self._open = threading.Event()
         self._open.set()
 
-    def enter(self) -> None:
+    def enter(self, files: int = 1) -> None:
         self._open.wait()
         with self._lock:
-            self._count += 1
+            self._count += files
             if self._count >= self._high:
                 self._open.clear()
 
-    def leave(self) -> None:
+    def leave(self, files: int = 1) -> None:
         with self._lock:
-            self._count -= 1
+            self._count -= files
             if self._count <= self._low and not self._open.is_set():
                 self._open.set()
