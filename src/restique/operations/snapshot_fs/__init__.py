@@ -8,6 +8,7 @@ and `serve` (WebDAV). No printing, no FUSE here.
     fs.list_dir("/snapshots")       # [FsEntry] in name order; NotADirectory for a non-directory
     fs.read("/ids/1a2b3c4d/home/a.txt", offset, size)   # bytes, short at the end; thread-safe
     fs.open_reader(path).read(offset, size)              # the same, for repeated reads of one file
+    fs.open_reader(path).read_cached(offset, size)       # the same if its blobs are cached, else None (never waits)
     fs.snapshots()                  # [Snapshot] shown, oldest first; refreshed every refresh_seconds
     fs.refresh(force=True)          # reload the snapshot list now; fs.close() stops the readers
 
