@@ -53,9 +53,10 @@ def list_keys(opts):
 def _new_password(opts, new_password_file):
     from . import password as passwords
     from ..errors import UsageError
+    from ..operations.open_repo import password_from_file
 
     if new_password_file:
-        pw = passwords._from_file(new_password_file)
+        pw = password_from_file(new_password_file)
     else:
         pw = passwords.ask_new("enter new password: ", opts.quiet)
     if not pw:
