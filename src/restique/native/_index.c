@@ -31,7 +31,8 @@
 
 #define BUCKETS 65536
 #define ID_TAIL 30               /* id bytes a record stores; the bucket implies the first 2 */
-#define MIN_MERGE 4096           /* a tail this small stays hashed */
+#define MIN_MERGE 65536          /* a tail this small stays hashed: a merge walks every bucket */
+#define TRIM_BYTES (16u << 20)   /* give freed memory back to the system from this much on */
 #define INSERTION_SORT_MAX 24
 
 typedef struct {
@@ -128,6 +129,24 @@ bucket_of(const uint8_t *id)
 
 /* --- the sorted records ------------------------------------------------------------------- */
 
+static uint64_t
+load_be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+}
+
+/* memcmp of two id tails, the first 8 bytes compared inline (they almost always differ) */
+static int
+compare_tails(const uint8_t *a, const uint8_t *b)
+{
+    uint64_t x = load_be64(a), y = load_be64(b);
+    if (x != y)
+        return x < y ? -1 : 1;
+    return memcmp(a + 8, b + 8, ID_TAIL - 8);
+}
+
 static Py_ssize_t
 find_record(const Table *t, const uint8_t *id)
 {
@@ -137,7 +156,7 @@ find_record(const Table *t, const uint8_t *id)
     Py_ssize_t lo = t->bucket[b], hi = t->bucket[b + 1];
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
-        int c = memcmp(t->records + (size_t)mid * t->stride, id + 2, ID_TAIL);
+        int c = compare_tails(t->records + (size_t)mid * t->stride, id + 2);
         if (c == 0)
             return mid;
         if (c < 0)
@@ -364,6 +383,7 @@ merge_tail(Table *t)
                                 out + (size_t)written * stride, widths, stride);
     }
     bucket[BUCKETS] = (uint32_t)written;
+    Py_ssize_t freed_tail = t->tail_cap;
     PyMem_Free(starts), free(order), free(t->records), free(t->bucket), free(t->tail), free(t->slots);
     uint8_t *shrunk = realloc(out, (size_t)(written ? written : 1) * stride);
     t->records = shrunk ? shrunk : out;
@@ -375,7 +395,8 @@ merge_tail(Table *t)
     t->tail_count = t->tail_cap = t->tail_hashed = 0;
     t->slot_mask = 0;
 #ifdef __GLIBC__
-    malloc_trim(0); /* else the freed tail's pages stay in the process: ~6 bytes a blob */
+    if ((size_t)freed_tail * sizeof(TailEntry) >= TRIM_BYTES)
+        malloc_trim(0); /* else glibc keeps the freed tail's pages: ~6 bytes a blob */
 #endif
     return 0;
 }
@@ -397,13 +418,30 @@ settle(Table *t)
 
 /* --- lookups from Python ------------------------------------------------------------------ */
 
-static int
-hex_nibble(unsigned c)
+static int8_t HEX[256]; /* a hex digit's value, -1 for other bytes; filled at import */
+
+static void
+fill_hex_table(void)
 {
-    if (c - '0' < 10)
-        return c - '0';
-    c |= 0x20;
-    return c - 'a' < 6 ? (int)(c - 'a' + 10) : -1;
+    memset(HEX, -1, sizeof HEX);
+    for (int i = 0; i < 10; i++)
+        HEX['0' + i] = (int8_t)i;
+    for (int i = 0; i < 6; i++)
+        HEX['a' + i] = HEX['A' + i] = (int8_t)(10 + i);
+}
+
+/* The 32 bytes of 64 hex digits, without a branch per digit (ids are random: they would
+ * mispredict); 0 if any is not a hex digit. */
+static int
+decode_hex(const unsigned char *s, uint8_t *id)
+{
+    int bad = 0;
+    for (int i = 0; i < 32; i++) {
+        int hi = HEX[s[2 * i]], lo = HEX[s[2 * i + 1]];
+        bad |= hi | lo;
+        id[i] = (uint8_t)(hi << 4 | (lo & 15));
+    }
+    return bad >= 0;
 }
 
 /* 1 and the id's 32 bytes when obj is a str of 64 hex digits, else 0. */
@@ -413,14 +451,7 @@ parse_hex_id(PyObject *obj, uint8_t *id)
     if (!PyUnicode_Check(obj) || PyUnicode_READY(obj) < 0 || !PyUnicode_IS_ASCII(obj) ||
         PyUnicode_GET_LENGTH(obj) != 64)
         return 0;
-    const unsigned char *s = PyUnicode_1BYTE_DATA(obj);
-    for (int i = 0; i < 32; i++) {
-        int hi = hex_nibble(s[2 * i]), lo = hex_nibble(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return 0;
-        id[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 1;
+    return decode_hex(PyUnicode_1BYTE_DATA(obj), id);
 }
 
 /* 1 with the blob's fields when the table holds the id, 0 when not, -1 on error. */
@@ -445,6 +476,20 @@ table_find(Table *t, PyObject *hex, Fields *f)
 }
 
 static PyObject *
+numbers_tuple(int n, const uint64_t *v)
+{
+    PyObject *out = PyTuple_New(n);
+    for (int i = 0; out && i < n; i++) {
+        PyObject *item = PyLong_FromUnsignedLongLong(v[i]);
+        if (!item)
+            Py_CLEAR(out);
+        else
+            PyTuple_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
+static PyObject *
 Table_has(Table *t, PyObject *hex)
 {
     Fields f;
@@ -459,8 +504,7 @@ Table_get(Table *t, PyObject *hex)
     int found = table_find(t, hex, &f);
     if (found <= 0)
         return found < 0 ? NULL : Py_NewRef(Py_None);
-    return Py_BuildValue("(KKKK)", (unsigned long long)f.pack, (unsigned long long)f.offset,
-                         (unsigned long long)f.length, (unsigned long long)f.ulen);
+    return numbers_tuple(4, (uint64_t[]){f.pack, f.offset, f.length, f.ulen});
 }
 
 static PyObject *
@@ -470,7 +514,7 @@ Table_sizes(Table *t, PyObject *hex)
     int found = table_find(t, hex, &f);
     if (found <= 0)
         return found < 0 ? NULL : Py_NewRef(Py_None);
-    return Py_BuildValue("(KK)", (unsigned long long)f.length, (unsigned long long)f.ulen);
+    return numbers_tuple(2, (uint64_t[]){f.length, f.ulen});
 }
 
 static Py_ssize_t
@@ -768,13 +812,7 @@ read_id(Reader *r, uint8_t *id, int lowercase_only)
     for (int i = 0; i < 64; i++)
         if (lowercase_only && s[i] >= 'A' && s[i] <= 'F')
             return 0;
-    for (int i = 0; i < 32; i++) {
-        int hi = hex_nibble((unsigned char)s[2 * i]), lo = hex_nibble((unsigned char)s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return 0;
-        id[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 1;
+    return decode_hex((const unsigned char *)s, id);
 }
 
 static int
@@ -1016,6 +1054,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_index", "Compact bl
 PyMODINIT_FUNC
 PyInit__index(void)
 {
+    fill_hex_table();
     if (PyType_Ready(&TableType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -8,6 +8,7 @@ the union of all index files, answering "where is blob (type, id)?".
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import orjson
@@ -243,8 +244,7 @@ class MasterIndex:
         for blob_type in BLOB_TYPES:
             table = self._tables[blob_type]
             for start in range(0, len(table), _IDS_PER_SLICE):
-                for blob_id in table.hex_slice(start, start + _IDS_PER_SLICE):
-                    yield blob_type, blob_id
+                yield from zip(repeat(blob_type), table.hex_slice(start, start + _IDS_PER_SLICE))
 
     def __len__(self):
         return sum(len(t) for t in self._tables.values())
