@@ -12,7 +12,10 @@
  * Additions go to an unsorted tail first (full ids, full numbers). A large tail -- loading the
  * index at start -- is sorted bucket by bucket and merged into the records at the first query; a
  * small one -- new packs during a backup -- is answered through a hash table over the tail and
- * merged once it grows past an eighth of the table, so the rebuilds cost O(1) per blob.
+ * merged once it reaches 65,536 entries and an eighth of the table, so rebuilds cost O(1) a blob.
+ *
+ * Index files of the shape restic writes are parsed here too (load_index), straight into the
+ * tables; anything else is left to the Python path, which owns the error messages.
  *
  * The first of several additions of one id wins, as the dict's setdefault did: the records are
  * older than every tail entry, and tail entries are ordered by their position in the tail.
