@@ -8,8 +8,8 @@ restores each snapshot with the cache warm (the cache the backup filled) and col
 --cache-dir). Every command runs for both tools, one after the other, the order alternating;
 every restore is compared with its source outside the timed part. Prints one table: backend,
 operation, then for restique and restic the wall seconds, the CPU seconds (user + system, the
-command and the helpers it waited for: ssh, rclone) and the peak RSS, and the wall ratio (below
-1: restique is faster). With --repeat N each backend is measured N times, each time on new
+command and the helpers it waited for: ssh, rclone) and the peak RSS, then the wall and the CPU
+ratios (below 1: restique is faster). With --repeat N each backend is measured N times, each time on new
 repositories, and every cell is the median of the N. --ops picks the operations shown: a restore
 still needs a backup, which then runs untimed.
 
