@@ -250,9 +250,16 @@ def encode_tree(nodes: List[Node]) -> bytes:
     """The tree blob for nodes (sorted by name bytewise, as restic sorts them)."""
     for node in nodes:
         check_node_name(node.name)
-    ordered = sorted(nodes, key=_sort_key)
-    text = '{"nodes":[' + ",".join(encode_node(n) for n in ordered) + "]}\n"
-    return text.encode("utf-8", "surrogateescape")
+    # One growing buffer: a folder of a million entries peaks at about twice its tree's
+    # size, where joining the nodes' texts and then encoding held four times that.
+    out = bytearray(b'{"nodes":[')
+    separator = b""
+    for node in sorted(nodes, key=_sort_key):
+        out += separator
+        out += encode_node(node).encode("utf-8", "surrogateescape")
+        separator = b","
+    out += b"]}\n"
+    return bytes(out)
 
 
 def decode_tree(raw: bytes) -> List[Node]:
