@@ -31,9 +31,19 @@ def _format_parts(seconds: int, offset: int):
 def _check_fields(text: str, year: int, month: int, day: int, hour: int, minute: int, second: int) -> None:
     """ValueError for a date or clock reading that does not exist, as Go's time.Parse refuses
     it (formatting such a time later would fail or print another time)."""
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]
+    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)
             and hour < 24 and minute < 60 and second < 60):
         raise ValueError(f"invalid time {text!r}: field out of range")
+
+
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    # calendar.monthrange also works out the weekday: most of a parse's time
+    if month == 2 and calendar.isleap(year):
+        return 29
+    return _MONTH_DAYS[month]
 
 
 def _zone_offset(text: str, zone: str) -> int:
@@ -53,15 +63,18 @@ def _parse_second(text: str, zone: str):
             and text[13] == ":" and text[16] == ":"):
         return GoTime._parse_slow(text[:19] + zone)
     offset = _zone_offset(text, zone)
-    _check_fields(text, int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
-                  int(text[17:19]))
-    day = _DAYS.get(text[:10])
+    hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
+    day = _DAYS.get(text[:10])  # only dates that passed the check below are cached
     if day is None:  # files of one backup share few days; timegm is the slow part
-        day = calendar.timegm((int(text[:4]), int(text[5:7]), int(text[8:10]), 0, 0, 0, 0, 0, 0))
+        year, month, mday = int(text[:4]), int(text[5:7]), int(text[8:10])
+        _check_fields(text, year, month, mday, 0, 0, 0)
+        day = calendar.timegm((year, month, mday, 0, 0, 0, 0, 0, 0))
         if len(_DAYS) > 65536:
             _DAYS.clear()
         _DAYS[text[:10]] = day
-    seconds = day + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+    if hour >= 24 or minute >= 60 or second >= 60:
+        raise ValueError(f"invalid time {text!r}: field out of range")
+    seconds = day + hour * 3600 + minute * 60 + second
     return (seconds - offset) * 1_000_000_000, offset
 
 
