@@ -163,7 +163,8 @@ def print_table(rounds: list) -> None:
     for step in STEPS:
         mine, theirs = (median_figures(rounds, step, tool) for tool in TOOLS)
         for tool, figures in zip(TOOLS, (mine, theirs)):
-            cells = "  FAILED" if figures is None else f"{figures[0]:8.2f} {figures[1]:8.2f} {figures[2]:8.1f}"
+            rss = f"{figures[2]:8.1f}" if figures and step != "init" else "       -"  # init: key swap in-process
+            cells = "  FAILED" if figures is None else f"{figures[0]:8.2f} {figures[1]:8.2f} {rss}"
             ratios = ""
             if tool == "restic" and mine and theirs:
                 ratios = "   " + " ".join(f"{a / b:5.2f}" if b else "    -" for a, b in zip(mine, theirs))
