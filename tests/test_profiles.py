@@ -223,6 +223,22 @@ def test_the_command_line_beats_the_profile_and_the_profile_beats_the_environmen
     assert tags == ["from-flag", "from-profile", "one"]
 
 
+@pytest.mark.parametrize("profile_key, flag, read", [
+    ('read-data-subset = "1/1000"', "--read-data", "read all data"),
+    ("read-data = true", "--read-data-subset=1/100", "packs in 100 groups"),
+])
+def test_a_check_flag_replaces_the_profiles_other_read_data_choice(repos, tmp_path, profile_key, flag, read):
+    path = write(tmp_path, f"""
+        [profile.p]
+        repository = "{repos / 'one'}"
+        password-file = "{repos / 'pw'}"
+        [profile.p.check]
+        {profile_key}
+        """)
+    proc = run_restique(None, "--config", path, "--profile", "p", "check", flag)
+    assert read in proc.stdout.decode()
+
+
 def test_a_password_in_the_file_needs_the_insist_key_and_a_private_file(repos, tmp_path):
     body = f'[profile.p]\nrepository = "{repos / "two"}"\npassword = "{PASSWORD}"\n'
     env = clean_env()

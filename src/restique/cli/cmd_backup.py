@@ -11,7 +11,7 @@ from ..errors import RestiqueError, UsageError
 from .options import exclude_options
 
 
-def _split_tags(values):
+def split_tags(values):
     tags = []
     for value in values:
         for tag in value.split(","):
@@ -131,7 +131,7 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
     _check_sources(stdin, stdin_from_command, targets, files_from_all)
     if read_concurrency is not None and read_concurrency < 1:
         raise UsageError("--read-concurrency must be at least 1")
-    selector = _selector(excludes, exclude_caches, exclude_if_present, exclude_larger_than)
+    selector = file_selector(excludes, exclude_caches, exclude_if_present, exclude_larger_than)
     if not (stdin or stdin_from_command):
         targets += read_files_from(*files_from_all)
         if not targets:
@@ -152,7 +152,7 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
         targets = existing_targets(targets, output.warn)
 
     request = BackupRequest(
-        paths=[] if stream is not None else targets, tags=_split_tags(tag), hostname=host,
+        paths=[] if stream is not None else targets, tags=split_tags(tag), hostname=host,
         time=parse_backup_time(time_) if time_ else None,
         parent=find_snapshot_id(repo, parent) if parent and not force else None,
         force=force, dry_run=dry_run, skip_if_unchanged=skip_if_unchanged,
@@ -191,7 +191,7 @@ def _check_sources(stdin, stdin_from_command, targets, files_from_all) -> None:
         raise UsageError("--stdin-from-command needs a command to run, e.g. backup --stdin-from-command -- pg_dump mydb")
 
 
-def _selector(excludes, exclude_caches, exclude_if_present, exclude_larger_than):
+def file_selector(excludes, exclude_caches, exclude_if_present, exclude_larger_than):
     """Every exclusion rule of the command line as one test, or None."""
     from ..operations.archiver.selection import CACHEDIR_TAG, Selector, parse_marker, parse_size
 

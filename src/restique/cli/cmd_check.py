@@ -14,6 +14,13 @@ _GUIDE = "https://restic.readthedocs.io/en/stable/077_troubleshooting.html"
 _ISSUES = "https://github.com/restic/restic/issues/new/choose"
 
 
+def _from_profile(name: str) -> bool:
+    """Whether a flag's value came from a profile (click's default map), not the command line."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) is ParameterSource.DEFAULT_MAP
+
+
 @click.command("check")
 @click.argument("snapshot_ids", nargs=-1)
 @click.option("--read-data", is_flag=True, help="read all data blobs")
@@ -42,6 +49,11 @@ def check(opts, snapshot_ids, read_data, read_data_subset, check_unused, with_ca
     from ..errors import RestiqueError
     from ..operations.check import CheckOptions, check as run_check
 
+    if read_data and read_data_subset:  # the command line's choice beats a profile's other one
+        if _from_profile("read_data_subset"):
+            read_data_subset = None
+        elif _from_profile("read_data"):
+            read_data = False
     options = CheckOptions(read_data=read_data, read_data_subset=read_data_subset,
                            snapshot_ids=snapshot_ids, filter=snapshot_filter.filter())
     options.validate()  # before anything is opened, as restic does

@@ -49,6 +49,14 @@ def _duration(flag: str, text: str):
     return duration
 
 
+def keep_policy_from_flags(flags: dict, keep_tags):
+    """The keep policy of forget's --keep-* values (click's parameter names, keep_daily=...);
+    also what a profile's forget section gives `run`."""
+    counts = {name: flags.get(f"keep_{name}") for name, _, _ in _COUNT_FLAGS}
+    withins = {name: flags.get(f"keep_{name}") for name, _ in _WITHIN_FLAGS}
+    return _build_policy(counts, withins, keep_tags)
+
+
 def _build_policy(counts: dict, withins: dict, keep_tags):
     from ..model.keep_policy import KeepPolicy
     from ..model.snapshot_filter import parse_tag_list
@@ -108,10 +116,8 @@ def forget(opts, snapshot_filter, keep_tags, unsafe_allow_remove_all, compact, g
     from ..model.snapshot_group import GroupBy
     from ..operations.forget import ForgetOptions
 
-    counts = {name: keep[f"keep_{name}"] for name, _, _ in _COUNT_FLAGS}
-    withins = {name: keep[f"keep_{name}"] for name, _ in _WITHIN_FLAGS}
     options = ForgetOptions(
-        policy=_build_policy(counts, withins, keep_tags),
+        policy=keep_policy_from_flags(keep, keep_tags),
         group_by=GroupBy.parse(group_by),
         filter=snapshot_filter.filter(),
         snapshot_ids=list(snapshot_ids),

@@ -123,7 +123,7 @@ def job_options(profile, opts):
 def _backup_request(profile, flags):
     from ..operations.archiver import BackupOptions
     from ..operations.backup import BackupRequest
-    from .cmd_backup import _selector, _split_tags, read_files_from
+    from .cmd_backup import file_selector, read_files_from, split_tags
     from .options import PatternOptions
 
     paths = list(flags.get("paths", ())) + read_files_from(flags.get("files_from", ()), (), ())
@@ -132,11 +132,11 @@ def _backup_request(profile, flags):
                          "set backup.sources (or backup.files-from)")
     excludes = PatternOptions("exclude", *(flags.get(f"exclude_{kind}", ())
                                            for kind in ("patterns", "ipatterns", "files", "ifiles")))
-    selector = _selector(excludes, flags.get("exclude_caches", False), flags.get("exclude_if_present", ()),
+    selector = file_selector(excludes, flags.get("exclude_caches", False), flags.get("exclude_if_present", ()),
                          flags.get("exclude_larger_than"))
     ignore_inode = flags.get("ignore_inode", False)
     return BackupRequest(
-        paths=paths, tags=_split_tags(flags.get("tag", ())), hostname=flags.get("host"),
+        paths=paths, tags=split_tags(flags.get("tag", ())), hostname=flags.get("host"),
         skip_if_unchanged=flags.get("skip_if_unchanged", False), excludes=list(excludes.patterns),
         options=BackupOptions(read_concurrency=flags.get("read_concurrency") or 2,
                               with_atime=flags.get("with_atime", False),
@@ -149,11 +149,9 @@ def _forget_options(flags):
     """ForgetOptions when the profile has a keep policy, else None (no forget step)."""
     from ..model.snapshot_group import GroupBy
     from ..operations.forget import ForgetOptions
-    from .cmd_forget import _COUNT_FLAGS, _WITHIN_FLAGS, _build_policy
+    from .cmd_forget import keep_policy_from_flags
 
-    counts = {name: flags.get(f"keep_{name}") for name, _, _ in _COUNT_FLAGS}
-    withins = {name: flags.get(f"keep_{name}") for name, _ in _WITHIN_FLAGS}
-    policy = _build_policy(counts, withins, flags.get("keep_tags", ()))
+    policy = keep_policy_from_flags(flags, flags.get("keep_tags", ()))
     if policy.empty():
         return None
     return ForgetOptions(policy=policy, group_by=GroupBy.parse(flags.get("group_by", "host,paths")))
