@@ -1,4 +1,4 @@
-"""Step 3 of a restore, the second walk: create symlinks, fifos, devices and hard links, then
+"""Step 3 of a restore, the second pass (a replay of the plan walk): create symlinks, fifos, devices and hard links, then
 set ownership, extended attributes, times and modes. A directory's metadata is set when its
 walk ends, after everything inside it, so its mtime sticks. With --delete, what the snapshot
 doesn't have in a directory is removed at that moment."""
@@ -8,12 +8,12 @@ import stat
 from typing import List, Optional
 
 from ...errors import RestiqueError
-from ...model.node import Node
 from ..fs_io import os_message, remove_path
 from ..walker import join
 from .metadata import apply_metadata
 from .options import RestoreOptions
 from .plan import RestorePlan
+from .recording import EntryMeta
 from .report import DIR_RESTORED, OTHER_RESTORED, RestoreReport
 from .traverse import TreeTraversal
 
@@ -22,7 +22,7 @@ def finish_restore(traversal: TreeTraversal, options: RestoreOptions, plan: Rest
                    failed: set, report: RestoreReport) -> None:
     """failed: locations of the files whose content could not be restored."""
     finisher = _Finisher(traversal, options, plan, failed, report)
-    traversal.walk(None, finisher.visit_node, finisher.leave_dir)
+    plan.recording.replay(finisher.visit_node, finisher.leave_dir, report.error, traversal.guard)
 
 
 class _Finisher:
@@ -42,7 +42,7 @@ class _Finisher:
         # read at each use: the walk may find the snapshot's names off and turn it off
         return self._delete and self.traversal.names_valid
 
-    def visit_node(self, node: Node, target: str, location: str, parent: str) -> None:
+    def visit_node(self, node: EntryMeta, target: str, location: str, parent: str) -> None:
         plan = self.plan
         if location in plan.skipped:
             return
@@ -66,7 +66,7 @@ class _Finisher:
         self.report.done(OTHER_RESTORED, location)
         self._metadata(node, target, location, fresh)
 
-    def leave_dir(self, node: Optional[Node], target: str, location: str, names, selected=True) -> None:
+    def leave_dir(self, node: Optional[EntryMeta], target: str, location: str, names, selected=True) -> None:
         if self.delete and names is not None:
             self._remove_unexpected(target, location, names)
         if node is None:
@@ -76,7 +76,7 @@ class _Finisher:
         if self._metadata(node, target, location, target in self.plan.fresh_dirs):
             self.report.done(DIR_RESTORED, location)
 
-    def _link(self, node: Node, source_location: str, source: str, target: str, location: str,
+    def _link(self, node: EntryMeta, source_location: str, source: str, target: str, location: str,
               fresh: bool) -> None:
         if source_location in self.failed:
             raise RestiqueError(f"cannot create hard link to {source_location}: it was not restored")
@@ -115,7 +115,7 @@ class _Finisher:
             for p in reversed(doomed):
                 self.report.deleted(p)
 
-    def _metadata(self, node: Node, path: str, location: str, fresh: bool = False) -> bool:
+    def _metadata(self, node: EntryMeta, path: str, location: str, fresh: bool = False) -> bool:
         """Set node's metadata on path; False (and the first failure reported) if it failed."""
         if self.dry_run:
             return True
@@ -126,7 +126,7 @@ class _Finisher:
         return True
 
 
-def _create_special(node: Node, target: str) -> None:
+def _create_special(node: EntryMeta, target: str) -> None:
     try:
         if node.type == "symlink":
             os.symlink(node.linktarget, target)

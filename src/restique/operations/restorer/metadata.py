@@ -3,14 +3,14 @@ import errno
 import os
 from typing import Optional
 
-from ...model.node import Node
 from ..fs_io import error_message, os_message
+from .recording import EntryMeta
 
 _IGNORABLE = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 _DENIED = (errno.EPERM, errno.EACCES)
 
 
-def apply_metadata(node: Node, path: str, fresh: bool, by_name: bool, as_root: bool) -> Optional[str]:
+def apply_metadata(node: EntryMeta, path: str, fresh: bool, by_name: bool, as_root: bool) -> Optional[str]:
     """Set node's metadata on path; the message of the first failure, or None. Without
     root (as_root False), permission errors are expected and ignored. fresh: path was
     created by this run (so it has no extended attributes to remove). by_name: owner by
@@ -34,7 +34,7 @@ def apply_metadata(node: Node, path: str, fresh: bool, by_name: bool, as_root: b
     err = _xattrs(node, path, is_link, fresh, as_root)
     first = first or err
     try:
-        os.utime(path, ns=(node.atime.unix_ns, node.mtime.unix_ns), follow_symlinks=False)
+        os.utime(path, ns=(node.atime_ns, node.mtime_ns), follow_symlinks=False)
     except OSError as exc:
         first = first or f"failed to restore timestamp of {path!r}: {error_message(exc)}"
     except OverflowError:  # a time far outside what the file system holds
@@ -48,7 +48,7 @@ def apply_metadata(node: Node, path: str, fresh: bool, by_name: bool, as_root: b
     return first
 
 
-def _xattrs(node: Node, path: str, is_link: bool, fresh: bool, as_root: bool) -> Optional[str]:
+def _xattrs(node: EntryMeta, path: str, is_link: bool, fresh: bool, as_root: bool) -> Optional[str]:
     expected = set()
     for name, value in node.xattrs:
         expected.add(name)

@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ...model.node import Node
 from ..fs_io import open_for_reading
 from .options import RestoreOptions
+from .recording import FinishRecording
 from .report import FILE_RESTORED, FILE_UPDATED, RestoreReport
 from .traverse import TreeTraversal
 
@@ -63,6 +64,8 @@ class RestorePlan:
     hardlinks: Dict[Tuple[int, int], Tuple[str, str]] = field(default_factory=dict)
     # directories this run created: nothing to overwrite in them
     fresh_dirs: set = field(default_factory=set)
+    # the walk's events the finish step replays
+    recording: Optional[FinishRecording] = None
 
 
 FIRST_BATCH = 256  # files handed on first; each later batch is twice as large, up to
@@ -74,7 +77,14 @@ def plan_restore(traversal: TreeTraversal, options: RestoreOptions, index, repor
     """The first walk. on_files, if given, receives the files to write in batches while the
     walk goes on (every file once, the last batch when the walk ends)."""
     planner = _Planner(options, index, report, traversal.target, on_files)
-    traversal.walk(planner.enter_dir, planner.visit_node, None)
+    recording = planner.plan.recording = FinishRecording(traversal.target, options.ownership_by_name,
+                                                         options.delete)
+
+    def visit_node(node: Node, target: str, location: str, parent: str) -> None:
+        recording.visit(node, target, location, parent)
+        planner.visit_node(node, target, location, parent)
+
+    traversal.walk(planner.enter_dir, visit_node, recording.leave, recording.error)
     planner.hand_on()
     return planner.plan
 

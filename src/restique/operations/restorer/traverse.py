@@ -1,6 +1,7 @@
 """restic's traverseTree: which entries of the snapshot a restore walk visits, and when.
 
-A restore walks the tree twice (plan, then finish) with the same rules, so both share this.
+The plan walk goes through it; the finish step replays what the plan walk recorded of it
+(recording.py), in the same order, without loading the trees again.
 """
 import os
 from typing import Callable, Dict, List, Optional
@@ -44,23 +45,26 @@ class TreeTraversal:
         self.target = target
         self.select = select
         self.report = report
-        # both walks visit the trees in the same order: keep the first ones rather than evict
-        self.loader = TreeLoader(repo, cache_bytes=4 * 1024 * 1024, evict=False)
+        # one walk (the finish step replays it): a small cache for subtrees a snapshot repeats
+        self.loader = TreeLoader(repo, cache_bytes=1024 * 1024)
         # False once an entry has an impossible name: something is off with the snapshot,
         # and deleting (--delete, replacing directories) could hit the wrong files
         self.names_valid = True
 
     def walk(self, enter_dir: Optional[EnterDir], visit_node: Optional[VisitNode],
-             leave_dir: Optional[LeaveDir]) -> None:
+             leave_dir: Optional[LeaveDir], load_error: Optional[Callable] = None) -> None:
+        """load_error(location, exc): also told of each tree that could not be loaded."""
         frames = [_Frame("/", None, self.target, False)]
         descend: Dict[str, bool] = {}
 
         def on_error(location: str, exc: Exception) -> None:
             self.report.error(location, exc)
+            if load_error:
+                load_error(location, exc)
             if len(frames) > 1 and frames[-1].location == location:
                 frame = frames.pop()  # never entered: no leaving event comes
                 if frame.selected and leave_dir:
-                    self._guard(location, leave_dir, frame.node, frame.target, location, None)
+                    self.guard(location, leave_dir, frame.node, frame.target, location, None)
 
         events = walk_events(self.repo, self.tree_id, "/", lambda p, n: descend.pop(p, False),
                              on_error, self.loader)
@@ -70,13 +74,13 @@ class TreeTraversal:
                 if frame.restored:
                     frames[-1].restored = True
                 if (frame.selected or frame.restored) and leave_dir:
-                    self._guard(location, leave_dir, node, frame.target, location, frame.names,
+                    self.guard(location, leave_dir, node, frame.target, location, frame.names,
                                 frame.selected)
             elif self._entry(frames, location, node, enter_dir, visit_node, leave_dir):
                 descend[location] = True
         root = frames[0]
         if root.restored and leave_dir:
-            self._guard("/", leave_dir, None, self.target, "/", root.names, True)
+            self.guard("/", leave_dir, None, self.target, "/", root.names, True)
 
     def _entry(self, frames: List[_Frame], location: str, node, enter_dir, visit_node, leave_dir) -> bool:
         """Handle one entry of the directory frames[-1]; True: walk into it (a frame is pushed)."""
@@ -96,18 +100,18 @@ class TreeTraversal:
             parent.restored = True
         if not is_dir:
             if selected:
-                self._guard(location, visit_node, node, target, location, parent.target)
+                self.guard(location, visit_node, node, target, location, parent.target)
             return False
         if selected and enter_dir:
-            self._guard(location, enter_dir, node, target, location)
+            self.guard(location, enter_dir, node, target, location)
         if child_may:
             frames.append(_Frame(location, node, target, selected))
             return True
         if selected and leave_dir:
-            self._guard(location, leave_dir, node, target, location, None, True)
+            self.guard(location, leave_dir, node, target, location, None, True)
         return False
 
-    def _guard(self, location: str, fn: Callable, *args) -> None:
+    def guard(self, location: str, fn: Callable, *args) -> None:
         try:
             fn(*args)
         except (OSError, RestiqueError) as exc:

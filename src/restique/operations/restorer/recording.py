@@ -1,0 +1,165 @@
+"""What the finish step needs from the plan walk, kept compactly so the finish step replays it
+rather than walking the snapshot again (loading and decoding every tree a second time was
+most of a restore's Python time; a tree cache large enough to avoid it costs far more memory).
+
+Every finish event of the walk (an entry visited, a directory left, a tree that could not be
+loaded) is one fixed-size record in a bytearray, plus the entry's name; the few fields that
+are not numbers (extended attributes, link targets, owner names, --delete's name lists) go
+in a side table. An entry whose fields do not fit a record (a damaged or hostile tree) keeps
+its node, so that the finish step meets it, and reports it, just as it would have.
+"""
+import os
+import struct
+from typing import Callable, Dict, List, Optional
+
+from ...model.node import Node
+from ..walker import join
+
+_VISIT, _LEAVE, _LEAVE_ROOT, _ERROR = range(4)
+_TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo")
+_TYPE_CODE = {name: code for code, name in enumerate(_TYPES)}
+# event, type, selected, unix mode, parent directory, uid, gid, atime, mtime, links, inode,
+# device_id, device
+_RECORD = struct.Struct("<BBBIIqqqqqqqq")
+
+
+class EntryMeta:
+    """The fields of a node the finish step uses (times as nanoseconds)."""
+
+    __slots__ = ("type", "unix_mode", "uid", "gid", "user", "group", "atime_ns", "mtime_ns",
+                 "links", "inode", "device_id", "device", "xattrs", "linktarget")
+
+    @classmethod
+    def from_node(cls, node: Node) -> "EntryMeta":
+        meta = cls()
+        meta.type, meta.unix_mode = node.type, node.unix_mode
+        meta.uid, meta.gid, meta.user, meta.group = node.uid, node.gid, node.user, node.group
+        meta.atime_ns, meta.mtime_ns = node.atime.unix_ns, node.mtime.unix_ns
+        meta.links, meta.inode, meta.device_id, meta.device = node.links, node.inode, node.device_id, node.device
+        meta.xattrs, meta.linktarget = node.xattrs, node.linktarget
+        return meta
+
+
+class _Extra:
+    """The side-table entry of one record."""
+
+    __slots__ = ("xattrs", "linktarget", "user", "group", "names", "node", "error")
+
+    def __init__(self):
+        self.xattrs, self.linktarget, self.user, self.group = [], "", "", ""
+        self.names = self.node = self.error = None
+
+
+class FinishRecording:
+    """Filled by the plan walk (visit, leave, error: the finish callbacks' arguments), then
+    replayed to the finish callbacks in the same order. by_name: keep owner names; names:
+    keep each directory's names (--delete needs them)."""
+
+    def __init__(self, root_target: str, by_name: bool, names: bool):
+        self._root = root_target
+        self._by_name = by_name
+        self._keep_names = names
+        self._records = bytearray()
+        self._names: List[str] = []
+        self._extras: Dict[int, _Extra] = {}
+        self._dirs: List[tuple] = [("/", root_target)]  # (location, target) of parents
+        self._dir_index: Dict[str, int] = {root_target: 0}
+
+    def visit(self, node: Node, target: str, location: str, parent: str) -> None:
+        self._add(_VISIT, node, self._parent(parent, location), 1, None)
+
+    def leave(self, node: Optional[Node], target: str, location: str, names, selected=True) -> None:
+        if node is None:
+            self._add(_LEAVE_ROOT, None, 0, 1, names)
+        else:
+            self._add(_LEAVE, node, self._parent(os.path.dirname(target), location), selected, names)
+
+    def error(self, location: str, exc: Exception) -> None:
+        self._names.append(location)
+        self._extra(len(self._names) - 1).error = exc
+        self._records += _RECORD.pack(_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+    def _parent(self, parent_target: str, location: str) -> int:
+        index = self._dir_index.get(parent_target)
+        if index is None:
+            index = self._dir_index[parent_target] = len(self._dirs)
+            self._dirs.append((location.rsplit("/", 1)[0] or "/", parent_target))
+        return index
+
+    def _extra(self, i: int) -> _Extra:
+        extra = self._extras.get(i)
+        if extra is None:
+            extra = self._extras[i] = _Extra()
+        return extra
+
+    def _add(self, event: int, node: Optional[Node], parent: int, selected: bool, names) -> None:
+        i = len(self._names)
+        self._names.append(node.name if node is not None else "")
+        if self._keep_names and names is not None:
+            self._extra(i).names = names
+        if node is None:
+            self._records += _RECORD.pack(event, 0, selected, 0, parent, 0, 0, 0, 0, 0, 0, 0, 0)
+            return
+        try:
+            record = _RECORD.pack(event, _TYPE_CODE[node.type], selected, node.unix_mode, parent,
+                                  node.uid, node.gid, node.atime.unix_ns, node.mtime.unix_ns,
+                                  node.links, node.inode, node.device_id, node.device)
+            if node.xattrs or node.linktarget or self._by_name:
+                extra = self._extra(i)
+                extra.xattrs, extra.linktarget = node.xattrs, node.linktarget
+                if self._by_name:
+                    extra.user, extra.group = node.user, node.group
+        except Exception:  # noqa: BLE001 - an unusual entry: the finish step meets the node itself
+            record = _RECORD.pack(event, 0, selected, 0, parent, 0, 0, 0, 0, 0, 0, 0, 0)
+            self._extra(i).node = node
+        self._records += record
+
+    def replay(self, visit_node: Callable, leave_dir: Callable, report_error: Callable,
+               guard: Callable) -> None:
+        """Call the finish callbacks as the walk would have: visit_node(meta, target, location,
+        parent_target), leave_dir(meta or None, target, location, names, selected),
+        report_error(location, exc) for a tree that could not be loaded; each through guard."""
+        extras, dirs = self._extras, self._dirs
+        for i, (fields, name) in enumerate(zip(_RECORD.iter_unpack(self._records), self._names)):
+            event = fields[0]
+            extra = extras.get(i)
+            if event == _ERROR:
+                report_error(name, extra.error)
+                continue
+            names = extra.names if extra is not None else None
+            if event == _LEAVE_ROOT:
+                guard("/", leave_dir, None, self._root, "/", names, True)
+                continue
+            parent_location, parent_target = dirs[fields[4]]
+            location, target = join(parent_location, name), os.path.join(parent_target, name)
+            if extra is not None and extra.node is not None:
+                guard(location, _from_node, extra.node, event, target, location, parent_target,
+                      names, fields[2], visit_node, leave_dir)
+                continue
+            meta = _meta(fields, extra)
+            if event == _VISIT:
+                guard(location, visit_node, meta, target, location, parent_target)
+            else:
+                guard(location, leave_dir, meta, target, location, names, bool(fields[2]))
+        self._records = bytearray()  # replayed once: free it
+
+
+def _meta(fields, extra: Optional[_Extra]) -> EntryMeta:
+    meta = EntryMeta()
+    (meta.unix_mode, meta.uid, meta.gid, meta.atime_ns, meta.mtime_ns, meta.links, meta.inode,
+     meta.device_id, meta.device) = fields[3], *fields[5:]
+    meta.type = _TYPES[fields[1]]
+    if extra is None:
+        meta.xattrs, meta.linktarget, meta.user, meta.group = (), "", "", ""
+    else:
+        meta.xattrs, meta.linktarget, meta.user, meta.group = extra.xattrs, extra.linktarget, extra.user, extra.group
+    return meta
+
+
+def _from_node(node: Node, event: int, target: str, location: str, parent: str, names, selected,
+               visit_node: Callable, leave_dir: Callable) -> None:
+    meta = EntryMeta.from_node(node)  # raises what using the node raises
+    if event == _VISIT:
+        visit_node(meta, target, location, parent)
+    else:
+        leave_dir(meta, target, location, names, bool(selected))
