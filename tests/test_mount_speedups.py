@@ -1,6 +1,7 @@
 """The shortcuts that make mount and serve fast keep their answers exact: reads served from
 blobs already in the cache (without a thread), tree times read from a cached second, and the
 garbage collector settings used while a mount is served."""
+import dataclasses
 import gc
 import random
 
@@ -12,7 +13,7 @@ from restique.model.gotime import GoTime
 from restique.operations.snapshot_fs import SnapshotFS, SnapshotFSOptions, entries
 from restique.repository.repository import open_repository
 
-FILE_SIZE = 5 * 1024 * 1024 + 12345  # several blobs with restic's chunker (512 KiB to 8 MiB)
+FILE_SIZE = 16 * 1024 * 1024 + 12345  # several blobs with restic's chunker (512 KiB to 8 MiB, 1 MiB on average; 5 MiB was cut in 2 now and then)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,30 @@ def test_serving_collects_less_and_restores_the_collector():
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def _plain(entry):
+    """The entry with its snapshot named by id (each SnapshotFS loads its own Snapshot objects)."""
+    return dataclasses.replace(entry, snapshot=entry.snapshot.id)
+
+
+def test_listed_subfolders_resolve_as_from_the_root(world):
+    fs, path, _ = world
+    fresh = SnapshotFS(fs.repo, SnapshotFSOptions())
+    try:
+        parts = path.split("/")
+        folders, parent = [], "/".join(parts[:3])
+        for name in parts[3:-1]:  # every folder from the snapshot's down to the file's
+            fs.list_dir(parent)
+            parent += "/" + name
+            folders.append(parent)
+        parent = path.rsplit("/", 1)[0]
+        assert parent in fs._listed_dirs  # served from what its parent's listing found
+        for folder in folders[1:]:
+            assert _plain(fs.lookup(folder)) == _plain(fresh.lookup(folder))
+            assert list(map(_plain, fs.list_dir(folder))) == list(map(_plain, fresh.list_dir(folder)))
+        fs.refresh(force=True)  # a new layout forgets them
+        assert not fs._listed_dirs
+        assert list(map(_plain, fs.list_dir(parent))) == list(map(_plain, fresh.list_dir(parent)))
+    finally:
+        fresh.close()

@@ -19,6 +19,7 @@ from .layout import VirtualDir, build_layout
 from .reader import DEFAULT_CACHE_BYTES, BlobCache, FileReader
 
 TREE_CACHE_NODES = 200_000  # decoded entries kept (a few hundred bytes each)
+LISTED_DIRS_KEPT = 100_000  # resolved subdirectories of listed folders
 READER_CACHE = 64
 
 
@@ -65,6 +66,9 @@ class SnapshotFS:
         self._known: Dict[str, Optional[Snapshot]] = {}  # every snapshot id seen (None: unreadable)
         self._snapshots: List[Snapshot] = []
         self._layout: Dict[str, VirtualDir] = {}
+        # subdirectories seen in listings, by path: a walker lists each next, and resolving
+        # its path again from the root took a tenth of a listing; emptied with each new layout
+        self._listed_dirs: Dict[str, _Found] = {}
         self._checked = 0.0
         self.warnings: List[str] = []  # snapshots that could not be loaded, entries skipped
         self.unsafe_names = 0  # tree entries not served: their names are not one path component
@@ -101,7 +105,7 @@ class SnapshotFS:
             shown = self.options.filter.apply(sn for sn in self._known.values() if sn is not None)
             shown.sort(key=lambda sn: (sn.time.unix_ns, sn.id))
             layout = build_layout(shown, self.options.path_template, self.options.time_template)
-            self._snapshots, self._layout = shown, layout
+            self._snapshots, self._layout, self._listed_dirs = shown, layout, {}
             return True
 
     def _warn(self, message: str) -> None:
@@ -161,6 +165,9 @@ class SnapshotFS:
         resolved for every directory a listing walks into)."""
         if not path.startswith("/"):
             raise NotFound(f"{path}: not found")
+        listed = self._listed_dirs.get(path)
+        if listed is not None:
+            return listed
         parts = [p for p in posixpath.normpath(path).split("/") if p]
         v: Optional[VirtualDir] = self._layout["/"]
         tree: Optional[str] = None
@@ -211,9 +218,15 @@ class SnapshotFS:
             return [self._virtual(f"{base}/{name}", name, v).entry for name, v in items]
         if not found.tree:
             return []
-        sn, owner_root = found.entry.snapshot, self.options.owner_root
-        nodes = self._children(found.tree)[0]
-        return [node_entry(f"{base}/{n.name}", n, sn, owner_root) for n in nodes]
+        sn, owner_root, listed = found.entry.snapshot, self.options.owner_root, self._listed_dirs
+        entries = [node_entry(f"{base}/{n.name}", n, sn, owner_root) for n in self._children(found.tree)[0]]
+        if len(listed) > LISTED_DIRS_KEPT:
+            listed.clear()
+        inner = found.inner.rstrip("/")
+        for e in entries:
+            if e.kind == "dir":
+                listed[e.path] = _Found(e, None, e.node.subtree, f"{inner}/{e.name}")
+        return entries
 
     def open_reader(self, path: str) -> FileReader:
         """A reader of the regular file at path, for repeated reads (read(offset, size))."""
