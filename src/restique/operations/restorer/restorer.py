@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from ...errors import RestiqueError
 from ..fs_io import error_message
+from .allocator import return_large_buffers
 from .file_writer import FilesWriter
 from .finish import finish_restore
 from .options import RestoreOptions
@@ -69,6 +70,7 @@ class Restorer:
         off, and then no directory in a file's place may be removed."""
         options, report = self.options, self.report
         overlap = not options.delete
+        return_large_buffers()
         self._writer = FilesWriter(report, options.sparse, False)
         content = ContentRestorer(self.repo, self._index, self._writer,
                                   options.worker_count(self.repo.backend))
