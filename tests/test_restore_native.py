@@ -177,3 +177,49 @@ def test_threads_restore_in_parallel(files):
         t.join()
     assert results == [[], []]
     assert _read(fds[0]) == _read(fds[1]) == b"".join(plains)
+
+
+def test_restore_loads_each_tree_once(restic_repo, tmp_path, monkeypatch):
+    """The finish step replays the plan walk: no tree is loaded (and decoded) twice, and the
+    metadata it sets is still every entry's (directories after their content)."""
+    from conftest import PASSWORD, run_restic
+    from restique.operations.restorer import RestoreOptions, restore
+    from restique.operations.restorer.traverse import TreeTraversal
+    from restique.operations.snapshot_lookup import find_snapshot
+    from restique.repository.repository import open_repository
+
+    src = tmp_path / "src"
+    for d in ("a", "a/b", "c"):
+        (src / d).mkdir(parents=True)
+        for i in range(3):
+            (src / d / f"f{i}").write_bytes(d.encode() * (i + 1))
+    os.symlink("f0", src / "c" / "link")
+    os.chmod(src / "a" / "f1", 0o640)
+    os.utime(src / "a" / "b", ns=(1_600_000_000_123_456_789, 1_500_000_000_987_654_321))
+    os.utime(src / "c" / "link", ns=(1_400_000_000_000_000_001, 1_400_000_000_000_000_002),
+             follow_symlinks=False)
+    run_restic(restic_repo, "backup", str(src), cwd=str(tmp_path))
+    repo = open_repository(str(restic_repo), PASSWORD)
+    snapshot, _ = find_snapshot(repo, "latest")
+    loads = []
+    load_blob = repo.load_blob
+
+    def counting(kind, blob_id, *args, **kwargs):
+        if kind == "tree":
+            loads.append(blob_id)
+        return load_blob(kind, blob_id, *args, **kwargs)
+
+    repo.load_blob = counting
+    walks = []
+    walk = TreeTraversal.walk
+    monkeypatch.setattr(TreeTraversal, "walk", lambda self, *a: walks.append(1) or walk(self, *a))
+    target = tmp_path / "out"
+    stats = restore(repo, snapshot.tree, RestoreOptions(str(target)))
+    assert not stats.errors
+    assert len(loads) == len(set(loads)) and len(walks) == 1
+    out = target / str(src).lstrip("/")
+    for rel in ("a", "a/b", "c", "a/f1", "c/f2", "c/link"):
+        want, got = os.lstat(src / rel), os.lstat(out / rel)
+        assert (got.st_mode, got.st_mtime_ns, got.st_uid, got.st_gid) == \
+            (want.st_mode, want.st_mtime_ns, want.st_uid, want.st_gid), rel
+    assert os.readlink(out / "c" / "link") == "f0"
