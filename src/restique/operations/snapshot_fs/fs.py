@@ -19,7 +19,7 @@ from .layout import VirtualDir, build_layout
 from .reader import DEFAULT_CACHE_BYTES, BlobCache, FileReader
 
 TREE_CACHE_NODES = 200_000  # decoded entries kept (a few hundred bytes each)
-LISTED_DIRS_KEPT = 100_000  # resolved subdirectories of listed folders
+LISTED_DIRS_KEPT = 20_000  # resolved subdirectories of listed folders (~600 bytes each)
 READER_CACHE = 64
 
 
