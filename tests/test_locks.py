@@ -84,23 +84,25 @@ def live_pid():
 @pytest.mark.parametrize("other", ["restique", "restic"])
 def test_two_backups_at_once_both_succeed_and_restore(tmp_path, small_repo, folders, other):
     repo = small_repo
-    # the first one is slowed down so that the second runs from start to end while it holds its lock
-    slow = start(restique_cmd(), repo, "--limit-upload", 400, "backup", folders / "one")
-    wait_for(lambda: lock_ids(repo), "lock of the first backup", slow)
+    # the first one reads stdin, kept open until the second has run from start to end while
+    # the first holds its lock (a slowed-down backup was not slow enough on a busy machine)
+    first = start(restique_cmd(), repo, "backup", "--stdin", "--stdin-filename", "one.bin", stdin=subprocess.PIPE)
+    wait_for(lambda: lock_ids(repo), "lock of the first backup", first)
     second = run_restique if other == "restique" else run_restic
     second(repo, "backup", folders / "two")
-    assert slow.poll() is None, "the first backup ended before the second: they did not overlap"
-    code, out, err = finished(slow)
+    assert first.poll() is None
+    data = (folders / "one" / "big.bin").read_bytes()
+    code, out, err = finished(first, input=data)
     assert code == 0, err
     assert lock_ids(repo) == []
     assert len(snapshot_ids(repo)) == 2
     run_restic(repo, "check", "--read-data")
-    for name, restorer in (("one", run_restic), ("two", run_restique)):
-        target = tmp_path / f"restored-{name}"
-        restorer(repo, "restore", "latest", "--path", folders / name, "--target", target)
-        restored = target / str(folders / name).lstrip("/")
-        assert (restored / "big.bin").read_bytes() == (folders / name / "big.bin").read_bytes()
-        assert (restored / "sub" / f"{name}.txt").read_text() == name * 100
+    assert run_restique(repo, "dump", "--path", "/one.bin", "latest", "/one.bin").stdout == data
+    target = tmp_path / "restored-two"
+    run_restic(repo, "restore", "latest", "--path", folders / "two", "--target", target)
+    restored = target / str(folders / "two").lstrip("/")
+    assert (restored / "big.bin").read_bytes() == (folders / "two" / "big.bin").read_bytes()
+    assert (restored / "sub" / "two.txt").read_text() == "two" * 100
 
 
 # --- an exclusive lock of another process ------------------------------------------------------
@@ -159,8 +161,8 @@ def test_lock_is_refreshed_while_a_command_runs(small_repo):
     seen = {}
     try:
         wait_for(lambda: lock_ids(small_repo), "lock", proc)
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 20  # three refreshes take 0.6 s; a busy machine takes longer
+        while time.monotonic() < deadline and len(seen) < 3:
             for lock_id in lock_ids(small_repo):
                 if lock_id not in seen:
                     shown = run_restic(small_repo, "--no-lock", "cat", "lock", lock_id, check=False)
@@ -176,6 +178,26 @@ def test_lock_is_refreshed_while_a_command_runs(small_repo):
     times = sorted(lock["time"] for lock in seen.values())
     assert times[0] < times[-1] and {lock["pid"] for lock in seen.values()} == {proc.pid}
     assert lock_ids(small_repo) == []
+
+
+def test_a_failed_lock_refresh_is_reported_and_the_command_goes_on(tmp_path, small_repo):
+    """restic warns `unable to refresh lock: ...` and carries on; so does restique."""
+    repo = shutil.copytree(small_repo, tmp_path / "copy")
+    proc = start(restique_cmd(), repo, "backup", "--stdin", "--stdin-filename", "slow",
+                 env=clean_env(RESTIQUE_LOCK_REFRESH_SECONDS="0.3"), stdin=subprocess.PIPE)
+    locks = repo / "locks"
+    try:
+        wait_for(lambda: lock_ids(repo), "lock", proc)
+        shutil.move(locks, tmp_path / "locks-aside")
+        locks.write_text("not a folder")  # no lock file can be written now, not even by root
+        time.sleep(1.2)
+        locks.unlink()
+        shutil.move(tmp_path / "locks-aside", locks)
+        code, _, err = finished(proc, input=b"data")
+    finally:
+        proc.kill()
+    assert code == 0, err
+    assert "unable to refresh lock: " in err, err  # finished() has checked for a traceback
 
 
 def test_unlock_removes_stale_locks_and_keeps_live_ones(small_repo, live_pid, tmp_path):

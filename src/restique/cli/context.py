@@ -89,6 +89,9 @@ class GlobalOptions:
             print(f"repository {repo.config.id[:8]} opened (version {repo.config.version}{level})")
         self._use_cache(repo)
         if lock is not None:
+            from .output import print_warning
+
+            repo.on_lock_refresh_error = print_warning
             lock_repository(repo, lock, self.retry_lock, self._say_waiting)
         return repo
 

@@ -15,7 +15,7 @@ import weakref
 from typing import Callable, Iterator, Optional
 
 from ..backend.options import BackendOptions
-from ..errors import LockFailed, RestiqueError, UsageError, WrongPassword
+from ..errors import RestiqueError, UsageError, WrongPassword
 from ..repository.locks import Lock
 from ..repository.repository import Repository, open_repository
 from .cache import CacheSetup, setup_cache
@@ -149,15 +149,9 @@ def lock_repository(repo: Repository, exclusive: bool, retry_seconds: float = 0.
     for it (on_wait() is called once before waiting). LockFailed when it stays taken.
     until_close: repo.close() releases it (a command's lock); otherwise the caller releases
     it (a library call's lock, held for that call only)."""
-    take = repo.lock if until_close else (lambda exclusive, retry_seconds=0.0: Lock(repo, exclusive, retry_seconds))
-    try:
-        return take(exclusive=exclusive)
-    except LockFailed:
-        if retry_seconds <= 0:
-            raise
-    if on_wait:
-        on_wait()
-    return take(exclusive=exclusive, retry_seconds=retry_seconds)
+    if until_close:
+        return repo.lock(exclusive, retry_seconds, on_wait)
+    return Lock(repo, exclusive, retry_seconds, on_wait, repo.on_lock_refresh_error)
 
 
 # --- locks and the index for library calls (restique.api) ---

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from ..backend.base import BackendNotFound, FileType
 from ..backend.retry import go_duration
@@ -130,13 +130,19 @@ def remove_locks(repo, stale_only: bool = True) -> int:
 class Lock:
     """A held lock; refreshed in the background until released."""
 
-    def __init__(self, repo, exclusive: bool, retry_seconds: float = 0.0):
+    def __init__(self, repo, exclusive: bool, retry_seconds: float = 0.0,
+                 on_wait: Optional[Callable[[], None]] = None,
+                 on_refresh_error: Optional[Callable[[str], None]] = None):
+        """on_wait() is called once, before the first wait for a conflicting holder;
+        on_refresh_error(message) when a background refresh fails (restic warns, and the lock
+        goes stale after 30 minutes without one)."""
         self.repo = repo
         self.exclusive = exclusive
         self.lock_id: Optional[str] = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._acquire(retry_seconds)
+        self._on_refresh_error = on_refresh_error
+        self._acquire(retry_seconds, on_wait)
 
     def _write(self) -> str:
         info = LockInfo.mine(self.exclusive)
@@ -154,7 +160,7 @@ class Lock:
                 reasons.append(info.describe(lock_id))
         return reasons
 
-    def _acquire(self, retry_seconds: float) -> None:
+    def _acquire(self, retry_seconds: float, on_wait: Optional[Callable[[], None]]) -> None:
         # restic's schedule: 5 s doubling up to a minute, and a last try at the deadline
         deadline = time.monotonic() + retry_seconds
         delay = min(5.0, retry_seconds)
@@ -167,6 +173,9 @@ class Lock:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LockFailed(f"unable to create lock in backend: {conflicts[0]}")
+            if on_wait:
+                on_wait()
+                on_wait = None
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 60.0)
         self._thread = threading.Thread(target=self._refresh_loop, name="lock-refresh", daemon=True)
@@ -178,8 +187,9 @@ class Lock:
             try:
                 self.lock_id = self._write()
                 self.repo.backend.remove(FileType.LOCK, old)
-            except Exception:
-                pass  # the next refresh tries again; staleness needs 30 minutes
+            except Exception as exc:  # the next refresh tries again; staleness needs 30 minutes
+                if self._on_refresh_error:
+                    self._on_refresh_error(f"unable to refresh lock: {exc}")
 
     def _remove_file(self) -> None:
         if self.lock_id:

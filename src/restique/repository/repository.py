@@ -1,5 +1,5 @@
 """The repository facade: a backend opened with a password, its config, index and blobs."""
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from ..backend.base import BackendNotFound, FileType
 from ..backend.location import open_backend
@@ -39,6 +39,8 @@ class Repository:
         self.blobs = BlobStore(backend, master, self.index, blob_level, self.save_unpacked,
                                pack_size_bytes(pack_size), tree_level)
         self._locks: List[Lock] = []
+        # told when a held lock's background refresh fails (the CLI prints it, as restic)
+        self.on_lock_refresh_error: Optional[Callable[[str], None]] = None
 
     # --- unpacked files ---
     @property
@@ -100,8 +102,11 @@ class Repository:
         self.blobs.flush()
 
     # --- locks ---
-    def lock(self, exclusive: bool = False, retry_seconds: float = 0.0) -> Lock:
-        lock = Lock(self, exclusive, retry_seconds)
+    def lock(self, exclusive: bool = False, retry_seconds: float = 0.0,
+             on_wait: Optional[Callable[[], None]] = None) -> Lock:
+        """Take the lock, waiting up to retry_seconds for a conflicting holder (on_wait() is
+        called once before the first wait); released by unlock() or close()."""
+        lock = Lock(self, exclusive, retry_seconds, on_wait, self.on_lock_refresh_error)
         self._locks.append(lock)
         return lock
 
