@@ -34,3 +34,6 @@ if [ -n "$extra" ]; then
 else
     .venv/bin/python -m pip install -q -e .
 fi
+# an editable install compiles nothing of the project itself; where Python may not write
+# bytecode (PYTHONDONTWRITEBYTECODE), every command would compile all its modules at start
+.venv/bin/python -m compileall -q src/restique >/dev/null
