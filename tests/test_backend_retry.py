@@ -115,3 +115,38 @@ def test_server_gone_in_the_middle_of_a_backup(tmp_path):
     finally:
         server.stop()
 
+
+
+def test_sigterm_while_retrying_a_dead_server_stops_at_once(tmp_path):
+    """restic cancels its context on SIGTERM, retries included: the backup stops within about a
+    second with 143 and one line, and leaves no snapshot."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(12):
+        (src / f"f{n}").write_bytes(os.urandom(1 << 20))
+    server = RcloneServer(tmp_path / "store").start()
+    repo = f"rest:{server.url}/r/"
+    env = clean_env()  # restic's 15 minutes of retries
+    try:
+        run_restique(repo, "init", env=env)
+        backup = subprocess.Popen([*restique_cmd(), "-r", repo, "--limit-upload", "2048", "backup", src],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.5)
+        server.stop()
+        notices = b""
+        deadline = time.monotonic() + 30
+        while b"returned error, retrying after" not in notices and time.monotonic() < deadline:
+            notices += backup.stderr.readline()
+        assert b"retrying after" in notices, notices
+        stopped_at = time.monotonic()
+        backup.terminate()
+        out, err = backup.communicate(timeout=30)
+        took = time.monotonic() - stopped_at
+        text = (notices + err).decode()
+        assert backup.returncode == 143, text
+        assert took < 2.0, (took, text)
+        assert "Traceback" not in text
+        server.start()
+        assert run_restic(repo, "snapshots", "--json").stdout.strip() in (b"[]", b"null")
+    finally:
+        server.stop()

@@ -266,6 +266,7 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     _watch_hangups()
+    _stop_retries_on_signals()
     code = 0
     try:
         # without standalone mode click returns (not raises) the code of a ctx.exit()/Exit
@@ -313,3 +314,16 @@ def _silence_stdout():
     # Python would complain again at exit when flushing a closed pipe.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+def _stop_retries_on_signals() -> None:
+    """SIGINT and SIGTERM (and so a hangup) also end a backend's retrying at once, as restic
+    cancels its context: a command whose server is gone stops now, not after its pauses."""
+    from ..backend.retry import stop_retrying
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        def stop_then_handle(number, frame, handle=signal.getsignal(signum)):
+            stop_retrying()
+            handle(number, frame)
+
+        signal.signal(signum, stop_then_handle)
