@@ -19,6 +19,7 @@ from ..errors import AlreadyExists, UsageError
 from .base import (BackendError, BackendFileExists, BackendShortRead, FileType, PermanentBackendError,
                    check_range, not_found)
 from .options import BackendOptions, positive_int
+from .parts import PartsBody
 
 CONTENT_TYPE_V1 = "application/vnd.x.restic.rest.v1"
 CONTENT_TYPE_V2 = "application/vnd.x.restic.rest.v2"
@@ -131,7 +132,7 @@ class RestBackend:
             raise self._fail(response, FileType.CONFIG, "")
 
     def save(self, ftype: FileType, name: str, data) -> None:
-        body = b"".join(data) if isinstance(data, (list, tuple)) else bytes(data)
+        body = PartsBody(data)  # sent part by part: no joined copy of a pack
         # rest-server refuses to replace a file, rclone replaces it; both give the same answer
         if self._exists(ftype, name):
             raise BackendFileExists(17, "file already exists", self._where(ftype, name))

@@ -14,7 +14,6 @@ composed around every remote backend retries, and knows which errors are permane
 """
 import functools
 import hashlib
-import io
 import posixpath
 import threading
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from ..errors import AlreadyExists, UsageError
 from .base import (BackendError, BackendShortRead, FileType, PermanentBackendError, check_range,
                    not_found)
 from .options import BackendOptions, positive_int
+from .parts import PartsReader, as_parts
 
 # Above this size a file goes up in parts (S3's single PUT has a 5 GiB limit, and parts of a
 # large pack upload side by side); packs are 16 MiB by default, so most files take one PUT.
@@ -179,7 +179,7 @@ class S3Backend:
                 raise
 
     def save(self, ftype: FileType, name: str, data) -> None:
-        body = b"".join(data) if isinstance(data, (list, tuple)) else bytes(data)
+        body = PartsReader(data)  # read part by part, rewound on a retry: no joined copy
         extra = {"ContentType": "application/octet-stream"}
         if self.storage_class and (ftype is FileType.PACK or self.storage_class not in ARCHIVE_CLASSES):
             extra["StorageClass"] = self.storage_class
@@ -188,13 +188,16 @@ class S3Backend:
             # the store checks the MD5 and refuses a body damaged on the way (restic sends it too)
             import base64
 
-            extra["ContentMD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+            digest = hashlib.md5()
+            for part in as_parts(data):
+                digest.update(part)
+            extra["ContentMD5"] = base64.b64encode(digest.digest()).decode()
             self._call("Save", ftype, name, self.client.put_object, Key=key, Body=body, **extra)
         else:
             from boto3.s3.inject import upload_fileobj
 
             self._call("Save", ftype, name, functools.partial(upload_fileobj, self.client), Key=key,
-                       Fileobj=io.BytesIO(body), ExtraArgs=extra, Config=_transfer_config(self.connections))
+                       Fileobj=body, ExtraArgs=extra, Config=_transfer_config(self.connections))
 
     def load(self, ftype: FileType, name: str, offset: int = 0, length: Optional[int] = None) -> bytes:
         check_range(offset, length)
