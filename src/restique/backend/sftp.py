@@ -224,7 +224,7 @@ class SftpBackend:
                 # from the reads themselves, one round trip sooner
                 size = None if length else sftp.fstat(handle).st_size
                 wanted = length if length is not None else size - offset
-                data = bytes(sftp.read(handle, offset, wanted)) if wanted > 0 else b""
+                data = sftp.read(handle, offset, wanted) if wanted > 0 else b""
                 if len(data) < wanted or (size is not None and offset > size):
                     size = sftp.fstat(handle).st_size if size is None else size
                     raise BackendShortRead(
@@ -232,7 +232,9 @@ class SftpBackend:
                     )
             finally:
                 sftp.close_handle(handle, wait=False)
-            return data
+            # pack reads (restore, check, copy) take the buffer as it is; other files are
+            # small and some readers want bytes
+            return data if ftype is FileType.PACK else bytes(data)
 
     def stat(self, ftype: FileType, name: str) -> int:
         path = self._file(ftype, name)

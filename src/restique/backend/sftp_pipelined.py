@@ -35,16 +35,18 @@ class ConnectionDropped(ConnectionAbortedError):
 class _Reply:
     """Where the reply thread puts the answer to one request."""
 
-    __slots__ = ("_done", "kind", "body", "lost")
+    __slots__ = ("_done", "kind", "body", "lost", "into", "placed")
 
-    def __init__(self):
+    def __init__(self, into: Optional[memoryview] = None):
         self._done = threading.Event()
         self.kind = 0
         self.body: memoryview = memoryview(b"")  # the packet after its type byte
         self.lost: Optional[str] = None
+        self.into = into  # where a read's data goes straight from the pipe
+        self.placed = False  # the data is in `into`; body holds the request number and count
 
-    def answer(self, kind: int, body: memoryview) -> None:
-        self.kind, self.body = kind, body
+    def answer(self, kind: int, body: memoryview, placed: bool = False) -> None:
+        self.kind, self.body, self.placed, self.into = kind, body, placed, None
         self._done.set()
 
     def fail(self, why: str) -> None:
@@ -78,15 +80,16 @@ class PipelinedClient(SFTPClient):
         self.read_block, self.write_block = self._block_sizes()
 
     # --- requests and replies ---
-    def request(self, kind: int, *fields, payload=None) -> _Reply:
+    def request(self, kind: int, *fields, payload=None, into: Optional[memoryview] = None) -> _Reply:
         """Send one request (fields as paramiko encodes them; payload, a bytes-like object, sent
-        as the last string without a copy) and return where its reply will arrive."""
+        as the last string without a copy) and return where its reply will arrive; the data of
+        a read's answer goes into `into` when it fits there."""
         with self._lock:
             if self._lost is not None:
                 raise ConnectionDropped(self._lost)
             number = self.request_number
             self.request_number += 1
-            reply = self._waiting[number] = _Reply()
+            reply = self._waiting[number] = _Reply(into)
         msg = Message()
         msg.add_int(number)
         for field in fields:
@@ -130,17 +133,19 @@ class PipelinedClient(SFTPClient):
 
     def _read_replies(self) -> None:
         """The reply thread: each reply to the request it answers, until the pipe closes."""
+        head = memoryview(bytearray(9))  # length, type, request number
         try:
             while True:
-                head = self._receive(5)
-                size, kind = struct.unpack(">IB", head)
+                self._receive_into(head)
+                size, kind, number = struct.unpack(">IBI", head)
                 if not 5 <= size <= MAX_PACKET:
                     raise SFTPError(f"garbage packet received (length {size})")
-                body = self._receive(size - 1)
                 with self._lock:
-                    reply = self._waiting.pop(int.from_bytes(body[:4], "big"), None)
+                    reply = self._waiting.pop(number, None)
+                into = reply.into if reply is not None and kind == CMD_DATA and size >= 9 else None
+                body, placed = self._receive_body(head[5:], size - 5, into)
                 if reply is not None:
-                    reply.answer(kind, body)
+                    reply.answer(kind, body, placed)
         except (OSError, EOFError, SFTPError, ValueError) as exc:
             with self._lock:
                 self._lost = str(exc) or type(exc).__name__
@@ -148,15 +153,33 @@ class PipelinedClient(SFTPClient):
             for reply in waiting.values():
                 reply.fail(self._lost)
 
-    def _receive(self, size: int) -> memoryview:
-        view = memoryview(bytearray(size))
-        got = 0
+    def _receive_body(self, number: memoryview, rest: int, into: Optional[memoryview]):
+        """(body, placed): the rest of a packet after its request number. A read's data goes
+        straight into `into` (one copy, from the pipe) when it fits; else it is in body."""
+        if into is not None:
+            body = memoryview(bytearray(8))
+            body[:4] = number
+            self._receive_into(body[4:])
+            count = int.from_bytes(body[4:], "big")
+            if count == rest - 4 and count <= len(into):
+                self._receive_into(into[:count])
+                return body, True
+            whole = memoryview(bytearray(4 + rest))
+            whole[:8] = body
+            self._receive_into(whole[8:])
+            return whole, False
+        body = memoryview(bytearray(4 + rest))
+        body[:4] = number
+        self._receive_into(body[4:])
+        return body, False
+
+    def _receive_into(self, view: memoryview) -> None:
+        got, size = 0, len(view)
         while got < size:
             count = self.sock.recv_into(view[got:])
             if not count:
                 raise EOFError("end of stream")
             got += count
-        return view
 
     # --- the handshake ---
     def _send_version(self):
@@ -224,7 +247,8 @@ class PipelinedClient(SFTPClient):
         while pending or asked < end:
             while asked < end and len(pending) < IN_FLIGHT:
                 size = min(self.read_block, end - asked)
-                pending.append((asked, size, self.request(CMD_READ, handle, int64(offset + asked), size)))
+                pending.append((asked, size, self.request(CMD_READ, handle, int64(offset + asked), size,
+                                                          into=view[asked:asked + size])))
                 asked += size
             start, size, reply = pending.popleft()
             if start >= end:
@@ -251,13 +275,15 @@ class PipelinedClient(SFTPClient):
             if kind != CMD_DATA:
                 raise SFTPError("Expected data")
             count = int.from_bytes(body[4:8], "big")
-            if count > size - done or len(body) < 8 + count:
+            if count > size - done or (not reply.placed and len(body) < 8 + count):
                 raise SFTPError("the server answered a read with more bytes than asked")
-            view[start + done:start + done + count] = body[8:8 + count]
+            if not reply.placed:
+                view[start + done:start + done + count] = body[8:8 + count]
             done += count
             if done == size or not count:
                 return done
-            reply = self.request(CMD_READ, handle, int64(offset + start + done), size - done)
+            reply = self.request(CMD_READ, handle, int64(offset + start + done), size - done,
+                                 into=view[start + done:start + size])
 
     def write(self, handle: bytes, parts: Iterable) -> None:
         """Write parts one after the other from offset 0, requests sent ahead, every answer checked."""
