@@ -65,8 +65,12 @@ class LocalTime:
 
     def __init__(self):
         self._offsets: Dict[int, int] = {}
+        # in UTC every offset is 0: files' times spread over years would each ask localtime
+        self.utc = time.tzname == ("UTC", "UTC") and time.timezone == 0 and time.altzone == 0
 
     def __call__(self, ns: int) -> GoTime:
+        if self.utc:
+            return GoTime(ns, 0)
         bucket = ns // 900_000_000_000
         offset = self._offsets.get(bucket)
         if offset is None:
@@ -75,6 +79,34 @@ class LocalTime:
 
 
 local_time = LocalTime()
+
+_DAY_TEXTS: Dict[int, str] = {}  # days since the epoch -> 'YYYY-MM-DDT'
+_ZONE_TEXTS: Dict[int, str] = {}  # UTC offset -> 'Z' or '+hh:mm'
+_LAST_DAY = 2932896  # 9999-12-31: later (and earlier than 1970) dates take GoTime's path
+
+
+def local_time_text(ns: int) -> str:
+    """local_time(ns).rfc3339() without building a GoTime: the reuse check compares two
+    times for every entry, and entries rarely share a second but often share a day."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    offset = 0 if local_time.utc else local_time._offsets.get(seconds // 900)
+    if offset is None:
+        offset = local_time(ns).offset
+    day, clock = divmod(seconds + offset, 86400)
+    date = _DAY_TEXTS.get(day)
+    if date is None:
+        if not 0 <= day <= _LAST_DAY:
+            return local_time(ns).rfc3339()
+        date = _DAY_TEXTS[day] = GoTime(day * 86400 * 1_000_000_000).rfc3339()[:11]
+    zone = _ZONE_TEXTS.get(offset)
+    if zone is None:
+        text = GoTime(0, offset).rfc3339()
+        zone = _ZONE_TEXTS[offset] = text[19:]
+    hours, rest = divmod(clock, 3600)
+    text = "%s%02d:%02d:%02d" % (date, hours, rest // 60, rest % 60)
+    if nanos:
+        return text + "." + ("%09d" % nanos).rstrip("0") + zone
+    return text + zone
 
 
 def go_mode(st_mode: int) -> int:

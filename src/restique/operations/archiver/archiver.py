@@ -10,6 +10,7 @@ content, tree_saver.py writes a directory's tree once its entries are done, reus
 recognises directories unchanged since the parent snapshot.
 """
 import errno
+import functools
 import os
 import stat
 import sys
@@ -68,7 +69,7 @@ class Archiver:
         self.small_files = SmallFileBatches(self.reader, self.saver, self.readers, self.queued, self.progress)
         self.parents = ParentTrees(repo)
         self.scans = DirScans(options.xattrs)
-        self.reuse = TreeReuse(self.parents.children, lambda blob_id: repo.index.has("data", blob_id),
+        self.reuse = TreeReuse(self.parents.children, functools.partial(repo.index.has, "data"),
                                self.scans, options.reject, options.with_atime, options.xattrs, options.one_file_system)
         self._root_dev: Optional[int] = None
         self.root_parent_tree: Optional[str] = None  # the parent's root tree, for checkpoints
@@ -175,13 +176,9 @@ class Archiver:
     def _reused_dir(self, node: Node, old: dict, events) -> Completion:
         """A directory whose content equals the parent's: its subtree id is reused."""
         node.subtree = old["subtree"]
-        done = self.progress.file_done
-        unchanged = ItemResult("unchanged")
-        for path, kind, size in events[:-1]:
-            if kind != "other":
-                done(path, kind, unchanged, size)
-        path = events[-1][0]
-        done(path, "dir", ItemResult(item_action(old, node)), 0)
+        path = events.pop()[0]
+        self.progress.unchanged_items(events)
+        self.progress.file_done(path, "dir", ItemResult(item_action(old, node)), 0)
         return finished(node)
 
     def _empty_dir(self, node: Node, snap_path: str, old: Optional[dict]) -> Completion:

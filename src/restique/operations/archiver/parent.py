@@ -1,12 +1,17 @@
 """The parent snapshot: choosing it, and reading its directories during the backup."""
 from typing import Dict, List, Optional
 
+from ...backend.base import BackendShortRead, FileType
 from ...errors import RestiqueError
 from ...model import gojson
 from ...model.gotime import GoTime
 from ...model.names import go_unquote
 
 RECENT_TREES = 256
+# Tree blobs are read from their pack in windows of this size: one read serves the trees a
+# walk visits next (a backup writes a directory's subtrees just before its own tree), where
+# a read per tree cost a file open each from the local cache
+TREE_WINDOW = 1 << 20
 
 
 def find_parent(repo, hostname: str, paths: List[str], before: GoTime) -> Optional[str]:
@@ -35,6 +40,7 @@ class ParentTrees:
     def __init__(self, repo):
         self._repo = repo
         self._recent: Dict[str, Dict[str, dict]] = {}
+        self._windows = TreeWindows(repo)
 
     def children(self, tree_id: Optional[str]) -> Dict[str, dict]:
         """A directory whose reuse check failed asks again right after: that answer comes
@@ -52,7 +58,42 @@ class ParentTrees:
 
     def _load(self, tree_id: str) -> Dict[str, dict]:
         try:
-            tree = gojson.loads(self._repo.load_blob("tree", tree_id))
+            tree = gojson.loads(self._windows.load(tree_id))
             return {go_unquote(n.get("name", "")): n for n in tree.get("nodes") or []}
         except (RestiqueError, ValueError, AttributeError):
             return {}  # a damaged parent only costs re-reading
+
+
+class TreeWindows:
+    """Tree blobs read through windows of their packs; the last window read is kept."""
+
+    def __init__(self, repo):
+        self._blobs = repo.blobs
+        self._window = ("", 0, b"")  # pack id, offset, bytes
+
+    def load(self, tree_id: str) -> bytes:
+        loc = self._blobs.location("tree", tree_id)
+        if not self._covers(loc):
+            try:
+                self._window = (loc.pack_id, *self._read(loc))
+            except (OSError, EOFError, RestiqueError):
+                self._window = ("", 0, b"")
+            if not self._covers(loc):
+                return self._blobs.load("tree", tree_id, loc)  # reports what is wrong
+        _, start, data = self._window
+        at = loc.offset - start
+        return self._blobs.decode(tree_id, data[at:at + loc.length], loc)
+
+    def _covers(self, loc) -> bool:
+        pack_id, start, data = self._window
+        return pack_id == loc.pack_id and start <= loc.offset and loc.offset + loc.length <= start + len(data)
+
+    def _read(self, loc) -> tuple:
+        """(offset, bytes) of a window around the blob at loc, cut short at the pack's end."""
+        start = max(0, loc.offset - TREE_WINDOW // 2)
+        length = max(TREE_WINDOW, loc.offset + loc.length - start)
+        backend = self._blobs.backend
+        try:
+            return start, backend.load(FileType.PACK, loc.pack_id, start, length)
+        except BackendShortRead:  # the pack ends within the window
+            return start, backend.load(FileType.PACK, loc.pack_id, start, None)

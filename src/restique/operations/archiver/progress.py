@@ -73,6 +73,26 @@ class BackupProgress:
                 self.stats.bytes_processed += size
         self.item(path, kind, result)
 
+    def unchanged_items(self, items) -> None:
+        """file_done(path, kind, ItemResult("unchanged"), size) for each (path, kind, size)
+        below a reused directory, counted at once: such a directory may hold millions."""
+        files = dirs = size = 0
+        for _path, kind, n in items:
+            if kind == "file":
+                files += 1
+                size += n
+            elif kind == "dir":
+                dirs += 1
+        with self.lock:
+            self.stats.files.unmodified += files
+            self.stats.dirs.unmodified += dirs
+            self.stats.files_processed += files
+            self.stats.bytes_processed += size
+        unchanged = ItemResult("unchanged")
+        for path, kind, _n in items:
+            if kind != "other":
+                self.item(path, kind, unchanged)
+
     def blob_added(self, blob_type: str, plain: int, stored: int) -> None:
         with self.lock:
             if blob_type == "data":

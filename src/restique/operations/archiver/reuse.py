@@ -11,7 +11,7 @@ import os
 import stat
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..fs_metadata import go_mode, group_name, local_time, user_name
+from ..fs_metadata import go_mode, group_name, local_time_text, user_name
 from .dir_scan import DirScans
 
 # (snapshot path, "file"|"dir"|"other", size) of every entry, for progress and counts
@@ -23,6 +23,8 @@ _TYPES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", st
 _KNOWN = {"name", "type", "mode", "mtime", "atime", "ctime", "uid", "gid", "user", "group", "inode",
           "device_id", "size", "links", "linktarget", "linktarget_raw", "extended_attributes",
           "device", "content", "subtree"}
+_IFMT = 0o170000
+_LINKED = ("file", "symlink", "dev", "chardev")  # kinds whose node records the link count
 
 
 class TreeReuse:
@@ -35,14 +37,19 @@ class TreeReuse:
         self._with_atime = with_atime
         self._xattrs = xattrs
         self._one_fs = one_file_system
+        # results for subdirectories of a directory whose own check failed, until the walk
+        # asks for them: a reused directory's whole list would otherwise stay held
         self._memo: Dict[str, Optional[Events]] = {}
 
     def events(self, fs_path: str, snap_path: str, old_dir: dict, dev: int) -> Optional[Events]:
-        """The entries below fs_path if its content equals the parent's subtree, else None."""
+        """The entries below fs_path if its content equals the parent's subtree, else None.
+        The walk asks once for each directory it reaches."""
         if fs_path in self._memo:
-            return self._memo[fs_path]
-        result = self._check(fs_path, snap_path, old_dir, dev)
-        self._memo[fs_path] = result
+            return self._memo.pop(fs_path)
+        return self._check(fs_path, snap_path, old_dir, dev)
+
+    def _subdir_events(self, fs_path: str, snap_path: str, old_dir: dict, dev: int) -> Optional[Events]:
+        result = self._memo[fs_path] = self.events(fs_path, snap_path, old_dir, dev)
         return result
 
     def _check(self, fs_path: str, snap_path: str, old_dir: dict, dev: int) -> Optional[Events]:
@@ -55,70 +62,82 @@ class TreeReuse:
         except OSError:
             return None
         events: Events = []
+        subdirs: List[str] = []
         seen = 0
+        fs_prefix = os.path.join(fs_path, "")  # + name: os.path.join(fs_path, name)
+        snap_prefix = snap_path + "/"
+        reject, same, get = self._reject, self.same, old.get
         for name, err, st, link, xattrs in entries:
             if err:
                 return None
-            path = os.path.join(fs_path, name)
-            child_snap = f"{snap_path}/{name}"
-            if stat.S_ISSOCK(st.st_mode) or (self._reject is not None and self._reject(child_snap, path, st)):
+            fmt = st.st_mode & _IFMT
+            if fmt == stat.S_IFSOCK or (reject is not None and reject(snap_prefix + name, fs_prefix + name, st)):
                 continue
-            o = old.get(name)
-            if o is None or not self.same(o, st, link, xattrs):
+            o = get(name)
+            if o is None or not same(o, st, link, xattrs):
                 return None
             seen += 1
-            if stat.S_ISDIR(st.st_mode):
+            if fmt == stat.S_IFDIR:
                 if self._one_fs and st.st_dev != dev:
                     return None
-                below = self.events(path, child_snap, o, dev)
+                subdirs.append(fs_prefix + name)
+                below = self._subdir_events(subdirs[-1], snap_prefix + name, o, dev)
                 if below is None:
                     return None
                 events.extend(below)
             else:
-                events.append((child_snap, "file" if stat.S_ISREG(st.st_mode) else "other", st.st_size))
+                events.append((snap_prefix + name, "file" if fmt == stat.S_IFREG else "other", st.st_size))
         if seen != len(old):
             return None  # something was removed
         events.append((snap_path + "/", "dir", 0))
         self._scans.forget(fs_path)  # its tree is reused: the walk will not list it
+        for path in subdirs:  # nor ask about what is below
+            del self._memo[path]
         return events
 
     def same(self, o: dict, st, link, xattrs) -> bool:
         """Would a node made from a scanned entry (lstat fields, symlink target, extended
-        attributes) be encoded exactly like o (subtree aside)?"""
-        kind = _TYPES.get(stat.S_IFMT(st.st_mode))
-        if kind is None or o.get("type") != kind or not _KNOWN.issuperset(o):
+        attributes) be encoded exactly like o (subtree aside)? The usual differences (times,
+        size) are looked at first."""
+        get = o.get
+        mtime = local_time_text(st.st_mtime_ns)
+        if get("mtime") != mtime or get("ctime") != local_time_text(st.st_ctime_ns):
             return False
-        if ((o.get("mode") or 0) != go_mode(st.st_mode) or o.get("uid") != st.st_uid or o.get("gid") != st.st_gid
-                or (o.get("inode") or 0) != st.st_ino or (o.get("device_id") or 0) != st.st_dev):
+        if get("atime") != (local_time_text(st.st_atime_ns) if self._with_atime else mtime):
             return False
-        if (o.get("user") or "") != user_name(st.st_uid) or (o.get("group") or "") != group_name(st.st_gid):
+        kind = _TYPES.get(st.st_mode & _IFMT)
+        if kind is None or get("type") != kind or not _KNOWN.issuperset(o):
             return False
-        mtime = local_time(st.st_mtime_ns).rfc3339()
-        atime = local_time(st.st_atime_ns).rfc3339() if self._with_atime else mtime
-        if o.get("mtime") != mtime or o.get("atime") != atime or o.get("ctime") != local_time(st.st_ctime_ns).rfc3339():
+        if ((get("mode") or 0) != go_mode(st.st_mode) or get("uid") != st.st_uid or get("gid") != st.st_gid
+                or (get("inode") or 0) != st.st_ino or (get("device_id") or 0) != st.st_dev):
             return False
-        links = st.st_nlink if kind in ("file", "symlink", "dev", "chardev") else 0
-        if (o.get("links") or 0) != links:
+        if (get("user") or "") != user_name(st.st_uid) or (get("group") or "") != group_name(st.st_gid):
             return False
         if kind == "file":
-            content = o.get("content")
-            if (o.get("size") or 0) != st.st_size or content is None or not all(map(self._has_blob, content)):
+            content = get("content")
+            if (get("size") or 0) != st.st_size or (get("links") or 0) != st.st_nlink or content is None \
+                    or not all(map(self._has_blob, content)):
                 return False
-        elif (o.get("size") or 0) != 0:
+        elif (get("size") or 0) != 0 or (get("links") or 0) != (st.st_nlink if kind in _LINKED else 0):
             return False
-        if kind == "symlink":
-            if type(link) is not bytes:
-                return False  # unreadable: the walk reports it
-            raw = link
-            stored = base64.b64decode(o["linktarget_raw"]) if o.get("linktarget_raw") else \
-                (o.get("linktarget") or "").encode("utf-8", "surrogateescape")
-            if raw != stored or (o.get("linktarget_raw") is None and not _utf8(raw)):
-                return False
-        if kind in ("dev", "chardev") and (o.get("device") or 0) != st.st_rdev:
+        elif kind == "symlink" and not _same_target(o, link):
             return False
-        old_attrs = [(a.get("name"), a.get("value")) for a in o.get("extended_attributes") or []]
+        elif kind in ("dev", "chardev") and (get("device") or 0) != st.st_rdev:
+            return False
+        if not xattrs and not get("extended_attributes"):
+            return True
+        old_attrs = [(a.get("name"), a.get("value")) for a in get("extended_attributes") or []]
         attrs = [(n, base64.b64encode(v).decode()) for n, v in xattrs or ()] if self._xattrs else []
         return old_attrs == attrs
+
+
+def _same_target(o: dict, link) -> bool:
+    """Whether a scanned symlink target would be recorded as o records it."""
+    if type(link) is not bytes:
+        return False  # unreadable: the walk reports it
+    stored = base64.b64decode(o["linktarget_raw"]) if o.get("linktarget_raw") else \
+        (o.get("linktarget") or "").encode("utf-8", "surrogateescape")
+    return link == stored and (o.get("linktarget_raw") is not None or _utf8(link))
 
 
 def _utf8(raw: bytes) -> bool:
