@@ -14,6 +14,9 @@ from . import downloads, fs_paths, pages
 from .dav_provider import SnapshotDAVProvider
 
 DAV_PREFIX = "/dav"
+DAV_METHODS = "OPTIONS, GET, HEAD, PROPFIND"
+_FINITE_DEPTH = (b'<?xml version="1.0" encoding="utf-8"?>\n'
+                 b'<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>\n')
 SEARCH_LIMIT = 500
 
 
@@ -50,6 +53,9 @@ class ServeApp:
         path = fs_paths.from_wsgi(environ.get("PATH_INFO", "") or "/")
         if path == DAV_PREFIX or path.startswith(DAV_PREFIX + "/"):
             environ["PATH_INFO"] = path
+            refusal = _dav_refusal(environ, start_response)
+            if refusal is not None:
+                return refusal
             if environ.get("REQUEST_METHOD") in ("GET", "HEAD") and self._is_folder(path[len(DAV_PREFIX):]):
                 # a browser opening the share: show the folder's page
                 return _redirect(start_response, "/browse" + fs_paths.to_url(fs_paths.clean(path[len(DAV_PREFIX):]) + "/"))
@@ -57,7 +63,7 @@ class ServeApp:
         if environ.get("REQUEST_METHOD") == "OPTIONS":
             # Windows' WebDAV client asks the server root before it mounts /dav/
             return _respond(start_response, "200 OK", b"", "text/plain", [
-                ("DAV", "1"), ("MS-Author-Via", "DAV"), ("Allow", "OPTIONS, GET, HEAD, PROPFIND")])
+                ("DAV", "1"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS)])
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _respond(start_response, "405 Method Not Allowed", b"read-only\n", "text/plain",
                             [("Allow", "GET, HEAD")])
@@ -121,6 +127,19 @@ class ServeApp:
                  if isinstance(item, FoundEntry) and item.snapshot.id in snapshots)
         results = [(f.snapshot, f.path, f.node) for f in itertools.islice(found, SEARCH_LIMIT + 1)]
         return pages.search_page(pattern, results[:SEARCH_LIMIT], len(results) > SEARCH_LIMIT)
+
+
+def _dav_refusal(environ, start_response):
+    """What the share refuses before wsgidav sees it: changes (405 with the Allow header
+    RFC 9110 asks for, which wsgidav leaves out) and a PROPFIND of unlimited depth, which
+    would walk every snapshot (RFC 4918 9.1 lets a server refuse it)."""
+    method = environ.get("REQUEST_METHOD", "")
+    if method not in ("OPTIONS", "GET", "HEAD", "PROPFIND"):
+        return _respond(start_response, "405 Method Not Allowed", b"the share is read-only\n", "text/plain",
+                        [("Allow", DAV_METHODS)])
+    if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity":
+        return _respond(start_response, "403 Forbidden", _FINITE_DEPTH, "application/xml; charset=utf-8")
+    return None
 
 
 def _respond(start_response, status: str, body: bytes, content_type: str = "text/html; charset=utf-8",

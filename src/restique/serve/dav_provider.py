@@ -7,12 +7,15 @@ import io
 import mimetypes
 from urllib.parse import quote
 
+from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 from ..errors import NotFound
 from . import fs_paths
 
 READ_BUFFER = 1024 * 1024
+# wsgidav answers these with an empty value, which Finder reads as "no space"; unknown is 404
+_QUOTA_PROPS = ("{DAV:}quota-available-bytes", "{DAV:}quota-used-bytes")
 _HREF_SAFE = "/!*'(),$-_|."  # as wsgidav: some clients choke on quoted parentheses
 
 
@@ -82,6 +85,11 @@ class _Common:
 
     def support_modified(self):
         return True
+
+    def get_property_value(self, name):
+        if name in _QUOTA_PROPS:
+            raise DAVError(HTTP_NOT_FOUND)
+        return super().get_property_value(name)
 
 
 class SnapshotFolder(_Common, DAVCollection):
