@@ -14,7 +14,7 @@ from ..errors import NotFound
 from . import fs_paths
 
 READ_BUFFER = 1024 * 1024
-# wsgidav answers these with an empty value, which Finder reads as "no space"; unknown is 404
+# wsgidav answers these with an empty value, which is no number (RFC 4331); unknown is a 404
 _QUOTA_PROPS = ("{DAV:}quota-available-bytes", "{DAV:}quota-used-bytes")
 _HREF_SAFE = "/!*'(),$-_|."  # as wsgidav: some clients choke on quoted parentheses
 
