@@ -315,16 +315,18 @@ def test_changes_are_refused(share):
     assert source_bytes(share, b"small.txt") == request(share, "GET", target)[2]
 
 
-def test_macos_metadata_lookups_are_quick_404s(share):
+def test_metadata_lookups_are_quick_404s(share):
+    """Finder probes AppleDouble and Spotlight files, Explorer desktop.ini and Thumbs.db."""
     folders = ["/dav", share["folder"], share["folder"] + "/with%20space"]
-    names = ["._.", ".DS_Store", "._small.txt", ".hidden", ".metadata_never_index", ".Spotlight-V100"]
+    names = ["._.", ".DS_Store", "._small.txt", ".hidden", ".metadata_never_index", ".Spotlight-V100",
+             "desktop.ini", "Thumbs.db"]
     started = time.monotonic()
     for folder in folders:
         for name in names:
             for method in ("PROPFIND", "GET", "HEAD"):
                 status, _, _ = request(share, method, f"{folder}/{name}", headers={"Depth": "0", "User-Agent": WEBDAVFS})
                 assert status == 404, (method, folder, name)
-    assert time.monotonic() - started < 10  # 54 lookups: no walk of the repository behind them
+    assert time.monotonic() - started < 10  # 72 lookups: no walk of the repository behind them
     listing = propfind(share, share["folder"] + "/", "1", WEBDAVFS_APPLEDOUBLE, WEBDAVFS)
     for props in listing.values():
         assert props["{http://www.apple.com/webdav_fs/props/}appledoubleheader"][0] == 404
