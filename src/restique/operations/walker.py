@@ -23,6 +23,19 @@ def _sort_key(node: Node) -> bytes:
     return node.name.encode("utf-8", "surrogateescape")
 
 
+def _in_order(nodes: List[Node]) -> bool:
+    """Whether nodes are already sorted as restic stores them (always, unless another program
+    wrote the tree). Checked on ASCII names only, where text order is byte order: any other
+    name leaves the decision to the exact byte-wise sort."""
+    previous = ""
+    for node in nodes:
+        name = node.name
+        if not name.isascii() or name < previous:
+            return False
+        previous = name
+    return True
+
+
 def join(parent: str, name: str) -> str:
     """Snapshot path of name inside the directory parent ("/" for the root)."""
     return parent + name if parent.endswith("/") else parent + "/" + name
@@ -57,7 +70,8 @@ class TreeLoader:
             nodes = self.decode(raw)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise IntegrityError(f"tree {tree_id[:8]} is damaged: {exc}") from None
-        nodes.sort(key=_sort_key)
+        if not _in_order(nodes):
+            nodes.sort(key=_sort_key)
         if self.cache_bytes and len(raw) <= self.cache_bytes // 4:
             if self.evict:
                 self._cache[tree_id] = (nodes, len(raw))
