@@ -139,3 +139,26 @@ def _indexed_packs(backend) -> set:
     for name, _ in backend.list(FileType.INDEX):
         indexed |= {p["id"] for p in json.loads(backend.load(FileType.INDEX, name))["packs"]}
     return indexed
+
+
+def test_full_packs_in_memory_are_bounded_in_bytes(monkeypatch):
+    """More connections than the memory budget has room for: uploads at once stop at the budget
+    (restic keeps its packs in temporary files; 5 packs of 16 MiB each is memory it never holds)."""
+    monkeypatch.setattr(blob_store, "UPLOAD_MEMORY", 2 * PACK_SIZE + PACK_SIZE // 2)
+    backend = SlowStorage(connections=5)
+    store = _store(backend)
+    _save_blobs(store, count=40)
+    store.flush()
+    store.close()
+    assert backend.packs_started >= 10
+    assert backend.most_at_once == 2
+
+
+def test_one_pack_larger_than_the_budget_still_goes(monkeypatch):
+    monkeypatch.setattr(blob_store, "UPLOAD_MEMORY", PACK_SIZE // 4)
+    backend = SlowStorage(connections=5)
+    store = _store(backend)
+    _save_blobs(store, count=12)
+    store.flush()
+    store.close()
+    assert backend.packs_started >= 3 and backend.most_at_once == 1

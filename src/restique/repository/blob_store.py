@@ -20,6 +20,9 @@ from .pack import BLOB_TYPES, PackWriter
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 MIN_PACK_SIZE = 4 * 1024 * 1024
 MAX_PACK_SIZE = 128 * 1024 * 1024
+# full packs a remote backup holds in memory at once (queued or being written): restic keeps
+# its packs in temporary files; 3 packs of 16 MiB keep 3 connections busy, enough on loopback
+UPLOAD_MEMORY = 48 * 1024 * 1024
 
 
 class BlobStore:
@@ -41,7 +44,8 @@ class BlobStore:
         # a remote backend stores as many packs at once as it has connections (each upload
         # mostly waits on the network); a local disk one, as fast as one thread writes
         self._upload_count = max(1, remote_connections(backend))
-        self._upload_slots = threading.Semaphore(self._upload_count)  # full packs not yet written
+        # full packs not yet written, in bytes: one pack per uploader, but not past UPLOAD_MEMORY
+        self._upload_budget = _ByteBudget(min(self._upload_count * pack_size, max(UPLOAD_MEMORY, pack_size)))
         self._uploaders: List[threading.Thread] = []
         self._upload_error: Optional[BaseException] = None
         self.dry_run = False  # seal and count, but write nothing
@@ -90,8 +94,8 @@ class BlobStore:
         return True, len(sealed)
 
     # Full packs are written by background threads (one, or one per connection of a remote
-    # backend), so that savers keep sealing while packs are written. A saver waits for a free
-    # slot before it queues a pack: memory holds at most that many full packs.
+    # backend), so that savers keep sealing while packs are written. A saver waits for room in
+    # the budget before it queues a pack: memory holds at most that many bytes of full packs.
     def _queue_pack(self, writer: PackWriter) -> None:
         with self._lock:
             if not self._uploaders:
@@ -99,22 +103,23 @@ class BlobStore:
                                                     daemon=True) for i in range(self._upload_count)]
                 for thread in self._uploaders:
                     thread.start()
-        self._upload_slots.acquire()
-        self._upload_queue.put(writer)
+        size = writer.size
+        self._upload_budget.take(size)
+        self._upload_queue.put((writer, size))
 
     def _upload_loop(self) -> None:
         while True:
-            writer = self._upload_queue.get()
+            item = self._upload_queue.get()
             try:
-                if writer is not None and self._upload_error is None:
-                    self._write_pack(writer)
+                if item is not None and self._upload_error is None:
+                    self._write_pack(item[0])
             except BaseException as exc:  # reported to the saving threads
                 self._upload_error = exc
             finally:
-                if writer is not None:
-                    self._upload_slots.release()
+                if item is not None:
+                    self._upload_budget.give_back(item[1])
                 self._upload_queue.task_done()
-            if writer is None:
+            if item is None:
                 return
 
     def _raise_upload_error(self) -> None:
@@ -187,3 +192,22 @@ class BlobStore:
         if hash_id(plain) != blob_id:
             raise IntegrityError(f"blob {blob_id} is damaged: its content does not match its id")
         return plain
+
+
+class _ByteBudget:
+    """Bytes held at most `limit` by its takers together; one taker always fits, however large."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+        self._used = 0
+        self._changed = threading.Condition()
+
+    def take(self, size: int) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._used or self._used + size <= self._limit)
+            self._used += size
+
+    def give_back(self, size: int) -> None:
+        with self._changed:
+            self._used -= size
+            self._changed.notify_all()
