@@ -88,6 +88,11 @@ _LAST_DAY = 2932896  # 9999-12-31: later (and earlier than 1970) dates take GoTi
 def local_time_text(ns: int) -> str:
     """local_time(ns).rfc3339() without building a GoTime: the reuse check compares two
     times for every entry, and entries rarely share a second but often share a day."""
+    return _local_time_parts(ns)[1]
+
+
+def _local_time_parts(ns: int) -> tuple:
+    """(UTC offset, RFC 3339 text) of ns in the local zone."""
     seconds, nanos = divmod(ns, 1_000_000_000)
     offset = 0 if local_time.utc else local_time._offsets.get(seconds // 900)
     if offset is None:
@@ -96,17 +101,34 @@ def local_time_text(ns: int) -> str:
     date = _DAY_TEXTS.get(day)
     if date is None:
         if not 0 <= day <= _LAST_DAY:
-            return local_time(ns).rfc3339()
+            return offset, local_time(ns).rfc3339()
         date = _DAY_TEXTS[day] = GoTime(day * 86400 * 1_000_000_000).rfc3339()[:11]
     zone = _ZONE_TEXTS.get(offset)
     if zone is None:
-        text = GoTime(0, offset).rfc3339()
-        zone = _ZONE_TEXTS[offset] = text[19:]
+        zone = _ZONE_TEXTS[offset] = GoTime(0, offset).rfc3339()[19:]
     hours, rest = divmod(clock, 3600)
     text = "%s%02d:%02d:%02d" % (date, hours, rest // 60, rest % 60)
     if nanos:
-        return text + "." + ("%09d" % nanos).rstrip("0") + zone
-    return text + zone
+        return offset, text + "." + ("%09d" % nanos).rstrip("0") + zone
+    return offset, text + zone
+
+
+class _FormattedTime(GoTime):
+    """A local time whose text was built with it, by the day-cached formatting above: the
+    times of a backup's entries rarely share the second GoTime's own formatting caches."""
+
+    __slots__ = ("_formatted",)
+
+    def rfc3339(self) -> str:
+        return self._formatted
+
+
+def formatted_local_time(ns: int) -> GoTime:
+    """local_time(ns), its rfc3339() text built already."""
+    offset, text = _local_time_parts(ns)
+    t = _FormattedTime(ns, offset)
+    t._formatted = text
+    return t
 
 
 def go_mode(st_mode: int) -> int:
@@ -150,14 +172,14 @@ def node_from_fields(name: str, st, linktarget: Optional[str], xattrs: Optional[
     """A node from what was read already: lstat fields (os.stat_result or a native scan's
     Stat), a symlink's target and the extended attributes (None: not read)."""
     node_type, _ = _TYPES.get(stat.S_IFMT(st.st_mode), ("irregular", 0))
-    mtime = local_time(st.st_mtime_ns)
+    mtime = formatted_local_time(st.st_mtime_ns)
     node = Node(
         name=name,
         type=node_type,
         mode=go_mode(st.st_mode),
         mtime=mtime,
-        atime=local_time(st.st_atime_ns) if with_atime else mtime,
-        ctime=local_time(st.st_ctime_ns),
+        atime=formatted_local_time(st.st_atime_ns) if with_atime else mtime,
+        ctime=formatted_local_time(st.st_ctime_ns),
         uid=st.st_uid,
         gid=st.st_gid,
         user=user_name(st.st_uid),
