@@ -149,11 +149,13 @@ def backups(path: str, runs: int, stdin_file: str) -> None:
                 u = timed(tool_cmd(tool) + ["-r", str(repo), "--no-cache", "backup", path], env)
                 results[tool].append(u)
                 print(f"{tool:<9} run {run}: {u['wall']:.2f} s wall, {u['user']:.2f} u, {u['sys']:.2f} s, "
-                      f"{u['rss']:.0f} MiB, {size / 1e6 / u['wall']:.0f} MB/s", flush=True)
+                      f"{u['rss']:.0f} MiB, {size / 1e6 / u['wall']:.0f} MB/s wall, "
+                      f"{size / 1e6 / (u['user'] + u['sys']):.0f} MB per cpu-s", flush=True)
         for tool, rows in results.items():
             med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
             print(f"{tool:<9} median: {med['wall']:.2f} s wall, {med['user']:.2f} u, {med['sys']:.2f} s, "
-                  f"{med['rss']:.0f} MiB, {size / 1e6 / med['wall']:.0f} MB/s")
+                  f"{med['rss']:.0f} MiB, {size / 1e6 / med['wall']:.0f} MB/s wall, "
+                  f"{size / 1e6 / (med['user'] + med['sys']):.0f} MB per cpu-s")
         if stdin_file:
             for tool in ("restique", "restic"):
                 repo = work / tool
