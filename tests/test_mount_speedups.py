@@ -122,3 +122,36 @@ def test_listed_subfolders_resolve_as_from_the_root(world):
         assert list(map(_plain, fs.list_dir(parent))) == list(map(_plain, fresh.list_dir(parent)))
     finally:
         fresh.close()
+
+
+def test_trees_of_listed_subfolders_are_read_together(tmp_path, monkeypatch):
+    source = tmp_path / "src"
+    for i in range(12):
+        (source / f"d{i:02d}").mkdir(parents=True)
+        (source / f"d{i:02d}" / "f").write_bytes(bytes([i]) * i)
+    repo = tmp_path / "repo"
+    run_restique(repo, "init")
+    run_restic(repo, "backup", str(source))
+    fresh = SnapshotFS(open_repository(str(repo), PASSWORD), SnapshotFSOptions())
+    fs = SnapshotFS(open_repository(str(repo), PASSWORD), SnapshotFSOptions())
+    try:
+        parent = "/ids/" + fs.list_dir("/ids")[0].name + str(source)
+        subfolders = [e.path for e in fs.list_dir(parent) if e.kind == "dir"]
+        assert len(subfolders) == 12
+        want = {path: list(map(_plain, fresh.list_dir(path))) for path in subfolders}
+        backend = fs.repo.blobs.backend
+        reads, load = [], backend.load
+        monkeypatch.setattr(backend, "load", lambda *args, **kw: reads.append(args) or load(*args, **kw))
+        fs.preload_listed(subfolders)
+        # twelve trees side by side in one pack: one window (asked again up to the pack's
+        # end when the pack is shorter than the window)
+        window_reads = len(reads)
+        assert 1 <= window_reads <= 2
+        for path in subfolders:
+            assert list(map(_plain, fs.list_dir(path))) == want[path]
+        assert len(reads) == window_reads  # each listing found its tree read
+        fs.preload_listed(subfolders)  # already decoded: nothing read again
+        assert len(reads) == window_reads
+    finally:
+        fresh.close()
+        fs.close()

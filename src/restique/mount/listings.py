@@ -15,9 +15,11 @@ import pyfuse3
 
 Row = Tuple[bytes, pyfuse3.EntryAttributes, int, str]  # name, attributes, inode, path
 MakeRows = Callable[[str], Tuple[List[Row], bool]]  # path -> (rows, whether they can be kept)
+Preload = Callable[[List[str]], None]  # read what the listings of these paths need, together
 
 ROWS_KEPT = 100_000  # entries of listed snapshot folders kept
 AHEAD_WANTED = 2_000  # subfolders waiting to be read ahead; the oldest are dropped
+PRELOAD_BATCH = 64  # subfolders next in line whose trees are read together
 
 
 class _Kept:
@@ -29,8 +31,9 @@ class _Kept:
 
 
 class Listings:
-    def __init__(self, make_rows: MakeRows, rows_kept: int = ROWS_KEPT):
+    def __init__(self, make_rows: MakeRows, rows_kept: int = ROWS_KEPT, preload: Optional[Preload] = None):
         self._make_rows = make_rows
+        self._preload = preload
         self._rows_kept = rows_kept
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -126,7 +129,10 @@ class Listings:
                 if path in self._kept or path in self._pending:
                     continue
                 event = self._pending[path] = threading.Event()
+                batch = [path, *self._wanted[-PRELOAD_BATCH:]]
             try:
+                if self._preload is not None:
+                    self._preload(batch)
                 rows, keep = self._make_rows(path)
                 if keep:
                     self._keep(path, rows)

@@ -71,7 +71,7 @@ class SnapshotOperations(pyfuse3.Operations):
         self._lock = threading.Lock()
         self._handles: Dict[int, object] = {}
         self._dirs: Dict[int, tuple] = {}  # handle -> (dot rows, rows)
-        self.listings = Listings(self._listing_rows)
+        self.listings = Listings(self._listing_rows, preload=fs.preload_listed)
         self._next_handle = 1
         self.errors: List[str] = []  # unexpected failures, for the log
 

@@ -17,6 +17,7 @@ from ..walker import LazyTreeLoader
 from .entries import FsEntry, node_entry, virtual_entry
 from .layout import VirtualDir, build_layout
 from .reader import DEFAULT_CACHE_BYTES, BlobCache, FileReader
+from .tree_preload import PreloadedTrees
 
 TREE_CACHE_NODES = 200_000  # decoded entries kept (a few hundred bytes each)
 LISTED_DIRS_KEPT = 20_000  # resolved subdirectories of listed folders (~600 bytes each)
@@ -59,7 +60,8 @@ class SnapshotFS:
         self._started_ns = time.time_ns()
         self._refresh_lock = threading.Lock()
         self._tree_lock = threading.Lock()
-        self._loader = LazyTreeLoader(repo, cache_bytes=0)  # entries decoded on first use
+        self._preloaded = PreloadedTrees(repo)
+        self._loader = LazyTreeLoader(self._preloaded, cache_bytes=0)  # entries decoded on first use
         self._trees: "OrderedDict[str, Tuple[List[Node], Dict[str, Node]]]" = OrderedDict()
         self._tree_nodes = 0
         self._readers: "OrderedDict[Tuple[str, str], FileReader]" = OrderedDict()
@@ -138,6 +140,13 @@ class SnapshotFS:
                 _, (old, _) = self._trees.popitem(last=False)
                 self._tree_nodes -= len(old)
         return hit
+
+    def preload_listed(self, paths: Sequence[str]) -> None:
+        """Read the trees of folders seen in listings (paths) together, a pack window at a
+        time, so that listing them one by one next finds them read."""
+        listed, trees = self._listed_dirs, self._trees
+        found = [listed.get(path) for path in paths]
+        self._preloaded.preload(f.tree for f in found if f is not None and f.tree and f.tree not in trees)
 
     def _safe_nodes(self, tree_id: str, nodes: List[Node]) -> List[Node]:
         """nodes without those named "", ".", ".." or with a slash: as paths they would
