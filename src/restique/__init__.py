@@ -32,7 +32,9 @@ def _api_names() -> List[str]:
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name == "api":
+    if name == "__all__":  # `from restique import *`: api's names are listed once, in api.py
+        value = ["__version__", "api", *_REPOSITORY_NAMES, *_api_names()]
+    elif name == "api":
         value = importlib.import_module(".api", __name__)
     elif name in _REPOSITORY_NAMES:
         value = getattr(importlib.import_module(f".{_REPOSITORY_NAMES[name]}", __name__), name)
@@ -47,15 +49,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> List[str]:
     return sorted(set(globals()) | set(_api_names()) | set(_REPOSITORY_NAMES))
 
-
-__all__ = ["__version__", "init_repository", "open_repository", "api",
-           "open", "init", "Repository", "backup", "snapshots", "find_snapshot", "restore", "ls",
-           "find", "diff", "dump", "read_file", "stats", "forget", "prune", "check", "copy",
-           "BackupRequest", "BackupOptions", "BackupProgress", "BackupSummary", "ItemResult",
-           "RestoreOptions", "RestoreProgress", "RestoreStats", "LsOptions", "FindOptions", "DiffOptions",
-           "DiffStatistics", "Change", "DumpOptions", "DumpResult", "StatsOptions", "Stats",
-           "ForgetOptions", "ForgetResult", "KeepPolicy", "PruneOptions", "PrunePlan", "PruneReport",
-           "CheckOptions", "CheckReport", "CheckSummary", "Problem", "CopyOptions", "CopyEvent",
-           "Snapshot", "SnapshotFilter", "Node", "BackendOptions",
-           "RestiqueError", "UsageError", "PasswordError", "NotFound", "IntegrityError",
-           "RepositoryNotFound", "LockFailed", "WrongPassword", "AlreadyExists"]
