@@ -123,12 +123,13 @@ def test_values_of_any_size_are_stored_exactly():
     values = [(0, 0, 32, 0), (1, 1 << 40, (1 << 63) + 5, 1 << 35), (2**32 - 1, 2**64 - 1, 7, 2**64 - 1)]
     for n, v in enumerate(values):
         table.add(bytes([n]) * 32, *v)
-    assert len(table) == 3 and table.record_size == 30 + (32 + 64 + 64 + 64) // 8
+    assert len(table) == 3 and table.exception_count <= 2
     for n, v in enumerate(values):
         assert table.get((bytes([n]) * 32).hex()) == v
     small = BlobTable()
     small.add(b"\x01" * 32, 1, 100, 200, 0)
-    assert len(small) == 1 and small.record_size == 30 + 2  # 1 + 7 + 8 + 0 bits
+    # widths keep the all-ones sentinel free: 1 takes 2 bits, 100 takes 7, 200 takes 8, zeros none
+    assert len(small) == 1 and small.record_bits == 240 + 2 + 7 + 8 and small.exception_count == 0
     for raw in (index_bytes([blob("ab" * 32, offset=2**64)]), index_bytes([blob("ab" * 32, length=2**70)])):
         with pytest.raises(IntegrityError):
             MasterIndex().add_index_bytes(None, raw)
@@ -276,5 +277,93 @@ def test_native_parser_takes_restics_shape(template):
 def test_native_parser_leaves_the_rest_to_orjson(template, pack_id):
     raw = fill(template, [pack_id, ID, OTHER])
     index = MasterIndex()
-    assert not index._load_native(raw) and len(index) == 0 and not index._pack_ids
+    assert not index._load_native(raw) and len(index) == 0 and not len(index._packs)
     assert outcome(MasterIndex(), raw) == outcome(OrjsonIndex(), raw) == outcome(PythonLoopIndex(), raw)
+
+
+def _bulk_table(values):
+    """A merged table of one record per value tuple, ids from their position."""
+    table = BlobTable()
+    for n, v in enumerate(values):
+        table.add(n.to_bytes(4, "big") * 8, *v)
+    assert len(table) == len(values)
+    return table
+
+
+def test_rare_large_values_go_to_the_exceptions_table():
+    """Values just below, at and above each width's sentinel, among many common ones: the
+    common ones set the widths, the rest are exceptions, and every value comes back exactly."""
+    rnd = random.Random(5)
+    common = [(rnd.randrange(4095), rnd.randrange((1 << 20) - 1), rnd.randrange((1 << 20) - 1), rnd.randrange((1 << 20) - 1))
+              for _ in range(70_000)]  # below the all-ones sentinel of 12 and 20 bits
+    edges = []
+    for field in range(4):
+        for width in (12, 20, 24, 32, 63, 64):
+            for value in ((1 << width) - 2, (1 << width) - 1, 1 << width):
+                if field == 0 and value > 2**32 - 1 or value > 2**64 - 1:
+                    continue
+                v = [1, 2, 3, 4]
+                v[field] = value
+                edges.append(tuple(v))
+    values = common + edges
+    table = _bulk_table(values)
+    assert table.record_bits == 240 + 12 + 3 * 20 and 0 < table.exception_count < len(edges)
+    for n, v in enumerate(values):
+        assert table.get((n.to_bytes(4, "big") * 8).hex()) == v
+
+
+def test_exceptions_survive_merges_and_rebuilds():
+    """Exceptions carried through later merges, which rebuild positions and may change widths."""
+    rnd = random.Random(6)
+    table, model = BlobTable(), {}
+
+    def add(count, big_share):
+        for _ in range(count):
+            blob_id = rnd.randbytes(32)
+            big = rnd.random() < big_share
+            v = (rnd.randrange(1 << 16), rnd.randrange(1 << (40 if big else 24)),
+                 rnd.randrange(1 << (30 if big else 22)), rnd.randrange(1 << 22))
+            table.add(blob_id, *v)
+            model.setdefault(blob_id.hex(), v)
+
+    add(70_000, 0.01)
+    assert len(table) == len(model) and table.exception_count > 0
+    for round_, share in enumerate((0.9, 0.0, 0.3)):  # mostly large, then none: widths move both ways
+        add(70_000, share)
+        assert len(table) == len(model)
+        for blob_id, v in rnd.sample(sorted(model.items()), 3000):
+            assert table.get(blob_id) == v
+    assert all(table.get(blob_id) == v for blob_id, v in model.items())
+    assert table.has(rnd.randbytes(32).hex()) is False
+
+
+def test_many_exceptions_and_hashed_tail_together():
+    """Half the records exceptions, plus a small hashed tail of large values before its merge."""
+    rnd = random.Random(7)
+    values = [(n % 3, (1 << 45) + n if n % 2 else n, 7, 0) for n in range(70_000)]
+    table = _bulk_table(values)
+    later = {rnd.randbytes(32): (5, 2**64 - 1, 2**63, 1) for _ in range(100)}
+    for blob_id, v in later.items():
+        table.add(blob_id, *v)
+    for blob_id, v in later.items():
+        assert table.get(blob_id.hex()) == v and table.sizes(blob_id.hex()) == v[2:]
+    for n in rnd.sample(range(len(values)), 2000):
+        assert table.get((n.to_bytes(4, "big") * 8).hex()) == values[n]
+    assert len(table) == len(values) + len(later)
+
+
+def test_pack_ids_are_numbered_in_order_of_first_appearance():
+    from restique._index import PackIds
+
+    rnd = random.Random(8)
+    packs, ids = PackIds(), [random_id(rnd) for _ in range(5000)]  # past several growths
+    assert [packs.number(i) for i in ids] == list(range(len(ids)))
+    assert [packs.number(i) for i in reversed(ids)] == list(reversed(range(len(ids))))
+    assert len(packs) == len(ids) and all(packs.hex(n) == i for n, i in enumerate(ids))
+    for bad in ("AB" * 32, "ab" * 31, "zz" * 32, b"ab" * 32, None):
+        with pytest.raises(ValueError):
+            packs.number(bad)
+    for n in (-1, len(ids)):
+        with pytest.raises(IndexError):
+            packs.hex(n)
+    assert len(packs) == len(ids)

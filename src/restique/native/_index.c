@@ -5,9 +5,11 @@
  * The bulk of the table is an array of records sorted by id. The first two bytes of an id pick
  * one of 65536 buckets (ids are SHA-256 hashes, so buckets are even); a bucket table holds where
  * each bucket starts, so a record stores only the other 30 bytes of its id. The four numbers
- * follow, bit-packed with the widths the table's largest values need (recomputed whenever the
- * table is rebuilt), so a repository of 16 MiB packs takes about 11 bytes for them instead of
- * 24, and a rare huge pack or tree only widens the fields by a bit.
+ * are in a second array, bit-packed back to back with widths chosen for the table's common
+ * values (recomputed whenever the table is rebuilt); a record whose numbers do not fit -- a
+ * blob deep in a rare 300 MiB pack, a 64 MiB tree -- holds all-ones sentinels and its numbers
+ * are in a small exceptions table, so a repository of 16 MiB packs takes about 9-11 bytes for
+ * them instead of 24, and rare huge values no longer widen every record.
  *
  * Additions go to an unsorted tail first (full ids, full numbers). A large tail -- loading the
  * index at start -- is sorted bucket by bucket and merged into the records at the first query; a
@@ -49,12 +51,23 @@ typedef struct {
     uint64_t pack, offset, length, ulen;
 } Fields;
 
+/* A record whose numbers do not fit the widths: its fields hold the all-ones sentinel. The
+ * table keeps these bit-packed too (at the widths its exceptions need), this only in a merge. */
+typedef struct {
+    uint32_t position, pack;
+    uint64_t offset, length, ulen;
+} Exception;
+
 typedef struct {
     PyObject_HEAD
-    uint8_t *records;
+    uint8_t *records;   /* ID_TAIL bytes of id per record, in id order */
+    uint8_t *numbers;   /* each record's four numbers, bit-packed back to back */
     Py_ssize_t count;
     unsigned widths[4]; /* bits of pack, offset, length, ulen */
-    unsigned stride;    /* bytes per record */
+    unsigned bits;      /* their sum: bits per record in numbers */
+    uint8_t *exceptions; /* by position: position and the four numbers, bit-packed */
+    unsigned exception_widths[5], exception_bits;
+    Py_ssize_t exception_count;
     uint32_t *bucket;   /* BUCKETS + 1 start positions, NULL while count == 0 */
     TailEntry *tail;
     Py_ssize_t tail_count, tail_cap, tail_hashed;
@@ -71,7 +84,7 @@ bits_for(uint64_t v)
 }
 
 static void
-put_bits(uint8_t *p, unsigned pos, unsigned width, uint64_t v)
+put_bits(uint8_t *p, uint64_t pos, unsigned width, uint64_t v)
 {
     while (width) {
         unsigned shift = pos & 7, take = 8 - shift;
@@ -85,7 +98,7 @@ put_bits(uint8_t *p, unsigned pos, unsigned width, uint64_t v)
 }
 
 static uint64_t
-get_bits(const uint8_t *p, unsigned pos, unsigned width)
+get_bits(const uint8_t *p, uint64_t pos, unsigned width)
 {
     uint64_t v = 0;
     unsigned got = 0;
@@ -100,27 +113,74 @@ get_bits(const uint8_t *p, unsigned pos, unsigned width)
     return v;
 }
 
-static void
-encode_fields(const unsigned *widths, uint8_t *p, const Fields *f)
+static uint64_t
+sentinel(unsigned width)
+{
+    return width >= 64 ? UINT64_MAX : (1ull << width) - 1;
+}
+
+/* Whether a value needs the exceptions table: it does not fit below the sentinel. A field of
+ * width 0 holds only zeros and has no sentinel (widths_for sees to it). */
+static int
+overflows(unsigned width, uint64_t v)
+{
+    return width && v >= sentinel(width);
+}
+
+/* Write record i's numbers; 1 when they do not fit and the record is an exception. */
+static int
+encode_fields(uint8_t *numbers, const unsigned *widths, unsigned bits, Py_ssize_t i, const Fields *f)
 {
     const uint64_t v[4] = {f->pack, f->offset, f->length, f->ulen};
-    unsigned pos = 0;
-    for (int i = 0; i < 4; i++) {
-        put_bits(p, pos, widths[i], v[i]);
-        pos += widths[i];
+    int exceptional = 0;
+    for (int k = 0; k < 4; k++)
+        exceptional |= overflows(widths[k], v[k]) || (!widths[k] && v[k]);
+    uint64_t pos = (uint64_t)i * bits;
+    for (int k = 0; k < 4; k++) {
+        put_bits(numbers, pos, widths[k], exceptional ? sentinel(widths[k]) : v[k]);
+        pos += widths[k];
     }
+    return exceptional;
+}
+
+/* Record i's numbers from the exceptions table; 0 when it is not there. */
+static int
+find_exception(const Table *t, Py_ssize_t i, Fields *f)
+{
+    Py_ssize_t lo = 0, hi = t->exception_count;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        uint64_t pos = (uint64_t)mid * t->exception_bits;
+        uint64_t at = get_bits(t->exceptions, pos, t->exception_widths[0]);
+        if (at == (uint64_t)i) {
+            uint64_t v[4];
+            for (int k = 0; k < 4; k++) {
+                pos += t->exception_widths[k];
+                v[k] = get_bits(t->exceptions, pos, t->exception_widths[k + 1]);
+            }
+            f->pack = v[0], f->offset = v[1], f->length = v[2], f->ulen = v[3];
+            return 1;
+        }
+        if (at < (uint64_t)i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
 }
 
 static void
 decode_fields(const Table *t, Py_ssize_t i, Fields *f)
 {
-    const uint8_t *p = t->records + (size_t)i * t->stride + ID_TAIL;
-    unsigned pos = 0;
-    uint64_t v[4];
+    uint64_t pos = (uint64_t)i * t->bits, v[4];
+    int flagged = 0;
     for (int k = 0; k < 4; k++) {
-        v[k] = get_bits(p, pos, t->widths[k]);
+        v[k] = get_bits(t->numbers, pos, t->widths[k]);
+        flagged |= t->widths[k] && v[k] == sentinel(t->widths[k]);
         pos += t->widths[k];
     }
+    if (flagged && find_exception(t, i, f))
+        return;
     f->pack = v[0], f->offset = v[1], f->length = v[2], f->ulen = v[3];
 }
 
@@ -159,7 +219,7 @@ find_record(const Table *t, const uint8_t *id)
     Py_ssize_t lo = t->bucket[b], hi = t->bucket[b + 1];
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
-        int c = compare_tails(t->records + (size_t)mid * t->stride, id + 2);
+        int c = compare_tails(t->records + (size_t)mid * ID_TAIL, id + 2);
         if (c == 0)
             return mid;
         if (c < 0)
@@ -249,7 +309,7 @@ push_tail(Table *t, const TailEntry *e)
     return 0;
 }
 
-/* --- merging the tail into the records ---------------------------------------------------- */
+/* --- sorting the tail -------------------------------------------------------------------- */
 
 static int
 compare_tail(const void *a, const void *b, void *tail)
@@ -305,56 +365,196 @@ sorted_tail(Table *t, Py_ssize_t *starts)
     return order;
 }
 
+/* --- choosing the widths ------------------------------------------------------------------
+ *
+ * A width fits a field's common values; the rare larger ones (a 300 MiB pack's offsets, a
+ * 64 MiB tree) go to the exceptions table, so they no longer widen every record. Each field's
+ * width minimises its bits in all records plus an exception's size for each value it leaves
+ * out (values of several fields in one record count once each: an upper bound).
+ */
+
+typedef struct {
+    Py_ssize_t need[4][66]; /* values needing b bits to sit below the sentinel; 0 only for 0 */
+    unsigned widest[4];     /* of any value: an upper bound of an exception's widths */
+} Histogram;
+
+static unsigned
+bits_below_sentinel(uint64_t v)
+{
+    return !v ? 0 : v == UINT64_MAX ? 65 : bits_for(v + 1);
+}
+
+static void
+count_fields(Histogram *h, const Fields *f)
+{
+    const uint64_t v[4] = {f->pack, f->offset, f->length, f->ulen};
+    for (int k = 0; k < 4; k++) {
+        unsigned b = bits_below_sentinel(v[k]);
+        h->need[k][b]++;
+        h->widest[k] = b > h->widest[k] ? b : h->widest[k];
+    }
+}
+
+static void
+choose_widths(const Histogram *h, Py_ssize_t n, unsigned *widths)
+{
+    unsigned exception_bits = 32; /* its position */
+    for (int k = 0; k < 4; k++)
+        exception_bits += h->widest[k];
+    for (int k = 0; k < 4; k++) {
+        Py_ssize_t left_out = n - h->need[k][0]; /* values above the width being tried */
+        double best = left_out ? -1 : 0;
+        widths[k] = 0; /* only when every value is 0 */
+        for (unsigned w = 1; w <= 64 && left_out; w++) {
+            left_out -= h->need[k][w];
+            double cost = (double)n * w + (double)exception_bits * left_out;
+            if (best < 0 || cost <= best)
+                best = cost, widths[k] = w;
+        }
+    }
+}
+
 static void
 widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, unsigned *widths)
 {
-    uint64_t seen[4] = {0, 0, 0, 0};
+    Histogram *h = PyMem_Calloc(1, sizeof(Histogram));
+    if (!h) { /* fall back to exact widths: no exceptions, just wider */
+        for (int k = 0; k < 4; k++)
+            widths[k] = 65;
+        return;
+    }
+    for (Py_ssize_t i = 0; i < t->count; i++) {
+        Fields f;
+        decode_fields(t, i, &f);
+        count_fields(h, &f);
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         const TailEntry *e = &t->tail[order[i]];
-        seen[0] |= e->pack, seen[1] |= e->offset, seen[2] |= e->length, seen[3] |= e->ulen;
+        count_fields(h, &(Fields){e->pack, e->offset, e->length, e->ulen});
     }
-    for (int k = 0; k < 4; k++) {
-        widths[k] = bits_for(seen[k]);
-        if (t->count && t->widths[k] > widths[k])
-            widths[k] = t->widths[k];
-    }
+    choose_widths(h, t->count + n, widths);
+    PyMem_Free(h);
 }
 
-static void
-write_record(uint8_t *out, const unsigned *widths, const uint8_t *id_tail, const Fields *f)
+/* --- merging the tail into the records ---------------------------------------------------- */
+
+typedef struct {
+    uint8_t *records, *numbers;
+    unsigned widths[4], bits;
+    Exception *exceptions;
+    Py_ssize_t exception_count, exception_cap, written;
+    uint8_t *packed_exceptions; /* the exceptions at the end, at the widths they need */
+    unsigned exception_widths[5], exception_bits;
+} Output;
+
+static int
+pack_exceptions(Output *o)
 {
-    memcpy(out, id_tail, ID_TAIL);
-    encode_fields(widths, out + ID_TAIL, f);
+    uint64_t widest[5] = {0, 0, 0, 0, 0};
+    for (Py_ssize_t i = 0; i < o->exception_count; i++) {
+        const Exception *e = &o->exceptions[i];
+        widest[0] |= e->position, widest[1] |= e->pack, widest[2] |= e->offset;
+        widest[3] |= e->length, widest[4] |= e->ulen;
+    }
+    o->exception_bits = 0;
+    for (int k = 0; k < 5; k++)
+        o->exception_bits += o->exception_widths[k] = bits_for(widest[k]);
+    o->packed_exceptions = calloc(((size_t)o->exception_count * o->exception_bits + 7) / 8 + 8, 1);
+    if (!o->packed_exceptions)
+        return -1;
+    uint64_t pos = 0;
+    for (Py_ssize_t i = 0; i < o->exception_count; i++) {
+        const Exception *e = &o->exceptions[i];
+        const uint64_t v[5] = {e->position, e->pack, e->offset, e->length, e->ulen};
+        for (int k = 0; k < 5; k++) {
+            put_bits(o->packed_exceptions, pos, o->exception_widths[k], v[k]);
+            pos += o->exception_widths[k];
+        }
+    }
+    return 0;
+}
+
+static int
+emit(Output *o, const uint8_t *id_tail, const Fields *f)
+{
+    memcpy(o->records + (size_t)o->written * ID_TAIL, id_tail, ID_TAIL);
+    if (encode_fields(o->numbers, o->widths, o->bits, o->written, f)) {
+        if (o->exception_count == o->exception_cap) {
+            Py_ssize_t cap = o->exception_cap ? o->exception_cap * 2 : 64;
+            Exception *grown = realloc(o->exceptions, (size_t)cap * sizeof(Exception));
+            if (!grown)
+                return -1;
+            o->exceptions = grown, o->exception_cap = cap;
+        }
+        o->exceptions[o->exception_count++] = (Exception){(uint32_t)o->written, (uint32_t)f->pack,
+                                                          f->offset, f->length, f->ulen};
+    }
+    o->written++;
+    return 0;
 }
 
 /* Merge one bucket of old records [r, r_end) and sorted tail entries; the records win ties. */
-static Py_ssize_t
+static int
 merge_bucket(const Table *t, Py_ssize_t r, Py_ssize_t r_end, const uint32_t *order, Py_ssize_t n,
-             uint8_t *out, const unsigned *widths, unsigned stride)
+             Output *o)
 {
-    Py_ssize_t written = 0, k = 0;
+    Py_ssize_t k = 0;
     const uint8_t *last = NULL;
     while (r < r_end || k < n) {
         const TailEntry *e = k < n ? &t->tail[order[k]] : NULL;
-        const uint8_t *rec = r < r_end ? t->records + (size_t)r * t->stride : NULL;
+        const uint8_t *rec = r < r_end ? t->records + (size_t)r * ID_TAIL : NULL;
         if (e && last && memcmp(e->id + 2, last, ID_TAIL) == 0) {
             k++; /* a later copy */
             continue;
         }
-        uint8_t *dst = out + (size_t)written * stride;
+        Fields f;
+        const uint8_t *id_tail;
         if (rec && (!e || memcmp(rec, e->id + 2, ID_TAIL) <= 0)) {
-            Fields f;
             decode_fields(t, r++, &f);
-            write_record(dst, widths, rec, &f);
+            id_tail = rec;
         } else {
-            Fields f = {e->pack, e->offset, e->length, e->ulen};
-            write_record(dst, widths, e->id + 2, &f);
+            f = (Fields){e->pack, e->offset, e->length, e->ulen};
+            id_tail = e->id + 2;
             k++;
         }
-        last = dst;
-        written++;
+        last = o->records + (size_t)o->written * ID_TAIL;
+        if (emit(o, id_tail, &f) < 0)
+            return -1;
     }
-    return written;
+    return 0;
+}
+
+static void *
+shrunk(void *p, size_t size)
+{
+    void *q = realloc(p, size ? size : 1);
+    return q ? q : p;
+}
+
+/* Replace the table's arrays with the merge's output, freeing the old ones and the tail. */
+static void
+install(Table *t, Output *o, uint32_t *bucket)
+{
+    Py_ssize_t freed_tail = t->tail_cap;
+    free(t->records), free(t->numbers), free(t->exceptions), free(t->bucket), free(t->tail), free(t->slots);
+    t->records = shrunk(o->records, (size_t)o->written * ID_TAIL);
+    t->numbers = shrunk(o->numbers, ((size_t)o->written * o->bits + 7) / 8 + 8);
+    t->exceptions = o->packed_exceptions;
+    free(o->exceptions);
+    memcpy(t->exception_widths, o->exception_widths, sizeof o->exception_widths);
+    t->exception_bits = o->exception_bits;
+    t->exception_count = o->exception_count;
+    t->bucket = bucket;
+    t->count = o->written;
+    t->bits = o->bits;
+    memcpy(t->widths, o->widths, sizeof o->widths);
+    t->tail = NULL, t->slots = NULL;
+    t->tail_count = t->tail_cap = t->tail_hashed = 0;
+    t->slot_mask = 0;
+#ifdef __GLIBC__
+    if ((size_t)freed_tail * sizeof(TailEntry) >= TRIM_BYTES)
+        malloc_trim(0); /* else glibc keeps the freed tail's pages: ~6 bytes a blob */
+#endif
 }
 
 static int
@@ -363,44 +563,31 @@ merge_tail(Table *t)
     Py_ssize_t *starts = PyMem_Malloc((BUCKETS + 1) * sizeof(Py_ssize_t));
     uint32_t *bucket = malloc((BUCKETS + 1) * sizeof(uint32_t));
     uint32_t *order = starts && bucket ? sorted_tail(t, starts) : NULL;
-    Py_ssize_t live = starts ? starts[BUCKETS] : 0;
-    unsigned widths[4], bits = 0;
-    uint8_t *out = NULL;
-    if (order && (size_t)t->count + live < UINT32_MAX) {
-        widths_for(t, order, live, widths);
-        for (int k = 0; k < 4; k++)
-            bits += widths[k];
-        out = calloc((size_t)(t->count + live ? t->count + live : 1), ID_TAIL + (bits + 7) / 8);
+    Py_ssize_t live = starts ? starts[BUCKETS] : 0, total = t->count + live;
+    Output o = {.written = 0};
+    if (order && (size_t)total < UINT32_MAX) {
+        widths_for(t, order, live, o.widths);
+        for (int k = 0; k < 4; k++) {
+            o.widths[k] = o.widths[k] > 64 ? 64 : o.widths[k];
+            o.bits += o.widths[k];
+        }
+        o.records = malloc((size_t)(total ? total : 1) * ID_TAIL);
+        o.numbers = calloc(((size_t)total * o.bits + 7) / 8 + 8, 1); /* put_bits ORs into zeros */
     }
-    if (!out) {
-        PyMem_Free(starts), free(bucket), free(order);
+    int failed = !o.records || !o.numbers;
+    for (unsigned b = 0; b < BUCKETS && !failed; b++) {
+        bucket[b] = (uint32_t)o.written;
+        Py_ssize_t r = t->count ? t->bucket[b] : 0, r_end = t->count ? t->bucket[b + 1] : 0;
+        failed = merge_bucket(t, r, r_end, order + starts[b], starts[b + 1] - starts[b], &o) < 0;
+    }
+    PyMem_Free(starts), free(order);
+    if (failed || pack_exceptions(&o) < 0) {
+        free(bucket), free(o.records), free(o.numbers), free(o.exceptions), free(o.packed_exceptions);
         PyErr_NoMemory();
         return -1;
     }
-    unsigned stride = ID_TAIL + (bits + 7) / 8;
-    Py_ssize_t written = 0;
-    for (unsigned b = 0; b < BUCKETS; b++) {
-        bucket[b] = (uint32_t)written;
-        Py_ssize_t r = t->count ? t->bucket[b] : 0, r_end = t->count ? t->bucket[b + 1] : 0;
-        written += merge_bucket(t, r, r_end, order + starts[b], starts[b + 1] - starts[b],
-                                out + (size_t)written * stride, widths, stride);
-    }
-    bucket[BUCKETS] = (uint32_t)written;
-    Py_ssize_t freed_tail = t->tail_cap;
-    PyMem_Free(starts), free(order), free(t->records), free(t->bucket), free(t->tail), free(t->slots);
-    uint8_t *shrunk = realloc(out, (size_t)(written ? written : 1) * stride);
-    t->records = shrunk ? shrunk : out;
-    t->bucket = bucket;
-    t->count = written;
-    t->stride = stride;
-    memcpy(t->widths, widths, sizeof widths);
-    t->tail = NULL, t->slots = NULL;
-    t->tail_count = t->tail_cap = t->tail_hashed = 0;
-    t->slot_mask = 0;
-#ifdef __GLIBC__
-    if ((size_t)freed_tail * sizeof(TailEntry) >= TRIM_BYTES)
-        malloc_trim(0); /* else glibc keeps the freed tail's pages: ~6 bytes a blob */
-#endif
+    bucket[BUCKETS] = (uint32_t)o.written;
+    install(t, &o, bucket);
     return 0;
 }
 
@@ -553,7 +740,7 @@ Table_hex_slice(Table *t, PyObject *args)
         while (t->bucket[b + 1] <= (uint32_t)i)
             b++;
         uint8_t id[32] = {(uint8_t)(b >> 8), (uint8_t)b};
-        memcpy(id + 2, t->records + (size_t)i * t->stride, ID_TAIL);
+        memcpy(id + 2, t->records + (size_t)i * ID_TAIL, ID_TAIL);
         PyObject *s = PyUnicode_New(64, 127);
         if (!s) {
             Py_DECREF(out);
@@ -566,6 +753,8 @@ Table_hex_slice(Table *t, PyObject *args)
     }
     return out;
 }
+
+#include "index_packs.inc"
 
 /* --- additions ---------------------------------------------------------------------------- */
 
@@ -620,15 +809,21 @@ Table_add(Table *t, PyObject *args)
 }
 
 static PyObject *
-Table_record_size(Table *t, void *closure)
+Table_record_bits(Table *t, void *closure)
 {
-    return PyLong_FromUnsignedLong(t->stride);
+    return PyLong_FromUnsignedLong(8 * ID_TAIL + t->bits);
+}
+
+static PyObject *
+Table_exception_count(Table *t, void *closure)
+{
+    return PyLong_FromSsize_t(t->exception_count);
 }
 
 static void
 Table_dealloc(Table *t)
 {
-    free(t->records), free(t->bucket), free(t->tail), free(t->slots);
+    free(t->records), free(t->numbers), free(t->exceptions), free(t->bucket), free(t->tail), free(t->slots);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
@@ -643,7 +838,8 @@ static PyMethodDef Table_methods[] = {
 };
 
 static PyGetSetDef Table_getset[] = {
-    {"record_size", (getter)Table_record_size, NULL, "bytes per merged record", NULL},
+    {"record_bits", (getter)Table_record_bits, NULL, "bits per merged record: id and numbers", NULL},
+    {"exception_count", (getter)Table_exception_count, NULL, "merged records whose numbers did not fit", NULL},
     {NULL},
 };
 
@@ -1058,10 +1254,11 @@ PyMODINIT_FUNC
 PyInit__index(void)
 {
     fill_hex_table();
-    if (PyType_Ready(&TableType) < 0)
+    if (PyType_Ready(&TableType) < 0 || PyType_Ready(&PackIdsType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddObjectRef(m, "BlobTable", (PyObject *)&TableType) < 0)
+    if (m && (PyModule_AddObjectRef(m, "BlobTable", (PyObject *)&TableType) < 0 ||
+              PyModule_AddObjectRef(m, "PackIds", (PyObject *)&PackIdsType) < 0))
         Py_CLEAR(m);
     return m;
 }

@@ -13,7 +13,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import orjson
 
-from .._index import BlobTable, add_packs, load_index
+from .._index import BlobTable, PackIds, add_packs, load_index
 from ..errors import IntegrityError
 from .crypto import OVERHEAD
 from .pack import BLOB_TYPES, PackEntry
@@ -159,21 +159,15 @@ class MasterIndex:
     """(type, id) -> location, for every blob of every loaded index file.
 
     Each blob type is a native table (restique._index.BlobTable) of binary ids and bit-packed
-    numbers, about 42 bytes a blob instead of the ~300 a dict of tuples took; ids stay hex
-    strings at this class's boundary. The first location added for an id wins."""
+    numbers, about 40 bytes a blob instead of the ~300 a dict of tuples took; the pack ids are
+    a native array too (restique._index.PackIds). Ids stay hex strings at this class's
+    boundary. The first location added for an id wins."""
 
     def __init__(self):
         self._tables: Dict[str, BlobTable] = {t: BlobTable() for t in BLOB_TYPES}
-        self._pack_ids: List[str] = []
-        self._pack_numbers: Dict[str, int] = {}
+        self._packs = PackIds()
+        self._pack_number = self._packs.number  # hex pack id -> its number, numbering new ones
         self.index_ids: List[str] = []
-
-    def _pack_number(self, pack_id: str) -> int:
-        n = self._pack_numbers.get(pack_id)
-        if n is None:
-            n = self._pack_numbers[pack_id] = len(self._pack_ids)
-            self._pack_ids.append(pack_id)
-        return n
 
     def add_pack(self, pack_id: str, entries: List[PackEntry]) -> None:
         n = self._pack_number(pack_id)
@@ -225,7 +219,7 @@ class MasterIndex:
         if hit is None:
             return None
         n, offset, length, ulen = hit
-        return BlobLocation(self._pack_ids[n], offset, length, ulen)
+        return BlobLocation(self._packs.hex(n), offset, length, ulen)
 
     def stored_sizes(self, blob_type: str, blob_id: str) -> Optional[Tuple[int, int]]:
         """(stored length, uncompressed length or 0) of a blob, without building a location:
