@@ -322,7 +322,11 @@ def _stop_retries_on_signals() -> None:
     from ..backend.retry import stop_retrying
 
     for signum in (signal.SIGINT, signal.SIGTERM):
-        def stop_then_handle(number, frame, handle=signal.getsignal(signum)):
+        handler = signal.getsignal(signum)
+        if not callable(handler):  # ignored (a background job's SIGINT) or the default: keep it
+            continue
+
+        def stop_then_handle(number, frame, handle=handler):
             stop_retrying()
             handle(number, frame)
 
