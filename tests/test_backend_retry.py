@@ -88,13 +88,18 @@ def test_limit_flags_no_longer_warn(tmp_path):
     assert b"not implemented" not in out.stderr
 
 
-def test_server_gone_in_the_middle_of_a_backup(tmp_path):
+def _source_and_rest_server(tmp_path):
+    """12 MiB to back up, and a running REST server with the repository's location."""
     src = tmp_path / "src"
     src.mkdir()
     for n in range(12):
         (src / f"f{n}").write_bytes(os.urandom(1 << 20))
     server = RcloneServer(tmp_path / "store").start()
-    repo = f"rest:{server.url}/r/"
+    return src, server, f"rest:{server.url}/r/"
+
+
+def test_server_gone_in_the_middle_of_a_backup(tmp_path):
+    src, server, repo = _source_and_rest_server(tmp_path)
     env = clean_env(RESTIQUE_BACKEND_RETRY_TIME="2s")
     try:
         run_restique(repo, "init", env=env)
@@ -116,16 +121,10 @@ def test_server_gone_in_the_middle_of_a_backup(tmp_path):
         server.stop()
 
 
-
 def test_sigterm_while_retrying_a_dead_server_stops_at_once(tmp_path):
     """restic cancels its context on SIGTERM, retries included: the backup stops within about a
     second with 143 and one line, and leaves no snapshot."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for n in range(12):
-        (src / f"f{n}").write_bytes(os.urandom(1 << 20))
-    server = RcloneServer(tmp_path / "store").start()
-    repo = f"rest:{server.url}/r/"
+    src, server, repo = _source_and_rest_server(tmp_path)
     env = clean_env()  # restic's 15 minutes of retries
     try:
         run_restique(repo, "init", env=env)
