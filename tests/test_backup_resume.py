@@ -125,7 +125,9 @@ def test_killed_backup_resumes_from_its_last_checkpoint(setup, tmp_path):
         (src / f"d{i % 12}" / f"g{i}.bin").write_bytes(os.urandom(20_000 + 10 * i))
     args = ["-r", repo, "--cache-dir", cache, "backup", src]
     env = clean_env(RESTIQUE_CHECKPOINT_INTERVAL="0.05", RESTIC_PACK_SIZE="4")
-    killed = run_killed_at_save(restique_cmd() + [str(a) for a in args], 10, "start", env)
+    # uploads at 10 MB/s: a fast machine reached the 10th save before the first checkpoint
+    slowed = ["--limit-upload", "10000", *args]
+    killed = run_killed_at_save(restique_cmd() + [str(a) for a in slowed], 10, "start", env)
     assert killed.returncode == -9, killed.stderr
     run_restic(repo, "unlock")
     assert b"no errors were found" in run_restic(repo, "check", "--read-data").stdout
