@@ -221,7 +221,21 @@ _hung_up = threading.Event()  # a real hangup arrived: exit as SIGHUP, whatever 
 
 
 def _terminate(signum, frame):
+    _stop_retries()
     raise Terminated(signal.SIGHUP if _hung_up.is_set() else signum)
+
+
+def _interrupt(signum, frame):
+    _stop_retries()
+    signal.default_int_handler(signum, frame)
+
+
+def _stop_retries() -> None:
+    """A signal also ends a backend's retrying at once, as restic cancels its context: a
+    command whose server is gone stops now, not after its pauses."""
+    from ..backend.retry import stop_retrying
+
+    stop_retrying()
 
 
 def _watch_hangups() -> None:
@@ -263,10 +277,9 @@ def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     # like restic (Go's signal.Notify), handle SIGINT even when started with it ignored,
     # as background jobs of a script are: `kill -INT` must still stop a backup cleanly
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _terminate)
     _watch_hangups()
-    _stop_retries_on_signals()
     code = 0
     try:
         # without standalone mode click returns (not raises) the code of a ctx.exit()/Exit
@@ -314,20 +327,3 @@ def _silence_stdout():
     # Python would complain again at exit when flushing a closed pipe.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
-
-
-def _stop_retries_on_signals() -> None:
-    """SIGINT and SIGTERM (and so a hangup) also end a backend's retrying at once, as restic
-    cancels its context: a command whose server is gone stops now, not after its pauses."""
-    from ..backend.retry import stop_retrying
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if not callable(handler):  # ignored (a background job's SIGINT) or the default: keep it
-            continue
-
-        def stop_then_handle(number, frame, handle=handler):
-            stop_retrying()
-            handle(number, frame)
-
-        signal.signal(signum, stop_then_handle)
