@@ -1,4 +1,4 @@
-"""Build the native extensions (_chunker, _seal, _index, _scan); everything else is declared in pyproject.toml."""
+"""Build the native extensions (_chunker, _seal, _index, _scan, _kdf); everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(
@@ -23,6 +23,12 @@ setup(
             "restique._scan",
             sources=["src/restique/native/_scan.c"],
             extra_compile_args=["-O2", "-std=gnu99"],
+        ),
+        Extension(
+            "restique._kdf",
+            sources=["src/restique/native/_kdf.c"],
+            libraries=["crypto"],
+            extra_compile_args=["-O3", "-std=gnu99"],
         ),
     ]
 )
