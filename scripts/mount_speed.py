@@ -10,6 +10,9 @@ Measures, each on a fresh mount (cold: nothing listed or read yet):
 
     python scripts/mount_speed.py [--work DIR] [--repeat 3] [--files 30000] [--big-mib 512]
                                   [--tree DIR] [--big FILE] [--restique 'python -m restique']
+                                  [--find-only]
+
+--find-only measures the first listing alone (no file read, no serve).
 
 The data (a tree of small files and one random file) is generated under --work unless
 --tree/--big name existing ones; the repository is made by restique init (cheap test keys)
@@ -188,6 +191,7 @@ def main() -> None:
     ap.add_argument("--big")
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--restique", default=f"{shlex.quote(sys.executable)} -m restique")
+    ap.add_argument("--find-only", action="store_true", help="measure the first listing alone")
     args = ap.parse_args()
     args.restique_cmd = shlex.split(args.restique)
     work, repo, big = prepare(args)
@@ -212,16 +216,20 @@ def main() -> None:
                 m.close()
             rows[name]["find"].append(wall)
             rows[name]["cpu"].append(cpu)
-            m = Mount(cmd, repo, cache, mnt)
-            try:
-                mbs, read_cpu = timed_read(m, m.top + big)
-                rows[name]["read"].append(mbs)
-                rows[name]["read_cpu"].append(read_cpu)
-            finally:
-                m.close()
+            mbs = read_cpu = float("nan")
+            if not args.find_only:
+                m = Mount(cmd, repo, cache, mnt)
+                try:
+                    mbs, read_cpu = timed_read(m, m.top + big)
+                finally:
+                    m.close()
+            rows[name]["read"].append(mbs)
+            rows[name]["read_cpu"].append(read_cpu)
             print(f"{name}: find {wall:.2f} s ({count} entries, {cpu:.2f} s CPU), "
                   f"read {mbs:.0f} MB/s ({read_cpu:.2f} s CPU)", file=sys.stderr, flush=True)
-    served = measure_serve(args.restique_cmd, repo, os.path.join(work, "cache-restique"), sid, big, args.clients)
+    if not args.find_only:
+        served = measure_serve(args.restique_cmd, repo, os.path.join(work, "cache-restique"), sid, big,
+                               args.clients)
     load = os.getloadavg()[0]
     print(f"\n| measure (median of {args.repeat}, cold mounts) | restic 0.14 | restique |")
     print("| --- | ---: | ---: |")
@@ -229,14 +237,15 @@ def main() -> None:
     print(f"| first `find` of the snapshot ({count} entries), wall s | {med['restic']['find']:.2f} | "
           f"{med['restique']['find']:.2f} |")
     print(f"| the same, CPU s of the mount process | {med['restic']['cpu']:.2f} | {med['restique']['cpu']:.2f} |")
-    print(f"| read {os.path.getsize(big) >> 20} MiB file through the mount, MB/s | {med['restic']['read']:.0f} | "
-          f"{med['restique']['read']:.0f} |")
-    print(f"| the same, CPU s of the mount process | {med['restic']['read_cpu']:.2f} | "
-          f"{med['restique']['read_cpu']:.2f} |")
-    print(f"| serve: the same file over HTTP, MB/s | - | {served['http_mbs']:.0f} |")
-    print(f"| serve: {args.clients} concurrent downloads, MB/s in all | - | {served['many_mbs']:.0f} |")
-    print(f"| serve: RSS before / peak during them, MiB | - | {served['rss_before']:.0f} / "
-          f"{served['rss_peak']:.0f} |")
+    if not args.find_only:
+        print(f"| read {os.path.getsize(big) >> 20} MiB file through the mount, MB/s | {med['restic']['read']:.0f} | "
+              f"{med['restique']['read']:.0f} |")
+        print(f"| the same, CPU s of the mount process | {med['restic']['read_cpu']:.2f} | "
+              f"{med['restique']['read_cpu']:.2f} |")
+        print(f"| serve: the same file over HTTP, MB/s | - | {served['http_mbs']:.0f} |")
+        print(f"| serve: {args.clients} concurrent downloads, MB/s in all | - | {served['many_mbs']:.0f} |")
+        print(f"| serve: RSS before / peak during them, MiB | - | {served['rss_before']:.0f} / "
+              f"{served['rss_peak']:.0f} |")
     print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} CPUs")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
