@@ -33,6 +33,35 @@ def test_pack_header_round_trip():
     assert hlen == 37 + 41 + 32
 
 
+def test_pack_id_hashed_while_blobs_arrive_is_the_files_hash():
+    """Savers fold blobs into the pack's hash from several threads, some late (after the
+    pack was finished): the id is still the SHA-256 of exactly the file's bytes."""
+    import hashlib
+    import threading
+
+    key = MasterKey.random()
+    writer = PackWriter(key)
+    lock = threading.Lock()
+
+    def saver(seed):
+        for i in range(40):
+            with lock:
+                writer.add("data", f"{seed:02x}{i:02x}" * 16, key.seal(os.urandom(100 + seed * 7 + i)))
+            writer.hash_added()
+
+    threads = [threading.Thread(target=saver, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pack_id, parts, entries = writer.finish()
+    writer.hash_added()  # a late saver after the pack went: no effect
+    data = b"".join(parts)
+    assert pack_id == hashlib.sha256(data).hexdigest()
+    hlen = header_length_from_tail(data[-4:], len(data))
+    assert parse_header(key, data[-4 - hlen:-4], len(data)) == entries
+
+
 def test_damaged_pack_header_is_an_integrity_error():
     key = MasterKey.random()
     _, data, _ = _pack(key, [("tree", "cc" * 32, key.seal(b"{}"), 0)])

@@ -23,6 +23,10 @@ MAX_PACK_SIZE = 128 * 1024 * 1024
 # full packs a remote backup holds in memory at once (queued or being written): restic keeps
 # its packs in temporary files; 3 packs of 16 MiB keep 3 connections busy, enough on loopback
 UPLOAD_MEMORY = 48 * 1024 * 1024
+# packs a local repository stores at once: each upload ends in an fsync that waits on the
+# disk, so a second one writes (a kernel copy of 16 MiB) while the first waits (restic's
+# local backend also has two connections)
+LOCAL_UPLOADS = 2
 
 
 class BlobStore:
@@ -42,8 +46,8 @@ class BlobStore:
         self._lock = threading.RLock()
         self._upload_queue: "queue.Queue" = queue.Queue()
         # a remote backend stores as many packs at once as it has connections (each upload
-        # mostly waits on the network); a local disk one, as fast as one thread writes
-        self._upload_count = max(1, remote_connections(backend))
+        # mostly waits on the network); a local one, LOCAL_UPLOADS
+        self._upload_count = remote_connections(backend) or LOCAL_UPLOADS
         # full packs not yet written, in bytes: one pack per uploader, but not past UPLOAD_MEMORY
         self._upload_budget = _ByteBudget(min(self._upload_count * pack_size, max(UPLOAD_MEMORY, pack_size)))
         self._uploaders: List[threading.Thread] = []
@@ -89,6 +93,7 @@ class BlobStore:
             self._pending[(blob_type, blob_id)] = True
             if writer.size >= self.pack_size:
                 full = self._packs.pop(blob_type)
+        writer.hash_added()  # outside the lock: the other savers add meanwhile
         if full is not None:
             self._queue_pack(full)  # outside the lock: may wait for an uploader
         return True, len(sealed)

@@ -6,6 +6,7 @@ sealed length (u32 LE), [uncompressed length (u32 LE) for compressed types], id 
 """
 import hashlib
 import struct
+import threading
 from dataclasses import dataclass
 from typing import List
 
@@ -41,13 +42,20 @@ class PackEntry:
 
 
 class PackWriter:
-    """Collects sealed blobs in memory; `finish` returns the pack file's bytes."""
+    """Collects sealed blobs in memory; `finish` returns the pack file's bytes.
+
+    The pack's id (the SHA-256 of the file) is computed as blobs arrive: the savers call
+    `hash_added` after `add`, outside any store-wide lock, so hashing a pack overlaps with
+    sealing the next blobs instead of being done by the uploader once the pack is full."""
 
     def __init__(self, key: MasterKey):
         self._key = key
         self._parts: List[bytes] = []
         self.entries: List[PackEntry] = []
         self.size = 0
+        self._digest = hashlib.sha256()
+        self._hashed = 0  # parts already in the digest
+        self._hash_lock = threading.Lock()
 
     def __len__(self):
         return len(self.entries)
@@ -59,17 +67,28 @@ class PackWriter:
         self.size += len(sealed)
         return entry
 
+    def hash_added(self) -> None:
+        """Fold the blobs added so far into the pack's hash, in pack order (thread-safe)."""
+        with self._hash_lock:
+            self._hash_parts()
+
+    def _hash_parts(self) -> None:
+        parts = self._parts
+        while self._hashed < len(parts):
+            self._digest.update(parts[self._hashed])
+            self._hashed += 1
+
     def finish(self):
         """(pack id, the pack file as a list of byte strings, entries). The parts are not
         joined: a pack is written with one gathered write, without a 16 MiB copy."""
         header = b"".join(_encode_entry(e) for e in self.entries)
         sealed_header = self._key.seal(header)
-        parts = self._parts + [sealed_header, _HEADER_LEN.pack(len(sealed_header))]
-        self._parts = []
-        digest = hashlib.sha256()
-        for part in parts:
-            digest.update(part)
-        return digest.hexdigest(), parts, self.entries
+        with self._hash_lock:
+            self._parts.append(sealed_header)
+            self._parts.append(_HEADER_LEN.pack(len(sealed_header)))
+            self._hash_parts()
+            parts, self._parts, self._hashed = self._parts, [], 0
+        return self._digest.hexdigest(), parts, self.entries
 
 
 def _encode_entry(e: PackEntry) -> bytes:
