@@ -144,6 +144,72 @@ def entry_header(name: bytes, node: Node) -> bytes:
     """The header of one entry (name with a directory's trailing slash): one USTAR block,
     or a PAX extended header with its records and then the main block, as Go's tar writer
     chooses them (allowedFormats)."""
+    return _general_header(name, node)
+
+
+class HeaderBuilder:
+    """entry_header() for a whole archive, with the parts most entries share (mode, owner,
+    type: a few dozen combinations in a snapshot) built once: most entries are plain USTAR
+    blocks, assembled here from cached pieces and a checksum over the few bytes that vary.
+    Anything else (PAX, extended attributes, odd numbers) takes entry_header's path."""
+
+    def __init__(self):
+        # (mode, uid, gid, user, group, type) -> (mode+uid+gid fields, the type flag and the
+        # fields from the magic to the device numbers, their checksum with the constant
+        # fields), or () when such entries need more than a plain USTAR block
+        self._shared: Dict[tuple, Tuple] = {}
+
+    def __call__(self, name: bytes, node: Node) -> bytes:
+        kind = node.type
+        key = (node.mode, node.uid, node.gid, node.user, node.group, kind)
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = _shared_fields(node)
+            if len(self._shared) < 4096:  # bounded, whatever the snapshot holds
+                self._shared[key] = shared
+        if not shared or node.xattrs:
+            return _general_header(name, node)
+        if kind == "symlink":
+            linkname = node.linktarget.encode("utf-8", "surrogateescape")
+            if len(linkname) > _LINK or not _is_ascii(linkname):
+                return _general_header(name, node)
+        else:
+            linkname = b""
+        size = node.size
+        ns = node.mtime.unix_ns
+        mtime = 0 if ns == _GO_ZERO_TIME_NS else (ns + 500_000_000) // 1_000_000_000
+        if not (0 <= size < 0o100000000000 and 0 <= mtime < 0o100000000000) or not _is_ascii(name):
+            return _general_header(name, node)
+        prefix = b""
+        if len(name) > _NAME:
+            split = _split_ustar(name)
+            if split is None:
+                return _general_header(name, node)
+            prefix, name = split
+        numbers = b"%011o\x00%011o\x00" % (size, mtime)
+        fixed, tail, fixed_sum = shared
+        checksum = fixed_sum + sum(name) + sum(prefix) + sum(linkname) + sum(numbers)
+        return b"".join((name.ljust(_NAME, b"\0"), fixed, numbers, b"%06o\x00 " % checksum, tail[:1],
+                         linkname.ljust(_LINK, b"\0"), tail[1:], prefix.ljust(_PREFIX + 12, b"\0")))
+
+
+def _shared_fields(node: Node) -> Tuple:
+    """The fields HeaderBuilder shares between entries of node's mode, owner and type, or ()
+    when they need more than a plain USTAR block."""
+    uname = node.user.encode("utf-8", "surrogateescape")
+    gname = node.group.encode("utf-8", "surrogateescape")
+    uid, gid = node.uid, node.gid
+    if not (len(uname) <= _OWNER and len(gname) <= _OWNER and _is_ascii(uname + gname)
+            and 0 <= uid < 0o10000000 and 0 <= gid < 0o10000000):
+        return ()
+    typeflag = _TYPES.get(node.type, b"0")
+    fixed = b"%07o\x00%07o\x00%07o\x00" % (_unix_perm(node.mode), uid, gid)
+    # the type flag, then (after the link name) magic, owner names and device numbers
+    tail = typeflag + b"ustar\x0000" + uname.ljust(_OWNER, b"\0") + gname.ljust(_OWNER, b"\0") + _DEVICES
+    return fixed, tail, sum(b"        ") + sum(fixed) + sum(tail)
+
+
+def _general_header(name: bytes, node: Node) -> bytes:
     typeflag = _TYPES.get(node.type, b"0")  # other types: Go promotes TypeRegA to TypeReg
     linkname = node.linktarget.encode("utf-8", "surrogateescape") if node.type == "symlink" else b""
     uname = node.user.encode("utf-8", "surrogateescape")
@@ -209,31 +275,34 @@ class TarWriter:
         self.out = out
         self.entries = 0
         self.bytes = 0
-
-    def _write(self, data) -> None:
-        self.out.write(data)
-        self.bytes += len(data)
+        self._header = HeaderBuilder()
 
     def add(self, name: bytes, node: Node, chunks: Iterable[bytes]) -> None:
         """One entry: name is its path in the archive without the trailing slash of a
         directory; chunks its content in order (nothing for directories and links)."""
-        if node.type == "dir":
+        kind = node.type
+        if kind == "dir":
             name += b"/"
-        self._write(entry_header(name, node))
-        size = node.size if node.type not in ("dir", "symlink") else 0
+        write = self.out.write
+        header = self._header(name, node)
+        write(header)
+        size = node.size if kind != "dir" and kind != "symlink" else 0
         written = 0
         for chunk in chunks:
             written += len(chunk)
             if written > size:
                 raise TarError(f"{name.decode('utf-8', 'replace')}: content is longer than its recorded size "
                                f"({size} bytes)")
-            self._write(chunk)
+            write(chunk)
         if written != size:
             raise TarError(f"{name.decode('utf-8', 'replace')}: content is {written} bytes, "
                            f"its recorded size {size}")
-        if size % BLOCK:
-            self._write(_ZERO_BLOCK[:BLOCK - size % BLOCK])
+        padding = -size % BLOCK
+        if padding:
+            write(_ZERO_BLOCK[:padding])
+        self.bytes += len(header) + size + padding
         self.entries += 1
 
     def close(self) -> None:
-        self._write(_ZERO_BLOCK * 2)
+        self.out.write(_ZERO_BLOCK * 2)
+        self.bytes += 2 * BLOCK
