@@ -211,8 +211,13 @@ static inline void prefetch_block(const uint32_t *block, size_t r)
 
 /*
  * x = ROMix(x), words in the stored order. v holds n blocks of 32r words, y one (scratch).
- * n is a power of two.
+ * n is a power of two. Also built for AVX (picked at load time where the CPU has it): the
+ * same SSE2 operations, but their three-operand encodings spare the register copies two-operand
+ * SSE2 needs in every step, about a tenth of the time.
  */
+#if defined(__SSE2__) && defined(__x86_64__) && defined(__GNUC__) && !defined(__AVX__)
+__attribute__((target_clones("avx", "default")))
+#endif
 static void romix(uint32_t *x, uint32_t *y, uint32_t *v, uint64_t n, size_t r)
 {
     size_t words = 32 * r;

@@ -1,0 +1,155 @@
+"""restique._kdf.scrypt, the native scrypt every key derivation uses.
+
+It must compute exactly RFC 7914's function: the RFC's own vectors, hashlib's scrypt (OpenSSL)
+on many random parameter sets, and the real restic opening a repository whose key restique
+derived, and the other way round, with the full-strength parameters both programs use.
+"""
+import hashlib
+import json
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import PASSWORD, clean_env, run_restic, run_restique
+from restique import _kdf
+from restique.repository.keys import INSECURE_TEST_KEYS_VARIABLE, SCRYPT_N, SCRYPT_R
+
+
+def reference_scrypt(password, salt, n, r, p, dklen):
+    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=dklen,
+                          maxmem=128 * r * (n + p + 2) + (1 << 20))
+
+
+# RFC 7914 section 12 (its fourth vector, N=2^20, needs 1 GiB and is left out)
+RFC_7914_VECTORS = [
+    (b"", b"", 16, 1, 1,
+     "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442"
+     "fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906"),
+    (b"password", b"NaCl", 1024, 8, 16,
+     "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162"
+     "2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"),
+    (b"pleaseletmein", b"SodiumChloride", 16384, 8, 1,
+     "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2"
+     "d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887"),
+]
+
+
+@pytest.mark.parametrize("password, salt, n, r, p, expected", RFC_7914_VECTORS)
+def test_rfc_7914_vectors(password, salt, n, r, p, expected):
+    assert _kdf.scrypt(password, salt, n, r, p, 64).hex() == expected
+
+
+# passwords as restique makes them (UTF-8 of any text), salts as arbitrary bytes
+passwords = st.one_of(st.binary(max_size=200), st.text(max_size=80).map(lambda t: t.encode()))
+
+
+@given(
+    password=passwords,
+    salt=st.binary(max_size=200),
+    log_n=st.integers(1, 12),
+    r=st.integers(1, 16),
+    p=st.integers(1, 4),
+    dklen=st.integers(1, 128),
+)
+@settings(max_examples=300, deadline=None)
+def test_same_as_hashlib_scrypt(password, salt, log_n, r, p, dklen):
+    n = 1 << log_n
+    assert _kdf.scrypt(password, salt, n, r, p, dklen) == reference_scrypt(password, salt, n, r, p, dklen)
+
+
+def test_same_as_hashlib_scrypt_with_real_key_parameters():
+    """N and r of every real key (a 32 MiB V array), and two lanes sharing it."""
+    salt = os.urandom(64)
+    assert _kdf.scrypt(b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64) == reference_scrypt(
+        b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64)
+
+
+def test_keyword_arguments():
+    assert _kdf.scrypt(password=b"pw", salt=b"salt", n=16, r=1, p=1, dklen=32) == reference_scrypt(
+        b"pw", b"salt", 16, 1, 1, 32)
+
+
+@pytest.mark.parametrize("n, r, p, dklen", [
+    (0, 8, 1, 64), (1, 8, 1, 64), (3, 8, 1, 64), (1000, 8, 1, 64), (-16, 8, 1, 64),
+    (1 << 64, 8, 1, 64),  # does not fit 64 bits
+    (16, 0, 1, 64), (16, 8, 0, 64), (16, -1, 1, 64), (16, 8, -1, 64),
+    (16, 1 << 15, 1 << 15, 64),  # r * p = 2^30
+    (16, 1 << 30, 1, 64), (16, 1, 1 << 40, 64),
+    (16, 1 << 20, 1 << 9, 64),  # B = 128 * r * p would be 64 GiB
+    (1 << 62, 8, 1, 64),  # V = 128 * r * N does not fit a size_t
+    (16, 1, 1, 0), (16, 1, 1, -1), (16, 1, 1, 1 << 31),
+])
+def test_bad_parameters_raise_value_error(n, r, p, dklen):
+    with pytest.raises(ValueError):
+        _kdf.scrypt(b"pw", b"salt", n, r, p, dklen)
+
+
+def test_unallocatable_memory_raises_memory_error():
+    with pytest.raises(MemoryError):
+        _kdf.scrypt(b"pw", b"salt", 1 << 52, 8, 1, 64)  # 2^62 bytes: more than any address space
+
+
+@pytest.mark.parametrize("args", [
+    ("pw", b"salt", 16, 1, 1, 64),  # str, not bytes
+    (b"pw", None, 16, 1, 1, 64),
+    (b"pw", b"salt", 16.0, 1, 1, 64),
+    (b"pw", b"salt", 16, "1", 1, 64),
+    (b"pw", b"salt", 16, 1, 1),  # dklen missing
+])
+def test_wrong_argument_types_raise_type_error(args):
+    with pytest.raises(TypeError):
+        _kdf.scrypt(*args)
+
+
+# --------------------------------------------------------------------------------------------
+# full-strength keys with the real restic
+
+
+def real_key_env():
+    """The suite's environment, but with keys calibrated as in real use (no insecure test keys:
+    neither restique's init nor the suite's replacement of restic's new key)."""
+    env = clean_env()
+    del env[INSECURE_TEST_KEYS_VARIABLE]
+    return env
+
+
+def only_key_params(repo):
+    (key_file,) = os.listdir(repo / "keys")
+    key = json.loads((repo / "keys" / key_file).read_bytes())
+    return key["N"], key["r"], key["p"]
+
+
+def source_dir(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "file").write_bytes(os.urandom(5000))
+    return src
+
+
+def snapshot_ids(runner, repo, env):
+    return sorted(s["id"] for s in json.loads(runner(repo, "snapshots", "--json", env=env).stdout))
+
+
+@pytest.mark.parametrize("maker, reader", [
+    (run_restic, run_restique),
+    (run_restique, run_restic),
+], ids=["restic-made-read-by-restique", "restique-made-read-by-restic"])
+def test_full_strength_key_opens_with_the_other_program(tmp_path, maker, reader):
+    env = real_key_env()
+    repo = tmp_path / "repo"
+    maker(repo, "init", env=env)
+    n, r, p = only_key_params(repo)
+    # restic calibrates N too (it lowers it on a busy machine); restique always uses 2^15
+    assert n >= 1 << 13 and r == SCRYPT_R and p >= 1, "the key should have real parameters"
+    if maker is run_restique:
+        assert n == SCRYPT_N
+    maker(repo, "backup", source_dir(tmp_path), env=env)
+
+    # both derive the same user key from the key file, hence unseal the same master key
+    assert reader(repo, "cat", "masterkey", env=env).stdout == maker(
+        repo, "cat", "masterkey", env=env).stdout
+    assert snapshot_ids(reader, repo, env) == snapshot_ids(maker, repo, env) != []
+    wrong = reader(repo, "cat", "config", env=clean_env(RESTIC_PASSWORD=PASSWORD + "x"), check=False)
+    assert wrong.returncode != 0
