@@ -13,16 +13,21 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
-/* the lstat fields a node is made of, named as os.stat_result names them */
+/* the lstat fields a node is made of, named as os.stat_result names them, and the three
+ * times as the RFC 3339 text a tree records in the local zone (None outside the years
+ * 1970-9999, which the caller formats itself) */
 static PyStructSequence_Field stat_fields[] = {
     {"st_mode", NULL},     {"st_ino", NULL},      {"st_dev", NULL},      {"st_nlink", NULL},
     {"st_uid", NULL},      {"st_gid", NULL},      {"st_size", NULL},     {"st_atime_ns", NULL},
-    {"st_mtime_ns", NULL}, {"st_ctime_ns", NULL}, {"st_rdev", NULL},     {NULL, NULL},
+    {"st_mtime_ns", NULL}, {"st_ctime_ns", NULL}, {"st_rdev", NULL},     {"atime_text", NULL},
+    {"mtime_text", NULL},  {"ctime_text", NULL},  {NULL, NULL},
 };
+#define STAT_FIELDS 14
 static PyStructSequence_Desc stat_desc = {"restique._scan.Stat", "lstat fields of a scanned entry",
-                                          stat_fields, 11};
+                                          stat_fields, STAT_FIELDS};
 static PyTypeObject *StatType;
 
 struct xattr_buf {
@@ -31,6 +36,14 @@ struct xattr_buf {
     char **values;
     ssize_t *value_lens; /* -1: that attribute could not be read (left out) */
     int count;
+};
+
+/* Go's RFC3339Nano text of a time: "2006-01-02T15:04:05.999999999+07:00" at most */
+#define TIME_TEXT_MAX 40
+
+struct time_text {
+    char text[TIME_TEXT_MAX];
+    int len; /* 0: outside the years this formats */
 };
 
 struct entry {
@@ -42,6 +55,7 @@ struct entry {
     ssize_t link_len;
     int link_err;
     struct xattr_buf xattrs;
+    struct time_text atime, mtime, ctime;
 };
 
 struct scan {
@@ -145,6 +159,109 @@ static void read_xattrs(const char *path, struct xattr_buf *x)
     }
 }
 
+/* The local zone's offset is looked up once per quarter hour, as the Python side's LocalTime
+ * does (zones change offsets on quarter hours); a few slots cover one folder's times. */
+#define ZONE_SLOTS 64
+
+struct zone_cache {
+    long long bucket[ZONE_SLOTS];
+    long offset[ZONE_SLOTS];
+    unsigned char valid[ZONE_SLOTS];
+};
+
+static long long floor_div(long long a, long long b)
+{
+    long long q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int local_offset(struct zone_cache *z, long long seconds, long *offset)
+{
+    long long bucket = floor_div(seconds, 900);
+    unsigned slot = (unsigned)((unsigned long long)bucket % ZONE_SLOTS);
+    if (!z->valid[slot] || z->bucket[slot] != bucket) {
+        time_t t = (time_t)(bucket * 900);
+        struct tm tm;
+        if (localtime_r(&t, &tm) == NULL)
+            return -1;
+        z->bucket[slot] = bucket;
+        z->offset[slot] = tm.tm_gmtoff;
+        z->valid[slot] = 1;
+    }
+    *offset = z->offset[slot];
+    return 0;
+}
+
+static char *two_digits(char *p, unsigned v)
+{
+    p[0] = (char)('0' + v / 10 % 10);
+    p[1] = (char)('0' + v % 10);
+    return p + 2;
+}
+
+#define LAST_DAY 2932896LL /* 9999-12-31 */
+
+/* ns in the local zone as Go's time.RFC3339Nano writes it: trailing zeros of the fraction
+ * dropped, "Z" for offset 0, the offset's seconds dropped. */
+static void format_time(struct zone_cache *z, long long ns, struct time_text *out)
+{
+    out->len = 0;
+    long long seconds = floor_div(ns, 1000000000LL);
+    long nanos = (long)(ns - seconds * 1000000000LL);
+    long offset;
+    if (local_offset(z, seconds, &offset) != 0)
+        return;
+    long long local = seconds + offset;
+    long long day = floor_div(local, 86400);
+    if (day < 0 || day > LAST_DAY)
+        return;
+    unsigned clock = (unsigned)(local - day * 86400);
+    /* civil date from days since 1970-01-01 (H. Hinnant's algorithm, days >= 0 here) */
+    long long zd = day + 719468;
+    long long era = zd / 146097;
+    unsigned doe = (unsigned)(zd - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned mday = doy - (153 * mp + 2) / 5 + 1;
+    unsigned month = mp < 10 ? mp + 3 : mp - 9;
+    unsigned year = (unsigned)(yoe + era * 400 + (month <= 2));
+    char *p = out->text;
+    p = two_digits(p, year / 100);
+    p = two_digits(p, year % 100);
+    *p++ = '-';
+    p = two_digits(p, month);
+    *p++ = '-';
+    p = two_digits(p, mday);
+    *p++ = 'T';
+    p = two_digits(p, clock / 3600);
+    *p++ = ':';
+    p = two_digits(p, clock / 60 % 60);
+    *p++ = ':';
+    p = two_digits(p, clock % 60);
+    if (nanos) {
+        char digits[9];
+        int n = 9;
+        for (int i = 8; i >= 0; i--, nanos /= 10)
+            digits[i] = (char)('0' + nanos % 10);
+        while (digits[n - 1] == '0')
+            n--;
+        *p++ = '.';
+        memcpy(p, digits, (size_t)n);
+        p += n;
+    }
+    if (offset == 0) {
+        *p++ = 'Z';
+    } else {
+        long off = offset < 0 ? -offset : offset;
+        *p++ = offset < 0 ? '-' : '+';
+        p = two_digits(p, (unsigned)(off / 3600));
+        *p++ = ':';
+        p = two_digits(p, (unsigned)(off % 3600 / 60));
+    }
+    out->len = (int)(p - out->text);
+}
+
 static int add_entry(struct scan *s, const char *name)
 {
     if (s->count == s->cap) {
@@ -169,7 +286,7 @@ static int add_entry(struct scan *s, const char *name)
 /* Each entry is looked up by its full path, not relative to the open folder: the same
  * calls as os.lstat(path), which tools that watch or fault-inject by path rely on. */
 static void scan_entry(const char *dir, size_t dir_len, struct entry *e, int want_xattrs, char **pathbuf,
-                       size_t *pathcap)
+                       size_t *pathcap, struct zone_cache *zones)
 {
     size_t need = dir_len + 1 + e->name_len + 1;
     if (need > *pathcap) {
@@ -191,6 +308,9 @@ static void scan_entry(const char *dir, size_t dir_len, struct entry *e, int wan
         e->err = errno;
         return;
     }
+    format_time(zones, (long long)e->st.st_atim.tv_sec * 1000000000LL + e->st.st_atim.tv_nsec, &e->atime);
+    format_time(zones, (long long)e->st.st_mtim.tv_sec * 1000000000LL + e->st.st_mtim.tv_nsec, &e->mtime);
+    format_time(zones, (long long)e->st.st_ctim.tv_sec * 1000000000LL + e->st.st_ctim.tv_nsec, &e->ctime);
     if (S_ISLNK(e->st.st_mode))
         e->link_err = read_link(path, e);
     if (want_xattrs && !S_ISSOCK(e->st.st_mode))
@@ -226,19 +346,31 @@ static void scan_directory(const char *dir, size_t dir_len, int want_xattrs, str
     if (s->err == 0) {
         char *pathbuf = NULL;
         size_t pathcap = 0;
-        for (size_t i = 0; i < s->count; i++)
-            scan_entry(dir, dir_len, &s->entries[i], want_xattrs, &pathbuf, &pathcap);
+        struct zone_cache *zones = calloc(1, sizeof *zones);
+        if (zones == NULL) {
+            s->err = ENOMEM;
+        } else {
+            for (size_t i = 0; i < s->count; i++)
+                scan_entry(dir, dir_len, &s->entries[i], want_xattrs, &pathbuf, &pathcap, zones);
+        }
+        free(zones);
         free(pathbuf);
     }
     closedir(d);
 }
 
-static PyObject *stat_object(const struct stat *st)
+static PyObject *time_text_object(const struct time_text *t)
 {
+    return t->len ? PyUnicode_FromStringAndSize(t->text, t->len) : Py_NewRef(Py_None);
+}
+
+static PyObject *stat_object(const struct entry *e)
+{
+    const struct stat *st = &e->st;
     PyObject *o = PyStructSequence_New(StatType);
     if (o == NULL)
         return NULL;
-    PyObject *v[11] = {
+    PyObject *v[STAT_FIELDS] = {
         PyLong_FromUnsignedLong(st->st_mode),
         PyLong_FromUnsignedLongLong(st->st_ino),
         PyLong_FromUnsignedLongLong(st->st_dev),
@@ -250,10 +382,13 @@ static PyObject *stat_object(const struct stat *st)
         PyLong_FromLongLong((long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec),
         PyLong_FromLongLong((long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec),
         PyLong_FromUnsignedLongLong(st->st_rdev),
+        time_text_object(&e->atime),
+        time_text_object(&e->mtime),
+        time_text_object(&e->ctime),
     };
-    for (int i = 0; i < 11; i++) {
+    for (int i = 0; i < STAT_FIELDS; i++) {
         if (v[i] == NULL) {
-            for (int j = 0; j < 11; j++)
+            for (int j = 0; j < STAT_FIELDS; j++)
                 Py_XDECREF(v[j]);
             Py_DECREF(o);
             return NULL;
@@ -290,7 +425,7 @@ static PyObject *entry_object(const struct entry *e, int want_xattrs)
         return NULL;
     if (e->err)
         return Py_BuildValue("(NiOOO)", name, e->err, Py_None, Py_None, Py_None);
-    PyObject *st = stat_object(&e->st);
+    PyObject *st = stat_object(e);
     if (st == NULL) {
         Py_DECREF(name);
         return NULL;

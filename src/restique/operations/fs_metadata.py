@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Dict, Optional
 
+from .. import _scan
 from ..model.gotime import GoTime
 from ..model.node import (
     MODE_CHAR_DEVICE,
@@ -30,6 +31,10 @@ _TYPES = {
     stat.S_IFIFO: ("fifo", MODE_NAMED_PIPE),
     stat.S_IFSOCK: ("socket", MODE_SOCKET),
 }
+
+_IFMT = 0o170000
+_IRREGULAR = ("irregular", 0)
+ScanStat = _scan.Stat  # what a native directory scan gives for each entry
 
 _names_lock = threading.Lock()
 
@@ -131,7 +136,44 @@ def formatted_local_time(ns: int) -> GoTime:
     return t
 
 
+class _ScannedTime(GoTime):
+    """A local time whose text a native directory scan made; its offset is looked up only
+    if asked for (encoding a tree uses the text alone)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str):
+        if name != "offset":
+            raise AttributeError(name)
+        offset = self.offset = local_time(self.unix_ns).offset
+        return offset
+
+
+_new = object.__new__
+
+
+def scanned_time(ns: int, text: Optional[str]) -> GoTime:
+    """local_time(ns) whose rfc3339() is text (a scan's; None: formatted here)."""
+    if text is None:
+        return formatted_local_time(ns)
+    t = _new(_ScannedTime)
+    t.unix_ns = ns
+    t._text = text
+    return t
+
+
+_GO_MODES: Dict[int, int] = {}
+
+
 def go_mode(st_mode: int) -> int:
+    """os.FileMode bits for a Unix st_mode (entries share a few modes: cached)."""
+    mode = _GO_MODES.get(st_mode)
+    if mode is None:
+        mode = _GO_MODES[st_mode] = _go_mode(st_mode)
+    return mode
+
+
+def _go_mode(st_mode: int) -> int:
     """os.FileMode bits for a Unix st_mode."""
     _, type_bits = _TYPES.get(stat.S_IFMT(st_mode), ("irregular", 1 << 19))
     mode = (st_mode & 0o777) | type_bits
@@ -170,28 +212,30 @@ def node_from_stat(name: str, path, st: os.stat_result, with_atime: bool = False
 def node_from_fields(name: str, st, linktarget: Optional[str], xattrs: Optional[list],
                      with_atime: bool = False) -> Node:
     """A node from what was read already: lstat fields (os.stat_result or a native scan's
-    Stat), a symlink's target and the extended attributes (None: not read)."""
-    node_type, _ = _TYPES.get(stat.S_IFMT(st.st_mode), ("irregular", 0))
-    mtime = formatted_local_time(st.st_mtime_ns)
-    node = Node(
-        name=name,
-        type=node_type,
-        mode=go_mode(st.st_mode),
-        mtime=mtime,
-        atime=formatted_local_time(st.st_atime_ns) if with_atime else mtime,
-        ctime=formatted_local_time(st.st_ctime_ns),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        user=user_name(st.st_uid),
-        group=group_name(st.st_gid),
-        inode=st.st_ino,
-        device_id=st.st_dev,
-    )
+    Stat, whose times come formatted), a symlink's target and the extended attributes
+    (None: not read)."""
+    st_mode = st.st_mode
+    node_type, _ = _TYPES.get(st_mode & _IFMT, _IRREGULAR)
+    if type(st) is ScanStat:
+        mtime = scanned_time(st.st_mtime_ns, st.mtime_text)
+        atime = scanned_time(st.st_atime_ns, st.atime_text) if with_atime else mtime
+        ctime = scanned_time(st.st_ctime_ns, st.ctime_text)
+    else:
+        mtime = formatted_local_time(st.st_mtime_ns)
+        atime = formatted_local_time(st.st_atime_ns) if with_atime else mtime
+        ctime = formatted_local_time(st.st_ctime_ns)
+    uid, gid = st.st_uid, st.st_gid
+    user = _users.get(uid)
+    group = _groups.get(gid)
     if node_type == "file":
-        node.size = st.st_size
-        node.links = st.st_nlink
-        node.content = []
-    elif node_type == "symlink":
+        # positional: the dataclass's keyword handling is a measurable part of a walk
+        return Node(name, node_type, go_mode(st_mode), mtime, atime, ctime, uid, gid,
+                    user_name(uid) if user is None else user, group_name(gid) if group is None else group,
+                    st.st_ino, st.st_dev, st.st_size, st.st_nlink, "", xattrs or [], None, 0, [])
+    node = Node(name, node_type, go_mode(st_mode), mtime, atime, ctime, uid, gid,
+                user_name(uid) if user is None else user, group_name(gid) if group is None else group,
+                st.st_ino, st.st_dev)
+    if node_type == "symlink":
         node.links = st.st_nlink
         node.linktarget = linktarget
     elif node_type in ("dev", "chardev"):

@@ -69,7 +69,7 @@ class Archiver:
         self.small_files = SmallFileBatches(self.reader, self.saver, self.readers, self.queued, self.progress)
         self.parents = ParentTrees(repo)
         self.scans = DirScans(options.xattrs)
-        self.reuse = TreeReuse(self.parents.children, functools.partial(repo.index.has, "data"),
+        self.reuse = TreeReuse(self.parents, functools.partial(repo.index.has, "data"),
                                self.scans, options.reject, options.with_atime, options.xattrs, options.one_file_system)
         self._root_dev: Optional[int] = None
         self.root_parent_tree: Optional[str] = None  # the parent's root tree, for checkpoints

@@ -7,7 +7,9 @@ from ...model import gojson
 from ...model.gotime import GoTime
 from ...model.names import go_unquote
 
-RECENT_TREES = 256
+# Trees of directories whose reuse check failed, held for the walk that follows; normally as
+# many as the failed directory is deep, the bound only guards against a walk that never asks
+KEPT_TREES = 64
 # Tree blobs are read from their pack in windows of this size: one read serves the trees a
 # walk visits next (a backup writes a directory's subtrees just before its own tree), where
 # a read per tree cost a file open each from the local cache
@@ -39,22 +41,24 @@ class ParentTrees:
 
     def __init__(self, repo):
         self._repo = repo
-        self._recent: Dict[str, Dict[str, dict]] = {}
+        self._kept: Dict[str, Dict[str, dict]] = {}
         self._windows = TreeWindows(repo)
 
     def children(self, tree_id: Optional[str]) -> Dict[str, dict]:
-        """A directory whose reuse check failed asks again right after: that answer comes
-        from a small cache."""
+        """The nodes of tree_id by name: the ones kept for it, else read again. Nothing else
+        is held: a re-backup of a million unchanged files reads every tree once and must not
+        keep them."""
         if not tree_id:
             return {}
-        hit = self._recent.pop(tree_id, None)
-        if hit is not None:
-            return hit
-        children = self._load(tree_id)
-        self._recent[tree_id] = children
-        while len(self._recent) > RECENT_TREES:
-            self._recent.pop(next(iter(self._recent)))
-        return children
+        hit = self._kept.pop(tree_id, None)
+        return hit if hit is not None else self._load(tree_id)
+
+    def keep(self, tree_id: str, children: Dict[str, dict]) -> None:
+        """Hold a tree that the walk asks for next (a directory whose reuse check failed is
+        walked right after, from the same parent tree)."""
+        self._kept[tree_id] = children
+        while len(self._kept) > KEPT_TREES:
+            self._kept.pop(next(iter(self._kept)))
 
     def _load(self, tree_id: str) -> Dict[str, dict]:
         try:

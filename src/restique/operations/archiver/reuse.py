@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..fs_metadata import go_mode, group_name, local_time_text, user_name
 from .dir_scan import DirScans
+from .parent import ParentTrees
 
 # (snapshot path, "file"|"dir"|"other", size) of every entry, for progress and counts
 Events = List[Tuple[str, str, int]]
@@ -28,9 +29,9 @@ _LINKED = ("file", "symlink", "dev", "chardev")  # kinds whose node records the 
 
 
 class TreeReuse:
-    def __init__(self, children: Callable[[str], Dict[str, dict]], has_blob: Callable[[str], bool],
+    def __init__(self, parents: ParentTrees, has_blob: Callable[[str], bool],
                  scans: DirScans, reject, with_atime: bool, xattrs: bool, one_file_system: bool):
-        self._children = children  # parent tree id -> {name: node dict}
+        self._parents = parents  # parent tree id -> {name: node dict}
         self._scans = scans
         self._has_blob = has_blob
         self._reject = reject
@@ -56,7 +57,13 @@ class TreeReuse:
         subtree = old_dir.get("subtree")
         if not subtree:
             return None
-        old = self._children(subtree)
+        old = self._parents.children(subtree)
+        events = self._compare(fs_path, snap_path, old, dev)
+        if events is None:
+            self._parents.keep(subtree, old)  # the walk of this directory reads it next
+        return events
+
+    def _compare(self, fs_path: str, snap_path: str, old: Dict[str, dict], dev: int) -> Optional[Events]:
         try:
             entries = self._scans.peek(fs_path)
         except OSError:
@@ -100,10 +107,10 @@ class TreeReuse:
         attributes) be encoded exactly like o (subtree aside)? The usual differences (times,
         size) are looked at first."""
         get = o.get
-        mtime = local_time_text(st.st_mtime_ns)
-        if get("mtime") != mtime or get("ctime") != local_time_text(st.st_ctime_ns):
+        mtime = st.mtime_text or local_time_text(st.st_mtime_ns)  # the scan's text, if it made one
+        if get("mtime") != mtime or get("ctime") != (st.ctime_text or local_time_text(st.st_ctime_ns)):
             return False
-        if get("atime") != (local_time_text(st.st_atime_ns) if self._with_atime else mtime):
+        if get("atime") != ((st.atime_text or local_time_text(st.st_atime_ns)) if self._with_atime else mtime):
             return False
         kind = _TYPES.get(st.st_mode & _IFMT)
         if kind is None or get("type") != kind or not _KNOWN.issuperset(o):
