@@ -12,6 +12,7 @@ MAX_PASSWORD_TRIES = 3
 
 @dataclass
 class GlobalOptions:
+    """The global flags of a command line, and the repositories opened with them."""
     repo: Optional[str] = None
     repository_file: Optional[str] = None
     password_file: Optional[str] = None
@@ -31,6 +32,7 @@ class GlobalOptions:
     password_env: str = "RESTIC_PASSWORD"
     password_prompt: str = "enter password for repository: "
     backend_options: object = None  # backend.options.BackendOptions: -o, TLS files, limits
+    literal_password: Optional[str] = None  # a profile's own password (allow-password-in-file)
     repository: object = None  # the opened Repository
     _opened: list = field(default_factory=list)  # every repository opened, closed when the command ends
 
@@ -49,6 +51,8 @@ class GlobalOptions:
     def password(self, new: bool = False) -> str:
         from ..operations.open_repo import configured_password
 
+        if self.literal_password:
+            return self.literal_password
         pw = configured_password(self.password_file, self.password_command, self.password_env)
         if pw is None:  # an empty RESTIC_PASSWORD means "ask" too
             prompt = "enter password for new repository: " if new else self.password_prompt
@@ -126,10 +130,11 @@ class GlobalOptions:
         return replace(self, repo=source.repo, repository_file=source.repository_file,
                        password_file=source.password_file, password_command=source.password_command,
                        key_hint=source.key_hint, password_env=source.password_env,
-                       password_prompt=source.password_prompt, repository=None, _opened=self._opened)
+                       password_prompt=source.password_prompt, repository=None, _opened=self._opened,
+                       literal_password=None)  # a profile's password is not the other repository's
 
     def _asks_password(self) -> bool:
-        return not (self.password_file or self.password_command or os.environ.get(self.password_env)) \
+        return self.literal_password is None and not (self.password_file or self.password_command or os.environ.get(self.password_env)) \
             and passwords.stdin_is_terminal()
 
     def close(self) -> None:

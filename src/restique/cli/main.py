@@ -1,11 +1,10 @@
 """The `restique` command: global options, the subcommands, and turning every failure into
 one line on stderr with restic's exit code."""
+import gc
 import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
-from typing import Optional
 
 import click
 
@@ -92,6 +91,7 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx, quiet, verbose, insecure_no_password, profile, config, **_):
     """restique is a backup program which speaks restic's repository format."""
+    _collect_from_now_on()
     if ctx.invoked_subcommand is None:  # `restique` alone prints the help, as restic does
         click.echo(ctx.get_help())
         ctx.exit(0)
@@ -110,23 +110,6 @@ def cli(ctx, quiet, verbose, insecure_no_password, profile, config, **_):
         opts = _global_options(**ctx.params)
     ctx.obj = opts
     ctx.call_on_close(opts.close)
-
-
-@dataclass
-class ProfileGlobalOptions(GlobalOptions):
-    """GlobalOptions with the password a profile holds itself (allow-password-in-file)."""
-    literal_password: Optional[str] = None
-
-    def password(self, new: bool = False) -> str:
-        return self.literal_password or super().password(new)
-
-    def _asks_password(self) -> bool:
-        return self.literal_password is None and super()._asks_password()
-
-    def secondary(self, source) -> GlobalOptions:
-        other = super().secondary(source)
-        other.literal_password = None  # the profile's password is not the other repository's
-        return other
 
 
 def options_with_profile(ctx: click.Context, profile) -> GlobalOptions:
@@ -151,6 +134,14 @@ def options_with_profile(ctx: click.Context, profile) -> GlobalOptions:
     return _global_options(**values, literal_password=password if has_password and not explicit_password else None)
 
 
+def _collect_from_now_on() -> None:
+    """Start-up is over. What it made (modules, classes, click's parameters) lives until
+    exit, so it is frozen out of every later collection; main() kept the collector off until
+    now, as start-up makes no garbage worth the passes over its many new objects."""
+    gc.freeze()
+    gc.enable()
+
+
 def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
@@ -161,7 +152,7 @@ def _global_options(repo, repository_file, password_file, password_command, key_
     from ..repository.compression import check_mode
     from .durations import parse_duration
 
-    return ProfileGlobalOptions(
+    return GlobalOptions(
         literal_password=literal_password,
         repo=repo,
         repository_file=repository_file,
@@ -275,6 +266,7 @@ def _is_lock_probe(sender: int) -> bool:
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    gc.disable()  # until the command starts: see _collect_from_now_on
     # like restic (Go's signal.Notify), handle SIGINT even when started with it ignored,
     # as background jobs of a script are: `kill -INT` must still stop a backup cleanly
     signal.signal(signal.SIGINT, _interrupt)
@@ -320,6 +312,10 @@ def main(argv=None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    # what is still alive is freed by the exit itself: the interpreter's last collection
+    # need not walk all of it (a tenth of a short command's time)
+    gc.freeze()
+    gc.enable()
     sys.exit(code)
 
 

@@ -7,9 +7,7 @@ functions; what differs is only who is asked for a password and what is printed.
 """
 import contextlib
 import os
-import shlex
 import signal
-import subprocess
 import threading
 import weakref
 from typing import Callable, Iterator, Optional
@@ -56,6 +54,9 @@ def password_from_file(path: str) -> str:
 def password_from_command(command: str) -> str:
     """The command's standard output, stripped. Its output is never part of a message (it is
     the password); its standard error goes to the user's, as restic does."""
+    import shlex  # here: most passwords come from the environment or a file
+    import subprocess
+
     try:
         args = shlex.split(command)
     except ValueError as exc:

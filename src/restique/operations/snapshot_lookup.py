@@ -12,7 +12,6 @@ from ..errors import NotFound, RestiqueError
 from ..model.ids import find_by_prefix
 from ..model.snapshot import Snapshot
 from ..model.snapshot_filter import SnapshotFilter, find_latest
-from .walker import find_tree_directory
 
 Warn = Callable[[str], None]
 
@@ -83,6 +82,8 @@ def find_snapshot(repo, spec: str, filter: Optional[SnapshotFilter] = None) -> T
     subfolder's, or the snapshot's root tree without one. Loads the repository index, which
     finding the subfolder needs. SnapshotNotFound if the name matches no snapshot; the
     walker's NotFound (`path x: not found`) for a missing subfolder."""
+    from .walker import find_tree_directory  # trees: not needed by commands that only list snapshots
+
     name, _, subfolder = spec.partition(":")
     sn = load_snapshot(repo, find_snapshot_id(repo, name, filter))
     repo.load_index()
