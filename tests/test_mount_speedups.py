@@ -3,6 +3,7 @@ blobs already in the cache (without a thread), tree times read from a cached sec
 garbage collector settings used while a mount is served."""
 import dataclasses
 import gc
+import os
 import random
 
 import pytest
@@ -154,4 +155,80 @@ def test_trees_of_listed_subfolders_are_read_together(tmp_path, monkeypatch):
         assert len(reads) == window_reads
     finally:
         fresh.close()
+        fs.close()
+
+
+def test_readdir_sends_every_entry_once_and_counts_its_lookups(tmp_path, monkeypatch):
+    """readdir answers from the folder's prepared listing, a few entries per kernel request
+    (as many as the kernel's buffer takes): `.` and `..` first, then each entry once with its
+    own attributes, each one sent counted as one lookup of its inode (hard links: one inode
+    twice), all forgotten when the kernel says so."""
+    from collections import deque
+
+    import pyfuse3
+    import trio
+
+    from restique.mount.ops import SnapshotOperations
+
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    for i in range(7):
+        (source / f"f{i}").write_bytes(bytes([i]) * i)
+    os.link(source / "f3", source / "f3-link")
+    repo = tmp_path / "repo"
+    run_restique(repo, "init")
+    run_restic(repo, "backup", str(source))
+    fs = SnapshotFS(open_repository(str(repo), PASSWORD), SnapshotFSOptions())
+    folder = "/ids/" + fs.list_dir("/ids")[0].name + str(source)
+    want = fs.list_dir(folder)
+    by_name = {e.name: e for e in want}
+    linked = by_name["f3"].inode
+    assert len(want) == 9 and by_name["f3-link"].inode == linked
+    sent = []
+
+    def reply(token, name, attr, next_id):
+        if len(token) == token.maxlen:
+            return False
+        token.append(next_id)
+        sent.append((name, attr.st_ino, attr.st_mode, attr.st_size, attr.st_mtime_ns, next_id))
+        return True
+
+    monkeypatch.setattr(pyfuse3, "readdir_reply", reply)
+
+    async def list_twice(ops, per_request):
+        inode = pyfuse3.ROOT_INODE
+        for name in folder.strip("/").split("/"):
+            inode = (await ops.lookup(inode, name.encode())).st_ino
+        for _ in range(2):  # listed again: counted again
+            fh = await ops.opendir(inode, None)
+            start = 0
+            while True:
+                token = deque(maxlen=per_request)
+                await ops.readdir(fh, start, token)
+                if not token:
+                    break
+                start = token[-1]
+            await ops.releasedir(fh)
+        return inode
+
+    rows = [(e.name_bytes, e.inode, e.mode, e.size, e.mtime_ns) for e in want]
+    try:
+        for per_request in (1, 2, 3, 100):
+            ops = SnapshotOperations(fs)
+            try:
+                sent.clear()
+                folder_inode = trio.run(list_twice, ops, per_request)
+                names = [b".", b".."] + [row[0] for row in rows]
+                assert [s[0] for s in sent] == names * 2
+                assert [s[5] for s in sent] == list(range(1, len(names) + 1)) * 2
+                assert [s[1] for s in sent[:1]] == [folder_inode]
+                assert [s[:5] for s in sent[2:len(names)]] == rows
+                for e in want:  # the kernel asks for a hard-linked file by either path
+                    assert ops._paths[e.inode] in {e.path, by_name["f3"].path, by_name["f3-link"].path}
+                    assert ops._counts[e.inode] == (4 if e.inode == linked else 2)
+                trio.run(ops.forget, [(inode, ops._counts[inode]) for inode in {e.inode for e in want}])
+                assert not {e.inode for e in want} & (set(ops._paths) | set(ops._counts))
+            finally:
+                ops.listings.close()
+    finally:
         fs.close()

@@ -193,3 +193,31 @@ def test_unsafe_names_are_skipped_and_reported(tmp_path):
         assert all("not a valid file name" in w for w in seen)
     finally:
         fs.close()
+
+
+def test_listing_entries_equal_entries_of_decoded_nodes(world):
+    """A folder's listing builds its entries from the tree's JSON in one loop: each equals
+    the entry of the fully decoded node (every kind: hard links, set-uid, xattrs, devices,
+    symlinks, names that are not UTF-8)."""
+    from restique.model.node import decode_tree
+    from restique.operations.snapshot_fs.entries import listing_entries, node_entry
+
+    fs = open_fs(world[2])
+    try:
+        sid = world[3]["full"][:8]
+        folders, seen = [f"/ids/{sid}"], 0
+        while folders:
+            path = folders.pop()
+            found = fs._resolve(path)
+            lazy = fs._children(found.tree)[0]
+            decoded = decode_tree(fs.repo.load_blob("tree", found.tree))
+            snapshot = found.entry.snapshot
+            for owner_root in (False, True):
+                want = [node_entry(f"{path}/{n.name}", n, snapshot, owner_root) for n in decoded]
+                assert listing_entries(path, lazy, snapshot, owner_root) == want
+            entries = fs.list_dir(path)
+            folders += [e.path for e in entries if e.kind == "dir"]
+            seen += len(entries)
+        assert seen > 20
+    finally:
+        fs.close()

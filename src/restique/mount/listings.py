@@ -6,15 +6,36 @@ first, so a depth-first walker (`find`, `cp -r`, a file manager) finds the next 
 while it is still busy with the last one. Only folders the kernel opened start a read-ahead,
 so it stays one level deep.
 """
-import stat
 import threading
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Tuple
 
 import pyfuse3
 
-Row = Tuple[bytes, pyfuse3.EntryAttributes, int, str]  # name, attributes, inode, path
-MakeRows = Callable[[str], Tuple[List[Row], bool]]  # path -> (rows, whether they can be kept)
+DOTS = 2  # `.` and `..` come first in every listing
+
+
+class Listing:
+    """One folder as readdir sends it, built once (in a worker thread) and never changed:
+    names and attributes side by side, `.` and `..` first; then, for its entries alone, their
+    inode numbers in order, the path of each inode (the kernel asks by inode next), and the
+    subfolders' paths last first (the read-ahead's stack order)."""
+
+    __slots__ = ("names", "attrs", "inodes", "path_of", "subfolders")
+
+    def __init__(self, names: List[bytes], attrs: List[pyfuse3.EntryAttributes], inodes: List[int],
+                 path_of: Dict[int, str], subfolders: List[str]):
+        self.names = names
+        self.attrs = attrs
+        self.inodes = inodes
+        self.path_of = path_of
+        self.subfolders = subfolders
+
+    def __len__(self) -> int:
+        return len(self.inodes)
+
+
+MakeRows = Callable[[str], Tuple[Listing, bool]]  # path -> (listing, whether it can be kept)
 Preload = Callable[[List[str]], None]  # read what the listings of these paths need, together
 
 ROWS_KEPT = 100_000  # entries of listed snapshot folders kept
@@ -25,7 +46,7 @@ PRELOAD_BATCH = 64  # subfolders next in line whose trees are read together
 class _Kept:
     __slots__ = ("rows", "ahead_started")
 
-    def __init__(self, rows: List[Row]):
+    def __init__(self, rows: Listing):
         self.rows = rows
         self.ahead_started = False
 
@@ -44,8 +65,8 @@ class Listings:
         self._thread: Optional[threading.Thread] = None
         self._closed = False
 
-    def cached(self, path: str) -> Optional[List[Row]]:
-        """The kept rows of path (and its subfolders are read ahead), or None; never blocks."""
+    def cached(self, path: str) -> Optional[Listing]:
+        """The kept listing of path (and its subfolders are read ahead), or None; never blocks."""
         with self._lock:
             kept = self._kept.get(path)
             if kept is None:
@@ -57,8 +78,8 @@ class Listings:
             self._read_ahead(kept.rows)
         return kept.rows
 
-    def get(self, path: str) -> List[Row]:
-        """The rows of path: kept, being read ahead (waited for), or made now. Blocks."""
+    def get(self, path: str) -> Listing:
+        """The listing of path: kept, being read ahead (waited for), or made now. Blocks."""
         while True:
             rows = self.cached(path)
             if rows is not None:
@@ -91,7 +112,7 @@ class Listings:
             self._pending.pop(path, None)
         event.set()
 
-    def _keep(self, path: str, rows: List[Row]) -> _Kept:
+    def _keep(self, path: str, rows: Listing) -> _Kept:
         kept = _Kept(rows)
         with self._lock:
             old = self._kept.pop(path, None)
@@ -103,8 +124,8 @@ class Listings:
                 self._held -= len(dropped.rows)
         return kept
 
-    def _read_ahead(self, rows: List[Row]) -> None:
-        subfolders = [row[3] for row in reversed(rows) if stat.S_ISDIR(row[1].st_mode)]
+    def _read_ahead(self, rows: Listing) -> None:
+        subfolders = rows.subfolders
         if not subfolders:
             return
         with self._lock:

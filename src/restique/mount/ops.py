@@ -9,6 +9,7 @@ import errno
 import os
 import stat
 import threading
+from collections import Counter
 from typing import Dict, List, Tuple
 
 import pyfuse3
@@ -16,9 +17,9 @@ import trio
 
 from ..errors import NotFound, RestiqueError
 from ..operations.snapshot_fs import FsEntry, NotADirectory, SnapshotFS, path_inode
-from .listings import Listings, Row
+from .listings import DOTS, Listing, Listings
 
-SNAPSHOT_TIMEOUT = 300.0  # a snapshot's contents never change
+SNAPSHOT_TIMEOUT = 86400.0  # a snapshot's contents never change: the kernel may keep them a day
 VIRTUAL_TIMEOUT = 1.0  # the directories above the snapshots follow new snapshots
 
 
@@ -42,15 +43,15 @@ def _attributes(entry: FsEntry) -> pyfuse3.EntryAttributes:
     return attr
 
 
-def _dot_rows(path: str) -> List[Tuple[bytes, pyfuse3.EntryAttributes]]:
+def _dot_attributes(path: str) -> List[pyfuse3.EntryAttributes]:
     """`.` and `..` as restic's mount lists them (`ls -a`), by inode number alone."""
     parent = path.rsplit("/", 1)[0] or "/"
     rows = []
-    for name, of in ((b".", path), (b"..", parent)):
+    for of in (path, parent):
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = path_inode(of)
         attr.st_mode = stat.S_IFDIR | 0o555
-        rows.append((name, attr))
+        rows.append(attr)
     return rows
 
 
@@ -67,10 +68,10 @@ class SnapshotOperations(pyfuse3.Operations):
         super().__init__()
         self.fs = fs
         self._paths: Dict[int, str] = {pyfuse3.ROOT_INODE: "/"}
-        self._counts: Dict[int, int] = {}
+        self._counts: "Counter[int]" = Counter()  # lookups of each inode the kernel holds
         self._lock = threading.Lock()
         self._handles: Dict[int, object] = {}
-        self._dirs: Dict[int, tuple] = {}  # handle -> (dot rows, rows)
+        self._dirs: Dict[int, Listing] = {}  # by handle
         self.listings = Listings(self._listing_rows, preload=fs.preload_listed)
         self._next_handle = 1
         self.errors: List[str] = []  # unexpected failures, for the log
@@ -149,41 +150,51 @@ class SnapshotOperations(pyfuse3.Operations):
     # --- directories ---
     async def opendir(self, inode, ctx):
         path = self._path(inode)
-        rows = self.listings.cached(path)
-        if rows is None:
-            rows = await self._call(self.listings.get, path)
+        listing = self.listings.cached(path)
+        if listing is None:
+            listing = await self._call(self.listings.get, path)
         with self._lock:
             handle = self._next_handle
             self._next_handle += 1
-            self._dirs[handle] = (_dot_rows(path), rows)
+            self._dirs[handle] = listing
         return handle
 
-    def _listing_rows(self, path: str) -> Tuple[List[Row], bool]:
-        """The directory's entries as readdir sends them (converted once, in a worker
-        thread), and whether they lie inside a snapshot (and so never change)."""
+    def _listing_rows(self, path: str) -> Tuple[Listing, bool]:
+        """The directory as readdir sends it (converted once, in a worker thread), and
+        whether it lies inside a snapshot (and so never changes)."""
         entries = self.fs.list_dir(path)
-        rows = [(e.name_bytes, _attributes(e), e.inode, e.path) for e in entries]
-        return rows, bool(entries) and entries[0].node is not None
+        names = [b".", b".."]
+        names += [e.name_bytes for e in entries]
+        attrs = _dot_attributes(path)
+        attrs += [_attributes(e) for e in entries]
+        inodes = [e.inode for e in entries]
+        path_of = {e.inode: e.path for e in entries}
+        subfolders = [e.path for e in reversed(entries) if e.kind == "dir"]
+        return Listing(names, attrs, inodes, path_of, subfolders), bool(entries) and entries[0].node is not None
 
     async def readdir(self, fh, start_id, token):
-        dots, rows = self._dirs.get(fh, ((), ()))
-        i = start_id
-        while i < len(dots):  # "." and "..": the kernel keeps no lookup count for them
-            if not pyfuse3.readdir_reply(token, dots[i][0], dots[i][1], i + 1):
-                return
+        listing = self._dirs.get(fh)
+        if listing is None:
+            return
+        names, attrs, reply = listing.names, listing.attrs, pyfuse3.readdir_reply
+        end, i = len(names), start_id
+        while i < end and reply(token, names[i], attrs[i], i + 1):
             i += 1
-        sent = []
-        reply = pyfuse3.readdir_reply
-        for j in range(i - len(dots), len(rows)):
-            row = rows[j]
-            if not reply(token, row[0], row[1], j + len(dots) + 1):
-                break
-            sent.append(row)
-        with self._lock:  # every entry sent counts as one lookup (readdirplus)
-            counts, paths = self._counts, self._paths
-            for _, _, inode, path in sent:
-                paths[inode] = path
-                counts[inode] = counts.get(inode, 0) + 1
+        first = max(start_id, DOTS)  # the kernel keeps no lookup count for "." and ".."
+        if i > first:
+            self._count_sent(listing, first - DOTS, i - DOTS)
+
+    def _count_sent(self, listing: Listing, start: int, end: int) -> None:
+        """Every entry readdir sent counts as one lookup (readdirplus)."""
+        with self._lock:
+            if start == 0 and end == len(listing.inodes):  # the whole folder in one reply
+                self._paths.update(listing.path_of)
+                self._counts.update(listing.inodes)
+            else:
+                sent = listing.inodes[start:end]
+                path_of = listing.path_of
+                self._paths.update((inode, path_of[inode]) for inode in sent)
+                self._counts.update(sent)
 
     async def releasedir(self, fh):
         self._dirs.pop(fh, None)

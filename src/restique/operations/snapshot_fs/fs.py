@@ -14,7 +14,7 @@ from ...model.snapshot import Snapshot
 from ...model.snapshot_filter import SnapshotFilter
 from ..snapshot_lookup import load_all_snapshots
 from ..walker import LazyTreeLoader
-from .entries import FsEntry, node_entry, virtual_entry
+from .entries import FsEntry, listing_entries, node_entry, virtual_entry
 from .layout import VirtualDir, build_layout
 from .reader import DEFAULT_CACHE_BYTES, BlobCache, FileReader
 from .tree_preload import PreloadedTrees
@@ -142,11 +142,16 @@ class SnapshotFS:
         return hit
 
     def preload_listed(self, paths: Sequence[str]) -> None:
-        """Read the trees of folders seen in listings (paths) together, a pack window at a
-        time, so that listing them one by one next finds them read."""
-        listed, trees = self._listed_dirs, self._trees
+        """Read the trees of folders seen in listings (paths, the first listed next) together,
+        a pack window at a time, so that listing them one by one next finds them read.
+        Nothing is read while the first one's tree is at hand (an earlier batch read it):
+        asked before every listing, a batch is read once per batch, not once per folder."""
+        listed, trees, preloaded = self._listed_dirs, self._trees, self._preloaded
+        first = listed.get(paths[0]) if paths else None
+        if first is not None and (not first.tree or first.tree in trees or first.tree in preloaded):
+            return
         found = [listed.get(path) for path in paths]
-        self._preloaded.preload(f.tree for f in found if f is not None and f.tree and f.tree not in trees)
+        preloaded.preload(f.tree for f in found if f is not None and f.tree and f.tree not in trees)
 
     def _safe_nodes(self, tree_id: str, nodes: List[Node]) -> List[Node]:
         """nodes without those named "", ".", ".." or with a slash: as paths they would
@@ -228,7 +233,7 @@ class SnapshotFS:
         if not found.tree:
             return []
         sn, owner_root, listed = found.entry.snapshot, self.options.owner_root, self._listed_dirs
-        entries = [node_entry(f"{base}/{n.name}", n, sn, owner_root) for n in self._children(found.tree)[0]]
+        entries = listing_entries(base, self._children(found.tree)[0], sn, owner_root)
         if len(listed) > LISTED_DIRS_KEPT:
             listed.clear()
         inner = found.inner.rstrip("/")

@@ -41,8 +41,10 @@ class PreloadedTrees:
         report."""
         located = []
         for tree_id in set(tree_ids):
+            if tree_id in self._plain:
+                continue
             loc = self.repo.index.lookup("tree", tree_id)
-            if loc is not None and tree_id not in self._plain:
+            if loc is not None:
                 located.append((loc.pack_id, loc.offset, tree_id))
         if len(located) < 2:
             return  # nothing to share a read with
