@@ -71,14 +71,6 @@ static void export_blocks(unsigned char *dst, const uint32_t *src, size_t r)
                        src[k * WORDS_PER_BLOCK + STORED_POSITION_OF_WORD(w)]);
 }
 
-/* Integerify: the first 64 bits of the last block, little-endian. */
-static inline uint64_t integerify(const uint32_t *x, size_t r)
-{
-    const uint32_t *last = x + (2 * r - 1) * WORDS_PER_BLOCK;
-    return (uint64_t)last[STORED_POSITION_OF_WORD(0)] |
-           (uint64_t)last[STORED_POSITION_OF_WORD(1)] << 32;
-}
-
 #ifdef __SSE2__
 
 /* dst ^= (sum <<< k) */
@@ -119,8 +111,8 @@ static inline uint64_t integerify(const uint32_t *x, size_t r)
 
 /*
  * out = BlockMix(in ^ mix) (mix may be NULL: plain BlockMix); out must not overlap in.
- * Returns integerify(out), read from the registers. Always inlined so that the two callers
- * (mix NULL or not) each get a copy without the test.
+ * Returns Integerify(out) (the first 64 bits of its last block), read from the registers.
+ * Always inlined so that the two callers (mix NULL or not) each get a copy without the test.
  */
 static inline __attribute__((always_inline)) uint64_t
 blockmix(const uint32_t *in_words, const uint32_t *mix_words, uint32_t *out_words, size_t r)
@@ -138,17 +130,18 @@ blockmix(const uint32_t *in_words, const uint32_t *mix_words, uint32_t *out_word
     }
     for (size_t i = 0; i < 2 * r; i++) {
         const __m128i *src = in + 4 * i;
-        x0 = _mm_xor_si128(x0, src[0]);
-        x1 = _mm_xor_si128(x1, src[1]);
-        x2 = _mm_xor_si128(x2, src[2]);
-        x3 = _mm_xor_si128(x3, src[3]);
-        if (mix) {
+        __m128i s0 = src[0], s1 = src[1], s2 = src[2], s3 = src[3];
+        if (mix) { /* in ^ mix first: it does not wait for the previous Salsa20/8 */
             const __m128i *m = mix + 4 * i;
-            x0 = _mm_xor_si128(x0, m[0]);
-            x1 = _mm_xor_si128(x1, m[1]);
-            x2 = _mm_xor_si128(x2, m[2]);
-            x3 = _mm_xor_si128(x3, m[3]);
+            s0 = _mm_xor_si128(s0, m[0]);
+            s1 = _mm_xor_si128(s1, m[1]);
+            s2 = _mm_xor_si128(s2, m[2]);
+            s3 = _mm_xor_si128(s3, m[3]);
         }
+        x0 = _mm_xor_si128(x0, s0);
+        x1 = _mm_xor_si128(x1, s1);
+        x2 = _mm_xor_si128(x2, s2);
+        x3 = _mm_xor_si128(x3, s3);
         SALSA20_8(x0, x1, x2, x3);
         /* even blocks to the first half, odd ones to the second */
         __m128i *dst = out + 4 * (i / 2 + (i & 1) * r);
@@ -184,6 +177,7 @@ static inline void salsa20_8(uint32_t b[16])
         b[i] += x[i];
 }
 
+/* as the SSE2 blockmix above */
 static inline uint64_t blockmix(const uint32_t *in, const uint32_t *mix, uint32_t *out, size_t r)
 {
     uint32_t x[16];
@@ -310,7 +304,7 @@ static const char *invalid_parameters(uint64_t n, uint64_t r, uint64_t p, uint64
 {
     if (n < 2 || (n & (n - 1)))
         return "n must be a power of 2 greater than 1";
-    if (r < 1 || p < 1 || r * p >= (1u << 30)) /* r, p < 2^30 each here, so r * p fits */
+    if (r < 1 || p < 1 || r >= (1u << 30) || p >= (1u << 30) || r * p >= (1u << 30))
         return "r and p must be positive and r * p below 2^30";
     if (dklen < 1 || dklen > INT_MAX)
         return "dklen must be between 1 and 2^31 - 1";
@@ -333,10 +327,7 @@ static PyObject *kdf_scrypt(PyObject *self, PyObject *args, PyObject *kwargs)
                                      &dklen))
         return NULL;
     PyObject *result = NULL;
-    /* bound r and p first so that the products below cannot overflow */
-    const char *problem = (r >= (1u << 30) || p >= (1u << 30))
-                              ? "r and p must be positive and r * p below 2^30"
-                              : invalid_parameters(n, r, p, dklen, pass.len, salt.len);
+    const char *problem = invalid_parameters(n, r, p, dklen, pass.len, salt.len);
     if (problem) {
         PyErr_SetString(PyExc_ValueError, problem);
         goto done;
