@@ -53,7 +53,7 @@ class _Finisher:
                 if first_location != location:
                     self._link(node, first_location, first_target, target, location, fresh)
                     return
-            if location in plan.files_to_finish and location not in self.failed:
+            if node.content_done and location not in self.failed:
                 self._metadata(node, target, location, fresh)
             return
         if not self.dry_run:

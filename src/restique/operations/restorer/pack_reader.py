@@ -11,13 +11,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Dict, List, Tuple
 
 from ... import _seal
+from ...backend.base import remote_connections
 from ...errors import RestiqueError
 from ...repository.index import BlobLocation
 from ..fs_io import error_message
 from .file_writer import FilesWriter, PackFiles
 from .plan import PlannedFile
 
-MAX_READ = 8 * 1024 * 1024  # largest single read from a pack (bounds memory per worker)
+MAX_READ = 8 * 1024 * 1024  # largest single read from a remote pack (bounds memory per worker)
+# a local read costs a system call, not a round trip: smaller reads keep the workers' buffers
+# (most of a restore's memory besides the plan) small at no cost in speed
+LOCAL_MAX_READ = 2 * 1024 * 1024
 MAX_GAP = 512 * 1024  # unneeded bytes between two blobs that are cheaper to read than to skip
 BATCH_BLOBS = 128  # blobs per native call: bounds the descriptors a worker holds open at once
 
@@ -50,13 +54,15 @@ class ContentRestorer:
         self.repo = repo
         self.index = index
         self.writer = writer
+        self.max_read = MAX_READ if remote_connections(repo.backend) else LOCAL_MAX_READ
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="restore")
         self._futures: List[Future] = []
 
     def add(self, files: List[PlannedFile]) -> None:
         packs = _blobs_by_pack(self.index, files, self.writer)
         for pack_id, blobs in packs.items():
-            self._futures.append(self._pool.submit(_restore_pack, self.repo, self.writer, pack_id, blobs))
+            self._futures.append(self._pool.submit(_restore_pack, self.repo, self.writer, pack_id, blobs,
+                                                   self.max_read))
 
     def wait(self) -> None:
         """Until every queued pack is written; the first unexpected error is raised."""
@@ -102,10 +108,10 @@ def _blobs_by_pack(index, files: List[PlannedFile], writer: FilesWriter) -> Dict
     return packs
 
 
-def _restore_pack(repo, writer: FilesWriter, pack_id: str, blobs: Dict[str, _Blob]) -> None:
+def _restore_pack(repo, writer: FilesWriter, pack_id: str, blobs: Dict[str, _Blob], max_read: int) -> None:
     ordered = sorted(blobs.values(), key=lambda blob: blob.offset)
     with PackFiles(writer, (blob.dests for blob in ordered)) as open_files:
-        for start, end, group in _read_ranges(ordered):
+        for start, end, group in _read_ranges(ordered, max_read):
             try:
                 data = repo.load_pack(pack_id, start, end - start)
             except (OSError, EOFError, RestiqueError) as exc:
@@ -155,14 +161,14 @@ def _blob_error(blob: _Blob, what: str) -> str:
     return f"decrypting blob {blob.id} failed: {what}"
 
 
-def _read_ranges(ordered: List[_Blob]):
+def _read_ranges(ordered: List[_Blob], max_read: int = MAX_READ):
     """Group blobs sorted by offset into (start, end, blobs) reads: neighbours closer than
-    MAX_GAP share a read, no read is larger than MAX_READ (unless one blob is)."""
+    MAX_GAP share a read, no read is larger than max_read (unless one blob is)."""
     group: List[_Blob] = []
     start = end = 0
     for blob in ordered:
         b_end = blob.offset + blob.length
-        if group and (blob.offset - end > MAX_GAP or b_end - start > MAX_READ):
+        if group and (blob.offset - end > MAX_GAP or b_end - start > max_read):
             yield start, end, group
             group = []
         if not group:

@@ -13,17 +13,22 @@ from .options import RestoreOptions
 from .recording import FinishRecording
 from .report import FILE_RESTORED, FILE_UPDATED, RestoreReport
 from .traverse import TreeTraversal
+from ..walker import join
 
 
 class PlannedFile:
-    """A regular file whose content is restored; the content steps keep its state here."""
+    """A regular file whose content is restored; the content steps keep its state here.
 
-    __slots__ = ("location", "target", "size", "_content", "matches", "fresh", "sparse",
+    Its paths are not stored: a file keeps its directory's (location, target) pair, which
+    all files of the directory share with the finish recording, and its name, which the
+    recording holds too (two path strings per file were most of a large restore's plan)."""
+
+    __slots__ = ("directory", "name", "size", "_content", "matches", "fresh", "sparse",
                  "remaining", "failed", "created", "action")
 
-    def __init__(self, location, target, size, content, matches, fresh):
-        self.location = location
-        self.target = target
+    def __init__(self, directory, name, size, content, matches, fresh):
+        self.directory = directory  # (location, target) of the directory holding it
+        self.name = name
         self.size = size
         self._content = bytes.fromhex("".join(content))  # 32 bytes per blob id: compact
         self.matches = matches  # per blob: does the existing file hold it already (or None)
@@ -33,6 +38,16 @@ class PlannedFile:
         self.failed = False
         self.created = False
         self.action = FILE_RESTORED if matches is None else FILE_UPDATED
+
+    @property
+    def location(self) -> str:
+        """Its snapshot path, as errors and progress name it."""
+        return join(self.directory[0], self.name)
+
+    @property
+    def target(self) -> str:
+        """Where it is restored."""
+        return os.path.join(self.directory[1], self.name)
 
     @property
     def content(self) -> List[str]:
@@ -56,8 +71,6 @@ class RestorePlan:
     """What the first walk found; the content and finish steps work from it."""
 
     files: List[PlannedFile] = field(default_factory=list)  # content to write
-    # regular files whose metadata the finish walk sets: content written or already right
-    files_to_finish: set = field(default_factory=set)
     # other entries (and hard links) the overwrite mode leaves alone
     skipped: set = field(default_factory=set)
     # (device, inode) -> (location, target) of the first of a file's hard links
@@ -81,8 +94,9 @@ def plan_restore(traversal: TreeTraversal, options: RestoreOptions, index, repor
                                                          options.delete)
 
     def visit_node(node: Node, target: str, location: str, parent: str) -> None:
-        recording.visit(node, target, location, parent)
-        planner.visit_node(node, target, location, parent)
+        directory = recording.visit(node, target, location, parent)
+        if planner.visit_node(node, target, location, parent, directory):
+            recording.finish_content()  # regular file: content written or already right
 
     traversal.walk(planner.enter_dir, visit_node, recording.leave, recording.error)
     planner.hand_on()
@@ -116,7 +130,9 @@ class _Planner:
         self.report.planned(0)
         self._ensure_dir(target)
 
-    def visit_node(self, node: Node, target: str, location: str, parent: str) -> None:
+    def visit_node(self, node: Node, target: str, location: str, parent: str, directory: tuple) -> bool:
+        """Plan one entry of the directory directory ((location, target)); True if it is a
+        regular file whose metadata the finish step sets (its content written or right)."""
         self._ensure_dir(parent)
         plan, report = self.plan, self.report
         fresh = parent in plan.fresh_dirs
@@ -128,7 +144,7 @@ class _Planner:
                 else:
                     plan.skipped.add(location)
                     report.skipped(location, 0)
-                return
+                return False
             plan.hardlinks[key] = (location, target)
         if node.type != "file":
             if self._should_overwrite(node, target, fresh):
@@ -136,19 +152,19 @@ class _Planner:
             else:
                 plan.skipped.add(location)
                 report.skipped(location, node.size)
-            return
+            return False
         if not self._should_overwrite(node, target, fresh):
             report.skipped(location, node.size)
-            return
+            return False
         matches = None if fresh else self._existing_content(node, target)
-        plan.files_to_finish.add(location)
         if matches is not None and matches.size_ok and all(matches):
             report.skipped(location, node.size)
-            return
+            return True
         report.planned(node.size)
-        plan.files.append(PlannedFile(location, target, node.size, node.content or [], matches, fresh))
+        plan.files.append(PlannedFile(directory, node.name, node.size, node.content or [], matches, fresh))
         if len(plan.files) - self._handed >= self._batch:
             self.hand_on()
+        return True
 
     def _ensure_dir(self, path: str) -> None:
         """Make path a real directory, checking every level below the restore target: a

@@ -18,16 +18,17 @@ from ..walker import join
 _VISIT, _LEAVE, _LEAVE_ROOT, _ERROR = range(4)
 _TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo")
 _TYPE_CODE = {name: code for code, name in enumerate(_TYPES)}
-# event, type, selected, unix mode, parent directory, uid, gid, atime, mtime, links, inode,
-# device_id, device
-_RECORD = struct.Struct("<BBBIIqqqqqqqq")
+# event, type, selected, content done, unix mode, parent directory, uid, gid, atime, mtime,
+# links, inode, device_id, device
+_RECORD = struct.Struct("<BBBBIIqqqqqqqq")
+_CONTENT_DONE = 3  # the content-done byte's offset in a record
 
 
 class EntryMeta:
     """The fields of a node the finish step uses (times as nanoseconds)."""
 
     __slots__ = ("type", "unix_mode", "uid", "gid", "user", "group", "atime_ns", "mtime_ns",
-                 "links", "inode", "device_id", "device", "xattrs", "linktarget")
+                 "links", "inode", "device_id", "device", "xattrs", "linktarget", "content_done")
 
     @classmethod
     def from_node(cls, node: Node) -> "EntryMeta":
@@ -37,6 +38,7 @@ class EntryMeta:
         meta.atime_ns, meta.mtime_ns = node.atime.unix_ns, node.mtime.unix_ns
         meta.links, meta.inode, meta.device_id, meta.device = node.links, node.inode, node.device_id, node.device
         meta.xattrs, meta.linktarget = node.xattrs, node.linktarget
+        meta.content_done = False
         return meta
 
 
@@ -65,8 +67,17 @@ class FinishRecording:
         self._dirs: List[tuple] = [("/", root_target)]  # (location, target) of parents
         self._dir_index: Dict[str, int] = {root_target: 0}
 
-    def visit(self, node: Node, target: str, location: str, parent: str) -> None:
-        self._add(_VISIT, node, self._parent(parent, location), 1, None)
+    def visit(self, node: Node, target: str, location: str, parent: str) -> tuple:
+        """Record a visited entry; returns its directory's (location, target), one pair per
+        directory that the plan's files share."""
+        index = self._parent(parent, location)
+        self._add(_VISIT, node, index, 1, None)
+        return self._dirs[index]
+
+    def finish_content(self) -> None:
+        """The entry just visited is a regular file whose content this restore wrote or found
+        right: the finish step sets its metadata (EntryMeta.content_done)."""
+        self._records[len(self._records) - _RECORD.size + _CONTENT_DONE] = 1
 
     def leave(self, node: Optional[Node], target: str, location: str, names, selected=True) -> None:
         if node is None:
@@ -77,7 +88,7 @@ class FinishRecording:
     def error(self, location: str, exc: Exception) -> None:
         self._names.append(location)
         self._extra(len(self._names) - 1).error = exc
-        self._records += _RECORD.pack(_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        self._records += _RECORD.pack(_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     def _parent(self, parent_target: str, location: str) -> int:
         index = self._dir_index.get(parent_target)
@@ -98,10 +109,10 @@ class FinishRecording:
         if self._keep_names and names is not None:
             self._extra(i).names = names
         if node is None:
-            self._records += _RECORD.pack(event, 0, selected, 0, parent, 0, 0, 0, 0, 0, 0, 0, 0)
+            self._records += _RECORD.pack(event, 0, selected, 0, 0, parent, 0, 0, 0, 0, 0, 0, 0, 0)
             return
         try:
-            record = _RECORD.pack(event, _TYPE_CODE[node.type], selected, node.unix_mode, parent,
+            record = _RECORD.pack(event, _TYPE_CODE[node.type], selected, 0, node.unix_mode, parent,
                                   node.uid, node.gid, node.atime.unix_ns, node.mtime.unix_ns,
                                   node.links, node.inode, node.device_id, node.device)
             if node.xattrs or node.linktarget or self._by_name:
@@ -110,7 +121,7 @@ class FinishRecording:
                 if self._by_name:
                     extra.user, extra.group = node.user, node.group
         except Exception:  # noqa: BLE001 - an unusual entry: the finish step meets the node itself
-            record = _RECORD.pack(event, 0, selected, 0, parent, 0, 0, 0, 0, 0, 0, 0, 0)
+            record = _RECORD.pack(event, 0, selected, 0, 0, parent, 0, 0, 0, 0, 0, 0, 0, 0)
             self._extra(i).node = node
         self._records += record
 
@@ -130,11 +141,11 @@ class FinishRecording:
             if event == _LEAVE_ROOT:
                 guard("/", leave_dir, None, self._root, "/", names, True)
                 continue
-            parent_location, parent_target = dirs[fields[4]]
+            parent_location, parent_target = dirs[fields[5]]
             location, target = join(parent_location, name), os.path.join(parent_target, name)
             if extra is not None and extra.node is not None:
                 guard(location, _from_node, extra.node, event, target, location, parent_target,
-                      names, fields[2], visit_node, leave_dir)
+                      names, fields[2], fields[3], visit_node, leave_dir)
                 continue
             meta = _meta(fields, extra)
             if event == _VISIT:
@@ -147,8 +158,9 @@ class FinishRecording:
 def _meta(fields, extra: Optional[_Extra]) -> EntryMeta:
     meta = EntryMeta()
     (meta.unix_mode, meta.uid, meta.gid, meta.atime_ns, meta.mtime_ns, meta.links, meta.inode,
-     meta.device_id, meta.device) = fields[3], *fields[5:]
+     meta.device_id, meta.device) = fields[4], *fields[6:]
     meta.type = _TYPES[fields[1]]
+    meta.content_done = bool(fields[3])
     if extra is None:
         meta.xattrs, meta.linktarget, meta.user, meta.group = (), "", "", ""
     else:
@@ -157,8 +169,9 @@ def _meta(fields, extra: Optional[_Extra]) -> EntryMeta:
 
 
 def _from_node(node: Node, event: int, target: str, location: str, parent: str, names, selected,
-               visit_node: Callable, leave_dir: Callable) -> None:
+               content_done, visit_node: Callable, leave_dir: Callable) -> None:
     meta = EntryMeta.from_node(node)  # raises what using the node raises
+    meta.content_done = bool(content_done)
     if event == _VISIT:
         visit_node(meta, target, location, parent)
     else:

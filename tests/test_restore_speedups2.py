@@ -1,0 +1,149 @@
+"""Restore memory: planned files keep no path strings of their own (their directory's pair is
+shared), the finish step learns which files it finishes from the plan walk's recording, and
+local pack reads are small. Each must leave what is restored exactly as before."""
+import hashlib
+import os
+
+import pytest
+
+from conftest import PASSWORD, run_restic
+from restique.operations.restorer import RestoreOptions, Restorer
+from restique.operations.restorer import pack_reader
+from restique.operations.snapshot_lookup import find_snapshot
+from restique.repository.repository import open_repository
+
+OLD_NS = 1_500_000_000_123_456_789
+
+
+@pytest.fixture
+def snapshot(restic_repo, tmp_path):
+    """A restic backup of 3 directories of 12 files (random, 20-60 KiB: several per read),
+    and the source: (repo, tree id, source path)."""
+    src = tmp_path / "src"
+    for d in ("one", "one/two", "three"):
+        (src / d).mkdir(parents=True)
+        for i in range(12):
+            path = src / d / f"f{i:02d}"
+            path.write_bytes(os.urandom(20_000 + 3_000 * i))
+            os.chmod(path, 0o640 if i % 2 else 0o604)
+            os.utime(path, ns=(OLD_NS + i, OLD_NS + 1000 * i))
+    run_restic(restic_repo, "backup", str(src), cwd=str(tmp_path))
+    repo = open_repository(str(restic_repo), PASSWORD)
+    snap, _ = find_snapshot(repo, "latest")
+    return repo, snap.tree, src
+
+
+def _files(root):
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(path, root)] = (st.st_mode, st.st_mtime_ns, digest)
+    return out
+
+
+def test_planned_files_share_their_directory_and_name_the_right_paths(snapshot, tmp_path):
+    repo, tree, src = snapshot
+    target = tmp_path / "out"
+    restorer = Restorer(repo, tree, RestoreOptions(str(target)))
+    stats = restorer.restore()
+    assert not stats.errors
+    files = restorer._files
+    assert len(files) == 36
+    by_dir = {}
+    for f in files:
+        assert "location" not in f.__slots__ and "target" not in f.__slots__
+        assert f.target == os.path.join(str(target), f.location.lstrip("/"))
+        assert f.location == os.path.join(str(src), os.path.relpath(f.target, target / str(src).lstrip("/")))
+        by_dir.setdefault(os.path.dirname(f.target), []).append(f.directory)
+    for pairs in by_dir.values():  # one (location, target) pair per directory, shared
+        assert all(p is pairs[0] for p in pairs)
+    assert _files(target / str(src).lstrip("/")) == _files(src)
+    assert restorer.verify() == 36
+
+
+def test_metadata_set_only_on_files_the_restore_wrote_or_found_right(snapshot, tmp_path):
+    repo, tree, src = snapshot
+    target = tmp_path / "out"
+    Restorer(repo, tree, RestoreOptions(str(target))).restore()
+    out = target / str(src).lstrip("/")
+    same = out / "one" / "f03"  # content right: its metadata is set again
+    os.chmod(same, 0o600)
+    os.utime(same, ns=(1, 2))
+    changed = out / "three" / "f05"  # content differs: written, then its metadata set
+    changed.write_bytes(b"local")
+    os.utime(changed, ns=(1, 2))
+    stats = Restorer(repo, tree, RestoreOptions(str(target), overwrite="if-newer")).restore()
+    assert not stats.errors
+    want = _files(src)
+    got = _files(out)
+    assert got["one/f03"] == want["one/f03"]  # older than the snapshot's: restored
+    assert got == want
+
+    os.chmod(same, 0o600)
+    os.utime(same, ns=(OLD_NS * 2, OLD_NS * 2))  # newer: if-newer leaves it and its metadata
+    Restorer(repo, tree, RestoreOptions(str(target), overwrite="if-newer")).restore()
+    st = os.lstat(same)
+    assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o600, OLD_NS * 2)
+    Restorer(repo, tree, RestoreOptions(str(target), overwrite="never")).restore()
+    assert os.lstat(same).st_mode & 0o777 == 0o600
+
+
+def test_failed_file_is_named_by_its_snapshot_path_and_gets_no_metadata(snapshot, tmp_path):
+    repo, tree, src = snapshot
+    target = tmp_path / "out"
+    load_pack = repo.load_pack
+    calls = []
+
+    def failing(pack_id, offset=0, length=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error")
+        return load_pack(pack_id, offset, length)
+
+    repo.load_pack = failing
+    restorer = Restorer(repo, tree, RestoreOptions(str(target), workers=1))
+    stats = restorer.restore()
+    assert stats.errors
+    for location, message in stats.errors:
+        assert location.startswith(str(src) + "/") and "input/output error" in message
+        assert not os.path.lexists(os.path.join(str(target), location.lstrip("/")))
+
+
+def test_local_reads_are_bounded_by_the_local_read_size(snapshot, tmp_path, monkeypatch):
+    repo, tree, src = snapshot
+    monkeypatch.setattr(pack_reader, "LOCAL_MAX_READ", 100_000)
+    lengths = []
+    load_pack = repo.load_pack
+
+    def counting(pack_id, offset=0, length=None):
+        lengths.append(length)
+        return load_pack(pack_id, offset, length)
+
+    repo.load_pack = counting
+    target = tmp_path / "out"
+    stats = Restorer(repo, tree, RestoreOptions(str(target))).restore()
+    assert not stats.errors
+    assert len(lengths) > 10 and max(lengths) <= 100_000 + 64 * 1024
+    assert _files(target / str(src).lstrip("/")) == _files(src)
+
+
+def test_remote_backends_keep_large_reads(snapshot):
+    repo, _, _ = snapshot
+
+    class Remote:
+        connections = 5
+
+    class Repo:
+        backend = Remote()
+
+    local = pack_reader.ContentRestorer(repo, None, None, 1)
+    remote = pack_reader.ContentRestorer(Repo(), None, None, 1)
+    try:
+        assert local.max_read == pack_reader.LOCAL_MAX_READ < remote.max_read == pack_reader.MAX_READ
+    finally:
+        local.close()
+        remote.close()
