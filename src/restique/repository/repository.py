@@ -1,19 +1,25 @@
 """The repository facade: a backend opened with a password, its config, index and blobs."""
-from typing import Callable, List, Optional
+from functools import cached_property
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 from ..backend.base import BackendNotFound, FileType
 from ..backend.location import open_backend
 from ..errors import IntegrityError, RepositoryNotFound, UsageError
 from ..model import gojson
 from . import compression, keys, unpacked
-from .blob_store import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, BlobStore
 from .config import STABLE_VERSION, Config
 from .crypto import MasterKey
-from .index import IndexFile, MasterIndex
 from .locks import Lock
+
+if TYPE_CHECKING:
+    from .blob_store import BlobStore
+    from .index import IndexFile, MasterIndex
+
 
 def pack_size_bytes(mib: Optional[int]) -> int:
     """`--pack-size` in MiB (restic allows 4 to 128)."""
+    from .blob_store import DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE
+
     if not mib:
         return DEFAULT_PACK_SIZE
     size = int(mib) * 1024 * 1024
@@ -32,15 +38,30 @@ class Repository:
         self.key = master
         self.config = config
         self.compression = compression.check_mode(compression_mode)
-        self.index = MasterIndex()
         self.index_loaded = False
-        blob_level = compression.LEVELS[compression_mode] if config.version >= 2 else None
-        tree_level = (blob_level or compression.LEVELS["auto"]) if config.version >= 2 else None
-        self.blobs = BlobStore(backend, master, self.index, blob_level, self.save_unpacked,
-                               pack_size_bytes(pack_size), tree_level)
+        if pack_size:
+            pack_size_bytes(pack_size)  # a wrong --pack-size is refused now, not at the first save
+        self._pack_size = pack_size
         self._locks: List[Lock] = []
         # told when a held lock's background refresh fails (the CLI prints it, as restic)
         self.on_lock_refresh_error: Optional[Callable[[str], None]] = None
+
+    # The index and the blob store are made on first use: commands that only read snapshots,
+    # keys or locks do not load their modules.
+    @cached_property
+    def index(self) -> "MasterIndex":
+        from .index import MasterIndex
+
+        return MasterIndex()
+
+    @cached_property
+    def blobs(self) -> "BlobStore":
+        from .blob_store import BlobStore
+
+        blob_level = compression.LEVELS[self.compression] if self.config.version >= 2 else None
+        tree_level = (blob_level or compression.LEVELS["auto"]) if self.config.version >= 2 else None
+        return BlobStore(self.backend, self.key, self.index, blob_level, self.save_unpacked,
+                         pack_size_bytes(self._pack_size), tree_level)
 
     # --- unpacked files ---
     @property
@@ -73,10 +94,12 @@ class Repository:
         self.backend.remove(FileType.parse(kind), file_id)
 
     # --- index ---
-    def load_index_file(self, index_id: str) -> IndexFile:
+    def load_index_file(self, index_id: str) -> "IndexFile":
+        from .index import IndexFile
+
         return IndexFile.parse(self.load_unpacked(FileType.INDEX, index_id))
 
-    def load_index(self) -> MasterIndex:
+    def load_index(self) -> "MasterIndex":
         if not self.index_loaded:
             for index_id in self.list_ids(FileType.INDEX):
                 self.index.add_index_bytes(index_id, self.load_unpacked(FileType.INDEX, index_id))
@@ -115,7 +138,8 @@ class Repository:
             self._locks.pop().release()
 
     def close(self) -> None:
-        self.blobs.close()
+        if "blobs" in self.__dict__:  # made (cached_property)
+            self.blobs.close()
         self.unlock()
         self.backend.close()
 
