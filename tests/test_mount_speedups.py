@@ -232,3 +232,50 @@ def test_readdir_sends_every_entry_once_and_counts_its_lookups(tmp_path, monkeyp
                 ops.listings.close()
     finally:
         fs.close()
+
+
+def test_listings_read_subfolders_ahead_deepest_last_and_stop_on_close():
+    """The event loop's side of Listings takes no lock: a listing it is handed starts the
+    read-ahead of its subfolders (through a queue), made once each in the background, the
+    first subfolder first; after close nothing more is read."""
+    import threading
+    import time
+
+    from restique.mount.listings import Listing, Listings
+
+    made, lock = [], threading.Lock()
+
+    def make_rows(path):
+        with lock:
+            made.append(path)
+        depth = path.count("/")
+        subfolders = [f"{path}/s{i}" for i in range(3)] if depth < 3 else []
+        return Listing([b".", b".."], [], [], {}, subfolders[::-1]), True
+
+    listings = Listings(make_rows)
+    try:
+        assert listings.cached("/r") is None
+        top = listings.get("/r")
+        assert top.subfolders == ["/r/s2", "/r/s1", "/r/s0"]
+        deadline = time.monotonic() + 10
+        while listings.cached("/r/s0") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert made[:2] == ["/r", "/r/s0"]  # the first subfolder first
+        for name in ("s0", "s1", "s2"):
+            while listings.cached(f"/r/{name}") is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        for name in ("s0", "s1", "s2"):  # each handed out: its own subfolders follow
+            assert listings.cached(f"/r/{name}") is not None
+        while len(made) < 1 + 3 + 9 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(made) == sorted(["/r"] + [f"/r/s{i}" for i in range(3)]
+                                      + [f"/r/s{i}/s{j}" for i in range(3) for j in range(3)])
+        assert len(set(made)) == len(made)  # none made twice
+    finally:
+        listings.close()
+    listings._thread.join(10)
+    assert not listings._thread.is_alive()
+    before = len(made)
+    listings.get("/other")  # made on demand still, but read ahead no more
+    time.sleep(0.1)
+    assert len(made) == before + 1

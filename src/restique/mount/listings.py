@@ -5,7 +5,13 @@ When the kernel opens a folder, its subfolders are listed in a background thread
 first, so a depth-first walker (`find`, `cp -r`, a file manager) finds the next listing ready
 while it is still busy with the last one. Only folders the kernel opened start a read-ahead,
 so it stays one level deep.
+
+The event loop's side (cached, and the read-ahead it starts) takes no lock shared with the
+read-ahead thread: waiting for such a lock hands the GIL over, and taking the GIL back from
+a busy thread waits out Python's switch interval (5 ms) each time, more than a whole
+request. Single dict operations are atomic; the subfolders to read travel in a queue.
 """
+import queue
 import threading
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Tuple
@@ -56,25 +62,25 @@ class Listings:
         self._make_rows = make_rows
         self._preload = preload
         self._rows_kept = rows_kept
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._lock = threading.Lock()  # for the threads making listings, never the event loop
         self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
         self._held = 0
         self._pending: Dict[str, threading.Event] = {}  # listings being made now
-        self._wanted: List[str] = []  # a stack: the last subfolder pushed is read first
+        self._asked: "queue.SimpleQueue[Optional[List[str]]]" = queue.SimpleQueue()  # None: closed
         self._thread: Optional[threading.Thread] = None
         self._closed = False
 
     def cached(self, path: str) -> Optional[Listing]:
         """The kept listing of path (and its subfolders are read ahead), or None; never blocks."""
-        with self._lock:
-            kept = self._kept.get(path)
-            if kept is None:
-                return None
+        kept = self._kept.get(path)
+        if kept is None:
+            return None
+        try:
             self._kept.move_to_end(path)
-            start = not kept.ahead_started
-            kept.ahead_started = True
-        if start:
+        except KeyError:  # dropped just now: still good to answer with
+            pass
+        if not kept.ahead_started:
+            kept.ahead_started = True  # two callers at once both asking is harmless
             self._read_ahead(kept.rows)
         return kept.rows
 
@@ -103,9 +109,8 @@ class Listings:
         return rows
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._wake.notify_all()
+        self._closed = True
+        self._asked.put(None)
 
     def _done(self, path: str, event: threading.Event) -> None:
         with self._lock:
@@ -125,32 +130,36 @@ class Listings:
         return kept
 
     def _read_ahead(self, rows: Listing) -> None:
-        subfolders = rows.subfolders
-        if not subfolders:
+        if not rows.subfolders or self._closed:
             return
-        with self._lock:
-            if self._closed:
-                return
-            self._wanted.extend(subfolders)
-            del self._wanted[:-AHEAD_WANTED]
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._read_ahead_loop, name="mount-read-ahead",
-                                                daemon=True)
-                self._thread.start()
-            self._wake.notify()
+        self._asked.put(rows.subfolders)
+        if self._thread is None:
+            with self._lock:  # once
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._read_ahead_loop, name="mount-read-ahead",
+                                                    daemon=True)
+                    self._thread.start()
 
     def _read_ahead_loop(self) -> None:
+        wanted: List[str] = []  # a stack: the last subfolder asked for is read first
         while True:
-            with self._lock:
-                while not self._wanted and not self._closed:
-                    self._wake.wait()
-                if self._closed:
+            asked = [self._asked.get()] if not wanted else []
+            while True:  # everything asked for meanwhile, in order
+                try:
+                    asked.append(self._asked.get_nowait())
+                except queue.Empty:
+                    break
+            for subfolders in asked:
+                if subfolders is None:
                     return
-                path = self._wanted.pop()
+                wanted.extend(subfolders)
+            del wanted[:-AHEAD_WANTED]
+            path = wanted.pop()
+            with self._lock:
                 if path in self._kept or path in self._pending:
                     continue
                 event = self._pending[path] = threading.Event()
-                batch = [path, *self._wanted[-PRELOAD_BATCH:]]
+            batch = [path, *wanted[-PRELOAD_BATCH:]]
             try:
                 if self._preload is not None:
                     self._preload(batch)
