@@ -56,3 +56,4 @@ def test_archive_reads_back():
         assert [m.name for m in members] == ["p" * 120 + "/f", "d"]
         assert tar.extractfile(members[0]).read() == b"abc"
         assert (members[0].mode, members[0].uid, members[0].uname, members[0].mtime) == (0o640, 7, "u", 1_700_000_000)
+

@@ -29,7 +29,7 @@ class _Run:
     """One range read in one pack, and the blobs (id, location) wanted from it in the order
     they were planned."""
 
-    __slots__ = ("pack_id", "start", "end", "blobs", "future", "pending", "plain")
+    __slots__ = ("pack_id", "start", "end", "blobs", "future", "pending", "plain", "decoded")
 
     def __init__(self, loc):
         self.pack_id = loc.pack_id
@@ -39,6 +39,7 @@ class _Run:
         self.future: Optional[Future] = None  # of the sealed bytes, once submitted
         self.pending = 0  # uses of its blobs not yet written
         self.plain = 0  # plaintext bytes of its blobs: what it holds once decoded
+        self.decoded: Optional[list] = None  # the future's result, once taken
 
     @property
     def size(self) -> int:
@@ -114,15 +115,17 @@ class PackBatchedReader:
     # --- planning ---
     def _plan(self, content: Iterable[str]) -> List[_Slot]:
         slots = []
+        planned = self._planned
         for blob_id in content:
-            slot = self._planned.get(blob_id)
+            slot = planned.get(blob_id)
             if slot is None:
-                slot = self._planned[blob_id] = self._plan_read(blob_id)
+                slot = planned[blob_id] = self._plan_read(blob_id)
             slot.uses += 1
             if slot.run is not None:
                 slot.run.pending += 1
             slots.append(slot)
-        self._submit()
+        if self._waiting:
+            self._submit()
         return slots
 
     def _plan_read(self, blob_id: str) -> _Slot:
@@ -185,41 +188,41 @@ class PackBatchedReader:
 
     # --- writing ---
     def _chunks(self, slots: List[_Slot]) -> Iterator[bytes]:
+        """The plaintext of each slot in turn, releasing what its last use held. Written
+        out in one loop: it runs once per blob of the archive."""
+        planned = self._planned
         for slot in slots:
-            yield self._use(slot)
-
-    def _use(self, slot: _Slot) -> bytes:
-        data = slot.data
-        if data is None:
-            data = self._decode(slot)
-        slot.uses -= 1
-        if slot.uses and slot.data is None and self._kept + len(data) <= KEEP_BYTES:
-            slot.data = data  # the next use takes it from here (else decrypts it again)
-            self._kept += len(data)
-        elif not slot.uses:
-            if slot.data is not None and not isinstance(slot.data, Exception):
-                self._kept -= len(slot.data)
-            slot.data = None
-            if self._planned.get(slot.blob_id) is slot:
-                del self._planned[slot.blob_id]
-        run = slot.run
-        if run is not None:
-            run.pending -= 1
-            if not run.pending:  # used up: let the read go, read further ahead
-                self._in_flight -= run.plain
-                self._planned_bytes -= run.size
-                run.future = _DONE
-                self._submit()
-        if isinstance(data, Exception):
-            raise data
-        return data
-
-    def _decode(self, slot: _Slot) -> bytes:
-        run = slot.run
-        if run.future is None:  # needed now: stop growing it and read it
-            self._close(run)
-            self._submit(force=run)
-        return run.future.result()[slot.index]
+            data = slot.data
+            run = slot.run
+            if data is None:
+                decoded = run.decoded
+                if decoded is None:
+                    if run.future is None:  # needed now: stop growing it and read it
+                        self._close(run)
+                        self._submit(force=run)
+                    decoded = run.decoded = run.future.result()
+                data = decoded[slot.index]
+            slot.uses -= 1
+            if not slot.uses:
+                if slot.data is not None and not isinstance(slot.data, Exception):
+                    self._kept -= len(slot.data)
+                slot.data = None
+                if planned.get(slot.blob_id) is slot:
+                    del planned[slot.blob_id]
+            elif slot.data is None and not isinstance(data, Exception) and self._kept + len(data) <= KEEP_BYTES:
+                slot.data = data  # the next use takes it from here (else decrypts it again)
+                self._kept += len(data)
+            if run is not None:
+                run.pending -= 1
+                if not run.pending:  # used up: let the read go, read further ahead
+                    self._in_flight -= run.plain
+                    self._planned_bytes -= run.size
+                    run.future = _DONE
+                    run.decoded = None
+                    self._submit()
+            if isinstance(data, Exception):
+                raise data
+            yield data
 
 
 _END = object()

@@ -1,0 +1,96 @@
+"""The read-ahead of `dump` (PackBatchedReader) hands out every entry's blobs in order, reads
+a blob used by several entries once while it is kept, and raises a missing or damaged
+blob's error when that blob is reached (not before)."""
+import hashlib
+from dataclasses import dataclass
+
+import pytest
+
+from restique.errors import IntegrityError, NotFound
+from restique.operations import dump_blobs
+from restique.operations.dump_blobs import PackBatchedReader
+
+
+@dataclass
+class Loc:
+    pack_id: str
+    offset: int
+    length: int
+    uncompressed_length: int = 0
+
+    @property
+    def size(self):
+        return self.length
+
+
+class FakeRepo:
+    """Blobs stored as their plaintext (no encryption) in packs of a few blobs each."""
+
+    def __init__(self, blobs, per_pack=3, damaged=()):
+        self.packs, self.locs, self.reads, self.damaged = {}, {}, [], set(damaged)
+        for n, data in enumerate(blobs):
+            pack = f"pack{n // per_pack}"
+            stored = self.packs.setdefault(pack, bytearray())
+            self.locs[hashlib.sha256(data).hexdigest()] = Loc(pack, len(stored), len(data))
+            stored += data
+        self.blobs = self
+
+    def load_index(self):
+        return self
+
+    def lookup(self, blob_type, blob_id):
+        return self.locs.get(blob_id)
+
+    def load_pack(self, pack_id, offset, length):
+        self.reads.append((pack_id, offset, length))
+        return bytes(self.packs[pack_id][offset:offset + length])
+
+    def decode(self, blob_id, sealed, loc):
+        if blob_id in self.damaged:
+            raise IntegrityError(f"blob {blob_id} is damaged")
+        return bytes(sealed)
+
+
+def ids(*blobs):
+    return [hashlib.sha256(b).hexdigest() for b in blobs]
+
+
+@pytest.mark.parametrize("ahead", [1, 64, 1 << 20])
+def test_entries_get_their_blobs_in_order(ahead):
+    data = [bytes([n]) * (100 + n) for n in range(20)]
+    repo = FakeRepo(data)
+    entries = [ids(data[0], data[1]), [], ids(data[5]), ids(data[2], data[2], data[0]), None,
+               ids(*data[6:20]), ids(data[5], data[19])]
+    reader = PackBatchedReader(repo, ahead_bytes=ahead)
+    got = [(entry, [bytes(c) for c in chunks]) for entry, chunks in reader.contents(entries, lambda e: e)]
+    assert [e for e, _ in got] == entries
+    by_id = dict(zip(ids(*data), data))
+    assert [chunks for _, chunks in got] == [[by_id[i] for i in e or ()] for e in entries]
+    assert not reader._planned and reader._kept == 0
+
+
+def test_missing_and_damaged_blobs_fail_where_they_are_used():
+    data = [b"a" * 10, b"b" * 10, b"c" * 10]
+    repo = FakeRepo(data, damaged=ids(data[1]))
+    entries = [ids(data[0]), ids(data[1]), ["f" * 64]]
+    contents = PackBatchedReader(repo).contents(entries, lambda e: e)
+    entry, chunks = next(contents)
+    assert list(chunks) == [data[0]]
+    entry, chunks = next(contents)
+    with pytest.raises(IntegrityError, match="damaged"):
+        list(chunks)
+
+    contents = PackBatchedReader(repo).contents(entries[2:], lambda e: e)
+    entry, chunks = next(contents)
+    with pytest.raises(NotFound):
+        list(chunks)
+
+
+def test_neighbouring_blobs_share_one_read():
+    data = [bytes([n]) * 50 for n in range(6)]
+    repo = FakeRepo(data, per_pack=6)
+    entries = [[i] for i in ids(*data)]
+    for _ in PackBatchedReader(repo).contents(entries, lambda e: e):
+        list(_[1])
+    assert repo.reads == [("pack0", 0, 300)]
+    assert dump_blobs.MAX_GAP > 0
