@@ -70,7 +70,8 @@ class Archiver:
         self.parents = ParentTrees(repo)
         self.scans = DirScans(options.xattrs)
         self.reuse = TreeReuse(self.parents, functools.partial(repo.index.has, "data"),
-                               self.scans, options.reject, options.with_atime, options.xattrs, options.one_file_system)
+                               self.scans, options.reject, options.with_atime, options.xattrs, options.one_file_system,
+                               self.progress.wants_items())
         self._root_dev: Optional[int] = None
         self.root_parent_tree: Optional[str] = None  # the parent's root tree, for checkpoints
 
@@ -173,12 +174,11 @@ class Archiver:
             add_child(job, save_entry(child_fs, name, child_snap, old.get(name), st, (link, xattrs)))
         self.small_files.end_dir(outer)
 
-    def _reused_dir(self, node: Node, old: dict, events) -> Completion:
+    def _reused_dir(self, node: Node, old: dict, reused, snap_path: str) -> Completion:
         """A directory whose content equals the parent's: its subtree id is reused."""
         node.subtree = old["subtree"]
-        path = events.pop()[0]
-        self.progress.unchanged_items(events)
-        self.progress.file_done(path, "dir", ItemResult(item_action(old, node)), 0)
+        self.progress.unchanged_items(reused.files, reused.dirs, reused.size, reused.items or ())
+        self.progress.file_done(snap_path + "/", "dir", ItemResult(item_action(old, node)), 0)
         return finished(node)
 
     def _empty_dir(self, node: Node, snap_path: str, old: Optional[dict]) -> Completion:
@@ -237,9 +237,9 @@ class Archiver:
                 node.subtree = None
                 return self._empty_dir(node, snap_path, old)
             if old is not None and old.get("type") == "dir":
-                events = self.reuse.events(fs_path, snap_path, old, st.st_dev)
-                if events is not None:
-                    return self._reused_dir(node, old, events)
+                reused = self.reuse.events(fs_path, snap_path, old, st.st_dev)
+                if reused is not None:
+                    return self._reused_dir(node, old, reused, snap_path)
             return self._save_dir(fs_path, node, snap_path, old)
         if stat.S_ISREG(st.st_mode):
             return self._save_file(fs_path, st, node, snap_path, old)

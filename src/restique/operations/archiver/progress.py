@@ -73,16 +73,10 @@ class BackupProgress:
                 self.stats.bytes_processed += size
         self.item(path, kind, result)
 
-    def unchanged_items(self, items) -> None:
-        """file_done(path, kind, ItemResult("unchanged"), size) for each (path, kind, size)
-        below a reused directory, counted at once: such a directory may hold millions."""
-        files = dirs = size = 0
-        for _path, kind, n in items:
-            if kind == "file":
-                files += 1
-                size += n
-            elif kind == "dir":
-                dirs += 1
+    def unchanged_items(self, files: int, dirs: int, size: int, items) -> None:
+        """The files (of size bytes in all) and directories below a reused directory, counted
+        at once (there may be millions); items: (path, kind, size) of each, for item(), when
+        wants_items() asked for them."""
         with self.lock:
             self.stats.files.unmodified += files
             self.stats.dirs.unmodified += dirs
@@ -92,6 +86,12 @@ class BackupProgress:
         for path, kind, _n in items:
             if kind != "other":
                 self.item(path, kind, unchanged)
+
+    def wants_items(self) -> bool:
+        """Whether item() shows unchanged entries; when not, the entries below a reused
+        directory are only counted. A subclass that shows items only at some verbosity
+        should say so here."""
+        return type(self).item is not BackupProgress.item
 
     def blob_added(self, blob_type: str, plain: int, stored: int) -> None:
         with self.lock:

@@ -15,8 +15,20 @@ from ..fs_metadata import go_mode, group_name, local_time_text, user_name
 from .dir_scan import DirScans
 from .parent import ParentTrees
 
-# (snapshot path, "file"|"dir"|"other", size) of every entry, for progress and counts
-Events = List[Tuple[str, str, int]]
+# (snapshot path, "file"|"dir"|"other", size) of an entry, for progress output
+Item = Tuple[str, str, int]
+
+
+class Reused:
+    """What is below a directory whose tree is reused: counts of files (and their bytes)
+    and directories, and each entry only if the progress output shows them: a million
+    paths would otherwise be held until the walk reaches the directory."""
+
+    __slots__ = ("files", "dirs", "size", "items")
+
+    def __init__(self, files: int, dirs: int, size: int, items: Optional[List[Item]]):
+        self.files, self.dirs, self.size, self.items = files, dirs, size, items
+
 
 _TYPES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFBLK: "dev",
           stat.S_IFCHR: "chardev", stat.S_IFIFO: "fifo"}
@@ -30,8 +42,10 @@ _LINKED = ("file", "symlink", "dev", "chardev")  # kinds whose node records the 
 
 class TreeReuse:
     def __init__(self, parents: ParentTrees, has_blob: Callable[[str], bool],
-                 scans: DirScans, reject, with_atime: bool, xattrs: bool, one_file_system: bool):
+                 scans: DirScans, reject, with_atime: bool, xattrs: bool, one_file_system: bool,
+                 items: bool = True):
         self._parents = parents  # parent tree id -> {name: node dict}
+        self._items = items  # list every entry below a reused directory (else only counts)
         self._scans = scans
         self._has_blob = has_blob
         self._reject = reject
@@ -40,20 +54,20 @@ class TreeReuse:
         self._one_fs = one_file_system
         # results for subdirectories of a directory whose own check failed, until the walk
         # asks for them: a reused directory's whole list would otherwise stay held
-        self._memo: Dict[str, Optional[Events]] = {}
+        self._memo: Dict[str, Optional[Reused]] = {}
 
-    def events(self, fs_path: str, snap_path: str, old_dir: dict, dev: int) -> Optional[Events]:
+    def events(self, fs_path: str, snap_path: str, old_dir: dict, dev: int) -> Optional[Reused]:
         """The entries below fs_path if its content equals the parent's subtree, else None.
         The walk asks once for each directory it reaches."""
         if fs_path in self._memo:
             return self._memo.pop(fs_path)
         return self._check(fs_path, snap_path, old_dir, dev)
 
-    def _subdir_events(self, fs_path: str, snap_path: str, old_dir: dict, dev: int) -> Optional[Events]:
+    def _subdir_events(self, fs_path: str, snap_path: str, old_dir: dict, dev: int) -> Optional[Reused]:
         result = self._memo[fs_path] = self.events(fs_path, snap_path, old_dir, dev)
         return result
 
-    def _check(self, fs_path: str, snap_path: str, old_dir: dict, dev: int) -> Optional[Events]:
+    def _check(self, fs_path: str, snap_path: str, old_dir: dict, dev: int) -> Optional[Reused]:
         subtree = old_dir.get("subtree")
         if not subtree:
             return None
@@ -63,12 +77,13 @@ class TreeReuse:
             self._parents.keep(subtree, old)  # the walk of this directory reads it next
         return events
 
-    def _compare(self, fs_path: str, snap_path: str, old: Dict[str, dict], dev: int) -> Optional[Events]:
+    def _compare(self, fs_path: str, snap_path: str, old: Dict[str, dict], dev: int) -> Optional[Reused]:
         try:
             entries = self._scans.peek(fs_path)
         except OSError:
             return None
-        events: Events = []
+        files = dirs = size = 0
+        items: Optional[List[Item]] = [] if self._items else None
         subdirs: List[str] = []
         seen = 0
         fs_prefix = os.path.join(fs_path, "")  # + name: os.path.join(fs_path, name)
@@ -91,16 +106,25 @@ class TreeReuse:
                 below = self._subdir_events(subdirs[-1], snap_prefix + name, o, dev)
                 if below is None:
                     return None
-                events.extend(below)
-            else:
-                events.append((snap_prefix + name, "file" if fmt == stat.S_IFREG else "other", st.st_size))
+                files += below.files
+                dirs += below.dirs + 1
+                size += below.size
+                if items is not None:
+                    items.extend(below.items)
+                    items.append((snap_prefix + name + "/", "dir", 0))
+            elif fmt == stat.S_IFREG:
+                files += 1
+                size += st.st_size
+                if items is not None:
+                    items.append((snap_prefix + name, "file", st.st_size))
+            elif items is not None:
+                items.append((snap_prefix + name, "other", st.st_size))
         if seen != len(old):
             return None  # something was removed
-        events.append((snap_path + "/", "dir", 0))
         self._scans.forget(fs_path)  # its tree is reused: the walk will not list it
         for path in subdirs:  # nor ask about what is below
             del self._memo[path]
-        return events
+        return Reused(files, dirs, size, items)
 
     def same(self, o: dict, st, link, xattrs) -> bool:
         """Would a node made from a scanned entry (lstat fields, symlink target, extended
