@@ -118,6 +118,14 @@ class _Lines:
         if len(self.lines) >= 2048:
             self.flush()
 
+    def add_all(self, lines) -> None:
+        """Every line of an iterable, in pieces of the same size as add() writes."""
+        pending = self.lines
+        for line in lines:
+            pending.append(line)
+            if len(pending) >= 2048:
+                self.flush()
+
     def flush(self) -> None:
         if self.lines:
             self.lines.append("")
@@ -127,7 +135,7 @@ class _Lines:
 
 
 def _print_text(repo, snapshot, tree_id, options, on_error, long_, human, quiet):
-    from ..operations.ls import ls, tree_loader
+    from ..operations.ls import list_paths, ls, tree_loader
     from .fmt import format_node
 
     out = _Lines()
@@ -139,6 +147,8 @@ def _print_text(repo, snapshot, tree_id, options, on_error, long_, human, quiet)
     if long_:
         for path, node in ls(repo, tree_id, options, on_error):
             out.add(format_node(path, node, long=True, human=human))
+    elif not options.dirs and not options.sorted:
+        out.add_all(list_paths(repo, tree_id, on_error))
     else:
         names_only = options.sort == "name"
         for path, _ in ls(repo, tree_id, options, on_error, tree_loader(repo, names_only)):

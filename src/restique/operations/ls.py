@@ -11,10 +11,13 @@ directories on the way (PREFIX) and the end of every directory entered (LEAVE), 
 ncdu export needs to nest its output. A subtree that cannot be loaded is reported to
 on_error(path, exc) and skipped; the rest is still listed.
 """
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..errors import IntegrityError, UsageError
+from ..errors import IntegrityError, RestiqueError, UsageError
+from ..model import gojson
+from ..model.names import go_unquote
 from ..model.node import Node, decode_tree_lazy
 from ..model.paths import go_clean
 from .walker import TreeLoader, walk, walk_events
@@ -200,4 +203,74 @@ def sort_entries(entries: List[Tuple[str, Node]], mode: str, reverse: bool = Fal
         entries = list(entries)
     if reverse:
         entries.reverse()
+    return entries
+
+
+# --- the plain listing: every path in tree order, nothing else ---
+
+_IS_ID = re.compile("[0-9a-f]{64}").fullmatch
+Entry = Tuple[str, str, Optional[str]]  # name, type, subtree
+
+
+def list_paths(repo, tree_id: str, on_error: Optional[OnError] = None) -> Iterator[str]:
+    """The paths ls(repo, tree_id) lists with default options, from the trees' entries as
+    (name, type, subtree) without nodes: `ls` without --long spends most of its time here.
+    Errors as ls reports them."""
+    root = _names_or_error(repo, "/", tree_id, on_error)
+    if root is None:
+        return
+    stack = [("/", iter(root))]  # (path prefix, entries left)
+    while stack:
+        prefix, entries = stack[-1]
+        for name, kind, subtree in entries:
+            path = prefix + name
+            yield path
+            if kind == "dir":
+                if not subtree:
+                    exc = IntegrityError(f"directory {path} has no subtree")
+                    if on_error is None:
+                        raise exc
+                    on_error(path, exc)
+                    continue
+                sub = _names_or_error(repo, path, subtree, on_error)
+                if sub is not None:
+                    stack.append((path + "/", iter(sub)))
+                    break  # continue with the subtree; this level resumes afterwards
+        else:
+            stack.pop()
+
+
+def _names_or_error(repo, path: str, tree_id: str, on_error: Optional[OnError]) -> Optional[List[Entry]]:
+    try:
+        return tree_names(repo, tree_id)
+    except (RestiqueError, OSError, EOFError) as exc:
+        if on_error is None:
+            raise
+        on_error(path, exc)
+        return None
+
+
+def tree_names(repo, tree_id: str) -> List[Entry]:
+    """(name, type, subtree) of a tree's entries in walk order, as the nodes of
+    tree_loader(repo, names_only=True) have them; the same error for a damaged tree (any
+    entry out of the ordinary is left to that decoding, which finds the error)."""
+    raw = repo.load_blob("tree", tree_id)
+    entries: List[Entry] = []
+    try:
+        nodes = gojson.loads(raw).get("nodes") or []
+        for obj in nodes:
+            name, kind, subtree = obj.get("name", ""), obj.get("type", ""), obj.get("subtree")
+            if type(name) is not str or type(kind) is not str or (
+                    subtree is not None and not (type(subtree) is str and _IS_ID(subtree))):
+                raise TypeError("unusual entry")
+            entries.append((go_unquote(name) if "\\" in name else name, kind, subtree))
+    except (ValueError, TypeError, AttributeError, KeyError):
+        entries = [(node.name, node.type, node.subtree) for node in tree_loader(repo, True)(tree_id)]
+        return entries  # no error there: tree_loader already sorted them
+    previous = ""
+    for name, _, _ in entries:
+        if not name.isascii() or name < previous:  # not in order, or not sure: sort bytewise
+            entries.sort(key=lambda entry: entry[0].encode("utf-8", "surrogateescape"))
+            break
+        previous = name
     return entries
