@@ -48,7 +48,7 @@ def _files(root):
 def test_planned_files_share_their_directory_and_name_the_right_paths(snapshot, tmp_path):
     repo, tree, src = snapshot
     target = tmp_path / "out"
-    restorer = Restorer(repo, tree, RestoreOptions(str(target)))
+    restorer = Restorer(repo, tree, RestoreOptions(str(target), verify=True))
     stats = restorer.restore()
     assert not stats.errors
     files = restorer._files
@@ -147,3 +147,32 @@ def test_remote_backends_keep_large_reads(snapshot):
     finally:
         local.close()
         remote.close()
+
+
+def test_walk_waits_for_the_writers_and_lets_go_of_written_files(snapshot, tmp_path, monkeypatch):
+    """With a tiny queue the plan walk waits for the workers after each batch; the files
+    handed on are not kept by the plan (only --verify needs them), and all is restored."""
+    from restique.operations.restorer import plan
+
+    repo, tree, src = snapshot
+    monkeypatch.setattr(plan, "FIRST_BATCH", 2)
+    monkeypatch.setattr(pack_reader, "MAX_QUEUED_BLOBS", 1)
+    monkeypatch.setattr(pack_reader, "LOCAL_MAX_READ", 50_000)  # several packs' worth of reads
+    queued = []
+    add = pack_reader.ContentRestorer.add
+
+    def recording_add(self, files):
+        add(self, files)
+        queued.append((self._queued_blobs, len(self._queued), self._min_queued))
+
+    monkeypatch.setattr(pack_reader.ContentRestorer, "add", recording_add)
+    target = tmp_path / "out"
+    restorer = Restorer(repo, tree, RestoreOptions(str(target), workers=1))
+    stats = restorer.restore()
+    assert not stats.errors and stats.files_restored == stats.files_total
+    assert len(queued) > 3
+    assert all(blobs <= 1 or packs <= limit for blobs, packs, limit in queued)
+    assert restorer._files == []
+    with pytest.raises(Exception, match="verify"):
+        restorer.verify()
+    assert _files(target / str(src).lstrip("/")) == _files(src)

@@ -24,6 +24,7 @@ class FilesWriter:
         self.report = report
         self.sparse = sparse
         self.replace_dirs = replace_dirs
+        self.failed_files: List[PlannedFile] = []  # the plan may have let go of them
 
     def prepare(self, f: PlannedFile, already: int) -> None:
         """Before the workers run: f needs f.remaining blobs, already bytes of it are right."""
@@ -82,6 +83,7 @@ class FilesWriter:
             if f.failed:
                 return
             f.failed = True
+            self.failed_files.append(f)
         self.report.error(f.location, error)
 
     def blobs_written(self, written: Written) -> None:
@@ -97,18 +99,17 @@ class FilesWriter:
                 stats.files_restored += 1
                 progress.item(f.action, f.location, f.size)
 
-    def remove_failed(self, files: List[PlannedFile]) -> set:
+    def remove_failed(self) -> set:
         """Locations of the files whose content failed; those created are removed, so no
         half-restored file looks like the real one."""
         failed = set()
-        for f in files:
-            if f.failed:
-                failed.add(f.location)
-                if f.created:
-                    try:
-                        os.unlink(f.target)
-                    except OSError:
-                        pass
+        for f in self.failed_files:
+            failed.add(f.location)
+            if f.created:
+                try:
+                    os.unlink(f.target)
+                except OSError:
+                    pass
         return failed
 
 

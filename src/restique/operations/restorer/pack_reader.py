@@ -7,7 +7,9 @@ of blobs (restique._seal.restore_range) that never holds the GIL, so the workers
 core; Python only opens files and counts. Memory is bounded by the workers' reads.
 """
 import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from typing import Dict, List, Tuple
 
 from ... import _seal
@@ -24,6 +26,9 @@ MAX_READ = 8 * 1024 * 1024  # largest single read from a remote pack (bounds mem
 LOCAL_MAX_READ = 2 * 1024 * 1024
 MAX_GAP = 512 * 1024  # unneeded bytes between two blobs that are cheaper to read than to skip
 BATCH_BLOBS = 128  # blobs per native call: bounds the descriptors a worker holds open at once
+# blobs queued for the workers before the plan walk waits for them: the walk is faster than
+# the writing, and every queued blob holds its record and its files' (~300 bytes a blob)
+MAX_QUEUED_BLOBS = 8192
 
 _ID_MISMATCH = "content does not match its id"
 _BAD_LENGTH = "uncompressed length is impossible"
@@ -48,7 +53,9 @@ class ContentRestorer:
     """Writes the content of planned files with a pool of workers. Files come in batches
     (add) while the plan walk goes on, so writing overlaps planning; each batch's blobs are
     grouped by pack and its packs queued in order of first use. A pack that two batches
-    need is read by each for its own blobs. Failures are marked on the files and reported."""
+    need is read by each for its own blobs. Failures are marked on the files and reported.
+    add() waits while more than MAX_QUEUED_BLOBS blobs (and two packs a worker) are queued,
+    so that the plan's memory stays bounded however far ahead of the writing the walk is."""
 
     def __init__(self, repo, index, writer: FilesWriter, workers: int):
         self.repo = repo
@@ -57,12 +64,29 @@ class ContentRestorer:
         self.max_read = MAX_READ if remote_connections(repo.backend) else LOCAL_MAX_READ
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="restore")
         self._futures: List[Future] = []
+        self._queued: deque = deque()  # (future, blob count) of packs maybe not written yet
+        self._queued_blobs = 0
+        self._min_queued = 2 * workers  # packs: every worker has its next one ready
 
     def add(self, files: List[PlannedFile]) -> None:
         packs = _blobs_by_pack(self.index, files, self.writer)
         for pack_id, blobs in packs.items():
-            self._futures.append(self._pool.submit(_restore_pack, self.repo, self.writer, pack_id, blobs,
-                                                   self.max_read))
+            future = self._pool.submit(_restore_pack, self.repo, self.writer, pack_id, blobs, self.max_read)
+            self._futures.append(future)
+            self._queued.append((future, len(blobs)))
+            self._queued_blobs += len(blobs)
+        del packs
+        self._throttle()
+
+    def _throttle(self) -> None:
+        """Forget the packs written; wait for the oldest while too many blobs are queued.
+        Errors are not raised here (wait() raises them), only waited for."""
+        queued = self._queued
+        while queued and (queued[0][0].done() or (self._queued_blobs > MAX_QUEUED_BLOBS
+                                                   and len(queued) > self._min_queued)):
+            future, count = queued.popleft()
+            wait_for([future])
+            self._queued_blobs -= count
 
     def wait(self) -> None:
         """Until every queued pack is written; the first unexpected error is raised."""

@@ -70,7 +70,8 @@ class _Matches(list):
 class RestorePlan:
     """What the first walk found; the content and finish steps work from it."""
 
-    files: List[PlannedFile] = field(default_factory=list)  # content to write
+    # content to write; with on_files and keep_files False only those not handed on yet
+    files: List[PlannedFile] = field(default_factory=list)
     # other entries (and hard links) the overwrite mode leaves alone
     skipped: set = field(default_factory=set)
     # (device, inode) -> (location, target) of the first of a file's hard links
@@ -86,10 +87,12 @@ MAX_BATCH = 4096  # (a pack that two batches need is read twice: few, large batc
 
 
 def plan_restore(traversal: TreeTraversal, options: RestoreOptions, index, report: RestoreReport,
-                 on_files: Optional[Callable[[List[PlannedFile]], None]] = None) -> RestorePlan:
+                 on_files: Optional[Callable[[List[PlannedFile]], None]] = None,
+                 keep_files: bool = True) -> RestorePlan:
     """The first walk. on_files, if given, receives the files to write in batches while the
-    walk goes on (every file once, the last batch when the walk ends)."""
-    planner = _Planner(options, index, report, traversal.target, on_files)
+    walk goes on (every file once, the last batch when the walk ends); unless keep_files,
+    plan.files lets go of them then (a file lives while its content is written)."""
+    planner = _Planner(options, index, report, traversal.target, on_files, keep_files)
     recording = planner.plan.recording = FinishRecording(traversal.target, options.ownership_by_name,
                                                          options.delete)
 
@@ -105,7 +108,7 @@ def plan_restore(traversal: TreeTraversal, options: RestoreOptions, index, repor
 
 class _Planner:
     def __init__(self, options: RestoreOptions, index, report: RestoreReport, root: str,
-                 on_files: Optional[Callable[[List[PlannedFile]], None]]):
+                 on_files: Optional[Callable[[List[PlannedFile]], None]], keep_files: bool):
         self.root = root  # the restore target: the only directory trusted as it is
         self.overwrite = options.overwrite
         self.dry_run = options.dry_run
@@ -114,6 +117,7 @@ class _Planner:
         self.plan = RestorePlan()
         self._ensured: set = set()
         self._on_files = on_files
+        self._keep_files = keep_files or on_files is None
         self._handed = 0  # plan.files[:_handed] went to on_files
         self._batch = FIRST_BATCH
 
@@ -122,7 +126,10 @@ class _Planner:
         files = self.plan.files
         if self._on_files is not None and len(files) > self._handed:
             batch = files[self._handed:]
-            self._handed = len(files)
+            if self._keep_files:
+                self._handed = len(files)
+            else:
+                files.clear()
             self._batch = min(2 * self._batch, MAX_BATCH)
             self._on_files(batch)
 

@@ -10,7 +10,7 @@ import os
 import time
 from typing import List, Optional
 
-from ...errors import RestiqueError
+from ...errors import RestiqueError, UsageError
 from ..fs_io import error_message
 from .allocator import return_large_buffers
 from .file_writer import FilesWriter
@@ -37,6 +37,7 @@ class Restorer:
         self.report = RestoreReport(progress)
         self._index = None
         self._files: List[PlannedFile] = []  # whose content was written: what verify reads
+        # (kept only for options.verify: a large restore's files are its largest part)
         self._writer: Optional[FilesWriter] = None
 
     @property
@@ -58,7 +59,7 @@ class Restorer:
                 report.done(f.action, f.location, f.size, count_bytes=True)
         else:
             plan = self._plan_and_write(traversal)
-            failed = self._writer.remove_failed(plan.files)
+            failed = self._writer.remove_failed()
         self._files = plan.files
         finish_restore(traversal, options, plan, failed, report)
         report.stats.seconds = time.monotonic() - t0
@@ -75,7 +76,8 @@ class Restorer:
         content = ContentRestorer(self.repo, self._index, self._writer,
                                   options.worker_count(self.repo.backend))
         try:
-            plan = plan_restore(traversal, options, self._index, report, content.add if overlap else None)
+            plan = plan_restore(traversal, options, self._index, report, content.add if overlap else None,
+                                keep_files=options.verify)
             if not overlap:
                 self._writer.replace_dirs = traversal.names_valid  # read after the whole walk
                 content.add(plan.files)
@@ -85,7 +87,10 @@ class Restorer:
         return plan
 
     def verify(self) -> int:
-        """Re-read the files restore() wrote; how many hold the right content."""
+        """Re-read the files restore() wrote; how many hold the right content. Needs
+        options.verify: other restores do not keep the list of files they wrote."""
+        if not self.options.verify:
+            raise UsageError("verify() needs a restore with RestoreOptions(verify=True)")
         return verify_files(self._index, self._files, self.options.worker_count(self.repo.backend), self.report)
 
 
