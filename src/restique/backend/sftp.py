@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from ..errors import AlreadyExists, UsageError
 from .base import FOLDER_TYPES, BackendError, BackendNotFound, BackendShortRead, FileType, check_range
 from .options import BackendOptions, positive_int
+from .sftp_protocol import ProtocolError
 from .sftp_session import SessionLost, SshSession
 
 SFTP_FLAG_READ = 0x01  # open flags, as the SFTP protocol (version 3) numbers them
@@ -123,8 +124,6 @@ class SftpBackend:
     @contextmanager
     def _client(self, path: str):
         """The SFTP client for one operation, with its errors in the contract's terms."""
-        from paramiko import SSHException
-
         session = self._session
         if session is None:
             raise SessionLost(errno.ECONNABORTED, "the sftp backend is closed", self.location)
@@ -136,7 +135,7 @@ class SftpBackend:
             raise BackendNotFound(errno.ENOENT, os.strerror(errno.ENOENT), path) from None
         except PermissionError as exc:
             raise PermissionError(errno.EACCES, exc.strerror or "permission denied", path) from None
-        except (SSHException, ConnectionError, EOFError) as exc:
+        except (ProtocolError, ConnectionError, EOFError) as exc:
             if session.alive() and not isinstance(exc, (ConnectionError, EOFError)):
                 raise BackendError(errno.EIO, f"sftp: {exc}", path) from None
             raise session.lost() from None

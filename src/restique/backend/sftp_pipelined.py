@@ -1,28 +1,30 @@
-"""paramiko's SFTP client with its requests pipelined: one thread reads every reply and hands it
-to the request it answers, so many threads can have requests outstanding on one session, and a
-transfer sends its reads or writes ahead instead of waiting for each reply in turn.
+"""An SFTP client whose requests are pipelined: one thread reads every reply and hands it to the
+request it answers, so many threads can have requests outstanding on one session, and a
+transfer sends its reads or writes ahead instead of waiting for each reply in turn (restic's
+sftp client works the same way).
 
-paramiko's own client lets whichever thread waits read the next reply, and drops a reply that
-belongs to another thread's synchronous request; so every request goes through `request()` here.
-Its high-level calls (stat, mkdir, rename, listdir_attr ...) keep working: they all go through
-`_request`, which this class answers from the reply thread. Its SFTPFile is not used.
+Every request goes through `request()`, which returns where its reply will arrive; the calls
+below it (stat, mkdir, rename, listdir_attr, ...) wait for that reply. A read's data goes
+from the pipe straight into the caller's buffer.
 """
+import socket
 import struct
 import threading
 from collections import deque
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
-from paramiko import SFTPAttributes, SFTPClient, SFTPError
-from paramiko.message import Message
-from paramiko.sftp import (CMD_ATTRS, CMD_CLOSE, CMD_DATA, CMD_EXTENDED, CMD_EXTENDED_REPLY, CMD_FSETSTAT,
-                           CMD_FSTAT, CMD_HANDLE, CMD_INIT, CMD_OPEN, CMD_READ, CMD_STATUS, CMD_VERSION,
-                           CMD_WRITE, int64)
+from .sftp_protocol import (ATTRS, CLOSE, DATA, EXTENDED, EXTENDED_REPLY, FSETSTAT, FSTAT, HANDLE, INIT, LSTAT,
+                            MKDIR, NAME, OPEN, OPENDIR, READ, READDIR, REMOVE, RENAME, STAT, STATUS, VERSION,
+                            WRITE, Attributes, Int64, ProtocolError, Reader, encode, expect, raise_status)
 
 SFTP_VERSION = 3
 SAFE_BLOCK = 32 * 1024  # the read and write size every server takes (the protocol's minimum)
 MAX_BLOCK = 255 * 1024  # OpenSSH's largest, as its limits@openssh.com extension says
 IN_FLIGHT = 64  # requests one transfer keeps outstanding (as restic's sftp client)
 MAX_PACKET = 1 << 24  # a longer packet is garbage, not a reply
+_RECEIVE_BUFFER = 256 * 1024  # small replies come in batches; a read's data bypasses it
+
+_HEADER = struct.Struct(">IBI")  # length, type, request number
 
 
 class ConnectionDropped(ConnectionAbortedError):
@@ -40,10 +42,10 @@ class _Reply:
     def __init__(self, into: Optional[memoryview] = None):
         self._done = threading.Event()
         self.kind = 0
-        self.body: memoryview = memoryview(b"")  # the packet after its type byte
+        self.body: memoryview = memoryview(b"")  # the packet after its request number
         self.lost: Optional[str] = None
         self.into = into  # where a read's data goes straight from the pipe
-        self.placed = False  # the data is in `into`; body holds the request number and count
+        self.placed = False  # the data is in `into`; body holds only its count
 
     def answer(self, kind: int, body: memoryview, placed: bool = False) -> None:
         self.kind, self.body, self.placed, self.into = kind, body, placed, None
@@ -53,35 +55,37 @@ class _Reply:
         self.lost = why
         self._done.set()
 
-    def wait(self):
+    def wait(self) -> Tuple[int, Reader]:
         self._done.wait()
         if self.lost is not None:
             raise ConnectionDropped(self.lost)
-        return self.kind, self.body
-
-    def message(self) -> Message:
-        """The answer as paramiko's Message, positioned after the request number."""
-        msg = Message(bytes(self.body))
-        msg.get_int()
-        return msg
+        return self.kind, Reader(self.body)
 
 
-class PipelinedClient(SFTPClient):
-    """An SFTPClient over channel whose requests may come from any thread at any time."""
+class PipelinedClient:
+    """SFTP over sock (a connected socket to the server's stdin and stdout); requests may come
+    from any thread at any time."""
 
-    def __init__(self, channel):
+    def __init__(self, sock):
+        self.sock = sock
+        self._stream = sock.makefile("rb", buffering=_RECEIVE_BUFFER)
+        self._lock = threading.Lock()  # the request numbers and the table of waiting replies
         self._send_lock = threading.Lock()  # one packet at a time on the pipe
         self._waiting: Dict[int, _Reply] = {}
         self._lost: Optional[str] = None
-        self.extensions: Dict[str, bytes] = {}
-        super().__init__(channel)  # the version handshake, before any other reader exists
+        self.request_number = 1
+        try:
+            self.extensions: Dict[str, bytes] = self._handshake()  # before any other reader exists
+        except BaseException:
+            self._stream.close()
+            raise
         self._replies = threading.Thread(target=self._read_replies, name="sftp-replies", daemon=True)
         self._replies.start()
         self.read_block, self.write_block = self._block_sizes()
 
     # --- requests and replies ---
     def request(self, kind: int, *fields, payload=None, into: Optional[memoryview] = None) -> _Reply:
-        """Send one request (fields as paramiko encodes them; payload, a bytes-like object, sent
+        """Send one request (fields as `encode` takes them; payload, a bytes-like object, sent
         as the last string without a copy) and return where its reply will arrive; the data of
         a read's answer goes into `into` when it fits there."""
         with self._lock:
@@ -90,152 +94,176 @@ class PipelinedClient(SFTPClient):
             number = self.request_number
             self.request_number += 1
             reply = self._waiting[number] = _Reply(into)
-        msg = Message()
-        msg.add_int(number)
-        for field in fields:
-            if isinstance(field, int64):
-                msg.add_int64(field)
-            elif isinstance(field, int):
-                msg.add_int(field)
-            elif isinstance(field, SFTPAttributes):
-                field._pack(msg)
-            else:
-                msg.add_string(field)
-        head = msg.asbytes()
+        head = encode(*fields)
         extra = 0 if payload is None else 4 + len(payload)
-        parts = [struct.pack(">IB", 1 + len(head) + extra, kind), head]
-        if payload is not None:
-            parts += [struct.pack(">I", len(payload)), payload]
+        head = _HEADER.pack(5 + len(head) + extra, kind, number) + head
         with self._send_lock:
-            for part in parts:
-                self._send_all(memoryview(part))
+            if payload is None:
+                self.sock.sendall(head)
+            else:
+                self.sock.sendall(head + len(payload).to_bytes(4, "big"))
+                self.sock.sendall(payload)
         return reply
 
-    def _send_all(self, data: memoryview) -> None:
-        while data:
-            data = data[self.sock.send(data):]
-
-    def _request(self, t, *args):
-        """paramiko's synchronous request, for its high-level calls."""
-        reply = self.request(t, *args)
-        kind, _ = reply.wait()
-        msg = reply.message()
-        if kind == CMD_STATUS:
-            self._convert_status(msg)
-        return kind, msg
-
-    def _async_request(self, fileobj, t, *args):
-        """paramiko's fire-and-forget request (a closing handle's): the reply is dropped."""
-        self.request(t, *args)
-
-    def _read_response(self, waitfor=None):
-        raise SFTPError("replies are read by the reply thread")
+    def call(self, kind: int, *fields, expected: int = STATUS) -> Reader:
+        """One request, waiting for its reply: a status raises its error unless it is OK, any
+        other reply must be of the expected type."""
+        got, reply = self.request(kind, *fields).wait()
+        if got == STATUS:
+            raise_status(reply)
+            if expected == STATUS:
+                return reply
+        return expect(got, reply, expected)
 
     def _read_replies(self) -> None:
         """The reply thread: each reply to the request it answers, until the pipe closes."""
-        head = memoryview(bytearray(9))  # length, type, request number
+        head = memoryview(bytearray(9))
         try:
             while True:
                 self._receive_into(head)
-                size, kind, number = struct.unpack(">IBI", head)
+                size, kind, number = _HEADER.unpack(head)
                 if not 5 <= size <= MAX_PACKET:
-                    raise SFTPError(f"garbage packet received (length {size})")
+                    raise ProtocolError(f"garbage packet received (length {size})")
                 with self._lock:
                     reply = self._waiting.pop(number, None)
-                into = reply.into if reply is not None and kind == CMD_DATA and size >= 9 else None
-                body, placed = self._receive_body(head[5:], size - 5, into)
+                into = reply.into if reply is not None and kind == DATA and size >= 9 else None
+                body, placed = self._receive_body(size - 5, into)
                 if reply is not None:
                     reply.answer(kind, body, placed)
-        except (OSError, EOFError, SFTPError, ValueError) as exc:
+        except (OSError, EOFError, ProtocolError, ValueError) as exc:
             with self._lock:
                 self._lost = str(exc) or type(exc).__name__
                 waiting, self._waiting = self._waiting, {}
             for reply in waiting.values():
                 reply.fail(self._lost)
+        finally:
+            self._stream.close()
 
-    def _receive_body(self, number: memoryview, rest: int, into: Optional[memoryview]):
+    def _receive_body(self, rest: int, into: Optional[memoryview]):
         """(body, placed): the rest of a packet after its request number. A read's data goes
         straight into `into` (one copy, from the pipe) when it fits; else it is in body."""
         if into is not None:
-            body = memoryview(bytearray(8))
-            body[:4] = number
-            self._receive_into(body[4:])
-            count = int.from_bytes(body[4:], "big")
-            if count == rest - 4 and count <= len(into):
-                self._receive_into(into[:count])
-                return body, True
-            whole = memoryview(bytearray(4 + rest))
-            whole[:8] = body
-            self._receive_into(whole[8:])
+            count = memoryview(bytearray(4))
+            self._receive_into(count)
+            size = int.from_bytes(count, "big")
+            if size == rest - 4 and size <= len(into):
+                self._receive_into(into[:size])
+                return count, True
+            whole = memoryview(bytearray(rest))
+            whole[:4] = count
+            self._receive_into(whole[4:])
             return whole, False
-        body = memoryview(bytearray(4 + rest))
-        body[:4] = number
-        self._receive_into(body[4:])
+        body = memoryview(bytearray(rest))
+        self._receive_into(body)
         return body, False
 
     def _receive_into(self, view: memoryview) -> None:
-        got, size = 0, len(view)
-        while got < size:
-            count = self.sock.recv_into(view[got:])
-            if not count:
-                raise EOFError("end of stream")
-            got += count
+        if self._stream.readinto(view) != len(view):
+            raise EOFError("end of stream")
+
+    def close(self) -> None:
+        """End the session: the reply thread sees the end of the stream and fails whatever
+        still waits."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
 
     # --- the handshake ---
-    def _send_version(self):
-        """The version exchange, keeping the extensions the server names (paramiko drops them)."""
-        msg = Message()
-        msg.add_int(SFTP_VERSION)
-        self._send_packet(CMD_INIT, msg)
-        kind, data = self._read_packet()
-        if kind != CMD_VERSION:
-            raise SFTPError("Incompatible sftp protocol")
-        msg = Message(data)
-        version = msg.get_int()
-        while msg.get_remainder():
-            name = msg.get_text()
-            self.extensions[name] = msg.get_binary()
-        return version
+    def _handshake(self) -> Dict[str, bytes]:
+        """The version exchange: the extensions the server names, with their data."""
+        init = encode(SFTP_VERSION)
+        self.sock.sendall(struct.pack(">IB", 1 + len(init), INIT) + init)
+        head = memoryview(bytearray(5))
+        self._receive_into(head)
+        size, kind = struct.unpack(">IB", head)
+        if kind != VERSION or not 5 <= size <= MAX_PACKET:
+            raise ProtocolError("incompatible sftp protocol")
+        body = memoryview(bytearray(size - 1))
+        self._receive_into(body)
+        reply = Reader(body)
+        reply.u32()  # the server's version: 3 or more, which speaks 3 to a client that asks for 3
+        extensions = {}
+        while reply.remaining():
+            name = reply.text()
+            extensions[name] = reply.binary()
+        return extensions
 
     def _block_sizes(self):
         """(read, write) request sizes: the server's own limits where it says them."""
         if "limits@openssh.com" not in self.extensions:
             return SAFE_BLOCK, SAFE_BLOCK
-        kind, msg = self._request(CMD_EXTENDED, "limits@openssh.com")
-        if kind != CMD_EXTENDED_REPLY:
+        try:
+            reply = self.call(EXTENDED, "limits@openssh.com", expected=EXTENDED_REPLY)
+        except (OSError, EOFError, ProtocolError):
             return SAFE_BLOCK, SAFE_BLOCK
-        msg.get_int64()  # the largest packet: implied by the other two
-        read, write = msg.get_int64(), msg.get_int64()
+        reply.u64()  # the largest packet: implied by the other two
+        read, write = reply.u64(), reply.u64()
         return min(read or SAFE_BLOCK, MAX_BLOCK), min(write or SAFE_BLOCK, MAX_BLOCK)
+
+    # --- paths ---
+    def stat(self, path: str) -> Attributes:
+        return self.call(STAT, path, expected=ATTRS).attributes()
+
+    def lstat(self, path: str) -> Attributes:
+        return self.call(LSTAT, path, expected=ATTRS).attributes()
+
+    def mkdir(self, path: str, mode: int) -> None:
+        self.call(MKDIR, path, Attributes(st_mode=mode))
+
+    def remove(self, path: str) -> None:
+        self.call(REMOVE, path)
+
+    def rename(self, old: str, new: str) -> None:
+        """A plain rename, which servers refuse when new exists."""
+        self.call(RENAME, old, new)
+
+    def posix_rename(self, old: str, new: str) -> None:
+        """A rename that replaces new (posix-rename@openssh.com); a server without the
+        extension answers with a failure (an OSError without errno)."""
+        self.call(EXTENDED, "posix-rename@openssh.com", old, new)
+
+    def listdir_attr(self, path: str) -> List[Attributes]:
+        """A folder's entries with their attributes, without `.` and `..`."""
+        handle = self.call(OPENDIR, path, expected=HANDLE).binary()
+        entries = []
+        try:
+            while True:
+                try:
+                    reply = self.call(READDIR, handle, expected=NAME)
+                except EOFError:
+                    break
+                for _ in range(reply.u32()):
+                    name = reply.text()
+                    reply.binary()  # the long name, as `ls -l` would show it
+                    attrs = reply.attributes(name)
+                    if name not in (".", ".."):
+                        entries.append(attrs)
+        finally:
+            self.close_handle(handle, wait=False)
+        return entries
 
     # --- files by handle ---
     def open_handle(self, path: str, flags: int) -> bytes:
-        kind, msg = self._request(CMD_OPEN, self._adjust_cwd(path), flags, SFTPAttributes())
-        if kind != CMD_HANDLE:
-            raise SFTPError("Expected handle")
-        return msg.get_binary()
+        return self.call(OPEN, path, flags, Attributes(), expected=HANDLE).binary()
 
     def close_handle(self, handle: bytes, wait: bool = True) -> None:
         """Close a handle; without wait nobody hears the answer (a read-only handle's)."""
-        reply = self.request(CMD_CLOSE, handle)
+        reply = self.request(CLOSE, handle)
         if wait:
             self._check_status(reply)
 
-    def fstat(self, handle: bytes) -> SFTPAttributes:
-        kind, msg = self._request(CMD_FSTAT, handle)
-        if kind != CMD_ATTRS:
-            raise SFTPError("Expected attributes")
-        return SFTPAttributes._from_msg(msg)
+    def fstat(self, handle: bytes) -> Attributes:
+        return self.call(FSTAT, handle, expected=ATTRS).attributes()
 
     def fchmod(self, handle: bytes, mode: int) -> None:
-        attrs = SFTPAttributes()
-        attrs.st_mode = mode
-        self._request(CMD_FSETSTAT, handle, attrs)
+        self.call(FSETSTAT, handle, Attributes(st_mode=mode))
 
     def fsync(self, handle: bytes) -> None:
         """Make the server write the file to disk, where it can (fsync@openssh.com)."""
         if "fsync@openssh.com" in self.extensions:
-            self._request(CMD_EXTENDED, "fsync@openssh.com", handle)
+            self.call(EXTENDED, "fsync@openssh.com", handle)
 
     def read(self, handle: bytes, offset: int, length: int) -> bytearray:
         """length bytes from offset, or fewer where the file ends, all requests sent ahead."""
@@ -247,7 +275,7 @@ class PipelinedClient(SFTPClient):
         while pending or asked < end:
             while asked < end and len(pending) < IN_FLIGHT:
                 size = min(self.read_block, end - asked)
-                pending.append((asked, size, self.request(CMD_READ, handle, int64(offset + asked), size,
+                pending.append((asked, size, self.request(READ, handle, Int64(offset + asked), size,
                                                           into=view[asked:asked + size])))
                 asked += size
             start, size, reply = pending.popleft()
@@ -266,23 +294,23 @@ class PipelinedClient(SFTPClient):
         done = 0
         while True:
             kind, body = reply.wait()
-            if kind == CMD_STATUS:
+            if kind == STATUS:
                 try:
-                    self._convert_status(reply.message())
+                    raise_status(body)
                 except EOFError:
                     return done
-                raise SFTPError("Expected data")  # an OK status answering a read
-            if kind != CMD_DATA:
-                raise SFTPError("Expected data")
-            count = int.from_bytes(body[4:8], "big")
-            if count > size - done or (not reply.placed and len(body) < 8 + count):
-                raise SFTPError("the server answered a read with more bytes than asked")
+                raise ProtocolError("an OK status answered a read")
+            if kind != DATA:
+                raise ProtocolError(f"expected data, got reply type {kind}")
+            count = body.u32()
+            if count > size - done or (not reply.placed and body.remaining() < count):
+                raise ProtocolError("the server answered a read with more bytes than asked")
             if not reply.placed:
-                view[start + done:start + done + count] = body[8:8 + count]
+                view[start + done:start + done + count] = body.data[4:4 + count]
             done += count
             if done == size or not count:
                 return done
-            reply = self.request(CMD_READ, handle, int64(offset + start + done), size - done,
+            reply = self.request(READ, handle, Int64(offset + start + done), size - done,
                                  into=view[start + done:start + size])
 
     def write(self, handle: bytes, parts: Iterable) -> None:
@@ -295,13 +323,14 @@ class PipelinedClient(SFTPClient):
                 chunk = data[start:start + self.write_block]
                 if len(pending) >= IN_FLIGHT:
                     self._check_status(pending.popleft())
-                pending.append(self.request(CMD_WRITE, handle, int64(at), payload=chunk))
+                pending.append(self.request(WRITE, handle, Int64(at), payload=chunk))
                 at += len(chunk)
         while pending:
             self._check_status(pending.popleft())
 
-    def _check_status(self, reply: _Reply) -> None:
-        kind, _ = reply.wait()
-        if kind != CMD_STATUS:
-            raise SFTPError("Expected status")
-        self._convert_status(reply.message())
+    @staticmethod
+    def _check_status(reply: _Reply) -> None:
+        kind, body = reply.wait()
+        if kind != STATUS:
+            raise ProtocolError(f"expected a status, got reply type {kind}")
+        raise_status(body)

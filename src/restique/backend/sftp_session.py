@@ -1,16 +1,15 @@
 """One SFTP session: the system `ssh` run as a subprocess (`ssh host -s sftp`, as restic runs it),
-and paramiko's SFTP client speaking the protocol over that process's stdin and stdout.
+and restique's SFTP client speaking the protocol over that process's stdin and stdout.
 
 Running the user's own ssh means ~/.ssh/config, agents, ProxyJump and known_hosts work as they
-do for every other tool. The ssh process gets one end of a socket pair as its stdin and stdout;
-paramiko gets the other end through a small channel adapter.
+do for every other tool. The ssh process gets one end of a socket pair as its stdin and stdout,
+the client the other end.
 
 Requests are pipelined: one thread reads every reply and hands it to the request it answers, so
 any number of threads have requests outstanding on the one session at once (restic's sftp client
 works the same way), and a transfer sends its reads or writes ahead without waiting for each.
 """
 import errno
-import select
 import signal
 import socket
 import subprocess
@@ -27,45 +26,6 @@ _EXIT_WAIT = 5.0  # seconds ssh gets to leave after its stdin closes
 
 class SessionLost(PermanentBackendError):
     """ssh exited: this session cannot answer again (restic treats it as permanent too)."""
-
-
-class _PipeChannel:
-    """The part of a paramiko Channel that SFTPClient uses, over a connected socket."""
-
-    def __init__(self, sock: socket.socket, name: str):
-        self._sock = sock
-        self._name = name
-
-    def send(self, data) -> int:
-        return self._sock.send(data)
-
-    def recv(self, size: int) -> bytes:
-        return self._sock.recv(size)
-
-    def recv_into(self, buffer) -> int:
-        return self._sock.recv_into(buffer)
-
-    def recv_ready(self) -> bool:
-        return bool(select.select([self._sock], [], [], 0)[0])
-
-    def settimeout(self, timeout) -> None:
-        self._sock.settimeout(timeout)
-
-    def gettimeout(self):
-        return self._sock.gettimeout()
-
-    def setblocking(self, blocking) -> None:
-        self._sock.setblocking(blocking)
-
-    def get_name(self) -> str:
-        return self._name
-
-    def close(self) -> None:
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
 
 
 class SshSession:
@@ -92,17 +52,16 @@ class SshSession:
             theirs.close()
         self._reader = threading.Thread(target=self._read_stderr, name="ssh-stderr", daemon=True)
         self._reader.start()
-        self._channel = _PipeChannel(ours, what)
+        self._sock = ours
         self.client = self._start_client()
 
     def _start_client(self):
-        from paramiko import SSHException
-
         from .sftp_pipelined import PipelinedClient
+        from .sftp_protocol import ProtocolError
 
         try:
-            return PipelinedClient(self._channel)
-        except (SSHException, EOFError, OSError):
+            return PipelinedClient(self._sock)
+        except (ProtocolError, EOFError, OSError):
             self.close()
             raise RestiqueError(
                 f"unable to open repository at {self.location}: unable to start the sftp session: {self.exit_reason()}"
@@ -134,7 +93,11 @@ class SshSession:
 
     def close(self) -> None:
         """Close the pipes; ssh leaves on end of input, and is made to if it lingers."""
-        self._channel.close()
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+        else:  # the handshake failed
+            _close_socket(self._sock)
         if self.process.poll() is None:
             try:
                 self.process.wait(_EXIT_WAIT)
@@ -145,3 +108,11 @@ class SshSession:
             self._reader.join(1.0)
             self.process.stderr.close()
 
+
+
+def _close_socket(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
