@@ -200,7 +200,7 @@ def check(repo, options: CheckOptions, report: Optional[CheckReport] = None) -> 
 
     report.stage("structure")
     used_blobs, summary.snapshots_checked = structure.check_snapshots(
-        repo, options, snapshot_ids, tally, _counter(report, "snapshots"))
+        repo, options, snapshot_ids, tally, _counter(report, "snapshots"), indexed)
 
     if options.read_data or subset:
         candidates = read_data.packs_to_read(pack_sizes, indexed, used_blobs)

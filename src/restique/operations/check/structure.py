@@ -1,7 +1,8 @@
 """The structure check: index files, pack files against the index, and every tree reachable
 from the snapshots (each loaded once) with every blob it references present in the index.
 Nothing here reads pack data beyond the tree blobs."""
-from collections import defaultdict, deque
+import threading
+from collections import OrderedDict, defaultdict, deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
@@ -27,6 +28,8 @@ _NULL_ID = "0" * 64
 _OTHER_TYPES = frozenset(("symlink", "socket", "chardev", "dev", "fifo"))  # nothing to check
 _TREES_IN_FLIGHT = 64  # trees loaded ahead of the checking: bounds the memory they take
 _LOADER_THREADS = 4
+_MAX_SPAN = 32 * 1024 * 1024  # largest part of a pack read at once for its tree blobs
+_SPANS_KEPT = 64 * 1024 * 1024  # bytes of such parts kept while the walk may need them
 
 
 def _id_set(ids: Iterable[str]) -> str:
@@ -112,14 +115,16 @@ def check_packs(repo, indexed: Dict[str, List[IndexEntry]], report: Report) -> D
     return expected
 
 
-def check_snapshots(repo, options, snapshot_ids: List[str], report: Report,
-                    progress: Progress) -> Tuple[Optional[Set[Tuple[str, str]]], int]:
+def check_snapshots(repo, options, snapshot_ids: List[str], report: Report, progress: Progress,
+                    indexed: Optional[Dict[str, List[IndexEntry]]] = None
+                    ) -> Tuple[Optional[Set[Tuple[str, str]]], int]:
     """Walk the trees of the snapshots (all, or those options select), each tree once.
     Returns the (type, id) of every blob they use when options select snapshots (to know
-    which packs to read), else None; and the number of snapshots walked."""
+    which packs to read), else None; and the number of snapshots walked. indexed (pack id
+    -> its blobs, from load_indexes): the tree blobs of a pack are read in one piece."""
     roots = _snapshot_trees(repo, options, snapshot_ids, report)
     used: Optional[Set[Tuple[str, str]]] = set() if options.filtered else None
-    walker = _TreeChecker(repo, report, used)
+    walker = _TreeChecker(repo, report, used, _TreeSpans(repo, indexed or {}))
     progress(0, len(roots))
     with _tree_loaders(repo) as pool:
         for done, tree_id in enumerate(roots, 1):
@@ -173,11 +178,13 @@ class _TreeChecker:
     """Loads trees ahead (in threads for a remote backend), decodes them as plain JSON (no Node
     objects) and checks each entry as restic does."""
 
-    def __init__(self, repo, report: Report, used: Optional[Set[Tuple[str, str]]]):
+    def __init__(self, repo, report: Report, used: Optional[Set[Tuple[str, str]]],
+                 spans: Optional["_TreeSpans"] = None):
         self.repo = repo
         self.report = report
         self.used = used
         self.seen: Set[str] = set()
+        self.spans = spans
 
     def walk(self, root: str, pool: Executor) -> None:
         """Trees are loaded ahead (up to _TREES_IN_FLIGHT) while the ones already loaded are
@@ -202,6 +209,9 @@ class _TreeChecker:
         loc = self.repo.index.lookup("tree", tree_id)
         if loc is None:
             return tree_id, None, f"id {tree_id} not found in repository"
+        raw = self.spans.blob(tree_id, loc) if self.spans is not None else None
+        if raw is not None:
+            return tree_id, raw, None
         try:
             return tree_id, self.repo.blobs.load("tree", tree_id, loc), None
         except (RestiqueError, BackendNotFound, BackendShortRead, OSError) as exc:
@@ -278,6 +288,63 @@ class _TreeChecker:
 
     def _has_data(self, blob_id) -> bool:
         return isinstance(blob_id, str) and self.repo.index.has("data", blob_id)
+
+
+class _TreeSpans:
+    """Tree blobs decoded from the part of their pack that holds all its tree blobs, read
+    once: a snapshot's trees lie side by side in a few packs, and reading them one by one
+    opened and read a pack file per tree. Only the good case is served here: a part that
+    cannot be read, or a blob that does not decode from it, returns None, and the caller's
+    own load of that blob reports the problem in its usual words."""
+
+    def __init__(self, repo, indexed: Dict[str, List[IndexEntry]]):
+        self.repo = repo
+        self.indexed = indexed
+        self._parts: "OrderedDict[str, Tuple[int, bytes]]" = OrderedDict()  # pack -> (offset, bytes)
+        self._kept = 0
+        self._unusable: Set[str] = set()
+        self._lock = threading.Lock()  # loaders run in threads for a remote backend
+
+    def blob(self, tree_id: str, loc) -> Optional[bytes]:
+        with self._lock:
+            part = self._part(loc.pack_id)
+        if part is None:
+            return None
+        start, data = part
+        at = loc.offset - start
+        if at < 0 or at + loc.length > len(data):
+            return None
+        try:
+            with memoryview(data) as view:
+                return self.repo.blobs.decode(tree_id, view[at:at + loc.length], loc)
+        except Exception:  # noqa: BLE001 - the blob's own load reports what is wrong
+            return None
+
+    def _part(self, pack_id: str) -> Optional[Tuple[int, bytes]]:
+        part = self._parts.get(pack_id)
+        if part is not None:
+            self._parts.move_to_end(pack_id)
+            return part
+        if pack_id in self._unusable:
+            return None
+        trees = [e for e in self.indexed.get(pack_id, ()) if e.type == "tree"]
+        start = min((e.offset for e in trees), default=0)
+        end = max((e.offset + e.length for e in trees), default=0)
+        try:
+            if not trees or end - start > _MAX_SPAN:
+                raise ValueError("no part to read")
+            data = self.repo.load_pack(pack_id, start, end - start)
+            if len(data) != end - start:
+                raise ValueError("short read")
+        except Exception:  # noqa: BLE001 - the blob's own load reports what is wrong
+            self._unusable.add(pack_id)
+            return None
+        self._parts[pack_id] = part = (start, data)
+        self._kept += len(data)
+        while self._kept > _SPANS_KEPT and len(self._parts) > 1:
+            _, (_, dropped) = self._parts.popitem(last=False)
+            self._kept -= len(dropped)
+        return part
 
 
 def _quoted(name: str) -> str:
