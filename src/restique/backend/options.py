@@ -32,6 +32,7 @@ def positive_int(text: str) -> int:
 
 @dataclass
 class BackendOptions:
+    """What reaches every backend (a docstring also spares the dataclass an inspect.signature)."""
     extended: Dict[str, str] = field(default_factory=dict)  # "rest.connections" -> "5"
     cacert: Tuple[str, ...] = ()  # PEM files of root certificates, trusted instead of the system's
     tls_client_cert: Optional[str] = None  # one PEM file holding certificate and key

@@ -10,7 +10,7 @@ from . import password as passwords
 MAX_PASSWORD_TRIES = 3
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # neither is used; each costs start-up time (and a repr would show a password)
 class GlobalOptions:
     """The global flags of a command line, and the repositories opened with them."""
     repo: Optional[str] = None

@@ -2,8 +2,7 @@
 groups, borg's define_*_group): a decorator adds the flags and hands the command one
 parsed object."""
 import functools
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import click
 
@@ -31,10 +30,13 @@ def _group(options, build, name):
     return decorate
 
 
+# The parsed groups are NamedTuples, not dataclasses: every command imports this module, and
+# a dataclass costs several times as much to define.
+
 # --- a second repository: init --copy-chunker-params, later copy ---
 
-@dataclass
-class SourceRepository:
+class SourceRepository(NamedTuple):
+    """--from-repo and the other flags of a source repository."""
     repo: Optional[str] = None
     repository_file: Optional[str] = None
     password_file: Optional[str] = None
@@ -81,8 +83,7 @@ def from_repo_options(purpose: str):
 
 # --- exclude / include patterns ---
 
-@dataclass
-class PatternOptions:
+class PatternOptions(NamedTuple):
     """--KIND, --iKIND, --KIND-file and --iKIND-file of one kind (exclude or include)."""
     kind: str
     patterns: tuple = ()
@@ -151,8 +152,8 @@ include_options = _pattern_options("include")
 
 # --- which snapshots: --host, --tag, --path ---
 
-@dataclass
-class SnapshotFilterOptions:
+class SnapshotFilterOptions(NamedTuple):
+    """--host, --tag and --path."""
     hosts: tuple = ()
     tags: tuple = ()
     paths: tuple = ()

@@ -12,6 +12,7 @@ MIN_VERSION = 1
 
 @dataclass(frozen=True)
 class Config:
+    """The config file's fields (format version, repository id, chunker polynomial)."""
     version: int
     id: str
     chunker_polynomial: int

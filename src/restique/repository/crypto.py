@@ -7,8 +7,7 @@ an independent implementation built on the `cryptography` package.
 """
 import base64
 import os
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 from .. import _seal
 from ..errors import IntegrityError
@@ -30,15 +29,13 @@ class CiphertextVerificationFailed(IntegrityError):
         super().__init__("ciphertext verification failed")
 
 
-@dataclass(frozen=True)
-class MasterKey:
+class MasterKey(NamedTuple):
+    """A master key (or a user key derived from a password). Immutable; a NamedTuple because
+    every command loads this module and a frozen dataclass costs several times as much to
+    define. Keys read from files are checked by from_json; the others are made here."""
     encrypt: bytes  # 32 bytes, AES-256
     mac_k: bytes  # 16 bytes, AES-128 key that encrypts the nonce
     mac_r: bytes  # 16 bytes, Poly1305 r
-
-    def __post_init__(self):
-        if len(self.encrypt) != 32 or len(self.mac_k) != 16 or len(self.mac_r) != 16:
-            raise IntegrityError("invalid key length")
 
     @classmethod
     def random(cls) -> "MasterKey":
@@ -58,9 +55,12 @@ class MasterKey:
     def from_json(cls, obj: dict) -> "MasterKey":
         try:
             dec = base64.b64decode
-            return cls(dec(obj["encrypt"]), dec(obj["mac"]["k"]), dec(obj["mac"]["r"]))
+            key = cls(dec(obj["encrypt"]), dec(obj["mac"]["k"]), dec(obj["mac"]["r"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"invalid master key: {exc}") from None
+        if len(key.encrypt) != 32 or len(key.mac_k) != 16 or len(key.mac_r) != 16:
+            raise IntegrityError("invalid key length")
+        return key
 
     # --- sealing (native: restique._seal, one call without the GIL per blob) ---
     def seal(self, plaintext) -> bytes:

@@ -10,11 +10,9 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, NamedTuple, Optional
 
 from ..backend.base import BackendNotFound, FileType
-from ..backend.retry import go_duration
 from ..errors import IntegrityError, LockFailed, RestiqueError
 from ..model import gojson
 from ..model.gotime import GoTime
@@ -24,8 +22,9 @@ STALE_AFTER = 30 * 60
 REFRESH_EVERY = float(os.environ.get("RESTIQUE_LOCK_REFRESH_SECONDS") or 5 * 60)
 
 
-@dataclass
-class LockInfo:
+class LockInfo(NamedTuple):
+    """The content of a lock file (a NamedTuple: cheaper to define than a dataclass, and
+    every command that locks loads this module)."""
     time: GoTime
     exclusive: bool
     hostname: str
@@ -80,6 +79,8 @@ class LockInfo:
         return not _process_exists(self.pid)
 
     def describe(self, storage_id: str) -> str:
+        from ..backend.retry import go_duration
+
         age = max(0.0, time.time() - self.time.unix_ns / 1e9)
         kind = "exclusively " if self.exclusive else ""
         return (
@@ -101,10 +102,12 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def list_locks(repo):
-    """(id, LockInfo or None when unreadable) of every lock file."""
+def list_locks(repo, skip: Optional[str] = None):
+    """(id, LockInfo or None when unreadable) of every lock file but skip (one's own)."""
     result = []
     for lock_id in repo.list_ids(FileType.LOCK):
+        if lock_id == skip:
+            continue
         try:
             result.append((lock_id, LockInfo.from_json(repo.load_unpacked(FileType.LOCK, lock_id))))
         except BackendNotFound:
@@ -153,8 +156,8 @@ class Lock:
 
     def _conflicts(self) -> List[str]:
         reasons = []
-        for lock_id, info in list_locks(self.repo):
-            if lock_id == self.lock_id or info is None:
+        for lock_id, info in list_locks(self.repo, skip=self.lock_id):
+            if info is None:
                 continue
             if self.exclusive or info.exclusive:
                 reasons.append(info.describe(lock_id))
