@@ -4,8 +4,9 @@
 Generates a tree (default 5,000 small files of 0-16 KiB in 50 directories, half random and
 half text, plus 3 large random files of 40 MiB), backs it up once with the real restic, then
 restores the snapshot with each tool into fresh empty directories, alternating the tools,
-and prints the median wall time of each and their ratio. Every restore is checked against
-the source tree (content, mode, mtime) outside the timed part.
+and prints the median wall time, CPU time (user + system) and peak RSS of each and their
+ratios (CPU time is the figure that survives a busy machine). Every restore is checked
+against the source tree (content, mode, mtime) outside the timed part.
 
     python scripts/bench_restore.py [--files 5000] [--large 3] [--large-mib 40] [--repeat 3]
                                     [--work DIR] [--restique 'python -m restique']
@@ -74,13 +75,18 @@ def digest(root: str) -> str:
     return h.hexdigest()
 
 
-def run(cmd, env) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')}")
-    return elapsed
+def run(cmd, env):
+    """(wall seconds, CPU seconds, peak RSS in MiB) of cmd, which must succeed."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read().decode(errors='replace')}")
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -108,7 +114,7 @@ def main() -> None:
         print(f"tree: {args.files} small files + {args.large} x {args.large_mib} MiB = {size / 2**20:.1f} MiB, in {work}")
 
         tools = {"restique": shlex.split(args.restique), "restic": [args.restic]}
-        times = {name: [] for name in tools}
+        times = {name: [] for name in tools}  # (wall, cpu, rss) per repeat
         for r in range(args.repeat):
             order = list(tools) if r % 2 == 0 else list(reversed(tools))
             for name in order:
@@ -120,11 +126,12 @@ def main() -> None:
                 if got != want:
                     sys.exit(f"{name}: restored tree differs from the source")
                 shutil.rmtree(target)
-                print(f"  repeat {r + 1}: {name:9s} {t:6.2f} s")
-        a, b = statistics.median(times["restique"]), statistics.median(times["restic"])
-        print(f"restique restore: {a:.2f} s (median of {args.repeat})")
-        print(f"restic   restore: {b:.2f} s (median of {args.repeat})")
-        print(f"ratio restique/restic: {a / b:.2f}")
+                print(f"  repeat {r + 1}: {name:9s} {t[0]:6.2f} s wall {t[1]:6.2f} s CPU {t[2]:6.1f} MiB")
+        medians = {name: [statistics.median(col) for col in zip(*runs)] for name, runs in times.items()}
+        for name, (wall, cpu, rss) in medians.items():
+            print(f"{name:8s} restore: {wall:.2f} s wall, {cpu:.2f} s CPU, {rss:.1f} MiB (median of {args.repeat})")
+        a, b = medians["restique"], medians["restic"]
+        print(f"ratio restique/restic: wall {a[0] / b[0]:.2f}, CPU {a[1] / b[1]:.2f}, RSS {a[2] / b[2]:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -47,7 +47,7 @@ class PlannedFile:
     @property
     def target(self) -> str:
         """Where it is restored."""
-        return os.path.join(self.directory[1], self.name)
+        return join(self.directory[1], self.name)
 
     @property
     def content(self) -> List[str]:

@@ -142,7 +142,7 @@ class FinishRecording:
                 guard("/", leave_dir, None, self._root, "/", names, True)
                 continue
             parent_location, parent_target = dirs[fields[5]]
-            location, target = join(parent_location, name), os.path.join(parent_target, name)
+            location, target = join(parent_location, name), join(parent_target, name)
             if extra is not None and extra.node is not None:
                 guard(location, _from_node, extra.node, event, target, location, parent_target,
                       names, fields[2], fields[3], visit_node, leave_dir)

@@ -3,13 +3,12 @@
 The plan walk goes through it; the finish step replays what the plan walk recorded of it
 (recording.py), in the same order, without loading the trees again.
 """
-import os
 from typing import Callable, Dict, List, Optional
 
 from ...errors import RestiqueError
 from ...model.names import child_name_problem
 from ..restore_selection import Selection
-from ..walker import TreeLoader, walk_events
+from ..walker import TreeLoader, join, walk_events
 from .report import RestoreReport
 
 # enter_dir(node, target, location); visit_node(node, target, location, parent_target);
@@ -93,7 +92,7 @@ class TreeTraversal:
             return False
         if node.type == "socket":
             return False  # sockets cannot be restored
-        target = os.path.join(parent.target, node.name)
+        target = join(parent.target, node.name)  # a checked name: one plain component
         is_dir = node.type == "dir"
         selected, child_may = self.select(location, is_dir)
         if selected:
