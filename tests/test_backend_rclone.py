@@ -12,6 +12,7 @@ import requests
 from test_backend_conformance import *  # noqa: F401,F403 - the contract, run here against rclone
 
 from conftest import clean_env, restique_cmd, run_restic, run_restique
+from restique.backend import FileType
 from restique.backend.options import BackendOptions
 from restique.backend.rclone import RcloneBackend, command, open_rclone
 
@@ -39,7 +40,10 @@ def test_only_restique_can_talk_to_its_rclone(tmp_path):
     try:
         assert isinstance(be, RcloneBackend) and be.url.startswith("http://127.0.0.1:")
         assert requests.head(f"{be.url}/config").status_code == 401
-        assert be.session.auth and be.location == f"rclone:{tmp_path}"
+        assert be.auth and be.location == f"rclone:{tmp_path}"
+        be.create()  # the backend's own requests carry the user and password
+        be.save(FileType.KEY, "ab" * 32, b"key")
+        assert be.load(FileType.KEY, "ab" * 32) == b"key"
         proc = be.process
     finally:
         be.close()

@@ -1,7 +1,9 @@
 """The REST backend: the whole backend contract against `rclone serve restic` (a real server
 speaking rest-server's protocol) and a version 1 stub, then the command line round trips
 with the real restic reading what restique wrote and the other way round."""
+import base64
 import itertools
+import subprocess
 
 import pytest
 
@@ -10,6 +12,8 @@ from test_backend_conformance import DATA_TYPES, listed, store
 
 from conftest import run_restic, run_restique
 from servers import RcloneServer, start_stub
+from restique.backend import BackendError, FileType
+from restique.backend.options import BackendOptions
 from restique.backend.rest import RestBackend, strip_password
 
 _repo_numbers = itertools.count()
@@ -57,7 +61,9 @@ def test_passwords_are_not_shown():
     assert strip_password("rest:https://user:secret@host:8000/repo/") == "rest:https://user:***@host:8000/repo/"
     assert strip_password("rest:http://host/") == "rest:http://host/"
     be = RestBackend("http://u:p%40ss@127.0.0.1:1/r/", "rest:http://u:p%40ss@127.0.0.1:1/r/")
-    assert be.session.auth == ("u", "p@ss") and "p%40ss" not in be.location
+    assert be.auth == ("u", "p@ss") and "p%40ss" not in be.location
+    # every request carries the decoded user and password
+    assert be.headers["authorization"] == "Basic " + base64.b64encode(b"u:p@ss").decode()
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,3 +129,32 @@ def test_basic_auth(tmp_path, files):
         assert "401" in err and "retrying" not in err and "nope" not in err
     finally:
         srv.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# TLS
+
+
+def test_https_with_cacert_and_insecure_tls(tmp_path):
+    """A server with a self-signed certificate: refused as restic refuses it, reached with
+    --cacert naming the certificate, or with --insecure-tls."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    server = RcloneServer(tmp_path / "served", "--cert", str(cert), "--key", str(key)).start()
+    url = f"https://127.0.0.1:{server.port}/repo/"
+    try:
+        refused = RestBackend(url)
+        with pytest.raises(BackendError, match="(?i)certificate"):
+            refused.create()
+        refused.close()
+        trusted = RestBackend(url, options=BackendOptions(cacert=(str(cert),)))
+        trusted.create()
+        trusted.save(FileType.KEY, "cd" * 32, b"over tls")
+        trusted.close()
+        insecure = RestBackend(url, options=BackendOptions(insecure_tls=True))
+        assert insecure.load(FileType.KEY, "cd" * 32) == b"over tls"
+        insecure.close()
+    finally:
+        server.stop()
