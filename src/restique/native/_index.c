@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -37,8 +38,8 @@
 #define BUCKETS 65536
 #define ID_TAIL 30               /* id bytes a record stores; the bucket implies the first 2 */
 #define MIN_MERGE 65536          /* a tail this small stays hashed: a merge walks every bucket */
-#define TRIM_BYTES (16u << 20)   /* give freed memory back to the system from this much on */
 #define INSERTION_SORT_MAX 24
+#define STEP_DIVISOR 8           /* additions merge once the tail is an eighth of the table */
 
 typedef struct {
     uint8_t id[32];
@@ -73,7 +74,44 @@ typedef struct {
     Py_ssize_t tail_count, tail_cap, tail_hashed;
     uint32_t *slots; /* open addressing over the tail: index + 1, 0 = empty */
     size_t slot_mask;
+    int queried;     /* the first query merges what loading left in the tail */
+    size_t records_mapped, numbers_mapped, exceptions_mapped, tail_mapped; /* bytes of their mappings */
 } Table;
+
+/* --- large arrays ------------------------------------------------------------------------- *
+ * The records, numbers, exceptions, tail and a merge's scratch have mappings of their own: they grow by mremap without a copy
+ * or a second peak, and freeing one gives it back to the system. From the heap, the holes that
+ * growing arrays leave behind stayed resident (about 4 bytes a blob). */
+
+static size_t
+page_rounded(size_t size)
+{
+    size_t page = 4096;
+    return (size + page - 1) / page * page;
+}
+
+/* p (of *mapped bytes, NULL when 0) resized to hold size bytes; NULL and p intact on failure. */
+static void *
+map_resize(void *p, size_t *mapped, size_t size)
+{
+    size = page_rounded(size ? size : 1);
+    if (size == *mapped)
+        return p;
+    void *q = *mapped ? mremap(p, *mapped, size, MREMAP_MAYMOVE)
+                      : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED)
+        return NULL;
+    *mapped = size;
+    return q;
+}
+
+static void
+map_free(void *p, size_t *mapped)
+{
+    if (*mapped)
+        munmap(p, *mapped);
+    *mapped = 0;
+}
 
 /* --- bit-packed fields -------------------------------------------------------------------- */
 
@@ -90,7 +128,8 @@ put_bits(uint8_t *p, uint64_t pos, unsigned width, uint64_t v)
         unsigned shift = pos & 7, take = 8 - shift;
         if (take > width)
             take = width;
-        p[pos >> 3] |= (uint8_t)((v & ((1u << take) - 1)) << shift);
+        uint8_t mask = (uint8_t)(((1u << take) - 1) << shift);
+        p[pos >> 3] = (uint8_t)((p[pos >> 3] & ~mask) | ((v << shift) & mask));
         v >>= take;
         pos += take;
         width -= take;
@@ -299,7 +338,7 @@ push_tail(Table *t, const TailEntry *e)
         Py_ssize_t cap = t->tail_cap ? t->tail_cap * 2 : 256;
         if (cap > UINT32_MAX - 1)
             return -1;
-        TailEntry *grown = realloc(t->tail, (size_t)cap * sizeof(TailEntry));
+        TailEntry *grown = map_resize(t->tail, &t->tail_mapped, (size_t)cap * sizeof(TailEntry));
         if (!grown)
             return -1;
         t->tail = grown;
@@ -339,9 +378,9 @@ sort_bucket(uint32_t *order, size_t n, TailEntry *tail)
 
 /* The live tail entries, grouped by bucket (starts[b]..starts[b+1]) and sorted in each. */
 static uint32_t *
-sorted_tail(Table *t, Py_ssize_t *starts)
+sorted_tail(Table *t, Py_ssize_t *starts, size_t *mapped)
 {
-    uint32_t *order = malloc((size_t)(t->tail_count ? t->tail_count : 1) * sizeof(uint32_t));
+    uint32_t *order = map_resize(NULL, mapped, (size_t)t->tail_count * sizeof(uint32_t));
     if (!order)
         return NULL;
     memset(starts, 0, (BUCKETS + 1) * sizeof(Py_ssize_t));
@@ -352,7 +391,7 @@ sorted_tail(Table *t, Py_ssize_t *starts)
         starts[b + 1] += starts[b];
     Py_ssize_t *fill = PyMem_Malloc(BUCKETS * sizeof(Py_ssize_t));
     if (!fill) {
-        free(order);
+        map_free(order, mapped);
         return NULL;
     }
     memcpy(fill, starts, BUCKETS * sizeof(Py_ssize_t));
@@ -438,156 +477,143 @@ widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, unsigned *widths
 
 /* --- merging the tail into the records ---------------------------------------------------- */
 
-typedef struct {
-    uint8_t *records, *numbers;
-    unsigned widths[4], bits;
-    Exception *exceptions;
-    Py_ssize_t exception_count, exception_cap, written;
-    uint8_t *packed_exceptions; /* the exceptions at the end, at the widths they need */
-    unsigned exception_widths[5], exception_bits;
-} Output;
+/* Drop the tail entries (in sorted order) whose id the records or an earlier tail entry hold:
+ * the first addition of an id wins. Compacts order and starts; returns the live count. */
+static Py_ssize_t
+drop_copies(const Table *t, uint32_t *order, Py_ssize_t *starts)
+{
+    Py_ssize_t w = 0, from = starts[0];
+    for (unsigned b = 0; b < BUCKETS; b++) {
+        Py_ssize_t to = starts[b + 1];
+        starts[b] = w;
+        for (Py_ssize_t k = from; k < to; k++) {
+            const uint8_t *id = t->tail[order[k]].id;
+            if (w > starts[b] && memcmp(t->tail[order[w - 1]].id, id, 32) == 0)
+                continue;
+            if (find_record(t, id) >= 0)
+                continue;
+            order[w++] = order[k];
+        }
+        from = to;
+    }
+    starts[BUCKETS] = w;
+    return w;
+}
 
-static int
-pack_exceptions(Output *o)
+/* The exceptions by position, bit-packed at the widths they need, into out (sized for the
+ * widest: 32 + 32 + 3 * 64 bits each). */
+static void
+pack_exceptions(const Exception *list, Py_ssize_t n, uint8_t *out, unsigned *widths, unsigned *bits)
 {
     uint64_t widest[5] = {0, 0, 0, 0, 0};
-    for (Py_ssize_t i = 0; i < o->exception_count; i++) {
-        const Exception *e = &o->exceptions[i];
-        widest[0] |= e->position, widest[1] |= e->pack, widest[2] |= e->offset;
-        widest[3] |= e->length, widest[4] |= e->ulen;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        widest[0] |= list[i].position, widest[1] |= list[i].pack, widest[2] |= list[i].offset;
+        widest[3] |= list[i].length, widest[4] |= list[i].ulen;
     }
-    o->exception_bits = 0;
+    *bits = 0;
     for (int k = 0; k < 5; k++)
-        o->exception_bits += o->exception_widths[k] = bits_for(widest[k]);
-    o->packed_exceptions = calloc(((size_t)o->exception_count * o->exception_bits + 7) / 8 + 8, 1);
-    if (!o->packed_exceptions)
-        return -1;
+        *bits += widths[k] = bits_for(widest[k]);
     uint64_t pos = 0;
-    for (Py_ssize_t i = 0; i < o->exception_count; i++) {
-        const Exception *e = &o->exceptions[i];
-        const uint64_t v[5] = {e->position, e->pack, e->offset, e->length, e->ulen};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint64_t v[5] = {list[i].position, list[i].pack, list[i].offset, list[i].length, list[i].ulen};
         for (int k = 0; k < 5; k++) {
-            put_bits(o->packed_exceptions, pos, o->exception_widths[k], v[k]);
-            pos += o->exception_widths[k];
+            put_bits(out, pos, widths[k], v[k]);
+            pos += widths[k];
         }
     }
-    return 0;
 }
 
-static int
-emit(Output *o, const uint8_t *id_tail, const Fields *f)
-{
-    memcpy(o->records + (size_t)o->written * ID_TAIL, id_tail, ID_TAIL);
-    if (encode_fields(o->numbers, o->widths, o->bits, o->written, f)) {
-        if (o->exception_count == o->exception_cap) {
-            Py_ssize_t cap = o->exception_cap ? o->exception_cap * 2 : 64;
-            Exception *grown = realloc(o->exceptions, (size_t)cap * sizeof(Exception));
-            if (!grown)
-                return -1;
-            o->exceptions = grown, o->exception_cap = cap;
-        }
-        o->exceptions[o->exception_count++] = (Exception){(uint32_t)o->written, (uint32_t)f->pack,
-                                                          f->offset, f->length, f->ulen};
-    }
-    o->written++;
-    return 0;
-}
+#define EXCEPTION_MAX_BITS (32 + 32 + 3 * 64)
 
-/* Merge one bucket of old records [r, r_end) and sorted tail entries; the records win ties. */
-static int
-merge_bucket(const Table *t, Py_ssize_t r, Py_ssize_t r_end, const uint32_t *order, Py_ssize_t n,
-             Output *o)
-{
-    Py_ssize_t k = 0;
-    const uint8_t *last = NULL;
-    while (r < r_end || k < n) {
-        const TailEntry *e = k < n ? &t->tail[order[k]] : NULL;
-        const uint8_t *rec = r < r_end ? t->records + (size_t)r * ID_TAIL : NULL;
-        if (e && last && memcmp(e->id + 2, last, ID_TAIL) == 0) {
-            k++; /* a later copy */
-            continue;
-        }
-        Fields f;
-        const uint8_t *id_tail;
-        if (rec && (!e || memcmp(rec, e->id + 2, ID_TAIL) <= 0)) {
-            decode_fields(t, r++, &f);
-            id_tail = rec;
-        } else {
-            f = (Fields){e->pack, e->offset, e->length, e->ulen};
-            id_tail = e->id + 2;
-            k++;
-        }
-        last = o->records + (size_t)o->written * ID_TAIL;
-        if (emit(o, id_tail, &f) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static void *
-shrunk(void *p, size_t size)
-{
-    void *q = realloc(p, size ? size : 1);
-    return q ? q : p;
-}
-
-/* Replace the table's arrays with the merge's output, freeing the old ones and the tail. */
-static void
-install(Table *t, Output *o, uint32_t *bucket)
-{
-    Py_ssize_t freed_tail = t->tail_cap;
-    free(t->records), free(t->numbers), free(t->exceptions), free(t->bucket), free(t->tail), free(t->slots);
-    t->records = shrunk(o->records, (size_t)o->written * ID_TAIL);
-    t->numbers = shrunk(o->numbers, ((size_t)o->written * o->bits + 7) / 8 + 8);
-    t->exceptions = o->packed_exceptions;
-    free(o->exceptions);
-    memcpy(t->exception_widths, o->exception_widths, sizeof o->exception_widths);
-    t->exception_bits = o->exception_bits;
-    t->exception_count = o->exception_count;
-    t->bucket = bucket;
-    t->count = o->written;
-    t->bits = o->bits;
-    memcpy(t->widths, o->widths, sizeof o->widths);
-    t->tail = NULL, t->slots = NULL;
-    t->tail_count = t->tail_cap = t->tail_hashed = 0;
-    t->slot_mask = 0;
-#ifdef __GLIBC__
-    if ((size_t)freed_tail * sizeof(TailEntry) >= TRIM_BYTES)
-        malloc_trim(0); /* else glibc keeps the freed tail's pages: ~6 bytes a blob */
-#endif
-}
-
+/* Merge the tail into the records in place, from the end backwards: a record only moves up
+ * (tail entries sort in below it) and its numbers only widen (the widths never shrink), so a
+ * write never reaches what is still to be read, and a merge needs no second copy of the
+ * table -- loading merges in steps, and the peak is the table plus one step's tail.
+ * Everything that can fail is allocated before the first record moves. */
 static int
 merge_tail(Table *t)
 {
     Py_ssize_t *starts = PyMem_Malloc((BUCKETS + 1) * sizeof(Py_ssize_t));
-    uint32_t *bucket = malloc((BUCKETS + 1) * sizeof(uint32_t));
-    uint32_t *order = starts && bucket ? sorted_tail(t, starts) : NULL;
-    Py_ssize_t live = starts ? starts[BUCKETS] : 0, total = t->count + live;
-    Output o = {.written = 0};
-    if (order && (size_t)total < UINT32_MAX) {
-        widths_for(t, order, live, o.widths);
+    size_t order_mapped = 0, list_mapped = 0, packed_mapped = 0; /* scratch: mapped, see above */
+    uint32_t *order = starts ? sorted_tail(t, starts, &order_mapped) : NULL;
+    Py_ssize_t live = order ? drop_copies(t, order, starts) : 0, total = t->count + live;
+    unsigned widths[4], bits = 0;
+    Exception *list = NULL;
+    uint8_t *packed = NULL;
+    uint32_t *bucket = t->bucket;
+    size_t most = (size_t)t->exception_count + live; /* old values fit wider fields */
+    int failed = !order || (size_t)total >= UINT32_MAX;
+    if (!failed) {
+        widths_for(t, order, live, widths);
         for (int k = 0; k < 4; k++) {
-            o.widths[k] = o.widths[k] > 64 ? 64 : o.widths[k];
-            o.bits += o.widths[k];
+            widths[k] = widths[k] > 64 ? 64 : widths[k];
+            if (t->count && widths[k] < t->widths[k])
+                widths[k] = t->widths[k];
+            bits += widths[k];
         }
-        o.records = malloc((size_t)(total ? total : 1) * ID_TAIL);
-        o.numbers = calloc(((size_t)total * o.bits + 7) / 8 + 8, 1); /* put_bits ORs into zeros */
+        list = map_resize(NULL, &list_mapped, most * sizeof(Exception));
+        packed = map_resize(NULL, &packed_mapped, (most * EXCEPTION_MAX_BITS + 7) / 8 + 8);
+        if (!bucket)
+            bucket = calloc(BUCKETS + 1, sizeof(uint32_t));
+        uint8_t *records = map_resize(t->records, &t->records_mapped, (size_t)total * ID_TAIL);
+        if (records)
+            t->records = records;
+        uint8_t *numbers = map_resize(t->numbers, &t->numbers_mapped, ((size_t)total * bits + 7) / 8 + 8);
+        if (numbers)
+            t->numbers = numbers;
+        failed = !list || !packed || !bucket || !records || !numbers;
     }
-    int failed = !o.records || !o.numbers;
-    for (unsigned b = 0; b < BUCKETS && !failed; b++) {
-        bucket[b] = (uint32_t)o.written;
-        Py_ssize_t r = t->count ? t->bucket[b] : 0, r_end = t->count ? t->bucket[b + 1] : 0;
-        failed = merge_bucket(t, r, r_end, order + starts[b], starts[b + 1] - starts[b], &o) < 0;
-    }
-    PyMem_Free(starts), free(order);
-    if (failed || pack_exceptions(&o) < 0) {
-        free(bucket), free(o.records), free(o.numbers), free(o.exceptions), free(o.packed_exceptions);
+    if (failed) {
+        PyMem_Free(starts), map_free(order, &order_mapped);
+        map_free(list, &list_mapped), map_free(packed, &packed_mapped);
+        if (bucket != t->bucket)
+            free(bucket);
         PyErr_NoMemory();
         return -1;
     }
-    bucket[BUCKETS] = (uint32_t)o.written;
-    install(t, &o, bucket);
+    Py_ssize_t j = total, exceptions = 0, old_next = t->count;
+    for (int b = BUCKETS - 1; b >= 0; b--) {
+        Py_ssize_t r_lo = t->count ? bucket[b] : 0, r = old_next;
+        Py_ssize_t k_lo = starts[b], k = starts[b + 1];
+        while (r > r_lo || k > k_lo) {
+            const TailEntry *e = k > k_lo ? &t->tail[order[k - 1]] : NULL;
+            Fields f;
+            j--;
+            if (r > r_lo && (!e || compare_tails(t->records + (size_t)(r - 1) * ID_TAIL, e->id + 2) > 0)) {
+                r--;
+                decode_fields(t, r, &f); /* the old widths, until the merge is done */
+                memmove(t->records + (size_t)j * ID_TAIL, t->records + (size_t)r * ID_TAIL, ID_TAIL);
+            } else {
+                k--;
+                f = (Fields){e->pack, e->offset, e->length, e->ulen};
+                memcpy(t->records + (size_t)j * ID_TAIL, e->id + 2, ID_TAIL);
+            }
+            if (encode_fields(t->numbers, widths, bits, j, &f))
+                list[exceptions++] = (Exception){(uint32_t)j, (uint32_t)f.pack, f.offset, f.length, f.ulen};
+        }
+        old_next = r_lo;
+        bucket[b] = (uint32_t)j;
+    }
+    bucket[BUCKETS] = (uint32_t)total;
+    for (Py_ssize_t a = 0, z = exceptions - 1; a < z; a++, z--) { /* by position */
+        Exception x = list[a];
+        list[a] = list[z], list[z] = x;
+    }
+    pack_exceptions(list, exceptions, packed, t->exception_widths, &t->exception_bits);
+    map_free(list, &list_mapped), map_free(t->exceptions, &t->exceptions_mapped);
+    uint8_t *fitted = map_resize(packed, &packed_mapped, ((size_t)exceptions * t->exception_bits + 7) / 8 + 8);
+    t->exceptions = fitted ? fitted : packed; /* shrinking in place: it does not fail */
+    t->exceptions_mapped = packed_mapped;
+    t->exception_count = exceptions;
+    memcpy(t->widths, widths, sizeof widths);
+    t->bits = bits;
+    t->bucket = bucket;
+    t->count = total;
+    PyMem_Free(starts), map_free(order, &order_mapped), free(t->slots);
+    map_free(t->tail, &t->tail_mapped);
+    t->tail = NULL, t->slots = NULL;
+    t->tail_count = t->tail_cap = t->tail_hashed = 0;
+    t->slot_mask = 0;
     return 0;
 }
 
@@ -595,6 +621,14 @@ merge_tail(Table *t)
 static int
 settle(Table *t)
 {
+    if (!t->queried) { /* loading is over */
+        t->queried = 1;
+        int failed = t->tail_count && merge_tail(t) < 0;
+#ifdef __GLIBC__
+        malloc_trim(0); /* loading left the heap full of holes (index files' text): give them back */
+#endif
+        return failed ? -1 : 0;
+    }
     if (t->tail_count == t->tail_hashed)
         return 0;
     if (t->tail_count >= MIN_MERGE && t->tail_count >= t->count / 8)
@@ -603,6 +637,16 @@ settle(Table *t)
         PyErr_NoMemory();
         return -1;
     }
+    return 0;
+}
+
+/* Many additions before a query -- loading the index -- are merged in steps, so the tail never
+ * holds them all: its entries are larger than records, and a step's merge needs no copy. */
+static int
+merge_step(Table *t)
+{
+    if (t->tail_count >= MIN_MERGE && t->tail_count >= t->count / STEP_DIVISOR)
+        return merge_tail(t);
     return 0;
 }
 
@@ -710,7 +754,7 @@ Table_sizes(Table *t, PyObject *hex)
 static Py_ssize_t
 Table_len(Table *t)
 {
-    if (t->tail_count && merge_tail(t) < 0)
+    if (settle(t) < 0 || (t->tail_count && merge_tail(t) < 0))
         return -1;
     return t->count;
 }
@@ -803,7 +847,7 @@ Table_add(Table *t, PyObject *args)
     for (int k = 0; k < 4 && !bad; k++)
         bad = as_u64(objs[k], &v[k]) < 0;
     if (!bad)
-        bad = add_entry(t, id.buf, v[0], v[1], v[2], v[3]) < 0;
+        bad = add_entry(t, id.buf, v[0], v[1], v[2], v[3]) < 0 || merge_step(t) < 0;
     PyBuffer_Release(&id);
     return bad ? NULL : Py_NewRef(Py_None);
 }
@@ -823,7 +867,9 @@ Table_exception_count(Table *t, void *closure)
 static void
 Table_dealloc(Table *t)
 {
-    free(t->records), free(t->numbers), free(t->exceptions), free(t->bucket), free(t->tail), free(t->slots);
+    map_free(t->records, &t->records_mapped), map_free(t->numbers, &t->numbers_mapped);
+    map_free(t->tail, &t->tail_mapped);
+    map_free(t->exceptions, &t->exceptions_mapped), free(t->bucket), free(t->slots);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
@@ -933,7 +979,7 @@ add_packs(PyObject *module, PyObject *args)
             ok = add_canonical_blob(PyList_GET_ITEM(blobs, k), data, tree, number);
     }
     if (ok > 0)
-        Py_RETURN_TRUE;
+        return merge_step(data) < 0 || merge_step(tree) < 0 ? NULL : Py_NewRef(Py_True);
     data->tail_count = data_mark, tree->tail_count = tree_mark; /* nothing hashed past them */
     if (ok < 0 || PyErr_Occurred())
         return NULL;
@@ -1232,10 +1278,10 @@ load_index(PyObject *module, PyObject *args)
                    commit_stage(tables[1], &stage[1], numbers) < 0))
         ok = -1;
     PyMem_Free(numbers), PyMem_Free(r.pack_ids);
-    free(stage[0].tail), free(stage[1].tail);
+    map_free(stage[0].tail, &stage[0].tail_mapped), map_free(stage[1].tail, &stage[1].tail_mapped);
     PyBuffer_Release(&raw);
     if (ok > 0)
-        Py_RETURN_TRUE;
+        return merge_step(tables[0]) < 0 || merge_step(tables[1]) < 0 ? NULL : Py_NewRef(Py_True);
     return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
 }
 
