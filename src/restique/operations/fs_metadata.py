@@ -56,12 +56,22 @@ _users: Dict[int, str] = {}
 _groups: Dict[int, str] = {}
 
 
+def _user(uid: int) -> str:
+    return pwd.getpwuid(uid).pw_name
+
+
+def _group(gid: int) -> str:
+    return grp.getgrgid(gid).gr_name
+
+
 def user_name(uid: int) -> str:
-    return _cached_name(_users, uid, lambda i: pwd.getpwuid(i).pw_name)
+    name = _users.get(uid)  # asked for every entry a walk or a reuse check sees
+    return name if name is not None else _cached_name(_users, uid, _user)
 
 
 def group_name(gid: int) -> str:
-    return _cached_name(_groups, gid, lambda i: grp.getgrgid(i).gr_name)
+    name = _groups.get(gid)
+    return name if name is not None else _cached_name(_groups, gid, _group)
 
 
 class LocalTime:
