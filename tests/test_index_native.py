@@ -405,6 +405,21 @@ def test_index_files_merged_in_steps_while_loading():
         assert native.lookup(b["type"], b["id"]) == reference.lookup(b["type"], b["id"])
 
 
+def test_crowded_bucket_groups_keep_32_bit_starts():
+    """Ids sharing a first byte (one group of 256 buckets) beyond 16 bits of positions: the
+    bucket table falls back to 32-bit starts, and lookups, order and hex ids stay exact."""
+    rnd = random.Random(13)
+    table, model = BlobTable(), {}
+    for n in range(80_000):  # 72,000 in group 7
+        blob_id = bytes([7]) + rnd.randbytes(31) if n % 10 else rnd.randbytes(32)
+        table.add(blob_id, n % 5, n, n + 1, 0)
+        model.setdefault(blob_id.hex(), (n % 5, n, n + 1, 0))
+    assert len(table) == len(model)
+    assert table.hex_slice(0, len(table)) == sorted(model)
+    assert all(table.get(blob_id) == v for blob_id, v in model.items())
+    assert table.has(("07" + "00" * 31)) is False
+
+
 def test_pack_ids_are_numbered_in_order_of_first_appearance():
     from restique._index import PackIds
 

@@ -69,7 +69,10 @@ typedef struct {
     uint8_t *exceptions; /* by position: position and the four numbers, bit-packed */
     unsigned exception_widths[5], exception_bits;
     Py_ssize_t exception_count;
-    uint32_t *bucket;   /* BUCKETS + 1 start positions, NULL while count == 0 */
+    /* where each of the BUCKETS + 1 buckets starts (NULL while count == 0): a 32-bit base per
+     * group of 256 buckets plus 16-bit offsets, or 32-bit starts when a group spans more */
+    uint32_t *bucket_base, *bucket_wide;
+    uint16_t *bucket_off;
     TailEntry *tail;
     Py_ssize_t tail_count, tail_cap, tail_hashed;
     uint32_t *slots; /* open addressing over the tail: index + 1, 0 = empty */
@@ -249,13 +252,38 @@ compare_tails(const uint8_t *a, const uint8_t *b)
     return memcmp(a + 8, b + 8, ID_TAIL - 8);
 }
 
+#define GROUP_SHIFT 8
+#define GROUPS ((BUCKETS >> GROUP_SHIFT) + 1)
+
+static Py_ssize_t
+bucket_start(const Table *t, unsigned b)
+{
+    return t->bucket_wide ? t->bucket_wide[b] : t->bucket_base[b >> GROUP_SHIFT] + t->bucket_off[b];
+}
+
+/* The starts as the compact table (base[b >> 8] + off[b]); 0 when a group spans more than
+ * 16 bits of positions (about 16 million records). */
+static int
+compact_buckets(const uint32_t *starts, uint32_t *base, uint16_t *off)
+{
+    for (unsigned b = 0; b <= BUCKETS; b++) {
+        if (!(b & ((1u << GROUP_SHIFT) - 1)))
+            base[b >> GROUP_SHIFT] = starts[b];
+        uint32_t delta = starts[b] - base[b >> GROUP_SHIFT];
+        if (delta > UINT16_MAX)
+            return 0;
+        off[b] = (uint16_t)delta;
+    }
+    return 1;
+}
+
 static Py_ssize_t
 find_record(const Table *t, const uint8_t *id)
 {
     if (!t->count)
         return -1;
     unsigned b = bucket_of(id);
-    Py_ssize_t lo = t->bucket[b], hi = t->bucket[b + 1];
+    Py_ssize_t lo = bucket_start(t, b), hi = bucket_start(t, b + 1);
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
         int c = compare_tails(t->records + (size_t)mid * ID_TAIL, id + 2);
@@ -540,7 +568,8 @@ merge_tail(Table *t)
     unsigned widths[4], bits = 0;
     Exception *list = NULL;
     uint8_t *packed = NULL;
-    uint32_t *bucket = t->bucket;
+    uint32_t *bucket = NULL, *base = NULL; /* bucket: every start, during the merge */
+    uint16_t *off = NULL;
     size_t most = (size_t)t->exception_count + live; /* old values fit wider fields */
     int failed = !order || (size_t)total >= UINT32_MAX;
     if (!failed) {
@@ -553,21 +582,23 @@ merge_tail(Table *t)
         }
         list = map_resize(NULL, &list_mapped, most * sizeof(Exception));
         packed = map_resize(NULL, &packed_mapped, (most * EXCEPTION_MAX_BITS + 7) / 8 + 8);
-        if (!bucket)
-            bucket = calloc(BUCKETS + 1, sizeof(uint32_t));
+        bucket = malloc((BUCKETS + 1) * sizeof(uint32_t));
+        base = malloc(GROUPS * sizeof(uint32_t));
+        off = malloc((BUCKETS + 1) * sizeof(uint16_t));
+        for (unsigned b = 0; bucket && b <= BUCKETS; b++)
+            bucket[b] = t->count ? (uint32_t)bucket_start(t, b) : 0;
         uint8_t *records = map_resize(t->records, &t->records_mapped, (size_t)total * ID_TAIL);
         if (records)
             t->records = records;
         uint8_t *numbers = map_resize(t->numbers, &t->numbers_mapped, ((size_t)total * bits + 7) / 8 + 8);
         if (numbers)
             t->numbers = numbers;
-        failed = !list || !packed || !bucket || !records || !numbers;
+        failed = !list || !packed || !bucket || !base || !off || !records || !numbers;
     }
     if (failed) {
         PyMem_Free(starts), map_free(order, &order_mapped);
         map_free(list, &list_mapped), map_free(packed, &packed_mapped);
-        if (bucket != t->bucket)
-            free(bucket);
+        free(bucket), free(base), free(off);
         PyErr_NoMemory();
         return -1;
     }
@@ -607,7 +638,14 @@ merge_tail(Table *t)
     t->exception_count = exceptions;
     memcpy(t->widths, widths, sizeof widths);
     t->bits = bits;
-    t->bucket = bucket;
+    free(t->bucket_base), free(t->bucket_off), free(t->bucket_wide);
+    if (compact_buckets(bucket, base, off)) {
+        free(bucket);
+        t->bucket_base = base, t->bucket_off = off, t->bucket_wide = NULL;
+    } else {
+        free(base), free(off);
+        t->bucket_base = NULL, t->bucket_off = NULL, t->bucket_wide = bucket;
+    }
     t->count = total;
     PyMem_Free(starts), map_free(order, &order_mapped), free(t->slots);
     map_free(t->tail, &t->tail_mapped);
@@ -775,13 +813,13 @@ Table_hex_slice(Table *t, PyObject *args)
     unsigned b = 0, hi = start < stop ? BUCKETS : 0; /* the last b with bucket[b] <= start */
     while (b + 1 < hi) {
         unsigned mid = (b + hi) / 2;
-        if (t->bucket[mid] <= (uint32_t)start)
+        if (bucket_start(t, mid) <= start)
             b = mid;
         else
             hi = mid;
     }
     for (Py_ssize_t i = start; i < stop; i++) {
-        while (t->bucket[b + 1] <= (uint32_t)i)
+        while (bucket_start(t, b + 1) <= i)
             b++;
         uint8_t id[32] = {(uint8_t)(b >> 8), (uint8_t)b};
         memcpy(id + 2, t->records + (size_t)i * ID_TAIL, ID_TAIL);
@@ -869,7 +907,8 @@ Table_dealloc(Table *t)
 {
     map_free(t->records, &t->records_mapped), map_free(t->numbers, &t->numbers_mapped);
     map_free(t->tail, &t->tail_mapped);
-    map_free(t->exceptions, &t->exceptions_mapped), free(t->bucket), free(t->slots);
+    map_free(t->exceptions, &t->exceptions_mapped), free(t->slots);
+    free(t->bucket_base), free(t->bucket_off), free(t->bucket_wide);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
