@@ -188,6 +188,10 @@ def test_a_failed_lock_refresh_is_reported_and_the_command_goes_on(tmp_path, sma
     locks = repo / "locks"
     try:
         wait_for(lambda: lock_ids(repo), "lock", proc)
+        first = lock_ids(repo)
+        # after its first refresh: right after taking it the command still lists locks/ for
+        # conflicts, and a file there would fail that check instead of a refresh
+        wait_for(lambda: lock_ids(repo) not in ([], first), "lock refresh", proc)
         shutil.move(locks, tmp_path / "locks-aside")
         locks.write_text("not a folder")  # no lock file can be written now, not even by root
         time.sleep(1.2)
