@@ -48,8 +48,11 @@ class BlobStore:
         # a remote backend stores as many packs at once as it has connections (each upload
         # mostly waits on the network); a local one, LOCAL_UPLOADS
         self._upload_count = remote_connections(backend) or LOCAL_UPLOADS
-        # full packs not yet written, in bytes: one pack per uploader, but not past UPLOAD_MEMORY
-        self._upload_budget = _ByteBudget(min(self._upload_count * pack_size, max(UPLOAD_MEMORY, pack_size)))
+        # full packs not yet written, in bytes: one pack per uploader, but not past UPLOAD_MEMORY.
+        # A pack is closed once past pack_size, by up to a blob: with room for exactly
+        # pack_size each, the second of two uploads had to wait for the first.
+        per_pack = pack_size + pack_size // 2
+        self._upload_budget = _ByteBudget(min(self._upload_count * per_pack, max(UPLOAD_MEMORY, per_pack)))
         self._uploaders: List[threading.Thread] = []
         self._upload_error: Optional[BaseException] = None
         self.dry_run = False  # seal and count, but write nothing

@@ -19,6 +19,7 @@ import threading
 from typing import Iterator
 
 from restique import _chunker
+from restique.repository.chunk_buffers import HeldChunk, ReadBuffers
 
 __all__ = [
     "MIN_SIZE",
@@ -26,9 +27,12 @@ __all__ = [
     "AVERAGE_BITS",
     "WINDOW_SIZE",
     "Chunker",
+    "HeldChunk",
+    "ReadBuffers",
     "random_polynomial",
     "is_irreducible",
     "polynomial_degree",
+    "all_zero",
 ]
 
 MIN_SIZE = 512 * 1024
@@ -36,6 +40,8 @@ MAX_SIZE = 8 * 1024 * 1024
 AVERAGE_BITS = 20  # split mask (1 << 20) - 1: chunks of about 1 MiB past MinSize
 WINDOW_SIZE = 64
 DEFAULT_BUFFER_SIZE = 16 * 1024 * 1024
+
+all_zero = _chunker.all_zero  # all_zero(buffer) -> bool, without the GIL for large buffers
 
 _POL_MAX_TRIES = 1_000_000  # restic gives up after a million random candidates
 _POOLED_BUFFERS = 4  # per Chunker, each buffer_size bytes
@@ -207,6 +213,55 @@ class Chunker:
         if getattr(stream, "read", None) is not None:
             return self._chunks_read(stream, buffer_size)
         raise TypeError(f"{type(stream).__name__} has neither readinto() nor read()")
+
+    def held_chunks(self, stream, buffers: ReadBuffers) -> Iterator[HeldChunk]:
+        """Yield the chunks of a binary stream as views into buffers of the pool, in order;
+        the caller releases each once it is done with it (from any thread).
+
+        The unfinished chunk at a buffer's end is moved to the start of the next buffer,
+        which is then filled up from the stream, so every chunk lies in one buffer: the
+        buffers must be larger than max_size. A reader holds one buffer at most while it
+        waits for another, so any number of streams may share a pool of at least one.
+        A stream without readinto() gets chunks of their own (copies)."""
+        if buffers.size <= self.max_size:
+            raise ValueError(f"read buffers of {buffers.size} bytes cannot hold a chunk of {self.max_size}")
+        if getattr(stream, "readinto", None) is None:
+            return (HeldChunk(chunk) for chunk in self.chunks(stream))
+        return self._held_chunks(stream.readinto, buffers)
+
+    def _held_chunks(self, readinto, buffers: ReadBuffers) -> Iterator[HeldChunk]:
+        scanner = self._scanner()
+        size = buffers.size
+        buf = buffers.take()
+        carried = 0  # bytes of the unfinished chunk at the start of buf, already scanned
+        try:
+            while True:
+                n = carried + _fill(readinto, buf.view[carried:])
+                start = 0
+                for cut in scanner.scan(buf.view, carried, n):
+                    yield buf.chunk(start, cut)
+                    start = cut
+                if n < size:  # _fill only stops short at the end of the stream
+                    if start < n:
+                        yield buf.chunk(start, n)
+                    return
+                carried = n - start
+                following = buffers.take(wait=False)
+                if following is None:
+                    # Every buffer is in use: give ours up before waiting (keeping the
+                    # unfinished chunk aside), so that no reader waits while holding one.
+                    tail = bytes(buf.view[start:n])
+                    buf.release()
+                    buf = None
+                    following = buffers.take()
+                    following.view[:carried] = tail
+                else:
+                    following.view[:carried] = buf.view[start:n]
+                    buf.release()
+                buf = following
+        finally:
+            if buf is not None:
+                buf.release()
 
     def _get_buffer(self, size: int) -> bytearray:
         with self._pool_lock:

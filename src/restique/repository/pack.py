@@ -68,9 +68,14 @@ class PackWriter:
         return entry
 
     def hash_added(self) -> None:
-        """Fold the blobs added so far into the pack's hash, in pack order (thread-safe)."""
-        with self._hash_lock:
-            self._hash_parts()
+        """Fold the blobs added so far into the pack's hash, in pack order (thread-safe).
+        A saver that finds another one hashing does not wait: that one, a later call, or
+        finish() hashes its blob."""
+        if self._hash_lock.acquire(blocking=False):
+            try:
+                self._hash_parts()
+            finally:
+                self._hash_lock.release()
 
     def _hash_parts(self) -> None:
         parts = self._parts

@@ -3,38 +3,22 @@
 Small files (under the chunker's minimum size) are one chunk: they are read whole and
 saved by the reading thread. Larger files are cut by the chunker; their chunks go to a
 pool of saver threads (hash, compress, encrypt), so one big file keeps every core busy.
-A byte budget bounds the chunks in flight.
+The chunks are views into a few shared read buffers (no copy per chunk); the buffers bound
+the chunks in flight: a reader waits for a free one.
 """
 import hashlib
 import os
 import threading
 from typing import Callable, List, Tuple
 
-from ...repository.chunker import MIN_SIZE, Chunker
+from ...repository.chunker import MAX_SIZE, MIN_SIZE, Chunker, HeldChunk, ReadBuffers, all_zero
 from .tasks import Completion, WorkerPool
 
-IN_FLIGHT_BYTES = 8 * 1024 * 1024  # chunks read but not yet sealed: a few per saver thread
-CHUNK_BUFFER = 4 * 1024 * 1024  # read size for chunking; bounds memory per reader
-
-
-class ByteBudget:
-    """A counting limit on bytes held by queued chunks."""
-
-    def __init__(self, limit: int):
-        self._limit = limit
-        self._used = 0
-        self._cond = threading.Condition()
-
-    def acquire(self, n: int) -> None:
-        with self._cond:
-            while self._used and self._used + n > self._limit:
-                self._cond.wait()
-            self._used += n
-
-    def release(self, n: int) -> None:
-        with self._cond:
-            self._used -= n
-            self._cond.notify_all()
+# Each read buffer holds the largest chunk plus room to read on: the unfinished chunk at
+# a buffer's end moves to the next one. Three let the reader fill one while the savers
+# work on the chunks of the other two; more readers wait for each other's buffers.
+READ_BUFFERS = 3
+READ_BUFFER_SIZE = MAX_SIZE + 1024 * 1024
 
 
 class FileSaver:
@@ -45,7 +29,7 @@ class FileSaver:
         self.on_blob = on_blob
         self.on_bytes = on_bytes
         self.pool = WorkerPool(workers, "blob-saver")
-        self.budget = ByteBudget(IN_FLIGHT_BYTES)
+        self.buffers = ReadBuffers(READ_BUFFERS, max(READ_BUFFER_SIZE, chunker.max_size + 1024 * 1024))
         self.cancelled = threading.Event()
 
     def save_blob(self, data, blob_id: str = "") -> Tuple[str, int, int]:
@@ -60,11 +44,8 @@ class FileSaver:
             return blob_id, len(data), stored
         return blob_id, 0, 0
 
-    def _save_queued(self, data) -> Tuple[str, int, int]:
-        try:
-            return self.save_blob(data)
-        finally:
-            self.budget.release(len(data))
+    def _save_held(self, chunk: HeldChunk) -> Tuple[str, int, int]:
+        return self.save_blob(chunk.data)
 
     def read_content(self, fd: int, size_hint: int) -> Tuple[List[str], int, int, int]:
         """Chunk and save everything readable from fd: (blob ids, bytes read, plaintext
@@ -90,13 +71,17 @@ class FileSaver:
         futures: List[Completion] = []
         total = 0
         try:
-            for chunk in self.chunker.chunks(stream, CHUNK_BUFFER):
+            for chunk in self.chunker.held_chunks(stream, self.buffers):
                 if self.cancelled.is_set():
+                    chunk.release()
                     raise Cancelled()
-                self.budget.acquire(len(chunk))
-                futures.append(self.pool.submit(self._save_queued, chunk))
-                total += len(chunk)
-                self.on_bytes(len(chunk))
+                size = len(chunk)
+                task = self.pool.submit(self._save_held, chunk)
+                # also a cancelled task completes (failed): its chunk's buffer is never lost
+                task.add_done_callback(lambda _, chunk=chunk: chunk.release())
+                futures.append(task)
+                total += size
+                self.on_bytes(size)
         finally:
             results = [task.wait() for task in futures]  # never leave queued chunks behind
         ids = [r[0] for r in results]
@@ -110,17 +95,14 @@ class Cancelled(Exception):
     """The backup was interrupted; raised in worker threads to stop reading early."""
 
 
-# Disk images are mostly zeros: comparing with zeros (memcmp) is several times cheaper
-# than hashing, and all-zero chunks of one length share one id.
-_ZEROS = bytes(8 * 1024 * 1024)
+# Disk images are mostly zeros: checking for zeros is several times cheaper than hashing,
+# and all-zero chunks of one length share one id.
 _zero_ids = {}
 
 
 def _zero_chunk_id(data) -> str:
     n = len(data)
-    if n < 4096 or n > len(_ZEROS) or data[:1] != b"\0" or data[-1:] != b"\0":
-        return ""
-    if data != _ZEROS[:n] if isinstance(data, bytes) else bytes(data) != _ZEROS[:n]:
+    if n < 4096 or data[0] != 0 or data[n - 1] != 0 or not all_zero(data):
         return ""
     blob_id = _zero_ids.get(n)
     if blob_id is None:

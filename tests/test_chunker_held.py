@@ -1,0 +1,135 @@
+"""Chunks as views into pooled read buffers (Chunker.held_chunks): the same cuts and bytes as
+copied chunks, and a buffer is never refilled while a chunk cut from it is still held."""
+import io
+import random
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from restique.repository.chunk_buffers import HeldChunk, ReadBuffers
+from restique.repository.chunker import Chunker, all_zero
+
+from test_chunker import MIB, TEST_POL, ReadOnly, ShortReads, make_data, split
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    size=st.integers(0, 200_000),
+    kind=st.sampled_from(["random", "mixed", "periodic", "zeros"]),
+    min_size=st.integers(64, 4000),
+    extra=st.integers(0, 30_000),
+    bits=st.integers(0, 12),
+    room=st.integers(1, 40_000),
+    reader=st.sampled_from(["bytesio", "short", "read"]),
+)
+def test_held_chunks_equal_copied_chunks(seed, size, kind, min_size, extra, bits, room, reader):
+    data = make_data(seed, size, kind)
+    c = Chunker(TEST_POL, min_size, min_size + extra, average_bits=bits)
+    expected = split(data, c.cut_lengths(data))
+    rnd = random.Random(seed)
+    stream = {"bytesio": io.BytesIO, "short": lambda d: ShortReads(d, rnd), "read": lambda d: ReadOnly(d, rnd)}[reader](data)
+    buffers = ReadBuffers(2, c.max_size + room)
+    got = []
+    for chunk in c.held_chunks(stream, buffers):
+        got.append(bytes(chunk.data))
+        chunk.release()
+    assert got == expected
+    assert buffers.in_use() == 0
+
+
+def test_held_chunks_with_default_sizes():
+    data = make_data(5, 30 * MIB, "mixed")
+    c = Chunker(TEST_POL)
+    buffers = ReadBuffers(3, c.max_size + MIB)
+    chunks = []
+    for chunk in c.held_chunks(io.BytesIO(data), buffers):
+        chunks.append(bytes(chunk.data))
+        chunk.release()
+    assert [len(x) for x in chunks] == c.cut_lengths(data)
+    assert b"".join(chunks) == data
+    assert buffers.in_use() == 0
+
+
+def test_a_held_chunk_keeps_its_buffer_from_being_refilled():
+    """Chunks are released late, out of order, from other threads: each is compared with the
+    input when it is released. Giving a buffer back before its last chunk is released lets
+    the reader fill it again, and that comparison fails."""
+    data = make_data(11, 3 * MIB, "random")
+    c = Chunker(TEST_POL, 2048, 16 * 1024, average_bits=11)
+    expected = split(data, c.cut_lengths(data))
+    assert len(expected) > 200
+    # enough buffers that the held chunks (7 at most) never pin all of them; the pool hands
+    # out the buffer given back last, so one given back early is refilled at once
+    buffers = ReadBuffers(8, c.max_size + 8 * 1024)
+    rnd = random.Random(3)
+    held = []
+    failures = []
+
+    def check_and_release(index, chunk):
+        if bytes(chunk.data) != expected[index]:
+            failures.append(index)
+        chunk.release()
+
+    threads = []
+    for index, chunk in enumerate(c.held_chunks(io.BytesIO(data), buffers)):
+        held.append((index, chunk))
+        if len(held) > 6:  # release one of the oldest, in another thread
+            victim = held.pop(rnd.randrange(3))
+            t = threading.Thread(target=check_and_release, args=victim)
+            t.start()
+            threads.append(t)
+        assert buffers.in_use() <= 8
+    for t in threads:
+        t.join()
+    for index, chunk in held:
+        check_and_release(index, chunk)
+    assert failures == []
+    assert buffers.in_use() == 0
+
+
+def test_a_released_chunk_cannot_be_read_any_more():
+    c = Chunker(TEST_POL, 64, 1024)
+    buffers = ReadBuffers(2, 4096)
+    chunk = next(iter(c.held_chunks(io.BytesIO(b"x" * 5000), buffers)))
+    chunk.release()
+    chunk.release()  # twice is harmless
+    with pytest.raises(ValueError):
+        bytes(chunk.data)
+
+
+def test_the_reader_waits_for_a_free_buffer():
+    """The pool bounds the bytes in flight: with every buffer held by chunks the reader blocks
+    until one is released."""
+    c = Chunker(TEST_POL, 64, 1024)
+    buffers = ReadBuffers(1, 2048)
+    chunks = c.held_chunks(io.BytesIO(make_data(1, 20_000, "random")), buffers)
+    first = list(next(chunks) for _ in range(1))
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(chunks))
+    # the reader still holds the buffer's remaining chunks: let it take them, then block
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive()  # waiting for the one buffer
+    first[0].release()
+    while reader.is_alive():
+        for x in list(got):
+            x.release()
+        reader.join(0.05)
+    for x in got:
+        x.release()
+    assert buffers.in_use() == 0
+
+
+def test_buffers_must_hold_the_largest_chunk():
+    c = Chunker(TEST_POL, 64, 1024)
+    with pytest.raises(ValueError):
+        c.held_chunks(io.BytesIO(b""), ReadBuffers(2, 1024))
+
+
+def test_all_zero():
+    assert all_zero(b"") and all_zero(bytes(1 << 20)) and all_zero(memoryview(bytearray(70_000))[5:])
+    assert not all_zero(bytes(1 << 20) + b"\1") and not all_zero(b"\1" + bytes(100))
+    assert HeldChunk(b"abc").data == b"abc"
