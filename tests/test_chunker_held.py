@@ -133,3 +133,37 @@ def test_all_zero():
     assert all_zero(b"") and all_zero(bytes(1 << 20)) and all_zero(memoryview(bytearray(70_000))[5:])
     assert not all_zero(bytes(1 << 20) + b"\1") and not all_zero(b"\1" + bytes(100))
     assert HeldChunk(b"abc").data == b"abc"
+
+
+class _FailingBlobs:
+    """Blob storage whose sealing fails for the third chunk."""
+
+    def __init__(self):
+        self.count = 0
+
+    def known(self, blob_type, blob_id):
+        return False
+
+    def seal_blob(self, blob_type, data, blob_id):
+        self.count += 1
+        if self.count == 3:
+            raise OSError("disk full")
+        return bytes(data[:10]), 0
+
+    def add_sealed(self, blob_type, blob_id, sealed, ulen):
+        return True, len(sealed)
+
+
+def test_file_saver_gives_every_buffer_back_when_a_chunk_fails():
+    from restique.operations.archiver.file_saver import FileSaver
+
+    repo = type("Repo", (), {"blobs": _FailingBlobs()})()
+    saver = FileSaver(repo, Chunker(TEST_POL), lambda *a: None, lambda n: None, workers=2)
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            saver.save_stream(io.BytesIO(make_data(4, 12 * MIB, "random")))
+        assert saver.buffers.in_use() == 0
+        ids, total, _, _ = saver.save_stream(io.BytesIO(make_data(5, 3 * MIB, "random")))
+        assert total == 3 * MIB and saver.buffers.in_use() == 0
+    finally:
+        saver.shutdown()

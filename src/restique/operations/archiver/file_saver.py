@@ -45,7 +45,10 @@ class FileSaver:
         return blob_id, 0, 0
 
     def _save_held(self, chunk: HeldChunk) -> Tuple[str, int, int]:
-        return self.save_blob(chunk.data)
+        try:
+            return self.save_blob(chunk.data)
+        finally:
+            chunk.release()  # before the task completes: whoever waits for it finds the buffer free
 
     def read_content(self, fd: int, size_hint: int) -> Tuple[List[str], int, int, int]:
         """Chunk and save everything readable from fd: (blob ids, bytes read, plaintext
@@ -77,18 +80,27 @@ class FileSaver:
                     raise Cancelled()
                 size = len(chunk)
                 task = self.pool.submit(self._save_held, chunk)
-                # also a cancelled task completes (failed): its chunk's buffer is never lost
+                # a cancelled task does not run but completes (failed): its buffer is not lost
                 task.add_done_callback(lambda _, chunk=chunk: chunk.release())
                 futures.append(task)
                 total += size
                 self.on_bytes(size)
         finally:
-            results = [task.wait() for task in futures]  # never leave queued chunks behind
+            for task in futures:  # never leave queued chunks (and their buffers) behind
+                _wait_quietly(task)
+        results = [task.result() for task in futures]
         ids = [r[0] for r in results]
         return ids, total, sum(r[1] for r in results), sum(r[2] for r in results)
 
     def shutdown(self) -> None:
         self.pool.shutdown(cancel=self.cancelled.is_set())
+
+
+def _wait_quietly(task: Completion) -> None:
+    try:
+        task.wait()
+    except BaseException:
+        pass  # raised by result() once every task is done
 
 
 class Cancelled(Exception):
