@@ -8,7 +8,8 @@ restores each snapshot with the cache warm (the cache the backup filled) and col
 --cache-dir). Every command runs for both tools, one after the other, the order alternating;
 every restore is compared with its source outside the timed part. Prints one table: backend,
 operation, then for restique and restic the wall seconds, the CPU seconds (user + system, the
-command and the helpers it waited for: ssh, rclone) and the peak RSS, then the wall and the CPU
+command and the helpers it waited for: ssh, rclone) and the peak RSS (of the command or of a
+helper, whichever is larger), then the wall and the CPU
 ratios (below 1: restique is faster). With --repeat N each backend is measured N times, each time on new
 repositories, and every cell is the median of the N. --ops picks the operations shown: a restore
 still needs a backup, which then runs untimed.
@@ -24,6 +25,7 @@ with the same cheap parameters, so neither pays half a second of scrypt per comm
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import os
 import shlex
@@ -32,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -134,12 +135,8 @@ class Runner:
         if cache_dir is not None:
             cmd += ["--cache-dir", str(cache_dir)]
         cmd += [str(a) for a in args]
-        started = time.perf_counter()
         with tempfile.TemporaryFile() as errors:
-            proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=errors)
-            status, used = _wait(proc)
-            elapsed = time.perf_counter() - started
+            status, usage = launch(cmd, self.env, errors)
             errors.seek(0)
             stderr = errors.read()
         if status != 0:
@@ -147,20 +144,55 @@ class Runner:
             self.failures.append(f"{target.backend} {tool} {' '.join(map(str, args[:2]))}: exit "
                                  f"{status}: {' | '.join(tail)}")
             return None
-        return Usage(elapsed, used.ru_utime + used.ru_stime, used.ru_maxrss / 1024)
+        return usage
 
 
-def _wait(proc: subprocess.Popen):
-    """(exit status, resource usage) of proc, killed after TIMEOUT. The usage counts the
-    command's own waited-for children too (ssh, rclone)."""
-    timer = threading.Timer(TIMEOUT, proc.kill)
-    timer.start()
+# Runs one command and reports its exit status and usage. The command is started from this
+# small process, not from the script: on Linux a new program's peak RSS starts at the peak of
+# the process it was forked from, so a command forked from the script (which has imported
+# restique, botocore and paramiko to swap the keys) was shown at least the script's 110 MiB.
+_LAUNCHER = """
+import os, signal, sys, time
+timeout, out, cmd = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.close(out)
     try:
-        _, status, used = os.wait4(proc.pid, 0)
+        os.execvp(cmd[0], cmd)
     finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, used
+        os._exit(127)
+signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+signal.setitimer(signal.ITIMER_REAL, timeout)
+_, status, used = os.wait4(pid, 0)
+elapsed = time.perf_counter() - started
+os.write(out, repr((os.waitstatus_to_exitcode(status), elapsed, used.ru_utime + used.ru_stime,
+                    used.ru_maxrss)).encode())
+"""
+
+
+def launch(cmd: list, env: dict, errors) -> tuple:
+    """(exit status, Usage) of cmd, killed after TIMEOUT. The usage counts the command's own
+    waited-for children too (ssh, rclone); the wall time is from its start to its end."""
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(TIMEOUT), str(write_end), *cmd], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                                pass_fds=(write_end,))
+        os.close(write_end)
+        write_end = None
+        with os.fdopen(read_end, "rb") as pipe:
+            read_end = None
+            report = pipe.read()
+        proc.wait()
+    finally:
+        for fd in (read_end, write_end):
+            if fd is not None:
+                os.close(fd)
+    if not report:
+        return proc.returncode or 1, None
+    status, wall, cpu, maxrss_kib = ast.literal_eval(report.decode())
+    return status, Usage(wall, cpu, maxrss_kib / 1024)
 
 
 def use_cheap_key(target: Target) -> None:
