@@ -78,6 +78,7 @@ typedef struct {
     uint32_t *slots; /* open addressing over the tail: index + 1, 0 = empty */
     size_t slot_mask;
     int queried;     /* the first query merges what loading left in the tail */
+    struct Histogram *hist; /* of the records' numbers, so a merge need not decode them for it */
     size_t records_mapped, numbers_mapped, exceptions_mapped, tail_mapped; /* bytes of their mappings */
 } Table;
 
@@ -463,7 +464,7 @@ sorted_tail(Table *t, Py_ssize_t *starts, size_t *mapped)
  * out (values of several fields in one record count once each: an upper bound).
  */
 
-typedef struct {
+typedef struct Histogram {
     Py_ssize_t need[4][66]; /* values needing b bits to sit below the sentinel; 0 only for 0 */
     unsigned widest[4];     /* of any value: an upper bound of an exception's widths */
 } Histogram;
@@ -504,16 +505,20 @@ choose_widths(const Histogram *h, Py_ssize_t n, unsigned *widths)
     }
 }
 
-static void
+/* The widths for the records plus n live tail entries, and the histogram of them all (for the
+ * table to keep once the merge is done); NULL when out of memory: exact widths then. */
+static Histogram *
 widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, unsigned *widths)
 {
     Histogram *h = PyMem_Calloc(1, sizeof(Histogram));
     if (!h) { /* fall back to exact widths: no exceptions, just wider */
         for (int k = 0; k < 4; k++)
             widths[k] = 65;
-        return;
+        return NULL;
     }
-    for (Py_ssize_t i = 0; i < t->count; i++) {
+    if (t->hist)
+        memcpy(h, t->hist, sizeof(Histogram));
+    for (Py_ssize_t i = 0; !t->hist && i < t->count; i++) {
         Fields f;
         decode_fields(t, i, &f);
         count_fields(h, &f);
@@ -523,7 +528,7 @@ widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, unsigned *widths
         count_fields(h, &(Fields){e->pack, e->offset, e->length, e->ulen});
     }
     choose_widths(h, t->count + n, widths);
-    PyMem_Free(h);
+    return h;
 }
 
 /* --- merging the tail into the records ---------------------------------------------------- */
@@ -591,12 +596,13 @@ merge_tail(Table *t)
     unsigned widths[4], bits = 0;
     Exception *list = NULL;
     uint8_t *packed = NULL;
+    Histogram *hist = NULL;
     uint32_t *bucket = NULL, *base = NULL; /* bucket: every start, during the merge */
     uint16_t *off = NULL;
     size_t most = (size_t)t->exception_count + live; /* old values fit wider fields */
     int failed = !order || (size_t)total >= UINT32_MAX;
     if (!failed) {
-        widths_for(t, order, live, widths);
+        hist = widths_for(t, order, live, widths);
         for (int k = 0; k < 4; k++) {
             widths[k] = widths[k] > 64 ? 64 : widths[k];
             if (t->count && widths[k] < t->widths[k])
@@ -621,7 +627,7 @@ merge_tail(Table *t)
     if (failed) {
         PyMem_Free(starts), map_free(order, &order_mapped);
         map_free(list, &list_mapped), map_free(packed, &packed_mapped);
-        free(bucket), free(base), free(off);
+        free(bucket), free(base), free(off), PyMem_Free(hist);
         PyErr_NoMemory();
         return -1;
     }
@@ -670,6 +676,8 @@ merge_tail(Table *t)
         t->bucket_base = NULL, t->bucket_off = NULL, t->bucket_wide = bucket;
     }
     t->count = total;
+    PyMem_Free(t->hist);
+    t->hist = hist;
     PyMem_Free(starts), map_free(order, &order_mapped), free(t->slots);
     map_free(t->tail, &t->tail_mapped);
     t->tail = NULL, t->slots = NULL;
@@ -931,7 +939,7 @@ Table_dealloc(Table *t)
     map_free(t->records, &t->records_mapped), map_free(t->numbers, &t->numbers_mapped);
     map_free(t->tail, &t->tail_mapped);
     map_free(t->exceptions, &t->exceptions_mapped), free(t->slots);
-    free(t->bucket_base), free(t->bucket_off), free(t->bucket_wide);
+    free(t->bucket_base), free(t->bucket_off), free(t->bucket_wide), PyMem_Free(t->hist);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
