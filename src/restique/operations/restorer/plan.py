@@ -9,11 +9,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ...model.node import Node
 from ..fs_io import open_for_reading
+from ..walker import join
 from .options import RestoreOptions
 from .recording import FinishRecording
 from .report import FILE_RESTORED, FILE_UPDATED, RestoreReport
 from .traverse import TreeTraversal
-from ..walker import join
 
 
 class PlannedFile:
