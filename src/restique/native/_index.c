@@ -6,18 +6,18 @@
  * one of 65536 buckets (ids are SHA-256 hashes, so buckets are even); a bucket table holds where
  * each bucket starts, so a record stores only the other 30 bytes of its id. The four numbers
  * are in a second array, bit-packed back to back with widths chosen for the table's common
- * values (recomputed whenever the table is rebuilt); a record whose numbers do not fit -- a
- * blob deep in a rare 300 MiB pack, a 64 MiB tree -- holds all-ones sentinels and its numbers
- * are in a small exceptions table, so a repository of 16 MiB packs takes about 9-11 bytes for
- * them instead of 24, and rare huge values no longer widen every record.
+ * values (index_fields.c); a record whose numbers do not fit -- a blob deep in a rare 300 MiB
+ * pack, a 64 MiB tree -- holds all-ones sentinels and its numbers are in a small exceptions
+ * table, so a repository of 16 MiB packs takes about 9-11 bytes for them instead of 24.
  *
- * Additions go to an unsorted tail first (full ids, full numbers). A large tail -- loading the
- * index at start -- is sorted bucket by bucket and merged into the records at the first query; a
- * small one -- new packs during a backup -- is answered through a hash table over the tail and
+ * Additions go to an unsorted tail first (full ids, full numbers). Loading the index adds
+ * millions without a query: the tail is sorted bucket by bucket and merged into the records
+ * in place each time it reaches an eighth of the table, and what is left at the first query.
+ * A small tail -- new packs during a backup -- is answered through a hash table over it and
  * merged once it reaches 65,536 entries and an eighth of the table, so rebuilds cost O(1) a blob.
  *
- * Index files of the shape restic writes are parsed here too (load_index), straight into the
- * tables; anything else is left to the Python path, which owns the error messages.
+ * Index files of the shape restic writes are parsed straight into the tables (index_parser.c);
+ * anything else is left to the Python path, which owns the error messages.
  *
  * The first of several additions of one id wins, as the dict's setdefault did: the records are
  * older than every tail entry, and tail entries are ordered by their position in the tail.
@@ -25,230 +25,10 @@
  *
  * All methods run with the GIL held, so a table is safe to share between threads.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
+#include "index.h"
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
-
-#define BUCKETS 65536
-#define ID_TAIL 30               /* id bytes a record stores; the bucket implies the first 2 */
-#define MIN_MERGE 65536          /* a tail this small stays hashed: a merge walks every bucket */
-#define INSERTION_SORT_MAX 24
-#define STEP_DIVISOR 8           /* additions merge once the tail is an eighth of the table */
-
-typedef struct {
-    uint8_t id[32];
-    uint64_t offset, length, ulen;
-    uint32_t pack;
-    uint32_t dead; /* a later copy of an id already present */
-} TailEntry;
-
-typedef struct {
-    uint64_t pack, offset, length, ulen;
-} Fields;
-
-/* A record whose numbers do not fit the widths: its fields hold the all-ones sentinel. The
- * table keeps these bit-packed too (at the widths its exceptions need), this only in a merge. */
-typedef struct {
-    uint32_t position, pack;
-    uint64_t offset, length, ulen;
-} Exception;
-
-typedef struct {
-    PyObject_HEAD
-    uint8_t *records;   /* ID_TAIL bytes of id per record, in id order */
-    uint8_t *numbers;   /* each record's four numbers, bit-packed back to back */
-    Py_ssize_t count;
-    unsigned widths[4]; /* bits of pack, offset, length, ulen */
-    unsigned bits;      /* their sum: bits per record in numbers */
-    uint8_t *exceptions; /* by position: position and the four numbers, bit-packed */
-    unsigned exception_widths[5], exception_bits;
-    Py_ssize_t exception_count;
-    /* where each of the BUCKETS + 1 buckets starts (NULL while count == 0): a 32-bit base per
-     * group of 256 buckets plus 16-bit offsets, or 32-bit starts when a group spans more */
-    uint32_t *bucket_base, *bucket_wide;
-    uint16_t *bucket_off;
-    TailEntry *tail;
-    Py_ssize_t tail_count, tail_cap, tail_hashed;
-    uint32_t *slots; /* open addressing over the tail: index + 1, 0 = empty */
-    size_t slot_mask;
-    int queried;     /* the first query merges what loading left in the tail */
-    struct Histogram *hist; /* of the records' numbers, so a merge need not decode them for it */
-    size_t records_mapped, numbers_mapped, exceptions_mapped, tail_mapped; /* bytes of their mappings */
-} Table;
-
-/* --- large arrays ------------------------------------------------------------------------- *
- * The records, numbers, exceptions, tail and a merge's scratch have mappings of their own: they grow by mremap without a copy
- * or a second peak, and freeing one gives it back to the system. From the heap, the holes that
- * growing arrays leave behind stayed resident (about 4 bytes a blob). */
-
-static size_t
-page_rounded(size_t size)
-{
-    size_t page = 4096;
-    return (size + page - 1) / page * page;
-}
-
-/* p (of *mapped bytes, NULL when 0) resized to hold size bytes; NULL and p intact on failure. */
-static void *
-map_resize(void *p, size_t *mapped, size_t size)
-{
-    size = page_rounded(size ? size : 1);
-    if (size == *mapped)
-        return p;
-    void *q = *mapped ? mremap(p, *mapped, size, MREMAP_MAYMOVE)
-                      : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (q == MAP_FAILED)
-        return NULL;
-    *mapped = size;
-    return q;
-}
-
-static void
-map_free(void *p, size_t *mapped)
-{
-    if (*mapped)
-        munmap(p, *mapped);
-    *mapped = 0;
-}
-
-/* --- bit-packed fields -------------------------------------------------------------------- */
-
-static unsigned
-bits_for(uint64_t v)
-{
-    return v ? 64 - __builtin_clzll(v) : 0;
-}
-
-/* Both take one 8-byte word when the field fits in it (every bit array has 8 bytes of slack
- * at its end); the byte loop is for the rest and for big-endian machines. */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define WORD_BITS 1
-#else
-#define WORD_BITS 0
-#endif
-
-static void
-put_bits(uint8_t *p, uint64_t pos, unsigned width, uint64_t v)
-{
-    unsigned shift = pos & 7;
-    if (WORD_BITS && width && shift + width <= 64) {
-        uint64_t word, mask = (width == 64 ? UINT64_MAX : (1ull << width) - 1) << shift;
-        memcpy(&word, p + (pos >> 3), 8);
-        word = (word & ~mask) | ((v << shift) & mask);
-        memcpy(p + (pos >> 3), &word, 8);
-        return;
-    }
-    while (width) {
-        unsigned shift = pos & 7, take = 8 - shift;
-        if (take > width)
-            take = width;
-        uint8_t mask = (uint8_t)(((1u << take) - 1) << shift);
-        p[pos >> 3] = (uint8_t)((p[pos >> 3] & ~mask) | ((v << shift) & mask));
-        v >>= take;
-        pos += take;
-        width -= take;
-    }
-}
-
-static uint64_t
-get_bits(const uint8_t *p, uint64_t pos, unsigned width)
-{
-    unsigned shift = pos & 7;
-    if (WORD_BITS && width && shift + width <= 64) {
-        uint64_t word;
-        memcpy(&word, p + (pos >> 3), 8);
-        word >>= shift;
-        return width == 64 ? word : word & ((1ull << width) - 1);
-    }
-    uint64_t v = 0;
-    unsigned got = 0;
-    while (got < width) {
-        unsigned shift = pos & 7, take = 8 - shift;
-        if (take > width - got)
-            take = width - got;
-        v |= (uint64_t)((p[pos >> 3] >> shift) & ((1u << take) - 1)) << got;
-        got += take;
-        pos += take;
-    }
-    return v;
-}
-
-static uint64_t
-sentinel(unsigned width)
-{
-    return width >= 64 ? UINT64_MAX : (1ull << width) - 1;
-}
-
-/* Whether a value needs the exceptions table: it does not fit below the sentinel. A field of
- * width 0 holds only zeros and has no sentinel (widths_for sees to it). */
-static int
-overflows(unsigned width, uint64_t v)
-{
-    return width && v >= sentinel(width);
-}
-
-/* Write record i's numbers; 1 when they do not fit and the record is an exception. */
-static int
-encode_fields(uint8_t *numbers, const unsigned *widths, unsigned bits, Py_ssize_t i, const Fields *f)
-{
-    const uint64_t v[4] = {f->pack, f->offset, f->length, f->ulen};
-    int exceptional = 0;
-    for (int k = 0; k < 4; k++)
-        exceptional |= overflows(widths[k], v[k]) || (!widths[k] && v[k]);
-    uint64_t pos = (uint64_t)i * bits;
-    for (int k = 0; k < 4; k++) {
-        put_bits(numbers, pos, widths[k], exceptional ? sentinel(widths[k]) : v[k]);
-        pos += widths[k];
-    }
-    return exceptional;
-}
-
-/* Record i's numbers from the exceptions table; 0 when it is not there. */
-static int
-find_exception(const Table *t, Py_ssize_t i, Fields *f)
-{
-    Py_ssize_t lo = 0, hi = t->exception_count;
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        uint64_t pos = (uint64_t)mid * t->exception_bits;
-        uint64_t at = get_bits(t->exceptions, pos, t->exception_widths[0]);
-        if (at == (uint64_t)i) {
-            uint64_t v[4];
-            for (int k = 0; k < 4; k++) {
-                pos += t->exception_widths[k];
-                v[k] = get_bits(t->exceptions, pos, t->exception_widths[k + 1]);
-            }
-            f->pack = v[0], f->offset = v[1], f->length = v[2], f->ulen = v[3];
-            return 1;
-        }
-        if (at < (uint64_t)i)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
-}
-
-static void
-decode_fields(const Table *t, Py_ssize_t i, Fields *f)
-{
-    uint64_t pos = (uint64_t)i * t->bits, v[4];
-    int flagged = 0;
-    for (int k = 0; k < 4; k++) {
-        v[k] = get_bits(t->numbers, pos, t->widths[k]);
-        flagged |= t->widths[k] && v[k] == sentinel(t->widths[k]);
-        pos += t->widths[k];
-    }
-    if (flagged && find_exception(t, i, f))
-        return;
-    f->pack = v[0], f->offset = v[1], f->length = v[2], f->ulen = v[3];
-}
 
 static unsigned
 bucket_of(const uint8_t *id)
@@ -383,7 +163,7 @@ hash_new_tail(Table *t)
     return 0;
 }
 
-static int
+int
 push_tail(Table *t, const TailEntry *e)
 {
     if (t->tail_count == t->tail_cap) {
@@ -711,7 +491,7 @@ settle(Table *t)
 
 /* Many additions before a query -- loading the index -- are merged in steps, so the tail never
  * holds them all: its entries are larger than records, and a step's merge needs no copy. */
-static int
+int
 merge_step(Table *t)
 {
     if (t->tail_count >= MIN_MERGE && t->tail_count >= t->count / STEP_DIVISOR)
@@ -735,7 +515,7 @@ fill_hex_table(void)
 
 /* The 32 bytes of 64 hex digits, without a branch per digit (ids are random: they would
  * mispredict); 0 if any is not a hex digit. */
-static int
+int
 decode_hex(const unsigned char *s, uint8_t *id)
 {
     int bad = 0;
@@ -748,7 +528,7 @@ decode_hex(const unsigned char *s, uint8_t *id)
 }
 
 /* 1 and the id's 32 bytes when obj is a str of 64 hex digits, else 0. */
-static int
+int
 parse_hex_id(PyObject *obj, uint8_t *id)
 {
     if (!PyUnicode_Check(obj) || PyUnicode_READY(obj) < 0 || !PyUnicode_IS_ASCII(obj) ||
@@ -867,11 +647,9 @@ Table_hex_slice(Table *t, PyObject *args)
     return out;
 }
 
-#include "index_packs.inc"
-
 /* --- additions ---------------------------------------------------------------------------- */
 
-static int
+int
 add_entry(Table *t, const uint8_t *id, uint64_t pack, uint64_t offset, uint64_t length, uint64_t ulen)
 {
     if (pack > UINT32_MAX) {
@@ -888,7 +666,7 @@ add_entry(Table *t, const uint8_t *id, uint64_t pack, uint64_t offset, uint64_t 
 }
 
 /* An int that fits 64 bits, as an unsigned number; -1 with an exception otherwise. */
-static int
+int
 as_u64(PyObject *obj, uint64_t *out)
 {
     if (!PyLong_Check(obj)) {
@@ -961,7 +739,7 @@ static PyGetSetDef Table_getset[] = {
 
 static PySequenceMethods Table_as_sequence = {.sq_length = (lenfunc)Table_len};
 
-static PyTypeObject TableType = {
+PyTypeObject TableType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "restique._index.BlobTable",
     .tp_basicsize = sizeof(Table),
@@ -973,387 +751,6 @@ static PyTypeObject TableType = {
     .tp_getset = Table_getset,
     .tp_as_sequence = &Table_as_sequence,
 };
-
-/* --- the fast path of loading an index file ----------------------------------------------- */
-
-/* A dict's int value as uint64: 1, or 0 when it is missing (absent_ok: then 0 is stored) or
- * anything but an exact int that fits; the caller falls back to the Python path then. */
-static int
-int_field(PyObject *blob, const char *key, int absent_ok, uint64_t *out)
-{
-    PyObject *v = PyDict_GetItemString(blob, key);
-    if (!v || v == Py_None) {
-        *out = 0;
-        return absent_ok;
-    }
-    if (!PyLong_CheckExact(v))
-        return 0;
-    unsigned long long n = PyLong_AsUnsignedLongLong(v);
-    if (n == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    *out = n;
-    return 1;
-}
-
-/* Add one blob of the canonical shape; 0 for anything else. */
-static int
-add_canonical_blob(PyObject *blob, Table *data, Table *tree, uint64_t pack)
-{
-    if (!PyDict_CheckExact(blob))
-        return 0;
-    PyObject *type = PyDict_GetItemString(blob, "type");
-    PyObject *hex = PyDict_GetItemString(blob, "id");
-    Table *t = NULL;
-    if (type && PyUnicode_CheckExact(type))
-        t = PyUnicode_CompareWithASCIIString(type, "data") == 0   ? data
-            : PyUnicode_CompareWithASCIIString(type, "tree") == 0 ? tree
-                                                                  : NULL;
-    uint8_t id[32];
-    Fields f;
-    if (!t || !hex || !PyUnicode_CheckExact(hex) || !parse_hex_id(hex, id) ||
-        !int_field(blob, "offset", 0, &f.offset) || !int_field(blob, "length", 0, &f.length) ||
-        !int_field(blob, "uncompressed_length", 1, &f.ulen))
-        return 0;
-    return add_entry(t, id, pack, f.offset, f.length, f.ulen) < 0 ? -1 : 1;
-}
-
-/* add_packs(data, tree, packs, numbers): add the blobs of an index file's "packs" (as orjson
- * parsed them; numbers[i] is packs[i]'s pack number) when every pack and blob has the canonical
- * shape, and return True; else add nothing and return False. */
-static PyObject *
-add_packs(PyObject *module, PyObject *args)
-{
-    Table *data, *tree;
-    PyObject *packs, *numbers;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!", &TableType, &data, &TableType, &tree, &PyList_Type, &packs,
-                          &PyList_Type, &numbers))
-        return NULL;
-    Py_ssize_t data_mark = data->tail_count, tree_mark = tree->tail_count;
-    int ok = PyList_GET_SIZE(packs) == PyList_GET_SIZE(numbers);
-    for (Py_ssize_t i = 0; ok > 0 && i < PyList_GET_SIZE(packs); i++) {
-        PyObject *pack = PyList_GET_ITEM(packs, i), *blobs;
-        uint64_t number;
-        ok = PyDict_CheckExact(pack) && as_u64(PyList_GET_ITEM(numbers, i), &number) == 0;
-        if (ok <= 0)
-            break;
-        blobs = PyDict_GetItemString(pack, "blobs");
-        if (!blobs || blobs == Py_None)
-            continue;
-        if (!PyList_CheckExact(blobs)) {
-            ok = 0;
-            break;
-        }
-        for (Py_ssize_t k = 0; ok > 0 && k < PyList_GET_SIZE(blobs); k++)
-            ok = add_canonical_blob(PyList_GET_ITEM(blobs, k), data, tree, number);
-    }
-    if (ok > 0)
-        return merge_step(data) < 0 || merge_step(tree) < 0 ? NULL : Py_NewRef(Py_True);
-    data->tail_count = data_mark, tree->tail_count = tree_mark; /* nothing hashed past them */
-    if (ok < 0 || PyErr_Occurred())
-        return NULL;
-    Py_RETURN_FALSE;
-}
-
-/* --- a parser of the index files restic writes --------------------------------------------
- *
- * It accepts only a strict subset of JSON: the object layout with the keys "supersedes" (an
- * array of lowercase hex ids) and "packs"; packs with "id" and "blobs"; blobs with "id", "type"
- * ("data" or "tree"), "offset", "length" and optionally "uncompressed_length" (plain decimal
- * numbers); ids of 64 hex digits; no escapes, no duplicate or other keys. For anything else it
- * says "not mine" and adds nothing, and the orjson path -- which raises whatever errors an index
- * file has -- takes over. So it never accepts an index the Python path would refuse.
- */
-
-typedef struct {
-    const char *p, *end;
-    const char **pack_ids; /* where each pack's id starts in the text */
-    Py_ssize_t packs, packs_cap;
-} Reader;
-
-static void
-skip_ws(Reader *r)
-{
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
-        r->p++;
-}
-
-static int
-expect(Reader *r, char c)
-{
-    skip_ws(r);
-    if (r->p < r->end && *r->p == c) {
-        r->p++;
-        return 1;
-    }
-    return 0;
-}
-
-/* A string without escapes or control or non-ASCII bytes: its start and length. */
-static int
-read_string(Reader *r, const char **s, Py_ssize_t *len)
-{
-    if (!expect(r, '"'))
-        return 0;
-    const char *start = r->p;
-    while (r->p < r->end && *r->p != '"') {
-        unsigned char c = (unsigned char)*r->p;
-        if (c == '\\' || c < 0x20 || c >= 0x80)
-            return 0;
-        r->p++;
-    }
-    if (r->p == r->end)
-        return 0;
-    *s = start;
-    *len = r->p++ - start;
-    return 1;
-}
-
-static int
-is_key(const char *s, Py_ssize_t len, const char *key)
-{
-    return (size_t)len == strlen(key) && memcmp(s, key, len) == 0;
-}
-
-/* A hex id string; lowercase only when pack ids (they become file names). */
-static int
-read_id(Reader *r, uint8_t *id, int lowercase_only)
-{
-    const char *s;
-    Py_ssize_t len;
-    if (!read_string(r, &s, &len) || len != 64)
-        return 0;
-    for (int i = 0; i < 64; i++)
-        if (lowercase_only && s[i] >= 'A' && s[i] <= 'F')
-            return 0;
-    return decode_hex((const unsigned char *)s, id);
-}
-
-static int
-read_number(Reader *r, uint64_t *out)
-{
-    skip_ws(r);
-    const char *start = r->p;
-    uint64_t v = 0;
-    while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
-        unsigned d = *r->p - '0';
-        if (v > (UINT64_MAX - d) / 10)
-            return 0;
-        v = v * 10 + d;
-        r->p++;
-    }
-    if (r->p == start || (*start == '0' && r->p - start > 1))
-        return 0;
-    *out = v;
-    return 1;
-}
-
-/* Calls item(r, ctx) for each element of an array (possibly empty). */
-static int
-read_array(Reader *r, int (*item)(Reader *, void *), void *ctx)
-{
-    if (!expect(r, '['))
-        return 0;
-    if (expect(r, ']'))
-        return 1;
-    do {
-        int rc = item(r, ctx);
-        if (rc <= 0)
-            return rc;
-    } while (expect(r, ','));
-    return expect(r, ']');
-}
-
-/* Calls member(r, key, key_len, ctx) for each member of an object; each key at most once. */
-static int
-read_object(Reader *r, int (*member)(Reader *, const char *, Py_ssize_t, void *), void *ctx)
-{
-    if (!expect(r, '{'))
-        return 0;
-    if (expect(r, '}'))
-        return 1;
-    do {
-        const char *key;
-        Py_ssize_t len;
-        if (!read_string(r, &key, &len) || !expect(r, ':'))
-            return 0;
-        int rc = member(r, key, len, ctx);
-        if (rc <= 0)
-            return rc;
-    } while (expect(r, ','));
-    return expect(r, '}');
-}
-
-typedef struct {
-    Table *data, *tree, *table;
-    uint8_t id[32];
-    uint64_t fields[3]; /* offset, length, ulen */
-    unsigned seen, pack_seen, index_seen; /* a bit per key read, at each level */
-    uint64_t pack;      /* the pack's position in the file, until the ids are registered */
-} BlobCtx;
-
-static int
-blob_member(Reader *r, const char *key, Py_ssize_t len, void *ctx)
-{
-    BlobCtx *b = ctx;
-    static const char *const keys[] = {"id", "type", "offset", "length", "uncompressed_length"};
-    int k = 0;
-    while (k < 5 && !is_key(key, len, keys[k]))
-        k++;
-    if (k == 5 || b->seen & (1u << k))
-        return 0;
-    b->seen |= 1u << k;
-    if (k == 0)
-        return read_id(r, b->id, 0);
-    if (k >= 2)
-        return read_number(r, &b->fields[k - 2]);
-    const char *s;
-    Py_ssize_t n;
-    if (!read_string(r, &s, &n))
-        return 0;
-    b->table = is_key(s, n, "data") ? b->data : is_key(s, n, "tree") ? b->tree : NULL;
-    return b->table != NULL;
-}
-
-static int
-blob_item(Reader *r, void *ctx)
-{
-    BlobCtx *b = ctx;
-    b->seen = 0;
-    b->fields[2] = 0;
-    int rc = read_object(r, blob_member, b);
-    if (rc <= 0 || (b->seen & 0xF) != 0xF)
-        return rc < 0 ? -1 : 0;
-    return add_entry(b->table, b->id, b->pack, b->fields[0], b->fields[1], b->fields[2]) == 0 ? 1 : -1;
-}
-
-static int
-pack_member(Reader *r, const char *key, Py_ssize_t len, void *ctx)
-{
-    BlobCtx *b = ctx;
-    uint8_t id[32];
-    if (is_key(key, len, "id") && !(b->pack_seen & 1)) {
-        b->pack_seen |= 1;
-        skip_ws(r);
-        r->pack_ids[b->pack] = r->p + 1;
-        return read_id(r, id, 1);
-    }
-    if (is_key(key, len, "blobs") && !(b->pack_seen & 2)) {
-        b->pack_seen |= 2;
-        return read_array(r, blob_item, b);
-    }
-    return 0;
-}
-
-static int
-pack_item(Reader *r, void *ctx)
-{
-    BlobCtx *b = ctx;
-    if (r->packs == r->packs_cap) {
-        Py_ssize_t cap = r->packs_cap ? r->packs_cap * 2 : 64;
-        const char **grown = PyMem_Realloc(r->pack_ids, cap * sizeof(char *));
-        if (!grown)
-            return -1;
-        r->pack_ids = grown, r->packs_cap = cap;
-    }
-    b->pack = r->packs;
-    b->pack_seen = 0;
-    int rc = read_object(r, pack_member, b);
-    if (rc <= 0 || !(b->pack_seen & 1))
-        return rc < 0 ? -1 : 0;
-    r->packs++;
-    return 1;
-}
-
-static int
-skip_id(Reader *r, void *ctx)
-{
-    uint8_t id[32];
-    return read_id(r, id, 1);
-}
-
-static int
-index_member(Reader *r, const char *key, Py_ssize_t len, void *ctx)
-{
-    BlobCtx *b = ctx;
-    if (is_key(key, len, "packs") && !(b->index_seen & 1)) {
-        b->index_seen |= 1;
-        return read_array(r, pack_item, b);
-    }
-    if (is_key(key, len, "supersedes") && !(b->index_seen & 2)) {
-        b->index_seen |= 2;
-        return read_array(r, skip_id, b);
-    }
-    return 0;
-}
-
-/* The pack numbers of the file's packs, from pack_number(hex id) in file order. */
-static uint32_t *
-register_packs(Reader *r, PyObject *pack_number)
-{
-    uint32_t *numbers = PyMem_Malloc((r->packs ? r->packs : 1) * sizeof(uint32_t));
-    for (Py_ssize_t i = 0; numbers && i < r->packs; i++) {
-        PyObject *hex = PyUnicode_FromStringAndSize(r->pack_ids[i], 64);
-        PyObject *n = hex ? PyObject_CallOneArg(pack_number, hex) : NULL;
-        uint64_t v;
-        int bad = !n || as_u64(n, &v) < 0 || v > UINT32_MAX;
-        Py_XDECREF(hex), Py_XDECREF(n);
-        if (bad) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_OverflowError, "pack number out of range");
-            PyMem_Free(numbers);
-            return NULL;
-        }
-        numbers[i] = (uint32_t)v;
-    }
-    return numbers;
-}
-
-/* Move the staged entries into dst's tail, their file positions replaced by pack numbers. */
-static int
-commit_stage(Table *dst, Table *stage, const uint32_t *numbers)
-{
-    for (Py_ssize_t i = 0; i < stage->tail_count; i++) {
-        stage->tail[i].pack = numbers[stage->tail[i].pack];
-        if (push_tail(dst, &stage->tail[i]) < 0) {
-            PyErr_NoMemory();
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* load_index(data, tree, raw, pack_number): add an index file of the shape restic writes and
- * return True, registering its packs with pack_number(hex id) -> int in file order; else add
- * nothing and return False. The blobs are staged until the packs are registered: the callback
- * may let other threads query the tables, which must not see unregistered pack positions. */
-static PyObject *
-load_index(PyObject *module, PyObject *args)
-{
-    Table *tables[2];
-    Py_buffer raw;
-    PyObject *pack_number;
-    if (!PyArg_ParseTuple(args, "O!O!y*O", &TableType, &tables[0], &TableType, &tables[1], &raw, &pack_number))
-        return NULL;
-    Table stage[2] = {{.count = 0}, {.count = 0}};
-    Reader r = {.p = raw.buf, .end = (const char *)raw.buf + raw.len};
-    BlobCtx b = {.data = &stage[0], .tree = &stage[1]};
-    int ok = read_object(&r, index_member, &b);
-    skip_ws(&r);
-    if (ok > 0)
-        ok = (b.index_seen & 1) && r.p == r.end;
-    uint32_t *numbers = ok > 0 ? register_packs(&r, pack_number) : NULL;
-    if (ok > 0 && (!numbers || commit_stage(tables[0], &stage[0], numbers) < 0 ||
-                   commit_stage(tables[1], &stage[1], numbers) < 0))
-        ok = -1;
-    PyMem_Free(numbers), PyMem_Free(r.pack_ids);
-    map_free(stage[0].tail, &stage[0].tail_mapped), map_free(stage[1].tail, &stage[1].tail_mapped);
-    PyBuffer_Release(&raw);
-    if (ok > 0)
-        return merge_step(tables[0]) < 0 || merge_step(tables[1]) < 0 ? NULL : Py_NewRef(Py_True);
-    return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
-}
 
 static PyMethodDef module_methods[] = {
     {"load_index", load_index, METH_VARARGS,

@@ -2,8 +2,8 @@
  * restique._index.PackIds -- the pack ids a master index refers to, numbered in order of first
  * appearance: 32 bytes each in one array plus an open-addressing hash over them, instead of a
  * Python list and dict of 64-character strings (about 200 bytes a pack). Hex at the boundary.
- * Included by _index.c (it uses HEX and decode_hex).
  */
+#include "index.h"
 
 typedef struct {
     PyObject_HEAD
@@ -128,7 +128,7 @@ static PyMethodDef PackIds_methods[] = {
 
 static PySequenceMethods PackIds_as_sequence = {.sq_length = (lenfunc)PackIds_len};
 
-static PyTypeObject PackIdsType = {
+PyTypeObject PackIdsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "restique._index.PackIds",
     .tp_basicsize = sizeof(PackIds),

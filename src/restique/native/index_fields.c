@@ -1,0 +1,172 @@
+/* restique._index: the bit-packed numbers of the records and the mapped arrays they live in. */
+#include "index.h"
+
+#include <sys/mman.h>
+
+/* --- large arrays ------------------------------------------------------------------------- *
+ * The records, numbers, exceptions, tail and a merge's scratch have mappings of their own: they grow by mremap without a copy
+ * or a second peak, and freeing one gives it back to the system. From the heap, the holes that
+ * growing arrays leave behind stayed resident (about 4 bytes a blob). */
+
+static size_t
+page_rounded(size_t size)
+{
+    size_t page = 4096;
+    return (size + page - 1) / page * page;
+}
+
+/* p (of *mapped bytes, NULL when 0) resized to hold size bytes; NULL and p intact on failure. */
+void *
+map_resize(void *p, size_t *mapped, size_t size)
+{
+    size = page_rounded(size ? size : 1);
+    if (size == *mapped)
+        return p;
+    void *q = *mapped ? mremap(p, *mapped, size, MREMAP_MAYMOVE)
+                      : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED)
+        return NULL;
+    *mapped = size;
+    return q;
+}
+
+void
+map_free(void *p, size_t *mapped)
+{
+    if (*mapped)
+        munmap(p, *mapped);
+    *mapped = 0;
+}
+
+/* --- bit-packed fields -------------------------------------------------------------------- */
+
+unsigned
+bits_for(uint64_t v)
+{
+    return v ? 64 - __builtin_clzll(v) : 0;
+}
+
+/* Both take one 8-byte word when the field fits in it (every bit array has 8 bytes of slack
+ * at its end); the byte loop is for the rest and for big-endian machines. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WORD_BITS 1
+#else
+#define WORD_BITS 0
+#endif
+
+void
+put_bits(uint8_t *p, uint64_t pos, unsigned width, uint64_t v)
+{
+    unsigned shift = pos & 7;
+    if (WORD_BITS && width && shift + width <= 64) {
+        uint64_t word, mask = (width == 64 ? UINT64_MAX : (1ull << width) - 1) << shift;
+        memcpy(&word, p + (pos >> 3), 8);
+        word = (word & ~mask) | ((v << shift) & mask);
+        memcpy(p + (pos >> 3), &word, 8);
+        return;
+    }
+    while (width) {
+        unsigned shift = pos & 7, take = 8 - shift;
+        if (take > width)
+            take = width;
+        uint8_t mask = (uint8_t)(((1u << take) - 1) << shift);
+        p[pos >> 3] = (uint8_t)((p[pos >> 3] & ~mask) | ((v << shift) & mask));
+        v >>= take;
+        pos += take;
+        width -= take;
+    }
+}
+
+uint64_t
+get_bits(const uint8_t *p, uint64_t pos, unsigned width)
+{
+    unsigned shift = pos & 7;
+    if (WORD_BITS && width && shift + width <= 64) {
+        uint64_t word;
+        memcpy(&word, p + (pos >> 3), 8);
+        word >>= shift;
+        return width == 64 ? word : word & ((1ull << width) - 1);
+    }
+    uint64_t v = 0;
+    unsigned got = 0;
+    while (got < width) {
+        unsigned shift = pos & 7, take = 8 - shift;
+        if (take > width - got)
+            take = width - got;
+        v |= (uint64_t)((p[pos >> 3] >> shift) & ((1u << take) - 1)) << got;
+        got += take;
+        pos += take;
+    }
+    return v;
+}
+
+static uint64_t
+sentinel(unsigned width)
+{
+    return width >= 64 ? UINT64_MAX : (1ull << width) - 1;
+}
+
+/* Whether a value needs the exceptions table: it does not fit below the sentinel. A field of
+ * width 0 holds only zeros and has no sentinel (widths_for sees to it). */
+static int
+overflows(unsigned width, uint64_t v)
+{
+    return width && v >= sentinel(width);
+}
+
+/* Write record i's numbers; 1 when they do not fit and the record is an exception. */
+int
+encode_fields(uint8_t *numbers, const unsigned *widths, unsigned bits, Py_ssize_t i, const Fields *f)
+{
+    const uint64_t v[4] = {f->pack, f->offset, f->length, f->ulen};
+    int exceptional = 0;
+    for (int k = 0; k < 4; k++)
+        exceptional |= overflows(widths[k], v[k]) || (!widths[k] && v[k]);
+    uint64_t pos = (uint64_t)i * bits;
+    for (int k = 0; k < 4; k++) {
+        put_bits(numbers, pos, widths[k], exceptional ? sentinel(widths[k]) : v[k]);
+        pos += widths[k];
+    }
+    return exceptional;
+}
+
+/* Record i's numbers from the exceptions table; 0 when it is not there. */
+static int
+find_exception(const Table *t, Py_ssize_t i, Fields *f)
+{
+    Py_ssize_t lo = 0, hi = t->exception_count;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        uint64_t pos = (uint64_t)mid * t->exception_bits;
+        uint64_t at = get_bits(t->exceptions, pos, t->exception_widths[0]);
+        if (at == (uint64_t)i) {
+            uint64_t v[4];
+            for (int k = 0; k < 4; k++) {
+                pos += t->exception_widths[k];
+                v[k] = get_bits(t->exceptions, pos, t->exception_widths[k + 1]);
+            }
+            f->pack = v[0], f->offset = v[1], f->length = v[2], f->ulen = v[3];
+            return 1;
+        }
+        if (at < (uint64_t)i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+void
+decode_fields(const Table *t, Py_ssize_t i, Fields *f)
+{
+    uint64_t pos = (uint64_t)i * t->bits, v[4];
+    int flagged = 0;
+    for (int k = 0; k < 4; k++) {
+        v[k] = get_bits(t->numbers, pos, t->widths[k]);
+        flagged |= t->widths[k] && v[k] == sentinel(t->widths[k]);
+        pos += t->widths[k];
+    }
+    if (flagged && find_exception(t, i, f))
+        return;
+    f->pack = v[0], f->offset = v[1], f->length = v[2], f->ulen = v[3];
+}
