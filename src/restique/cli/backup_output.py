@@ -43,6 +43,9 @@ class TextBackupOutput(BackupProgress):
         super().error(path, message, during)
         self.warn(f"error: {message}")
 
+    def wants_items(self) -> bool:
+        return self.verbose >= 2
+
     def item(self, path: str, kind: str, r: ItemResult) -> None:
         if self.verbose < 2:
             return
@@ -156,6 +159,9 @@ class JsonBackupOutput(BackupProgress):
 
     def bytes_read(self, n: int) -> None:
         self.bytes_done += n
+
+    def wants_items(self) -> bool:
+        return self.verbose >= 1 and not self.quiet
 
     def item(self, path: str, kind: str, r: ItemResult) -> None:
         if self.verbose < 1 or self.quiet:

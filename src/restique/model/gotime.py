@@ -163,7 +163,7 @@ class GoTime:
                 base = _PARSED.get(key)
                 if base is None:
                     base = _parse_second(text, zone)
-                    if len(_PARSED) > 65536:
+                    if len(_PARSED) > 4096:  # a restore of a million files rarely repeats a second
                         _PARSED.clear()
                     _PARSED[key] = base
                 nanos = int(frac[:9].ljust(9, "0")) if frac else 0

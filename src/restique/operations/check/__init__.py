@@ -182,7 +182,7 @@ class _Tally:
 
 def check(repo, options: CheckOptions, report: Optional[CheckReport] = None) -> CheckSummary:
     """Check repo (locked by the caller) and return the summary; findings go to report."""
-    from . import read_data, structure
+    from . import structure
 
     subset = options.validate()
     report = report or CheckReport()
@@ -203,6 +203,8 @@ def check(repo, options: CheckOptions, report: Optional[CheckReport] = None) -> 
         repo, options, snapshot_ids, tally, _counter(report, "snapshots"), indexed)
 
     if options.read_data or subset:
+        from . import read_data  # its thread pool and logging only when data is read
+
         candidates = read_data.packs_to_read(pack_sizes, indexed, used_blobs)
         selected, info = read_data.select_packs(candidates, subset)
         report.stage("read_data", filtered=options.filtered, **info)
