@@ -61,8 +61,7 @@ class TreePacks:
         if pack_id not in self._known and len(self.repo.index) != self._index_size:
             self._index_size = len(self.repo.index)
             index = self.repo.index
-            self._known = {index.lookup(TREE, blob_id).pack_id
-                           for blob_type, blob_id in index.blobs() if blob_type == TREE}
+            self._known = {index.lookup(TREE, blob_id).pack_id for _, blob_id in index.blobs(TREE)}
         return pack_id in self._known
 
     def _header_has_trees(self, data) -> bool:

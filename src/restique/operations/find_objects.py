@@ -159,7 +159,7 @@ def object_packs(repo, search: ObjectSearch) -> Iterator[ObjectPack]:
                                      ("tree", search.trees, search.found_trees)):
         ids = set(wanted.full) | found
         if wanted.prefixes:
-            ids.update(i for t, i in index.blobs() if t == blob_type and i in wanted)
+            ids.update(i for _, i in index.blobs(blob_type) if i in wanted)
         for prefix in wanted.given():
             if len(prefix) < 64 and not any(i.startswith(prefix) for i in ids):
                 yield ObjectPack(blob_type, prefix, None)

@@ -49,8 +49,7 @@ def recover(repo, options: Optional[RecoverOptions] = None,
     snapshot_ids = repo.list_ids("snapshot")  # before ours is written
     report.message("load index files")
     repo.load_index()
-    referenced: Dict[str, bool] = {blob_id: False for blob_type, blob_id in repo.index.blobs()
-                                   if blob_type == "tree"}
+    referenced: Dict[str, bool] = {blob_id: False for _, blob_id in repo.index.blobs("tree")}
     report.message(f"load {len(referenced)} trees")
     counter = report.counter("trees loaded", len(referenced))
     for tree_id, subtrees in _load_subtrees(repo, list(referenced), report):

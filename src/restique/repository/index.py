@@ -233,9 +233,9 @@ class MasterIndex:
                 return blob_type, loc
         return None
 
-    def blobs(self) -> Iterator[Tuple[str, str]]:
-        """(type, id) of every blob, data first, each type in id order."""
-        for blob_type in BLOB_TYPES:
+    def blobs(self, only_type: Optional[str] = None) -> Iterator[Tuple[str, str]]:
+        """(type, id) of every blob (of only_type if given), data first, each type in id order."""
+        for blob_type in (only_type,) if only_type else BLOB_TYPES:
             table = self._tables[blob_type]
             for start in range(0, len(table), _IDS_PER_SLICE):
                 yield from zip(repeat(blob_type), table.hex_slice(start, start + _IDS_PER_SLICE))
