@@ -9,7 +9,7 @@ The library interface is ``restique.api``, re-exported here::
         print(snapshot.short_id, summary["files_new"])
 
 Names are imported on first use, so ``import restique`` stays cheap: the backends' client
-libraries (boto3, requests, paramiko) load only when a location needs them.
+libraries (boto3, urllib3) load only when a location needs them.
 """
 from typing import TYPE_CHECKING, Any, List
 

@@ -56,7 +56,7 @@ class LocalBackend:
     def __init__(self, path: str, location: Optional[str] = None):
         self.path = path
         self.location = location or path
-        self._cleaned = False  # stale temporary files are removed before the first save
+        self._cleaned = False  # stale temporary files are removed before the first save but a lock's
 
     # --- layout ---
     def _dir(self, ftype: FileType, name: str = "") -> str:
@@ -89,8 +89,8 @@ class LocalBackend:
         kill_stage = _kill_switch.stage() if _kill_switch is not None else None
         if kill_stage == "start":
             _kill_switch.fire()
-        if not self._cleaned:
-            self._cleaned = True
+        if not self._cleaned and ftype is not FileType.LOCK:  # not for every command's lock:
+            self._cleaned = True                               # it lists ~270 folders
             self.remove_stale_temporary_files()
         final = self._file(ftype, name)
         directory = os.path.dirname(final)
@@ -123,7 +123,7 @@ class LocalBackend:
     def remove_stale_temporary_files(self) -> int:
         """Remove what interrupted saves left: temporary files of dead processes on this
         host, and any temporary file older than STALE_TEMPORARY_SECONDS. Runs once, before
-        a process's first save. Returns how many were removed."""
+        a process's first save of anything but a lock. Returns how many were removed."""
         folders = [self._dir(t) for t in FOLDER_TYPES if t is not FileType.PACK] + [self.path]
         try:
             data = os.path.join(self.path, "data")
