@@ -155,7 +155,11 @@ blockmix(const uint32_t *in_words, const uint32_t *mix_words, uint32_t *out_word
            (uint64_t)(uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi32(x3, 0x01)) << 32;
 }
 
-#else /* portable */
+#endif
+
+/* The portable code: the fallback where SSE2 is missing, and always the yardstick the key
+ * calibration times (plain scalar code, as fast as restic's Go scrypt), so a key made here is
+ * as strong as the one restic would make on the same machine, whichever code derives it. */
 
 #define ROTL32(v, k) (((v) << (k)) | ((v) >> (32 - (k))))
 
@@ -177,8 +181,8 @@ static inline void salsa20_8(uint32_t b[16])
         b[i] += x[i];
 }
 
-/* as the SSE2 blockmix above */
-static inline uint64_t blockmix(const uint32_t *in, const uint32_t *mix, uint32_t *out, size_t r)
+/* as the SSE2 blockmix above, words in their natural order */
+static inline uint64_t blockmix_portable(const uint32_t *in, const uint32_t *mix, uint32_t *out, size_t r)
 {
     uint32_t x[16];
     size_t last = (2 * r - 1) * WORDS_PER_BLOCK;
@@ -193,6 +197,8 @@ static inline uint64_t blockmix(const uint32_t *in, const uint32_t *mix, uint32_
     return (uint64_t)x[0] | (uint64_t)x[1] << 32;
 }
 
+#ifndef __SSE2__
+#define blockmix blockmix_portable
 #endif
 
 /* Start fetching the 128r-byte block V[j] that the next BlockMix will read. */
@@ -353,7 +359,42 @@ done:
     return result;
 }
 
+/* One ROMix lane of the portable code over zeros, for calibration (the data does not change
+ * the time it takes); the GIL is released. */
+static PyObject *kdf_reference_lane(PyObject *self, PyObject *args)
+{
+    unsigned long long n, r;
+    if (!PyArg_ParseTuple(args, "KK:reference_lane", &n, &r))
+        return NULL;
+    const char *problem = invalid_parameters(n, r, 1, 64, 0, 0);
+    if (problem) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    size_t words = 32 * (size_t)r;
+    uint32_t *xy = calloc(2 * words, 4), *v = alloc_work_area(words * 4 * (size_t)n);
+    if (!xy || !v) {
+        free(xy);
+        free(v);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    memcpy(v, xy, words * 4);
+    for (uint64_t i = 0; i + 1 < n; i++)
+        blockmix_portable(v + i * words, NULL, v + (i + 1) * words, (size_t)r);
+    uint64_t j = blockmix_portable(v + (n - 1) * words, NULL, xy, (size_t)r) & (n - 1);
+    for (uint64_t i = 0; i < n; i++)
+        j = blockmix_portable(i & 1 ? xy + words : xy, v + j * words, i & 1 ? xy : xy + words,
+                              (size_t)r) & (n - 1);
+    Py_END_ALLOW_THREADS
+    free(xy);
+    free(v);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef kdf_methods[] = {
+    {"reference_lane", kdf_reference_lane, METH_VARARGS,
+     "reference_lane(n, r): one ROMix lane of the plain scalar code, for timing."},
     {"scrypt", (PyCFunction)(void (*)(void))kdf_scrypt, METH_VARARGS | METH_KEYWORDS,
      "scrypt(password, salt, n, r, p, dklen) -> bytes: RFC 7914 scrypt; releases the GIL."},
     {NULL, NULL, 0, NULL},
