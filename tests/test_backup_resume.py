@@ -12,7 +12,6 @@ import threading
 import pytest
 
 from conftest import PASSWORD, clean_env, restique_cmd, run_restic, run_restique
-from kill_points import run_killed_at_save
 from test_backup_kill import same_tree
 
 FAST_KDF = (1 << 10, 8, 1)
@@ -117,9 +116,9 @@ def test_newer_snapshot_wins_over_an_old_checkpoint(setup):
 
 
 def test_killed_backup_resumes_from_its_last_checkpoint(setup, tmp_path):
-    """SIGKILL at the 10th save: the checkpoints written while it ran (every 50 ms here)
-    spare the next backup part of the work; the CLI says that it resumes. About 30 MB in
-    4 MiB packs: more saves than that however fast the machine, so the kill always lands."""
+    """SIGKILL once a checkpoint (every 50 ms here) has been recorded: it spares the next
+    backup part of the work; the CLI says that it resumes. (A kill at a fixed save number
+    could land before the first checkpoint when two packs are stored at once.)"""
     repo, src, cache = setup
     for i in range(240, 1200):
         (src / f"d{i % 12}" / f"g{i}.bin").write_bytes(os.urandom(20_000 + 10 * i))
@@ -127,8 +126,8 @@ def test_killed_backup_resumes_from_its_last_checkpoint(setup, tmp_path):
     env = clean_env(RESTIQUE_CHECKPOINT_INTERVAL="0.05", RESTIC_PACK_SIZE="4")
     # uploads at 10 MB/s: a fast machine reached the 10th save before the first checkpoint
     slowed = ["--limit-upload", "10000", *args]
-    killed = run_killed_at_save(restique_cmd() + [str(a) for a in slowed], 10, "start", env)
-    assert killed.returncode == -9, killed.stderr
+    killed = run_killed_after_checkpoint(restique_cmd() + [str(a) for a in slowed], cache, env)
+    assert killed == -9, "the backup ended before it was killed"
     run_restic(repo, "unlock")
     assert b"no errors were found" in run_restic(repo, "check", "--read-data").stdout
     out = run_restique(None, *args).stdout.decode()
@@ -137,3 +136,20 @@ def test_killed_backup_resumes_from_its_last_checkpoint(setup, tmp_path):
     assert unmodified > 0 and new + changed + unmodified == 1200, out
     run_restic(repo, "restore", "latest", "--target", tmp_path / "r")
     assert same_tree(src, tmp_path / "r" / str(src).lstrip("/"))
+
+
+def run_killed_after_checkpoint(cmd, cache, env) -> int:
+    """Start a backup and SIGKILL it right after its first resume record appears in the
+    cache; returns its exit status (-9 when killed)."""
+    import glob
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([str(c) for c in cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not [f for f in glob.glob(os.path.join(str(cache), "*", "resume", "*")) if not f.endswith(".tmp")]:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    proc.kill()
+    return proc.wait()

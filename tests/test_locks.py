@@ -283,7 +283,7 @@ def mount_phase(proc, repo, workdir):
              "mounted snapshots", proc)
 
 
-SLOW = ("--limit-download", "1024")
+SLOW = ("--limit-download", "256")  # long enough that a signal sent from a busy machine lands first
 COMMANDS = {
     "backup": (("backup", "--stdin", "--stdin-filename", "big"), backup_phase),
     "restore": (SLOW + ("restore", "latest", "--target", "{workdir}/target"), printed("restoring")),

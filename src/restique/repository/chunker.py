@@ -227,7 +227,9 @@ class Chunker:
             raise ValueError(f"read buffers of {buffers.size} bytes cannot hold a chunk of {self.max_size}")
         if getattr(stream, "readinto", None) is None:
             return (HeldChunk(chunk) for chunk in self.chunks(stream))
-        return self._held_chunks(stream.readinto, buffers)
+        # a buffered stream's readinto() waits until the whole buffer is full; readinto1()
+        # returns what one read brings (sys.stdin.buffer on a pipe)
+        return self._held_chunks(getattr(stream, "readinto1", None) or stream.readinto, buffers)
 
     def _held_chunks(self, readinto, buffers: ReadBuffers) -> Iterator[HeldChunk]:
         scanner = self._scanner()
@@ -236,12 +238,21 @@ class Chunker:
         carried = 0  # bytes of the unfinished chunk at the start of buf, already scanned
         try:
             while True:
-                n = carried + _fill(readinto, buf.view[carried:])
-                start = 0
-                for cut in scanner.scan(buf.view, carried, n):
-                    yield buf.chunk(start, cut)
-                    start = cut
-                if n < size:  # _fill only stops short at the end of the stream
+                # chunks are cut from each read as it arrives, not once the buffer is full:
+                # a slow stream (a pipe from a database dump) must not hold back 9 MiB of
+                # data that could already be packed and stored
+                n, start = carried, 0
+                while n < size:
+                    got = readinto(buf.view[n:])
+                    if got is None:
+                        raise BlockingIOError("the stream has no data available (non-blocking?)")
+                    if got == 0:
+                        break
+                    for cut in scanner.scan(buf.view, n, n + got):
+                        yield buf.chunk(start, cut)
+                        start = cut
+                    n += got
+                if n < size:  # the end of the stream
                     if start < n:
                         yield buf.chunk(start, n)
                     return
