@@ -153,3 +153,18 @@ def test_full_strength_key_opens_with_the_other_program(tmp_path, maker, reader)
     assert snapshot_ids(reader, repo, env) == snapshot_ids(maker, repo, env) != []
     wrong = reader(repo, "cat", "config", env=clean_env(RESTIC_PASSWORD=PASSWORD + "x"), check=False)
     assert wrong.returncode != 0
+
+
+def test_a_password_that_is_not_utf8_opens_restics_repository(tmp_path):
+    """restic derives the key from the password's bytes as read; restique keeps bytes that are
+    not UTF-8 as surrogates and must derive from the same bytes (it raised an internal error)."""
+    secret = tmp_path / "password"
+    secret.write_bytes(b"pw\xff\xfe-latin1-\xe9\n")
+    env = {k: v for k, v in clean_env().items() if k != "RESTIC_PASSWORD"}
+    repo = tmp_path / "repo"
+    run_restic(repo, "init", "--password-file", secret, env=env)
+    ours = run_restique(repo, "snapshots", "--json", "--password-file", secret, env=env)
+    assert json.loads(ours.stdout) == []
+    run_restique(repo, "key", "add", "--password-file", secret, "--new-password-file", secret, env=env)
+    listed = run_restic(repo, "key", "list", "--json", "--password-file", secret, env=env)
+    assert len(json.loads(listed.stdout)) == 2

@@ -105,7 +105,9 @@ def derive_user_key(password: str, salt: bytes, n: int, r: int, p: int) -> Maste
     if _scrypt_memory(n, r, p) > _SCRYPT_MAX_MEMORY:
         raise IntegrityError(f"scrypt parameters N={n} r={r} p={p} need more than 2 GiB of memory")
     # restique._kdf: the same function as hashlib.scrypt (OpenSSL's), in about half its time
-    derived = _kdf.scrypt(password.encode("utf-8"), salt, n, r, p, 64)
+    # a password read from a file or stdin keeps bytes that are not UTF-8 as surrogates; restic
+    # derives from the bytes as read, so they go back to exactly those bytes
+    derived = _kdf.scrypt(password.encode("utf-8", "surrogateescape"), salt, n, r, p, 64)
     return MasterKey.from_kdf_output(derived)
 
 
