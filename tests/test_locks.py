@@ -41,8 +41,14 @@ def write_lock(repo, *, exclusive, pid, age=0.0, hostname=None):
 
 def start(cmd, repo, *args, env=None, **kw):
     full = [str(c) for c in cmd] + ["-r", str(repo)] + [str(a) for a in args]
+    # SIGHUP as a terminal would deliver it, even when the suite runs under nohup (restique,
+    # like nohup expects, keeps ignoring SIGHUP when it starts with it ignored)
     return subprocess.Popen(full, env=env or clean_env(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **kw)
+                            stderr=subprocess.PIPE, preexec_fn=_default_hangup, **kw)
+
+
+def _default_hangup():
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def wait_for(condition, what, proc=None, timeout=30):
