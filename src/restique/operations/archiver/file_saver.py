@@ -86,8 +86,7 @@ class FileSaver:
                 total += size
                 self.on_bytes(size)
         finally:
-            for task in futures:  # never leave queued chunks (and their buffers) behind
-                _wait_quietly(task)
+            _wait_all(futures)  # never leave queued chunks (and their buffers) behind
         results = [task.result() for task in futures]
         ids = [r[0] for r in results]
         return ids, total, sum(r[1] for r in results), sum(r[2] for r in results)
@@ -96,11 +95,22 @@ class FileSaver:
         self.pool.shutdown(cancel=self.cancelled.is_set())
 
 
-def _wait_quietly(task: Completion) -> None:
-    try:
-        task.wait()
-    except BaseException:
-        pass  # raised by result() once every task is done
+def _wait_all(tasks: List[Completion]) -> None:
+    """Wait until every task has completed, whatever it raised (result() raises that once all
+    are done). An interruption of this thread meanwhile (Ctrl-C, SIGTERM, SIGHUP) is raised
+    after the waiting, not swallowed as if a task had raised it."""
+    interruption = None
+    for task in tasks:
+        while True:
+            try:
+                task.wait()
+            except BaseException as exc:  # noqa: BLE001 - sorted out just below
+                if not task.raised(exc):
+                    interruption = interruption or exc
+                    continue
+            break
+    if interruption is not None:
+        raise interruption
 
 
 class Cancelled(Exception):

@@ -60,6 +60,11 @@ class Completion:
                 event.wait()
         return self.result()
 
+    def raised(self, exc: BaseException) -> bool:
+        """Whether exc is this completed result's own exception (not one that interrupted
+        the thread waiting for it)."""
+        return self._done and exc is self._exc
+
     def value_if_done(self):
         """The value if completed without an exception, else None: a look from another
         thread while the walk goes on (checkpoints)."""
