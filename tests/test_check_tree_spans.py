@@ -2,19 +2,13 @@
 decode from it; anything else (a damaged blob, a pack that cannot be read) is left to the
 blob's own load, which reports it as before (test_check.py compares those reports with
 restic's)."""
-from dataclasses import dataclass
-
 from restique.errors import IntegrityError
 from restique.operations.check.structure import _TreeSpans
-from restique.repository.index import IndexEntry
+from restique.repository.index import BlobLocation, IndexEntry
 
 
-@dataclass
-class Loc:
-    pack_id: str
-    offset: int
-    length: int
-    uncompressed_length: int = 0
+def Loc(pack_id: str, offset: int, length: int) -> BlobLocation:
+    return BlobLocation(pack_id, offset, length, 0)
 
 
 class FakeRepo:
