@@ -123,13 +123,15 @@ def test_values_of_any_size_are_stored_exactly():
     values = [(0, 0, 32, 0), (1, 1 << 40, (1 << 63) + 5, 1 << 35), (2**32 - 1, 2**64 - 1, 7, 2**64 - 1)]
     for n, v in enumerate(values):
         table.add(bytes([n]) * 32, *v)
-    assert len(table) == 3 and table.exception_count <= 2
+    assert len(table) == 3 and table.exception_count <= 3 * 4  # at most every field's number
     for n, v in enumerate(values):
         assert table.get((bytes([n]) * 32).hex()) == v
     small = BlobTable()
     small.add(b"\x01" * 32, 1, 100, 200, 0)
-    # widths keep the all-ones sentinel free: 1 takes 2 bits, 100 takes 7, 200 takes 8, zeros none
-    assert len(small) == 1 and small.record_bits == 240 + 2 + 7 + 8 and small.exception_count == 0
+    # widths keep the all-ones sentinel free: 100 takes 7 bits, 200 takes 8, zeros none; the table
+    # numbers its packs itself, from 0
+    assert len(small) == 1 and small.record_bits == 240 + 0 + 7 + 8 and small.exception_count == 0
+    assert small.get(("01" * 32)) == (1, 100, 200, 0)
     for raw in (index_bytes([blob("ab" * 32, offset=2**64)]), index_bytes([blob("ab" * 32, length=2**70)])):
         with pytest.raises(IntegrityError):
             MasterIndex().add_index_bytes(None, raw)
@@ -307,9 +309,40 @@ def test_rare_large_values_go_to_the_exceptions_table():
                 edges.append(tuple(v))
     values = common + edges
     table = _bulk_table(values)
-    assert table.record_bits == 240 + 12 + 3 * 20 and 0 < table.exception_count < len(edges)
+    assert table.record_bits == 240 + 12 + 3 * 20
+    # only the field that does not fit is an exception: an offset, length or uncompressed length
+    # from the sentinel of 20 bits up, a pack the common ones did not number (the table numbers
+    # packs itself: the common ones take 0..4094, below the sentinel of 12 bits)
+    common_packs = {v[0] for v in common}
+    assert len(common_packs) == 4095
+    assert table.exception_count == sum(v[field] >= (1 << 20) - 1 if field else v[0] not in common_packs
+                                        for v in edges for field in range(4))
     for n, v in enumerate(values):
         assert table.get((n.to_bytes(4, "big") * 8).hex()) == v
+
+
+def test_each_table_numbers_its_packs_itself():
+    """A table's records number the packs it refers to (trees are in few packs: their field is
+    narrow), kept across merges while new packs arrive, and lookups give the master index's."""
+    rnd = random.Random(14)
+    index, model = MasterIndex(), {}
+    packs = [random_id(rnd) for _ in range(5000)]
+    for step in range(3):  # each step merges: new packs of both types, and old ones again
+        for n in range(70_000):
+            tree = n % 50 == 0
+            pack = packs[(n // 50 % 8) * 625 if tree else rnd.randrange(len(packs) * (step + 1) // 3)]
+            e = PackEntry("tree" if tree else "data", random_id(rnd), n, n + 1, 0)
+            index.add_pack(pack, [e])
+            model[e.type, e.id] = (pack, n, n + 1, 0)
+        assert len(index) == len(model)
+    assert index._tables["tree"].record_bits == 240 + 4 + 17 + 17  # 8 packs: 0..7, below 15
+    for (t, i), want in model.items():
+        loc = index.lookup(t, i)
+        assert (loc.pack_id, loc.offset, loc.length, loc.uncompressed_length) == want
+    table = BlobTable()  # any 32-bit pack number, as the master index's numbers are
+    for n, pack in enumerate((2**32 - 1, 0, 2**32 - 1, 2**31, 7)):
+        table.add(n.to_bytes(32, "big"), pack, n, n, n)
+    assert [table.get(n.to_bytes(32, "big").hex())[0] for n in range(5)] == [2**32 - 1, 0, 2**32 - 1, 2**31, 7]
 
 
 def test_exceptions_survive_merges_and_rebuilds():

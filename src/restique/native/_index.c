@@ -6,9 +6,11 @@
  * one of 65536 buckets (ids are SHA-256 hashes, so buckets are even); a bucket table holds where
  * each bucket starts, so a record stores only the other 30 bytes of its id. The four numbers
  * are in a second array, bit-packed back to back with widths chosen for the table's common
- * values (index_fields.c); a record whose numbers do not fit -- a blob deep in a rare 300 MiB
- * pack, a 64 MiB tree -- holds all-ones sentinels and its numbers are in a small exceptions
- * table, so a repository of 16 MiB packs takes about 9-11 bytes for them instead of 24.
+ * values (index_fields.c); a number that does not fit -- the offset of a blob deep in a rare
+ * 300 MiB pack, the length of a 64 MiB tree -- leaves the all-ones sentinel in its field and
+ * its value in a small exceptions table, so a repository of 16 MiB packs takes about 8-10 bytes
+ * for them instead of 24. The pack is the table's own number of it (index_packs.c): a table of
+ * trees refers to few packs.
  *
  * Additions go to an unsorted tail first (full ids, full numbers). Loading the index adds
  * millions without a query: the tail is sorted bucket by bucket and merged into the records
@@ -269,9 +271,10 @@ count_fields(Histogram *h, const Fields *f)
 static void
 choose_widths(const Histogram *h, Py_ssize_t n, unsigned *widths)
 {
-    unsigned exception_bits = 32; /* its position */
+    unsigned value_bits = 0; /* an exception: its key and its value, at the widest field's width */
     for (int k = 0; k < 4; k++)
-        exception_bits += h->widest[k];
+        value_bits = h->widest[k] > value_bits ? h->widest[k] : value_bits;
+    unsigned exception_bits = 2 + bits_for((uint64_t)n) + value_bits;
     for (int k = 0; k < 4; k++) {
         Py_ssize_t left_out = n - h->need[k][0]; /* values above the width being tried */
         double best = left_out ? -1 : 0;
@@ -285,10 +288,17 @@ choose_widths(const Histogram *h, Py_ssize_t n, unsigned *widths)
     }
 }
 
+/* A live tail entry's numbers, its pack in the table's numbering. */
+static void
+tail_fields(const TailEntry *e, const PackMap *packs, uint64_t *v)
+{
+    v[0] = pack_map_get(packs, e->pack), v[1] = e->offset, v[2] = e->length, v[3] = e->ulen;
+}
+
 /* The widths for the records plus n live tail entries, and the histogram of them all (for the
  * table to keep once the merge is done); NULL when out of memory: exact widths then. */
 static Histogram *
-widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, unsigned *widths)
+widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, const PackMap *packs, unsigned *widths)
 {
     Histogram *h = PyMem_Calloc(1, sizeof(Histogram));
     if (!h) { /* fall back to exact widths: no exceptions, just wider */
@@ -304,11 +314,33 @@ widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, unsigned *widths
         count_fields(h, &f);
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        const TailEntry *e = &t->tail[order[i]];
-        count_fields(h, &(Fields){e->pack, e->offset, e->length, e->ulen});
+        uint64_t v[4];
+        tail_fields(&t->tail[order[i]], packs, v);
+        count_fields(h, &(Fields){v[0], v[1], v[2], v[3]});
     }
     choose_widths(h, t->count + n, widths);
     return h;
+}
+
+/* The table's pack numbering, extended by the packs of the n live tail entries; -1 when out of
+ * memory. The table keeps its old numbers: records merged before need no change. */
+static int
+number_packs(const Table *t, const uint32_t *order, Py_ssize_t n, PackMap *packs, uint32_t **numbers)
+{
+    for (Py_ssize_t i = 0; i < t->pack_count; i++)
+        if (pack_map_number(packs, t->pack_numbers[i]) == UINT32_MAX)
+            return -1;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (pack_map_number(packs, t->tail[order[i]].pack) == UINT32_MAX)
+            return -1;
+    uint32_t *grown = realloc(t->pack_numbers, (packs->count ? packs->count : 1) * sizeof(uint32_t));
+    if (!grown)
+        return -1;
+    *numbers = grown;
+    for (size_t s = 0; s <= packs->mask; s++)
+        if (packs->slots[2 * s + 1] != UINT32_MAX)
+            grown[packs->slots[2 * s + 1]] = packs->slots[2 * s];
+    return 0;
 }
 
 /* --- merging the tail into the records ---------------------------------------------------- */
@@ -336,30 +368,24 @@ drop_copies(const Table *t, uint32_t *order, Py_ssize_t *starts)
     return w;
 }
 
-/* The exceptions by position, bit-packed at the widths they need, into out (sized for the
- * widest: 32 + 32 + 3 * 64 bits each). */
+/* The exceptions by key, bit-packed at the widths they need, into out (sized for the widest:
+ * 64 + 64 bits each). */
 static void
 pack_exceptions(const Exception *list, Py_ssize_t n, uint8_t *out, unsigned *widths, unsigned *bits)
 {
-    uint64_t widest[5] = {0, 0, 0, 0, 0};
-    for (Py_ssize_t i = 0; i < n; i++) {
-        widest[0] |= list[i].position, widest[1] |= list[i].pack, widest[2] |= list[i].offset;
-        widest[3] |= list[i].length, widest[4] |= list[i].ulen;
-    }
-    *bits = 0;
-    for (int k = 0; k < 5; k++)
-        *bits += widths[k] = bits_for(widest[k]);
+    uint64_t widest[2] = {0, 0};
+    for (Py_ssize_t i = 0; i < n; i++)
+        widest[0] |= list[i].key, widest[1] |= list[i].value;
+    *bits = (widths[0] = bits_for(widest[0])) + (widths[1] = bits_for(widest[1]));
     uint64_t pos = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        const uint64_t v[5] = {list[i].position, list[i].pack, list[i].offset, list[i].length, list[i].ulen};
-        for (int k = 0; k < 5; k++) {
-            put_bits(out, pos, widths[k], v[k]);
-            pos += widths[k];
-        }
+        put_bits(out, pos, widths[0], list[i].key);
+        put_bits(out, pos + widths[0], widths[1], list[i].value);
+        pos += *bits;
     }
 }
 
-#define EXCEPTION_MAX_BITS (32 + 32 + 3 * 64)
+#define EXCEPTION_MAX_BITS (64 + 64)
 
 /* Merge the tail into the records in place, from the end backwards: a record only moves up
  * (tail entries sort in below it) and its numbers only widen (the widths never shrink), so a
@@ -379,10 +405,18 @@ merge_tail(Table *t)
     Histogram *hist = NULL;
     uint32_t *bucket = NULL, *base = NULL; /* bucket: every start, during the merge */
     uint16_t *off = NULL;
-    size_t most = (size_t)t->exception_count + live; /* old values fit wider fields */
+    uint32_t *pack_numbers = t->pack_numbers;
+    PackMap packs = {NULL};
+    /* old values fit wider fields; a tail entry has at most four exceptions */
+    size_t most = (size_t)t->exception_count + 4 * (size_t)live;
     int failed = !order || (size_t)total >= UINT32_MAX;
     if (!failed) {
-        hist = widths_for(t, order, live, widths);
+        failed = number_packs(t, order, live, &packs, &pack_numbers) < 0;
+        if (pack_numbers) /* realloc may have moved it even if a later step failed */
+            t->pack_numbers = pack_numbers;
+    }
+    if (!failed) {
+        hist = widths_for(t, order, live, &packs, widths);
         for (int k = 0; k < 4; k++) {
             widths[k] = widths[k] > 64 ? 64 : widths[k];
             if (t->count && widths[k] < t->widths[k])
@@ -405,6 +439,7 @@ merge_tail(Table *t)
         failed = !list || !packed || !bucket || !base || !off || !records || !numbers;
     }
     if (failed) {
+        pack_map_free(&packs);
         PyMem_Free(starts), map_free(order, &order_mapped);
         map_free(list, &list_mapped), map_free(packed, &packed_mapped);
         free(bucket), free(base), free(off), PyMem_Free(hist);
@@ -417,25 +452,29 @@ merge_tail(Table *t)
         Py_ssize_t k_lo = starts[b], k = starts[b + 1];
         while (r > r_lo || k > k_lo) {
             const TailEntry *e = k > k_lo ? &t->tail[order[k - 1]] : NULL;
-            Fields f;
+            uint64_t v[4];
             j--;
             if (r > r_lo && (!e || compare_tails(t->records + (size_t)(r - 1) * ID_TAIL, e->id + 2) > 0)) {
+                Fields f;
                 r--;
                 decode_fields(t, r, &f); /* the old widths, until the merge is done */
+                v[0] = f.pack, v[1] = f.offset, v[2] = f.length, v[3] = f.ulen;
                 memmove(t->records + (size_t)j * ID_TAIL, t->records + (size_t)r * ID_TAIL, ID_TAIL);
             } else {
                 k--;
-                f = (Fields){e->pack, e->offset, e->length, e->ulen};
+                tail_fields(e, &packs, v);
                 memcpy(t->records + (size_t)j * ID_TAIL, e->id + 2, ID_TAIL);
             }
-            if (encode_fields(t->numbers, widths, bits, j, &f))
-                list[exceptions++] = (Exception){(uint32_t)j, (uint32_t)f.pack, f.offset, f.length, f.ulen};
+            unsigned over = encode_fields(t->numbers, widths, bits, j, v);
+            for (int field = 3; over && field >= 0; field--) /* the list ends up reversed */
+                if (over >> field & 1)
+                    list[exceptions++] = (Exception){(uint64_t)j << 2 | (unsigned)field, v[field]};
         }
         old_next = r_lo;
         bucket[b] = (uint32_t)j;
     }
     bucket[BUCKETS] = (uint32_t)total;
-    for (Py_ssize_t a = 0, z = exceptions - 1; a < z; a++, z--) { /* by position */
+    for (Py_ssize_t a = 0, z = exceptions - 1; a < z; a++, z--) { /* by key */
         Exception x = list[a];
         list[a] = list[z], list[z] = x;
     }
@@ -456,6 +495,8 @@ merge_tail(Table *t)
         t->bucket_base = NULL, t->bucket_off = NULL, t->bucket_wide = bucket;
     }
     t->count = total;
+    t->pack_count = packs.count;
+    pack_map_free(&packs);
     PyMem_Free(t->hist);
     t->hist = hist;
     PyMem_Free(starts), map_free(order, &order_mapped), free(t->slots);
@@ -549,6 +590,7 @@ table_find(Table *t, PyObject *hex, Fields *f)
     Py_ssize_t i = find_record(t, id);
     if (i >= 0) {
         decode_fields(t, i, f);
+        f->pack = t->pack_numbers[f->pack];
         return 1;
     }
     TailEntry *e = find_tail(t, id);
@@ -718,6 +760,7 @@ Table_dealloc(Table *t)
     map_free(t->tail, &t->tail_mapped);
     map_free(t->exceptions, &t->exceptions_mapped), free(t->slots);
     free(t->bucket_base), free(t->bucket_off), free(t->bucket_wide), PyMem_Free(t->hist);
+    free(t->pack_numbers);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
@@ -733,7 +776,7 @@ static PyMethodDef Table_methods[] = {
 
 static PyGetSetDef Table_getset[] = {
     {"record_bits", (getter)Table_record_bits, NULL, "bits per merged record: id and numbers", NULL},
-    {"exception_count", (getter)Table_exception_count, NULL, "merged records whose numbers did not fit", NULL},
+    {"exception_count", (getter)Table_exception_count, NULL, "numbers of merged records that did not fit their fields", NULL},
     {NULL},
 };
 

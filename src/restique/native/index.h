@@ -29,11 +29,11 @@ typedef struct {
     uint64_t pack, offset, length, ulen;
 } Fields;
 
-/* A record whose numbers do not fit the widths: its fields hold the all-ones sentinel. The
- * table keeps these bit-packed too (at the widths its exceptions need), this only in a merge. */
+/* A number that does not fit its field's width: the field holds the all-ones sentinel and the
+ * exceptions table the value, under the key position * 4 + field (pack 0, offset 1, length 2,
+ * ulen 3). The table keeps these bit-packed too (at the widths they need), this only in a merge. */
 typedef struct {
-    uint32_t position, pack;
-    uint64_t offset, length, ulen;
+    uint64_t key, value;
 } Exception;
 
 typedef struct {
@@ -43,9 +43,14 @@ typedef struct {
     Py_ssize_t count;
     unsigned widths[4]; /* bits of pack, offset, length, ulen */
     unsigned bits;      /* their sum: bits per record in numbers */
-    uint8_t *exceptions; /* by position: position and the four numbers, bit-packed */
-    unsigned exception_widths[5], exception_bits;
+    uint8_t *exceptions; /* by key: each exception's key and value, bit-packed */
+    unsigned exception_widths[2], exception_bits;
     Py_ssize_t exception_count;
+    /* The records number their packs in the order the table first saw them (a table of trees
+     * refers to a small share of the packs, so its pack field is narrower): the master index's
+     * number of each, by the table's own. */
+    uint32_t *pack_numbers;
+    Py_ssize_t pack_count;
     /* where each of the BUCKETS + 1 buckets starts (NULL while count == 0): a 32-bit base per
      * group of 256 buckets plus 16-bit offsets, or 32-bit starts when a group spans more */
     uint32_t *bucket_base, *bucket_wide;
@@ -65,7 +70,7 @@ void map_free(void *p, size_t *mapped);
 unsigned bits_for(uint64_t v);
 void put_bits(uint8_t *p, uint64_t pos, unsigned width, uint64_t v);
 uint64_t get_bits(const uint8_t *p, uint64_t pos, unsigned width);
-int encode_fields(uint8_t *numbers, const unsigned *widths, unsigned bits, Py_ssize_t i, const Fields *f);
+unsigned encode_fields(uint8_t *numbers, const unsigned *widths, unsigned bits, Py_ssize_t i, const uint64_t *v);
 void decode_fields(const Table *t, Py_ssize_t i, Fields *f);
 
 /* _index.c */
@@ -83,5 +88,16 @@ PyObject *load_index(PyObject *module, PyObject *args);
 
 /* index_packs.c */
 extern PyTypeObject PackIdsType;
+
+/* a master index's pack number -> a table's own (pairs of uint32: global, local; local
+ * UINT32_MAX when the slot is empty) */
+typedef struct {
+    uint32_t *slots;
+    size_t mask;
+    Py_ssize_t count; /* numbered so far */
+} PackMap;
+uint32_t pack_map_get(const PackMap *m, uint32_t global);
+uint32_t pack_map_number(PackMap *m, uint32_t global);
+void pack_map_free(PackMap *m);
 
 #endif

@@ -114,41 +114,37 @@ overflows(unsigned width, uint64_t v)
     return width && v >= sentinel(width);
 }
 
-/* Write record i's numbers; 1 when they do not fit and the record is an exception. */
-int
-encode_fields(uint8_t *numbers, const unsigned *widths, unsigned bits, Py_ssize_t i, const Fields *f)
+/* Write record i's numbers (pack, offset, length, ulen); a bit per field whose value does not
+ * fit (1 << field): that field holds the sentinel, and the value goes to the exceptions. The
+ * widths leave no non-zero value in a field of width 0 (widths_for counts every value). */
+unsigned
+encode_fields(uint8_t *numbers, const unsigned *widths, unsigned bits, Py_ssize_t i, const uint64_t *v)
 {
-    const uint64_t v[4] = {f->pack, f->offset, f->length, f->ulen};
-    int exceptional = 0;
-    for (int k = 0; k < 4; k++)
-        exceptional |= overflows(widths[k], v[k]) || (!widths[k] && v[k]);
+    unsigned over = 0;
     uint64_t pos = (uint64_t)i * bits;
     for (int k = 0; k < 4; k++) {
-        put_bits(numbers, pos, widths[k], exceptional ? sentinel(widths[k]) : v[k]);
+        int out = overflows(widths[k], v[k]);
+        over |= (unsigned)out << k;
+        put_bits(numbers, pos, widths[k], out ? sentinel(widths[k]) : v[k]);
         pos += widths[k];
     }
-    return exceptional;
+    return over;
 }
 
-/* Record i's numbers from the exceptions table; 0 when it is not there. */
+/* The value of exception key (position * 4 + field) into *value; 0 when it is not there. */
 static int
-find_exception(const Table *t, Py_ssize_t i, Fields *f)
+find_exception(const Table *t, uint64_t key, uint64_t *value)
 {
     Py_ssize_t lo = 0, hi = t->exception_count;
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
         uint64_t pos = (uint64_t)mid * t->exception_bits;
         uint64_t at = get_bits(t->exceptions, pos, t->exception_widths[0]);
-        if (at == (uint64_t)i) {
-            uint64_t v[4];
-            for (int k = 0; k < 4; k++) {
-                pos += t->exception_widths[k];
-                v[k] = get_bits(t->exceptions, pos, t->exception_widths[k + 1]);
-            }
-            f->pack = v[0], f->offset = v[1], f->length = v[2], f->ulen = v[3];
+        if (at == key) {
+            *value = get_bits(t->exceptions, pos + t->exception_widths[0], t->exception_widths[1]);
             return 1;
         }
-        if (at < (uint64_t)i)
+        if (at < key)
             lo = mid + 1;
         else
             hi = mid;
@@ -156,17 +152,16 @@ find_exception(const Table *t, Py_ssize_t i, Fields *f)
     return 0;
 }
 
+/* Record i's numbers; the pack is the table's own number of it. */
 void
 decode_fields(const Table *t, Py_ssize_t i, Fields *f)
 {
     uint64_t pos = (uint64_t)i * t->bits, v[4];
-    int flagged = 0;
     for (int k = 0; k < 4; k++) {
         v[k] = get_bits(t->numbers, pos, t->widths[k]);
-        flagged |= t->widths[k] && v[k] == sentinel(t->widths[k]);
+        if (t->widths[k] && v[k] == sentinel(t->widths[k]))
+            find_exception(t, (uint64_t)i << 2 | (unsigned)k, &v[k]);
         pos += t->widths[k];
     }
-    if (flagged && find_exception(t, i, f))
-        return;
     f->pack = v[0], f->offset = v[1], f->length = v[2], f->ulen = v[3];
 }

@@ -139,3 +139,64 @@ PyTypeObject PackIdsType = {
     .tp_methods = PackIds_methods,
     .tp_as_sequence = &PackIds_as_sequence,
 };
+
+/* --- a table's own pack numbers ------------------------------------------------------------
+ * A merge numbers the packs of its tail entries in the table's own numbering: the master
+ * index's number -> the table's, in a small open-addressing hash (packs are few next to blobs). */
+
+static size_t
+number_slot(const PackMap *m, uint32_t global)
+{
+    size_t s = (size_t)((uint64_t)global * 0x9E3779B97F4A7C15ull >> 32) & m->mask;
+    while (m->slots[2 * s + 1] != UINT32_MAX && m->slots[2 * s] != global)
+        s = (s + 1) & m->mask;
+    return s;
+}
+
+uint32_t
+pack_map_get(const PackMap *m, uint32_t global)
+{
+    if (!m->slots)
+        return UINT32_MAX;
+    return m->slots[2 * number_slot(m, global) + 1];
+}
+
+static int
+pack_map_grow(PackMap *m)
+{
+    size_t size = m->slots ? (m->mask + 1) * 2 : 1024;
+    uint32_t *old = m->slots, *slots = malloc(size * 2 * sizeof(uint32_t));
+    if (!slots)
+        return -1;
+    memset(slots, 0xff, size * 2 * sizeof(uint32_t));
+    size_t old_size = old ? m->mask + 1 : 0;
+    m->slots = slots, m->mask = size - 1;
+    for (size_t s = 0; s < old_size; s++)
+        if (old[2 * s + 1] != UINT32_MAX) {
+            size_t at = number_slot(m, old[2 * s]);
+            slots[2 * at] = old[2 * s], slots[2 * at + 1] = old[2 * s + 1];
+        }
+    free(old);
+    return 0;
+}
+
+/* The table's number of global, numbering it next (m->count) if new; UINT32_MAX when out of memory. */
+uint32_t
+pack_map_number(PackMap *m, uint32_t global)
+{
+    if ((!m->slots || (size_t)m->count >= (m->mask + 1) / 2) && pack_map_grow(m) < 0)
+        return UINT32_MAX;
+    size_t s = number_slot(m, global);
+    if (m->slots[2 * s + 1] == UINT32_MAX) {
+        m->slots[2 * s] = global;
+        m->slots[2 * s + 1] = (uint32_t)m->count++;
+    }
+    return m->slots[2 * s + 1];
+}
+
+void
+pack_map_free(PackMap *m)
+{
+    free(m->slots);
+    m->slots = NULL, m->mask = 0, m->count = 0;
+}
