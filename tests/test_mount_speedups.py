@@ -158,17 +158,40 @@ def test_trees_of_listed_subfolders_are_read_together(tmp_path, monkeypatch):
         fs.close()
 
 
-def test_readdir_sends_every_entry_once_and_counts_its_lookups(tmp_path, monkeypatch):
-    """readdir answers from the folder's prepared listing, a few entries per kernel request
-    (as many as the kernel's buffer takes): `.` and `..` first, then each entry once with its
-    own attributes, each one sent counted as one lookup of its inode (hard links: one inode
-    twice), all forgotten when the kernel says so."""
-    from collections import deque
+def _request(opcode, inode, body=b""):
+    """A kernel request as read from the FUSE device (uid, gid and pid zero)."""
+    from restique.mount import kernel
 
-    import pyfuse3
-    import trio
+    return kernel.IN_HEADER.pack(kernel.IN_HEADER_SIZE + len(body), opcode, 7, inode) + bytes(16) + body
 
-    from restique.mount.ops import SnapshotOperations
+
+def _direntplus_records(payload):
+    """[(name, nodeid, ino, mode, size, mtime_ns, next offset)] of a readdirplus answer."""
+    from restique.mount import kernel
+
+    rows, at = [], 0
+    while at < len(payload):
+        f = kernel.DIRENTPLUS.unpack_from(payload, at)
+        namelen = f[24]
+        name = payload[at + kernel.DIRENTPLUS.size:at + kernel.DIRENTPLUS.size + namelen]
+        assert f[22] == f[6] and f[25] == f[15] >> 12  # the dirent's inode and type agree
+        rows.append((name, f[0], f[6], f[15], f[7], f[10] * 10**9 + f[13], f[23]))
+        at += kernel.DIRENTPLUS.size + namelen + (-namelen % 8)
+    assert at == len(payload)
+    return rows
+
+
+def test_readdir_sends_every_entry_once_and_counts_its_lookups(tmp_path):
+    """readdirplus answers from the folder's prepared listing, as many entries per kernel
+    request as its buffer takes: `.` and `..` first, then each entry once with its own
+    attributes, each one sent counted as one lookup of its inode (hard links: one inode
+    twice), all forgotten when the kernel says so. Folders are never opened: the kernel
+    asks by the folder's inode."""
+    import errno
+
+    from restique.mount import kernel
+    from restique.mount.kernel import FuseError
+    from restique.mount.ops import NO_REPLY, ROOT_INODE, SnapshotOperations
 
     source = tmp_path / "src"
     (source / "sub").mkdir(parents=True)
@@ -184,58 +207,56 @@ def test_readdir_sends_every_entry_once_and_counts_its_lookups(tmp_path, monkeyp
     by_name = {e.name: e for e in want}
     linked = by_name["f3"].inode
     assert len(want) == 9 and by_name["f3-link"].inode == linked
-    sent = []
-
-    def reply(token, name, attr, next_id):
-        if len(token) == token.maxlen:
-            return False
-        token.append(next_id)
-        sent.append((name, attr.st_ino, attr.st_mode, attr.st_size, attr.st_mtime_ns, next_id))
-        return True
-
-    monkeypatch.setattr(pyfuse3, "readdir_reply", reply)
-
-    async def list_twice(ops, per_request):
-        inode = pyfuse3.ROOT_INODE
-        for name in folder.strip("/").split("/"):
-            inode = (await ops.lookup(inode, name.encode())).st_ino
-        for _ in range(2):  # listed again: counted again
-            fh = await ops.opendir(inode, None)
-            start = 0
-            while True:
-                token = deque(maxlen=per_request)
-                await ops.readdir(fh, start, token)
-                if not token:
-                    break
-                start = token[-1]
-            await ops.releasedir(fh)
-        return inode
-
-    rows = [(e.name_bytes, e.inode, e.mode, e.size, e.mtime_ns) for e in want]
+    rows = [(e.name_bytes, e.inode, e.inode, e.mode, e.size, e.mtime_ns) for e in want]
+    record = kernel.DIRENTPLUS.size + 8  # these names fit in 8 bytes
     try:
         for per_request in (1, 2, 3, 100):
             ops = SnapshotOperations(fs)
+            handlers = ops.handlers()
             try:
-                sent.clear()
-                folder_inode = trio.run(list_twice, ops, per_request)
+                with pytest.raises(FuseError) as raised:
+                    handlers[kernel.OPENDIR][0](ROOT_INODE, _request(kernel.OPENDIR, ROOT_INODE, bytes(8)))
+                assert raised.value.errno == errno.ENOSYS
+                inode = ROOT_INODE
+                for name in folder.strip("/").split("/"):
+                    answer = ops.lookup(inode, _request(kernel.LOOKUP, inode, name.encode() + b"\0"))
+                    inode = kernel.ENTRY_OUT.unpack(answer)[0]
+                sent = []
+                for _ in range(2):  # listed again: counted again
+                    start = 0
+                    while True:
+                        asked = _request(kernel.READDIRPLUS, inode, kernel.READ_IN.pack(0, start, per_request * record)
+                                         + bytes(16))
+                        quick, full = handlers[kernel.READDIRPLUS]
+                        answer = quick(inode, asked)
+                        if answer is None:
+                            answer = full(inode, asked)
+                        got = _direntplus_records(answer)
+                        if not got:
+                            break
+                        assert len(got) == min(per_request, 11 - start)
+                        sent += got
+                        start = got[-1][-1]
                 names = [b".", b".."] + [row[0] for row in rows]
                 assert [s[0] for s in sent] == names * 2
-                assert [s[5] for s in sent] == list(range(1, len(names) + 1)) * 2
-                assert [s[1] for s in sent[:1]] == [folder_inode]
-                assert [s[:5] for s in sent[2:len(names)]] == rows
+                assert [s[-1] for s in sent] == list(range(1, len(names) + 1)) * 2
+                assert sent[0][2] == inode
+                assert [s[:6] for s in sent[2:len(names)]] == rows
                 for e in want:  # the kernel asks for a hard-linked file by either path
                     assert ops._paths[e.inode] in {e.path, by_name["f3"].path, by_name["f3-link"].path}
                     assert ops._counts[e.inode] == (4 if e.inode == linked else 2)
-                trio.run(ops.forget, [(inode, ops._counts[inode]) for inode in {e.inode for e in want}])
+                forgets = [(i, ops._counts[i]) for i in {e.inode for e in want}]
+                body = kernel.BATCH_FORGET_IN.pack(len(forgets)) + b"".join(kernel.FORGET_ONE.pack(*f) for f in forgets)
+                assert ops.batch_forget(0, _request(kernel.BATCH_FORGET, 0, body)) is NO_REPLY
                 assert not {e.inode for e in want} & (set(ops._paths) | set(ops._counts))
             finally:
-                ops.listings.close()
+                ops.close()
     finally:
         fs.close()
 
 
 def test_listings_read_subfolders_ahead_deepest_last_and_stop_on_close():
-    """The event loop's side of Listings takes no lock: a listing it is handed starts the
+    """The request reader's side of Listings takes no lock: a listing it is handed starts the
     read-ahead of its subfolders (through a queue), made once each in the background, the
     first subfolder first; after close nothing more is read."""
     import threading
@@ -250,7 +271,7 @@ def test_listings_read_subfolders_ahead_deepest_last_and_stop_on_close():
             made.append(path)
         depth = path.count("/")
         subfolders = [f"{path}/s{i}" for i in range(3)] if depth < 3 else []
-        return Listing([b".", b".."], [], [], {}, subfolders[::-1]), True
+        return Listing([b".", b".."], [], {}, subfolders[::-1]), True
 
     listings = Listings(make_rows)
     try:

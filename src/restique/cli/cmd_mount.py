@@ -74,16 +74,10 @@ def mount(opts, args, allow_other, no_default_permissions, owner_root, path_temp
     fs = SnapshotFS(repo, SnapshotFSOptions(
         path_template=list(path_templates) or None, time_template=time_template,
         filter=snapshot_filter.filter(), owner_root=owner_root, on_warning=print_warning))
-    try:
-        stopped_by = _serve(fs, mountpoint, f"restique:{repo.config.id[:10]}", allow_other, no_default_permissions)
+    try:  # a signal's exception (Ctrl-c, SIGTERM) unmounts and ends the command as usual
+        _serve(fs, mountpoint, f"restique:{repo.config.id[:10]}", allow_other, no_default_permissions)
     finally:
         fs.close()
-    if stopped_by == 2:  # SIGINT: the CLI prints restic's line and exits 130
-        raise KeyboardInterrupt
-    if stopped_by is not None:
-        from .main import Terminated
-
-        raise Terminated(stopped_by)
 
 
 def _checked_arguments(args, time_template: str) -> str:
@@ -104,8 +98,8 @@ def _checked_arguments(args, time_template: str) -> str:
     return args[0]
 
 
-def _serve(fs, mountpoint: str, fsname: str, allow_other: bool, no_default_permissions: bool):
-    """Serve until unmounted or signalled: None, or the signal number that stopped it."""
+def _serve(fs, mountpoint: str, fsname: str, allow_other: bool, no_default_permissions: bool) -> None:
+    """Serve until unmounted (or a signal's exception)."""
     from ..mount.runner import mount_options, serve
 
     def announce():
@@ -114,7 +108,7 @@ def _serve(fs, mountpoint: str, fsname: str, allow_other: bool, no_default_permi
         print("When finished, quit with Ctrl-c here or umount the mountpoint.")
         sys.stdout.flush()
 
-    return serve(fs, mountpoint, mount_options(fsname, allow_other, no_default_permissions), announce)
+    serve(fs, mountpoint, mount_options(fsname, allow_other, no_default_permissions), announce)
 
 
 def _check_mountpoint(mountpoint: str) -> None:

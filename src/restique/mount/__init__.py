@@ -1,13 +1,14 @@
-"""`restique mount`: the snapshot filesystem (operations.snapshot_fs) served through FUSE
-with pyfuse3 and trio, the optional extra `restique[mount]`. pyfuse3 is imported only in
-this package: everything else works without it."""
+"""`restique mount`: the snapshot filesystem (operations.snapshot_fs) served through FUSE.
+libfuse3 mounts it (the system's fuse3 package); the requests are answered here (kernel.py
+has the protocol)."""
 
 
 def fuse_missing() -> str:
-    """"" if pyfuse3 and trio import, else why not (one line)."""
+    """"" if libfuse3 loads, else why not (one line)."""
+    from .session import LIBRARY, load_libfuse
+
     try:
-        import pyfuse3  # noqa: F401
-        import trio  # noqa: F401
-    except ImportError as exc:
-        return f"mount needs the FUSE bindings ({exc.name} is not installed): pip install restique[mount]"
+        load_libfuse()
+    except OSError:
+        return f"mount needs libfuse3 ({LIBRARY} is not installed): install the fuse3 package"
     return ""

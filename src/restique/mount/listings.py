@@ -1,12 +1,12 @@
 """Directory listings as readdir sends them: kept for the folders inside snapshots (they never
 change) and read one level ahead.
 
-When the kernel opens a folder, its subfolders are listed in a background thread, newest
+When the kernel first lists a folder, its subfolders are listed in a background thread, newest
 first, so a depth-first walker (`find`, `cp -r`, a file manager) finds the next listing ready
-while it is still busy with the last one. Only folders the kernel opened start a read-ahead,
+while it is still busy with the last one. Only folders the kernel lists start a read-ahead,
 so it stays one level deep.
 
-The event loop's side (cached, and the read-ahead it starts) takes no lock shared with the
+The request reader's side (cached, and the read-ahead it starts) takes no lock shared with the
 read-ahead thread: waiting for such a lock hands the GIL over, and taking the GIL back from
 a busy thread waits out Python's switch interval (5 ms) each time, more than a whole
 request. Single dict operations are atomic; the subfolders to read travel in a queue.
@@ -14,28 +14,29 @@ request. Single dict operations are atomic; the subfolders to read travel in a q
 import queue
 import threading
 from collections import OrderedDict
+from itertools import accumulate
 from typing import Callable, Dict, List, Optional, Tuple
-
-import pyfuse3
 
 DOTS = 2  # `.` and `..` come first in every listing
 
 
 class Listing:
-    """One folder as readdir sends it, built once (in a worker thread) and never changed:
-    names and attributes side by side, `.` and `..` first; then, for its entries alone, their
-    inode numbers in order, the path of each inode (the kernel asks by inode next), and the
-    subfolders' paths last first (the read-ahead's stack order)."""
+    """One folder as readdirplus sends it, packed once (in a worker thread) and never
+    changed: its records (`.` and `..` first) in one string with where each ends; then, for
+    its entries alone, their inode numbers in order, the path of each inode (the kernel asks
+    by inode next), the subfolders' paths last first (the read-ahead's stack order), and
+    whether it lies above the snapshots (its entries change with new snapshots)."""
 
-    __slots__ = ("names", "attrs", "inodes", "path_of", "subfolders")
+    __slots__ = ("data", "ends", "inodes", "path_of", "subfolders", "virtual")
 
-    def __init__(self, names: List[bytes], attrs: List[pyfuse3.EntryAttributes], inodes: List[int],
-                 path_of: Dict[int, str], subfolders: List[str]):
-        self.names = names
-        self.attrs = attrs
+    def __init__(self, records: List[bytes], inodes: List[int], path_of: Dict[int, str], subfolders: List[str],
+                 virtual: bool = False):
+        self.data = b"".join(records)
+        self.ends = list(accumulate(map(len, records)))
         self.inodes = inodes
         self.path_of = path_of
         self.subfolders = subfolders
+        self.virtual = virtual
 
     def __len__(self) -> int:
         return len(self.inodes)
@@ -62,7 +63,7 @@ class Listings:
         self._make_rows = make_rows
         self._preload = preload
         self._rows_kept = rows_kept
-        self._lock = threading.Lock()  # for the threads making listings, never the event loop
+        self._lock = threading.Lock()  # for the threads making listings, never the request reader
         self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
         self._held = 0
         self._pending: Dict[str, threading.Event] = {}  # listings being made now
@@ -166,7 +167,7 @@ class Listings:
                 rows, keep = self._make_rows(path)
                 if keep:
                     self._keep(path, rows)
-            except Exception:  # noqa: BLE001 - the kernel's own opendir reports it
+            except Exception:  # noqa: BLE001 - the listing asked for reports it
                 pass
             finally:
                 self._done(path, event)

@@ -1,225 +1,294 @@
-"""pyfuse3 operations over a SnapshotFS: inode numbers to paths, attributes, reads.
+"""The FUSE operations over a SnapshotFS: inode numbers to paths, attributes, listings, reads.
 
 SnapshotFS answers in paths; the kernel asks by inode. Every inode handed to the kernel
 (lookup, readdirplus) is remembered with a path and a lookup count until the kernel
-forgets it. Work that may load a tree or a blob runs in a worker thread, so one slow read
-does not hold up the others.
+forgets it.
+
+Each operation has a quick form, answered by the thread reading the requests (from what is
+ready: a kept listing, cached blocks), and a full form that may load trees or blobs, run in
+a worker thread so one slow answer does not hold up the others. A quick form returns None
+when it needs the full one.
+
+Opening a folder is answered "not implemented": the kernel then opens folders without
+asking (two requests fewer per folder, and it keeps listings itself), and asks for the
+listing by the folder's inode. Listings above the snapshots change with new snapshots: the
+kernel is told to drop them when the snapshot list changed.
 """
 import errno
 import os
 import stat
 import threading
+from bisect import bisect_right
 from collections import Counter
-from typing import Dict, List, Tuple
-
-import pyfuse3
-import trio
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import NotFound, RestiqueError
 from ..operations.snapshot_fs import FsEntry, NotADirectory, SnapshotFS, path_inode
+from . import kernel
+from .kernel import Attributes, FuseError
 from .listings import DOTS, Listing, Listings
 
-SNAPSHOT_TIMEOUT = 86400.0  # a snapshot's contents never change: the kernel may keep them a day
-VIRTUAL_TIMEOUT = 1.0  # the directories above the snapshots follow new snapshots
+ROOT_INODE = 1
+SNAPSHOT_TIMEOUT = 86400  # a snapshot's contents never change: the kernel may keep them a day
+VIRTUAL_TIMEOUT = 1  # the directories above the snapshots follow new snapshots
+NO_REPLY = b"no reply"  # forget and interrupt are not answered
+
+Handler = Callable[[int, bytes], Optional[bytes]]  # (inode, request) -> reply payload
 
 
-def _attributes(entry: FsEntry) -> pyfuse3.EntryAttributes:
-    attr = pyfuse3.EntryAttributes()
-    attr.st_ino = entry.inode
-    attr.st_mode = entry.mode
-    attr.st_nlink = entry.links
-    attr.st_uid = entry.uid
-    attr.st_gid = entry.gid
-    attr.st_size = entry.size
-    attr.st_rdev = entry.rdev
-    attr.st_blksize = 4096
-    attr.st_blocks = (entry.size + 511) // 512
-    attr.st_atime_ns = entry.atime_ns
-    attr.st_mtime_ns = entry.mtime_ns
-    attr.st_ctime_ns = entry.ctime_ns
+def attributes(entry: FsEntry) -> Attributes:
     timeout = SNAPSHOT_TIMEOUT if entry.node is not None else VIRTUAL_TIMEOUT
-    attr.entry_timeout = timeout
-    attr.attr_timeout = timeout
-    return attr
+    return Attributes(entry.inode, entry.mode, entry.links, entry.uid, entry.gid, entry.size, entry.rdev,
+                      entry.atime_ns, entry.mtime_ns, entry.ctime_ns, timeout)
 
 
-def _dot_attributes(path: str) -> List[pyfuse3.EntryAttributes]:
-    """`.` and `..` as restic's mount lists them (`ls -a`), by inode number alone."""
-    parent = path.rsplit("/", 1)[0] or "/"
-    rows = []
-    for of in (path, parent):
-        attr = pyfuse3.EntryAttributes()
-        attr.st_ino = path_inode(of)
-        attr.st_mode = stat.S_IFDIR | 0o555
-        rows.append(attr)
-    return rows
-
-
-def _fuse_error(exc: Exception) -> pyfuse3.FUSEError:
+def fuse_error(exc: Exception) -> FuseError:
+    if isinstance(exc, FuseError):
+        return exc
     if isinstance(exc, NotFound):
-        return pyfuse3.FUSEError(errno.ENOENT)
+        return FuseError(errno.ENOENT)
     if isinstance(exc, NotADirectory):
-        return pyfuse3.FUSEError(errno.ENOTDIR)
-    return pyfuse3.FUSEError(errno.EIO)
+        return FuseError(errno.ENOTDIR)
+    return FuseError(errno.EIO)
 
 
-class SnapshotOperations(pyfuse3.Operations):
-    def __init__(self, fs: SnapshotFS):
-        super().__init__()
+class SnapshotOperations:
+    def __init__(self, fs: SnapshotFS, notify: Callable[[bytes], None] = lambda notice: None):
         self.fs = fs
-        self._paths: Dict[int, str] = {pyfuse3.ROOT_INODE: "/"}
+        self._notify = notify  # writes a notice to the kernel
+        self._paths: Dict[int, str] = {ROOT_INODE: "/"}
         self._counts: "Counter[int]" = Counter()  # lookups of each inode the kernel holds
+        self._virtual = {ROOT_INODE}  # inodes above the snapshots the kernel was told of
+        self._generation = fs.generation  # of the snapshot list the kernel's listings show
         self._lock = threading.Lock()
-        self._handles: Dict[int, object] = {}
-        self._dirs: Dict[int, Listing] = {}  # by handle
-        self.listings = Listings(self._listing_rows, preload=fs.preload_listed)
+        self._readers: Dict[int, object] = {}
         self._next_handle = 1
+        self.listings = Listings(self._listing_rows, preload=fs.preload_listed)
         self.errors: List[str] = []  # unexpected failures, for the log
+
+    def handlers(self) -> Dict[int, Tuple[Optional[Handler], Optional[Handler]]]:
+        """opcode -> (quick form or None, full form or None)."""
+        return {
+            kernel.LOOKUP: (None, self.lookup),
+            kernel.FORGET: (self.forget, None),
+            kernel.BATCH_FORGET: (self.batch_forget, None),
+            kernel.GETATTR: (None, self.getattr),
+            kernel.READLINK: (None, self.readlink),
+            kernel.OPEN: (None, self.open),
+            kernel.READ: (self.read_cached, self.read),
+            kernel.RELEASE: (self.release, None),
+            kernel.STATFS: (self.statfs, None),
+            kernel.GETXATTR: (None, self.getxattr),
+            kernel.LISTXATTR: (None, self.listxattr),
+            kernel.OPENDIR: (self.opendir, None),
+            kernel.READDIRPLUS: (self.readdirplus_kept, self.readdirplus),
+            kernel.RELEASEDIR: (self.releasedir, None),
+            kernel.INTERRUPT: (self.interrupt, None),
+            kernel.DESTROY: (self.destroy, None),
+        }
+
+    def close(self) -> None:
+        self.listings.close()
 
     # --- inodes ---
     def _path(self, inode: int) -> str:
         path = self._paths.get(inode)
         if path is None:
-            raise pyfuse3.FUSEError(errno.ESTALE)
+            raise FuseError(errno.ESTALE)
         return path
 
     def _remember(self, entry: FsEntry) -> None:
         with self._lock:
             self._paths[entry.inode] = entry.path
             self._counts[entry.inode] = self._counts.get(entry.inode, 0) + 1
+            if entry.node is None:
+                self._virtual.add(entry.inode)
 
-    async def forget(self, inode_list: List[Tuple[int, int]]) -> None:
+    def forget(self, inode: int, request: bytes) -> bytes:
+        (count,) = kernel.FORGET_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
+        self._forget([(inode, count)])
+        return NO_REPLY
+
+    def batch_forget(self, inode: int, request: bytes) -> bytes:
+        (count,) = kernel.BATCH_FORGET_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
+        start = kernel.IN_HEADER_SIZE + kernel.BATCH_FORGET_IN.size
+        self._forget(kernel.FORGET_ONE.iter_unpack(request[start:start + count * kernel.FORGET_ONE.size]))
+        return NO_REPLY
+
+    def _forget(self, inode_counts) -> None:
         with self._lock:
-            for inode, count in inode_list:
+            for inode, count in inode_counts:
                 left = self._counts.get(inode, 0) - count
                 if left > 0:
                     self._counts[inode] = left
-                elif inode != pyfuse3.ROOT_INODE:
+                elif inode != ROOT_INODE:
                     self._counts.pop(inode, None)
                     self._paths.pop(inode, None)
+                    self._virtual.discard(inode)
 
-    async def _call(self, fn, *args):
+    def _call(self, fn, *args):
+        """fn(*args), its failures as the errno the kernel is given."""
         try:
-            return await trio.to_thread.run_sync(fn, *args)
+            return fn(*args)
         except (RestiqueError, OSError) as exc:
             if not isinstance(exc, (NotFound, NotADirectory)):
                 self.errors.append(str(exc))
-            raise _fuse_error(exc) from None
+            raise fuse_error(exc) from None
+        finally:
+            if self.fs.generation != self._generation:
+                self._snapshots_changed()
+
+    def _snapshots_changed(self) -> None:
+        """Tell the kernel to drop what it keeps of the folders above the snapshots."""
+        with self._lock:
+            self._generation = self.fs.generation
+            stale = list(self._virtual)
+        for inode in stale:
+            self._notify(kernel.inval_inode(inode))
 
     # --- metadata ---
-    async def lookup(self, parent_inode, name, ctx=None):
+    def lookup(self, parent_inode: int, request: bytes) -> bytes:
         parent = self._path(parent_inode)
-        text = os.fsdecode(name)
+        text = os.fsdecode(kernel.request_name(request, kernel.IN_HEADER_SIZE))
         if text == ".":
             path = parent
         elif text == "..":
             path = parent.rsplit("/", 1)[0] or "/"
         else:
             path = parent.rstrip("/") + "/" + text
-        entry = await self._call(self.fs.lookup, path)
+        entry = self._call(self.fs.lookup, path)
         self._remember(entry)
-        return _attributes(entry)
+        return attributes(entry).entry_out()
 
-    async def getattr(self, inode, ctx=None):
-        return _attributes(await self._call(self.fs.lookup, self._path(inode)))
+    def getattr(self, inode: int, request: bytes) -> bytes:
+        return attributes(self._call(self.fs.lookup, self._path(inode))).attr_out()
 
-    async def readlink(self, inode, ctx):
-        entry = await self._call(self.fs.lookup, self._path(inode))
+    def readlink(self, inode: int, request: bytes) -> bytes:
+        entry = self._call(self.fs.lookup, self._path(inode))
         if entry.kind != "symlink":
-            raise pyfuse3.FUSEError(errno.EINVAL)
+            raise FuseError(errno.EINVAL)
         return os.fsencode(entry.target)
 
-    async def statfs(self, ctx):
-        data = pyfuse3.StatvfsData()
-        data.f_bsize = data.f_frsize = 4096
-        data.f_namemax = 255
-        return data
+    def statfs(self, inode: int, request: bytes) -> bytes:
+        return kernel.statfs_out()
 
-    async def getxattr(self, inode, name, ctx):
-        entry = await self._call(self.fs.lookup, self._path(inode))
-        wanted = os.fsdecode(name)
+    def getxattr(self, inode: int, request: bytes) -> bytes:
+        (size,) = kernel.XATTR_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
+        wanted = os.fsdecode(kernel.request_name(request, kernel.IN_HEADER_SIZE + kernel.XATTR_IN.size))
+        entry = self._call(self.fs.lookup, self._path(inode))
         for key, value in entry.xattrs:
             if key == wanted:
-                return value
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+                return _sized(value, size)
+        raise FuseError(errno.ENODATA)
 
-    async def listxattr(self, inode, ctx):
-        entry = await self._call(self.fs.lookup, self._path(inode))
-        return [os.fsencode(key) for key, _ in entry.xattrs]
+    def listxattr(self, inode: int, request: bytes) -> bytes:
+        (size,) = kernel.XATTR_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
+        entry = self._call(self.fs.lookup, self._path(inode))
+        return _sized(b"".join(os.fsencode(key) + b"\0" for key, _ in entry.xattrs), size)
+
+    def interrupt(self, inode: int, request: bytes) -> bytes:
+        return NO_REPLY  # every answer comes soon enough; the kernel drops a late one
+
+    def destroy(self, inode: int, request: bytes) -> bytes:
+        return b""
 
     # --- directories ---
-    async def opendir(self, inode, ctx):
-        path = self._path(inode)
-        listing = self.listings.cached(path)
-        if listing is None:
-            listing = await self._call(self.listings.get, path)
-        with self._lock:
-            handle = self._next_handle
-            self._next_handle += 1
-            self._dirs[handle] = listing
-        return handle
+    def opendir(self, inode: int, request: bytes) -> bytes:
+        raise FuseError(errno.ENOSYS)  # from now on folders open without asking
+
+    def releasedir(self, inode: int, request: bytes) -> bytes:
+        return b""
 
     def _listing_rows(self, path: str) -> Tuple[Listing, bool]:
-        """The directory as readdir sends it (converted once, in a worker thread), and
+        """The directory as readdirplus sends it (packed once, in a worker thread), and
         whether it lies inside a snapshot (and so never changes)."""
         entries = self.fs.list_dir(path)
-        names = [b".", b".."]
-        names += [e.name_bytes for e in entries]
-        attrs = _dot_attributes(path)
-        attrs += [_attributes(e) for e in entries]
+        parent = path.rsplit("/", 1)[0] or "/"
+        records = [kernel.dot_direntplus(b".", path_inode(path), 1),
+                   kernel.dot_direntplus(b"..", path_inode(parent), 2)]
+        records += [attributes(e).direntplus(e.name_bytes, i) for i, e in enumerate(entries, DOTS + 1)]
         inodes = [e.inode for e in entries]
         path_of = {e.inode: e.path for e in entries}
         subfolders = [e.path for e in reversed(entries) if e.kind == "dir"]
-        return Listing(names, attrs, inodes, path_of, subfolders), bool(entries) and entries[0].node is not None
+        inside = bool(entries) and entries[0].node is not None
+        return Listing(records, inodes, path_of, subfolders, virtual=not inside), inside
 
-    async def readdir(self, fh, start_id, token):
-        listing = self._dirs.get(fh)
-        if listing is None:
-            return
-        names, attrs, reply = listing.names, listing.attrs, pyfuse3.readdir_reply
-        end, i = len(names), start_id
-        while i < end and reply(token, names[i], attrs[i], i + 1):
-            i += 1
-        first = max(start_id, DOTS)  # the kernel keeps no lookup count for "." and ".."
-        if i > first:
-            self._count_sent(listing, first - DOTS, i - DOTS)
+    def readdirplus_kept(self, inode: int, request: bytes) -> Optional[bytes]:
+        listing = self.listings.cached(self._path(inode))
+        return None if listing is None else self._readdir_reply(listing, request)
+
+    def readdirplus(self, inode: int, request: bytes) -> bytes:
+        return self._readdir_reply(self._call(self.listings.get, self._path(inode)), request)
+
+    def _readdir_reply(self, listing: Listing, request: bytes) -> bytes:
+        """The records from the request's offset on that fit its size; each entry sent (but
+        `.` and `..`) counts as one lookup."""
+        _, start, size = kernel.READ_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
+        ends = listing.ends
+        if start >= len(ends):
+            return b""
+        first_byte = ends[start - 1] if start else 0
+        end = bisect_right(ends, first_byte + size, lo=start)
+        first = max(start, DOTS)
+        if end > first:
+            self._count_sent(listing, first - DOTS, end - DOTS)
+        return listing.data[first_byte:ends[end - 1]] if end > start else b""
 
     def _count_sent(self, listing: Listing, start: int, end: int) -> None:
-        """Every entry readdir sent counts as one lookup (readdirplus)."""
         with self._lock:
             if start == 0 and end == len(listing.inodes):  # the whole folder in one reply
                 self._paths.update(listing.path_of)
                 self._counts.update(listing.inodes)
+                sent = listing.inodes
             else:
                 sent = listing.inodes[start:end]
                 path_of = listing.path_of
                 self._paths.update((inode, path_of[inode]) for inode in sent)
                 self._counts.update(sent)
-
-    async def releasedir(self, fh):
-        self._dirs.pop(fh, None)
+            if listing.virtual:
+                self._virtual.update(sent)
 
     # --- files ---
-    async def open(self, inode, flags, ctx):
+    def open(self, inode: int, request: bytes) -> bytes:
+        (flags,) = kernel.OPEN_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-            raise pyfuse3.FUSEError(errno.EROFS)
+            raise FuseError(errno.EROFS)
         path = self._path(inode)
-        entry = await self._call(self.fs.lookup, path)
+        entry = self._call(self.fs.lookup, path)
         if not stat.S_ISREG(entry.mode):
-            raise pyfuse3.FUSEError(errno.EINVAL)
-        reader = await self._call(self.fs.open_reader, path)
+            raise FuseError(errno.EINVAL)
+        reader = self._call(self.fs.open_reader, path)
         with self._lock:
             handle = self._next_handle
             self._next_handle += 1
-            self._handles[handle] = reader
-        return pyfuse3.FileInfo(fh=handle, keep_cache=True)
+            self._readers[handle] = reader
+        return kernel.OPEN_OUT.pack(handle, kernel.FOPEN_KEEP_CACHE)
 
-    async def read(self, fh, off, size):
-        reader = self._handles.get(fh)
+    def _reader(self, request: bytes):
+        fh, offset, size = kernel.READ_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
+        reader = self._readers.get(fh)
         if reader is None:
-            raise pyfuse3.FUSEError(errno.EBADF)
-        data = reader.read_cached(off, size)  # most reads of a sequential reader: no thread needed
-        return data if data is not None else await self._call(reader.read, off, size)
+            raise FuseError(errno.EBADF)
+        return reader, offset, size
 
-    async def release(self, fh):
-        self._handles.pop(fh, None)
+    def read_cached(self, inode: int, request: bytes) -> Optional[bytes]:
+        reader, offset, size = self._reader(request)
+        return reader.read_cached(offset, size)  # most reads of a sequential reader
+
+    def read(self, inode: int, request: bytes) -> bytes:
+        reader, offset, size = self._reader(request)
+        return self._call(reader.read, offset, size)
+
+    def release(self, inode: int, request: bytes) -> bytes:
+        (fh,) = kernel.FH_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
+        self._readers.pop(fh, None)
+        return b""
+
+
+def _sized(value: bytes, size: int) -> bytes:
+    """An xattr answer: its length alone when asked with size 0, ERANGE when it is larger."""
+    if size == 0:
+        return kernel.XATTR_OUT.pack(len(value))
+    if len(value) > size:
+        raise FuseError(errno.ERANGE)
+    return value

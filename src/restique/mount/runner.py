@@ -1,21 +1,28 @@
-"""Serving a SnapshotFS at a mountpoint until it is unmounted or a signal arrives."""
+"""Serving a SnapshotFS at a mountpoint until it is unmounted or a signal arrives.
+
+The calling thread reads the kernel's requests and answers those it can from what is ready;
+the others go to worker threads, which answer them when done. A signal handler that raises
+(KeyboardInterrupt, the CLI's own) ends the serving: the filesystem is unmounted and the
+exception goes on.
+"""
+import errno
 import gc
 import os
-import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Optional
 
-import pyfuse3
-import trio
-
 from ..errors import RestiqueError
 from ..operations.snapshot_fs import SnapshotFS
-from .ops import SnapshotOperations
+from . import kernel
+from .kernel import FuseError
+from .ops import NO_REPLY, SnapshotOperations, fuse_error
+from .session import FuseSession, MountError
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# Each kernel request leaves a few hundred short-lived objects behind (trio's scheduling),
-# while listings and trees kept for the kernel grow by hundreds of thousands of long-lived
-# ones: with Python's default of 700, young collections run every few requests and full
+WORKERS = 16  # requests answered at the same time (each may wait for the repository)
+# Listings and trees kept for the kernel grow by hundreds of thousands of long-lived
+# objects: with Python's default of 700, young collections run every few requests and full
 # collections walk the caches again and again (a tenth of a first `find`).
 YOUNG_COLLECTION_THRESHOLD = 50_000
 
@@ -29,26 +36,111 @@ def mount_options(fsname: str, allow_other: bool, no_default_permissions: bool) 
     return options
 
 
+class Channel:
+    """The FUSE device: requests in, answers and notices out (from any thread)."""
+
+    def __init__(self, fd: int):
+        self.fd = os.dup(fd)  # the session closes its own when unmounting
+        self._lock = threading.Lock()
+        self._open = True
+
+    def read(self) -> bytes:
+        return os.read(self.fd, kernel.READ_SIZE)
+
+    def write(self, message: bytes) -> None:
+        with self._lock:  # never to a closed (or reused) descriptor
+            if not self._open:
+                return
+            try:
+                os.write(self.fd, message)
+            except OSError:  # ENOENT: the request was interrupted; ENODEV: unmounted
+                pass
+
+    def answer(self, unique: int, payload: bytes = b"", error: int = 0) -> None:
+        self.write(kernel.reply(unique, payload, error))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._open:
+                self._open = False
+                os.close(self.fd)
+
+
 def serve(fs: SnapshotFS, mountpoint: str, options: set,
-          on_mounted: Optional[Callable[[], None]] = None) -> Optional[int]:
-    """Mount fs read-only at mountpoint and answer requests. Returns None when the
-    filesystem was unmounted from outside, or the number of the signal that stopped it (the
-    filesystem is then unmounted here)."""
+          on_mounted: Optional[Callable[[], None]] = None) -> None:
+    """Mount fs read-only at mountpoint and answer requests until it is unmounted from
+    outside; an exception (a signal's) unmounts it and goes on."""
     if not os.path.exists("/dev/fuse"):
         raise RestiqueError("FUSE is not available on this system (no /dev/fuse)")
-    ops = SnapshotOperations(fs)
     try:
-        pyfuse3.init(ops, mountpoint, options)
-    except RuntimeError as exc:
+        session = FuseSession(mountpoint, options)
+    except (MountError, OSError) as exc:
         raise RestiqueError(f"unable to mount {mountpoint}: {exc}") from None
-    stopped_by = []
+    channel = Channel(session.fd)
+    ops = SnapshotOperations(fs, channel.write)
+    workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="mount-request")
     try:
         with _collections_for_serving():
-            trio.run(_serve_until_signal, stopped_by, on_mounted, restrict_keyboard_interrupt_to_checkpoints=True)
+            if on_mounted is not None:
+                on_mounted()
+            answer_requests(channel, ops, workers)
+    except BaseException:
+        channel.close()
+        session.unmount()
+        raise
     finally:
-        ops.listings.close()
-        pyfuse3.close(unmount=bool(stopped_by))
-    return stopped_by[0] if stopped_by else None
+        channel.close()
+        workers.shutdown(wait=False, cancel_futures=True)
+        ops.close()
+        session.close()
+
+
+def answer_requests(channel: Channel, ops: SnapshotOperations, workers: ThreadPoolExecutor) -> None:
+    """Read and answer requests until the filesystem is unmounted."""
+    handlers = ops.handlers()
+    unpack, answer = kernel.IN_HEADER.unpack_from, channel.answer
+    while True:
+        try:
+            request = channel.read()
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:  # unmounted
+                return
+            if exc.errno in (errno.ENOENT, errno.EINTR, errno.EAGAIN):  # interrupted before it was read
+                continue
+            raise
+        _, opcode, unique, inode = unpack(request)
+        quick, full = handlers.get(opcode, (None, None))
+        if opcode == kernel.INIT:
+            _answer(channel, kernel.init_reply, unique, request)
+            continue
+        if quick is not None:
+            try:
+                payload = quick(inode, request)
+            except FuseError as exc:
+                answer(unique, error=exc.errno)
+                continue
+            except Exception as exc:  # noqa: BLE001 - answered, logged, serving goes on
+                ops.errors.append(str(exc))
+                answer(unique, error=errno.EIO)
+                continue
+            if payload is not None:
+                if payload is not NO_REPLY:
+                    answer(unique, payload)
+                continue
+        if full is None:
+            answer(unique, error=errno.ENOSYS)
+            continue
+        workers.submit(_answer, channel, full, unique, inode, request)
+
+
+def _answer(channel: Channel, handler, unique: int, *args) -> None:
+    try:
+        payload = handler(*args)
+    except Exception as exc:  # noqa: BLE001 - every request gets its answer
+        error = fuse_error(exc)
+        channel.answer(unique, error=error.errno)
+        return
+    channel.answer(unique, payload)
 
 
 @contextmanager
@@ -64,19 +156,3 @@ def _collections_for_serving():
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
-
-
-async def _serve_until_signal(stopped_by: list, on_mounted) -> None:
-    async with trio.open_nursery() as nursery:
-        async def watch_signals():
-            with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-                async for signum in signals:
-                    stopped_by.append(signum)
-                    nursery.cancel_scope.cancel()
-                    return
-
-        nursery.start_soon(watch_signals)
-        if on_mounted is not None:
-            on_mounted()
-        await pyfuse3.main()
-        nursery.cancel_scope.cancel()  # unmounted from outside: stop watching signals

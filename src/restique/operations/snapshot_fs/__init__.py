@@ -11,6 +11,7 @@ and `serve` (WebDAV). No printing, no FUSE here.
     fs.open_reader(path).read_cached(offset, size)       # the same if its blobs are cached, else None (never waits)
     fs.snapshots()                  # [Snapshot] shown, oldest first; refreshed every refresh_seconds
     fs.refresh(force=True)          # reload the snapshot list now; fs.close() stops the readers
+    fs.generation                   # counts the changes of the snapshot list (the folders above the snapshots)
 
 Paths are str, absolute, "/" separated, with surrogate escapes for name bytes that are not
 UTF-8 (os.fsencode gives the bytes back). The tree is restic's: `/ids/<short id>/` (the long

@@ -72,6 +72,7 @@ class SnapshotFS:
         # its path again from the root took a tenth of a listing; emptied with each new layout
         self._listed_dirs: Dict[str, _Found] = {}
         self._checked = 0.0
+        self.generation = 0  # counts the changes of the snapshot list (and so of the folders above the snapshots)
         self.warnings: List[str] = []  # snapshots that could not be loaded, entries skipped
         self.unsafe_names = 0  # tree entries not served: their names are not one path component
         self._unsafe_trees: set = set()  # trees already reported
@@ -108,6 +109,7 @@ class SnapshotFS:
             shown.sort(key=lambda sn: (sn.time.unix_ns, sn.id))
             layout = build_layout(shown, self.options.path_template, self.options.time_template)
             self._snapshots, self._layout, self._listed_dirs = shown, layout, {}
+            self.generation += 1
             return True
 
     def _warn(self, message: str) -> None:
