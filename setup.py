@@ -1,4 +1,4 @@
-"""Build the native extensions (_chunker, _seal, _index, _scan, _kdf); everything else is declared in pyproject.toml."""
+"""Build the native extensions (_chunker, _seal, _index, _scan, _treescan, _kdf); everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(
@@ -17,13 +17,19 @@ setup(
         Extension(
             "restique._index",
             sources=["src/restique/native/_index.c", "src/restique/native/index_fields.c",
-                     "src/restique/native/index_parser.c", "src/restique/native/index_packs.c"],
+                     "src/restique/native/index_parser.c", "src/restique/native/index_packs.c",
+                     "src/restique/native/index_prefixes.c"],
             depends=["src/restique/native/index.h"],
             extra_compile_args=["-O2", "-std=gnu99"],
         ),
         Extension(
             "restique._scan",
             sources=["src/restique/native/_scan.c"],
+            extra_compile_args=["-O2", "-std=gnu99"],
+        ),
+        Extension(
+            "restique._treescan",
+            sources=["src/restique/native/_treescan.c"],
             extra_compile_args=["-O2", "-std=gnu99"],
         ),
         Extension(

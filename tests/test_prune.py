@@ -426,19 +426,22 @@ def test_pack_of_wrong_size_is_refused(repos, tmp_path):
     assert files(repo) == before
 
 
-def test_tree_references_pick_equals_json_decoding():
-    """The ids picked from a tree's text are the ones JSON decoding finds; unusual text
-    (spaces, escaped quotes in names, nested objects, a dir without subtree) is decoded."""
+def test_tree_references_scan_equals_json_decoding():
+    """The ids the native scanner reads from a tree's text are the ones JSON decoding finds;
+    unusual text (escaped names, a key twice, a dir without subtree) is decoded as JSON."""
     from restique.errors import IntegrityError
-    from restique.operations.prune.used_blobs import _decode_references, _pick_references, tree_references
+    from restique.operations.prune.used_blobs import _decode_references, _scanned_references, tree_references
 
     a, b = "a" * 64, "b" * 64
     raw = ('{"nodes":[{"name":"x","type":"file","content":["%s","%s"]},'
            '{"name":"d","type":"dir","content":null,"subtree":"%s"},{"name":"e","type":"file","content":[]}]}\n'
            % (a, b, b)).encode()
-    assert _pick_references(raw) == _decode_references("t", raw) == ([b], [a, b])
-    for odd in (raw.replace(b'"content":[', b'"content": ['), raw.replace(b'"name":"x"', b'"name":"x\\"content"'),
-                raw.replace(b'"name":"e"', b'"name":"e","generic_attributes":{"subtree":"%s"}' % a.encode())):
-        assert _pick_references(odd) is None and tree_references("t", odd) == ([b], [a, b])
+    assert _scanned_references(raw) == _decode_references("t", raw) == ([b], [a, b])
+    spaced = raw.replace(b'"content":[', b'"content": [')
+    nested = raw.replace(b'"name":"e"', b'"name":"e","generic_attributes":{"subtree":"%s"}' % a.encode())
+    for plain in (spaced, nested):
+        assert _scanned_references(plain) == tree_references("t", plain) == ([b], [a, b])
+    for odd in (raw.replace(b'"name":"x"', b'"name":"x\\"content"'), raw.replace(b'"name":"x"', b'"name":"x","name":"y"')):
+        assert _scanned_references(odd) is None and tree_references("t", odd) == ([b], [a, b])
     with pytest.raises(IntegrityError, match="has no subtree"):
         tree_references("t", raw.replace(b',"subtree":"%s"' % b.encode(), b""))

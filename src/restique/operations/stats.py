@@ -14,6 +14,7 @@
 Each tree is loaded once per call even when several snapshots share it: restore-size keeps
 a summary of every tree it has counted, the other modes skip subtrees they have seen.
 """
+import functools
 import hashlib
 from ..model import gojson
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from ..model.names import go_quote, go_unquote
 from ..model.snapshot import Snapshot
 from ..model.snapshot_filter import SnapshotFilter
 from ..repository.crypto import OVERHEAD  # IV and MAC around every encrypted blob
+from .._treescan import scan
+from .prune.tree_packs import load_trees
+from .prune.used_blobs import load_level
 from .snapshot_lookup import find_filtered_snapshots
 from .walker import walk, walk_events
 
@@ -280,7 +284,8 @@ class _ByContents:
 
 class _RawData:
     """The distinct blobs referenced: every tree once, the data blobs of its files. Order and
-    names do not matter here, so trees are read as plain JSON, without the walker."""
+    names do not matter here, so the trees are walked level by level, each level's trees
+    loaded pack by pack, their ids read by the native scanner (JSON for anything unusual)."""
 
     def __init__(self, repo, result: Stats):
         self.repo = repo
@@ -292,15 +297,36 @@ class _RawData:
         if sn.tree in self.trees:
             return
         self.trees.add(sn.tree)
-        pending = [sn.tree]
+        level = [sn.tree]
         try:
-            while pending:
-                self._add_tree(pending.pop(), pending)
+            while level:
+                found: List[str] = []
+                for tree_id, raw in load_level(level, self._load_tree, self._load_trees):
+                    self._add_tree(tree_id, raw, found)
+                level = found
         except RestiqueError as exc:
             raise RestiqueError(f"error walking snapshot: {exc}") from None
 
-    def _add_tree(self, tree_id: str, pending: List[str]) -> None:
-        raw = self.repo.load_blob("tree", tree_id)
+    def _load_tree(self, tree_id: str) -> bytes:
+        return self.repo.load_blob("tree", tree_id)
+
+    def _load_trees(self, tree_ids: List[str]):
+        index = self.repo.index
+        return load_trees(self.repo, tree_ids, lambda tree_id: index.lookup("tree", tree_id))
+
+    def _add_tree(self, tree_id: str, raw: bytes, found: List[str]) -> None:
+        scanned = scan(raw) if isinstance(raw, bytes) else None
+        if scanned is None:
+            self._add_decoded_tree(tree_id, raw, found)
+            return
+        self.data.update(scanned[1])
+        trees = self.trees
+        for subtree in scanned[0]:
+            if subtree not in trees:
+                trees.add(subtree)
+                found.append(subtree)
+
+    def _add_decoded_tree(self, tree_id: str, raw: bytes, pending: List[str]) -> None:
         try:
             nodes = gojson.loads(raw).get("nodes") or ()
             for obj in nodes:
@@ -325,22 +351,23 @@ class _RawData:
         result = self.result
         index = self.repo.index
         with_compression = self.repo.config.version >= 2
-        compressed_stored = compressed_uncompressed = 0
+        compressed_stored = compressed_uncompressed = plain_stored = 0
         for blob_type, ids in (("tree", self.trees), ("data", self.data)):
-            for blob_id in ids:
-                sizes = index.stored_sizes(blob_type, blob_id)
-                if sizes is None:
-                    raise RestiqueError(f"blob <{blob_type}/{blob_id[:8]}> not found")
-                length, uncompressed_length = sizes
-                result.total_size += length
-                if with_compression:
-                    if uncompressed_length:
-                        uncompressed = uncompressed_length + OVERHEAD
-                        compressed_stored += length
-                        compressed_uncompressed += uncompressed
-                    else:
-                        uncompressed = length
-                    result.total_uncompressed_size += uncompressed
+            found = list(map(functools.partial(index.stored_sizes, blob_type), ids))
+            if None in found:
+                missing = next(blob_id for blob_id, sizes in zip(ids, found) if sizes is None)
+                raise RestiqueError(f"blob <{blob_type}/{missing[:8]}> not found")
+            compressed = [sizes for sizes in found if sizes[1]]
+            stored = sum(sizes[0] for sizes in found)
+            result.total_size += stored
+            compressed_stored += sum(sizes[0] for sizes in compressed)
+            compressed_uncompressed += sum(sizes[1] for sizes in compressed) + OVERHEAD * len(compressed)
+            plain_stored += stored
+        if with_compression:
+            # a compressed blob counts with its uncompressed size, any other with its stored one
+            result.total_uncompressed_size = plain_stored - compressed_stored + compressed_uncompressed
+        else:
+            compressed_stored = compressed_uncompressed = 0
         result.total_blob_count = len(self.trees) + len(self.data)
         if compressed_stored:
             result.compression_ratio = compressed_uncompressed / compressed_stored

@@ -13,22 +13,39 @@
 
 The library never prints: pass a PruneReport to hear about phases, progress and warnings.
 """
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
-from .options import PruneOptions, parse_bytes
-from .plan import PrunePlan, plan_prune
-from .report import Counter, PruneReport
-from .run import execute_plan
-from .stats import PruneStats
+if TYPE_CHECKING:
+    from .plan import PrunePlan
+    from .report import PruneReport
 
-__all__ = ["Counter", "PruneOptions", "PrunePlan", "PruneReport", "PruneStats", "execute_plan",
-           "parse_bytes", "plan_prune", "prune"]
+# the names below load on first use: stats imports this package's tree walking only, which
+# should not pay for the planning and repacking modules
+_EXPORTS = {"PruneOptions": "options", "parse_bytes": "options", "PrunePlan": "plan", "plan_prune": "plan",
+            "Counter": "report", "PruneReport": "report", "execute_plan": "run", "PruneStats": "stats"}
+
+__all__ = sorted([*_EXPORTS, "prune"])
 
 
-def prune(repo, options: PruneOptions, report: Optional[PruneReport] = None,
-          ignore_snapshots: Iterable[str] = ()) -> PrunePlan:
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def prune(repo, options, report: "Optional[PruneReport]" = None,
+          ignore_snapshots: Iterable[str] = ()) -> "PrunePlan":
     """Plan and (unless options.dry_run) carry out a prune; returns the plan with its
     statistics. The caller holds the exclusive lock."""
+    from .plan import plan_prune
+    from .report import PruneReport
+    from .run import execute_plan
+
     report = report or PruneReport()
     plan = plan_prune(repo, options, report, ignore_snapshots)
     execute_plan(repo, plan, report)

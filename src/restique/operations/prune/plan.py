@@ -22,6 +22,7 @@ from .indexed import LoadedIndex, load_index
 from .options import PruneOptions
 from .report import PruneReport
 from .stats import PruneStats
+from . import tree_packs
 from .used_blobs import UsedBlobs, find_used_blobs
 
 MIXED = "mixed"  # a pack holding both data and tree blobs
@@ -121,9 +122,15 @@ def _find_used(repo, plan: PrunePlan, report: PruneReport, index: LoadedIndex, i
         except RestiqueError as exc:
             raise RestiqueError(f"unable to load a tree from the repository: {exc}") from None
 
+    def locate(tree_id: str):
+        return index.tree_location(tree_id) if tree_id in index.trees else None
+
+    def load_trees(tree_ids):
+        return tree_packs.load_trees(repo, tree_ids, locate)
+
     counter = report.counter("snapshots", len(roots))
     try:
-        return find_used_blobs(load_tree, roots, counter.add)
+        return find_used_blobs(load_tree, roots, counter.add, load_trees)
     finally:
         counter.done()
 

@@ -1,72 +1,80 @@
 """Which blobs the snapshots still use: every tree reachable from their root trees and the
 data blobs of every file in them. Each tree is loaded once however many snapshots share it.
 
-Only the ids matter here, so a tree in the compact form restic writes is not decoded as
-JSON: its `"subtree":"ID"` and `"content":[...]` members are picked out of the text, which
-is several times faster than json.loads on a large repository. In JSON text those byte
-sequences can only be object members (quotes inside strings are escaped), so the pick is
-exact; it is used only when the number of members found agrees with the number of
-`"subtree"`, `"content"` and `"type":"dir"` tokens, and when no node has nested objects
-(generic attributes). Anything else is decoded as JSON.
-"""
-from ...model import gojson
-import re
-from typing import Callable, Dict, Iterable, List, Set, Tuple
+Only the ids matter here, so a tree in the plain form restic writes is not decoded as JSON:
+the native scanner (restique._treescan) reads the `subtree` and `content` ids straight from
+its bytes. The scanner answers only when the text is strict JSON with restic's keys, each
+once, and ids of 64 lowercase hex digits; anything else is decoded as JSON.
 
+The trees are walked level by level: the trees of one level are loaded together, pack by
+pack (tree_packs), instead of opening a pack file per tree.
+"""
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+from ..._treescan import scan
 from ...errors import IntegrityError
+from ...model import gojson
+from .tree_packs import TreeBlobsUnavailable
 
 UsedBlobs = Dict[str, Set[str]]  # blob type -> ids
+LoadTree = Callable[[str], bytes]
+LoadTrees = Callable[[List[str]], Iterable[Tuple[str, bytes]]]
 
-_SUBTREE = re.compile(rb'"subtree":"([0-9a-f]{64})"')
-_CONTENT = re.compile(rb'"content":(null|\[[^\]]*\])')
 
-
-def find_used_blobs(load_tree: Callable[[str], bytes], root_trees: Iterable[str],
-                    snapshot_done: Callable[[], None] = lambda: None) -> UsedBlobs:
+def find_used_blobs(load_tree: LoadTree, root_trees: Iterable[str],
+                    snapshot_done: Callable[[], None] = lambda: None,
+                    load_trees: Optional[LoadTrees] = None) -> UsedBlobs:
     """{"tree": ids, "data": ids} used by the trees below root_trees; load_tree(id) gives a
-    tree's plaintext. A tree that cannot be loaded or decoded raises RestiqueError (prune
-    must then delete nothing)."""
+    tree's plaintext, load_trees(ids) (optional) several at once in any order, raising
+    TreeBlobsUnavailable for what only load_tree can tell about. A tree that cannot be
+    loaded or decoded raises RestiqueError (prune must then delete nothing)."""
     trees: Set[str] = set()
     data: Set[str] = set()
     for root in root_trees:
         if root not in trees:
             trees.add(root)
-            stack = [root]
-            while stack:
-                tree_id = stack.pop()
-                subtrees, contents = tree_references(tree_id, load_tree(tree_id))
-                data.update(contents)
-                for subtree in subtrees:
-                    if subtree not in trees:
-                        trees.add(subtree)
-                        stack.append(subtree)
+            level = [root]
+            while level:
+                found: List[str] = []
+                for tree_id, raw in load_level(level, load_tree, load_trees):
+                    subtrees, contents = tree_references(tree_id, raw)
+                    data.update(contents)
+                    for subtree in subtrees:
+                        if subtree not in trees:
+                            trees.add(subtree)
+                            found.append(subtree)
+                level = found
         snapshot_done()
     return {"tree": trees, "data": data}
 
 
+def load_level(tree_ids: List[str], load_tree: LoadTree, load_trees: Optional[LoadTrees]
+               ) -> Iterator[Tuple[str, bytes]]:
+    """(id, plaintext) of every tree of tree_ids: together when load_trees can, the rest
+    one by one (whose errors are then the caller's usual ones)."""
+    done: Set[str] = set()
+    if load_trees is not None:
+        try:
+            for tree_id, raw in load_trees(tree_ids):
+                done.add(tree_id)
+                yield tree_id, raw
+            return
+        except TreeBlobsUnavailable:
+            pass
+    for tree_id in tree_ids:
+        if tree_id not in done:
+            yield tree_id, load_tree(tree_id)
+
+
 def tree_references(tree_id: str, raw: bytes) -> Tuple[List[str], List[str]]:
     """(subtree ids of its directories, content ids of its files) of one tree blob."""
-    picked = _pick_references(raw)
-    return picked if picked is not None else _decode_references(tree_id, raw)
+    scanned = _scanned_references(raw)
+    return scanned if scanned is not None else _decode_references(tree_id, raw)
 
 
-def _pick_references(raw: bytes):
-    if b'"generic_attributes"' in raw:
-        return None
-    subtrees = _SUBTREE.findall(raw)
-    if len(subtrees) != raw.count(b'"subtree"') or len(subtrees) != raw.count(b'"type":"dir"'):
-        return None
-    contents = _CONTENT.findall(raw)
-    if len(contents) != raw.count(b'"content"'):
-        return None
-    data: List[str] = []
-    for listed in contents:
-        if len(listed) > 2 and listed != b"null":
-            ids = listed[2:-2].decode("ascii", "replace").split('","')
-            if len(listed) != 67 * len(ids) + 1:  # ["<64 hex>","<64 hex>"] and nothing else
-                return None
-            data += ids
-    return [s.decode() for s in subtrees], data
+def _scanned_references(raw: bytes):
+    scanned = scan(raw) if isinstance(raw, bytes) else None
+    return None if scanned is None else (scanned[0], scanned[1])
 
 
 def _decode_references(tree_id: str, raw: bytes) -> Tuple[List[str], List[str]]:
