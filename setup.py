@@ -17,8 +17,7 @@ setup(
         Extension(
             "restique._index",
             sources=["src/restique/native/_index.c", "src/restique/native/index_fields.c",
-                     "src/restique/native/index_parser.c", "src/restique/native/index_packs.c",
-                     "src/restique/native/index_prefixes.c"],
+                     "src/restique/native/index_parser.c", "src/restique/native/index_packs.c"],
             depends=["src/restique/native/index.h"],
             extra_compile_args=["-O2", "-std=gnu99"],
         ),
