@@ -16,6 +16,7 @@ from ..errors import IntegrityError, WrongPassword
 from ..model import gojson
 from ..model.gotime import GoTime
 from ..model.ids import hash_id
+from . import derivations
 from .crypto import CiphertextVerificationFailed, MasterKey
 
 SCRYPT_N = 32768  # restic's calibration settles on this (its memory bound is 60 MiB)
@@ -87,27 +88,15 @@ class KeyFile:
             return None
 
 
-# A key file may ask for no more memory than this (2 GiB, the most hashlib's scrypt could be
-# given: a limit restique has always applied)
-_SCRYPT_MAX_MEMORY = (1 << 31) - 1
-_MIN_SALT_SIZE = 8  # as restic's scrypt parameter check
-
-
-def _scrypt_memory(n: int, r: int, p: int) -> int:
-    return 128 * r * (n + p + 2)
-
-
 def derive_user_key(password: str, salt: bytes, n: int, r: int, p: int) -> MasterKey:
     """The key a password opens; parameters a key file could abuse (a short salt, or an N
     that asks for gigabytes) are refused as damage, not tried and reported as a wrong password."""
-    if n < 2 or n & (n - 1) or r < 1 or p < 1 or r * p >= 1 << 30 or len(salt) < _MIN_SALT_SIZE:
-        raise IntegrityError(f"invalid scrypt parameters N={n} r={r} p={p} salt={len(salt)} bytes")
-    if _scrypt_memory(n, r, p) > _SCRYPT_MAX_MEMORY:
-        raise IntegrityError(f"scrypt parameters N={n} r={r} p={p} need more than 2 GiB of memory")
-    # restique._kdf: the same function as hashlib.scrypt (OpenSSL's), in about half its time
-    # a password read from a file or stdin keeps bytes that are not UTF-8 as surrogates; restic
-    # derives from the bytes as read, so they go back to exactly those bytes
-    derived = _kdf.scrypt(password.encode("utf-8", "surrogateescape"), salt, n, r, p, 64)
+    problem = derivations.parameter_problem(n, r, p, salt)
+    if problem:
+        raise IntegrityError(problem)
+    # restique._kdf: the same function as hashlib.scrypt (OpenSSL's), in about half its time;
+    # derivations hands over the result when the command line's key prefetch started it
+    derived = derivations.scrypt(derivations.password_bytes(password), salt, n, r, p, 64)
     return MasterKey.from_kdf_output(derived)
 
 

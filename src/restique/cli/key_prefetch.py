@@ -1,0 +1,95 @@
+"""Starting the key derivation before the command line is even parsed.
+
+Deriving the key takes most of a short command's time (0.43 s of `snapshots`' 0.54 s), on one
+core, and loading click and the command's modules comes before it. In the common scripted
+case (a local repository with a single key file, the password in RESTIC_PASSWORD, a command
+that opens the repository) the derivation the opening will ask for is started here, in a
+background thread, and both run at once. Anything unusual (another backend, a password file or
+command, a profile, several keys) is left to the ordinary path. A wrong guess costs CPU time on
+the other core, never a wrong key: the opening only takes a result derived from exactly its
+own inputs (repository.derivations).
+"""
+import os
+from typing import Iterable, List, Optional
+
+# the commands whose first step is opening the repository with a password
+OPENING_COMMANDS = frozenset({
+    "backup", "snapshots", "restore", "diff", "ls", "stats", "find", "dump", "forget", "check",
+    "copy", "tag", "rewrite", "repair", "rebuild-index", "prune", "recover", "mount", "cat",
+    "list", "key", "unlock", "migrate",
+})
+# any of these makes the location or the password come from somewhere else
+_OTHER_SOURCES = ("--repository-file", "-p", "--password-file", "--password-command", "--profile",
+                  "--config", "--insecure-no-password")
+_OTHER_SOURCE_VARIABLES = ("RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND")
+_KEY_FILE_MAX_SIZE = 1 << 16
+
+
+def start(argv: List[str], commands: Iterable[str]) -> None:
+    """Start deriving the key of the repository argv names, when it is that common case.
+    commands: every command name (the first argument that is one is the command)."""
+    try:
+        key_file = _key_file(argv, commands)
+        password = os.environ.get("RESTIC_PASSWORD")
+        if key_file and password:
+            _start_deriving(key_file, password)
+    except Exception:  # an unreadable or odd key file: the ordinary path meets and reports it
+        pass
+
+
+def _key_file(argv: List[str], commands: Iterable[str]) -> Optional[str]:
+    """The path of the local repository's only key file, when argv is the common case."""
+    options = argv[:argv.index("--")] if "--" in argv else argv
+    command = next((arg for arg in options if arg in commands), None)
+    if command not in OPENING_COMMANDS or any(os.environ.get(name) for name in _OTHER_SOURCE_VARIABLES):
+        return None
+    if any(arg.split("=", 1)[0] in _OTHER_SOURCES or _is_short(arg, "-p") for arg in options):
+        return None
+    path = _local_path(_repository(options) or os.environ.get("RESTIC_REPOSITORY", ""))
+    if not path:
+        return None
+    folder = os.path.join(path, "keys")
+    names = [entry.name for entry in os.scandir(folder) if "-tmp-" not in entry.name and entry.is_file()]
+    return os.path.join(folder, names[0]) if len(names) == 1 else None
+
+
+def _repository(options: List[str]) -> Optional[str]:
+    """The value of the last -r/--repo in options (click's rule: the last one wins)."""
+    location = None
+    for i, arg in enumerate(options):
+        if arg in ("-r", "--repo") and i + 1 < len(options):
+            location = options[i + 1]
+        elif arg.startswith("--repo="):
+            location = arg[len("--repo="):]
+        elif _is_short(arg, "-r"):
+            location = arg[2:]
+    return location
+
+
+def _is_short(arg: str, flag: str) -> bool:
+    """arg is the short option flag with its value attached (-r/srv/repo)."""
+    return arg.startswith(flag) and len(arg) > 2
+
+
+def _local_path(location: str) -> Optional[str]:
+    """The folder of a local location (a path, or local:path), else None."""
+    if location.startswith("local:"):
+        return location[len("local:"):]
+    scheme, colon, _ = location.partition(":")
+    if colon and "/" not in scheme and len(scheme) > 1:
+        return None  # sftp:, s3:, rest: ... (a drive letter or a colon after a slash is a path)
+    return location or None
+
+
+def _start_deriving(key_file: str, password: str) -> None:
+    import base64
+    import json
+
+    from ..repository import derivations
+
+    with open(key_file, "rb") as f:
+        key = json.loads(f.read(_KEY_FILE_MAX_SIZE))
+    if key.get("kdf") != "scrypt":
+        return
+    salt = base64.b64decode(key["salt"], validate=True)
+    derivations.start(derivations.password_bytes(password), salt, int(key["N"]), int(key["r"]), int(key["p"]))

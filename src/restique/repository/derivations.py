@@ -1,0 +1,100 @@
+"""scrypt key derivations: one at a time, and startable ahead of need.
+
+A derivation takes most of a short command's time, on one core. A caller that knows early which
+derivation the opening of a repository will ask for (the command line's key prefetch) starts
+it here in a background thread; the opening asks for the same inputs later and waits for that
+result instead of deriving again, and the time in between (loading modules, parsing options)
+was spent on the other core. A result is only ever handed to a request with exactly the inputs
+it was made from, so a wrong guess costs CPU time, never a wrong key.
+
+Only one derivation runs at a time: each needs a work area of 128 * r * N bytes (32 MiB for
+restic's parameters), and two at once would double a command's peak memory.
+"""
+import signal
+import threading
+from typing import Dict, Optional, Tuple
+
+from .. import _kdf
+
+MAX_MEMORY = (1 << 31) - 1  # the most a key file may ask for (what hashlib's scrypt could be given)
+MIN_SALT_SIZE = 8  # as restic's scrypt parameter check
+
+Inputs = Tuple[bytes, bytes, int, int, int, int]  # password, salt, N, r, p, dklen
+
+_one_at_a_time = threading.Lock()
+_started: Dict[Inputs, "_Derivation"] = {}
+_started_guard = threading.Lock()
+
+
+def password_bytes(password: str) -> bytes:
+    """The bytes a password is derived from: a password read from a file or stdin keeps bytes
+    that are not UTF-8 as surrogates, and restic derives from the bytes as read, so they go
+    back to exactly those bytes."""
+    return password.encode("utf-8", "surrogateescape")
+
+
+def parameter_problem(n: int, r: int, p: int, salt: bytes) -> Optional[str]:
+    """Why a key file's parameters are refused (a short salt, an N that asks for gigabytes),
+    or None when they may be derived."""
+    if n < 2 or n & (n - 1) or r < 1 or p < 1 or r * p >= 1 << 30 or len(salt) < MIN_SALT_SIZE:
+        return f"invalid scrypt parameters N={n} r={r} p={p} salt={len(salt)} bytes"
+    if 128 * r * (n + p + 2) > MAX_MEMORY:
+        return f"scrypt parameters N={n} r={r} p={p} need more than 2 GiB of memory"
+    return None
+
+
+class _Derivation:
+    def __init__(self, inputs: Inputs):
+        self.inputs = inputs
+        self.done = threading.Event()
+        self.key: Optional[bytes] = None
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            self.key = _derive_now(self.inputs)
+        except BaseException as exc:  # raised again to whoever asks for the result
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def result(self) -> bytes:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.key
+
+
+def start(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int = 64) -> None:
+    """Begin deriving in a background thread (nothing when these inputs are already started
+    or refused by parameter_problem)."""
+    if parameter_problem(n, r, p, salt):
+        return
+    inputs = (bytes(password), bytes(salt), n, r, p, dklen)
+    with _started_guard:
+        if inputs in _started:
+            return
+        derivation = _started[inputs] = _Derivation(inputs)
+    thread = threading.Thread(target=derivation.run, name="key-derivation", daemon=True)
+    # signals are the main thread's business: the helper starts with all of them blocked
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int = 64) -> bytes:
+    """scrypt(password, salt, N, r, p): a started derivation of these inputs (waiting for it),
+    else derived now (after any other running derivation)."""
+    inputs = (bytes(password), bytes(salt), n, r, p, dklen)
+    with _started_guard:
+        derivation = _started.pop(inputs, None)
+    if derivation is None:
+        return _derive_now(inputs)
+    return derivation.result()
+
+
+def _derive_now(inputs: Inputs) -> bytes:
+    with _one_at_a_time:
+        return _kdf.scrypt(*inputs)
