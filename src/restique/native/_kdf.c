@@ -14,6 +14,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +250,52 @@ static void *alloc_work_area(size_t size)
     return p;
 }
 
+/*
+ * The kernel clears every page of V before its first write (32 MiB: several milliseconds), and
+ * ROMix's first loop would wait for each clearing in turn. A helper thread has the pages made
+ * writable ahead of it (MADV_POPULATE_WRITE touches no data, so the two never race over V's
+ * contents), on another core when there is one. Best effort: without the helper (an older
+ * kernel, no thread) the first loop faults the pages in itself, as before.
+ */
+struct prefault {
+    pthread_t thread;
+    void *start;
+    size_t size;
+    int running;
+};
+
+static void *prefault_pages(void *arg)
+{
+    struct prefault *job = arg;
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise(job->start, job->size, MADV_POPULATE_WRITE);
+#endif
+    return NULL;
+}
+
+static void start_prefault(struct prefault *job, void *start, size_t size)
+{
+    job->start = start;
+    job->size = size;
+    job->running = 0;
+#ifdef MADV_POPULATE_WRITE
+    if (size < HUGE_PAGE)
+        return; /* a small V is cleared quicker than a thread starts */
+    sigset_t all, old; /* signals stay with the interpreter's threads */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    job->running = pthread_create(&job->thread, NULL, prefault_pages, job) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+#endif
+}
+
+static void finish_prefault(struct prefault *job)
+{
+    if (job->running)
+        pthread_join(job->thread, NULL);
+    job->running = 0;
+}
+
 /* 0 on success, -1 when out of memory, -2 when OpenSSL fails. */
 static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned char *salt,
                       size_t saltlen, uint64_t n, size_t r, size_t p, unsigned char *out,
@@ -257,11 +305,13 @@ static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned 
     unsigned char *b = malloc(block_bytes * p);
     uint32_t *xy = alloc_work_area(2 * block_bytes);
     uint32_t *v = alloc_work_area(block_bytes * (size_t)n);
+    struct prefault prefault = {.running = 0};
     int rc = 0;
     if (!b || !xy || !v) {
         rc = -1;
         goto done;
     }
+    start_prefault(&prefault, v, block_bytes * (size_t)n);
     if (!PKCS5_PBKDF2_HMAC((const char *)pass, (int)passlen, salt, (int)saltlen, 1, EVP_sha256(),
                            (int)(block_bytes * p), b)) {
         rc = -2;
@@ -276,6 +326,7 @@ static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned 
                            EVP_sha256(), (int)dklen, out))
         rc = -2;
 done:
+    finish_prefault(&prefault); /* before V is freed */
     /* B and X are the secrets the output is made of; V is given back to the kernel, which
      * clears pages before anyone else gets them, and clearing 32 MiB costs milliseconds. */
     if (b)
