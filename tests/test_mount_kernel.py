@@ -122,3 +122,12 @@ def test_a_changed_snapshot_list_drops_the_kernels_folders_above_the_snapshots()
         assert (length, code, unique) == (40, kernel.NOTIFY_INVAL_INODE, 0)
     finally:
         ops.close()
+
+
+def test_a_listings_records_equal_each_entrys_own():
+    for times in [(5, 5, 5), (-1, 1_500_000_000_123_456_789, 7), (3 * 10**18, 0, -(10**9))]:
+        for name in (b"", b"a", b"seven.7", b"eight..8", b"\xff\xfe not utf-8"):
+            for mode in (0o100644, 0o40755, 0o120777, 0o20600):
+                fields = (77, mode, 3, 1000, 1001, 123456789, 0x10_0005 if mode == 0o20600 else 0)
+                attrs = Attributes(*fields, *times, 86400)
+                assert kernel.direntplus(name, *fields, *times, 86400, 9) == attrs.direntplus(name, 9)

@@ -206,7 +206,10 @@ class SnapshotOperations:
         parent = path.rsplit("/", 1)[0] or "/"
         records = [kernel.dot_direntplus(b".", path_inode(path), 1),
                    kernel.dot_direntplus(b"..", path_inode(parent), 2)]
-        records += [attributes(e).direntplus(e.name_bytes, i) for i, e in enumerate(entries, DOTS + 1)]
+        pack = kernel.direntplus
+        records += [pack(e.name_bytes, e.inode, e.mode, e.links, e.uid, e.gid, e.size, e.rdev, e.atime_ns, e.mtime_ns,
+                         e.ctime_ns, VIRTUAL_TIMEOUT if e.node is None else SNAPSHOT_TIMEOUT, i)
+                    for i, e in enumerate(entries, DOTS + 1)]
         inodes = [e.inode for e in entries]
         path_of = {e.inode: e.path for e in entries}
         subfolders = [e.path for e in reversed(entries) if e.kind == "dir"]
