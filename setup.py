@@ -34,7 +34,7 @@ setup(
         Extension(
             "restique._kdf",
             sources=["src/restique/native/_kdf.c"],
-            libraries=["crypto"],
+            depends=["src/restique/native/pbkdf2_sha256.h"],
             extra_compile_args=["-O3", "-std=gnu99"],
         ),
     ]

@@ -1,12 +1,15 @@
 """restique._kdf.scrypt, the native scrypt every key derivation uses.
 
 It must compute exactly RFC 7914's function: the RFC's own vectors, hashlib's scrypt (OpenSSL)
-on many random parameter sets, and the real restic opening a repository whose key restique
-derived, and the other way round, with the full-strength parameters both programs use.
+on many random parameter sets and on the lengths where its own PBKDF2-HMAC-SHA256 changes
+course, and the real restic opening a repository whose key restique derived, and the other way
+round, with the full-strength parameters both programs use.
 """
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -64,6 +67,27 @@ def test_same_as_hashlib_scrypt_with_real_key_parameters():
     salt = os.urandom(64)
     assert _kdf.scrypt(b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64) == reference_scrypt(
         b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64)
+
+
+# SHA-256 pads a message that leaves 55 or fewer bytes in its last block into that block, else
+# into one more; HMAC hashes a key longer than the 64-byte block first; PBKDF2 cuts its output
+# into 32-byte blocks
+EDGE_LENGTHS = [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000]
+
+
+@pytest.mark.parametrize("length", EDGE_LENGTHS)
+def test_same_as_hashlib_scrypt_at_pbkdf2_edges(length):
+    text = bytes(range(256)) * 4
+    for password, salt in ((text[:length], b"salt"), (b"pw", text[:length])):
+        for dklen in (1, 31, 32, 33, 64, 65):
+            assert _kdf.scrypt(password, salt, 2, 1, 1, dklen) == reference_scrypt(password, salt, 2, 1, 1, dklen)
+
+
+def test_loading_the_module_loads_no_openssl():
+    """Its PBKDF2 is its own: loading and setting up libcrypto cost about 5 ms before a
+    command's key derivation could start (the command line's key prefetch)."""
+    code = "import restique._kdf; print('libcrypto' in open('/proc/self/maps').read())"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout == b"False\n"
 
 
 def test_keyword_arguments():

@@ -3,8 +3,7 @@
  * command pays once.
  *
  * scrypt(P, S, N, r, p) = PBKDF2-SHA256(P, ROMix(B_1) .. ROMix(B_p), 1, dklen),
- * with B_1 .. B_p = PBKDF2-SHA256(P, S, 1, p * 128 * r). Both PBKDF2 steps are OpenSSL's; ROMix
- * is ours. Its Salsa20/8 is a chain of dependent steps, so what counts is keeping the state in
+ * with B_1 .. B_p = PBKDF2-SHA256(P, S, 1, p * 128 * r) (pbkdf2_sha256.h). Its Salsa20/8 is a chain of dependent steps, so what counts is keeping the state in
  * registers, not reloading it between the 2r Salsa20/8 calls of a BlockMix, and folding the
  * X ^ V[j] of the second loop into the BlockMix that consumes it.
  *
@@ -21,8 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include "pbkdf2_sha256.h"
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -296,7 +294,7 @@ static void finish_prefault(struct prefault *job)
     job->running = 0;
 }
 
-/* 0 on success, -1 when out of memory, -2 when OpenSSL fails. */
+/* 0 on success, -1 when out of memory. */
 static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned char *salt,
                       size_t saltlen, uint64_t n, size_t r, size_t p, unsigned char *out,
                       size_t dklen)
@@ -312,27 +310,21 @@ static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned 
         goto done;
     }
     start_prefault(&prefault, v, block_bytes * (size_t)n);
-    if (!PKCS5_PBKDF2_HMAC((const char *)pass, (int)passlen, salt, (int)saltlen, 1, EVP_sha256(),
-                           (int)(block_bytes * p), b)) {
-        rc = -2;
-        goto done;
-    }
+    pbkdf2_sha256_once(pass, passlen, salt, saltlen, b, block_bytes * p);
     for (size_t lane = 0; lane < p; lane++) {
         import_blocks(xy, b + lane * block_bytes, r);
         romix(xy, xy + 32 * r, v, n, r);
         export_blocks(b + lane * block_bytes, xy, r);
     }
-    if (!PKCS5_PBKDF2_HMAC((const char *)pass, (int)passlen, b, (int)(block_bytes * p), 1,
-                           EVP_sha256(), (int)dklen, out))
-        rc = -2;
+    pbkdf2_sha256_once(pass, passlen, b, block_bytes * p, out, dklen);
 done:
     finish_prefault(&prefault); /* before V is freed */
     /* B and X are the secrets the output is made of; V is given back to the kernel, which
      * clears pages before anyone else gets them, and clearing 32 MiB costs milliseconds. */
     if (b)
-        OPENSSL_cleanse(b, block_bytes * p);
+        explicit_bzero(b, block_bytes * p);
     if (xy)
-        OPENSSL_cleanse(xy, 2 * block_bytes);
+        explicit_bzero(xy, 2 * block_bytes);
     free(b);
     free(xy);
     free(v);
@@ -399,10 +391,7 @@ static PyObject *kdf_scrypt(PyObject *self, PyObject *args, PyObject *kwargs)
     Py_END_ALLOW_THREADS
     if (rc != 0) {
         Py_CLEAR(result);
-        if (rc == -1)
-            PyErr_NoMemory();
-        else
-            PyErr_SetString(PyExc_ValueError, "PBKDF2-HMAC-SHA256 failed");
+        PyErr_NoMemory();
     }
 done:
     PyBuffer_Release(&pass);
