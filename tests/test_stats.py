@@ -251,3 +251,25 @@ def test_json_floats_as_go_writes_them(value, text):
     from restique.model.gojson import float_literal
 
     assert float_literal(value) == text
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_restore_size_scanned_summaries_equal_the_walk(repos, tool):
+    """restore-size sums trees from the native scan of their bytes, children before parents;
+    every tree's summary (entries, sizes, hard links in walk order) is the walk's, which
+    stays the path for trees the scanner declines."""
+    import restique
+    from restique.operations.stats import Stats, _RestoreSize
+
+    with restique.open_repository(str(repos[tool]), password=PASSWORD) as repo:
+        repo.load_index()
+        roots = [repo.load_json("snapshot", sid)["tree"] for sid in sorted(repo.list_ids("snapshot"))]
+        scanned, walked = _RestoreSize(repo, Stats("restore-size")), _RestoreSize(repo, Stats("restore-size"))
+        for root in roots:
+            assert scanned._summarise_scanned(root) is not None
+            walked._summarise(root)
+        assert scanned.summaries.keys() == walked.summaries.keys()
+        for tree_id, summary in walked.summaries.items():
+            mine = scanned.summaries[tree_id]
+            assert (mine.count, mine.size, mine.hardlinks) == (summary.count, summary.size, summary.hardlinks)
+        assert any(summary.hardlinks for summary in walked.summaries.values())

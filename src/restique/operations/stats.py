@@ -13,6 +13,12 @@
 
 Each tree is loaded once per call even when several snapshots share it: restore-size keeps
 a summary of every tree it has counted, the other modes skip subtrees they have seen.
+
+restore-size and raw-data read their trees level by level, each level's trees loaded pack by
+pack, and take what they count straight from the tree's JSON bytes (restique._treescan)
+instead of decoding every node; a tree the scanner declines is decoded as JSON, and
+restore-size leaves a snapshot with a tree it cannot load to the walk, which reports the
+problem with its path.
 """
 import functools
 import hashlib
@@ -29,7 +35,6 @@ from .._treescan import scan
 from .prune.tree_packs import load_trees
 from .prune.used_blobs import load_level
 from .snapshot_lookup import find_filtered_snapshots
-from .walker import walk, walk_events
 
 RESTORE_SIZE = "restore-size"
 FILES_BY_CONTENTS = "files-by-contents"
@@ -119,15 +124,41 @@ def _entry_loader(repo) -> Callable[[str], List[_Entry]]:
     """A tree loader for the walker that yields _Entry objects, in the walker's name order.
     No cache: the counters never load a tree twice."""
     def load(tree_id: str) -> List[_Entry]:
-        raw = repo.load_blob("tree", tree_id)
-        try:
-            entries = [_Entry(obj) for obj in gojson.loads(raw).get("nodes") or ()]
-        except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise IntegrityError(f"tree {tree_id[:8]} is damaged: {exc}") from None
-        entries.sort(key=_name_bytes)
-        return entries
+        return _decode_entries(tree_id, repo.load_blob("tree", tree_id))
 
     return load
+
+
+def _decode_entries(tree_id: str, raw: bytes) -> List[_Entry]:
+    try:
+        entries = [_Entry(obj) for obj in gojson.loads(raw).get("nodes") or ()]
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise IntegrityError(f"tree {tree_id[:8]} is damaged: {exc}") from None
+    entries.sort(key=_name_bytes)
+    return entries
+
+
+def _scan_decoded(tree_id: str, raw: bytes) -> Optional[tuple]:
+    """What the native scan gives for restore-size (subtrees, contents, count, size, parts),
+    from the decoded entries of a tree it declined; None for a tree only the walk may judge
+    (a directory without a usable subtree id), and IntegrityError for undecodable text."""
+    subtrees: List[str] = []
+    parts: list = []
+    count = size = 0
+    hardlinks = False
+    for entry in _decode_entries(tree_id, raw):
+        count += 1
+        if entry.type == "dir":
+            if not isinstance(entry.subtree, str) or not entry.subtree:
+                return None
+            subtrees.append(entry.subtree)
+            parts.append(entry.subtree)
+        if entry.links == 1 or entry.type == "dir" or entry.inode == 0:
+            size += entry.size
+        else:
+            hardlinks = True
+            parts.append((entry.inode, entry.device_id, entry.size))
+    return subtrees, [], count, size, parts if hardlinks else None
 
 
 def _name_bytes(entry: _Entry) -> bytes:
@@ -146,9 +177,65 @@ class _RestoreSize:
     def add_snapshot(self, sn: Snapshot) -> None:
         summary = self.summaries.get(sn.tree)
         if summary is None:
-            summary = self._summarise(sn.tree)
+            summary = self._summarise_scanned(sn.tree) or self._summarise(sn.tree)
         self.result.total_file_count += summary.count
         self.result.total_size += summary.total()
+
+    def _summarise_scanned(self, root: str) -> Optional["_Summary"]:
+        """The summary of tree root from the native scans of its trees (loaded level by level,
+        pack by pack), children before parents; None when some tree cannot be loaded or is
+        declined by the scanner: the walk then decides, with its own words for any error."""
+        scanned: Dict[str, tuple] = {}
+        level = [root]
+        try:
+            while level:
+                found: List[str] = []
+                for tree_id, raw in load_level(level, self._load_tree, self._load_trees):
+                    result = scan(raw, True) if isinstance(raw, bytes) else None
+                    if result is None:
+                        result = _scan_decoded(tree_id, raw)
+                        if result is None:
+                            return None
+                    scanned[tree_id] = result
+                    for subtree in result[0]:
+                        if subtree not in self.summaries and subtree not in scanned:
+                            scanned[subtree] = ()
+                            found.append(subtree)
+                level = found
+        except RestiqueError:
+            return None
+        summaries = self.summaries
+        stack = [root]
+        expanded = set()
+        while stack:
+            tree_id = stack[-1]
+            if tree_id in summaries:
+                stack.pop()
+                continue
+            subtrees, _, count, size, parts = scanned[tree_id]
+            missing = [subtree for subtree in subtrees if subtree not in summaries]
+            if missing:
+                if tree_id in expanded:
+                    return None
+                expanded.add(tree_id)
+                stack += missing
+                continue
+            stack.pop()
+            summary = summaries[tree_id] = _Summary()
+            summary.count, summary.size = count, size
+            for part in subtrees if parts is None else parts:
+                if isinstance(part, str):
+                    summary.merge(summaries[part])
+                else:
+                    summary._add_hardlink((part[0], part[1]), part[2])
+        return summaries[root]
+
+    def _load_tree(self, tree_id: str) -> bytes:
+        return self.repo.load_blob("tree", tree_id)
+
+    def _load_trees(self, tree_ids: List[str]):
+        index = self.repo.index
+        return load_trees(self.repo, tree_ids, lambda tree_id: index.lookup("tree", tree_id))
 
     def _summarise(self, root: str) -> "_Summary":
         """The summary of tree root, reusing (and adding to) the summaries of its subtrees."""
@@ -156,6 +243,8 @@ class _RestoreSize:
 
         def descend(path: str, node: _Entry) -> bool:
             return node.subtree not in self.summaries
+
+        from .walker import walk_events
 
         try:
             for path, node, leaving in walk_events(self.repo, root, descend=descend, loader=self.load):
@@ -239,6 +328,8 @@ class _ByContents:
         if sn.tree in self.seen_trees:
             return
         self.seen_trees.add(sn.tree)
+        from .walker import walk
+
         per_file = self.result.mode == BLOBS_PER_FILE
         try:
             for path, node in walk(self.repo, sn.tree, descend=self._descend, loader=self.load):

@@ -10,6 +10,7 @@ which packs count as small is restic 0.14's (4% of the pack size, 80% with --rep
 so that the statistics are the ones restic 0.14 prints.
 """
 import functools
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set
 
@@ -136,45 +137,71 @@ def _find_used(repo, plan: PrunePlan, report: PruneReport, index: LoadedIndex, i
 
 
 def _pack_infos(plan: PrunePlan, used: UsedBlobs, report: PruneReport) -> Dict[str, PackInfo]:
-    """Per pack: used and unused blobs and sizes; each used blob counted used in one pack."""
+    """Per pack: used and unused blobs and sizes; each used blob counted used in one pack.
+    Sums are taken per pack and the plain case (every blob used once) is summed in one go:
+    a repository lists tens of thousands of blobs."""
     stats = plan.stats
-    copies = {kind: dict.fromkeys(ids, 0) for kind, ids in used.items()}
-    for entries in plan.pack_entries.values():
-        for e in entries:
-            count = copies[e.type].get(e.id)
-            if count is not None:
-                copies[e.type][e.id] = count + 1
+    copies = _copies(plan, used)
     _refuse_missing_blobs(copies, report)
     infos: Dict[str, PackInfo] = {}
     has_duplicates = False
+    used_n = used_size = unused_n = unused_size = duplicate_n = duplicate_size = 0
     for pack_id, entries in plan.pack_entries.items():
-        header = _HEADER_SIZE + sum(41 if e.uncompressed_length else 37 for e in entries)
-        info = infos[pack_id] = PackInfo(0, 0, 0, header, 0, None, False, False)
-        for e in entries:
-            info.type = e.type if info.type in (None, e.type) else MIXED
-            count = copies[e.type].get(e.id, 0)
-            if count >= 2:  # one copy becomes used below
-                has_duplicates = True
-                info.unused_size += e.length
-                info.unused_blobs += 1
-                info.duplicate_blobs += 1
-                stats.bytes.duplicate += e.length
-                stats.blobs.duplicate += 1
-            elif count == 1:
-                info.used_size += e.length
-                info.used_blobs += 1
-                stats.bytes.used += e.length
-                stats.blobs.used += 1
-            else:
-                info.unused_size += e.length
-                info.unused_blobs += 1
-                stats.bytes.unused += e.length
-                stats.blobs.unused += 1
-            if not e.uncompressed_length:
-                info.uncompressed = True
+        kinds = {e.type for e in entries}
+        if len(kinds) == 1:
+            kind = next(iter(kinds))
+            table = copies[kind]
+            counts = [table.get(e.id, 0) for e in entries]
+        else:
+            kind = MIXED if kinds else None
+            counts = [copies[e.type].get(e.id, 0) for e in entries]
+        compressed = sum(1 for e in entries if e.uncompressed_length)
+        header = _HEADER_SIZE + 37 * len(entries) + 4 * compressed
+        info = infos[pack_id] = PackInfo(0, 0, 0, header, 0, kind, compressed < len(entries), False)
+        ones = counts.count(1)
+        if ones == len(entries):
+            info.used_blobs = ones
+            info.used_size += sum(e.length for e in entries)
+        else:
+            for e, count in zip(entries, counts):
+                if count >= 2:  # one copy becomes used below
+                    has_duplicates = True
+                    info.unused_size += e.length
+                    info.unused_blobs += 1
+                    info.duplicate_blobs += 1
+                    duplicate_size += e.length
+                    duplicate_n += 1
+                elif count == 1:
+                    info.used_size += e.length
+                    info.used_blobs += 1
+                else:
+                    info.unused_size += e.length
+                    info.unused_blobs += 1
+                    unused_size += e.length
+                    unused_n += 1
+        used_n += info.used_blobs
+        used_size += info.used_size - header
+    stats.blobs.used += used_n
+    stats.bytes.used += used_size
+    stats.blobs.unused += unused_n
+    stats.bytes.unused += unused_size
+    stats.blobs.duplicate += duplicate_n
+    stats.bytes.duplicate += duplicate_size
     if has_duplicates:
         _choose_copies(plan, infos, copies)
     return infos
+
+
+def _copies(plan: PrunePlan, used: UsedBlobs) -> Dict[str, Dict[str, int]]:
+    """type -> used blob id -> how many times the index lists it."""
+    listed: Dict[str, Counter] = {kind: Counter() for kind in used}
+    for entries in plan.pack_entries.values():
+        if len(entries) and all(e.type == entries[0].type for e in entries):
+            listed[entries[0].type].update([e.id for e in entries])
+        else:
+            for e in entries:
+                listed[e.type][e.id] += 1
+    return {kind: {blob_id: listed[kind][blob_id] for blob_id in ids} for kind, ids in used.items()}
 
 
 def _refuse_missing_blobs(copies: Dict[str, Dict[str, int]], report: PruneReport) -> None:
@@ -354,6 +381,14 @@ def _repack(plan: PrunePlan, pack_id: str, info: PackInfo) -> None:
 def _blobs_to_copy(plan: PrunePlan, used: UsedBlobs) -> Dict[str, Set[str]]:
     """The used blobs that no pack staying in the repository holds: they must be copied
     out of the packs to repack."""
+    if not plan.stats.blobs.duplicate:
+        # each used blob is in one pack, and the packs to remove or forget hold none
+        keep: Dict[str, Set[str]] = {kind: set() for kind in used}
+        for pack_id in plan.repack:
+            for e in plan.pack_entries[pack_id]:
+                if e.id in used[e.type]:
+                    keep[e.type].add(e.id)
+        return keep
     keep = {kind: set(ids) for kind, ids in used.items()}
     leaving = plan.repack | plan.remove | plan.ignore
     for pack_id, entries in plan.pack_entries.items():
