@@ -490,3 +490,26 @@ def test_library_call(env):
     assert all(o.parent_tree == objects[0].parent_tree for o in objects)
     assert isinstance(packs[0], ObjectPack) and packs[0].id == i.hardlink
     assert ("data", i.hardlink) in i.packs[packs[0].location.pack_id]
+
+
+@pytest.mark.parametrize("patterns", [["f1"], ["same"], ["*"], [""], ["y/same/*"], ["/t/x"], ["f*", "same"]],
+                         ids=" ".join)
+@pytest.mark.parametrize("budget", [0, 3, 32768], ids=lambda b: f"memo{b}")
+def test_replayed_subtrees_find_what_a_walk_finds(repeated, monkeypatch, patterns, budget):
+    """A subtree met again (at another path, in another snapshot) yields the hits remembered
+    from its first walk: the same entries, at its own path, in walk order, as when every
+    subtree is walked again (no memory for replays), also when the memory runs out midway."""
+    from restique.operations import find as find_module
+    from restique.operations.find import FindOptions, find
+    from restique.repository.repository import open_repository
+
+    def found():
+        with open_repository(str(repeated.repo), PASSWORD) as repo:
+            return [(e.snapshot.id, e.path, e.node.name, e.node.inode, e.node.mtime)
+                    for e in find(repo, FindOptions(patterns=patterns))]
+
+    monkeypatch.setattr(find_module, "MEMO_ITEMS", 0)
+    walked = found()
+    monkeypatch.setattr(find_module, "MEMO_ITEMS", budget)
+    assert found() == walked
+    assert walked

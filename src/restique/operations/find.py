@@ -29,6 +29,9 @@ from .walker import LazyTreeLoader, TreeLoader, walk_events
 
 KINDS = ("path", "blob", "tree", "pack")
 _TREE_CACHE_BYTES = 2 << 20
+# hits (and references to remembered subtrees) remembered for replay, across a search: each
+# holds a node, about a kilobyte
+MEMO_ITEMS = 32768
 
 # on_error(snapshot, path, tree id or None, exception): a tree that could not be loaded
 OnError = Callable[[Snapshot, str, Optional[str], Exception], None]
@@ -171,15 +174,17 @@ def find(repo, options: FindOptions, on_error: Optional[OnError] = None,
 
 
 class _SnapshotWalker:
-    """Walks the snapshots of one search through one tree cache, remembering the subtrees
-    below which nothing was found (by tree id, or by tree id and path where the patterns
-    look at more than names)."""
+    """Walks the snapshots of one search through one tree cache, remembering what was found
+    below each subtree walked (by tree id, or by tree id and path where the patterns look at
+    more than names): a subtree met again is not walked, its hits are replayed."""
 
     def __init__(self, repo, on_error: Optional[OnError], loader: TreeLoader):
         self.repo = repo
         self.on_error = on_error
         self.loader = loader
-        self.empty: set = set()
+        self.empty: set = set()  # memo keys of subtrees with nothing found below
+        self.found: dict = {}  # memo key -> what was found below (see _replay)
+        self._recording_left = MEMO_ITEMS
 
     def search_paths(self, sn: Snapshot, patterns: PathPatterns, oldest: Optional[GoTime],
                      newest: Optional[GoTime]) -> Iterator[FoundEntry]:
@@ -208,7 +213,7 @@ class _SnapshotWalker:
             return True, (node.subtree, path)
 
         root_key = sn.tree if patterns.names_only else (sn.tree, "/")
-        yield from self._walk(sn, visit, entry_key, root_key)
+        yield from self._walk(sn, visit, entry_key, root_key, replay=True)
 
     def search_objects(self, sn: Snapshot, search: ObjectSearch) -> Iterator[FoundObject]:
         if sn.tree:
@@ -217,54 +222,151 @@ class _SnapshotWalker:
         def visit(path: str, node: Node, parent_tree: str):
             return search.visit(sn, path, node, parent_tree)
 
-        yield from self._walk(sn, visit, lambda path, node: (True, node.subtree), sn.tree)
+        yield from self._walk(sn, visit, lambda path, node: (True, node.subtree), sn.tree, replay=False)
 
-    def _walk(self, sn: Snapshot, visit, entry_key, root_key) -> Iterator:
+    def _walk(self, sn: Snapshot, visit, entry_key, root_key, replay: bool) -> Iterator:
         """visit(path, node, parent tree id) -> hits or None for every entry walked;
-        entry_key(path, node) -> (enter?, memo key or None) for every directory."""
+        entry_key(path, node) -> (enter?, memo key or None) for every directory. With replay
+        (FoundEntry hits only), a subtree whose hits are remembered yields them again at
+        its path instead of being walked."""
         if not sn.tree:
             self._report(sn, "/", None, NotFound(f"snapshot {sn.short_id} has no tree"))
             return
         if root_key in self.empty:
             return
-        # one frame per tree entered: [tree id, path, hits below, memo key]
-        stack = [[sn.tree, "/", 0, root_key]]
+        if replay and root_key in self.found:
+            yield from _replay(sn, "/", self.found[root_key])
+            return
+        # one frame per tree entered, see _Frame
+        stack = [_Frame(sn.tree, "/", root_key, [] if replay and self._recording_left > 0 else None)]
+        replays: list = []  # (path, remembered hits) of directories not entered, to yield next
 
         def descend(path: str, node: Node) -> bool:
             enter, key = entry_key(path, node)
-            if not enter or (key is not None and key in self.empty):
+            if not enter:
                 return False
-            stack.append([node.subtree, path, 0, key])
+            if key is not None:
+                if key in self.empty:
+                    return False
+                if replay:
+                    remembered = self.found.get(key)
+                    if remembered is not None:
+                        replays.append((path, remembered))
+                        return False
+            parent = stack[-1]
+            stack.append(_Frame(node.subtree, path, key, [] if parent.recorded is not None else None))
             return True
 
         def failed(path: str, exc: Exception) -> None:
-            tree_id = stack[-1][0]
-            if len(stack) > 1 and stack[-1][1] == path:
+            tree_id = stack[-1].tree_id
+            if len(stack) > 1 and stack[-1].path == path:
                 stack.pop()
-            stack[-1][2] += 1  # a damaged tree inside: never remembered as empty
+            stack[-1].errors = True  # a damaged tree inside: never remembered
             self._report(sn, path, tree_id, exc)
 
         for path, node, leaving in walk_events(self.repo, sn.tree, "/", descend, failed, self.loader):
+            if replays:
+                yield from self._replayed(sn, stack, replays)
             if leaving:
-                _, _, hits, key = stack.pop()
-                if hits:
-                    stack[-1][2] += hits
-                elif key is not None:
-                    self.empty.add(key)
+                self._leave(stack)
                 continue
+            frame = stack[-1]
             try:
-                hits = visit(path, node, stack[-1][0])
+                hits = visit(path, node, frame.tree_id)
             except IntegrityError as exc:  # an entry whose fields cannot be decoded
-                stack[-1][2] += 1
-                self._report(sn, path, stack[-1][0], exc)
+                frame.errors = True
+                self._report(sn, path, frame.tree_id, exc)
                 continue
             if hits:
-                stack[-1][2] += len(hits)
+                frame.hits += len(hits)
+                if frame.recorded is not None:
+                    cut = len(frame.prefix)
+                    frame.recorded.extend((hit.path[cut:], hit.node, None) for hit in hits)
+                    self._count_recorded(stack, len(hits))
                 yield from hits
-        if not stack[0][2]:
-            self.empty.add(root_key)
+        if replays:
+            yield from self._replayed(sn, stack, replays)
+        root = stack[0]
+        if not root.errors:
+            self._remember(root)
+
+    def _replayed(self, sn: Snapshot, stack: List["_Frame"], replays: list) -> Iterator[FoundEntry]:
+        """The remembered hits of the directories in replays, entries of the innermost tree."""
+        frame = stack[-1]
+        for path, remembered in replays:
+            frame.hits += 1
+            if frame.recorded is not None:
+                frame.recorded.append((path[len(frame.prefix):], None, remembered))
+                self._count_recorded(stack, 1)
+            yield from _replay(sn, path + "/", remembered)
+        replays.clear()
+
+    def _leave(self, stack: List["_Frame"]) -> None:
+        frame = stack.pop()
+        parent = stack[-1]
+        if frame.errors:
+            parent.errors = True
+            return
+        self._remember(frame)
+        parent.hits += frame.hits
+        if parent.recorded is not None:
+            if frame.recorded is None:
+                parent.recorded = None  # what was found below is not known in full
+            elif frame.hits:
+                parent.recorded.append((frame.path[len(parent.prefix):], None, frame.remembered))
+                self._count_recorded(stack, 1)
+
+    def _remember(self, frame: "_Frame") -> None:
+        if frame.key is None:
+            frame.remembered = tuple(frame.recorded) if frame.recorded is not None else None
+        elif not frame.hits:
+            self.empty.add(frame.key)
+        elif frame.recorded is not None:
+            frame.remembered = self.found[frame.key] = tuple(frame.recorded)
+
+    def _count_recorded(self, stack: List["_Frame"], items: int) -> None:
+        """Stops recording (in every frame) once the memory set aside for it is used up."""
+        self._recording_left -= items
+        if self._recording_left <= 0:
+            for frame in stack:
+                frame.recorded = None
 
     def _report(self, sn: Snapshot, path: str, tree_id: Optional[str], exc: Exception) -> None:
         if self.on_error is None:
             raise exc
         self.on_error(sn, path, tree_id, exc)
+
+
+class _Frame:
+    """A tree being walked: its id and directory path, its memo key (None: not remembered),
+    the hits below it so far, whether an error was met below it, and what was found below
+    it so far for replay (None when it is not recorded)."""
+
+    __slots__ = ("tree_id", "path", "prefix", "key", "hits", "errors", "recorded", "remembered")
+
+    def __init__(self, tree_id: str, path: str, key, recorded: Optional[list]):
+        self.tree_id = tree_id
+        self.path = path
+        self.prefix = path if path.endswith("/") else path + "/"
+        self.key = key
+        self.hits = 0
+        self.errors = False
+        self.recorded = recorded
+        self.remembered: Optional[tuple] = None
+
+
+def _replay(sn: Snapshot, prefix: str, remembered: tuple) -> Iterator[FoundEntry]:
+    """FoundEntry for each remembered hit below the directory whose path is prefix (ending
+    in "/"). remembered holds (path below prefix, node, None) for a hit and (path below
+    prefix, None, remembered) for a directory whose own hits were remembered."""
+    stack = [(prefix, iter(remembered))]
+    while stack:
+        prefix, items = stack[-1]
+        for relative, node, below in items:
+            if below is None:
+                yield FoundEntry(sn, prefix + relative, node)
+            else:
+                stack.append((prefix + relative + "/", iter(below)))
+                break
+        else:
+            stack.pop()
