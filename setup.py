@@ -17,7 +17,8 @@ setup(
         Extension(
             "restique._index",
             sources=["src/restique/native/_index.c", "src/restique/native/index_fields.c",
-                     "src/restique/native/index_parser.c", "src/restique/native/index_packs.c"],
+                     "src/restique/native/index_parser.c", "src/restique/native/index_packs.c",
+                     "src/restique/native/index_prefixes.c"],
             depends=["src/restique/native/index.h"],
             extra_compile_args=["-O2", "-std=gnu99"],
         ),

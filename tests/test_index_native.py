@@ -129,8 +129,8 @@ def test_values_of_any_size_are_stored_exactly():
     small = BlobTable()
     small.add(b"\x01" * 32, 1, 100, 200, 0)
     # widths keep the all-ones sentinel free: 100 takes 7 bits, 200 takes 8, zeros none; the table
-    # numbers its packs itself, from 0
-    assert len(small) == 1 and small.record_bits == 240 + 0 + 7 + 8 and small.exception_count == 0
+    # numbers its packs itself, from 0; ids: 29 bytes and 8 low bits of their 24-bit prefix
+    assert len(small) == 1 and small.record_bits == 232 + 8 + 0 + 7 + 8 and small.exception_count == 0
     assert small.get(("01" * 32)) == (1, 100, 200, 0)
     for raw in (index_bytes([blob("ab" * 32, offset=2**64)]), index_bytes([blob("ab" * 32, length=2**70)])):
         with pytest.raises(IntegrityError):
@@ -309,7 +309,8 @@ def test_rare_large_values_go_to_the_exceptions_table():
                 edges.append(tuple(v))
     values = common + edges
     table = _bulk_table(values)
-    assert table.record_bits == 240 + 12 + 3 * 20
+    # 29 id bytes and 7 low bits of the id's 24-bit prefix (2^17 buckets for 70,000 records)
+    assert table.record_bits == 232 + 7 + 12 + 3 * 20
     # only the field that does not fit is an exception: an offset, length or uncompressed length
     # from the sentinel of 20 bits up, a pack the common ones did not number (the table numbers
     # packs itself: the common ones take 0..4094, below the sentinel of 12 bits)
@@ -335,7 +336,7 @@ def test_each_table_numbers_its_packs_itself():
             index.add_pack(pack, [e])
             model[e.type, e.id] = (pack, n, n + 1, 0)
         assert len(index) == len(model)
-    assert index._tables["tree"].record_bits == 240 + 4 + 17 + 17  # 8 packs: 0..7, below 15
+    assert index._tables["tree"].record_bits == 232 + 8 + 4 + 17 + 17  # 8 packs: 0..7, below 15
     for (t, i), want in model.items():
         loc = index.lookup(t, i)
         assert (loc.pack_id, loc.offset, loc.length, loc.uncompressed_length) == want
@@ -438,19 +439,32 @@ def test_index_files_merged_in_steps_while_loading():
         assert native.lookup(b["type"], b["id"]) == reference.lookup(b["type"], b["id"])
 
 
-def test_crowded_bucket_groups_keep_32_bit_starts():
-    """Ids sharing a first byte (one group of 256 buckets) beyond 16 bits of positions: the
-    bucket table falls back to 32-bit starts, and lookups, order and hex ids stay exact."""
-    rnd = random.Random(13)
+@pytest.mark.parametrize("count", [1, 300, 70_000, 140_000])
+def test_crowded_and_empty_prefix_buckets(count):
+    """Ids crowded into a few 24-bit prefixes (the first and last, around every 256th bucket
+    where the directory samples, one prefix holding most) and everything between empty, over
+    merges that change the prefix's low bits: lookups, absent neighbours, order and hex ids."""
+    rnd = random.Random(count)
+    prefixes = [0, 0xFFFFFF, 0x000100, 0x0000FF, 0x010000, 0x7FFFFF, 0x800000]
+    prefixes += [b << s for b in (255, 256, 257, 511, 512) for s in range(9)]
     table, model = BlobTable(), {}
-    for n in range(80_000):  # 72,000 in group 7
-        blob_id = bytes([7]) + rnd.randbytes(31) if n % 10 else rnd.randbytes(32)
+    for n in range(count):
+        prefix = 0x123456 if n % 3 == 0 else rnd.choice(prefixes) if n % 3 == 1 else rnd.getrandbits(24)
+        blob_id = prefix.to_bytes(3, "big") + rnd.randbytes(29)
         table.add(blob_id, n % 5, n, n + 1, 0)
         model.setdefault(blob_id.hex(), (n % 5, n, n + 1, 0))
+        if n in (0, count // 2):  # queries between additions: a hashed tail, then merges
+            assert table.get(blob_id.hex()) == model[blob_id.hex()]
     assert len(table) == len(model)
-    assert table.hex_slice(0, len(table)) == sorted(model)
+    ordered = sorted(model)
+    assert table.hex_slice(0, len(table)) == ordered
+    for start in {0, 1, len(ordered) // 3, len(ordered) - 1}:
+        assert table.hex_slice(start, start + 700) == ordered[start:start + 700]
     assert all(table.get(blob_id) == v for blob_id, v in model.items())
-    assert table.has(("07" + "00" * 31)) is False
+    for prefix in prefixes + [0x123456, 0x123455, 0x123457]:
+        for rest in ("00" * 29, "ff" * 29):
+            absent = prefix.to_bytes(3, "big").hex() + rest
+            assert table.has(absent) is (absent in model)
 
 
 def test_pack_ids_are_numbered_in_order_of_first_appearance():

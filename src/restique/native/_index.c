@@ -2,9 +2,9 @@
  * restique._index -- a compact table of the blobs of one type: 32-byte id -> (pack number,
  * offset, length, uncompressed length).
  *
- * The bulk of the table is an array of records sorted by id. The first two bytes of an id pick
- * one of 65536 buckets (ids are SHA-256 hashes, so buckets are even); a bucket table holds where
- * each bucket starts, so a record stores only the other 30 bytes of its id. The four numbers
+ * The bulk of the table is an array of records sorted by id. The ids' first three bytes are in
+ * a prefix directory (index_prefixes.c: most of their bits are implied by a record's position,
+ * the rest take a few bits a record), so a record stores only the other 29 bytes. The four numbers
  * are in a second array, bit-packed back to back with widths chosen for the table's common
  * values (index_fields.c); a number that does not fit -- the offset of a blob deep in a rare
  * 300 MiB pack, the length of a 64 MiB tree -- leaves the all-ones sentinel in its field and
@@ -13,8 +13,8 @@
  * trees refers to few packs.
  *
  * Additions go to an unsorted tail first (full ids, full numbers). Loading the index adds
- * millions without a query: the tail is sorted bucket by bucket and merged into the records
- * in place each time it reaches an eighth of the table, and what is left at the first query.
+ * millions without a query: the tail is sorted (by the ids' first two bytes, then within them)
+ * and merged into the records in place each time it reaches an eighth of the table, and what is left at the first query.
  * A small tail -- new packs during a backup -- is answered through a hash table over it and
  * merged once it reaches 65,536 entries and an eighth of the table, so rebuilds cost O(1) a blob.
  *
@@ -23,7 +23,7 @@
  *
  * The first of several additions of one id wins, as the dict's setdefault did: the records are
  * older than every tail entry, and tail entries are ordered by their position in the tail.
- * Lookups are exact: every id byte is stored or implied by the bucket.
+ * Lookups are exact: every id bit is stored or implied by the record's place.
  *
  * All methods run with the GIL held, so a table is safe to share between threads.
  */
@@ -58,29 +58,21 @@ compare_tails(const uint8_t *a, const uint8_t *b)
     return memcmp(a + 8, b + 8, ID_TAIL - 8);
 }
 
-#define GROUP_SHIFT 8
-#define GROUPS ((BUCKETS >> GROUP_SHIFT) + 1)
-
-static Py_ssize_t
-bucket_start(const Table *t, unsigned b)
+/* The first PREFIX_BITS of an id, as a number. */
+static uint32_t
+prefix_of(const uint8_t *id)
 {
-    return t->bucket_wide ? t->bucket_wide[b] : t->bucket_base[b >> GROUP_SHIFT] + t->bucket_off[b];
+    return (uint32_t)id[0] << 16 | (uint32_t)id[1] << 8 | id[2];
 }
 
-/* The starts as the compact table (base[b >> 8] + off[b]); 0 when a group spans more than
- * 16 bits of positions (about 16 million records). */
+/* Record i against an id of the record's bucket: the prefix's low bits, then the rest. */
 static int
-compact_buckets(const uint32_t *starts, uint32_t *base, uint16_t *off)
+compare_record(const Table *t, Py_ssize_t i, uint32_t low, const uint8_t *id)
 {
-    for (unsigned b = 0; b <= BUCKETS; b++) {
-        if (!(b & ((1u << GROUP_SHIFT) - 1)))
-            base[b >> GROUP_SHIFT] = starts[b];
-        uint32_t delta = starts[b] - base[b >> GROUP_SHIFT];
-        if (delta > UINT16_MAX)
-            return 0;
-        off[b] = (uint16_t)delta;
-    }
-    return 1;
+    uint32_t own = prefixes_low(&t->prefixes, i);
+    if (own != low)
+        return own < low ? -1 : 1;
+    return compare_tails(t->records + (size_t)i * ID_TAIL, id + 3);
 }
 
 static Py_ssize_t
@@ -88,11 +80,12 @@ find_record(const Table *t, const uint8_t *id)
 {
     if (!t->count)
         return -1;
-    unsigned b = bucket_of(id);
-    Py_ssize_t lo = bucket_start(t, b), hi = bucket_start(t, b + 1);
+    uint32_t prefix = prefix_of(id), low = prefix & ((1u << t->prefixes.low_bits) - 1);
+    Py_ssize_t lo, hi;
+    prefixes_range(&t->prefixes, prefix, &lo, &hi);
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
-        int c = compare_tails(t->records + (size_t)mid * ID_TAIL, id + 2);
+        int c = compare_record(t, mid, low, id);
         if (c == 0)
             return mid;
         if (c < 0)
@@ -295,10 +288,10 @@ tail_fields(const TailEntry *e, const PackMap *packs, uint64_t *v)
     v[0] = pack_map_get(packs, e->pack), v[1] = e->offset, v[2] = e->length, v[3] = e->ulen;
 }
 
-/* The widths for the records plus n live tail entries, and the histogram of them all (for the
- * table to keep once the merge is done); NULL when out of memory: exact widths then. */
+/* The widths for the records plus the n live tail entries, and the histogram of them all (for
+ * the table to keep once the merge is done); NULL when out of memory: exact widths then. */
 static Histogram *
-widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, const PackMap *packs, unsigned *widths)
+widths_for(const Table *t, Py_ssize_t n, const PackMap *packs, unsigned *widths)
 {
     Histogram *h = PyMem_Calloc(1, sizeof(Histogram));
     if (!h) { /* fall back to exact widths: no exceptions, just wider */
@@ -313,25 +306,27 @@ widths_for(const Table *t, const uint32_t *order, Py_ssize_t n, const PackMap *p
         decode_fields(t, i, &f);
         count_fields(h, &f);
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < t->tail_count; i++) { /* in place: the order does not matter */
         uint64_t v[4];
-        tail_fields(&t->tail[order[i]], packs, v);
+        if (t->tail[i].dead)
+            continue;
+        tail_fields(&t->tail[i], packs, v);
         count_fields(h, &(Fields){v[0], v[1], v[2], v[3]});
     }
     choose_widths(h, t->count + n, widths);
     return h;
 }
 
-/* The table's pack numbering, extended by the packs of the n live tail entries; -1 when out of
+/* The table's pack numbering, extended by the packs of the live tail entries; -1 when out of
  * memory. The table keeps its old numbers: records merged before need no change. */
 static int
-number_packs(const Table *t, const uint32_t *order, Py_ssize_t n, PackMap *packs, uint32_t **numbers)
+number_packs(const Table *t, PackMap *packs, uint32_t **numbers)
 {
     for (Py_ssize_t i = 0; i < t->pack_count; i++)
         if (pack_map_number(packs, t->pack_numbers[i]) == UINT32_MAX)
             return -1;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (pack_map_number(packs, t->tail[order[i]].pack) == UINT32_MAX)
+    for (Py_ssize_t i = 0; i < t->tail_count; i++)
+        if (!t->tail[i].dead && pack_map_number(packs, t->tail[i].pack) == UINT32_MAX)
             return -1;
     uint32_t *grown = realloc(t->pack_numbers, (packs->count ? packs->count : 1) * sizeof(uint32_t));
     if (!grown)
@@ -346,9 +341,10 @@ number_packs(const Table *t, const uint32_t *order, Py_ssize_t n, PackMap *packs
 /* --- merging the tail into the records ---------------------------------------------------- */
 
 /* Drop the tail entries (in sorted order) whose id the records or an earlier tail entry hold:
- * the first addition of an id wins. Compacts order and starts; returns the live count. */
+ * the first addition of an id wins. Compacts order and starts, marks the dropped entries dead
+ * (so that passes which need no order read the tail in place); returns the live count. */
 static Py_ssize_t
-drop_copies(const Table *t, uint32_t *order, Py_ssize_t *starts)
+drop_copies(Table *t, uint32_t *order, Py_ssize_t *starts)
 {
     Py_ssize_t w = 0, from = starts[0];
     for (unsigned b = 0; b < BUCKETS; b++) {
@@ -356,11 +352,10 @@ drop_copies(const Table *t, uint32_t *order, Py_ssize_t *starts)
         starts[b] = w;
         for (Py_ssize_t k = from; k < to; k++) {
             const uint8_t *id = t->tail[order[k]].id;
-            if (w > starts[b] && memcmp(t->tail[order[w - 1]].id, id, 32) == 0)
-                continue;
-            if (find_record(t, id) >= 0)
-                continue;
-            order[w++] = order[k];
+            if ((w > starts[b] && memcmp(t->tail[order[w - 1]].id, id, 32) == 0) || find_record(t, id) >= 0)
+                t->tail[order[k]].dead = 1;
+            else
+                order[w++] = order[k];
         }
         from = to;
     }
@@ -403,20 +398,20 @@ merge_tail(Table *t)
     Exception *list = NULL;
     uint8_t *packed = NULL;
     Histogram *hist = NULL;
-    uint32_t *bucket = NULL, *base = NULL; /* bucket: every start, during the merge */
-    uint16_t *off = NULL;
+    Prefixes prefixes = {0};
+    PrefixCursor put, old;
     uint32_t *pack_numbers = t->pack_numbers;
     PackMap packs = {NULL};
     /* old values fit wider fields; a tail entry has at most four exceptions */
     size_t most = (size_t)t->exception_count + 4 * (size_t)live;
     int failed = !order || (size_t)total >= UINT32_MAX;
     if (!failed) {
-        failed = number_packs(t, order, live, &packs, &pack_numbers) < 0;
+        failed = number_packs(t, &packs, &pack_numbers) < 0;
         if (pack_numbers) /* realloc may have moved it even if a later step failed */
             t->pack_numbers = pack_numbers;
     }
     if (!failed) {
-        hist = widths_for(t, order, live, &packs, widths);
+        hist = widths_for(t, live, &packs, widths);
         for (int k = 0; k < 4; k++) {
             widths[k] = widths[k] > 64 ? 64 : widths[k];
             if (t->count && widths[k] < t->widths[k])
@@ -425,55 +420,53 @@ merge_tail(Table *t)
         }
         list = map_resize(NULL, &list_mapped, most * sizeof(Exception));
         packed = map_resize(NULL, &packed_mapped, (most * EXCEPTION_MAX_BITS + 7) / 8 + 8);
-        bucket = malloc((BUCKETS + 1) * sizeof(uint32_t));
-        base = malloc(GROUPS * sizeof(uint32_t));
-        off = malloc((BUCKETS + 1) * sizeof(uint16_t));
-        for (unsigned b = 0; bucket && b <= BUCKETS; b++)
-            bucket[b] = t->count ? (uint32_t)bucket_start(t, b) : 0;
+        int no_prefixes = prefixes_begin(&prefixes, total, &put) < 0;
         uint8_t *records = map_resize(t->records, &t->records_mapped, (size_t)total * ID_TAIL);
         if (records)
             t->records = records;
         uint8_t *numbers = map_resize(t->numbers, &t->numbers_mapped, ((size_t)total * bits + 7) / 8 + 8);
         if (numbers)
             t->numbers = numbers;
-        failed = !list || !packed || !bucket || !base || !off || !records || !numbers;
+        failed = !list || !packed || no_prefixes || !records || !numbers;
     }
     if (failed) {
         pack_map_free(&packs);
         PyMem_Free(starts), map_free(order, &order_mapped);
         map_free(list, &list_mapped), map_free(packed, &packed_mapped);
-        free(bucket), free(base), free(off), PyMem_Free(hist);
+        prefixes_free(&prefixes), PyMem_Free(hist);
         PyErr_NoMemory();
         return -1;
     }
-    Py_ssize_t j = total, exceptions = 0, old_next = t->count;
-    for (int b = BUCKETS - 1; b >= 0; b--) {
-        Py_ssize_t r_lo = t->count ? bucket[b] : 0, r = old_next;
-        Py_ssize_t k_lo = starts[b], k = starts[b + 1];
-        while (r > r_lo || k > k_lo) {
-            const TailEntry *e = k > k_lo ? &t->tail[order[k - 1]] : NULL;
-            uint64_t v[4];
-            j--;
-            if (r > r_lo && (!e || compare_tails(t->records + (size_t)(r - 1) * ID_TAIL, e->id + 2) > 0)) {
-                Fields f;
-                r--;
-                decode_fields(t, r, &f); /* the old widths, until the merge is done */
-                v[0] = f.pack, v[1] = f.offset, v[2] = f.length, v[3] = f.ulen;
-                memmove(t->records + (size_t)j * ID_TAIL, t->records + (size_t)r * ID_TAIL, ID_TAIL);
-            } else {
-                k--;
-                tail_fields(e, &packs, v);
-                memcpy(t->records + (size_t)j * ID_TAIL, e->id + 2, ID_TAIL);
-            }
-            unsigned over = encode_fields(t->numbers, widths, bits, j, v);
-            for (int field = 3; over && field >= 0; field--) /* the list ends up reversed */
-                if (over >> field & 1)
-                    list[exceptions++] = (Exception){(uint64_t)j << 2 | (unsigned)field, v[field]};
+    Py_ssize_t j = total, exceptions = 0, r = t->count, k = live;
+    if (r)
+        prefixes_seek_last(&t->prefixes, r, &old);
+    while (j > 0) { /* the records and the sorted live tail, both from their ends */
+        const TailEntry *e = k ? &t->tail[order[k - 1]] : NULL;
+        uint32_t prefix = r ? prefixes_at(&t->prefixes, &old, r - 1) : 0, tail_prefix = e ? prefix_of(e->id) : 0;
+        uint64_t v[4];
+        j--;
+        if (r && (!e || prefix > tail_prefix ||
+                  (prefix == tail_prefix && compare_tails(t->records + (size_t)(r - 1) * ID_TAIL, e->id + 3) > 0))) {
+            Fields f;
+            r--;
+            decode_fields(t, r, &f); /* the old widths, until the merge is done */
+            v[0] = f.pack, v[1] = f.offset, v[2] = f.length, v[3] = f.ulen;
+            memmove(t->records + (size_t)j * ID_TAIL, t->records + (size_t)r * ID_TAIL, ID_TAIL);
+            if (r)
+                prefixes_previous(&t->prefixes, &old);
+        } else {
+            k--;
+            prefix = tail_prefix;
+            tail_fields(e, &packs, v);
+            memcpy(t->records + (size_t)j * ID_TAIL, e->id + 3, ID_TAIL);
         }
-        old_next = r_lo;
-        bucket[b] = (uint32_t)j;
+        prefixes_put(&prefixes, &put, j, prefix);
+        unsigned over = encode_fields(t->numbers, widths, bits, j, v);
+        for (int field = 3; over && field >= 0; field--) /* the list ends up reversed */
+            if (over >> field & 1)
+                list[exceptions++] = (Exception){(uint64_t)j << 2 | (unsigned)field, v[field]};
     }
-    bucket[BUCKETS] = (uint32_t)total;
+    prefixes_finish(&prefixes, &put);
     for (Py_ssize_t a = 0, z = exceptions - 1; a < z; a++, z--) { /* by key */
         Exception x = list[a];
         list[a] = list[z], list[z] = x;
@@ -486,14 +479,8 @@ merge_tail(Table *t)
     t->exception_count = exceptions;
     memcpy(t->widths, widths, sizeof widths);
     t->bits = bits;
-    free(t->bucket_base), free(t->bucket_off), free(t->bucket_wide);
-    if (compact_buckets(bucket, base, off)) {
-        free(bucket);
-        t->bucket_base = base, t->bucket_off = off, t->bucket_wide = NULL;
-    } else {
-        free(base), free(off);
-        t->bucket_base = NULL, t->bucket_off = NULL, t->bucket_wide = bucket;
-    }
+    prefixes_free(&t->prefixes);
+    t->prefixes = prefixes;
     t->count = total;
     t->pack_count = packs.count;
     pack_map_free(&packs);
@@ -663,19 +650,15 @@ Table_hex_slice(Table *t, PyObject *args)
     if (!out)
         return NULL;
     static const char digits[] = "0123456789abcdef";
-    unsigned b = 0, hi = start < stop ? BUCKETS : 0; /* the last b with bucket[b] <= start */
-    while (b + 1 < hi) {
-        unsigned mid = (b + hi) / 2;
-        if (bucket_start(t, mid) <= start)
-            b = mid;
-        else
-            hi = mid;
-    }
+    PrefixCursor at;
+    if (start < stop)
+        prefixes_seek(&t->prefixes, start, &at);
     for (Py_ssize_t i = start; i < stop; i++) {
-        while (bucket_start(t, b + 1) <= i)
-            b++;
-        uint8_t id[32] = {(uint8_t)(b >> 8), (uint8_t)b};
-        memcpy(id + 2, t->records + (size_t)i * ID_TAIL, ID_TAIL);
+        if (i > start)
+            prefixes_next(&t->prefixes, &at);
+        uint32_t prefix = prefixes_at(&t->prefixes, &at, i);
+        uint8_t id[32] = {(uint8_t)(prefix >> 16), (uint8_t)(prefix >> 8), (uint8_t)prefix};
+        memcpy(id + 3, t->records + (size_t)i * ID_TAIL, ID_TAIL);
         PyObject *s = PyUnicode_New(64, 127);
         if (!s) {
             Py_DECREF(out);
@@ -744,7 +727,7 @@ Table_add(Table *t, PyObject *args)
 static PyObject *
 Table_record_bits(Table *t, void *closure)
 {
-    return PyLong_FromUnsignedLong(8 * ID_TAIL + t->bits);
+    return PyLong_FromUnsignedLong(8 * ID_TAIL + t->prefixes.low_bits + t->bits);
 }
 
 static PyObject *
@@ -759,7 +742,7 @@ Table_dealloc(Table *t)
     map_free(t->records, &t->records_mapped), map_free(t->numbers, &t->numbers_mapped);
     map_free(t->tail, &t->tail_mapped);
     map_free(t->exceptions, &t->exceptions_mapped), free(t->slots);
-    free(t->bucket_base), free(t->bucket_off), free(t->bucket_wide), PyMem_Free(t->hist);
+    prefixes_free(&t->prefixes), PyMem_Free(t->hist);
     free(t->pack_numbers);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
@@ -775,7 +758,7 @@ static PyMethodDef Table_methods[] = {
 };
 
 static PyGetSetDef Table_getset[] = {
-    {"record_bits", (getter)Table_record_bits, NULL, "bits per merged record: id and numbers", NULL},
+    {"record_bits", (getter)Table_record_bits, NULL, "bits per merged record: id (but its prefix's bucket) and numbers", NULL},
     {"exception_count", (getter)Table_exception_count, NULL, "numbers of merged records that did not fit their fields", NULL},
     {NULL},
 };

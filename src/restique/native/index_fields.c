@@ -46,60 +46,6 @@ bits_for(uint64_t v)
     return v ? 64 - __builtin_clzll(v) : 0;
 }
 
-/* Both take one 8-byte word when the field fits in it (every bit array has 8 bytes of slack
- * at its end); the byte loop is for the rest and for big-endian machines. */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define WORD_BITS 1
-#else
-#define WORD_BITS 0
-#endif
-
-void
-put_bits(uint8_t *p, uint64_t pos, unsigned width, uint64_t v)
-{
-    unsigned shift = pos & 7;
-    if (WORD_BITS && width && shift + width <= 64) {
-        uint64_t word, mask = (width == 64 ? UINT64_MAX : (1ull << width) - 1) << shift;
-        memcpy(&word, p + (pos >> 3), 8);
-        word = (word & ~mask) | ((v << shift) & mask);
-        memcpy(p + (pos >> 3), &word, 8);
-        return;
-    }
-    while (width) {
-        unsigned shift = pos & 7, take = 8 - shift;
-        if (take > width)
-            take = width;
-        uint8_t mask = (uint8_t)(((1u << take) - 1) << shift);
-        p[pos >> 3] = (uint8_t)((p[pos >> 3] & ~mask) | ((v << shift) & mask));
-        v >>= take;
-        pos += take;
-        width -= take;
-    }
-}
-
-uint64_t
-get_bits(const uint8_t *p, uint64_t pos, unsigned width)
-{
-    unsigned shift = pos & 7;
-    if (WORD_BITS && width && shift + width <= 64) {
-        uint64_t word;
-        memcpy(&word, p + (pos >> 3), 8);
-        word >>= shift;
-        return width == 64 ? word : word & ((1ull << width) - 1);
-    }
-    uint64_t v = 0;
-    unsigned got = 0;
-    while (got < width) {
-        unsigned shift = pos & 7, take = 8 - shift;
-        if (take > width - got)
-            take = width - got;
-        v |= (uint64_t)((p[pos >> 3] >> shift) & ((1u << take) - 1)) << got;
-        got += take;
-        pos += take;
-    }
-    return v;
-}
-
 static uint64_t
 sentinel(unsigned width)
 {
