@@ -144,14 +144,11 @@ class _FailingBlobs:
     def known(self, blob_type, blob_id):
         return False
 
-    def seal_blob(self, blob_type, data, blob_id):
+    def store(self, blob_type, blob_id, data):
         self.count += 1
         if self.count == 3:
             raise OSError("disk full")
-        return bytes(data[:10]), 0
-
-    def add_sealed(self, blob_type, blob_id, sealed, ulen):
-        return True, len(sealed)
+        return True, 10
 
 
 def test_file_saver_gives_every_buffer_back_when_a_chunk_fails():

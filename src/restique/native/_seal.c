@@ -171,6 +171,17 @@ static void scratch_trim(int which)
     }
 }
 
+/* What prepare() left for seal_into() (below); anything else that uses scratch slot 2
+ * clears it. */
+struct prepared {
+    const void *data;       /* the input prepare saw, and its length */
+    size_t n;
+    size_t payload;         /* bytes to encrypt */
+    int compressed;         /* the payload is the scratch buffer's compressed copy */
+    int ready;
+};
+static __thread struct prepared tls_prepared;
+
 /* Whether zstd may save space on data: samples spread over all of it (SAMPLE bytes of every
  * SAMPLE_STRIDE) are compressed together at level 1, and the full attempt is made unless they
  * save nothing. Random data never compresses, so this skips ~7/8 of zstd's work per byte
@@ -182,6 +193,7 @@ static void scratch_trim(int which)
 
 static int may_compress(const unsigned char *data, size_t n, const char **failure)
 {
+    tls_prepared.ready = 0;
     if (n < SAMPLED_FROM)
         return 1;
     size_t count = (n - SAMPLE) / SAMPLE_STRIDE + 1, s = count * SAMPLE;
@@ -205,6 +217,7 @@ static int may_compress(const unsigned char *data, size_t n, const char **failur
 static size_t compress_checked(const unsigned char *data, size_t n, int level, int always,
                                unsigned char **packed, const char **failure)
 {
+    tls_prepared.ready = 0;
     size_t bound = ZSTD_compressBound(n);
     *packed = scratch_get(2, bound);
     if (*packed == NULL) {
@@ -297,6 +310,7 @@ static PyObject *seal(PyObject *self, PyObject *args)
     Py_buffer key, mk, mr, data;
     if (!get_keys(ko, mko, mro, datao, &key, &mk, &mr, &data))
         return NULL;
+    tls_prepared.ready = 0;  /* its scratch may be trimmed below */
     size_t n = (size_t)data.len;
     /* room for the data as is; compressed output is only kept when smaller, except for
      * `always`, which may need zstd's bound. Shrinking the result later does not copy. */
@@ -346,6 +360,137 @@ static PyObject *seal(PyObject *self, PyObject *args)
     if ((size_t)PyBytes_GET_SIZE(out) != OVERHEAD + payload && _PyBytes_Resize(&out, (Py_ssize_t)(OVERHEAD + payload)) < 0)
         return NULL;
     return Py_BuildValue("(Nn)", out, (Py_ssize_t)ulen);
+}
+
+/* --- sealing into a caller's buffer, in two steps -------------------------------------------
+ * A pack being filled keeps its blobs in one reused buffer; a blob's exact sealed length is
+ * only known once compression was tried, and its place in the pack must be taken (under the
+ * store's lock) before it is written there. So:
+ *   prepare(data, level[, always]) -> (payload length, uncompressed length or 0)
+ *       tries compression (checked to decode to data) and keeps the compressed payload in this
+ *       thread's scratch buffer;
+ *   seal_into(enc_key, mac_k, mac_r, data, out) seals the prepared payload into out (exactly
+ *       payload length + 32 bytes): IV, AES-256-CTR ciphertext, Poly1305-AES tag.
+ * A thread's seal_into must follow its own prepare of the same data; it is refused otherwise.
+ * The ciphertext is MACed block by block as it is written, while the block is in cache. */
+
+#define SEAL_BLOCK (64 * 1024)
+
+static int ctr_poly_into(const unsigned char *key32, const unsigned char *mac_k, const unsigned char *mac_r,
+                         const unsigned char *in, size_t n, unsigned char *out)
+{
+    static const unsigned char mask[16] = {0xff, 0xff, 0xff, 0x0f, 0xfc, 0xff, 0xff, 0x0f,
+                                           0xfc, 0xff, 0xff, 0x0f, 0xfc, 0xff, 0xff, 0x0f};
+    unsigned char polykey[32];
+    unsigned char *iv = out, *ct = out + IV_SIZE;
+    int len = 0, ok;
+    size_t taglen = 0, done = 0;
+    if (RAND_bytes(iv, IV_SIZE) != 1)
+        return 0;
+    for (int i = 0; i < 16; i++)
+        polykey[i] = mac_r[i] & mask[i];
+    EVP_CIPHER_CTX *ecb = EVP_CIPHER_CTX_new();
+    ok = ecb != NULL && EVP_EncryptInit_ex2(ecb, aes128ecb, mac_k, NULL, NULL);
+    ok = ok && EVP_CIPHER_CTX_set_padding(ecb, 0);
+    ok = ok && EVP_EncryptUpdate(ecb, polykey + 16, &len, iv, 16) && len == 16;
+    EVP_CIPHER_CTX_free(ecb);
+    EVP_CIPHER_CTX *ctx = ok ? EVP_CIPHER_CTX_new() : NULL;
+    EVP_MAC_CTX *mctx = ok ? EVP_MAC_CTX_new(poly1305) : NULL;
+    ok = ctx != NULL && mctx != NULL && EVP_EncryptInit_ex2(ctx, aes256ctr, key32, iv, NULL);
+    ok = ok && EVP_MAC_init(mctx, polykey, 32, NULL);
+    while (ok && done < n) {
+        size_t step = n - done > SEAL_BLOCK ? SEAL_BLOCK : n - done;
+        ok = EVP_EncryptUpdate(ctx, ct + done, &len, in + done, (int)step) && (size_t)len == step;
+        ok = ok && EVP_MAC_update(mctx, ct + done, step);
+        done += step;
+    }
+    ok = ok && EVP_EncryptFinal_ex(ctx, ct + done, &len) && len == 0;
+    ok = ok && EVP_MAC_final(mctx, ct + n, &taglen, MAC_SIZE) && taglen == MAC_SIZE;
+    EVP_CIPHER_CTX_free(ctx);
+    EVP_MAC_CTX_free(mctx);
+    OPENSSL_cleanse(polykey, sizeof polykey);
+    return ok;
+}
+
+static PyObject *prepare(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    int level, always = 0;
+    if (!PyArg_ParseTuple(args, "y*i|p", &data, &level, &always))
+        return NULL;
+    size_t n = (size_t)data.len;
+    const char *failure = NULL;
+    size_t payload = n, ulen = 0;
+    tls_prepared.ready = 0;
+    if (level > 0 && n > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (tls_cctx == NULL)
+            tls_cctx = ZSTD_createCCtx();
+        if (tls_cctx == NULL) {
+            failure = "out of memory";
+        } else if (always || may_compress(data.buf, n, &failure)) {
+            unsigned char *packed = NULL;
+            size_t got = compress_checked(data.buf, n, level, always, &packed, &failure);
+            if (got) {
+                payload = got;
+                ulen = n;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    if (failure) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(SealError, failure);
+        return NULL;
+    }
+    tls_prepared = (struct prepared){data.buf, n, payload, ulen != 0, 1};
+    PyBuffer_Release(&data);
+    return Py_BuildValue("(nn)", (Py_ssize_t)payload, (Py_ssize_t)ulen);
+}
+
+static PyObject *seal_into(PyObject *self, PyObject *args)
+{
+    PyObject *ko, *mko, *mro, *datao;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "OOOOw*", &ko, &mko, &mro, &datao, &out))
+        return NULL;
+    if (!primitives_ok) {
+        PyBuffer_Release(&out);
+        PyErr_SetString(SealError, "the crypto library failed its known-answer test");
+        return NULL;
+    }
+    Py_buffer key, mk, mr, data;
+    if (!get_keys(ko, mko, mro, datao, &key, &mk, &mr, &data)) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    struct prepared p = tls_prepared;
+    tls_prepared.ready = 0;
+    const char *failure = NULL;
+    if (!p.ready || p.data != data.buf || p.n != (size_t)data.len)
+        failure = "seal_into without a prepare of the same data in this thread";
+    else if ((size_t)out.len != p.payload + OVERHEAD)
+        failure = "seal_into needs exactly the prepared length plus 32 bytes";
+    if (!failure) {
+        const unsigned char *src = data.buf;
+        Py_BEGIN_ALLOW_THREADS
+        if (p.compressed)
+            src = scratch_get(2, 0);  /* still holds prepare's payload: never shrunk by a get */
+        if (!ctr_poly_into(key.buf, mk.buf, mr.buf, src, p.payload, out.buf))
+            failure = "encryption failed";
+        scratch_trim(2);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&mk);
+    PyBuffer_Release(&mr);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    if (failure) {
+        PyErr_SetString(SealError, failure);
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* open(enc_key, mac_k, mac_r, sealed, uncompressed_length) -> plaintext bytes
@@ -800,6 +945,10 @@ static PyMethodDef methods[] = {
      "read_small_files([(path, inode, size), ...]) -> [(status, op, data, sha256), ...]"},
     {"seal", seal, METH_VARARGS,
      "seal(enc_key, mac_k, mac_r, data, level[, always]) -> (sealed, uncompressed_length)"},
+    {"prepare", prepare, METH_VARARGS,
+     "prepare(data, level[, always]) -> (payload_length, uncompressed_length): compression for seal_into"},
+    {"seal_into", seal_into, METH_VARARGS,
+     "seal_into(enc_key, mac_k, mac_r, data, out): seal prepared data into out (payload_length + 32 bytes)"},
     {"open", open_sealed, METH_VARARGS,
      "open(enc_key, mac_k, mac_r, sealed, uncompressed_length) -> plaintext"},
     {"restore_range", restore_range, METH_VARARGS,

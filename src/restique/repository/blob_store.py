@@ -2,7 +2,9 @@
 
 Saving: skip blobs the index (or a pack being filled) already has; compress (format 2);
 seal; check that the sealed blob decodes to the same id; append to the open pack of the
-blob's type (data and tree blobs never share a pack). A pack is written once it reaches the
+blob's type (data and tree blobs never share a pack). `store` seals a blob straight into its
+place in the pack (data packs are filled in reused buffers, see pack_buffers); `add_sealed`
+takes blobs sealed elsewhere (repacking). A pack is written once it reaches the
 target size; its blobs go into the pending index file, which is written when it is full or
 on flush. Write order is always: pack, then index.
 """
@@ -10,12 +12,14 @@ import queue
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
+from .. import _seal
 from ..backend.base import BackendNotFound, BackendShortRead, FileType, remote_connections
 from ..errors import IntegrityError, NotFound
 from ..model.ids import hash_id
-from .crypto import MasterKey
+from .crypto import OVERHEAD, MasterKey
 from .index import MAX_BLOBS_PER_INDEX_FILE, BlobLocation, IndexFile, MasterIndex
-from .pack import BLOB_TYPES, PackWriter
+from .pack import BLOB_TYPES, DATA, PackWriter
+from .pack_buffers import PackBuffers
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 MIN_PACK_SIZE = 4 * 1024 * 1024
@@ -27,6 +31,9 @@ UPLOAD_MEMORY = 48 * 1024 * 1024
 # disk, so a second one writes (a kernel copy of 16 MiB) while the first waits (restic's
 # local backend also has two connections)
 LOCAL_UPLOADS = 2
+# room past pack_size in a pack's buffer: the chunker's largest chunk (8 MiB) sealed, so that
+# the blob that fills a pack still goes into its buffer (a larger one gets a buffer of its own)
+BUFFER_SLACK = 8 * 1024 * 1024 + 4096
 
 
 class BlobStore:
@@ -53,6 +60,13 @@ class BlobStore:
         # pack_size each, the second of two uploads had to wait for the first.
         per_pack = pack_size + pack_size // 2
         self._upload_budget = _ByteBudget(min(self._upload_count * per_pack, max(UPLOAD_MEMORY, per_pack)))
+        # Data packs are sealed into reused buffers (see pack_buffers): one per full pack the
+        # budget admits (a pack is a little over pack_size) plus the open one; a saver that
+        # closes a pack while the budget is full waits with it, and no other pack starts.
+        uploads = max(1, min(self._upload_count, (self._upload_budget.limit - 1) // pack_size))
+        self._pack_buffers = PackBuffers(uploads + 1, pack_size + BUFFER_SLACK, pack_size)
+        self._unqueued = 0  # closed packs whose last blobs are still being sealed
+        self._all_queued = threading.Condition(self._lock)
         self._uploaders: List[threading.Thread] = []
         self._upload_error: Optional[BaseException] = None
         self.dry_run = False  # seal and count, but write nothing
@@ -80,26 +94,103 @@ class BlobStore:
         sealed, ulen = self.seal_blob(blob_type, data, blob_id)
         return blob_id, *self.add_sealed(blob_type, blob_id, sealed, ulen)
 
+    def store(self, blob_type: str, blob_id: str, data) -> Tuple[bool, int]:
+        """Seal a blob straight into its pack (no sealed copy of its own): (newly stored?,
+        stored size). The caller knows blob_id to be data's id."""
+        always = blob_type == "tree" and bool(self.tree_level)
+        level = self.tree_level if always else (self.level if len(data) else None)
+        try:
+            payload, ulen = _seal.prepare(data, level or 0, always)
+        except _seal.SealError as exc:
+            raise IntegrityError(f"sealing failed: {exc}") from None
+        length = payload + OVERHEAD
+        reserved = self._place(blob_type, blob_id, length, ulen)
+        if reserved is None:
+            return False, 0
+        if self.dry_run:
+            return True, length
+        writer, index, region = reserved
+        ok = False
+        try:
+            key = self.key
+            _seal.seal_into(key.encrypt, key.mac_k, key.mac_r, data, region)
+            ok = True
+        except _seal.SealError as exc:
+            raise IntegrityError(f"sealing failed: {exc}") from None
+        finally:
+            last = writer.filled(index, ok)
+            if ok:
+                writer.hash_added()
+            if last:
+                self._queue_closed(writer)
+        return True, length
+
     def add_sealed(self, blob_type: str, blob_id: str, sealed: bytes, ulen: int) -> Tuple[bool, int]:
-        full = None
-        with self._lock:
-            self._raise_upload_error()
-            if self.known(blob_type, blob_id):
-                return False, 0
-            if self.dry_run:
-                self._pending[(blob_type, blob_id)] = True
-                return True, len(sealed)
-            writer = self._packs.get(blob_type)
-            if writer is None:
-                writer = self._packs[blob_type] = PackWriter(self.key)
-            writer.add(blob_type, blob_id, sealed, ulen)
-            self._pending[(blob_type, blob_id)] = True
-            if writer.size >= self.pack_size:
-                full = self._packs.pop(blob_type)
-        writer.hash_added()  # outside the lock: the other savers add meanwhile
-        if full is not None:
-            self._queue_pack(full)  # outside the lock: may wait for an uploader
+        placed = self._place(blob_type, blob_id, len(sealed), ulen, sealed)
+        if placed is None:
+            return False, 0
+        if not self.dry_run:
+            writer, index, region = placed
+            if region is not None:  # copied into the pack's buffer: the bytes object can go
+                region[:] = sealed
+                last = writer.filled(index)
+            else:
+                last = False
+            writer.hash_added()  # outside the lock: the other savers add meanwhile
+            if last:
+                self._queue_closed(writer)
         return True, len(sealed)
+
+    def _place(self, blob_type: str, blob_id: str, length: int, ulen: int, sealed: Optional[bytes] = None):
+        """Take the blob's place in the open pack of its type: None when it is known already;
+        else (writer, part index, region to write it into, or None when sealed was added as
+        is). A data pack is started with a buffer from the pool, waited for outside the lock."""
+        buffer = None
+        try:
+            while True:
+                with self._lock:
+                    self._raise_upload_error()
+                    if self.known(blob_type, blob_id):
+                        return None
+                    if self.dry_run:
+                        self._pending[(blob_type, blob_id)] = True
+                        return ()
+                    writer = self._packs.get(blob_type)
+                    if writer is None and (blob_type != DATA or buffer is not None):
+                        writer = self._packs[blob_type] = PackWriter(self.key, buffer)
+                        buffer = None
+                    if writer is not None:
+                        if sealed is not None and not writer.fits(length):  # no copy then
+                            index, region = len(writer), None
+                            writer.add(blob_type, blob_id, sealed, ulen)
+                        else:
+                            index, region = writer.reserve(blob_type, blob_id, length, ulen)
+                        self._pending[(blob_type, blob_id)] = True
+                        if writer.size >= self.pack_size:
+                            del self._packs[blob_type]
+                            self._unqueued += 1
+                            if writer.close():  # nothing being sealed into it: queue it now
+                                self._unqueued -= 1
+                                ready = writer
+                            else:
+                                ready = None
+                        else:
+                            ready = None
+                        break
+                buffer = self._pack_buffers.take()  # outside the lock: uploads give them back
+        finally:
+            if buffer is not None:  # another saver started the pack meanwhile
+                self._pack_buffers.give_back(buffer)
+        if ready is not None:
+            self._queue_pack(ready)  # outside the lock: may wait for an uploader
+        return writer, index, region
+
+    def _queue_closed(self, writer: PackWriter) -> None:
+        """A closed pack whose last blob was just sealed: queue it."""
+        self._queue_pack(writer)
+        with self._lock:
+            self._unqueued -= 1
+            self._all_queued.notify_all()
 
     # Full packs are written by background threads (one, or one per connection of a remote
     # backend), so that savers keep sealing while packs are written. A saver waits for room in
@@ -135,8 +226,14 @@ class BlobStore:
             raise self._upload_error
 
     def _write_pack(self, writer: PackWriter) -> None:
-        pack_id, data, entries = writer.finish()
-        self.backend.save(FileType.PACK, pack_id, data)
+        try:
+            pack_id, data, entries = writer.finish()
+            self.backend.save(FileType.PACK, pack_id, data)
+            del data
+        finally:
+            buffer = writer.take_buffer()
+            if buffer is not None:
+                self._pack_buffers.give_back(buffer)
         with self._lock:
             self.index.add_pack(pack_id, entries)
             self._index_file.add_pack(pack_id, entries)
@@ -159,9 +256,20 @@ class BlobStore:
             return
         with self._lock:
             writers = [w for w in self._packs.values() if len(w)]
+            for writer in self._packs.values():
+                if not len(writer) and writer.buffer is not None:
+                    self._pack_buffers.give_back(writer.take_buffer())
             self._packs.clear()
-        for writer in writers:
+            ready = []
+            for writer in writers:
+                if writer.close():
+                    ready.append(writer)
+                else:
+                    self._unqueued += 1  # its last saver queues it
+        for writer in ready:
             self._queue_pack(writer)
+        with self._lock:  # packs whose blobs were still being sealed: queued by their savers
+            self._all_queued.wait_for(lambda: not self._unqueued)
         self._upload_queue.join()
         self._raise_upload_error()
         with self._lock:
@@ -206,13 +314,13 @@ class _ByteBudget:
     """Bytes held at most `limit` by its takers together; one taker always fits, however large."""
 
     def __init__(self, limit: int):
-        self._limit = limit
+        self.limit = limit
         self._used = 0
         self._changed = threading.Condition()
 
     def take(self, size: int) -> None:
         with self._changed:
-            self._changed.wait_for(lambda: not self._used or self._used + size <= self._limit)
+            self._changed.wait_for(lambda: not self._used or self._used + size <= self.limit)
             self._used += size
 
     def give_back(self, size: int) -> None:

@@ -44,15 +44,28 @@ class PackEntry:
 class PackWriter:
     """Collects sealed blobs in memory; `finish` returns the pack file's bytes.
 
-    The pack's id (the SHA-256 of the file) is computed as blobs arrive: the savers call
-    `hash_added` after `add`, outside any store-wide lock, so hashing a pack overlaps with
-    sealing the next blobs instead of being done by the uploader once the pack is full."""
+    Blobs come in two ways: `add` takes sealed bytes; `reserve` gives a saver the place of a
+    blob of known sealed length to seal into (in the pack's buffer when it has one and the
+    blob fits, else in a buffer of its own), and `filled` says it is done. The pack's order
+    is the order of `add` and `reserve` calls.
 
-    def __init__(self, key: MasterKey):
+    The pack's id (the SHA-256 of the file) is computed as blobs arrive: the savers call
+    `hash_added` after `add` or `filled`, outside any store-wide lock, so hashing a pack
+    overlaps with sealing the next blobs instead of being done by the uploader once the
+    pack is full. Only parts up to the first one still being sealed are hashed."""
+
+    def __init__(self, key: MasterKey, buffer=None):
         self._key = key
-        self._parts: List[bytes] = []
+        self._parts: List = []
         self.entries: List[PackEntry] = []
         self.size = 0
+        self.buffer = buffer  # a writable buffer (a PackBuffers map) that blobs are sealed into
+        self._buffer_view = memoryview(buffer) if buffer is not None else None
+        self._buffer_used = 0
+        self._unfilled = set()  # indexes of reserved parts still being sealed
+        self._failed = False
+        self._closed = False
+        self._state = threading.Lock()  # _unfilled, _failed, _closed
         self._digest = hashlib.sha256()
         self._hashed = 0  # parts already in the digest
         self._hash_lock = threading.Lock()
@@ -67,25 +80,68 @@ class PackWriter:
         self.size += len(sealed)
         return entry
 
+    def fits(self, length: int) -> bool:
+        """Whether a blob of length bytes goes into the pack's buffer."""
+        return self._buffer_view is not None and self._buffer_used + length <= len(self._buffer_view)
+
+    def reserve(self, blob_type: str, blob_id: str, length: int, uncompressed_length: int = 0):
+        """(part index, writable memoryview of exactly length bytes) for a blob to be sealed
+        into; call filled(index) once it is written (not thread-safe itself, as add)."""
+        used = self._buffer_used
+        if self.fits(length):
+            region = self._buffer_view[used:used + length]
+            self._buffer_used = used + length
+        else:
+            region = memoryview(bytearray(length))
+        index = len(self._parts)
+        with self._state:
+            self._unfilled.add(index)
+        self.add(blob_type, blob_id, region, uncompressed_length)
+        return index, region
+
+    def filled(self, index: int, ok: bool = True) -> bool:
+        """A reserved part is written (or, not ok, could not be: the pack is never stored).
+        True when the pack was closed and this was its last part: the caller queues it."""
+        with self._state:
+            self._unfilled.discard(index)
+            self._failed = self._failed or not ok
+            return self._closed and not self._unfilled
+
+    def close(self) -> bool:
+        """No more blobs come; True when none is being sealed either: the caller queues it.
+        Otherwise the saver of its last reserved part does (filled returns True)."""
+        with self._state:
+            self._closed = True
+            return not self._unfilled
+
     def hash_added(self) -> None:
         """Fold the blobs added so far into the pack's hash, in pack order (thread-safe).
         A saver that finds another one hashing does not wait: that one, a later call, or
         finish() hashes its blob."""
-        if self._hash_lock.acquire(blocking=False):
+        while self._hash_lock.acquire(blocking=False):
             try:
                 self._hash_parts()
             finally:
                 self._hash_lock.release()
+            if not self._hashable():  # a part filled while the lock was taken is left for nobody
+                return
+
+    def _hashable(self) -> bool:
+        with self._state:
+            return self._hashed < len(self._parts) and self._hashed not in self._unfilled
 
     def _hash_parts(self) -> None:
         parts = self._parts
-        while self._hashed < len(parts):
+        while self._hashable():
             self._digest.update(parts[self._hashed])
             self._hashed += 1
 
     def finish(self):
         """(pack id, the pack file as a list of byte strings, entries). The parts are not
         joined: a pack is written with one gathered write, without a 16 MiB copy."""
+        with self._state:
+            if self._failed or self._unfilled:
+                raise IntegrityError("a blob of this pack could not be sealed: the pack is not stored")
         header = b"".join(_encode_entry(e) for e in self.entries)
         sealed_header = self._key.seal(header)
         with self._hash_lock:
@@ -94,6 +150,15 @@ class PackWriter:
             self._hash_parts()
             parts, self._parts, self._hashed = self._parts, [], 0
         return self._digest.hexdigest(), parts, self.entries
+
+    def take_buffer(self):
+        """The pack's buffer, to give back to its pool once the pack is stored (its parts are
+        views of it: nothing may use them afterwards)."""
+        buffer, self.buffer = self.buffer, None
+        if self._buffer_view is not None:
+            self._buffer_view.release()
+            self._buffer_view = None
+        return buffer
 
 
 def _encode_entry(e: PackEntry) -> bytes:

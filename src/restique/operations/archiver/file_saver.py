@@ -37,8 +37,7 @@ class FileSaver:
         blob_id = blob_id or _zero_chunk_id(data) or hashlib.sha256(data).hexdigest()
         if self.blobs.known("data", blob_id):
             return blob_id, 0, 0
-        sealed, ulen = self.blobs.seal_blob("data", data, blob_id)
-        new, stored = self.blobs.add_sealed("data", blob_id, sealed, ulen)
+        new, stored = self.blobs.store("data", blob_id, data)
         if new:
             self.on_blob("data", len(data), stored)
             return blob_id, len(data), stored
