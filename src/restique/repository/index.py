@@ -159,7 +159,7 @@ class MasterIndex:
     """(type, id) -> location, for every blob of every loaded index file.
 
     Each blob type is a native table (restique._index.BlobTable) of binary ids and bit-packed
-    numbers, about 40 bytes a blob instead of the ~300 a dict of tuples took; the pack ids are
+    numbers, under 40 bytes a blob instead of the ~300 a dict of tuples took; the pack ids are
     a native array too (restique._index.PackIds). Ids stay hex strings at this class's
     boundary. The first location added for an id wins."""
 
