@@ -143,7 +143,10 @@ def test_trees_of_listed_subfolders_are_read_together(tmp_path, monkeypatch):
         backend = fs.repo.blobs.backend
         reads, load = [], backend.load
         monkeypatch.setattr(backend, "load", lambda *args, **kw: reads.append(args) or load(*args, **kw))
+        assert not any(map(fs.listing_ready, subfolders))  # their trees are not read yet
+        assert not fs.listing_ready(parent + "/not-listed")
         fs.preload_listed(subfolders)
+        assert all(map(fs.listing_ready, subfolders))  # listed now without reading
         # twelve trees side by side in one pack: one window (asked again up to the pack's
         # end when the pack is shorter than the window)
         window_reads = len(reads)
@@ -255,48 +258,63 @@ def test_readdir_sends_every_entry_once_and_counts_its_lookups(tmp_path):
         fs.close()
 
 
-def test_listings_read_subfolders_ahead_deepest_last_and_stop_on_close():
-    """The request reader's side of Listings takes no lock: a listing it is handed starts the
-    read-ahead of its subfolders (through a queue), made once each in the background, the
-    first subfolder first; after close nothing more is read."""
+def test_listings_read_subfolders_trees_ahead_first_first_and_stop_on_close():
+    """A listing made or handed out starts reading its subfolders' trees ahead (through a
+    queue, in batches, the first subfolder first) in the background; listings themselves are
+    made only when asked for, once each, and a caller that must not wait is told when another
+    thread is making one; after close nothing more is read."""
     import threading
     import time
 
     from restique.mount.listings import Listing, Listings
 
-    made, lock = [], threading.Lock()
+    made, preloaded, lock = [], [], threading.Lock()
+    making, release = threading.Event(), threading.Event()
 
     def make_rows(path):
         with lock:
             made.append(path)
+        if path == "/slow":
+            making.set()
+            release.wait(10)
         depth = path.count("/")
         subfolders = [f"{path}/s{i}" for i in range(3)] if depth < 3 else []
         return Listing([b".", b".."], [], {}, subfolders[::-1]), True
 
-    listings = Listings(make_rows)
+    def preload(paths):
+        with lock:
+            preloaded.append(paths)
+
+    def wait_for(condition):
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition()
+
+    listings = Listings(make_rows, preload=preload)
     try:
         assert listings.cached("/r") is None
         top = listings.get("/r")
         assert top.subfolders == ["/r/s2", "/r/s1", "/r/s0"]
-        deadline = time.monotonic() + 10
-        while listings.cached("/r/s0") is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert made[:2] == ["/r", "/r/s0"]  # the first subfolder first
-        for name in ("s0", "s1", "s2"):
-            while listings.cached(f"/r/{name}") is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-        for name in ("s0", "s1", "s2"):  # each handed out: its own subfolders follow
-            assert listings.cached(f"/r/{name}") is not None
-        while len(made) < 1 + 3 + 9 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert sorted(made) == sorted(["/r"] + [f"/r/s{i}" for i in range(3)]
-                                      + [f"/r/s{i}/s{j}" for i in range(3) for j in range(3)])
-        assert len(set(made)) == len(made)  # none made twice
+        wait_for(lambda: len(preloaded) == 3)
+        assert preloaded == [["/r/s0", "/r/s2", "/r/s1"], ["/r/s1", "/r/s2"], ["/r/s2"]]
+        assert made == ["/r"] and listings.cached("/r/s0") is None  # trees read, listings not made
+        assert listings.get("/r/s0") is listings.cached("/r/s0")
+        wait_for(lambda: len(preloaded) == 6)
+        assert preloaded[3][0] == "/r/s0/s0"
+        worker = threading.Thread(target=listings.get, args=("/slow",))
+        worker.start()
+        making.wait(10)
+        assert listings.get("/slow", wait=False) is None  # being made by the worker
+        release.set()
+        worker.join(10)
+        assert listings.get("/slow", wait=False) is listings.cached("/slow")
+        assert made == ["/r", "/r/s0", "/slow"]  # each made once
     finally:
         listings.close()
     listings._thread.join(10)
     assert not listings._thread.is_alive()
-    before = len(made)
+    before = len(preloaded)
     listings.get("/other")  # made on demand still, but read ahead no more
     time.sleep(0.1)
-    assert len(made) == before + 1
+    assert len(preloaded) == before

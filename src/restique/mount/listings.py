@@ -1,15 +1,16 @@
-"""Directory listings as readdir sends them: kept for the folders inside snapshots (they never
-change) and read one level ahead.
+"""Directory listings as readdirplus sends them: kept for the folders inside snapshots (they
+never change), their subfolders' trees read one level ahead.
 
-When the kernel first lists a folder, its subfolders are listed in a background thread, newest
-first, so a depth-first walker (`find`, `cp -r`, a file manager) finds the next listing ready
-while it is still busy with the last one. Only folders the kernel lists start a read-ahead,
-so it stays one level deep.
+When the kernel first lists a folder, the trees of its subfolders are read in a background
+thread, a batch at a time, newest first, so a depth-first walker (`find`, `cp -r`, a file
+manager) finds the next folder's tree at hand. The listing itself is made when asked for,
+by the thread reading the requests when the tree is at hand (no thread hand-over: a busy
+thread holding the interpreter lock delays the request reader by up to Python's switch
+interval, 5 ms, each time, more than making a listing takes). Only folders the kernel lists
+start a read-ahead, so it stays one level deep.
 
-The request reader's side (cached, and the read-ahead it starts) takes no lock shared with the
-read-ahead thread: waiting for such a lock hands the GIL over, and taking the GIL back from
-a busy thread waits out Python's switch interval (5 ms) each time, more than a whole
-request. Single dict operations are atomic; the subfolders to read travel in a queue.
+The request reader takes no lock the read-ahead thread holds: single dict operations are
+atomic; the subfolders to read travel in a queue.
 """
 import queue
 import threading
@@ -21,11 +22,11 @@ DOTS = 2  # `.` and `..` come first in every listing
 
 
 class Listing:
-    """One folder as readdirplus sends it, packed once (in a worker thread) and never
-    changed: its records (`.` and `..` first) in one string with where each ends; then, for
-    its entries alone, their inode numbers in order, the path of each inode (the kernel asks
-    by inode next), the subfolders' paths last first (the read-ahead's stack order), and
-    whether it lies above the snapshots (its entries change with new snapshots)."""
+    """One folder as readdirplus sends it, packed once and never changed: its records (`.`
+    and `..` first) in one string with where each ends; then, for its entries alone, their
+    inode numbers in order, the path of each inode (the kernel asks by inode next), the
+    subfolders' paths last first (the read-ahead's stack order), and whether it lies above
+    the snapshots (its entries change with new snapshots)."""
 
     __slots__ = ("data", "ends", "inodes", "path_of", "subfolders", "virtual")
 
@@ -43,7 +44,7 @@ class Listing:
 
 
 MakeRows = Callable[[str], Tuple[Listing, bool]]  # path -> (listing, whether it can be kept)
-Preload = Callable[[List[str]], None]  # read what the listings of these paths need, together
+Preload = Callable[[List[str]], None]  # read the trees of these folders, together
 
 ROWS_KEPT = 100_000  # entries of listed snapshot folders kept
 AHEAD_WANTED = 2_000  # subfolders waiting to be read ahead; the oldest are dropped
@@ -63,7 +64,7 @@ class Listings:
         self._make_rows = make_rows
         self._preload = preload
         self._rows_kept = rows_kept
-        self._lock = threading.Lock()  # for the threads making listings, never the request reader
+        self._lock = threading.Lock()  # for the threads making listings, never the read-ahead thread
         self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
         self._held = 0
         self._pending: Dict[str, threading.Event] = {}  # listings being made now
@@ -85,8 +86,9 @@ class Listings:
             self._read_ahead(kept.rows)
         return kept.rows
 
-    def get(self, path: str) -> Listing:
-        """The listing of path: kept, being read ahead (waited for), or made now. Blocks."""
+    def get(self, path: str, wait: bool = True) -> Optional[Listing]:
+        """The listing of path: kept, being made by another thread (waited for; None
+        without wait), or made now."""
         while True:
             rows = self.cached(path)
             if rows is not None:
@@ -98,6 +100,8 @@ class Listings:
                     event = self._pending[path] = threading.Event()
             if mine:
                 break
+            if not wait:
+                return None
             event.wait()  # then kept, or failed there: made here on the next turn
         try:
             rows, keep = self._make_rows(path)
@@ -131,7 +135,7 @@ class Listings:
         return kept
 
     def _read_ahead(self, rows: Listing) -> None:
-        if not rows.subfolders or self._closed:
+        if not rows.subfolders or self._closed or self._preload is None:
             return
         self._asked.put(rows.subfolders)
         if self._thread is None:
@@ -156,18 +160,9 @@ class Listings:
                 wanted.extend(subfolders)
             del wanted[:-AHEAD_WANTED]
             path = wanted.pop()
-            with self._lock:
-                if path in self._kept or path in self._pending:
-                    continue
-                event = self._pending[path] = threading.Event()
-            batch = [path, *wanted[-PRELOAD_BATCH:]]
-            try:
-                if self._preload is not None:
-                    self._preload(batch)
-                rows, keep = self._make_rows(path)
-                if keep:
-                    self._keep(path, rows)
-            except Exception:  # noqa: BLE001 - the listing asked for reports it
+            if path in self._kept:
+                continue
+            try:  # returns at once when path's tree was read with an earlier batch
+                self._preload([path, *wanted[-PRELOAD_BATCH:]])
+            except Exception:  # noqa: BLE001 - the listing, when asked for, reports it
                 pass
-            finally:
-                self._done(path, event)

@@ -4,10 +4,10 @@ SnapshotFS answers in paths; the kernel asks by inode. Every inode handed to the
 (lookup, readdirplus) is remembered with a path and a lookup count until the kernel
 forgets it.
 
-Each operation has a quick form, answered by the thread reading the requests (from what is
-ready: a kept listing, cached blocks), and a full form that may load trees or blobs, run in
-a worker thread so one slow answer does not hold up the others. A quick form returns None
-when it needs the full one.
+Each operation has a quick form, answered by the thread reading the requests from what is
+at hand (a kept listing, a folder whose tree was read, cached blocks), and a full form that
+may read the repository, run in a worker thread so one slow answer does not hold up the
+others. A quick form returns None when it needs the full one.
 
 Opening a folder is answered "not implemented": the kernel then opens folders without
 asking (two requests fewer per folder, and it keeps listings itself), and asks for the
@@ -81,7 +81,7 @@ class SnapshotOperations:
             kernel.GETXATTR: (None, self.getxattr),
             kernel.LISTXATTR: (None, self.listxattr),
             kernel.OPENDIR: (self.opendir, None),
-            kernel.READDIRPLUS: (self.readdirplus_kept, self.readdirplus),
+            kernel.READDIRPLUS: (self.readdirplus_ready, self.readdirplus),
             kernel.RELEASEDIR: (self.releasedir, None),
             kernel.INTERRUPT: (self.interrupt, None),
             kernel.DESTROY: (self.destroy, None),
@@ -216,9 +216,17 @@ class SnapshotOperations:
         inside = bool(entries) and entries[0].node is not None
         return Listing(records, inodes, path_of, subfolders, virtual=not inside), inside
 
-    def readdirplus_kept(self, inode: int, request: bytes) -> Optional[bytes]:
-        listing = self.listings.cached(self._path(inode))
-        return None if listing is None else self._readdir_reply(listing, request)
+    def readdirplus_ready(self, inode: int, request: bytes) -> Optional[bytes]:
+        """From the kept listing, or one made now when its tree is at hand (no waiting)."""
+        path = self._path(inode)
+        listing = self.listings.cached(path)
+        if listing is None:
+            if not self.fs.listing_ready(path):
+                return None
+            listing = self._call(self.listings.get, path, False)
+            if listing is None:  # being made in a worker thread
+                return None
+        return self._readdir_reply(listing, request)
 
     def readdirplus(self, inode: int, request: bytes) -> bytes:
         return self._readdir_reply(self._call(self.listings.get, self._path(inode)), request)

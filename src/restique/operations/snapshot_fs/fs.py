@@ -143,6 +143,14 @@ class SnapshotFS:
                 self._tree_nodes -= len(old)
         return hit
 
+    def listing_ready(self, path: str) -> bool:
+        """Whether list_dir(path) can answer without reading the repository: a folder seen
+        in a listing whose tree was read (or preloaded), and no refresh due."""
+        found = self._listed_dirs.get(path)
+        if found is None or time.monotonic() - self._checked >= self.options.refresh_seconds:
+            return False
+        return not found.tree or found.tree in self._trees or found.tree in self._preloaded
+
     def preload_listed(self, paths: Sequence[str]) -> None:
         """Read the trees of folders seen in listings (paths, the first listed next) together,
         a pack window at a time, so that listing them one by one next finds them read.
