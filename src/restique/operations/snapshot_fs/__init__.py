@@ -12,6 +12,8 @@ and `serve` (WebDAV). No printing, no FUSE here.
     fs.snapshots()                  # [Snapshot] shown, oldest first; refreshed every refresh_seconds
     fs.refresh(force=True)          # reload the snapshot list now; fs.close() stops the readers
     fs.generation                   # counts the changes of the snapshot list (the folders above the snapshots)
+    fs.preload_listed(paths)        # read the trees of listed folders together; then
+    fs.listing_ready(path)          # True: list_dir(path) answers without reading the repository
 
 Paths are str, absolute, "/" separated, with surrogate escapes for name bytes that are not
 UTF-8 (os.fsencode gives the bytes back). The tree is restic's: `/ids/<short id>/` (the long
