@@ -17,7 +17,6 @@ def test_structures_have_the_kernels_sizes():
     assert kernel.DIRENTPLUS.size == 152  # fuse_entry_out + fuse_dirent without its name
     assert kernel.INIT_OUT.size == 64
     assert kernel.STATFS_OUT.size == 80  # fuse_kstatfs
-    assert kernel.OPEN_OUT.size == 16
     assert kernel.IN_HEADER_SIZE == kernel.IN_HEADER.size + 16  # uid, gid, pid, extension length
     assert kernel.OUT_HEADER.size == 16
 

@@ -318,3 +318,39 @@ def test_listings_read_subfolders_trees_ahead_first_first_and_stop_on_close():
     listings.get("/other")  # made on demand still, but read ahead no more
     time.sleep(0.1)
     assert len(preloaded) == before
+
+
+def test_files_are_read_by_inode_without_being_opened(world):
+    """Opening a file is answered "not implemented" (the kernel then opens files without
+    asking): reads come by inode, the first through a worker (it finds the file's blobs),
+    later ones from the cache in the request reader; a forgotten inode's reader goes."""
+    import errno
+
+    from restique.mount import kernel
+    from restique.mount.kernel import FuseError
+    from restique.mount.ops import ROOT_INODE, SnapshotOperations
+
+    fs, path, data = world
+    ops = SnapshotOperations(fs)
+    try:
+        handlers = ops.handlers()
+        with pytest.raises(FuseError) as raised:
+            handlers[kernel.OPEN][0](ROOT_INODE, _request(kernel.OPEN, ROOT_INODE, bytes(8)))
+        assert raised.value.errno == errno.ENOSYS
+        inode = ROOT_INODE
+        for name in path.strip("/").split("/"):
+            inode = kernel.ENTRY_OUT.unpack(ops.lookup(inode, _request(kernel.LOOKUP, inode, name.encode() + b"\0")))[0]
+        quick, full = handlers[kernel.READ]
+
+        def read(offset, size):
+            return _request(kernel.READ, inode, kernel.READ_IN.pack(0, offset, size) + bytes(24))
+
+        assert quick(inode, read(0, 4096)) is None  # not read before: a worker finds its blobs
+        assert full(inode, read(0, 131072)) == data[:131072]
+        assert quick(inode, read(131072, 131072)) == data[131072:262144]  # its blob is cached now
+        assert full(inode, read(len(data) - 100, 131072)) == data[-100:]
+        assert full(inode, read(len(data), 4096)) == b""
+        ops.forget(inode, _request(kernel.FORGET, inode, kernel.FORGET_IN.pack(1)))
+        assert inode not in ops._readers
+    finally:
+        ops.close()

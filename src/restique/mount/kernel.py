@@ -30,21 +30,17 @@ DO_READDIRPLUS = 1 << 13  # listings carry each entry's attributes: no lookup pe
 PARALLEL_DIROPS = 1 << 18  # lookups and listings of one folder at the same time
 WANTED_FLAGS = ASYNC_READ | EXPORT_SUPPORT | AUTO_INVAL_DATA | DO_READDIRPLUS | PARALLEL_DIROPS
 
-FOPEN_KEEP_CACHE = 1 << 1
 MAX_WRITE = 4096  # nothing is written; the least the kernel takes
 READ_SIZE = 16384  # bytes read per request: more than the largest request (a lookup's name)
 
 INIT_IN = struct.Struct("<IIII")  # major, minor, max_readahead, flags
 INIT_OUT = struct.Struct("<IIIIHHIIHHII24x")  # 64 bytes
 READ_IN = struct.Struct("<QQI")  # fh, offset, size (also readdir's)
-OPEN_IN = struct.Struct("<I")  # flags
-FH_IN = struct.Struct("<Q")  # release: fh
 FORGET_IN = struct.Struct("<Q")  # nlookup
 BATCH_FORGET_IN = struct.Struct("<I4x")  # count, then count FORGET_ONE
 FORGET_ONE = struct.Struct("<QQ")  # nodeid, nlookup
 XATTR_IN = struct.Struct("<I4x")  # size (then the name, NUL-terminated)
 XATTR_OUT = struct.Struct("<I4x")
-OPEN_OUT = struct.Struct("<QI4x")  # fh, open flags
 STATFS_OUT = struct.Struct("<QQQQQIII28x")  # blocks bfree bavail files ffree, bsize namelen frsize
 INVAL_INODE_OUT = struct.Struct("<Qqq")  # nodeid, offset, length
 

@@ -9,14 +9,13 @@ at hand (a kept listing, a folder whose tree was read, cached blocks), and a ful
 may read the repository, run in a worker thread so one slow answer does not hold up the
 others. A quick form returns None when it needs the full one.
 
-Opening a folder is answered "not implemented": the kernel then opens folders without
-asking (two requests fewer per folder, and it keeps listings itself), and asks for the
-listing by the folder's inode. Listings above the snapshots change with new snapshots: the
+Opening a folder or a file is answered "not implemented": the kernel then opens them
+without asking (two requests fewer per folder or file read; it keeps listings and file pages
+itself) and asks for a listing or a read by the inode. Listings above the snapshots change with new snapshots: the
 kernel is told to drop them when the snapshot list changed.
 """
 import errno
 import os
-import stat
 import threading
 from bisect import bisect_right
 from collections import Counter
@@ -61,8 +60,7 @@ class SnapshotOperations:
         self._virtual = {ROOT_INODE}  # inodes above the snapshots the kernel was told of
         self._generation = fs.generation  # of the snapshot list the kernel's listings show
         self._lock = threading.Lock()
-        self._readers: Dict[int, object] = {}
-        self._next_handle = 1
+        self._readers: Dict[int, object] = {}  # by inode, for the files read
         self.listings = Listings(self._listing_rows, preload=fs.preload_listed)
         self.errors: List[str] = []  # unexpected failures, for the log
 
@@ -74,7 +72,7 @@ class SnapshotOperations:
             kernel.BATCH_FORGET: (self.batch_forget, None),
             kernel.GETATTR: (None, self.getattr),
             kernel.READLINK: (None, self.readlink),
-            kernel.OPEN: (None, self.open),
+            kernel.OPEN: (self.open, None),
             kernel.READ: (self.read_cached, self.read),
             kernel.RELEASE: (self.release, None),
             kernel.STATFS: (self.statfs, None),
@@ -125,6 +123,7 @@ class SnapshotOperations:
                     self._counts.pop(inode, None)
                     self._paths.pop(inode, None)
                     self._virtual.discard(inode)
+                    self._readers.pop(inode, None)
 
     def _call(self, fn, *args):
         """fn(*args), its failures as the errno the kernel is given."""
@@ -261,38 +260,26 @@ class SnapshotOperations:
 
     # --- files ---
     def open(self, inode: int, request: bytes) -> bytes:
-        (flags,) = kernel.OPEN_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-            raise FuseError(errno.EROFS)
-        path = self._path(inode)
-        entry = self._call(self.fs.lookup, path)
-        if not stat.S_ISREG(entry.mode):
-            raise FuseError(errno.EINVAL)
-        reader = self._call(self.fs.open_reader, path)
-        with self._lock:
-            handle = self._next_handle
-            self._next_handle += 1
-            self._readers[handle] = reader
-        return kernel.OPEN_OUT.pack(handle, kernel.FOPEN_KEEP_CACHE)
-
-    def _reader(self, request: bytes):
-        fh, offset, size = kernel.READ_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
-        reader = self._readers.get(fh)
-        if reader is None:
-            raise FuseError(errno.EBADF)
-        return reader, offset, size
+        raise FuseError(errno.ENOSYS)  # from now on files open without asking (read-only mount)
 
     def read_cached(self, inode: int, request: bytes) -> Optional[bytes]:
-        reader, offset, size = self._reader(request)
+        reader = self._readers.get(inode)
+        if reader is None:
+            return None
+        _, offset, size = kernel.READ_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
         return reader.read_cached(offset, size)  # most reads of a sequential reader
 
     def read(self, inode: int, request: bytes) -> bytes:
-        reader, offset, size = self._reader(request)
+        _, offset, size = kernel.READ_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
+        reader = self._readers.get(inode)
+        if reader is None:
+            reader = self._call(self.fs.open_reader, self._path(inode))
+            with self._lock:
+                if inode in self._paths:  # not forgotten meanwhile
+                    self._readers[inode] = reader
         return self._call(reader.read, offset, size)
 
     def release(self, inode: int, request: bytes) -> bytes:
-        (fh,) = kernel.FH_IN.unpack_from(request, kernel.IN_HEADER_SIZE)
-        self._readers.pop(fh, None)
         return b""
 
 
