@@ -216,3 +216,48 @@ def test_restic_reads_blobs_sealed_into_pack_buffers(tmp_path):
     assert len(run_restic(repo_path, "list", "packs").stdout.split()) == 2  # 4 MiB, then the rest
     for data in blobs[:4] + blobs[-3:]:
         assert run_restic(repo_path, "cat", "blob", hash_id(data)).stdout == data
+
+
+class ReleasingStorage(CountingStorage):
+    """A backend that says when it has written a pack's bytes (as a local disk does before
+    its fsync): the pack's buffer is back in the pool before the save returns."""
+
+    releases_written_parts = True
+
+    def __init__(self):
+        super().__init__()
+        self.given_back = []
+        self.given_back_by_written = []
+
+    def save(self, ftype, name, data):
+        if ftype is FileType.PACK and hasattr(data, "written"):
+            content = b"".join(data)
+            before = len(self.given_back)
+            data.written()
+            assert list(data) == []  # nothing can read the reused buffer through it
+            self.given_back_by_written.append(len(self.given_back) - before)
+            time.sleep(0.02)  # the fsync
+            return MemoryBackend.save(self, ftype, name, content)
+        return super().save(ftype, name, data)
+
+
+def test_a_backend_that_says_when_parts_are_written_gets_them_back_early():
+    backend = ReleasingStorage()
+    store = _store(backend)
+    pool = store._pack_buffers
+    real_give_back = pool.give_back
+    pool.give_back = lambda mem: (backend.given_back.append(mem), real_give_back(mem))
+    assert store._pack_buffers.count == blob_store.LOCAL_UPLOADS  # one upload slot's buffer less
+    rng = random.Random(8)
+    blobs = [rng.randbytes(40_000) for _ in range(60)]
+    for data in blobs:
+        store.store("data", hash_id(data), data)
+    store.save("tree", b'{"nodes":[]}\n')  # tree packs are saved as plain lists (the cache keeps them)
+    store.flush()
+    store.close()
+    assert len(backend.given_back_by_written) >= 5 and set(backend.given_back_by_written) == {1}
+    assert store._pack_buffers.in_use() == 0
+    for data in blobs:
+        assert store.load("data", hash_id(data)) == data
+    for name, _ in backend.list(FileType.PACK):
+        assert hash_id(backend.load(FileType.PACK, name)) == name

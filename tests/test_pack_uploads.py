@@ -115,7 +115,7 @@ def test_savers_wait_for_a_free_upload_slot():
     store = _store(backend)
     held = []
     original = store._write_pack
-    store._write_pack = lambda writer: (held.append(writer), time.sleep(0.2), original(writer))
+    store._write_pack = lambda writer, *rest: (held.append(writer), time.sleep(0.2), original(writer, *rest))
     started = time.monotonic()
     _save_blobs(store, count=30)  # about 10 packs: 5 rounds of 2 uploads of 0.25 s
     store.flush()

@@ -18,7 +18,7 @@ from ..errors import IntegrityError, NotFound
 from ..model.ids import hash_id
 from .crypto import OVERHEAD, MasterKey
 from .index import MAX_BLOBS_PER_INDEX_FILE, BlobLocation, IndexFile, MasterIndex
-from .pack import BLOB_TYPES, DATA, PackWriter
+from .pack import BLOB_TYPES, DATA, PackParts, PackWriter
 from .pack_buffers import PackBuffers
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
@@ -63,7 +63,11 @@ class BlobStore:
         # Data packs are sealed into reused buffers (see pack_buffers): one per full pack the
         # budget admits (a pack is a little over pack_size) plus the open one; a saver that
         # closes a pack while the budget is full waits with it, and no other pack starts.
+        # A backend that gives the parts back once written (before a local fsync) holds a buffer
+        # only while it writes: one buffer less then keeps as many uploads going.
         uploads = max(1, min(self._upload_count, (self._upload_budget.limit - 1) // pack_size))
+        if getattr(backend, "releases_written_parts", False) is True:
+            uploads = max(1, uploads - 1)
         self._pack_buffers = PackBuffers(uploads + 1, pack_size + BUFFER_SLACK, pack_size)
         self._unqueued = 0  # closed packs whose last blobs are still being sealed
         self._all_queued = threading.Condition(self._lock)
@@ -210,13 +214,11 @@ class BlobStore:
         while True:
             item = self._upload_queue.get()
             try:
-                if item is not None and self._upload_error is None:
-                    self._write_pack(item[0])
+                if item is not None:
+                    self._write_pack(*item)
             except BaseException as exc:  # reported to the saving threads
                 self._upload_error = exc
             finally:
-                if item is not None:
-                    self._upload_budget.give_back(item[1])
                 self._upload_queue.task_done()
             if item is None:
                 return
@@ -225,15 +227,29 @@ class BlobStore:
         if self._upload_error is not None:
             raise self._upload_error
 
-    def _write_pack(self, writer: PackWriter) -> None:
+    def _write_pack(self, writer: PackWriter, budgeted: int) -> None:
+        """Store a full pack, then index it. Its budget and buffer are given back once it is
+        stored, or as soon as the backend says its bytes are written (PackParts.written)."""
+        released = []
+
+        def release():
+            if not released:
+                released.append(True)
+                self._upload_budget.give_back(budgeted)
+                buffer = writer.take_buffer()
+                if buffer is not None:
+                    self._pack_buffers.give_back(buffer)
+
         try:
-            pack_id, data, entries = writer.finish()
-            self.backend.save(FileType.PACK, pack_id, data)
-            del data
+            if self._upload_error is not None:
+                return
+            pack_id, parts, entries = writer.finish()
+            if writer.buffer is not None:  # not tree packs: the cache keeps a copy of those
+                parts = PackParts(parts, release)
+            self.backend.save(FileType.PACK, pack_id, parts)
+            del parts
         finally:
-            buffer = writer.take_buffer()
-            if buffer is not None:
-                self._pack_buffers.give_back(buffer)
+            release()
         with self._lock:
             self.index.add_pack(pack_id, entries)
             self._index_file.add_pack(pack_id, entries)

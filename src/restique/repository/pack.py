@@ -161,6 +161,23 @@ class PackWriter:
         return buffer
 
 
+class PackParts(list):
+    """A pack file's parts, as handed to a backend's save. A backend that is done reading
+    them before its save returns (a local disk, before its fsync) calls `written()`: the
+    parts' memory goes back to its owner then, and the list is emptied so that nothing can
+    read reused memory through it."""
+
+    def __init__(self, parts, on_written):
+        super().__init__(parts)
+        self._on_written = on_written
+
+    def written(self) -> None:
+        on_written, self._on_written = self._on_written, None
+        self.clear()
+        if on_written is not None:
+            on_written()
+
+
 def _encode_entry(e: PackEntry) -> bytes:
     code = _TYPE_CODE[(e.type, e.compressed)]
     raw_id = bytes.fromhex(e.id)
