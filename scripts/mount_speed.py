@@ -3,7 +3,8 @@
 
 Measures, each on a fresh mount (cold: nothing listed or read yet):
   * the first listing of a 30,000-file snapshot through the mount (`find MOUNT/ids/<id>`),
-    wall time and the CPU time the mounting process spent;
+    wall time, the CPU time the mounting process spent, and the kernel requests it answered
+    (its write calls: one per answer);
   * reading a 512 MiB file through the mount (`cat`), MB/s and the mounting process's CPU time;
   * restique serve: the same file over HTTP, MB/s; then 20 concurrent downloads of it, with
     the server's resident memory before and at its highest during them.
@@ -67,6 +68,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def write_calls(pid: int) -> int:
+    """Write system calls of the process so far (all its threads): a FUSE server writes each
+    answer to the kernel in one."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    return 0
+
+
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -93,9 +104,11 @@ class Mount:
 
 
 def timed_find(m: Mount) -> tuple:
-    cpu, start = cpu_seconds(m.proc.pid), time.perf_counter()
+    """(wall s, CPU s of the mounting process, entries found, kernel requests answered)"""
+    cpu, writes, start = cpu_seconds(m.proc.pid), write_calls(m.proc.pid), time.perf_counter()
     out = subprocess.run(["find", m.top], capture_output=True, check=True).stdout
-    return time.perf_counter() - start, cpu_seconds(m.proc.pid) - cpu, out.count(b"\n")
+    wall = time.perf_counter() - start
+    return wall, cpu_seconds(m.proc.pid) - cpu, out.count(b"\n"), write_calls(m.proc.pid) - writes
 
 
 def timed_read(m: Mount, path: str) -> tuple:
@@ -198,7 +211,7 @@ def main() -> None:
     tools = {"restic": ["restic"], "restique": args.restique_cmd}
     mnt = os.path.join(work, "mnt")
     os.makedirs(mnt, exist_ok=True)
-    rows = {name: {"find": [], "cpu": [], "read": [], "read_cpu": []} for name in tools}
+    rows = {name: {"find": [], "cpu": [], "requests": [], "read": [], "read_cpu": []} for name in tools}
     for name, cmd in tools.items():  # fill each tool's cache with the tree packs first
         m = Mount(cmd, repo, os.path.join(work, f"cache-{name}"), mnt)
         sid = os.path.basename(m.top)
@@ -211,11 +224,12 @@ def main() -> None:
             cache = os.path.join(work, f"cache-{name}")
             m = Mount(cmd, repo, cache, mnt)
             try:
-                wall, cpu, count = timed_find(m)
+                wall, cpu, count, requests = timed_find(m)
             finally:
                 m.close()
             rows[name]["find"].append(wall)
             rows[name]["cpu"].append(cpu)
+            rows[name]["requests"].append(requests)
             mbs = read_cpu = float("nan")
             if not args.find_only:
                 m = Mount(cmd, repo, cache, mnt)
@@ -225,7 +239,7 @@ def main() -> None:
                     m.close()
             rows[name]["read"].append(mbs)
             rows[name]["read_cpu"].append(read_cpu)
-            print(f"{name}: find {wall:.2f} s ({count} entries, {cpu:.2f} s CPU), "
+            print(f"{name}: find {wall:.2f} s ({count} entries, {cpu:.2f} s CPU, {requests} requests), "
                   f"read {mbs:.0f} MB/s ({read_cpu:.2f} s CPU)", file=sys.stderr, flush=True)
     if not args.find_only:
         served = measure_serve(args.restique_cmd, repo, os.path.join(work, "cache-restique"), sid, big,
@@ -237,6 +251,8 @@ def main() -> None:
     print(f"| first `find` of the snapshot ({count} entries), wall s | {med['restic']['find']:.2f} | "
           f"{med['restique']['find']:.2f} |")
     print(f"| the same, CPU s of the mount process | {med['restic']['cpu']:.2f} | {med['restique']['cpu']:.2f} |")
+    print(f"| the same, kernel requests answered | {med['restic']['requests']:.0f} | "
+          f"{med['restique']['requests']:.0f} |")
     if not args.find_only:
         print(f"| read {os.path.getsize(big) >> 20} MiB file through the mount, MB/s | {med['restic']['read']:.0f} | "
               f"{med['restique']['read']:.0f} |")
