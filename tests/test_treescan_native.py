@@ -14,9 +14,10 @@ from restique.model.node import Node, encode_tree
 A, B, C = "a" * 64, "0123456789abcdef" * 4, "c" * 64
 
 
-def reference(raw: bytes, ordered: bool):
+def reference(raw: bytes, ordered: bool, complete: bool = False):
     """What scan must return when it answers, from the decoded JSON; None where the callers'
-    JSON paths would fail or see something other than plain nodes."""
+    JSON paths would fail or see something other than plain nodes (complete: or where check
+    would report a node)."""
     try:
         obj = gojson.loads(raw)
     except ValueError:
@@ -34,6 +35,10 @@ def reference(raw: bytes, ordered: bool):
         if not isinstance(name, str):
             return None
         kind = node["type"]
+        if complete and (not name or kind not in ("file", "dir", "symlink", "socket", "chardev", "dev", "fifo")
+                         or (kind == "file" and not isinstance(node.get("content"), list))
+                         or (kind == "dir" and node.get("subtree") == "0" * 64)):
+            return None
         if ordered:
             name_bytes = name.encode("utf-8", "surrogateescape")
             if name_bytes < previous:
@@ -60,10 +65,10 @@ def reference(raw: bytes, ordered: bool):
 
 
 def check(raw: bytes) -> None:
-    for ordered in (False, True):
-        got = scan(raw, ordered)
+    for ordered, complete in ((False, False), (True, False), (False, True)):
+        got = scan(raw, ordered, complete)
         if got is not None:
-            assert got == reference(raw, ordered), raw
+            assert got == reference(raw, ordered, complete), raw
 
 
 def tree(*nodes) -> bytes:
@@ -185,3 +190,19 @@ def test_mutated_trees_are_declined_or_exact():
 def test_random_bytes_never_crash(raw):
     check(raw)
     check(b'{"nodes":[' + raw)
+
+
+@pytest.mark.parametrize("odd", [
+    tree(file_node("")), tree({"type": "file", "content": [A]}), tree({"name": "x", "type": "door"}),
+    tree({"name": "x", "type": "file"}), tree({"name": "x", "type": "file", "content": None}),
+    tree(dir_node("d", "0" * 64)),
+])
+def test_complete_declines_what_check_reports(odd):
+    assert scan(odd) is not None and scan(odd, False, True) is None
+    check(odd)
+
+
+def test_complete_scans_every_kind_check_accepts():
+    nodes = [file_node("a"), dir_node("b")] + [{"name": kind, "type": kind} for kind in
+                                               ("chardev", "dev", "fifo", "socket", "symlink")]
+    assert scan(tree(*nodes), False, True) == ([B], [A], 7, 10, None)

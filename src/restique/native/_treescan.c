@@ -1,7 +1,7 @@
 /* restique._treescan: the references and sizes of a tree blob read straight from its JSON
  * bytes, without building a Python object per node.
  *
- * scan(raw: bytes, ordered: bool) -> None | (subtrees, contents, count, size, parts)
+ * scan(raw: bytes, ordered=False, complete=False) -> None | (subtrees, contents, count, size, parts)
  *
  *   subtrees  the "subtree" ids of the "dir" nodes, in node order
  *   contents  the "content" ids of the "file" nodes, in node order
@@ -17,7 +17,9 @@
  * with escapes or in another letter case than restic's, a key given twice, a name with
  * escapes or invalid UTF-8, an id that is not 64 lowercase hex digits, a number that is not
  * a plain non-negative integer below 2^63, a directory without subtree, nesting deeper than
- * a tree needs, and (ordered=True) names not in ascending byte order.
+ * a tree needs, (ordered=True) names not in ascending byte order, and (complete=True) what
+ * check reports: a node without a name, of an unknown type, a file without a content list,
+ * a directory whose subtree is the null id.
  *
  * The text is scanned without the GIL (positions only); the result objects are built after.
  */
@@ -52,6 +54,7 @@ struct scan {
     uint64_t size;
     int hardlinks;
     int ordered;
+    int complete;
     const unsigned char *prev_name;
     size_t prev_name_len;
     int failed; /* allocation failure: MemoryError instead of None */
@@ -348,6 +351,7 @@ static int node(struct scan *s) {
     const unsigned char *name = (const unsigned char *)"", *type = NULL;
     size_t name_len = 0, type_len = 0;
     size_t content_start = s->n_items, content_end = s->n_items;
+    int has_content_list = 0;
     int has_subtree = 0;
     size_t subtree_off = 0;
     uint64_t size = 0, inode = 0, device = 0, links = 0;
@@ -390,6 +394,7 @@ static int node(struct scan *s) {
                     return -1;
                 s->p++;
                 ws(s);
+                has_content_list = 1;
                 content_start = s->n_items;
                 if (s->p < s->end && *s->p == ']') {
                     s->p++;
@@ -466,6 +471,21 @@ static int node(struct scan *s) {
         return -1;
     int is_dir = type_len == 3 && memcmp(type, "dir", 3) == 0;
     int is_file = type_len == 4 && memcmp(type, "file", 4) == 0;
+    if (s->complete) {
+        static const char *const other[] = {"symlink", "socket", "chardev", "dev", "fifo", NULL};
+        int known = is_dir || is_file;
+        for (int i = 0; !known && other[i]; i++)
+            known = type_len == strlen(other[i]) && memcmp(type, other[i], type_len) == 0;
+        if (!known || name_len == 0 || (is_file && !has_content_list))
+            return -1;
+        if (is_dir && has_subtree) {
+            int null_id = 1;
+            for (size_t i = 0; i < ID_LEN && null_id; i++)
+                null_id = s->base[subtree_off + i] == '0';
+            if (null_id)
+                return -1;
+        }
+    }
     if (!is_file && content_end > content_start) /* ids of a non-file are not references */
         s->n_items = content_start;
     if (s->ordered) {
@@ -623,14 +643,15 @@ done:
 
 static PyObject *scan(PyObject *self, PyObject *args) {
     PyObject *raw;
-    int ordered = 0;
-    if (!PyArg_ParseTuple(args, "O!|p:scan", &PyBytes_Type, &raw, &ordered))
+    int ordered = 0, complete = 0;
+    if (!PyArg_ParseTuple(args, "O!|pp:scan", &PyBytes_Type, &raw, &ordered, &complete))
         return NULL;
     struct scan s;
     memset(&s, 0, sizeof(s));
     s.base = s.p = (const unsigned char *)PyBytes_AS_STRING(raw);
     s.end = s.p + PyBytes_GET_SIZE(raw);
     s.ordered = ordered;
+    s.complete = complete;
     s.prev_name = (const unsigned char *)"";
     int rc;
     Py_BEGIN_ALLOW_THREADS
@@ -649,7 +670,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
-     "scan(raw, ordered=False) -> None | (subtrees, contents, count, size, parts): the references "
+     "scan(raw, ordered=False, complete=False) -> None | (subtrees, contents, count, size, parts): the references "
      "and sizes of a tree blob's plain JSON, None for anything the JSON decoder should decide."},
     {NULL, NULL, 0, NULL},
 };

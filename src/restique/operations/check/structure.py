@@ -1,11 +1,13 @@
 """The structure check: index files, pack files against the index, and every tree reachable
 from the snapshots (each loaded once) with every blob it references present in the index.
 Nothing here reads pack data beyond the tree blobs."""
+import functools
 import threading
 from collections import OrderedDict, defaultdict, deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
+from ..._treescan import scan
 from ...backend.base import BackendNotFound, BackendShortRead, FileType, remote_connections
 from ...errors import RestiqueError
 from ...model import gojson
@@ -175,8 +177,9 @@ class _InLine(Executor):
 
 
 class _TreeChecker:
-    """Loads trees ahead (in threads for a remote backend), decodes them as plain JSON (no Node
-    objects) and checks each entry as restic does."""
+    """Loads trees ahead (in threads for a remote backend), reads the plain ones with the
+    native scanner, decodes the others as plain JSON (no Node objects) and checks each entry
+    as restic does."""
 
     def __init__(self, repo, report: Report, used: Optional[Set[Tuple[str, str]]],
                  spans: Optional["_TreeSpans"] = None):
@@ -218,6 +221,8 @@ class _TreeChecker:
             return tree_id, None, str(exc)
 
     def _check_tree(self, tree_id: str, raw: bytes, pending: List[str]) -> List[str]:
+        if self._check_scanned(raw, pending):
+            return []
         try:
             nodes = gojson.loads(raw)["nodes"] or []
             if not isinstance(nodes, list):
@@ -228,6 +233,23 @@ class _TreeChecker:
             return self._check_nodes(tree_id, nodes, pending)
         except (TypeError, AttributeError) as exc:  # an entry that is not an object, an odd id
             return [f"tree {tree_id}: failed to decode tree {tree_id}: {exc}"]
+
+    def _check_scanned(self, raw: bytes, pending: List[str]) -> bool:
+        """The common case decided from the native scan of the tree's bytes: every node named,
+        of a known type, each file with a content list whose blobs are all indexed, each
+        directory with a subtree. False (nothing done) for anything else, which the JSON
+        path then checks node by node, in restic's words."""
+        scanned = scan(raw, False, True) if isinstance(raw, bytes) else None
+        if scanned is None:
+            return False
+        subtrees, contents = scanned[0], scanned[1]
+        if not all(map(functools.partial(self.repo.index.has, "data"), contents)):
+            return False
+        seen = self.seen
+        pending += [subtree for subtree in subtrees if subtree not in seen]
+        if self.used is not None:
+            self.used.update(("data", blob_id) for blob_id in contents)
+        return True
 
     def _check_nodes(self, tree_id: str, nodes: list, pending: List[str]) -> List[str]:
         """The common case (a named file whose blobs are all indexed, a named directory with
