@@ -38,6 +38,7 @@ enum { K_NONE = 0, K_NAME, K_TYPE, K_CONTENT, K_SUBTREE, K_SIZE, K_INODE, K_DEVI
 static const char *const KEY_NAMES[K_COUNT] = {
     "", "name", "type", "content", "subtree", "size", "inode", "device_id", "links",
 };
+static const size_t KEY_LENS[K_COUNT] = {0, 4, 4, 7, 7, 4, 5, 9, 5};
 
 /* what the scan records: offsets of ids, and per hard link its numbers */
 struct item {
@@ -80,8 +81,22 @@ static void ws(struct scan *s) {
         s->p++;
 }
 
-static int is_hex(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+static unsigned char hex_digit[256]; /* 1 for 0-9 a-f */
+static int is_hex(unsigned char c) { return hex_digit[c]; }
 static int is_any_hex(unsigned char c) { return is_hex(c) || (c >= 'A' && c <= 'F'); }
+
+/* bytes that end the plain run of a JSON string: the quote, the backslash, control bytes */
+static unsigned char string_special[256];
+
+static void init_tables(void) {
+    for (int c = 0; c < 0x20; c++)
+        string_special[c] = 1;
+    string_special['"'] = string_special['\\'] = 1;
+    for (int c = '0'; c <= '9'; c++)
+        hex_digit[c] = 1;
+    for (int c = 'a'; c <= 'f'; c++)
+        hex_digit[c] = 1;
+}
 
 /* A string starting at s->p ('"'); on success start and len give its raw bytes and *escaped
  * whether it holds a backslash. -1: not a valid JSON string. */
@@ -91,6 +106,10 @@ static int string(struct scan *s, const unsigned char **start, size_t *len, int 
     const unsigned char *q = ++s->p;
     int esc = 0;
     while (q < s->end) {
+        while (q < s->end && !string_special[*q])
+            q++;
+        if (q >= s->end)
+            break;
         unsigned char c = *q;
         if (c == '"') {
             *start = s->p;
@@ -212,8 +231,9 @@ static int number(struct scan *s, int *plain, uint64_t *value) {
     return 0;
 }
 
-static int literal(struct scan *s, const char *word) {
-    size_t n = strlen(word);
+#define literal(s, word) literal_n(s, word, sizeof(word) - 1)
+
+static int literal_n(struct scan *s, const char *word, size_t n) {
     if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
         return -1;
     s->p += n;
@@ -303,8 +323,8 @@ static int skip_value(struct scan *s, int depth) {
  * case is ignored (as Go's decoder would): the JSON path decides those */
 static int key_of(const unsigned char *k, size_t len) {
     for (int i = 1; i < K_COUNT; i++) {
-        size_t n = strlen(KEY_NAMES[i]);
-        if (n != len)
+        size_t n = KEY_LENS[i];
+        if (n != len || (k[0] | 0x20) != KEY_NAMES[i][0])
             continue;
         if (memcmp(k, KEY_NAMES[i], n) == 0)
             return i;
@@ -319,6 +339,15 @@ static int key_of(const unsigned char *k, size_t len) {
 
 /* an id string (exactly 64 lowercase hex digits); its offset in *off */
 static int id_string(struct scan *s, size_t *off) {
+    const unsigned char *p = s->p;
+    if (s->end - p >= ID_LEN + 2 && p[0] == '"' && p[ID_LEN + 1] == '"') { /* the usual case */
+        for (size_t i = 1; i <= ID_LEN; i++)
+            if (!hex_digit[p[i]])
+                return -1;
+        *off = (size_t)(p + 1 - s->base);
+        s->p = p + ID_LEN + 2;
+        return 0;
+    }
     const unsigned char *st;
     size_t len;
     int esc;
@@ -678,4 +707,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "restique._treescan",
                                     "Tree blob references read from the JSON bytes.", -1, methods};
 
-PyMODINIT_FUNC PyInit__treescan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__treescan(void) {
+    init_tables();
+    return PyModule_Create(&module);
+}

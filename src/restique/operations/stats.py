@@ -196,7 +196,7 @@ class _RestoreSize:
                         result = _scan_decoded(tree_id, raw)
                         if result is None:
                             return None
-                    scanned[tree_id] = result
+                    scanned[tree_id] = (result[0], None, result[2], result[3], result[4])  # no content ids kept
                     for subtree in result[0]:
                         if subtree not in self.summaries and subtree not in scanned:
                             scanned[subtree] = ()
