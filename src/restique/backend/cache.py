@@ -53,8 +53,11 @@ class CachedBackend:
 
     # --- writing ---
     def save(self, ftype: FileType, name: str, data) -> None:
-        self.backend.save(ftype, name, data)
-        if self._caches(ftype, name, data):
+        caches = self._caches(ftype, name, data)
+        # the cache writes the parts after the save: a backend given a plain list of them
+        # cannot give them back (PackParts.written) before that
+        self.backend.save(ftype, name, list(data) if caches and hasattr(data, "written") else data)
+        if caches:
             try:
                 self.cache.write(ftype, name, data)
                 with self._guard:

@@ -52,6 +52,9 @@ def _write_all(fd: int, data) -> None:
 
 class LocalBackend:
     atomic_replace = True  # rename() replaces an existing file
+    # a save's parts may be reused once written (before the fsync): local saves are never
+    # retried, so nothing reads them again
+    releases_written_parts = True
 
     def __init__(self, path: str, location: Optional[str] = None):
         self.path = path
@@ -106,6 +109,9 @@ class LocalBackend:
                 _write_all(fd, _first_half(data))
                 _kill_switch.fire()
             _write_all(fd, data)
+            written = getattr(data, "written", None)
+            if written is not None:
+                written()  # the caller may reuse the parts' memory during the fsync
             os.fsync(fd)
         except BaseException:
             os.close(fd)

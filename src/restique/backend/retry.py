@@ -54,6 +54,8 @@ def print_notice(text: str) -> None:
 class RetryBackend:
     """Wraps a backend; every other attribute is the wrapped backend's."""
 
+    releases_written_parts = False  # a save tried again needs its parts again
+
     def __init__(self, backend, max_time: float = 15 * 60.0, max_tries: int = 10,
                  report: Callable[[str], None] = print_notice, initial_interval: Optional[float] = None):
         self.backend = backend
