@@ -84,7 +84,7 @@ def test_seal_into_needs_the_prepare_of_the_same_data_in_the_same_thread():
 
 
 def test_reserved_parts_filled_out_of_order_hash_to_the_files_id():
-    buffers = PackBuffers(1, 4 * MiB, 4 * MiB)
+    buffers = PackBuffers(1, 4 * MiB)
     writer = PackWriter(KEY, buffers.take())
     rng = random.Random(4)
     blobs = [rng.randbytes(rng.randrange(1, 200_000)) for _ in range(12)]

@@ -68,7 +68,7 @@ class BlobStore:
         uploads = max(1, min(self._upload_count, (self._upload_budget.limit - 1) // pack_size))
         if getattr(backend, "releases_written_parts", False) is True:
             uploads = max(1, uploads - 1)
-        self._pack_buffers = PackBuffers(uploads + 1, pack_size + BUFFER_SLACK, pack_size)
+        self._pack_buffers = PackBuffers(uploads + 1, pack_size + BUFFER_SLACK)
         self._unqueued = 0  # closed packs whose last blobs are still being sealed
         self._all_queued = threading.Condition(self._lock)
         self._uploaders: List[threading.Thread] = []

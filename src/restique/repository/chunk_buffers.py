@@ -7,11 +7,15 @@ change while it is in flight. The pool's size bounds the memory of a backup's ch
 flight, and its buffers are reused: no allocation, no page faults, no copy per chunk.
 
 Buffers are anonymous memory maps: their pages are only touched as they are filled, and
-mapping memory does not fragment the heap the way chunk-sized allocations did.
+mapping memory does not fragment the heap the way chunk-sized allocations did. They ask for
+huge pages: 27 MiB of 4 KiB pages took ~7000 page faults to fill the first time.
 """
 import mmap
 import threading
 from typing import List, Optional
+
+
+_HUGE_PAGES = getattr(mmap, "MADV_HUGEPAGE", None)
 
 
 class ReadBuffers:
@@ -38,7 +42,9 @@ class ReadBuffers:
             if self._free:
                 mem = self._free.pop()
             else:
-                mem = mmap.mmap(-1, self.size)
+                mem = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)
+                if _HUGE_PAGES is not None:
+                    mem.madvise(_HUGE_PAGES)
                 self._made += 1
         return ReadBuffer(self, mem)
 
