@@ -11,6 +11,7 @@ from ..model.snapshot import Snapshot, new_summary
 from .archiver import Archiver, BackupOptions, BackupProgress
 from .archiver.checkpoint import CHECKPOINT_INTERVAL, Checkpoints
 from .archiver.parent import find_parent
+from .archiver.prescan import Prescan
 from .archiver.resume_record import ResumeRecord, ResumeRecords
 from .archiver.targets import absolute_paths, build_target_tree, path_components
 
@@ -34,6 +35,8 @@ class BackupRequest:
     # where checkpoints of interrupted backups are recorded (the cache); None: no resuming
     resume_folder: Optional[str] = None
     checkpoint_interval: float = CHECKPOINT_INTERVAL  # seconds; 0: only when interrupted
+    # folders scanned while the repository was opened (archiver.prescan.Prescan), or None
+    prescan: Optional[Prescan] = None
 
 
 @dataclass
@@ -154,6 +157,8 @@ def _resume_record(repo, req: BackupRequest, records: Optional[ResumeRecords], h
 def _save_targets(repo, archiver: Archiver, req: BackupRequest, parent_tree: Optional[str], record) -> str:
     """archiver.save_targets with checkpoints: periodic ones, and one after an interruption
     (the readers have stopped by then), so that the next backup resumes."""
+    if req.prescan is not None:
+        archiver.scans.use_prescanned(req.prescan.finish())
     checkpoints = Checkpoints(repo, archiver, record, 0 if req.dry_run else req.checkpoint_interval)
     checkpoints.start()
     try:

@@ -164,9 +164,11 @@ class Archiver:
                 job.node = None  # an unreadable directory is left out completely
             return
         outer = self.small_files.start_dir()
-        add_child, save_entry, join = self.trees.add_child, self._save_entry, os.path.join
+        add_child, save_entry = self.trees.add_child, self._save_entry
+        fs_prefix = fs_path if fs_path.endswith("/") else fs_path + "/"  # os.path.join's result
+        snap_prefix = snap_path + "/"
         for name, err, st, link, xattrs in entries:
-            child_fs, child_snap = join(fs_path, name), f"{snap_path}/{name}"
+            child_fs, child_snap = fs_prefix + name, snap_prefix + name
             if err:
                 if err != errno.ENOENT:  # ENOENT: vanished since the directory was listed
                     report_error(self.progress, child_snap, OSError(err, os.strerror(err), child_fs), op="lstat")

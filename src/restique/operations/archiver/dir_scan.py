@@ -4,7 +4,8 @@ asked, extended attributes) made without the GIL.
 The reuse check and the walk share scans: a directory whose reuse check failed is walked
 from the scan the check made, so no entry is listed or lstat'ed twice. Only the scans of
 directories still to be walked are kept (those on the way to a failed check), so what is
-held is bounded by the tree's depth.
+held is bounded by the tree's depth. Scans made before the walk started (prescan.py) are taken
+the same way, each once.
 """
 from typing import Dict, List, Tuple
 
@@ -19,6 +20,11 @@ class DirScans:
     def __init__(self, xattrs: bool):
         self._xattrs = xattrs
         self._kept: Dict[str, List[Entry]] = {}
+        self._prescanned: Dict[str, List[Entry]] = {}
+
+    def use_prescanned(self, scans: Dict[str, List[Entry]]) -> None:
+        """Scans made ahead of the walk, by absolute path, sorted by name; each is used once."""
+        self._prescanned = scans
 
     def peek(self, fs_path: str) -> List[Entry]:
         """The entries of fs_path, kept for the walk (OSError if it cannot be listed)."""
@@ -37,6 +43,9 @@ class DirScans:
         self._kept.pop(fs_path, None)
 
     def _scan(self, fs_path: str) -> List[Entry]:
+        entries = self._prescanned.pop(fs_path, None)
+        if entries is not None:
+            return entries
         entries = _scan.scan_dir(fs_path, self._xattrs)
         entries.sort()  # names are unique: the sort never compares further fields
         return entries

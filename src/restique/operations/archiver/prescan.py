@@ -1,0 +1,66 @@
+"""Scanning the first folders of a backup while the repository is being opened.
+
+Opening derives the key from the password: a few tenths of a second of scrypt on one core,
+with the other core idle. The walk's folder scans (readdir, lstat, symlink targets, extended
+attributes: native, without the GIL) need no key, so they are made meanwhile, in the walk's own
+order, and the walk takes them instead of scanning again (DirScans). What is scanned is held
+until walked, so the scan stops after a bounded number of entries, or when the walk starts.
+"""
+import os
+import stat
+import threading
+from typing import Dict, List
+
+from ... import _scan
+from .dir_scan import Entry
+
+# entries held at most (a scanned entry takes a few hundred bytes until it is walked)
+PRESCAN_ENTRIES = 32768
+
+
+class Prescan:
+    def __init__(self, targets: List[str], xattrs: bool, one_file_system: bool = False,
+                 limit: int = PRESCAN_ENTRIES):
+        self._xattrs = xattrs
+        self._one_file_system = one_file_system
+        self._limit = limit
+        self._stop = threading.Event()
+        self._scans: Dict[str, List[Entry]] = {}
+        self._thread = threading.Thread(target=self._run, args=(targets[:limit],), name="prescan", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Until everything within the bound is scanned."""
+        self._thread.join()
+
+    def finish(self) -> Dict[str, List[Entry]]:
+        """Stop after the folder being scanned; the scans made so far, by absolute path.
+        Only the first call hands them over."""
+        self._stop.set()
+        self._thread.join()
+        scans, self._scans = self._scans, {}
+        return scans
+
+    def _run(self, targets: List[str]) -> None:
+        # depth first, names sorted: the order in which the walk asks for the folders
+        stack = [(os.path.abspath(t), None) for t in reversed(targets)]  # (path, device or None)
+        held = 0
+        while stack and held < self._limit and not self._stop.is_set():
+            path, dev = stack.pop()
+            try:
+                if dev is None:  # a target
+                    held += 1
+                    st = os.lstat(path)
+                    if not stat.S_ISDIR(st.st_mode):
+                        continue  # a target is taken as it is: a symlink is not followed
+                    dev = st.st_dev
+                entries = _scan.scan_dir(path, self._xattrs)
+            except OSError:
+                continue  # the walk meets it again and reports it
+            entries.sort()
+            self._scans[path] = entries
+            held += len(entries)
+            prefix = path if path.endswith("/") else path + "/"
+            stack.extend((prefix + name, dev) for name, err, st, _link, _xattrs in reversed(entries)
+                         if not err and stat.S_ISDIR(st.st_mode)
+                         and not (self._one_file_system and st.st_dev != dev))  # -x does not go there
