@@ -53,6 +53,9 @@ class _FakeChannel:
         self.requests = list(requests)
         self.answers = []
 
+    def request_waiting(self):
+        return True
+
     def read(self):
         if not self.requests:
             raise OSError(errno.ENODEV, "unmounted")
@@ -70,6 +73,7 @@ def test_requests_without_a_handler_are_not_implemented_and_forgets_get_no_answe
 
     class Ops:
         errors = []
+        idle_work_waiting = False
 
         def handlers(self):
             return {kernel.FORGET: (lambda inode, request: NO_REPLY, None),
@@ -130,3 +134,35 @@ def test_a_listings_records_equal_each_entrys_own():
                 fields = (77, mode, 3, 1000, 1001, 123456789, 0x10_0005 if mode == 0o20600 else 0)
                 attrs = Attributes(*fields, *times, 86400)
                 assert kernel.direntplus(name, *fields, *times, 86400, 9) == attrs.direntplus(name, 9)
+
+
+def test_idle_work_runs_only_while_no_request_waits():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from restique.mount.ops import ROOT_INODE
+    from restique.mount.runner import answer_requests
+
+    events = []
+
+    class Ops:
+        errors = []
+        idle_work_waiting = True
+
+        def handlers(self):
+            return {kernel.STATFS: (lambda inode, request: events.append("statfs") or kernel.statfs_out(), None)}
+
+        def idle_work(self):
+            events.append("idle")
+            self.idle_work_waiting = len(events) < 3
+            return True
+
+    class Channel(_FakeChannel):
+        def request_waiting(self):  # the first request arrives after two idle turns
+            return events.count("idle") >= 2 and "statfs" not in events
+
+    header = kernel.IN_HEADER.pack
+    channel = Channel([header(40, kernel.STATFS, 1, ROOT_INODE) + bytes(16)])
+    with ThreadPoolExecutor(1) as workers:
+        answer_requests(channel, Ops(), workers)
+    assert events == ["idle", "idle", "statfs", "idle"]
+    assert channel.answers == [(1, kernel.statfs_out(), 0)]

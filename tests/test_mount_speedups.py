@@ -147,6 +147,7 @@ def test_trees_of_listed_subfolders_are_read_together(tmp_path, monkeypatch):
         assert not fs.listing_ready(parent + "/not-listed")
         fs.preload_listed(subfolders)
         assert all(map(fs.listing_ready, subfolders))  # listed now without reading
+        assert not fs.listing_ready(subfolders[0], max_entries=0)  # more entries than that
         # twelve trees side by side in one pack: one window (asked again up to the pack's
         # end when the pack is shorter than the window)
         window_reads = len(reads)
@@ -310,6 +311,23 @@ def test_listings_read_subfolders_trees_ahead_first_first_and_stop_on_close():
         worker.join(10)
         assert listings.get("/slow", wait=False) is listings.cached("/slow")
         assert made == ["/r", "/r/s0", "/slow"]  # each made once
+        # made ahead while the request reader is idle: the next subfolder first, skipped when
+        # its tree stays away; made so, a listing reads ahead only once it is asked for
+        from restique.mount.listings import UNREADY_TRIES
+
+        assert listings.ahead_waiting
+        wait_for(lambda: len(preloaded) == 9)  # /r, /r/s0 and /slow's subfolders
+        before = len(preloaded)
+        assert listings.make_ahead(lambda path: True)
+        assert made[-1] == "/slow/s0" and listings._kept["/slow/s0"].ahead_started is False
+        for _ in range(UNREADY_TRIES - 1):
+            assert not listings.make_ahead(lambda path: path != "/slow/s1")
+        assert listings.make_ahead(lambda path: path != "/slow/s1")
+        assert made[-1] == "/slow/s2"  # /slow/s1 skipped
+        time.sleep(0.1)
+        assert len(preloaded) == before
+        listings.cached("/slow/s0")
+        wait_for(lambda: len(preloaded) > before)
     finally:
         listings.close()
     listings._thread.join(10)

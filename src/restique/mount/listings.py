@@ -2,12 +2,13 @@
 never change), their subfolders' trees read one level ahead.
 
 When the kernel first lists a folder, the trees of its subfolders are read in a background
-thread, a batch at a time, newest first, so a depth-first walker (`find`, `cp -r`, a file
-manager) finds the next folder's tree at hand. The listing itself is made when asked for,
-by the thread reading the requests when the tree is at hand (no thread hand-over: a busy
-thread holding the interpreter lock delays the request reader by up to Python's switch
-interval, 5 ms, each time, more than making a listing takes). Only folders the kernel lists
-start a read-ahead, so it stays one level deep.
+thread, a batch at a time, first subfolder first, so a depth-first walker (`find`, `cp -r`,
+a file manager) finds the next folder's tree at hand. The listings are made by the thread
+reading the requests: ahead, while it waits for the next request (the walker is busy with
+the last answer then), or when asked for. No thread hand-over: a busy thread holding the
+interpreter lock delays the request reader by up to Python's switch interval, 5 ms, each
+time, more than making a listing takes. Only folders the kernel lists start a read-ahead,
+so it stays one level deep.
 
 The request reader takes no lock the read-ahead thread holds: single dict operations are
 atomic; the subfolders to read travel in a queue.
@@ -49,6 +50,7 @@ Preload = Callable[[List[str]], None]  # read the trees of these folders, togeth
 ROWS_KEPT = 100_000  # entries of listed snapshot folders kept
 AHEAD_WANTED = 2_000  # subfolders waiting to be read ahead; the oldest are dropped
 PRELOAD_BATCH = 64  # subfolders next in line whose trees are read together
+UNREADY_TRIES = 16  # requests answered while a subfolder's tree is not at hand, before it is skipped
 
 
 class _Kept:
@@ -71,6 +73,8 @@ class Listings:
         self._asked: "queue.SimpleQueue[Optional[List[str]]]" = queue.SimpleQueue()  # None: closed
         self._thread: Optional[threading.Thread] = None
         self._closed = False
+        self._to_make: List[str] = []  # subfolders whose listings to make when idle, a stack
+        self._unready = 0  # times the next one's tree was not at hand yet
 
     def cached(self, path: str) -> Optional[Listing]:
         """The kept listing of path (and its subfolders are read ahead), or None; never blocks."""
@@ -89,8 +93,43 @@ class Listings:
     def get(self, path: str, wait: bool = True) -> Optional[Listing]:
         """The listing of path: kept, being made by another thread (waited for; None
         without wait), or made now."""
+        return self._get(path, wait, read_ahead=True)
+
+    def make_ahead(self, ready: Callable[[str], bool]) -> bool:
+        """Make the listing of the next subfolder a walker will ask for, if ready(path) says
+        its tree is at hand: work for the request reader while it waits for requests. False
+        when there is nothing to do now. The listing is kept without reading further ahead
+        (that starts when it is asked for)."""
+        to_make = self._to_make
+        while to_make:
+            path = to_make[-1]
+            if path in self._kept or path in self._pending:
+                to_make.pop()
+                continue
+            if not ready(path):
+                self._unready += 1
+                if self._unready < UNREADY_TRIES:
+                    return False  # its tree is on its way: asked again after the next request
+                to_make.pop()
+                self._unready = 0
+                continue
+            to_make.pop()
+            self._unready = 0
+            self._get(path, False, read_ahead=False)
+            return True
+        return False
+
+    @property
+    def ahead_waiting(self) -> bool:
+        return bool(self._to_make)
+
+    def _get(self, path: str, wait: bool, read_ahead: bool) -> Optional[Listing]:
         while True:
-            rows = self.cached(path)
+            if read_ahead:
+                rows = self.cached(path)
+            else:
+                kept = self._kept.get(path)
+                rows = kept.rows if kept is not None else None
             if rows is not None:
                 return rows
             with self._lock:
@@ -106,10 +145,10 @@ class Listings:
         try:
             rows, keep = self._make_rows(path)
             if keep:
-                self._keep(path, rows).ahead_started = True
+                self._keep(path, rows).ahead_started = read_ahead
         finally:
             self._done(path, event)  # after keeping: a waiter then finds the rows
-        if keep:
+        if keep and read_ahead:
             self._read_ahead(rows)
         return rows
 
@@ -138,6 +177,8 @@ class Listings:
         if not rows.subfolders or self._closed or self._preload is None:
             return
         self._asked.put(rows.subfolders)
+        self._to_make.extend(rows.subfolders)
+        del self._to_make[:-AHEAD_WANTED]
         if self._thread is None:
             with self._lock:  # once
                 if self._thread is None:

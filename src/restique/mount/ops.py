@@ -30,6 +30,9 @@ from .listings import DOTS, Listing, Listings
 ROOT_INODE = 1
 SNAPSHOT_TIMEOUT = 86400  # a snapshot's contents never change: the kernel may keep them a day
 VIRTUAL_TIMEOUT = 1  # the directories above the snapshots follow new snapshots
+# listings made by the request reader hold at most about this many entries (tens of ms);
+# larger ones are made in a worker thread, so other requests are not held up
+QUICK_LISTING_ENTRIES = 5000
 NO_REPLY = b"no reply"  # forget and interrupt are not answered
 
 Handler = Callable[[int, bytes], Optional[bytes]]  # (inode, request) -> reply payload
@@ -87,6 +90,21 @@ class SnapshotOperations:
 
     def close(self) -> None:
         self.listings.close()
+
+    @property
+    def idle_work_waiting(self) -> bool:
+        return self.listings.ahead_waiting
+
+    def _listing_quick(self, path: str) -> bool:
+        return self.fs.listing_ready(path, QUICK_LISTING_ENTRIES)
+
+    def idle_work(self) -> bool:
+        """Make the next listing a walker will ask for while no request waits (if its tree
+        is at hand); False when there is nothing to do now."""
+        try:
+            return self.listings.make_ahead(self._listing_quick)
+        except Exception:  # noqa: BLE001 - the listing, when asked for, reports it
+            return False
 
     # --- inodes ---
     def _path(self, inode: int) -> str:
@@ -220,7 +238,7 @@ class SnapshotOperations:
         path = self._path(inode)
         listing = self.listings.cached(path)
         if listing is None:
-            if not self.fs.listing_ready(path):
+            if not self.fs.listing_ready(path, QUICK_LISTING_ENTRIES):
                 return None
             listing = self._call(self.listings.get, path, False)
             if listing is None:  # being made in a worker thread

@@ -8,6 +8,7 @@ exception goes on.
 import errno
 import gc
 import os
+import select
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,11 +42,17 @@ class Channel:
 
     def __init__(self, fd: int):
         self.fd = os.dup(fd)  # the session closes its own when unmounting
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
         self._lock = threading.Lock()
         self._open = True
 
     def read(self) -> bytes:
         return os.read(self.fd, kernel.READ_SIZE)
+
+    def request_waiting(self) -> bool:
+        """Whether read() would return at once (a request, or the end)."""
+        return bool(self._poll.poll(0))
 
     def write(self, message: bytes) -> None:
         with self._lock:  # never to a closed (or reused) descriptor
@@ -96,10 +103,14 @@ def serve(fs: SnapshotFS, mountpoint: str, options: set,
 
 
 def answer_requests(channel: Channel, ops: SnapshotOperations, workers: ThreadPoolExecutor) -> None:
-    """Read and answer requests until the filesystem is unmounted."""
+    """Read and answer requests until the filesystem is unmounted; while none waits, do the
+    operations' idle work."""
     handlers = ops.handlers()
     unpack, answer = kernel.IN_HEADER.unpack_from, channel.answer
+    waiting = channel.request_waiting
     while True:
+        if ops.idle_work_waiting and not waiting() and ops.idle_work():
+            continue
         try:
             request = channel.read()
         except OSError as exc:

@@ -22,6 +22,7 @@ from .tree_preload import PreloadedTrees
 TREE_CACHE_NODES = 200_000  # decoded entries kept (a few hundred bytes each)
 LISTED_DIRS_KEPT = 20_000  # resolved subdirectories of listed folders (~600 bytes each)
 READER_CACHE = 64
+TREE_JSON_PER_ENTRY = 200  # bytes of tree JSON per entry at least (a file's take 300 to 400)
 
 
 class NotADirectory(RestiqueError):
@@ -143,13 +144,20 @@ class SnapshotFS:
                 self._tree_nodes -= len(old)
         return hit
 
-    def listing_ready(self, path: str) -> bool:
+    def listing_ready(self, path: str, max_entries: int = 1 << 62) -> bool:
         """Whether list_dir(path) can answer without reading the repository: a folder seen
-        in a listing whose tree was read (or preloaded), and no refresh due."""
+        in a listing whose tree was read (or preloaded), and no refresh due; and the folder
+        holds at most about max_entries entries."""
         found = self._listed_dirs.get(path)
         if found is None or time.monotonic() - self._checked >= self.options.refresh_seconds:
             return False
-        return not found.tree or found.tree in self._trees or found.tree in self._preloaded
+        if not found.tree:
+            return True
+        hit = self._trees.get(found.tree)
+        if hit is not None:
+            return len(hit[0]) <= max_entries
+        size = self._preloaded.size(found.tree)
+        return 0 < size and size // TREE_JSON_PER_ENTRY <= max_entries
 
     def preload_listed(self, paths: Sequence[str]) -> None:
         """Read the trees of folders seen in listings (paths, the first listed next) together,

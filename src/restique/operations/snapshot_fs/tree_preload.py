@@ -27,6 +27,11 @@ class PreloadedTrees:
     def __contains__(self, tree_id: str) -> bool:
         return tree_id in self._plain
 
+    def size(self, tree_id: str) -> int:
+        """Bytes of the preloaded tree's JSON (0 when it is not preloaded)."""
+        plain = self._plain.get(tree_id)
+        return len(plain) if plain is not None else 0
+
     def load_blob(self, blob_type: str, blob_id: str) -> bytes:
         if blob_type == "tree":
             with self._lock:
