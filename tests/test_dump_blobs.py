@@ -94,3 +94,65 @@ def test_neighbouring_blobs_share_one_read():
         list(_[1])
     assert repo.reads == [("pack0", 0, 300)]
     assert dump_blobs.MAX_GAP > 0
+
+
+class SealedLoc(Loc):
+    @property
+    def size(self):  # the plaintext's, as BlobLocation's
+        return self.uncompressed_length or self.length - 32
+
+
+class SealedRepo(FakeRepo):
+    """FakeRepo with real sealing: a key, so that the reader decodes ranges natively, and
+    the BlobStore's decode, so that both ways can be compared. damage: blob index -> how its
+    stored bytes are spoiled."""
+
+    def __init__(self, blobs, damage, per_pack=4):
+        from restique.repository.blob_store import BlobStore
+        from restique.repository.crypto import MasterKey
+
+        super().__init__([], per_pack)
+        self.key = MasterKey.random()
+        self.store = BlobStore(None, self.key, None, None, None)
+        for n, data in enumerate(blobs):
+            pack = f"pack{n // per_pack}"
+            stored = self.packs.setdefault(pack, bytearray())
+            sealed, ulen = self.key.seal_blob(data, 3 if n % 2 else None, always=bool(n % 2))
+            sealed = bytearray(sealed)
+            if damage.get(n) == "mac":
+                sealed[20] ^= 1
+            blob_id = hashlib.sha256(data).hexdigest()
+            if damage.get(n) == "id":
+                blob_id = hashlib.sha256(data + b"x").hexdigest()
+            if damage.get(n) == "length":
+                ulen = len(sealed) * 40000
+            self.locs[blob_id] = SealedLoc(pack, len(stored), len(sealed), ulen)
+            stored += sealed
+
+    def decode(self, blob_id, sealed, loc):
+        return self.store.decode(blob_id, sealed, loc)
+
+
+def test_native_range_decoding_gives_the_blob_stores_plaintexts_and_errors():
+    data = [bytes([n]) * (5000 + 300 * n) for n in range(12)]
+    repo = SealedRepo(data, {2: "mac", 5: "id", 7: "length"})
+    blob_ids = list(repo.locs)
+    assert dump_blobs._MEMORY_FILES  # Linux: the native path is taken
+
+    def outcomes(reader):
+        got = []
+        for blob_id, chunks in reader.contents(blob_ids, lambda blob_id: [blob_id]):
+            try:
+                got.append(bytes(b"".join(chunks)))
+            except IntegrityError as exc:
+                got.append(str(exc))
+        return got
+
+    native = outcomes(PackBatchedReader(repo))
+    without_key = SealedRepo.__new__(SealedRepo)
+    without_key.__dict__.update(repo.__dict__)
+    del without_key.key  # no key: blob by blob through BlobStore.decode
+    assert native == outcomes(PackBatchedReader(without_key))
+    assert [x for x in native if isinstance(x, bytes)] == [d for n, d in enumerate(data) if n not in (2, 5, 7)]
+    assert "ciphertext verification failed" in native[2] and "does not match its id" in native[5]
+    assert "uncompressed length" in native[7]

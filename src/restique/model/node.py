@@ -111,45 +111,48 @@ class Node:
     @classmethod
     def from_json(cls, obj: dict) -> "Node":
         """The node in a tree's JSON object; a DECODING_ERRORS exception when a field has the
-        wrong type (checked where a wrong type would surface later, far from the tree)."""
-        def t(key):
-            text = obj.get(key)
-            # invalid text reads as GoTime(0)
-            return GoTime.lazy(text) if text and type(text) is str else GoTime(0)
-
-        linktarget = obj.get("linktarget") or ""
-        if obj.get("linktarget_raw"):
+        wrong type (checked where a wrong type would surface later, far from the tree).
+        Written out flat, with positional fields: every walk decodes each entry here."""
+        get = obj.get
+        # times: parsed on first use; text that is not a time reads as GoTime(0)
+        mtime, atime, ctime = get("mtime"), get("atime"), get("ctime")
+        mtime = _lazy_time(mtime) if mtime and type(mtime) is str else GoTime(0)
+        atime = _lazy_time(atime) if atime and type(atime) is str else GoTime(0)
+        ctime = _lazy_time(ctime) if ctime and type(ctime) is str else GoTime(0)
+        linktarget = get("linktarget") or ""
+        if get("linktarget_raw"):
             linktarget = base64.b64decode(obj["linktarget_raw"]).decode("utf-8", "surrogateescape")
+        xattrs = get("extended_attributes")
         xattrs = [
-            (a.get("name", ""), base64.b64decode(a["value"]) if a.get("value") else b"")
-            for a in obj.get("extended_attributes") or []
-        ]
+            (a.get("name", ""), base64.b64decode(a["value"]) if a.get("value") else b"") for a in xattrs
+        ] if xattrs else []
+        name = get("name", "")
         node = cls(
-            name=go_unquote(obj.get("name", "")),
-            type=obj.get("type", ""),
-            mode=int(obj.get("mode") or 0),
-            mtime=t("mtime"),
-            atime=t("atime"),
-            ctime=t("ctime"),
-            uid=int(obj.get("uid") or 0),
-            gid=int(obj.get("gid") or 0),
-            user=obj.get("user") or "",
-            group=obj.get("group") or "",
-            inode=int(obj.get("inode") or 0),
-            device_id=int(obj.get("device_id") or 0),
-            size=int(obj.get("size") or 0),
-            links=int(obj.get("links") or 0),
-            linktarget=linktarget,
-            xattrs=xattrs,
-            generic_attributes=obj.get("generic_attributes"),
-            device=int(obj.get("device") or 0),
-            content=obj.get("content"),
-            subtree=obj.get("subtree"),
-            error=obj.get("error") or "",
+            name if type(name) is str and "\\" not in name else go_unquote(name),
+            get("type", ""),
+            int(get("mode") or 0),
+            mtime, atime, ctime,
+            int(get("uid") or 0),
+            int(get("gid") or 0),
+            get("user") or "",
+            get("group") or "",
+            int(get("inode") or 0),
+            int(get("device_id") or 0),
+            int(get("size") or 0),
+            int(get("links") or 0),
+            linktarget,
+            xattrs,
+            get("generic_attributes"),
+            int(get("device") or 0),
+            get("content"),
+            get("subtree"),
+            get("error") or "",
         )
         _check_types(node)
         return node
 
+
+_lazy_time = GoTime.lazy
 
 _HEX_DIGITS = re.compile("[0-9a-f]*").fullmatch
 
