@@ -128,11 +128,10 @@ def recording(inputs):
     return original(inputs)
 derivations._derive_now = recording
 sys.argv = ["restique"] + sys.argv[1:]
+import atexit
+atexit.register(lambda: print("derived in", derived_in, file=sys.stderr))  # main() ends the process
 from restique.cli.main import main
-try:
-    main()
-finally:
-    print("derived in", derived_in, file=sys.stderr)
+main()
 """
 
 

@@ -27,12 +27,14 @@ def _recording(open_repository):
 for name in ("open_for_reading", "open_exclusively", "open_unlocked"):
     setattr(context.GlobalOptions, name, _recording(getattr(context.GlobalOptions, name)))
 
-from restique.cli.main import main
-try:
-    main()
-finally:
+def write():
     with open(out, "w") as f:
         json.dump({"modules": sorted(sys.modules), "collector_on": collector_on}, f)
+import atexit
+atexit.register(write)  # main() ends the process: exit handlers are what still runs after it
+
+from restique.cli.main import main
+main()
 """
 
 # not needed to list snapshots

@@ -10,7 +10,8 @@ the other core, never a wrong key: the opening only takes a result derived from 
 own inputs (repository.derivations).
 """
 import os
-from typing import Iterable, List, Optional
+
+# no typing here: this loads before the derivation starts, typing and what it imports after
 
 # the commands whose first step is opening the repository with a password
 OPENING_COMMANDS = frozenset({
@@ -25,7 +26,7 @@ _OTHER_SOURCE_VARIABLES = ("RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND")
 _KEY_FILE_MAX_SIZE = 1 << 16
 
 
-def start(argv: List[str], commands: Iterable[str]) -> None:
+def start(argv: "list[str]", commands: dict) -> None:
     """Start deriving the key of the repository argv names, when it is that common case.
     commands: every command name (the first argument that is one is the command)."""
     try:
@@ -37,7 +38,7 @@ def start(argv: List[str], commands: Iterable[str]) -> None:
         pass
 
 
-def _key_file(argv: List[str], commands: Iterable[str]) -> Optional[str]:
+def _key_file(argv: "list[str]", commands: dict) -> "str | None":
     """The path of the local repository's only key file, when argv is the common case."""
     options = argv[:argv.index("--")] if "--" in argv else argv
     command = next((arg for arg in options if arg in commands), None)
@@ -53,7 +54,7 @@ def _key_file(argv: List[str], commands: Iterable[str]) -> Optional[str]:
     return os.path.join(folder, names[0]) if len(names) == 1 else None
 
 
-def _repository(options: List[str]) -> Optional[str]:
+def _repository(options: "list[str]") -> "str | None":
     """The value of the last -r/--repo in options (click's rule: the last one wins)."""
     location = None
     for i, arg in enumerate(options):
@@ -71,7 +72,7 @@ def _is_short(arg: str, flag: str) -> bool:
     return arg.startswith(flag) and len(arg) > 2
 
 
-def _local_path(location: str) -> Optional[str]:
+def _local_path(location: str) -> "str | None":
     """The folder of a local location (a path, or local:path), else None."""
     if location.startswith("local:"):
         return location[len("local:"):]
@@ -82,7 +83,7 @@ def _local_path(location: str) -> Optional[str]:
 
 
 def _start_deriving(key_file: str, password: str) -> None:
-    import base64
+    import binascii
     import json
 
     from ..repository import derivations
@@ -91,5 +92,5 @@ def _start_deriving(key_file: str, password: str) -> None:
         key = json.loads(f.read(_KEY_FILE_MAX_SIZE))
     if key.get("kdf") != "scrypt":
         return
-    salt = base64.b64decode(key["salt"], validate=True)
+    salt = binascii.a2b_base64(key["salt"], strict_mode=True)  # base64.b64decode(validate=True)
     derivations.start(derivations.password_bytes(password), salt, int(key["N"]), int(key["r"]), int(key["p"]))

@@ -12,17 +12,16 @@ restic's parameters), and two at once would double a command's peak memory.
 """
 import signal
 import threading
-from typing import Dict, Optional, Tuple
 
 from .. import _kdf
+
+# no typing here: this loads before the derivation starts, typing and what it imports after
 
 MAX_MEMORY = (1 << 31) - 1  # the most a key file may ask for (what hashlib's scrypt could be given)
 MIN_SALT_SIZE = 8  # as restic's scrypt parameter check
 
-Inputs = Tuple[bytes, bytes, int, int, int, int]  # password, salt, N, r, p, dklen
-
 _one_at_a_time = threading.Lock()
-_started: Dict[Inputs, "_Derivation"] = {}
+_started = {}  # (password, salt, N, r, p, dklen) -> _Derivation
 _started_guard = threading.Lock()
 
 
@@ -33,7 +32,7 @@ def password_bytes(password: str) -> bytes:
     return password.encode("utf-8", "surrogateescape")
 
 
-def parameter_problem(n: int, r: int, p: int, salt: bytes) -> Optional[str]:
+def parameter_problem(n: int, r: int, p: int, salt: bytes) -> "str | None":
     """Why a key file's parameters are refused (a short salt, an N that asks for gigabytes),
     or None when they may be derived."""
     if n < 2 or n & (n - 1) or r < 1 or p < 1 or r * p >= 1 << 30 or len(salt) < MIN_SALT_SIZE:
@@ -44,11 +43,11 @@ def parameter_problem(n: int, r: int, p: int, salt: bytes) -> Optional[str]:
 
 
 class _Derivation:
-    def __init__(self, inputs: Inputs):
+    def __init__(self, inputs: tuple):
         self.inputs = inputs
         self.done = threading.Event()
-        self.key: Optional[bytes] = None
-        self.error: Optional[BaseException] = None
+        self.key = None
+        self.error = None
 
     def run(self) -> None:
         try:
@@ -95,6 +94,6 @@ def scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int = 64
     return derivation.result()
 
 
-def _derive_now(inputs: Inputs) -> bytes:
+def _derive_now(inputs: tuple) -> bytes:
     with _one_at_a_time:
         return _kdf.scrypt(*inputs)
