@@ -182,3 +182,28 @@ def test_errors_are_one_line(world, tmp_path):
     assert proc.stderr.decode() == f"Fatal: mountpoint {tmp_path / 'missing'} does not exist\n"
     proc = run_restique(repo, "mount", check=False)
     assert (proc.returncode, proc.stderr) == (1, b"Fatal: wrong number of parameters\n")
+
+
+def _write_calls(pid) -> int:
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("syscw:"))
+
+
+def test_a_folder_is_listed_in_two_requests_and_again_from_the_kernels_cache(world):
+    """Folders open without asking the mount (it answered the first opendir "not
+    implemented"): a first listing takes two requests (the entries, then their end), each
+    answered with one write; the kernel keeps it, so listing the folder again asks nothing."""
+    base, source, repo, sid = world
+    mnt = base / "mnt-requests"
+    with mounted(repo, mnt) as proc:
+        top = os.open(str(mnt / "ids" / sid[:8]) + str(source), os.O_RDONLY | os.O_DIRECTORY)
+        try:  # listed through the open folder: no lookups along its path
+            before = _write_calls(proc.pid)
+            names = os.listdir(top)
+            first = _write_calls(proc.pid) - before
+            again = os.listdir(top)
+            second = _write_calls(proc.pid) - before - first
+        finally:
+            os.close(top)
+    assert sorted(names) == sorted(os.listdir(source)) and again == names
+    assert (first, second) == (2, 0)
