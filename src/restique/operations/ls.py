@@ -256,21 +256,25 @@ def tree_names(repo, tree_id: str) -> List[Entry]:
     entry out of the ordinary is left to that decoding, which finds the error)."""
     raw = repo.load_blob("tree", tree_id)
     entries: List[Entry] = []
+    append = entries.append
+    in_order = True
+    previous = ""
     try:
-        nodes = gojson.loads(raw).get("nodes") or []
-        for obj in nodes:
-            name, kind, subtree = obj.get("name", ""), obj.get("type", ""), obj.get("subtree")
+        for obj in gojson.loads(raw).get("nodes") or []:
+            get = obj.get
+            name, kind, subtree = get("name", ""), get("type", ""), get("subtree")
             if type(name) is not str or type(kind) is not str or (
                     subtree is not None and not (type(subtree) is str and _IS_ID(subtree))):
                 raise TypeError("unusual entry")
-            entries.append((go_unquote(name) if "\\" in name else name, kind, subtree))
+            if "\\" in name:
+                name = go_unquote(name)
+            if in_order and (name < previous or not name.isascii()):
+                in_order = False  # not in order, or not sure: sorted bytewise below
+            previous = name
+            append((name, kind, subtree))
     except (ValueError, TypeError, AttributeError, KeyError):
         entries = [(node.name, node.type, node.subtree) for node in tree_loader(repo, True)(tree_id)]
         return entries  # no error there: tree_loader already sorted them
-    previous = ""
-    for name, _, _ in entries:
-        if not name.isascii() or name < previous:  # not in order, or not sure: sort bytewise
-            entries.sort(key=lambda entry: entry[0].encode("utf-8", "surrogateescape"))
-            break
-        previous = name
+    if not in_order:
+        entries.sort(key=lambda entry: entry[0].encode("utf-8", "surrogateescape"))
     return entries
