@@ -156,3 +156,25 @@ def test_native_range_decoding_gives_the_blob_stores_plaintexts_and_errors():
     assert [x for x in native if isinstance(x, bytes)] == [d for n, d in enumerate(data) if n not in (2, 5, 7)]
     assert "ciphertext verification failed" in native[2] and "does not match its id" in native[5]
     assert "uncompressed length" in native[7]
+
+
+def test_without_memory_files_blobs_are_decoded_one_by_one(monkeypatch):
+    """A system that refuses memory files (sandboxes, no memory for them) still dumps."""
+    import os
+
+    data = [bytes([n]) * (3000 + 100 * n) for n in range(9)]
+    repo = SealedRepo(data, {4: "mac"})
+    blob_ids = list(repo.locs)
+
+    def refuse(*args):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "memfd_create", refuse)
+    got = []
+    for blob_id, chunks in PackBatchedReader(repo).contents(blob_ids, lambda blob_id: [blob_id]):
+        try:
+            got.append(bytes(b"".join(chunks)))
+        except IntegrityError as exc:
+            got.append(str(exc))
+    assert [x for n, x in enumerate(got) if n != 4] == [d for n, d in enumerate(data) if n != 4]
+    assert "ciphertext verification failed" in got[4]

@@ -26,7 +26,8 @@ class MemoryFiles:
     def decode(self, key, sealed: bytes, start: int, blobs: Sequence[Tuple[str, object]]) -> List[object]:
         """Each blob's plaintext (bytes, or a memoryview of the range's plaintext) or the
         IntegrityError it gives; blobs are (id, location) read from sealed, which starts at
-        offset start of their pack."""
+        offset start of their pack. OSError when the memory file cannot be made or written
+        (callers then decode blob by blob)."""
         fd = self._free.get() if not self._free.empty() else os.memfd_create("restique-blobs", os.MFD_CLOEXEC)
         try:
             return _decode(key, sealed, start, blobs, fd)
@@ -48,6 +49,9 @@ def _decode(key, sealed: bytes, start: int, blobs: Sequence[Tuple[str, object]],
         at += loc.size
     failures = _seal.restore_range(key.encrypt, key.mac_k, key.mac_r, sealed, calls)
     del sealed
+    for _, dest, err, _ in failures:
+        if dest >= 0:  # the memory file could not take it (no memory left for it)
+            raise OSError(err, os.strerror(err))
     plain = os.pread(fd, at, 0) if at else b""
     if len(blobs) == 1:
         decoded: List[object] = [plain]

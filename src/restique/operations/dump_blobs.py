@@ -175,7 +175,10 @@ class PackBatchedReader:
         """The run's blobs decrypted and checked, each its plaintext or the error it gave."""
         key = getattr(self.repo, "key", None)
         if key is not None and blob_ranges.AVAILABLE:
-            return self._memory_files.decode(key, self._read_range(run), run.start, run.blobs)
+            try:
+                return self._memory_files.decode(key, self._read_range(run), run.start, run.blobs)
+            except OSError:  # no memory file to be had: blob by blob below
+                pass
         sealed = self._read_range(run)
         decoded: List[object] = []
         with memoryview(sealed) as view:
