@@ -255,9 +255,19 @@ def test_a_backend_that_says_when_parts_are_written_gets_them_back_early():
     store.save("tree", b'{"nodes":[]}\n')  # tree packs are saved as plain lists (the cache keeps them)
     store.flush()
     store.close()
-    assert len(backend.given_back_by_written) >= 5 and set(backend.given_back_by_written) == {1}
+    assert len(backend.given_back_by_written) >= 5 and min(backend.given_back_by_written) >= 1  # (two uploaders)
     assert store._pack_buffers.in_use() == 0
     for data in blobs:
         assert store.load("data", hash_id(data)) == data
     for name, _ in backend.list(FileType.PACK):
         assert hash_id(backend.load(FileType.PACK, name)) == name
+
+
+
+def test_a_buffer_given_back_gives_its_pages_back():
+    buffers = PackBuffers(1, 4 * MiB)
+    mem = buffers.take()
+    mem[:5] = b"chunk"
+    buffers.give_back(mem)
+    again = buffers.take()
+    assert again is mem and again[:5] == bytes(5)  # a private map reads zeros once its pages went
