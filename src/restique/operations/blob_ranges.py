@@ -26,8 +26,8 @@ class MemoryFiles:
     def decode(self, key, sealed: bytes, start: int, blobs: Sequence[Tuple[str, object]]) -> List[object]:
         """Each blob's plaintext (bytes, or a memoryview of the range's plaintext) or the
         IntegrityError it gives; blobs are (id, location) read from sealed, which starts at
-        offset start of their pack. OSError when the memory file cannot be made or written
-        (callers then decode blob by blob)."""
+        offset start of their pack. OSError when the memory file cannot be made or written,
+        ValueError when a blob lies outside sealed (callers then decode blob by blob)."""
         fd = self._free.get() if not self._free.empty() else os.memfd_create("restique-blobs", os.MFD_CLOEXEC)
         try:
             return _decode(key, sealed, start, blobs, fd)

@@ -177,7 +177,7 @@ class PackBatchedReader:
         if key is not None and blob_ranges.AVAILABLE:
             try:
                 return self._memory_files.decode(key, self._read_range(run), run.start, run.blobs)
-            except OSError:  # no memory file to be had: blob by blob below
+            except (OSError, ValueError):  # no memory file to be had, or a short range: blob by blob
                 pass
         sealed = self._read_range(run)
         decoded: List[object] = []
