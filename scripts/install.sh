@@ -9,7 +9,7 @@ extra="${1:-}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(python3 python3-venv python3-dev gcc libssl-dev libzstd-dev restic e2fsprogs attr)
-# mount (FUSE) builds pyfuse3 against libfuse3; the tests drive the web page with chromium and
+# mount loads libfuse3 (fuse3); the slow-source script's pyfuse3 builds against libfuse3-dev; the tests drive the web page with chromium and
 # read the WebDAV share with rclone
 packages+=(fuse3 libfuse3-dev pkg-config)
 # (and the remote backends against rclone's REST server and OpenSSH's sshd; strace fails chosen system
