@@ -129,7 +129,7 @@ def recording(inputs):
 derivations._derive_now = recording
 sys.argv = ["restique"] + sys.argv[1:]
 import atexit
-atexit.register(lambda: print("derived in", derived_in, file=sys.stderr))  # main() ends the process
+atexit.register(lambda: print("derived in", derived_in, file=sys.stderr))  # however main() exits
 from restique.cli.main import main
 main()
 """

@@ -31,7 +31,7 @@ def write():
     with open(out, "w") as f:
         json.dump({"modules": sorted(sys.modules), "collector_on": collector_on}, f)
 import atexit
-atexit.register(write)  # main() ends the process: exit handlers are what still runs after it
+atexit.register(write)  # whatever way main() ends the process, exit handlers run
 
 from restique.cli.main import main
 main()

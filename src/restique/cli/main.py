@@ -113,7 +113,7 @@ def _is_lock_probe(sender: int) -> bool:
 
 
 def main(argv=None) -> None:
-    """Run the command line argv (default: sys.argv) and end the process with its exit code."""
+    """Run the command line argv (default: sys.argv); SystemExit with its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     gc.disable()  # until the command starts: see root._collect_from_now_on
     # like restic (Go's signal.Notify), handle SIGINT even when started with it ignored,
@@ -168,26 +168,8 @@ def main(argv=None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
-    _exit(code)
-
-
-def _exit(code: int) -> None:
-    """End the process with code. What is still alive is freed by the exit itself: once no
-    other thread has work to finish, the interpreter's teardown (deleting every module's
-    objects one by one, ~10 ms of a short command) is skipped; exit handlers still run and the
-    standard streams are flushed. Otherwise the interpreter exits as usual, after its last
-    collection, which need not walk what start-up made."""
-    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
-    if all(t.daemon for t in others):
-        import atexit
-
-        atexit._run_exitfuncs()  # weakref.finalize's cleanups, among others
-        sys.stderr.flush()
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            pass
-        os._exit(code & 0xFF)
+    # what is still alive is freed by the exit itself: the interpreter's last collection
+    # need not walk all of it (a tenth of a short command's time)
     gc.freeze()
     gc.enable()
     sys.exit(code)
