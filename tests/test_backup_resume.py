@@ -126,7 +126,7 @@ def test_killed_backup_resumes_from_its_last_checkpoint(setup, tmp_path):
     env = clean_env(RESTIQUE_CHECKPOINT_INTERVAL="0.05", RESTIC_PACK_SIZE="4")
     # uploads at 10 MB/s: a fast machine reached the 10th save before the first checkpoint
     slowed = ["--limit-upload", "10000", *args]
-    killed = run_killed_after_checkpoint(restique_cmd() + [str(a) for a in slowed], cache, env)
+    killed = run_killed_after_checkpoint(restique_cmd() + [str(a) for a in slowed], cache, env, repo)
     assert killed == -9, "the backup ended before it was killed"
     run_restic(repo, "unlock")
     assert b"no errors were found" in run_restic(repo, "check", "--read-data").stdout
@@ -138,16 +138,37 @@ def test_killed_backup_resumes_from_its_last_checkpoint(setup, tmp_path):
     assert same_tree(src, tmp_path / "r" / str(src).lstrip("/"))
 
 
-def run_killed_after_checkpoint(cmd, cache, env) -> int:
-    """Start a backup and SIGKILL it right after its first resume record appears in the
-    cache; returns its exit status (-9 when killed)."""
+def run_killed_after_checkpoint(cmd, cache, env, repo=None) -> int:
+    """Start a backup and SIGKILL it right after a resume record appears in the cache (with
+    repo: a record written after the first data pack was stored, so it holds finished files;
+    the first record of a loaded machine can come before any pack); returns its exit status
+    (-9 when killed)."""
     import glob
     import subprocess
     import time
 
+    def records():
+        return [f for f in glob.glob(os.path.join(str(cache), "*", "resume", "*")) if not f.endswith(".tmp")]
+
+    def first_pack_time():
+        packs = glob.glob(os.path.join(str(repo), "data", "*", "*")) if repo else []
+        times = [os.stat(f).st_mtime_ns for f in packs if len(os.path.basename(f)) == 64]
+        return min(times) if times else None
+
+    def recorded_after_a_pack() -> bool:
+        found = records()
+        if not found or repo is None:
+            return bool(found)
+        pack_time = first_pack_time()
+        try:
+            # a margin of three checkpoint intervals: the pack's write time comes before the index knows it
+            return pack_time is not None and max(os.stat(f).st_mtime_ns for f in found) > pack_time + 150_000_000
+        except FileNotFoundError:  # replaced between listing and stat
+            return False
+
     proc = subprocess.Popen([str(c) for c in cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not [f for f in glob.glob(os.path.join(str(cache), "*", "resume", "*")) if not f.endswith(".tmp")]:
+    while not recorded_after_a_pack():
         if proc.poll() is not None or time.monotonic() > deadline:
             break
         time.sleep(0.005)
