@@ -9,6 +9,7 @@ import errno
 import gc
 import os
 import select
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -46,9 +47,41 @@ class Channel:
         self._poll.register(self.fd, select.POLLIN)
         self._lock = threading.Lock()
         self._open = True
+        self._waiter, self._wakeups, self._previous_wakeup = self._signal_waiter()
+
+    def _signal_waiter(self):
+        """A poll of the device and of the interpreter's signal wake-up pipe. A signal that
+        arrives just before a blocking read (or on another thread) would not interrupt it: the
+        read would wait for the next request, maybe forever; the pipe wakes the poll up."""
+        waiter = select.poll()
+        waiter.register(self.fd, select.POLLIN)
+        try:
+            wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return waiter, None, None
+        try:
+            previous = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: signals are not ours to watch
+            os.close(wake_read)
+            os.close(wake_write)
+            return waiter, None, None
+        waiter.register(wake_read, select.POLLIN)
+        return waiter, (wake_read, wake_write), previous
 
     def read(self) -> bytes:
-        return os.read(self.fd, kernel.READ_SIZE)
+        """The next request; a signal's handler runs (and raises) while this waits."""
+        while True:
+            ready = self._waiter.poll()
+            if any(fd == self.fd for fd, _ in ready):
+                return os.read(self.fd, kernel.READ_SIZE)
+            self._drain_wakeups()  # the signal's Python handler runs at this call
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wakeups[0], 512):
+                pass
+        except BlockingIOError:
+            pass
 
     def request_waiting(self) -> bool:
         """Whether read() would return at once (a request, or the end)."""
@@ -71,6 +104,10 @@ class Channel:
             if self._open:
                 self._open = False
                 os.close(self.fd)
+                if self._wakeups is not None:
+                    signal.set_wakeup_fd(self._previous_wakeup)
+                    for fd in self._wakeups:
+                        os.close(fd)
 
 
 def serve(fs: SnapshotFS, mountpoint: str, options: set,
