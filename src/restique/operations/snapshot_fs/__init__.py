@@ -3,7 +3,7 @@ and `serve` (WebDAV). No printing, no FUSE here.
 
     from restique.operations.snapshot_fs import SnapshotFS, SnapshotFSOptions, FsEntry
     fs = SnapshotFS(repo, SnapshotFSOptions(path_template=None, time_template=None,
-                    filter=SnapshotFilter(), owner_root=False, refresh_seconds=5.0))
+                    filter=SnapshotFilter(), owner_root=False, refresh_seconds=3.0))
     fs.lookup("/")                  # FsEntry; NotFound (restique.errors) for a missing path
     fs.list_dir("/snapshots")       # [FsEntry] in name order; NotADirectory for a non-directory
     fs.read("/ids/1a2b3c4d/home/a.txt", offset, size)   # bytes, short at the end; thread-safe

@@ -39,7 +39,9 @@ class SnapshotFSOptions:
     time_template: Optional[str] = None  # Go layout; None: 2006-01-02T15:04:05Z07:00
     filter: SnapshotFilter = field(default_factory=SnapshotFilter)
     owner_root: bool = False
-    refresh_seconds: float = 5.0
+    # new snapshots show within 5 s: a refresh is due after 3 s, the next request (the mount's
+    # folders above the snapshots are kept by the kernel for 1 s) finds it and drops them
+    refresh_seconds: float = 3.0
     cache_bytes: int = DEFAULT_CACHE_BYTES  # decrypted data blobs kept for reads
     on_warning: Optional[Callable[[str], None]] = None  # told each warning as it is found
 
