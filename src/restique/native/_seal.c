@@ -940,6 +940,124 @@ static PyObject *restore_range(PyObject *self, PyObject *args)
     return result;
 }
 
+/* Unpacked files (snapshots, indexes, locks...) are one zstd frame each. Decoded here with the
+ * library the sealing links anyway, so a command that only reads needs no other zstd module. */
+static PyObject *frame_content_size(PyObject *self, PyObject *arg)
+{
+    Py_buffer in;
+    if (PyObject_GetBuffer(arg, &in, PyBUF_SIMPLE) < 0)
+        return NULL;
+    unsigned long long size = ZSTD_getFrameContentSize(in.buf, (size_t)in.len);
+    PyBuffer_Release(&in);
+    if (size == ZSTD_CONTENTSIZE_UNKNOWN)
+        return PyLong_FromLong(-1);
+    if (size == ZSTD_CONTENTSIZE_ERROR)
+        return PyLong_FromLong(-2);
+    return PyLong_FromUnsignedLongLong(size);
+}
+
+static PyObject *decompress_frame(PyObject *self, PyObject *args)
+{
+    Py_buffer in;
+    Py_ssize_t size, limit;
+    if (!PyArg_ParseTuple(args, "y*nn", &in, &size, &limit))
+        return NULL;
+    PyObject *out = NULL;
+    const char *failure = NULL;
+    if (!tls_dctx && !(tls_dctx = ZSTD_createDCtx())) {
+        PyBuffer_Release(&in);
+        return PyErr_NoMemory();
+    }
+    if (size >= 0) {
+        /* the size is known: decode into exactly that much room */
+        out = PyBytes_FromStringAndSize(NULL, size);
+        if (out == NULL)
+            goto done;
+        size_t got;
+        Py_BEGIN_ALLOW_THREADS
+        got = ZSTD_decompressDCtx(tls_dctx, PyBytes_AS_STRING(out), (size_t)size, in.buf, (size_t)in.len);
+        Py_END_ALLOW_THREADS
+        if (ZSTD_isError(got))
+            failure = ZSTD_getErrorName(got);
+        else if (got != (size_t)size) {
+            PyErr_Format(SealError, "decompressed size %zu differs from the recorded %zd", got, size);
+            Py_CLEAR(out);
+        }
+        goto done;
+    }
+    /* no size recorded (other writers): stream, growing the output up to limit */
+    size_t cap = in.len < (1 << 16) ? (1 << 16) : (size_t)in.len * 4, used = 0;
+    if (cap > (size_t)limit)
+        cap = (size_t)limit;
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+    if (out == NULL)
+        goto done;
+    ZSTD_DCtx_reset(tls_dctx, ZSTD_reset_session_only);
+    ZSTD_inBuffer src = {in.buf, (size_t)in.len, 0};
+    for (;;) {
+        ZSTD_outBuffer dst = {PyBytes_AS_STRING(out), cap, used};
+        size_t left = ZSTD_decompressStream(tls_dctx, &dst, &src);
+        used = dst.pos;
+        if (ZSTD_isError(left)) {
+            failure = ZSTD_getErrorName(left);
+            break;
+        }
+        if (left == 0)
+            break; /* the frame is complete (what follows it is not read, as before) */
+        if (used < cap) {
+            if (src.pos == src.size) {
+                failure = "truncated frame";
+                break;
+            }
+            continue;
+        }
+        if (cap >= (size_t)limit) {
+            failure = "output larger than the frame can hold";
+            break;
+        }
+        cap = cap * 2 > (size_t)limit ? (size_t)limit : cap * 2;
+        if (_PyBytes_Resize(&out, (Py_ssize_t)cap) < 0)
+            goto done;
+    }
+    if (failure == NULL)
+        _PyBytes_Resize(&out, (Py_ssize_t)used);
+done:
+    PyBuffer_Release(&in);
+    if (failure != NULL) {
+        Py_CLEAR(out);
+        PyErr_Format(SealError, "decompression failed: %s", failure);
+    }
+    return out;
+}
+
+static PyObject *compress_frame(PyObject *self, PyObject *args)
+{
+    Py_buffer in;
+    int level;
+    if (!PyArg_ParseTuple(args, "y*i", &in, &level))
+        return NULL;
+    PyObject *out = NULL;
+    if (!tls_cctx && !(tls_cctx = ZSTD_createCCtx())) {
+        PyBuffer_Release(&in);
+        return PyErr_NoMemory();
+    }
+    size_t bound = ZSTD_compressBound((size_t)in.len), got;
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)bound);
+    if (out != NULL) {
+        /* the simple API: content size recorded, no checksum, as restic's encoder writes */
+        Py_BEGIN_ALLOW_THREADS
+        got = ZSTD_compressCCtx(tls_cctx, PyBytes_AS_STRING(out), bound, in.buf, (size_t)in.len, level);
+        Py_END_ALLOW_THREADS
+        if (ZSTD_isError(got)) {
+            PyErr_Format(SealError, "compression failed: %s", ZSTD_getErrorName(got));
+            Py_CLEAR(out);
+        } else
+            _PyBytes_Resize(&out, (Py_ssize_t)got);
+    }
+    PyBuffer_Release(&in);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"read_small_files", read_small_files, METH_O,
      "read_small_files([(path, inode, size), ...]) -> [(status, op, data, sha256), ...]"},
@@ -951,6 +1069,12 @@ static PyMethodDef methods[] = {
      "seal_into(enc_key, mac_k, mac_r, data, out): seal prepared data into out (payload_length + 32 bytes)"},
     {"open", open_sealed, METH_VARARGS,
      "open(enc_key, mac_k, mac_r, sealed, uncompressed_length) -> plaintext"},
+    {"frame_content_size", frame_content_size, METH_O,
+     "frame_content_size(frame) -> size recorded in a zstd frame's header, -1 when not recorded, -2 when not a frame"},
+    {"compress", compress_frame, METH_VARARGS,
+     "compress(data, level) -> one zstd frame with its content size recorded"},
+    {"decompress", decompress_frame, METH_VARARGS,
+     "decompress(frame, size, limit) -> bytes: exactly size bytes, or (size -1) at most limit bytes"},
     {"restore_range", restore_range, METH_VARARGS,
      "restore_range(enc_key, mac_k, mac_r, range, [(start, length, ulen, id, [(fd, offset[, hole_ok])...])...])"
      " -> [(blob index, dest index, errno, what), ...]"},
