@@ -42,6 +42,9 @@ LAZY_FOR_SNAPSHOTS = {
     "restique.operations.walker", "restique.model.node", "restique.model.names",
     "restique.repository.index", "restique.repository.blob_store",
     "subprocess", "shlex",
+    "zstandard",  # decompression is native; only writers compress
+    "difflib",  # click's "did you mean" list, built when -r was tried as a long option
+    "tempfile", "shutil", "random",  # the cache's writes and the retries' pauses need them
 }
 
 

@@ -8,8 +8,6 @@ modification time says when a repository was last opened; folders unused for a w
 """
 import os
 import re
-import shutil
-import tempfile
 import time
 from typing import Iterable, List, NamedTuple, Optional, Set, Tuple
 
@@ -90,6 +88,8 @@ class CacheDir:
         final = self.filename(ftype, name)
         folder = os.path.dirname(final)
         os.makedirs(folder, mode=0o700, exist_ok=True)
+        import tempfile  # here: with shutil, random, bz2 and lzma it is 2 MiB a read-only command need not map
+
         fd, tmp = tempfile.mkstemp(prefix="tmp-", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -140,6 +140,8 @@ def old_cache_dirs(base: str, max_age_days: int = MAX_AGE_DAYS) -> List[CacheEnt
 
 def remove_cache_dirs(base: str, entries: Iterable[CacheEntry]) -> List[str]:
     """Remove the folders; the messages of those that could not be removed."""
+    import shutil  # rarely needed: see write()
+
     failures = []
     for entry in entries:
         path = os.path.join(base, entry.name)

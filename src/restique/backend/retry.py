@@ -9,7 +9,6 @@ Once the command is stopping (`stop_retrying()`, called on SIGINT/SIGTERM, as re
 its context) a pause ends at once and nothing is tried again: a backup whose server is gone
 stops within moments instead of retrying for up to 15 minutes.
 """
-import random
 import sys
 import threading
 import time
@@ -77,6 +76,8 @@ class RetryBackend:
             except Exception as exc:
                 if is_permanent(exc) or attempt == self.max_tries or _stopping.is_set():
                     raise
+                import random  # only once something failed: every command composes this wrapper
+
                 pause = interval * random.uniform(1 - RANDOMIZATION, 1 + RANDOMIZATION)
                 if time.monotonic() - start + pause > self.max_time:
                     raise

@@ -2,7 +2,7 @@
 options before the subcommand. Move every global flag to the front, leaving the rest (and
 everything after `--`) in place. The global flags are read from the click group itself, so
 they are declared once."""
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import click
 
@@ -20,6 +20,21 @@ def global_flags(group: click.Command) -> Dict[str, bool]:
             for name in param.opts + param.secondary_opts:
                 flags[name] = takes_value
     return flags
+
+
+def long_spellings(group: click.Command) -> Dict[str, str]:
+    """short flag -> its long name, for the group's options that take a plain text value.
+    click tries every single-dash token as a long option first and, when that fails, builds a
+    "did you mean" list with difflib before it matches the short option: handing it `--repo`
+    instead of `-r` spares that on every command line (the imports alone are ~1 MiB)."""
+    spellings = {}
+    for param in group.params:
+        if isinstance(param, click.Option) and param.type is click.STRING and not (param.is_flag or param.count):
+            longs = [name for name in param.opts if name.startswith("--")]
+            for name in param.opts:
+                if longs and len(name) == 2 and name[0] == "-":
+                    spellings[name] = longs[0]
+    return spellings
 
 
 def _split(token: str) -> Tuple[str, bool]:
@@ -40,7 +55,9 @@ def _verbosity(token: str) -> List[str]:
     return ["-v"] * max(0, min(level, MAX_VERBOSITY))
 
 
-def hoist_global_flags(argv: List[str], flags: Dict[str, bool]) -> List[str]:
+def hoist_global_flags(argv: List[str], flags: Dict[str, bool], spellings: Optional[Dict[str, str]] = None) -> List[str]:
+    """spellings: short flags given with a separate value are handed on in their long form."""
+    spellings = spellings or {}
     front: List[str] = []
     rest: List[str] = []
     i = 0
@@ -53,10 +70,11 @@ def hoist_global_flags(argv: List[str], flags: Dict[str, bool]) -> List[str]:
         if name == "--verbose" and attached:
             front.extend(_verbosity(token))
         elif name in flags:
-            front.append(token)
             if flags[name] and not attached and i + 1 < len(argv):
-                front.append(argv[i + 1])
+                front.extend((spellings.get(token, token), argv[i + 1]))
                 i += 1
+            else:
+                front.append(token)
         elif token.startswith("-v") and set(token[1:]) == {"v"}:
             front.append(token)  # -vv, -vvv
         elif len(token) > 2 and token[:2] in ("-r", "-p", "-o") and not token.startswith("--"):

@@ -125,13 +125,13 @@ def main(argv=None) -> None:
     import click
 
     from ..errors import RestiqueError
-    from .argv import global_flags, hoist_global_flags
+    from .argv import global_flags, hoist_global_flags, long_spellings
     from .root import cli
 
     code = 0
     try:
         # without standalone mode click returns (not raises) the code of a ctx.exit()/Exit
-        argv = hoist_global_flags(argv, global_flags(cli))
+        argv = hoist_global_flags(argv, global_flags(cli), long_spellings(cli))
         returned = cli.main(args=argv, prog_name="restique", standalone_mode=False)
         if isinstance(returned, int):
             code = returned
