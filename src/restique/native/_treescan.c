@@ -240,6 +240,48 @@ static int literal_n(struct scan *s, const char *word, size_t n) {
     return 0;
 }
 
+/* The members of an object or array, iterated as
+ *     for (more = open_members(s, '[', ']'); more > 0; more = next_member(s, ']')) { member }
+ *     if (more < 0) fail;
+ * each member starts after its whitespace; more ends 0 past the closing bracket, -1 on bad text. */
+static int open_members(struct scan *s, unsigned char open, unsigned char close) {
+    if (s->p >= s->end || *s->p != open)
+        return -1;
+    s->p++;
+    ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 0;
+    }
+    return 1;
+}
+
+static int next_member(struct scan *s, unsigned char close) {
+    ws(s);
+    if (s->p >= s->end)
+        return -1;
+    if (*s->p == ',') {
+        s->p++;
+        ws(s);
+        return 1;
+    }
+    if (*s->p == close) {
+        s->p++;
+        return 0;
+    }
+    return -1;
+}
+
+/* the ':' between an object's key and its value, with the whitespace around it */
+static int colon(struct scan *s) {
+    ws(s);
+    if (s->p >= s->end || *s->p != ':')
+        return -1;
+    s->p++;
+    ws(s);
+    return 0;
+}
+
 /* any JSON value, checked and skipped */
 static int skip_value(struct scan *s, int depth) {
     if (depth > MAX_DEPTH)
@@ -252,6 +294,7 @@ static int skip_value(struct scan *s, int depth) {
     size_t len;
     int esc, plain;
     uint64_t v;
+    int more;
     switch (c) {
     case '"':
         return string(s, &st, &len, &esc);
@@ -262,58 +305,15 @@ static int skip_value(struct scan *s, int depth) {
     case 'n':
         return literal(s, "null");
     case '[':
-        s->p++;
-        ws(s);
-        if (s->p < s->end && *s->p == ']') {
-            s->p++;
-            return 0;
-        }
-        for (;;) {
+        for (more = open_members(s, '[', ']'); more > 0; more = next_member(s, ']'))
             if (skip_value(s, depth + 1) < 0)
                 return -1;
-            ws(s);
-            if (s->p >= s->end)
-                return -1;
-            if (*s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (*s->p == ']') {
-                s->p++;
-                return 0;
-            }
-            return -1;
-        }
+        return more;
     case '{':
-        s->p++;
-        ws(s);
-        if (s->p < s->end && *s->p == '}') {
-            s->p++;
-            return 0;
-        }
-        for (;;) {
-            ws(s);
-            if (string(s, &st, &len, &esc) < 0)
+        for (more = open_members(s, '{', '}'); more > 0; more = next_member(s, '}'))
+            if (string(s, &st, &len, &esc) < 0 || colon(s) < 0 || skip_value(s, depth + 1) < 0)
                 return -1;
-            ws(s);
-            if (s->p >= s->end || *s->p != ':')
-                return -1;
-            s->p++;
-            if (skip_value(s, depth + 1) < 0)
-                return -1;
-            ws(s);
-            if (s->p >= s->end)
-                return -1;
-            if (*s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (*s->p == '}') {
-                s->p++;
-                return 0;
-            }
-            return -1;
-        }
+        return more;
     default:
         return number(s, &plain, &v);
     }
@@ -373,9 +373,6 @@ static int uint_field(struct scan *s, uint64_t *value) {
 }
 
 static int node(struct scan *s) {
-    if (s->p >= s->end || *s->p != '{')
-        return -1;
-    s->p++;
     int seen[K_COUNT] = {0};
     const unsigned char *name = (const unsigned char *)"", *type = NULL;
     size_t name_len = 0, type_len = 0;
@@ -384,119 +381,80 @@ static int node(struct scan *s) {
     int has_subtree = 0;
     size_t subtree_off = 0;
     uint64_t size = 0, inode = 0, device = 0, links = 0;
-    ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-    } else {
-        for (;;) {
-            const unsigned char *k;
-            size_t klen;
-            int esc;
-            ws(s);
-            if (string(s, &k, &klen, &esc) < 0 || esc)
-                return -1;
-            int key = key_of(k, klen);
-            if (key < 0 || (key && seen[key]))
-                return -1;
-            seen[key] = 1;
-            ws(s);
-            if (s->p >= s->end || *s->p != ':')
-                return -1;
-            s->p++;
-            ws(s);
-            switch (key) {
-            case K_NAME:
-                if (string(s, &name, &name_len, &esc) < 0 || esc || !valid_utf8(name, name_len))
-                    return -1;
-                break;
-            case K_TYPE:
-                if (string(s, &type, &type_len, &esc) < 0 || esc)
-                    return -1;
-                break;
-            case K_CONTENT:
-                if (s->p < s->end && *s->p == 'n') {
-                    if (literal(s, "null") < 0)
-                        return -1;
-                    break;
-                }
-                if (s->p >= s->end || *s->p != '[')
-                    return -1;
-                s->p++;
-                ws(s);
-                has_content_list = 1;
-                content_start = s->n_items;
-                if (s->p < s->end && *s->p == ']') {
-                    s->p++;
-                } else {
-                    for (;;) {
-                        size_t off;
-                        ws(s);
-                        if (id_string(s, &off) < 0)
-                            return -1;
-                        struct item it = {1, off, 0, 0, 0};
-                        if (push(s, it) < 0)
-                            return -1;
-                        ws(s);
-                        if (s->p >= s->end)
-                            return -1;
-                        if (*s->p == ',') {
-                            s->p++;
-                            continue;
-                        }
-                        if (*s->p == ']') {
-                            s->p++;
-                            break;
-                        }
-                        return -1;
-                    }
-                }
-                content_end = s->n_items;
-                break;
-            case K_SUBTREE:
-                if (s->p < s->end && *s->p == 'n') {
-                    if (literal(s, "null") < 0)
-                        return -1;
-                    break;
-                }
-                if (id_string(s, &subtree_off) < 0)
-                    return -1;
-                has_subtree = 1;
-                break;
-            case K_SIZE:
-                if (uint_field(s, &size) < 0)
-                    return -1;
-                break;
-            case K_INODE:
-                if (uint_field(s, &inode) < 0)
-                    return -1;
-                break;
-            case K_DEVICE:
-                if (uint_field(s, &device) < 0)
-                    return -1;
-                break;
-            case K_LINKS:
-                if (uint_field(s, &links) < 0)
-                    return -1;
-                break;
-            default:
-                if (skip_value(s, 2) < 0)
-                    return -1;
-            }
-            ws(s);
-            if (s->p >= s->end)
-                return -1;
-            if (*s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (*s->p == '}') {
-                s->p++;
-                break;
-            }
+    int more, more_ids;
+    for (more = open_members(s, '{', '}'); more > 0; more = next_member(s, '}')) {
+        const unsigned char *k;
+        size_t klen;
+        int esc;
+        if (string(s, &k, &klen, &esc) < 0 || esc)
             return -1;
+        int key = key_of(k, klen);
+        if (key < 0 || (key && seen[key]))
+            return -1;
+        seen[key] = 1;
+        if (colon(s) < 0)
+            return -1;
+        switch (key) {
+        case K_NAME:
+            if (string(s, &name, &name_len, &esc) < 0 || esc || !valid_utf8(name, name_len))
+                return -1;
+            break;
+        case K_TYPE:
+            if (string(s, &type, &type_len, &esc) < 0 || esc)
+                return -1;
+            break;
+        case K_CONTENT:
+            if (s->p < s->end && *s->p == 'n') {
+                if (literal(s, "null") < 0)
+                    return -1;
+                break;
+            }
+            has_content_list = 1;
+            content_start = s->n_items;
+            for (more_ids = open_members(s, '[', ']'); more_ids > 0; more_ids = next_member(s, ']')) {
+                size_t off;
+                if (id_string(s, &off) < 0)
+                    return -1;
+                struct item it = {1, off, 0, 0, 0};
+                if (push(s, it) < 0)
+                    return -1;
+            }
+            if (more_ids < 0)
+                return -1;
+            content_end = s->n_items;
+            break;
+        case K_SUBTREE:
+            if (s->p < s->end && *s->p == 'n') {
+                if (literal(s, "null") < 0)
+                    return -1;
+                break;
+            }
+            if (id_string(s, &subtree_off) < 0)
+                return -1;
+            has_subtree = 1;
+            break;
+        case K_SIZE:
+            if (uint_field(s, &size) < 0)
+                return -1;
+            break;
+        case K_INODE:
+            if (uint_field(s, &inode) < 0)
+                return -1;
+            break;
+        case K_DEVICE:
+            if (uint_field(s, &device) < 0)
+                return -1;
+            break;
+        case K_LINKS:
+            if (uint_field(s, &links) < 0)
+                return -1;
+            break;
+        default:
+            if (skip_value(s, 2) < 0)
+                return -1;
         }
     }
-    if (!type)
+    if (more < 0 || !type)
         return -1;
     int is_dir = type_len == 3 && memcmp(type, "dir", 3) == 0;
     int is_file = type_len == 4 && memcmp(type, "file", 4) == 0;
@@ -547,19 +505,13 @@ static int node(struct scan *s) {
 }
 
 static int tree(struct scan *s) {
-    int have_nodes = 0;
+    int have_nodes = 0; /* no nodes (even "{}"): rare, the JSON path decides */
+    int more, more_nodes;
     ws(s);
-    if (s->p >= s->end || *s->p != '{')
-        return -1;
-    s->p++;
-    ws(s);
-    if (s->p < s->end && *s->p == '}')
-        return -1; /* no nodes: rare, the JSON path decides */
-    for (;;) {
+    for (more = open_members(s, '{', '}'); more > 0; more = next_member(s, '}')) {
         const unsigned char *k;
         size_t klen;
         int esc;
-        ws(s);
         if (string(s, &k, &klen, &esc) < 0 || esc)
             return -1;
         int is_nodes = klen == 5 && memcmp(k, "nodes", 5) == 0;
@@ -570,56 +522,23 @@ static int tree(struct scan *s) {
             if (j == 5)
                 return -1;
         }
-        ws(s);
-        if (s->p >= s->end || *s->p != ':')
+        if (colon(s) < 0)
             return -1;
-        s->p++;
-        ws(s);
         if (is_nodes) {
             if (have_nodes)
                 return -1;
             have_nodes = 1;
-            if (s->p >= s->end || *s->p != '[')
-                return -1;
-            s->p++;
-            ws(s);
-            if (s->p < s->end && *s->p == ']') {
-                s->p++;
-            } else {
-                for (;;) {
-                    ws(s);
-                    if (node(s) < 0)
-                        return -1;
-                    ws(s);
-                    if (s->p >= s->end)
-                        return -1;
-                    if (*s->p == ',') {
-                        s->p++;
-                        continue;
-                    }
-                    if (*s->p == ']') {
-                        s->p++;
-                        break;
-                    }
+            for (more_nodes = open_members(s, '[', ']'); more_nodes > 0; more_nodes = next_member(s, ']'))
+                if (node(s) < 0)
                     return -1;
-                }
-            }
+            if (more_nodes < 0)
+                return -1;
         } else if (skip_value(s, 1) < 0) {
             return -1;
         }
-        ws(s);
-        if (s->p >= s->end)
-            return -1;
-        if (*s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (*s->p == '}') {
-            s->p++;
-            break;
-        }
-        return -1;
     }
+    if (more < 0)
+        return -1;
     ws(s);
     if (s->p != s->end || !have_nodes)
         return -1;
