@@ -243,6 +243,34 @@ static size_t compress_checked(const unsigned char *data, size_t n, int level, i
     return *failure ? 0 : got;
 }
 
+/* The payload to encrypt for data (without the GIL): data itself, or its compressed copy in
+ * scratch slot 2 when level > 0 and compression saves space (with always, whatever its size).
+ * Sets *src, *payload and *ulen (0: stored uncompressed); returns NULL or what failed. */
+static const char *choose_payload(const unsigned char *data, size_t n, int level, int always,
+                                  const unsigned char **src, size_t *payload, size_t *ulen)
+{
+    const char *failure = NULL;
+    *src = data;
+    *payload = n;
+    *ulen = 0;
+    if (level <= 0 || n == 0)
+        return NULL;
+    if (tls_cctx == NULL)
+        tls_cctx = ZSTD_createCCtx();
+    if (tls_cctx == NULL)
+        return "out of memory";
+    if (always || may_compress(data, n, &failure)) {
+        unsigned char *packed = NULL;
+        size_t got = compress_checked(data, n, level, always, &packed, &failure);
+        if (got) {
+            *src = packed;
+            *payload = got;
+            *ulen = n;
+        }
+    }
+    return failure;
+}
+
 /* Checked once at import: AES-256-CTR (NIST SP 800-38A F.5.5), AES-128 (FIPS-197 C.1) and
  * Poly1305 (RFC 8439 2.5.2) give their published answers. seal() does not decrypt what it
  * encrypted again: CTR decryption is the same keystream XOR as encryption, so a library that
@@ -321,22 +349,8 @@ static PyObject *seal(PyObject *self, PyObject *args)
     if (out != NULL) {
         unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
         Py_BEGIN_ALLOW_THREADS
-        const unsigned char *src = data.buf;
-        if (level > 0 && n > 0) {
-            if (tls_cctx == NULL)
-                tls_cctx = ZSTD_createCCtx();
-            if (tls_cctx == NULL) {
-                failure = "out of memory";
-            } else if (always || may_compress(data.buf, n, &failure)) {
-                unsigned char *packed = NULL;
-                size_t got = compress_checked(data.buf, n, level, always, &packed, &failure);
-                if (got) {
-                    src = packed;
-                    payload = got;
-                    ulen = n;
-                }
-            }
-        }
+        const unsigned char *src;
+        failure = choose_payload(data.buf, n, level, always, &src, &payload, &ulen);
         if (!failure && RAND_bytes(o, IV_SIZE) != 1)
             failure = "no random bytes for the IV";
         if (!failure && !ctr_crypt(key.buf, o, src, payload, o + IV_SIZE))
@@ -421,21 +435,11 @@ static PyObject *prepare(PyObject *self, PyObject *args)
     size_t n = (size_t)data.len;
     const char *failure = NULL;
     size_t payload = n, ulen = 0;
+    const unsigned char *src;
     tls_prepared.ready = 0;
     if (level > 0 && n > 0) {
         Py_BEGIN_ALLOW_THREADS
-        if (tls_cctx == NULL)
-            tls_cctx = ZSTD_createCCtx();
-        if (tls_cctx == NULL) {
-            failure = "out of memory";
-        } else if (always || may_compress(data.buf, n, &failure)) {
-            unsigned char *packed = NULL;
-            size_t got = compress_checked(data.buf, n, level, always, &packed, &failure);
-            if (got) {
-                payload = got;
-                ulen = n;
-            }
-        }
+        failure = choose_payload(data.buf, n, level, always, &src, &payload, &ulen);
         Py_END_ALLOW_THREADS
     }
     if (failure) {

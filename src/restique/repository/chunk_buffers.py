@@ -6,16 +6,12 @@ reader has moved on and every chunk cut from it was released, so a chunk's bytes
 change while it is in flight. The pool's size bounds the memory of a backup's chunks in
 flight, and its buffers are reused: no allocation, no page faults, no copy per chunk.
 
-Buffers are anonymous memory maps: their pages are only touched as they are filled, and
-mapping memory does not fragment the heap the way chunk-sized allocations did. They ask for
-huge pages: 27 MiB of 4 KiB pages took ~7000 page faults to fill the first time.
+The buffers come from a BufferPool (anonymous memory maps, reused as they are).
 """
-import mmap
 import threading
-from typing import List, Optional
+from typing import Optional
 
-
-_HUGE_PAGES = getattr(mmap, "MADV_HUGEPAGE", None)
+from .buffer_pool import BufferPool
 
 
 class ReadBuffers:
@@ -25,37 +21,17 @@ class ReadBuffers:
     the chunks of an earlier buffer."""
 
     def __init__(self, count: int, size: int):
-        if count < 1 or size < 1:
-            raise ValueError("need at least one buffer of at least one byte")
+        self._maps = BufferPool(count, size)
         self.count = count
         self.size = size
-        self._free: List[mmap.mmap] = []
-        self._made = 0
-        self._changed = threading.Condition()
 
     def take(self, wait: bool = True) -> Optional["ReadBuffer"]:
         """A buffer; without wait, None when every buffer is in use."""
-        with self._changed:
-            if not wait and not self._free and self._made >= self.count:
-                return None
-            self._changed.wait_for(lambda: self._free or self._made < self.count)
-            if self._free:
-                mem = self._free.pop()
-            else:
-                mem = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)
-                if _HUGE_PAGES is not None:
-                    mem.madvise(_HUGE_PAGES)
-                self._made += 1
-        return ReadBuffer(self, mem)
+        mem = self._maps.take(wait)
+        return None if mem is None else ReadBuffer(self._maps, mem)
 
     def in_use(self) -> int:
-        with self._changed:
-            return self._made - len(self._free)
-
-    def _give_back(self, mem: mmap.mmap) -> None:
-        with self._changed:
-            self._free.append(mem)
-            self._changed.notify()
+        return self._maps.in_use()
 
 
 class ReadBuffer:
@@ -63,9 +39,9 @@ class ReadBuffer:
 
     __slots__ = ("_pool", "_mem", "view", "_holds", "_lock")
 
-    def __init__(self, pool: ReadBuffers, mem: mmap.mmap):
+    def __init__(self, pool: BufferPool, mem):
         self._pool = pool
-        self._mem: Optional[mmap.mmap] = mem
+        self._mem = mem
         self.view = memoryview(mem)
         self._holds = 1  # the reader's
         self._lock = threading.Lock()
@@ -84,7 +60,7 @@ class ReadBuffer:
         if last:
             self.view.release()
             mem, self._mem = self._mem, None
-            self._pool._give_back(mem)
+            self._pool.give_back(mem)
 
 
 class HeldChunk:
