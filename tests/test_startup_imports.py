@@ -97,3 +97,12 @@ def test_password_command_still_works(tmp_path, repo):
     del env["RESTIC_PASSWORD"]
     proc = run_restique(repo, "--password-command", f"echo {PASSWORD}", "snapshots", "--json", env=env)
     assert len(json.loads(proc.stdout)) == 1
+
+
+def test_the_key_derivation_starts_before_typing_loads():
+    """What loads before the key prefetch starts the derivation delays every command: the
+    package and the prefetch keep typing (and the re, functools... it brings) for later."""
+    proc = run_program([sys.executable, "-c",
+                        "import sys; import restique.cli.key_prefetch, restique.repository.derivations; "
+                        "print(sorted({'typing', 're', 'click'} & set(sys.modules)))"], repo=None)
+    assert proc.stdout.strip() == b"[]"

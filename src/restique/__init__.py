@@ -11,7 +11,9 @@ The library interface is ``restique.api``, re-exported here::
 Names are imported on first use, so ``import restique`` stays cheap: the backends' client
 libraries (boto3, urllib3) load only when a location needs them.
 """
-from typing import TYPE_CHECKING, Any, List
+# no typing here: every command loads this package before its key derivation starts
+# (cli.key_prefetch), and typing with what it imports costs several milliseconds
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -23,13 +25,13 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
     from .repository.repository import init_repository, open_repository  # noqa: F401
 
 
-def _api_names() -> List[str]:
+def _api_names() -> "list[str]":
     from . import api
 
     return list(api.__all__)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     import importlib
 
     if name == "__all__":  # `from restique import *`: api's names are listed once, in api.py
@@ -46,6 +48,6 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> List[str]:
+def __dir__() -> "list[str]":
     return sorted(set(globals()) | set(_api_names()) | set(_REPOSITORY_NAMES))
 
