@@ -128,62 +128,38 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
            time_, dry_run, read_concurrency, no_scan, with_atime, stdin, stdin_filename, stdin_from_command,
            parent, force, ignore_ctime, ignore_inode, skip_if_unchanged):
     """Create a new backup of files and/or directories."""
-    from ..operations.snapshot_lookup import find_snapshot_id
     from ..operations.archiver import BackupOptions
     from ..operations.archiver.prescan import Prescan
-    from ..operations.backup import BackupRequest, existing_targets, run_backup
-    from .backup_output import JsonBackupOutput, TextBackupOutput
+    from ..operations.backup import existing_targets
 
     started = time.monotonic()
-    targets = list(paths)
+    from_files = not (stdin or stdin_from_command)
     files_from_all = (files_from, files_from_verbatim, files_from_raw)
-    _check_sources(stdin, stdin_from_command, targets, files_from_all)
+    _check_sources(stdin, stdin_from_command, paths, files_from_all)
     if read_concurrency is not None and read_concurrency < 1:
         raise UsageError("--read-concurrency must be at least 1")
     selector = file_selector(excludes, exclude_caches, exclude_if_present, exclude_larger_than)
-    if not (stdin or stdin_from_command):
-        targets += read_files_from(*files_from_all)
-        if not targets:
-            raise UsageError("nothing to backup, please specify source files/dirs")
+    targets = _file_targets(paths, files_from_all) if from_files else list(paths)
+    archiving = BackupOptions(read_concurrency=read_concurrency or 2, with_atime=with_atime,
+                              ignore_ctime=ignore_ctime or ignore_inode, ignore_inode=ignore_inode,
+                              reject=selector, one_file_system=one_file_system)
 
-    output = JsonBackupOutput(opts.verbose, opts.quiet) if opts.json else \
-        TextBackupOutput(opts.verbose, opts.quiet, sys.stdout.isatty())
+    output = _backup_output(opts)
     output.line("open repository", 1)
     output.line("lock repository", 1)  # restic 0.14 says so before locking; both happen here
     # the first folders are scanned while the key is derived (one core) and the index loaded
-    prescan = None if stdin or stdin_from_command else Prescan(targets, xattrs=True, one_file_system=one_file_system)
+    prescan = Prescan(targets, xattrs=True, one_file_system=one_file_system) if from_files else None
     try:
         repo = opts.open_for_appending(dry_run)
-
-        stream = None
-        if stdin:
-            stream = sys.stdin.buffer
-        elif stdin_from_command:
-            stream = CommandOutput(targets)
-        else:
+        stream = _open_stream(stdin, stdin_from_command, targets)
+        if stream is None:
             targets = existing_targets(targets, output.warn)
-
-        request = BackupRequest(
-            paths=[] if stream is not None else targets, tags=split_tags(tag), hostname=host,
-            time=parse_backup_time(time_) if time_ else None,
-            parent=find_snapshot_id(repo, parent) if parent and not force else None,
-            force=force, dry_run=dry_run, skip_if_unchanged=skip_if_unchanged,
-            excludes=list(excludes.patterns), stdin=stream, stdin_filename=stdin_filename,
-            options=BackupOptions(read_concurrency=read_concurrency or 2, with_atime=with_atime,
-                                  ignore_ctime=ignore_ctime or ignore_inode, ignore_inode=ignore_inode,
-                                  reject=selector, one_file_system=one_file_system),
-            resume_folder=_resume_folder(repo), checkpoint_interval=_checkpoint_interval(), prescan=prescan)
-        on_parent = _parent_announcer(output, targets if stream is None else None)
-        output.start_status()
-        if stream is None and (opts.verbose or opts.json or output_is_live(output)) and not no_scan:
-            _start_scanner(request, output)
-        try:
-            with fewer_collections():
-                outcome = run_backup(repo, request, output, on_parent, _resume_announcer(output))
-        finally:
-            output.stop_status()
-            if isinstance(stream, CommandOutput):
-                stream.close()
+        request = _backup_request(repo, targets, stream, archiving, prescan, tags=tag, hostname=host,
+                                  time_=time_, parent=parent, force=force, dry_run=dry_run,
+                                  skip_if_unchanged=skip_if_unchanged, excludes=excludes,
+                                  stdin_filename=stdin_filename)
+        scan = stream is None and (opts.verbose or opts.json or output_is_live(output)) and not no_scan
+        outcome = _run(repo, request, output, scan)
     finally:
         if prescan is not None:
             prescan.finish()  # stopped, when the backup ended before its walk
@@ -191,6 +167,63 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
     if outcome.progress.stats.errors:
         print("Warning: at least one source file could not be read", file=sys.stderr)
         raise click.exceptions.Exit(3)
+
+
+def _file_targets(paths, files_from_all) -> list:
+    """The files and directories to back up: the arguments, then the --files-from* lists."""
+    targets = list(paths) + read_files_from(*files_from_all)
+    if not targets:
+        raise UsageError("nothing to backup, please specify source files/dirs")
+    return targets
+
+
+def _backup_output(opts):
+    from .backup_output import JsonBackupOutput, TextBackupOutput
+
+    if opts.json:
+        return JsonBackupOutput(opts.verbose, opts.quiet)
+    return TextBackupOutput(opts.verbose, opts.quiet, sys.stdout.isatty())
+
+
+def _open_stream(stdin, stdin_from_command, targets):
+    """What a --stdin or --stdin-from-command backup reads (None for files)."""
+    if stdin:
+        return sys.stdin.buffer
+    if stdin_from_command:
+        return CommandOutput(targets)
+    return None
+
+
+def _backup_request(repo, targets, stream, archiving, prescan, *, tags, hostname, time_, parent, force, dry_run,
+                    skip_if_unchanged, excludes, stdin_filename):
+    from ..operations.backup import BackupRequest
+    from ..operations.snapshot_lookup import find_snapshot_id
+
+    return BackupRequest(
+        paths=[] if stream is not None else targets, tags=split_tags(tags), hostname=hostname,
+        time=parse_backup_time(time_) if time_ else None,
+        parent=find_snapshot_id(repo, parent) if parent and not force else None,
+        force=force, dry_run=dry_run, skip_if_unchanged=skip_if_unchanged,
+        excludes=list(excludes.patterns), stdin=stream, stdin_filename=stdin_filename,
+        options=archiving, resume_folder=_resume_folder(repo), checkpoint_interval=_checkpoint_interval(),
+        prescan=prescan)
+
+
+def _run(repo, request, output, scan: bool):
+    """The backup, its progress shown (with scan: the size to expect counted beside it)."""
+    from ..operations.backup import run_backup
+
+    on_parent = _parent_announcer(output, request.paths if request.stdin is None else None)
+    output.start_status()
+    if scan:
+        _start_scanner(request, output)
+    try:
+        with fewer_collections():
+            return run_backup(repo, request, output, on_parent, _resume_announcer(output))
+    finally:
+        output.stop_status()
+        if isinstance(request.stdin, CommandOutput):
+            request.stdin.close()
 
 
 @contextmanager

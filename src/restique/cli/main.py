@@ -116,63 +116,80 @@ def main(argv=None) -> None:
     """Run the command line argv (default: sys.argv); SystemExit with its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     gc.disable()  # until the command starts: see root._collect_from_now_on
-    # like restic (Go's signal.Notify), handle SIGINT even when started with it ignored,
-    # as background jobs of a script are: `kill -INT` must still stop a backup cleanly
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _terminate)
-    _watch_hangups()  # before any other thread starts
+    _handle_signals()
     key_prefetch.start(argv, COMMANDS)
-    import click
-
-    from ..errors import RestiqueError
-    from .argv import global_flags, hoist_global_flags, long_spellings
-    from .root import cli
-
-    code = 0
-    try:
-        # without standalone mode click returns (not raises) the code of a ctx.exit()/Exit
-        argv = hoist_global_flags(argv, global_flags(cli), long_spellings(cli))
-        returned = cli.main(args=argv, prog_name="restique", standalone_mode=False)
-        if isinstance(returned, int):
-            code = returned
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.exceptions.Abort:
-        print("\nsignal interrupt received, cleaning up", file=sys.stderr)
-        code = 130
-    except click.exceptions.UsageError as exc:
-        print(_usage_message(exc), file=sys.stderr)
-        code = 1
-    except RestiqueError as exc:
-        one_line = " ".join(str(exc).strip().split("\n"))  # errors are always one line
-        print(f"Fatal: {one_line}", file=sys.stderr)
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        print("signal interrupt received, cleaning up", file=sys.stderr)
-        code = 130
-    except Terminated as exc:
-        code = 128 + (signal.SIGHUP if _hung_up.is_set() else exc.args[0])
-    except BrokenPipeError:
-        code = 1
-        _silence_stdout()
-    except OSError as exc:
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"Fatal: {exc.strerror or exc}{where}", file=sys.stderr)
-        code = 1
-    except Exception as exc:  # a bug: still one line, details only on request
-        if os.environ.get("RESTIQUE_DEBUG"):
-            raise
-        print(f"Fatal: internal error: {type(exc).__name__}: {exc} (set RESTIQUE_DEBUG=1 for details)", file=sys.stderr)
-        code = 1
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
+    code = _run(argv)
+    _flush_stdout()
     # what is still alive is freed by the exit itself: the interpreter's last collection
     # need not walk all of it (a tenth of a short command's time)
     gc.freeze()
     gc.enable()
     sys.exit(code)
+
+
+def _handle_signals() -> None:
+    # like restic (Go's signal.Notify), handle SIGINT even when started with it ignored,
+    # as background jobs of a script are: `kill -INT` must still stop a backup cleanly
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _terminate)
+    _watch_hangups()  # before any other thread starts
+
+
+def _run(argv) -> int:
+    """The command's exit code, restic's; every failure told in one line on stderr."""
+    import click
+
+    from ..errors import RestiqueError
+    from .root import cli
+
+    try:
+        return _invoke(cli, argv)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("\nsignal interrupt received, cleaning up", file=sys.stderr)
+        return 130
+    except click.exceptions.UsageError as exc:
+        print(_usage_message(exc), file=sys.stderr)
+        return 1
+    except RestiqueError as exc:
+        one_line = " ".join(str(exc).strip().split("\n"))  # errors are always one line
+        print(f"Fatal: {one_line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("signal interrupt received, cleaning up", file=sys.stderr)
+        return 130
+    except Terminated as exc:
+        return 128 + (signal.SIGHUP if _hung_up.is_set() else exc.args[0])
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"Fatal: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, details only on request
+        if os.environ.get("RESTIQUE_DEBUG"):
+            raise
+        print(f"Fatal: internal error: {type(exc).__name__}: {exc} (set RESTIQUE_DEBUG=1 for details)", file=sys.stderr)
+        return 1
+
+
+def _invoke(cli, argv) -> int:
+    """The command group cli run on argv, its global flags moved to the front."""
+    from .argv import global_flags, hoist_global_flags, long_spellings
+
+    argv = hoist_global_flags(argv, global_flags(cli), long_spellings(cli))
+    # without standalone mode click returns (not raises) the code of a ctx.exit()/Exit
+    returned = cli.main(args=argv, prog_name="restique", standalone_mode=False)
+    return returned if isinstance(returned, int) else 0
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
 
 
 def _usage_message(exc) -> str:

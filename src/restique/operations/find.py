@@ -16,6 +16,7 @@ order of the snapshots, and every tree is loaded through one cache.
 """
 import posixpath
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 from ..errors import IntegrityError, NotFound, UsageError
@@ -229,41 +230,15 @@ class _SnapshotWalker:
         entry_key(path, node) -> (enter?, memo key or None) for every directory. With replay
         (FoundEntry hits only), a subtree whose hits are remembered yields them again at
         its path instead of being walked."""
-        if not sn.tree:
-            self._report(sn, "/", None, NotFound(f"snapshot {sn.short_id} has no tree"))
-            return
-        if root_key in self.empty:
-            return
-        if replay and root_key in self.found:
-            yield from _replay(sn, "/", self.found[root_key])
+        known = self._known_root(sn, root_key, replay)
+        if known is not None:
+            yield from known
             return
         # one frame per tree entered, see _Frame
         stack = [_Frame(sn.tree, "/", root_key, [] if replay and self._recording_left > 0 else None)]
         replays: list = []  # (path, remembered hits) of directories not entered, to yield next
-
-        def descend(path: str, node: Node) -> bool:
-            enter, key = entry_key(path, node)
-            if not enter:
-                return False
-            if key is not None:
-                if key in self.empty:
-                    return False
-                if replay:
-                    remembered = self.found.get(key)
-                    if remembered is not None:
-                        replays.append((path, remembered))
-                        return False
-            parent = stack[-1]
-            stack.append(_Frame(node.subtree, path, key, [] if parent.recorded is not None else None))
-            return True
-
-        def failed(path: str, exc: Exception) -> None:
-            tree_id = stack[-1].tree_id
-            if len(stack) > 1 and stack[-1].path == path:
-                stack.pop()
-            stack[-1].errors = True  # a damaged tree inside: never remembered
-            self._report(sn, path, tree_id, exc)
-
+        descend = partial(self._descend, entry_key, replay, stack, replays)
+        failed = partial(self._failed, sn, stack)
         for path, node, leaving in walk_events(self.repo, sn.tree, "/", descend, failed, self.loader):
             if replays:
                 yield from self._replayed(sn, stack, replays)
@@ -278,17 +253,59 @@ class _SnapshotWalker:
                 self._report(sn, path, frame.tree_id, exc)
                 continue
             if hits:
-                frame.hits += len(hits)
-                if frame.recorded is not None:
-                    cut = len(frame.prefix)
-                    frame.recorded.extend((hit.path[cut:], hit.node, None) for hit in hits)
-                    self._count_recorded(stack, len(hits))
+                self._record(stack, hits)
                 yield from hits
         if replays:
             yield from self._replayed(sn, stack, replays)
         root = stack[0]
         if not root.errors:
             self._remember(root)
+
+    def _known_root(self, sn: Snapshot, root_key, replay: bool) -> Optional[Iterator]:
+        """What the snapshot yields when its root tree need not be walked (None: walk it)."""
+        if not sn.tree:
+            self._report(sn, "/", None, NotFound(f"snapshot {sn.short_id} has no tree"))
+            return iter(())
+        if root_key in self.empty:
+            return iter(())
+        if replay and root_key in self.found:
+            return _replay(sn, "/", self.found[root_key])
+        return None
+
+    def _descend(self, entry_key, replay: bool, stack: List["_Frame"], replays: list, path: str, node: Node) -> bool:
+        """walk_events' descend: whether to enter the directory; its remembered hits, when
+        it is not entered for them, go to replays."""
+        enter, key = entry_key(path, node)
+        if not enter:
+            return False
+        if key is not None:
+            if key in self.empty:
+                return False
+            if replay:
+                remembered = self.found.get(key)
+                if remembered is not None:
+                    replays.append((path, remembered))
+                    return False
+        parent = stack[-1]
+        stack.append(_Frame(node.subtree, path, key, [] if parent.recorded is not None else None))
+        return True
+
+    def _failed(self, sn: Snapshot, stack: List["_Frame"], path: str, exc: Exception) -> None:
+        """walk_events' failed: a tree that could not be loaded."""
+        tree_id = stack[-1].tree_id
+        if len(stack) > 1 and stack[-1].path == path:
+            stack.pop()
+        stack[-1].errors = True  # a damaged tree inside: never remembered
+        self._report(sn, path, tree_id, exc)
+
+    def _record(self, stack: List["_Frame"], hits: list) -> None:
+        """Counts the hits of an entry of the innermost tree, and records them for replay."""
+        frame = stack[-1]
+        frame.hits += len(hits)
+        if frame.recorded is not None:
+            cut = len(frame.prefix)
+            frame.recorded.extend((hit.path[cut:], hit.node, None) for hit in hits)
+            self._count_recorded(stack, len(hits))
 
     def _replayed(self, sn: Snapshot, stack: List["_Frame"], replays: list) -> Iterator[FoundEntry]:
         """The remembered hits of the directories in replays, entries of the innermost tree."""
