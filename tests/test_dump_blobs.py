@@ -133,26 +133,32 @@ class SealedRepo(FakeRepo):
         return self.store.decode(blob_id, sealed, loc)
 
 
+def outcomes(repo) -> list:
+    """Every blob of repo, in the order stored, read as dump reads it: its plaintext, or the
+    text of its error."""
+    got = []
+    for blob_id, chunks in PackBatchedReader(repo).contents(list(repo.locs), lambda blob_id: [blob_id]):
+        try:
+            got.append(bytes(b"".join(chunks)))
+        except IntegrityError as exc:
+            got.append(str(exc))
+    return got
+
+
+def without_key(repo: SealedRepo) -> SealedRepo:
+    """The same packs without the key: the reader decodes blob by blob through BlobStore.decode."""
+    copy = type(repo).__new__(type(repo))
+    copy.__dict__.update(repo.__dict__)
+    del copy.key
+    return copy
+
+
 def test_native_range_decoding_gives_the_blob_stores_plaintexts_and_errors():
     data = [bytes([n]) * (5000 + 300 * n) for n in range(12)]
     repo = SealedRepo(data, {2: "mac", 5: "id", 7: "length"})
-    blob_ids = list(repo.locs)
     assert blob_ranges.AVAILABLE  # Linux: the native path is taken
-
-    def outcomes(reader):
-        got = []
-        for blob_id, chunks in reader.contents(blob_ids, lambda blob_id: [blob_id]):
-            try:
-                got.append(bytes(b"".join(chunks)))
-            except IntegrityError as exc:
-                got.append(str(exc))
-        return got
-
-    native = outcomes(PackBatchedReader(repo))
-    without_key = SealedRepo.__new__(SealedRepo)
-    without_key.__dict__.update(repo.__dict__)
-    del without_key.key  # no key: blob by blob through BlobStore.decode
-    assert native == outcomes(PackBatchedReader(without_key))
+    native = outcomes(repo)
+    assert native == outcomes(without_key(repo))
     assert [x for x in native if isinstance(x, bytes)] == [d for n, d in enumerate(data) if n not in (2, 5, 7)]
     assert "ciphertext verification failed" in native[2] and "does not match its id" in native[5]
     assert "uncompressed length" in native[7]
@@ -164,18 +170,12 @@ def test_without_memory_files_blobs_are_decoded_one_by_one(monkeypatch):
 
     data = [bytes([n]) * (3000 + 100 * n) for n in range(9)]
     repo = SealedRepo(data, {4: "mac"})
-    blob_ids = list(repo.locs)
 
     def refuse(*args):
         raise OSError(38, "Function not implemented")
 
     monkeypatch.setattr(os, "memfd_create", refuse)
-    got = []
-    for blob_id, chunks in PackBatchedReader(repo).contents(blob_ids, lambda blob_id: [blob_id]):
-        try:
-            got.append(bytes(b"".join(chunks)))
-        except IntegrityError as exc:
-            got.append(str(exc))
+    got = outcomes(repo)
     assert [x for n, x in enumerate(got) if n != 4] == [d for n, d in enumerate(data) if n != 4]
     assert "ciphertext verification failed" in got[4]
 
@@ -189,20 +189,6 @@ def test_a_short_range_read_gives_the_errors_of_blob_by_blob_decoding():
 
     data = [bytes([n]) * (2000 + 100 * n) for n in range(6)]
     repo = ShortRepo(data, {})
-    blob_ids = list(repo.locs)
-
-    def outcomes(reader):
-        got = []
-        for blob_id, chunks in reader.contents(blob_ids, lambda blob_id: [blob_id]):
-            try:
-                got.append(bytes(b"".join(chunks)))
-            except IntegrityError as exc:
-                got.append(str(exc))
-        return got
-
-    native = outcomes(PackBatchedReader(repo))
-    without_key = ShortRepo.__new__(ShortRepo)
-    without_key.__dict__.update(repo.__dict__)
-    del without_key.key
-    assert native == outcomes(PackBatchedReader(without_key))
+    native = outcomes(repo)
+    assert native == outcomes(without_key(repo))
     assert any(isinstance(x, str) for x in native) and any(isinstance(x, bytes) for x in native)
