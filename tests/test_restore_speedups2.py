@@ -176,3 +176,33 @@ def test_walk_waits_for_the_writers_and_lets_go_of_written_files(snapshot, tmp_p
     with pytest.raises(Exception, match="verify"):
         restorer.verify()
     assert _files(target / str(src).lstrip("/")) == _files(src)
+
+
+def test_local_reads_stay_below_the_size_mapped_on_its_own():
+    """A local read's buffer comes from the heap, where the next read reuses its pages; one
+    mapped on its own would be faulted in page by page for every read."""
+    from restique.operations.restorer import allocator
+
+    assert pack_reader.LOCAL_MAX_READ + 64 < allocator._LARGE
+
+
+def test_young_collections_are_fewer_during_a_restore_and_as_before_after(snapshot, tmp_path):
+    import gc
+
+    from restique.operations.restorer import RestoreProgress
+    from restique.operations.restorer.restorer import YOUNG_COLLECTIONS
+
+    repo, tree, src = snapshot
+    seen = []
+
+    class Progress(RestoreProgress):
+        def item(self, action, location, size):
+            seen.append(gc.get_threshold())
+
+    before = gc.get_threshold()
+    target = tmp_path / "out"
+    stats = Restorer(repo, tree, RestoreOptions(str(target)), Progress()).restore()
+    assert not stats.errors
+    assert seen and all(t == (max(before[0], YOUNG_COLLECTIONS), *before[1:]) for t in seen)
+    assert gc.get_threshold() == before
+    assert _files(target / str(src).lstrip("/")) == _files(src)

@@ -6,8 +6,10 @@ on; a file whose content could not be restored is removed rather than left with 
 Locations are snapshot paths below the restored tree ("/srv/data/file"), as restic reports
 them.
 """
+import gc
 import os
 import time
+from contextlib import contextmanager
 from typing import List, Optional
 
 from ...errors import RestiqueError, UsageError
@@ -21,6 +23,8 @@ from .plan import PlannedFile, RestorePlan, plan_restore
 from .report import RestoreProgress, RestoreReport, RestoreStats
 from .traverse import TreeTraversal
 from .verify import verify_files
+
+YOUNG_COLLECTIONS = 100_000
 
 
 class Restorer:
@@ -45,6 +49,10 @@ class Restorer:
         return self.report.stats
 
     def restore(self) -> RestoreStats:
+        with _fewer_collections():
+            return self._restore()
+
+    def _restore(self) -> RestoreStats:
         t0 = time.monotonic()
         options, report = self.options, self.report
         self._index = self.repo.load_index()
@@ -103,6 +111,20 @@ def restore(repo, tree_id: str, options: RestoreOptions,
     if options.verify and not stats.errors and not options.dry_run:
         restorer.verify()
     return stats
+
+
+@contextmanager
+def _fewer_collections():
+    """Young collections every YOUNG_COLLECTIONS new objects during the restore: the walk
+    makes many objects that live until their content is written, and each young collection
+    that promotes them leads to older ones walking all of them again (the collector took
+    ~0.5 s of a 30,000-file restore's 6 s of CPU; memory stays the same)."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], YOUNG_COLLECTIONS), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def _create_target(target: str) -> None:
