@@ -1,0 +1,179 @@
+"""The few S3 requests a repository needs, signed (s3_signing) and sent over a urllib3 pool of
+kept-alive connections: objects' GET/PUT/HEAD/DELETE, listings (ListObjectsV2 or the first
+version), bucket checks, and multipart uploads for files too large for one PUT.
+
+Answers are whole bodies: an error's XML gives its code and message (S3Error); a request that
+gets no answer raises urllib3's or the socket's error. There are no retries here: the retry
+wrapper composed around every remote backend retries, and knows which errors are permanent.
+A wrong region is the one thing fixed on the spot: Amazon names the bucket's region in its
+refusal (x-amz-bucket-region), and the request is signed again for it, as the AWS tools do.
+"""
+import hashlib
+import os
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import urllib3
+
+from .parts import PartsBody, as_parts
+from .s3_credentials import Credentials
+from .s3_signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, canonical_query, quote_path
+
+# (connect, read) seconds: a stuck request fails and is retried rather than hanging forever
+TIMEOUTS = (30.0, 300.0)
+_REGION_REFUSALS = (301, 307, 400)
+
+
+class S3Error(Exception):
+    """An answer that is not a success: its HTTP status, S3 error code and message."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class S3Client:
+    """Requests to one bucket at one endpoint (`host[:port]`). virtual_hosted puts the bucket
+    in the host name (Amazon's way), else in the path. credentials None: requests go unsigned."""
+
+    def __init__(self, endpoint: str, bucket: str, *, use_http: bool, region: str, virtual_hosted: bool,
+                 connections: int, credentials: Optional[Credentials]):
+        self.bucket = bucket
+        self.secure = not use_http
+        self.virtual_hosted = virtual_hosted
+        self.host = f"{bucket}.{endpoint}" if virtual_hosted else endpoint
+        self._base = "/" if virtual_hosted else f"/{bucket}/"
+        self.credentials = credentials
+        self.signer = Signer(region)
+        self.pool = _pool(self.host, self.secure, connections)
+
+    @property
+    def region(self) -> str:
+        return self.signer.region
+
+    # --- one request ---
+    def request(self, method: str, key: str = "", query: Optional[Dict[str, str]] = None,
+                headers: Optional[Dict[str, str]] = None, body=None, payload_hash: Optional[str] = None):
+        """One request for key ("" is the bucket); the answer (body read) when its status is
+        below 300, else S3Error. body: bytes or a PartsBody."""
+        query = query or {}
+        path = self._base + key
+        url = quote_path(path) + ("?" + canonical_query(query) if query else "")
+        for attempt in range(2):
+            sent = {"Host": self.host, **(headers or {})}
+            if body is not None:
+                sent["Content-Length"] = str(len(body))
+            if self.credentials is not None:
+                digest = payload_hash or (EMPTY_SHA256 if body is None else _payload_hash(body, self.secure))
+                self.signer.sign(self.credentials.current(), method, path, query, sent, digest)
+            answer = self.pool.urlopen(method, url, body=body, headers=sent, redirect=False, retries=False,
+                                       assert_same_host=False)
+            if answer.status < 300:
+                return answer
+            region = answer.headers.get("x-amz-bucket-region")
+            if attempt or answer.status not in _REGION_REFUSALS or not region or region == self.region:
+                raise _error(answer)
+            self.signer = Signer(region)  # the bucket lives elsewhere: sign for its region
+        raise AssertionError("unreachable")
+
+    # --- listings and multipart uploads ---
+    def list_objects(self, prefix: str, version1: bool = False) -> Iterator[List[Tuple[str, int]]]:
+        """Pages of (key, size) under prefix."""
+        query = {"prefix": prefix} if version1 else {"list-type": "2", "prefix": prefix}
+        while True:
+            page = ET.fromstring(self.request("GET", query=query).data)
+            entries = [(item.findtext("{*}Key"), int(item.findtext("{*}Size"))) for item in page.iterfind("{*}Contents")]
+            yield entries
+            if page.findtext("{*}IsTruncated", "false").lower() != "true":
+                return
+            if version1:  # NextMarker only comes with a delimiter: else the last key is the marker
+                query["marker"] = page.findtext("{*}NextMarker") or entries[-1][0]
+            else:
+                query["continuation-token"] = page.findtext("{*}NextContinuationToken")
+
+    def upload_in_parts(self, key: str, data, part_size: int, headers: Dict[str, str], threads: int) -> None:
+        """A multipart upload of data (bytes or a list of parts), parts sent side by side; an
+        upload that fails is aborted, so that its parts do not stay stored."""
+        started = ET.fromstring(self.request("POST", key, {"uploads": ""}, headers).data)
+        upload = started.findtext("{*}UploadId")
+        pieces = _split(as_parts(data), part_size)
+
+        def send(number: int) -> str:
+            answer = self.request("PUT", key, {"partNumber": str(number), "uploadId": upload},
+                                  body=PartsBody(pieces[number - 1]))
+            return answer.headers["ETag"]
+
+        try:
+            with ThreadPoolExecutor(max(1, threads)) as pool:
+                tags = list(pool.map(send, range(1, len(pieces) + 1)))
+            parts = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{tag}</ETag></Part>"
+                            for n, tag in enumerate(tags, 1))
+            document = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
+            done = self.request("POST", key, {"uploadId": upload}, body=document)
+            if b"<Error>" in done.data[:200] or b":Error" in done.data[:200]:  # S3 may fail after a 200
+                failed = ET.fromstring(done.data)
+                raise S3Error(500, failed.findtext("{*}Code") or "InternalError", failed.findtext("{*}Message") or "")
+        except BaseException:
+            try:
+                self.request("DELETE", key, {"uploadId": upload})
+            except Exception:
+                pass  # the upload's failure is what matters
+            raise
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _pool(host: str, secure: bool, connections: int) -> urllib3.HTTPConnectionPool:
+    """Kept-alive connections: one a request slot, and as many again for the parts of a
+    multipart upload; no retries or redirects of urllib3's own. The certificate authorities
+    are the system's, or AWS_CA_BUNDLE's as for the AWS tools."""
+    name, _, port = host.rpartition(":") if host.rsplit(":", 1)[-1].isdigit() else (host, "", "")
+    settings = dict(maxsize=2 * connections, block=True, retries=False,
+                    timeout=urllib3.Timeout(connect=TIMEOUTS[0], read=TIMEOUTS[1]))
+    if not secure:
+        return urllib3.HTTPConnectionPool(name, int(port) if port else None, **settings)
+    return urllib3.HTTPSConnectionPool(name, int(port) if port else None, cert_reqs="CERT_REQUIRED",
+                                       ca_certs=os.environ.get("AWS_CA_BUNDLE") or None, **settings)
+
+
+def _payload_hash(body, secure: bool) -> str:
+    """Over https the body goes unsigned (TLS protects it); over plain http it is hashed."""
+    if secure:
+        return UNSIGNED_PAYLOAD
+    digest = hashlib.sha256()
+    for part in (body.parts if isinstance(body, PartsBody) else (body,)):
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _split(parts: List[memoryview], size: int) -> List[List[memoryview]]:
+    """The file made of parts, cut into pieces of size bytes (the last may be shorter), each
+    a list of views into the parts: no copy."""
+    pieces, current, room = [], [], size
+    for part in parts:
+        while len(part):
+            taken, part = part[:room], part[room:]
+            current.append(taken)
+            room -= len(taken)
+            if room == 0:
+                pieces.append(current)
+                current, room = [], size
+    if current or not pieces:
+        pieces.append(current)
+    return pieces
+
+
+def _error(answer) -> S3Error:
+    """The S3 error an answer carries: the code and message of its XML, else its status (a
+    HEAD's answer has no body)."""
+    code = message = ""
+    if answer.data:
+        try:
+            document = ET.fromstring(answer.data)
+            code = document.findtext("{*}Code") or ""
+            message = document.findtext("{*}Message") or ""
+        except ET.ParseError:
+            pass
+    return S3Error(answer.status, code or str(answer.status), message or answer.reason or f"HTTP status {answer.status}")
