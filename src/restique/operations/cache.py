@@ -53,15 +53,16 @@ class TreePacks:
     def __init__(self, repo):
         self.repo = repo
         self._known = set()
-        self._index_size = -1
+        self._read_from = (None, -1)  # the index _known was read from, and its changes then
 
     def __call__(self, pack_id: str, data=None) -> bool:
         if data is not None:
             return self._header_has_trees(data)
-        if pack_id not in self._known and len(self.repo.index) != self._index_size:
-            self._index_size = len(self.repo.index)
+        if pack_id not in self._known:
             index = self.repo.index
-            self._known = {index.lookup(TREE, blob_id).pack_id for _, blob_id in index.blobs(TREE)}
+            if self._read_from != (index, index.changes):  # else the pack holds no trees
+                self._read_from = (index, index.changes)
+                self._known = {index.lookup(TREE, blob_id).pack_id for _, blob_id in index.blobs(TREE)}
         return pack_id in self._known
 
     def _header_has_trees(self, data) -> bool:

@@ -163,18 +163,24 @@ class MasterIndex:
     Each blob type is a native table (restique._index.BlobTable) of binary ids and bit-packed
     numbers, under 40 bytes a blob instead of the ~300 a dict of tuples took; the pack ids are
     a native array too (restique._index.PackIds). Ids stay hex strings at this class's
-    boundary. The first location added for an id wins."""
+    boundary. The first location added for an id wins.
+
+    changes counts the additions, each counted once it is made (also when it failed half
+    way): who derives something from the index can tell whether it may be stale by reading
+    changes before deriving and comparing it later, without counting the blobs."""
 
     def __init__(self):
         self._tables: Dict[str, BlobTable] = {t: BlobTable() for t in BLOB_TYPES}
         self._packs = PackIds()
         self._pack_number = self._packs.number  # hex pack id -> its number, numbering new ones
         self.index_ids: List[str] = []
+        self.changes = 0
 
     def add_pack(self, pack_id: str, entries: List[PackEntry]) -> None:
-        n = self._pack_number(pack_id)
-        for e in entries:
-            self._tables[e.type].add(_blob_id_bytes(e.id), n, e.offset, e.length, e.uncompressed_length)
+        with self._change():
+            n = self._pack_number(pack_id)
+            for e in entries:
+                self._tables[e.type].add(_blob_id_bytes(e.id), n, e.offset, e.length, e.uncompressed_length)
 
     def add_index_file(self, index_id: Optional[str], index: IndexFile) -> None:
         for pack_id, entries in index.packs.items():
@@ -186,13 +192,20 @@ class MasterIndex:
         """Add an index file straight from its JSON text: what every command does at start.
         Files of the shape restic writes are parsed natively into the tables; anything else
         goes through orjson and the Python loop, which raise what they always raised."""
-        with _damaged_index():
+        with self._change(), _damaged_index():
             if not self._load_native(raw):
                 packs = _index_json(raw)[1]
                 if not self._add_canonical_packs(packs):
                     self._add_packs(packs)
         if index_id:
             self.index_ids.append(index_id)
+
+    @contextmanager
+    def _change(self):
+        try:
+            yield
+        finally:
+            self.changes += 1
 
     def _load_native(self, raw: bytes) -> bool:
         return isinstance(raw, bytes) and load_index(self._tables["data"], self._tables["tree"], raw,
