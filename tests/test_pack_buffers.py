@@ -265,9 +265,43 @@ def test_a_backend_that_says_when_parts_are_written_gets_them_back_early():
 
 
 def test_a_buffer_given_back_gives_its_pages_back():
-    buffers = PackBuffers(1, 4 * MiB)
+    buffers = PackBuffers(1, 4 * MiB, keep_pages_for=0)
     mem = buffers.take()
     mem[:5] = b"chunk"
     buffers.give_back(mem)
     again = buffers.take()
     assert again is mem and again[:5] == bytes(5)  # a private map reads zeros once its pages went
+
+
+def _wait_for(condition, seconds=30.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.01)
+
+
+def test_a_buffer_taken_again_soon_keeps_its_pages():
+    buffers = PackBuffers(1, 4 * MiB, keep_pages_for=3600)
+    mem = buffers.take()
+    mem[:5] = b"chunk"
+    buffers.give_back(mem)
+    assert buffers.resident_free() == 1
+    again = buffers.take()
+    assert again is mem and again[:5] == b"chunk"  # not faulted in (and zeroed) again
+
+
+def test_an_idle_buffer_gives_its_pages_back_and_one_in_use_never_does():
+    buffers = PackBuffers(2, 4 * MiB, keep_pages_for=0.05)
+    idle, busy = buffers.take(), buffers.take()
+    idle[:4] = b"idle"
+    buffers.give_back(idle)
+    buffers.give_back(busy)
+    busy = buffers.take()  # taken again within its grace period: in use from now on
+    busy[:4] = b"busy"
+    _wait_for(lambda: buffers.resident_free() == 0)
+    _wait_for(lambda: not any(t.name == "pack-buffer-pages" for t in threading.enumerate()))
+    assert busy[:4] == b"busy"
+    assert buffers.take() is idle and idle[:4] == bytes(4)
+    buffers.give_back(busy)  # the pages of a buffer given back later go too
+    _wait_for(lambda: buffers.resident_free() == 0)
+    assert buffers.take() is busy and busy[:4] == bytes(4)

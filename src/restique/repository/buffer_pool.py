@@ -24,7 +24,8 @@ class BufferPool:
         self.size = size
         self._free: List[mmap.mmap] = []
         self._made = 0
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()  # a subclass may wait on other conditions of it
+        self._changed = threading.Condition(self._lock)
 
     def take(self, wait: bool = True) -> Optional[mmap.mmap]:
         """A buffer; waits while every buffer is in use (without wait: None then)."""
@@ -43,7 +44,11 @@ class BufferPool:
     def give_back(self, mem: mmap.mmap) -> None:
         with self._changed:
             self._free.append(mem)
+            self._freed(mem)
             self._changed.notify()
+
+    def _freed(self, mem: mmap.mmap) -> None:
+        """Called with the lock held when mem has just been put in the free list."""
 
     def in_use(self) -> int:
         with self._changed:

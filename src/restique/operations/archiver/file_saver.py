@@ -15,9 +15,11 @@ from ...repository.chunker import MAX_SIZE, MIN_SIZE, Chunker, HeldChunk, ReadBu
 from .tasks import Completion, WorkerPool
 
 # Each read buffer holds the largest chunk plus room to read on: the unfinished chunk at
-# a buffer's end moves to the next one. Three let the reader fill one while the savers
-# work on the chunks of the other two; more readers wait for each other's buffers.
-READ_BUFFERS = 3
+# a buffer's end moves to the next one. Two let the reader fill one while the savers work
+# on the chunks of the other (chunks are handed on as each read arrives, so the savers do
+# not wait for a full buffer); more readers wait for each other's buffers. A third buffer
+# (9 MiB) took a disk image's backup from stdin over restic's peak memory.
+READ_BUFFERS = 2
 READ_BUFFER_SIZE = MAX_SIZE + 1024 * 1024
 
 
