@@ -91,6 +91,8 @@ def test_options_are_checked(moto):
     assert be.client.virtual_hosted and be.client.host == "b.s3.amazonaws.com"  # Amazon: bucket in the host name
     path = open_s3("s3:s3.amazonaws.com/b", options(**{"bucket-lookup": "path"}))
     assert not path.client.virtual_hosted and path.client.host == "s3.amazonaws.com"
+    dotted = open_s3("s3:s3.amazonaws.com/my.bucket")  # no certificate covers my.bucket.s3.amazonaws.com
+    assert not dotted.client.virtual_hosted
 
 
 def test_listing_with_version_1_and_many_pages(seaweedfs):

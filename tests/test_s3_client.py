@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from restique.backend.parts import PartsBody, as_parts
-from restique.backend.s3_client import S3Client, S3Error, _split
+from restique.backend.s3_client import S3Client, S3Error, _split, regional_endpoint
 from restique.backend.s3_credentials import Credentials, NoCredentials, configured_region
 from restique.backend.s3_signing import Signer
 
@@ -158,3 +158,17 @@ def test_a_file_is_cut_into_upload_parts_of_the_size_asked(sizes, size):
     assert b"".join(b"".join(PartsBody(piece)) for piece in pieces) == whole
     assert [len(PartsBody(piece)) for piece in pieces[:-1]] == [size] * (len(pieces) - 1)
     assert 0 < len(PartsBody(pieces[-1])) <= size or whole == b""
+
+
+@pytest.mark.parametrize("virtual", [True, False])
+def test_a_bucket_found_in_another_region_is_asked_at_that_regions_endpoint(virtual):
+    client = S3Client("s3.amazonaws.com", "bucket", use_http=False, region="us-east-1", virtual_hosted=virtual,
+                      connections=1, credentials=None)
+    client._move_to("eu-west-2")
+    assert client.region == "eu-west-2" and client.pool.host == client.host
+    assert client.host == ("bucket.s3.eu-west-2.amazonaws.com" if virtual else "s3.eu-west-2.amazonaws.com")
+    other = S3Client("minio.example:9000", "bucket", use_http=True, region="us-east-1", virtual_hosted=False,
+                     connections=1, credentials=None)
+    other._move_to("eu-west-2")  # not Amazon: the same endpoint, signed for the region it names
+    assert other.region == "eu-west-2" and other.host == "minio.example:9000"
+    assert regional_endpoint("cn-north-1", "s3.amazonaws.com:443") == "s3.cn-north-1.amazonaws.com.cn:443"

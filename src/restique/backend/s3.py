@@ -96,11 +96,14 @@ def _checked(endpoint: str, bucket: str, prefix: str, use_http: bool) -> S3Locat
     return S3Location(endpoint, bucket, "" if prefix == "." else prefix, use_http)
 
 
-def _virtual_hosted(style: str, endpoint: str) -> bool:
+def _virtual_hosted(style: str, where: S3Location) -> bool:
     """Whether the bucket goes in the host name (restic's bucket lookup): `auto` does so only
-    for Amazon's own endpoints (as restic's client does), paths everywhere else."""
-    return style == "dns" or (style == "auto" and endpoint.split(":")[0].endswith((".amazonaws.com",
-                                                                                   ".amazonaws.com.cn")))
+    for Amazon's own endpoints (as restic's client does), paths everywhere else, and for no
+    bucket with a dot over https (no certificate covers that host name)."""
+    if style != "auto":
+        return style == "dns"
+    amazon = where.endpoint.split(":")[0].endswith((".amazonaws.com", ".amazonaws.com.cn"))
+    return amazon and (where.use_http or "." not in where.bucket)
 
 
 class S3Backend:
@@ -120,7 +123,7 @@ class S3Backend:
         self.client = S3Client(
             where.endpoint, where.bucket, use_http=where.use_http,
             region=settings["region"] or configured_region() or "us-east-1",
-            virtual_hosted=_virtual_hosted(settings["bucket-lookup"], where.endpoint),
+            virtual_hosted=_virtual_hosted(settings["bucket-lookup"], where),
             connections=self.connections,
             credentials=None if settings["unsafe-anonymous-auth"] else Credentials())
 

@@ -23,6 +23,14 @@ from .s3_signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, canonical_query,
 # (connect, read) seconds: a stuck request fails and is retried rather than hanging forever
 TIMEOUTS = (30.0, 300.0)
 _REGION_REFUSALS = (301, 307, 400)
+GLOBAL_ENDPOINTS = ("s3.amazonaws.com", "s3-external-1.amazonaws.com")
+
+
+def regional_endpoint(region: str, endpoint: str) -> str:
+    """Amazon's endpoint for region, with the port endpoint named, if any."""
+    _, colon, port = endpoint.partition(":")
+    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+    return f"s3.{region}{suffix}{colon}{port}"
 
 
 class S3Error(Exception):
@@ -40,13 +48,19 @@ class S3Client:
     def __init__(self, endpoint: str, bucket: str, *, use_http: bool, region: str, virtual_hosted: bool,
                  connections: int, credentials: Optional[Credentials]):
         self.bucket = bucket
+        self.endpoint = endpoint
         self.secure = not use_http
         self.virtual_hosted = virtual_hosted
-        self.host = f"{bucket}.{endpoint}" if virtual_hosted else endpoint
+        self.connections = connections
         self._base = "/" if virtual_hosted else f"/{bucket}/"
         self.credentials = credentials
         self.signer = Signer(region)
-        self.pool = _pool(self.host, self.secure, connections)
+        self._connect(endpoint)
+
+    def _connect(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.host = f"{self.bucket}.{endpoint}" if self.virtual_hosted else endpoint
+        self.pool = _pool(self.host, self.secure, self.connections)
 
     @property
     def region(self) -> str:
@@ -74,8 +88,17 @@ class S3Client:
             region = answer.headers.get("x-amz-bucket-region")
             if attempt or answer.status not in _REGION_REFUSALS or not region or region == self.region:
                 raise _error(answer)
-            self.signer = Signer(region)  # the bucket lives elsewhere: sign for its region
+            self._move_to(region)
         raise AssertionError("unreachable")
+
+    def _move_to(self, region: str) -> None:
+        """The bucket lives in another region: sign for it, and leave Amazon's global endpoint
+        (which only redirects) for the region's own."""
+        self.signer = Signer(region)
+        if self.endpoint.split(":")[0] in GLOBAL_ENDPOINTS:
+            old = self.pool
+            self._connect(regional_endpoint(region, self.endpoint))
+            old.close()
 
     # --- listings and multipart uploads ---
     def list_objects(self, prefix: str, version1: bool = False) -> Iterator[List[Tuple[str, int]]]:
