@@ -11,15 +11,23 @@ from .main import COMMANDS
 
 
 class LazyGroup(click.Group):
-    """Imports a command's module only when it runs, to keep start-up fast."""
+    """Imports a command's module only when it runs, to keep start-up fast; the help lists
+    the commands from COMMANDS, without importing them."""
 
     def list_commands(self, ctx):
         return sorted(COMMANDS)
 
+    def format_commands(self, ctx, formatter):
+        """click.Group's listing, each command's short help made by click from its help text."""
+        listed = [click.Command(name, **COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        limit = formatter.width - 6 - max(len(command.name) for command in listed)
+        with formatter.section("Commands"):
+            formatter.write_dl([(command.name, command.get_short_help_str(limit)) for command in listed])
+
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
-        module, attr = COMMANDS[name]
+        module, attr, _ = COMMANDS[name]
         import importlib
 
         return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
