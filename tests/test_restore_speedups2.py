@@ -206,3 +206,93 @@ def test_young_collections_are_fewer_during_a_restore_and_as_before_after(snapsh
     assert seen and all(t == (max(before[0], YOUNG_COLLECTIONS), *before[1:]) for t in seen)
     assert gc.get_threshold() == before
     assert _files(target / str(src).lstrip("/")) == _files(src)
+
+
+def _dir_mtimes(root):
+    return {os.path.relpath(d, root): os.stat(d).st_mtime_ns for d, _, _ in os.walk(root)}
+
+
+def test_failed_files_are_removed_before_their_directory_gets_its_times(snapshot, tmp_path):
+    """The finish step removes a file whose content failed when it meets it: its directory's
+    mtime, set after that, stays the snapshot's."""
+    repo, tree, src = snapshot
+    load_pack = repo.load_pack
+    calls = []
+
+    def failing(pack_id, offset=0, length=None):
+        calls.append(1)
+        if len(calls) % 3 == 1:
+            raise OSError(5, "Input/output error")
+        return load_pack(pack_id, offset, length)
+
+    src_dirs = _dir_mtimes(src)
+    repo.load_pack = failing
+    target = tmp_path / "out"
+    stats = Restorer(repo, tree, RestoreOptions(str(target), workers=2)).restore()
+    assert stats.errors
+    restored = target / str(src).lstrip("/")
+    assert _dir_mtimes(restored) == src_dirs
+    failed = {os.path.relpath(location, str(src)) for location, _ in stats.errors}
+    assert failed and not any(os.path.lexists(restored / name) for name in failed)
+    expected = {name: v for name, v in _files(src).items() if name not in failed}
+    assert _files(restored) == expected
+
+
+def test_finish_step_sets_metadata_while_the_last_packs_are_written(snapshot, tmp_path, monkeypatch):
+    """Batches of two files (each a pack task of its own): the tasks of the last directory
+    wait until the finish step has finished another directory, which it can only do while
+    they wait; everything is restored as in the snapshot."""
+    import threading
+
+    from restique.operations.restorer import DIR_RESTORED, RestoreProgress, plan
+
+    repo, tree, src = snapshot
+    monkeypatch.setattr(plan, "FIRST_BATCH", 2)
+    monkeypatch.setattr(plan, "MAX_BATCH", 2)
+    finished_dir = threading.Event()
+    waited = []
+
+    class Progress(RestoreProgress):
+        def item(self, action, location, size):
+            if action == DIR_RESTORED and location.endswith("/one/two"):
+                finished_dir.set()
+
+    restore_pack = pack_reader._restore_pack
+
+    def last_dir_waits(repo, writer, pack_id, blobs, max_read):
+        if any(f.location.startswith(str(src / "three")) for b in blobs.values() for f, _ in b.dests):
+            waited.append(finished_dir.wait(30))
+        restore_pack(repo, writer, pack_id, blobs, max_read)
+
+    monkeypatch.setattr(pack_reader, "_restore_pack", last_dir_waits)
+    target = tmp_path / "out"
+    stats = Restorer(repo, tree, RestoreOptions(str(target), workers=2), Progress()).restore()
+    assert not stats.errors and stats.files_restored == stats.files_total
+    assert waited and all(waited)
+    restored = target / str(src).lstrip("/")
+    assert _files(restored) == _files(src)
+    assert _dir_mtimes(restored) == _dir_mtimes(src)
+
+
+def test_writers_that_end_without_a_file_end_the_restore_with_an_error(snapshot, tmp_path, monkeypatch):
+    """A file the writers never finish (here: written, but never counted) must not leave the
+    finish step waiting for ever."""
+    from restique.errors import RestiqueError
+    from restique.operations.restorer import file_writer, recording
+
+    repo, tree, _ = snapshot
+    monkeypatch.setattr(recording, "WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(file_writer.FilesWriter, "blobs_written", lambda self, written: None)
+    with pytest.raises(RestiqueError, match="not written"):
+        Restorer(repo, tree, RestoreOptions(str(tmp_path / "out"))).restore()
+
+
+def test_an_unexpected_error_of_a_writer_ends_the_restore(snapshot, tmp_path, monkeypatch):
+    repo, tree, _ = snapshot
+
+    def broken(*args):
+        raise ValueError("broken writer")
+
+    monkeypatch.setattr(pack_reader, "_restore_batch", broken)
+    with pytest.raises(ValueError, match="broken writer"):
+        Restorer(repo, tree, RestoreOptions(str(tmp_path / "out"))).restore()

@@ -1,13 +1,15 @@
 """Writing restored content into files (restic's fileswriter.go): create each file at its
 final size, hand out descriptors for the native writer (which writes blobs at their offsets
-and leaves holes for all-zero blobs when sparse), count what was written, and remove files
-whose content failed rather than leave them with holes."""
+and leaves holes for all-zero blobs when sparse), count what was written, and tell the finish
+recording when a file's content is done or failed (the finish step then sets its metadata,
+or removes it rather than leave it with holes)."""
 import os
 import stat
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, Sequence, Tuple
 
 from ..fs_io import remove_path
 from .plan import PlannedFile
+from .recording import CONTENT_DONE, CONTENT_FAILED, CONTENT_FAILED_UNTOUCHED, FinishRecording
 from .report import RestoreReport
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -18,13 +20,14 @@ Written = Sequence[Tuple[PlannedFile, int]]  # (file, size): a blob of size writ
 
 class FilesWriter:
     """Creates and writes the planned files. sparse: leave all-zero blobs as holes;
-    replace_dirs: a directory in a file's place may be removed with its contents (--delete)."""
+    replace_dirs: a directory in a file's place may be removed with its contents (--delete);
+    recording: told when each file's content is done or failed."""
 
-    def __init__(self, report: RestoreReport, sparse: bool, replace_dirs: bool):
+    def __init__(self, report: RestoreReport, sparse: bool, replace_dirs: bool, recording: FinishRecording):
         self.report = report
         self.sparse = sparse
         self.replace_dirs = replace_dirs
-        self.failed_files: List[PlannedFile] = []  # the plan may have let go of them
+        self.recording = recording
 
     def prepare(self, f: PlannedFile, already: int) -> None:
         """Before the workers run: f needs f.remaining blobs, already bytes of it are right."""
@@ -41,6 +44,7 @@ class FilesWriter:
             self.report.bytes_restored(already)
         if f.remaining == 0:
             self.report.done(f.action, f.location, f.size)
+            self.recording.content_finished(f.record, CONTENT_DONE)
 
     def open(self, f: PlannedFile, written: int = 0) -> int:
         """Create (or, to update it in place, open) f's target at its final size; returns a
@@ -79,17 +83,21 @@ class FilesWriter:
         return fd
 
     def fail(self, f: PlannedFile, error) -> None:
+        """f's content cannot be restored. No worker creates f after this (a file that more
+        than one blob goes into is created before any is written), so whether it was
+        created, and must be removed, is settled."""
         with self.report.lock:
             if f.failed:
                 return
             f.failed = True
-            self.failed_files.append(f)
         self.report.error(f.location, error)
+        self.recording.content_finished(f.record, CONTENT_FAILED if f.created else CONTENT_FAILED_UNTOUCHED)
 
     def blobs_written(self, written: Written) -> None:
         """Count blobs written: one lock for a whole batch of them."""
         report = self.report
         stats, progress = report.stats, report.progress
+        done = []
         with report.lock:  # f.remaining and the counts change together
             for f, size in written:
                 stats.bytes_restored += size
@@ -98,19 +106,9 @@ class FilesWriter:
                     continue
                 stats.files_restored += 1
                 progress.item(f.action, f.location, f.size)
-
-    def remove_failed(self) -> set:
-        """Locations of the files whose content failed; those created are removed, so no
-        half-restored file looks like the real one."""
-        failed = set()
-        for f in self.failed_files:
-            failed.add(f.location)
-            if f.created:
-                try:
-                    os.unlink(f.target)
-                except OSError:
-                    pass
-        return failed
+                done.append(f.record)
+        for record in done:
+            self.recording.content_finished(record, CONTENT_DONE)
 
 
 class PackFiles:

@@ -1,11 +1,15 @@
 """Step 3 of a restore, the second pass (a replay of the plan walk): create symlinks, fifos, devices and hard links, then
 set ownership, extended attributes, times and modes. A directory's metadata is set when its
 walk ends, after everything inside it, so its mtime sticks. With --delete, what the snapshot
-doesn't have in a directory is removed at that moment."""
+doesn't have in a directory is removed at that moment.
+
+It runs while the content writers finish the last packs: the replay waits for each file's
+content before handing it on. A file whose content failed is removed then (before its
+directory's mtime is set), so no half-restored file looks like the real one."""
 import errno
 import os
 import stat
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from ...errors import RestiqueError
 from ..fs_io import os_message, remove_path
@@ -13,28 +17,31 @@ from ..walker import join
 from .metadata import apply_metadata
 from .options import RestoreOptions
 from .plan import RestorePlan
-from .recording import EntryMeta
+from .recording import CONTENT_DONE, CONTENT_FAILED, CONTENT_FAILED_UNTOUCHED, EntryMeta
 from .report import DIR_RESTORED, OTHER_RESTORED, RestoreReport
 from .traverse import TreeTraversal
 
 
 def finish_restore(traversal: TreeTraversal, options: RestoreOptions, plan: RestorePlan,
-                   failed: set, report: RestoreReport) -> None:
-    """failed: locations of the files whose content could not be restored."""
-    finisher = _Finisher(traversal, options, plan, failed, report)
-    plan.recording.replay(finisher.visit_node, finisher.leave_dir, report.error, traversal.guard)
+                   report: RestoreReport, writers_stopped: Callable[[], bool] = lambda: True) -> set:
+    """Returns the locations of the files whose content could not be restored.
+    writers_stopped(): asked while the replay waits for a file's content (see
+    ContentRestorer.stopped)."""
+    finisher = _Finisher(traversal, options, plan, report)
+    plan.recording.replay(finisher.visit_node, finisher.leave_dir, report.error, traversal.guard, writers_stopped)
+    return finisher.failed
 
 
 class _Finisher:
     def __init__(self, traversal: TreeTraversal, options: RestoreOptions, plan: RestorePlan,
-                 failed: set, report: RestoreReport):
+                 report: RestoreReport):
         self.traversal = traversal
         self.dry_run = options.dry_run
         self.by_name = options.ownership_by_name
         self.as_root = os.geteuid() == 0
         self._delete = options.delete
         self.plan = plan
-        self.failed = failed
+        self.failed: set = set()  # locations of the files whose content failed
         self.report = report
 
     @property
@@ -53,8 +60,15 @@ class _Finisher:
                 if first_location != location:
                     self._link(node, first_location, first_target, target, location, fresh)
                     return
-            if node.content_done and location not in self.failed:
+            if node.content == CONTENT_DONE:
                 self._metadata(node, target, location, fresh)
+            elif node.content in (CONTENT_FAILED, CONTENT_FAILED_UNTOUCHED):
+                self.failed.add(location)
+                if node.content == CONTENT_FAILED:
+                    try:
+                        os.unlink(target)
+                    except OSError:
+                        pass
             return
         if not self.dry_run:
             if not fresh:

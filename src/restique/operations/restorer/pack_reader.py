@@ -91,6 +91,17 @@ class ContentRestorer:
             wait_for([future])
             self._queued_blobs -= count
 
+    def stopped(self) -> bool:
+        """For whoever waits for a file's content: raises the first unexpected error of the
+        writers; True once every queued pack is written (nothing more will be)."""
+        finished = True
+        for fut in self._futures:
+            if not fut.done():
+                finished = False
+            elif not fut.cancelled() and fut.exception() is not None:
+                fut.result()
+        return finished
+
     def wait(self) -> None:
         """Until every queued pack is written; the first unexpected error is raised."""
         try:

@@ -11,7 +11,7 @@ from ...model.node import Node
 from ..fs_io import open_for_reading
 from ..walker import join
 from .options import RestoreOptions
-from .recording import FinishRecording
+from .recording import CONTENT_DONE, CONTENT_PENDING, FinishRecording
 from .report import FILE_RESTORED, FILE_UPDATED, RestoreReport
 from .traverse import TreeTraversal
 
@@ -24,11 +24,12 @@ class PlannedFile:
     recording holds too (two path strings per file were most of a large restore's plan)."""
 
     __slots__ = ("directory", "name", "size", "_content", "matches", "fresh", "sparse",
-                 "remaining", "failed", "created", "action")
+                 "remaining", "failed", "created", "action", "record")
 
-    def __init__(self, directory, name, size, content, matches, fresh):
+    def __init__(self, directory, name, size, content, matches, fresh, record=-1):
         self.directory = directory  # (location, target) of the directory holding it
         self.name = name
+        self.record = record  # its number in the finish recording
         self.size = size
         self._content = bytes.fromhex("".join(content))  # 32 bytes per blob id: compact
         self.matches = matches  # per blob: does the existing file hold it already (or None)
@@ -86,20 +87,23 @@ FIRST_BATCH = 256  # files handed on first; each later batch is twice as large, 
 MAX_BATCH = 4096  # (a pack that two batches need is read twice: few, large batches)
 
 
+def new_recording(traversal: TreeTraversal, options: RestoreOptions) -> FinishRecording:
+    """What the plan walk records for the finish step of this restore."""
+    return FinishRecording(traversal.target, options.ownership_by_name, options.delete)
+
+
 def plan_restore(traversal: TreeTraversal, options: RestoreOptions, index, report: RestoreReport,
                  on_files: Optional[Callable[[List[PlannedFile]], None]] = None,
-                 keep_files: bool = True) -> RestorePlan:
+                 keep_files: bool = True, recording: Optional[FinishRecording] = None) -> RestorePlan:
     """The first walk. on_files, if given, receives the files to write in batches while the
     walk goes on (every file once, the last batch when the walk ends); unless keep_files,
-    plan.files lets go of them then (a file lives while its content is written)."""
+    plan.files lets go of them then (a file lives while its content is written). recording:
+    where the walk is recorded (new_recording() if not given), plan.recording then."""
     planner = _Planner(options, index, report, traversal.target, on_files, keep_files)
-    recording = planner.plan.recording = FinishRecording(traversal.target, options.ownership_by_name,
-                                                         options.delete)
+    recording = planner.recording = planner.plan.recording = recording or new_recording(traversal, options)
 
     def visit_node(node: Node, target: str, location: str, parent: str) -> None:
-        directory = recording.visit(node, target, location, parent)
-        if planner.visit_node(node, target, location, parent, directory):
-            recording.finish_content()  # regular file: content written or already right
+        planner.visit_node(node, target, location, parent, recording.visit(node, target, location, parent))
 
     traversal.walk(planner.enter_dir, visit_node, recording.leave, recording.error)
     planner.hand_on()
@@ -115,6 +119,7 @@ class _Planner:
         self.index = index
         self.report = report
         self.plan = RestorePlan()
+        self.recording: Optional[FinishRecording] = None  # set by plan_restore
         self._ensured: set = set()
         self._on_files = on_files
         self._keep_files = keep_files or on_files is None
@@ -137,9 +142,9 @@ class _Planner:
         self.report.planned(0)
         self._ensure_dir(target)
 
-    def visit_node(self, node: Node, target: str, location: str, parent: str, directory: tuple) -> bool:
-        """Plan one entry of the directory directory ((location, target)); True if it is a
-        regular file whose metadata the finish step sets (its content written or right)."""
+    def visit_node(self, node: Node, target: str, location: str, parent: str, directory: tuple) -> None:
+        """Plan one entry of the directory directory ((location, target)); the recording is
+        told of a regular file whose metadata the finish step sets (its content written or right)."""
         self._ensure_dir(parent)
         plan, report = self.plan, self.report
         fresh = parent in plan.fresh_dirs
@@ -151,7 +156,7 @@ class _Planner:
                 else:
                     plan.skipped.add(location)
                     report.skipped(location, 0)
-                return False
+                return
             plan.hardlinks[key] = (location, target)
         if node.type != "file":
             if self._should_overwrite(node, target, fresh):
@@ -159,19 +164,22 @@ class _Planner:
             else:
                 plan.skipped.add(location)
                 report.skipped(location, node.size)
-            return False
+            return
         if not self._should_overwrite(node, target, fresh):
             report.skipped(location, node.size)
-            return False
+            return
         matches = None if fresh else self._existing_content(node, target)
         if matches is not None and matches.size_ok and all(matches):
             report.skipped(location, node.size)
-            return True
+            self.recording.finish_content()
+            return
         report.planned(node.size)
-        plan.files.append(PlannedFile(directory, node.name, node.size, node.content or [], matches, fresh))
+        # pending (before the writers may see it) until the writers tell otherwise
+        record = self.recording.finish_content(CONTENT_DONE if self.dry_run else CONTENT_PENDING)
+        plan.files.append(PlannedFile(directory, node.name, node.size, node.content or [], matches, fresh,
+                                      record))
         if len(plan.files) - self._handed >= self._batch:
             self.hand_on()
-        return True
 
     def _ensure_dir(self, path: str) -> None:
         """Make path a real directory, checking every level below the restore target: a

@@ -10,8 +10,10 @@ its node, so that the finish step meets it, and reports it, just as it would hav
 """
 import os
 import struct
+import threading
 from typing import Callable, Dict, List, Optional
 
+from ...errors import RestiqueError
 from ...model.node import Node
 from ..walker import join
 
@@ -21,14 +23,20 @@ _TYPE_CODE = {name: code for code, name in enumerate(_TYPES)}
 # event, type, selected, content done, unix mode, parent directory, uid, gid, atime, mtime,
 # links, inode, device_id, device
 _RECORD = struct.Struct("<BBBBIIqqqqqqqq")
-_CONTENT_DONE = 3  # the content-done byte's offset in a record
+_CONTENT = 3  # the offset in a record of the content byte: one of these
+NO_CONTENT = 0  # not a regular file whose metadata the finish step sets
+CONTENT_DONE = 1  # written by this restore, or found right
+CONTENT_PENDING = 2  # handed to the content writers, not done yet
+CONTENT_FAILED = 3  # failed, and the file this restore created for it is to be removed
+CONTENT_FAILED_UNTOUCHED = 4  # failed before anything was created
+WAIT_SECONDS = 0.5  # between the replay's looks at whether the writers stopped
 
 
 class EntryMeta:
     """The fields of a node the finish step uses (times as nanoseconds)."""
 
     __slots__ = ("type", "unix_mode", "uid", "gid", "user", "group", "atime_ns", "mtime_ns",
-                 "links", "inode", "device_id", "device", "xattrs", "linktarget", "content_done")
+                 "links", "inode", "device_id", "device", "xattrs", "linktarget", "content")
 
     @classmethod
     def from_node(cls, node: Node) -> "EntryMeta":
@@ -38,7 +46,7 @@ class EntryMeta:
         meta.atime_ns, meta.mtime_ns = node.atime.unix_ns, node.mtime.unix_ns
         meta.links, meta.inode, meta.device_id, meta.device = node.links, node.inode, node.device_id, node.device
         meta.xattrs, meta.linktarget = node.xattrs, node.linktarget
-        meta.content_done = False
+        meta.content = NO_CONTENT
         return meta
 
 
@@ -55,7 +63,11 @@ class _Extra:
 class FinishRecording:
     """Filled by the plan walk (visit, leave, error: the finish callbacks' arguments), then
     replayed to the finish callbacks in the same order. by_name: keep owner names; names:
-    keep each directory's names (--delete needs them)."""
+    keep each directory's names (--delete needs them).
+
+    The replay may run while the content writers still work: a file handed to them is
+    CONTENT_PENDING until they tell content_finished(), and the replay waits for that
+    before it hands the file on (its metadata, or its removal, comes after its content)."""
 
     def __init__(self, root_target: str, by_name: bool, names: bool):
         self._root = root_target
@@ -66,6 +78,7 @@ class FinishRecording:
         self._extras: Dict[int, _Extra] = {}
         self._dirs: List[tuple] = [("/", root_target)]  # (location, target) of parents
         self._dir_index: Dict[str, int] = {root_target: 0}
+        self._content_changed = threading.Condition()
 
     def visit(self, node: Node, target: str, location: str, parent: str) -> tuple:
         """Record a visited entry; returns its directory's (location, target), one pair per
@@ -74,10 +87,34 @@ class FinishRecording:
         self._add(_VISIT, node, index, 1, None)
         return self._dirs[index]
 
-    def finish_content(self) -> None:
-        """The entry just visited is a regular file whose content this restore wrote or found
-        right: the finish step sets its metadata (EntryMeta.content_done)."""
-        self._records[len(self._records) - _RECORD.size + _CONTENT_DONE] = 1
+    def finish_content(self, state: int = CONTENT_DONE) -> int:
+        """The entry just visited is a regular file whose metadata the finish step sets once
+        its content is right (CONTENT_DONE) or written (CONTENT_PENDING); returns its record's
+        number for content_finished()."""
+        self._records[len(self._records) - _RECORD.size + _CONTENT] = state
+        return len(self._names) - 1
+
+    def content_finished(self, record: int, state: int) -> None:
+        """From the content writers: the file of record is CONTENT_DONE or failed."""
+        offset = record * _RECORD.size + _CONTENT
+        if offset < len(self._records):  # (else replayed and let go of: nothing waits for it)
+            self._records[offset] = state  # one byte: set whole under the GIL
+        with self._content_changed:
+            self._content_changed.notify_all()
+
+    def _content(self, record: int, stopped: Callable[[], bool]) -> int:
+        """The content state of record once it is no longer pending. stopped(): True once
+        the writers have ended (it raises their unexpected errors)."""
+        offset = record * _RECORD.size + _CONTENT
+        with self._content_changed:
+            while self._records[offset] == CONTENT_PENDING:
+                ended = stopped()  # before the look: a writer tells of a file before it ends
+                if self._records[offset] != CONTENT_PENDING:
+                    break
+                if ended:
+                    raise RestiqueError("restore: the content writers ended with a file not written")
+                self._content_changed.wait(WAIT_SECONDS)
+            return self._records[offset]
 
     def leave(self, node: Optional[Node], target: str, location: str, names, selected=True) -> None:
         if node is None:
@@ -126,13 +163,16 @@ class FinishRecording:
         self._records += record
 
     def replay(self, visit_node: Callable, leave_dir: Callable, report_error: Callable,
-               guard: Callable) -> None:
+               guard: Callable, stopped: Callable[[], bool] = lambda: True) -> None:
         """Call the finish callbacks as the walk would have: visit_node(meta, target, location,
         parent_target), leave_dir(meta or None, target, location, names, selected),
-        report_error(location, exc) for a tree that could not be loaded; each through guard."""
+        report_error(location, exc) for a tree that could not be loaded; each through guard.
+        A visit of a file with pending content waits for it (see _content)."""
         extras, dirs = self._extras, self._dirs
         for i, (fields, name) in enumerate(zip(_RECORD.iter_unpack(self._records), self._names)):
             event = fields[0]
+            if fields[_CONTENT] == CONTENT_PENDING:
+                fields = fields[:_CONTENT] + (self._content(i, stopped),) + fields[_CONTENT + 1:]
             extra = extras.get(i)
             if event == _ERROR:
                 report_error(name, extra.error)
@@ -160,7 +200,7 @@ def _meta(fields, extra: Optional[_Extra]) -> EntryMeta:
     (meta.unix_mode, meta.uid, meta.gid, meta.atime_ns, meta.mtime_ns, meta.links, meta.inode,
      meta.device_id, meta.device) = fields[4], *fields[6:]
     meta.type = _TYPES[fields[1]]
-    meta.content_done = bool(fields[3])
+    meta.content = fields[_CONTENT]
     if extra is None:
         meta.xattrs, meta.linktarget, meta.user, meta.group = (), "", "", ""
     else:
@@ -169,9 +209,9 @@ def _meta(fields, extra: Optional[_Extra]) -> EntryMeta:
 
 
 def _from_node(node: Node, event: int, target: str, location: str, parent: str, names, selected,
-               content_done, visit_node: Callable, leave_dir: Callable) -> None:
+               content, visit_node: Callable, leave_dir: Callable) -> None:
     meta = EntryMeta.from_node(node)  # raises what using the node raises
-    meta.content_done = bool(content_done)
+    meta.content = content
     if event == _VISIT:
         visit_node(meta, target, location, parent)
     else:

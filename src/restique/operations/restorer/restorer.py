@@ -13,13 +13,13 @@ from contextlib import contextmanager
 from typing import List, Optional
 
 from ...errors import RestiqueError, UsageError
+from ..allocator import return_large_buffers
 from ..fs_io import error_message
-from .allocator import return_large_buffers
 from .file_writer import FilesWriter
 from .finish import finish_restore
 from .options import RestoreOptions
 from .pack_reader import ContentRestorer
-from .plan import PlannedFile, RestorePlan, plan_restore
+from .plan import PlannedFile, new_recording, plan_restore
 from .report import RestoreProgress, RestoreReport, RestoreStats
 from .traverse import TreeTraversal
 from .verify import verify_files
@@ -42,7 +42,6 @@ class Restorer:
         self._index = None
         self._files: List[PlannedFile] = []  # whose content was written: what verify reads
         # (kept only for options.verify: a large restore's files are its largest part)
-        self._writer: Optional[FilesWriter] = None
 
     @property
     def stats(self) -> RestoreStats:
@@ -60,39 +59,40 @@ class Restorer:
         if not options.dry_run:
             _create_target(target)
         traversal = TreeTraversal(self.repo, self.tree_id, target, options.selection(), report)
-        failed: set = set()
         if options.dry_run:
             plan = plan_restore(traversal, options, self._index, report)
             for f in plan.files:
                 report.done(f.action, f.location, f.size, count_bytes=True)
+            self._files = plan.files
+            finish_restore(traversal, options, plan, report)
         else:
-            plan = self._plan_and_write(traversal)
-            failed = self._writer.remove_failed()
-        self._files = plan.files
-        finish_restore(traversal, options, plan, failed, report)
+            self._restore_content_and_finish(traversal)
         report.stats.seconds = time.monotonic() - t0
         return report.stats
 
-    def _plan_and_write(self, traversal: TreeTraversal) -> RestorePlan:
-        """The plan walk and the content writers, overlapped: files are written while the
-        walk goes on. With --delete the walk ends first: it may find the snapshot's names
-        off, and then no directory in a file's place may be removed."""
+    def _restore_content_and_finish(self, traversal: TreeTraversal) -> None:
+        """The plan walk, the content writers and the finish step, overlapped: files are
+        written while the walk goes on, and the finish step sets metadata while the last
+        packs are written (waiting for each file's content). With --delete the walk ends
+        before any writing: it may find the snapshot's names off, and then no directory in
+        a file's place may be removed."""
         options, report = self.options, self.report
         overlap = not options.delete
         return_large_buffers()
-        self._writer = FilesWriter(report, options.sparse, False)
-        content = ContentRestorer(self.repo, self._index, self._writer,
-                                  options.worker_count(self.repo.backend))
+        recording = new_recording(traversal, options)
+        writer = FilesWriter(report, options.sparse, False, recording)
+        content = ContentRestorer(self.repo, self._index, writer, options.worker_count(self.repo.backend))
         try:
             plan = plan_restore(traversal, options, self._index, report, content.add if overlap else None,
-                                keep_files=options.verify)
+                                keep_files=options.verify, recording=recording)
             if not overlap:
-                self._writer.replace_dirs = traversal.names_valid  # read after the whole walk
+                writer.replace_dirs = traversal.names_valid  # read after the whole walk
                 content.add(plan.files)
+            self._files = plan.files
+            finish_restore(traversal, options, plan, report, content.stopped)
             content.wait()
         finally:
             content.close()
-        return plan
 
     def verify(self) -> int:
         """Re-read the files restore() wrote; how many hold the right content. Needs
