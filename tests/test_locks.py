@@ -3,6 +3,7 @@
 lock removed on SIGINT, SIGTERM and SIGHUP while backup, restore, prune, check and mount are
 in their main phase."""
 import json
+import math
 import os
 import shutil
 import signal
@@ -144,15 +145,24 @@ def test_backup_against_exclusive_lock_fails_like_restic(small_repo, folders, li
 
 
 def test_retry_lock_waits_then_gives_up_or_gets_the_lock(small_repo, folders, live_pid):
+    """The retry time is a multiple of what a command failing at its first lock attempt takes
+    here, so that a busy machine's first attempt ends well before it."""
+    from restique.cli.fmt import format_go_duration
+
     lock_id = write_lock(small_repo, exclusive=True, pid=live_pid)
     began = time.monotonic()
-    proc = run_restique(small_repo, "--retry-lock", "1s", "backup", folders / "two", check=False)
-    assert proc.returncode == 11 and time.monotonic() - began >= 1
-    assert proc.stdout.decode().splitlines()[0] == "repo already locked, waiting up to 1s for the lock"
+    assert run_restique(small_repo, "backup", folders / "two", check=False).returncode == 11
+    wait = max(1, math.ceil(3 * (time.monotonic() - began)))
+    waiting = "repo already locked, waiting up to {} for the lock".format
+
+    began = time.monotonic()
+    proc = run_restique(small_repo, "--retry-lock", f"{wait}s", "backup", folders / "two", check=False)
+    assert proc.returncode == 11 and time.monotonic() - began >= wait
+    assert proc.stdout.decode().splitlines()[0] == waiting(format_go_duration(wait))
     assert len(proc.stderr.splitlines()) == 1 and b"already locked exclusively" in proc.stderr
 
-    proc = start(restique_cmd(), small_repo, "--retry-lock", "2s", "backup", folders / "two")
-    assert proc.stdout.readline() == b"repo already locked, waiting up to 2s for the lock\n"
+    proc = start(restique_cmd(), small_repo, "--retry-lock", f"{2 * wait}s", "backup", folders / "two")
+    assert proc.stdout.readline().decode() == waiting(format_go_duration(2 * wait)) + "\n"
     os.remove(small_repo / "locks" / lock_id)  # the other process ends
     code, _, err = finished(proc)
     assert code == 0, err
