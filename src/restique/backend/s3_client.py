@@ -72,7 +72,7 @@ class S3Client:
         """One request for key ("" is the bucket); the answer (body read) when its status is
         below 300, else S3Error. body: bytes or a PartsBody."""
         query = query or {}
-        path = self._base + key
+        path = self._base + key if key else self._base.rstrip("/") or "/"  # the bucket: `/bucket`, as S3 names it
         url = quote_path(path) + ("?" + canonical_query(query) if query else "")
         for attempt in range(2):
             sent = {"Host": self.host, **(headers or {})}
