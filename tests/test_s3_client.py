@@ -172,3 +172,19 @@ def test_a_bucket_found_in_another_region_is_asked_at_that_regions_endpoint(virt
     other._move_to("eu-west-2")  # not Amazon: the same endpoint, signed for the region it names
     assert other.region == "eu-west-2" and other.host == "minio.example:9000"
     assert regional_endpoint("cn-north-1", "s3.amazonaws.com:443") == "s3.cn-north-1.amazonaws.com.cn:443"
+
+
+def test_a_truncated_listing_without_a_next_page_is_an_error(stub, monkeypatch):
+    def truncated(handler):
+        body = (b"<ListBucketResult><IsTruncated>true</IsTruncated>"
+                b"<Contents><Key>p/a</Key><Size>1</Size></Contents></ListBucketResult>")
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    monkeypatch.setattr(_RegionStub, "do_GET", truncated)
+    pages = _client(stub).list_objects("p/")
+    assert next(pages) == [("p/a", 1)]
+    with pytest.raises(S3Error, match="InvalidListing"):
+        next(pages)

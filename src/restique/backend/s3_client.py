@@ -105,27 +105,34 @@ class S3Client:
         """Pages of (key, size) under prefix."""
         query = {"prefix": prefix} if version1 else {"list-type": "2", "prefix": prefix}
         while True:
-            page = ET.fromstring(self.request("GET", query=query).data)
+            page = _document(self.request("GET", query=query))
             entries = [(item.findtext("{*}Key"), int(item.findtext("{*}Size"))) for item in page.iterfind("{*}Contents")]
             yield entries
             if page.findtext("{*}IsTruncated", "false").lower() != "true":
                 return
             if version1:  # NextMarker only comes with a delimiter: else the last key is the marker
-                query["marker"] = page.findtext("{*}NextMarker") or entries[-1][0]
+                following = page.findtext("{*}NextMarker") or (entries[-1][0] if entries else None)
             else:
-                query["continuation-token"] = page.findtext("{*}NextContinuationToken")
+                following = page.findtext("{*}NextContinuationToken")
+            if not following:  # a listing cut short must not pass for a whole one
+                raise S3Error(200, "InvalidListing", "a truncated listing names no next page")
+            query["marker" if version1 else "continuation-token"] = following
 
     def upload_in_parts(self, key: str, data, part_size: int, headers: Dict[str, str], threads: int) -> None:
         """A multipart upload of data (bytes or a list of parts), parts sent side by side; an
         upload that fails is aborted, so that its parts do not stay stored."""
-        started = ET.fromstring(self.request("POST", key, {"uploads": ""}, headers).data)
-        upload = started.findtext("{*}UploadId")
+        upload = _document(self.request("POST", key, {"uploads": ""}, headers)).findtext("{*}UploadId")
+        if not upload:
+            raise S3Error(200, "InvalidResponse", "the store started a multipart upload without naming it")
         pieces = _split(as_parts(data), part_size)
 
         def send(number: int) -> str:
             answer = self.request("PUT", key, {"partNumber": str(number), "uploadId": upload},
                                   body=PartsBody(pieces[number - 1]))
-            return answer.headers["ETag"]
+            tag = answer.headers.get("ETag")
+            if not tag:
+                raise S3Error(answer.status, "MissingETag", f"part {number} was stored without an ETag")
+            return tag
 
         try:
             with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -133,10 +140,9 @@ class S3Client:
             parts = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{tag}</ETag></Part>"
                             for n, tag in enumerate(tags, 1))
             document = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
-            done = self.request("POST", key, {"uploadId": upload}, body=document)
-            if b"<Error>" in done.data[:200] or b":Error" in done.data[:200]:  # S3 may fail after a 200
-                failed = ET.fromstring(done.data)
-                raise S3Error(500, failed.findtext("{*}Code") or "InternalError", failed.findtext("{*}Message") or "")
+            done = _document(self.request("POST", key, {"uploadId": upload}, body=document))
+            if done.tag.rpartition("}")[2] == "Error":  # S3 may answer 200 and fail while joining the parts
+                raise S3Error(500, done.findtext("{*}Code") or "InternalError", done.findtext("{*}Message") or "")
         except BaseException:
             try:
                 self.request("DELETE", key, {"uploadId": upload})
@@ -186,6 +192,14 @@ def _split(parts: List[memoryview], size: int) -> List[List[memoryview]]:
     if current or not pieces:
         pieces.append(current)
     return pieces
+
+
+def _document(answer) -> ET.Element:
+    """A successful answer's XML; an S3Error when it is none."""
+    try:
+        return ET.fromstring(answer.data)
+    except ET.ParseError:
+        raise S3Error(answer.status, "InvalidResponse", "the store's answer is not XML") from None
 
 
 def _error(answer) -> S3Error:
