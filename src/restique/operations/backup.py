@@ -8,6 +8,7 @@ from typing import List, Optional
 from ..errors import RestiqueError, UsageError
 from ..model.gotime import GoTime
 from ..model.snapshot import Snapshot, new_summary
+from .allocator import return_large_buffers
 from .archiver import Archiver, BackupOptions, BackupProgress
 from .archiver.checkpoint import CHECKPOINT_INTERVAL, Checkpoints
 from .archiver.parent import find_parent
@@ -80,6 +81,9 @@ def run_backup(repo, req: BackupRequest, progress: Optional[BackupProgress] = No
     start = GoTime.now()
     snap_time = req.time or start
     hostname = req.hostname or socket.gethostname()  # an empty --host means this machine, as in restic
+    # file contents, trees and index files freed by the threads would otherwise raise glibc's
+    # thresholds and stay in their heaps: 117-133 MiB instead of 104-111 at 200,000 files
+    return_large_buffers()
     repo.load_index()
     repo.blobs.dry_run = req.dry_run
     archiver = Archiver(repo, req.options, progress)
