@@ -181,9 +181,9 @@ def test_walk_waits_for_the_writers_and_lets_go_of_written_files(snapshot, tmp_p
 def test_local_reads_stay_below_the_size_mapped_on_its_own():
     """A local read's buffer comes from the heap, where the next read reuses its pages; one
     mapped on its own would be faulted in page by page for every read."""
-    from restique.operations.restorer import allocator
+    from restique.operations import allocator
 
-    assert pack_reader.LOCAL_MAX_READ + 64 < allocator._LARGE
+    assert pack_reader.LOCAL_MAX_READ + 64 < allocator.LARGE_BLOCK
 
 
 def test_young_collections_are_fewer_during_a_restore_and_as_before_after(snapshot, tmp_path):

@@ -23,7 +23,7 @@ from .plan import PlannedFile
 MAX_READ = 8 * 1024 * 1024  # largest single read from a remote pack (bounds memory per worker)
 # a local read costs a system call, not a round trip: smaller reads keep the workers' buffers
 # (most of a restore's memory besides the plan) small at no cost in speed. Below the 1 MiB
-# from which allocator.py has blocks mapped on their own, a freed read's memory serves the
+# from which the allocator module has blocks mapped on their own, a freed read's memory serves the
 # next one: 2 MiB reads were each a fresh mapping, four times the page faults (~0.3 s of
 # system time per 650 MiB restored)
 LOCAL_MAX_READ = 1000 * 1024
