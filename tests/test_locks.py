@@ -169,6 +169,29 @@ def test_retry_lock_waits_then_gives_up_or_gets_the_lock(small_repo, folders, li
     assert len(snapshot_ids(small_repo)) == 1 and lock_ids(small_repo) == []
 
 
+def test_retry_lock_shorter_than_the_first_attempt_still_says_so_and_tries_again(small_repo, live_pid, monkeypatch):
+    """A first attempt that outlasts --retry-lock (a slow backend) still prints the waiting
+    message and makes restic's last attempt at the deadline, rather than failing silently."""
+    from restique.repository import locks
+    from restique.repository.repository import open_repository
+
+    write_lock(small_repo, exclusive=True, pid=live_pid)
+    attempts, waits = [], []
+    slow_conflicts = locks.Lock._conflicts
+
+    def conflicts(self):
+        attempts.append(time.monotonic())
+        time.sleep(0.2)  # longer than the whole retry time below
+        return slow_conflicts(self)
+
+    monkeypatch.setattr(locks.Lock, "_conflicts", conflicts)
+    with open_repository(str(small_repo), PASSWORD) as repo:
+        with pytest.raises(locks.LockFailed, match="already locked exclusively"):
+            locks.Lock(repo, exclusive=False, retry_seconds=0.05, on_wait=lambda: waits.append(1))
+    assert len(attempts) == 2 and waits == [1]
+    assert len(lock_ids(small_repo)) == 1  # only the other holder's: ours were removed
+
+
 # --- refresh, stale locks, unlock ------------------------------------------------------------
 
 def test_lock_is_refreshed_while_a_command_runs(small_repo):

@@ -43,6 +43,8 @@ class CachedBackend:
         self.backend.create()
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()  # the files kept open for ranged reads
         self.backend.close()
 
     def _caches(self, ftype: FileType, name: str, data=None) -> bool:

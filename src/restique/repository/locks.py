@@ -164,23 +164,27 @@ class Lock:
         return reasons
 
     def _acquire(self, retry_seconds: float, on_wait: Optional[Callable[[], None]]) -> None:
-        # restic's schedule: 5 s doubling up to a minute, and a last try at the deadline
+        # restic's schedule: the message at the first conflict, 5 s doubling up to a minute, and
+        # a last try at the deadline (also when the first try alone took longer than the wait)
         deadline = time.monotonic() + retry_seconds
         delay = min(5.0, retry_seconds)
+        last_try = retry_seconds <= 0
         while True:
             self.lock_id = self._write()
             conflicts = self._conflicts()
             if not conflicts:
                 break
             self._remove_file()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if last_try:
                 raise LockFailed(f"unable to create lock in backend: {conflicts[0]}")
             if on_wait:
                 on_wait()
                 on_wait = None
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 60.0)
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 60.0)
+            last_try = time.monotonic() >= deadline
         self._thread = threading.Thread(target=self._refresh_loop, name="lock-refresh", daemon=True)
         self._thread.start()
 
