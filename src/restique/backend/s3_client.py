@@ -68,18 +68,19 @@ class S3Client:
 
     # --- one request ---
     def request(self, method: str, key: str = "", query: Optional[Dict[str, str]] = None,
-                headers: Optional[Dict[str, str]] = None, body=None, payload_hash: Optional[str] = None):
+                headers: Optional[Dict[str, str]] = None, body=None):
         """One request for key ("" is the bucket); the answer (body read) when its status is
         below 300, else S3Error. body: bytes or a PartsBody."""
         query = query or {}
+        signed = self.credentials is not None
+        digest = _payload_hash(body, self.secure) if signed and body is not None else EMPTY_SHA256
         path = self._base + key if key else self._base.rstrip("/") or "/"  # the bucket: `/bucket`, as S3 names it
         url = quote_path(path) + ("?" + canonical_query(query) if query else "")
         for attempt in range(2):
             sent = {"Host": self.host, **(headers or {})}
             if body is not None:
                 sent["Content-Length"] = str(len(body))
-            if self.credentials is not None:
-                digest = payload_hash or (EMPTY_SHA256 if body is None else _payload_hash(body, self.secure))
+            if signed:
                 self.signer.sign(self.credentials.current(), method, path, query, sent, digest)
             answer = self.pool.urlopen(method, url, body=body, headers=sent, redirect=False, retries=False,
                                        assert_same_host=False)
