@@ -188,3 +188,20 @@ def test_a_truncated_listing_without_a_next_page_is_an_error(stub, monkeypatch):
     assert next(pages) == [("p/a", 1)]
     with pytest.raises(S3Error, match="InvalidListing"):
         next(pages)
+
+
+def test_anonymous_requests_go_unsigned(stub, monkeypatch):
+    def answer_headers(handler):
+        body = repr(sorted(name.lower() for name in handler.headers)).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    monkeypatch.setattr(_RegionStub, "do_GET", answer_headers)
+    client = S3Client(f"127.0.0.1:{stub.server_address[1]}", "bucket", use_http=True, region="us-east-1",
+                      virtual_hosted=False, connections=1, credentials=None)
+    sent = client.request("GET", "k").data.decode()
+    assert "authorization" not in sent and "x-amz-date" not in sent and "host" in sent
+    signed = _client(stub).request("GET", "k").data.decode()
+    assert "authorization" in signed and "x-amz-content-sha256" in signed
