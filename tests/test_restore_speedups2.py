@@ -296,3 +296,47 @@ def test_an_unexpected_error_of_a_writer_ends_the_restore(snapshot, tmp_path, mo
     monkeypatch.setattr(pack_reader, "_restore_batch", broken)
     with pytest.raises(ValueError, match="broken writer"):
         Restorer(repo, tree, RestoreOptions(str(tmp_path / "out"))).restore()
+
+
+def test_recording_gives_back_every_name_and_field_it_was_given():
+    """Names go to one byte string (any str: raw bytes as surrogate escapes, other scripts),
+    numbers to narrow records, and what few entries need (a hard link's inode and device, a
+    device's number, a uid no record holds) to the side table."""
+    from restique.model.gotime import GoTime
+    from restique.model.node import Node
+    from restique.operations.restorer.recording import CONTENT_DONE, NO_CONTENT, FinishRecording
+
+    t1, t2 = GoTime(1_600_000_000_123_456_789), GoTime(1_700_000_000_000_000_001)
+    nodes = [
+        Node("plain", "file", mode=0o640, mtime=t1, atime=t2, uid=1000, gid=100, links=1, inode=7,
+             device_id=9, content=[]),
+        Node("raw\udcff\udcfe-名前", "file", mode=0o600, mtime=t2, atime=t1, links=3, inode=2**40,
+             device_id=2**33, content=[]),
+        Node("dev", "chardev", mode=0o620, mtime=t1, atime=t1, device=2**35 + 5),
+        Node("link", "symlink", mode=0o777, mtime=t1, atime=t1, linktarget="../x\udc80"),
+        Node("odd", "file", mode=0o644, mtime=t1, atime=t1, uid=2**40, content=[]),
+    ]
+    recording = FinishRecording("/restore", False, False)
+    for i, node in enumerate(nodes):
+        recording.visit(node, f"/restore/d/{node.name}", f"/d/{node.name}", "/restore/d")
+        if i == 0:
+            recording.finish_content()
+    recording.error("/d/broken\udcff", OSError(5, "gone"))
+    seen, errors = [], []
+
+    def visit(meta, target, location, parent):
+        seen.append((meta, target, location, parent))
+
+    recording.replay(visit, None, lambda location, exc: errors.append(location),
+                     lambda location, fn, *args: fn(*args))
+    assert [(target, location, parent) for _, target, location, parent in seen] == [
+        (f"/restore/d/{n.name}", f"/d/{n.name}", "/restore/d") for n in nodes]
+    assert errors == ["/d/broken\udcff"]
+    for node, (meta, *_) in zip(nodes, seen):
+        assert (meta.type, meta.unix_mode, meta.uid, meta.gid, meta.links, meta.inode, meta.device_id,
+                meta.device, meta.linktarget, meta.atime_ns, meta.mtime_ns) == (
+            node.type, node.unix_mode, node.uid, node.gid, node.links,
+            node.inode if node.links > 1 else 0, node.device_id if node.links > 1 else 0,
+            node.device, node.linktarget, node.atime.unix_ns, node.mtime.unix_ns)
+    assert [meta.content for meta, *_ in seen] == [CONTENT_DONE] + [NO_CONTENT] * 4
+    assert seen[1][0].inode == 2**40 and seen[1][0].device_id == 2**33

@@ -3,9 +3,10 @@ rather than walking the snapshot again (loading and decoding every tree a second
 most of a restore's Python time; a tree cache large enough to avoid it costs far more memory).
 
 Every finish event of the walk (an entry visited, a directory left, a tree that could not be
-loaded) is one fixed-size record in a bytearray, plus the entry's name; the few fields that
-are not numbers (extended attributes, link targets, owner names, --delete's name lists) go
-in a side table. An entry whose fields do not fit a record (a damaged or hostile tree) keeps
+loaded) is one fixed-size record in a bytearray, and the entry's name in another (its UTF-8
+bytes; 44 bytes and the name an entry instead of ~170); the fields that are not numbers
+(extended attributes, link targets, owner names, --delete's name lists) and those only few
+entries need (a hard link's inode and device, a device's number) go in a side table. An entry whose fields do not fit a record (a damaged or hostile tree) keeps
 its node, so that the finish step meets it, and reports it, just as it would have.
 """
 import os
@@ -20,9 +21,9 @@ from ..walker import join
 _VISIT, _LEAVE, _LEAVE_ROOT, _ERROR = range(4)
 _TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo")
 _TYPE_CODE = {name: code for code, name in enumerate(_TYPES)}
-# event, type, selected, content done, unix mode, parent directory, uid, gid, atime, mtime,
-# links, inode, device_id, device
-_RECORD = struct.Struct("<BBBBIIqqqqqqqq")
+# event, type, selected, content, unix mode, parent directory, name length, uid, gid, links,
+# atime, mtime
+_RECORD = struct.Struct("<BBBBIIIIIIqq")
 _CONTENT = 3  # the offset in a record of the content byte: one of these
 NO_CONTENT = 0  # not a regular file whose metadata the finish step sets
 CONTENT_DONE = 1  # written by this restore, or found right
@@ -53,10 +54,12 @@ class EntryMeta:
 class _Extra:
     """The side-table entry of one record."""
 
-    __slots__ = ("xattrs", "linktarget", "user", "group", "names", "node", "error")
+    __slots__ = ("xattrs", "linktarget", "user", "group", "inode", "device_id", "device", "names",
+                 "node", "error")
 
     def __init__(self):
         self.xattrs, self.linktarget, self.user, self.group = [], "", "", ""
+        self.inode = self.device_id = self.device = 0
         self.names = self.node = self.error = None
 
 
@@ -74,7 +77,7 @@ class FinishRecording:
         self._by_name = by_name
         self._keep_names = names
         self._records = bytearray()
-        self._names: List[str] = []
+        self._names = bytearray()  # every record's name (an error's location), one after another
         self._extras: Dict[int, _Extra] = {}
         self._dirs: List[tuple] = [("/", root_target)]  # (location, target) of parents
         self._dir_index: Dict[str, int] = {root_target: 0}
@@ -92,7 +95,7 @@ class FinishRecording:
         its content is right (CONTENT_DONE) or written (CONTENT_PENDING); returns its record's
         number for content_finished()."""
         self._records[len(self._records) - _RECORD.size + _CONTENT] = state
-        return len(self._names) - 1
+        return len(self._records) // _RECORD.size - 1
 
     def content_finished(self, record: int, state: int) -> None:
         """From the content writers: the file of record is CONTENT_DONE or failed."""
@@ -123,9 +126,14 @@ class FinishRecording:
             self._add(_LEAVE, node, self._parent(os.path.dirname(target), location), selected, names)
 
     def error(self, location: str, exc: Exception) -> None:
-        self._names.append(location)
-        self._extra(len(self._names) - 1).error = exc
-        self._records += _RECORD.pack(_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        self._extra(len(self._records) // _RECORD.size).error = exc
+        self._records += _RECORD.pack(_ERROR, 0, 0, 0, 0, 0, self._name(location), 0, 0, 0, 0, 0)
+
+    def _name(self, name: str) -> int:
+        """Keep name; its length in bytes, for its record."""
+        encoded = name.encode("utf-8", "surrogatepass")  # any str, back as it was
+        self._names += encoded
+        return len(encoded)
 
     def _parent(self, parent_target: str, location: str) -> int:
         index = self._dir_index.get(parent_target)
@@ -141,24 +149,25 @@ class FinishRecording:
         return extra
 
     def _add(self, event: int, node: Optional[Node], parent: int, selected: bool, names) -> None:
-        i = len(self._names)
-        self._names.append(node.name if node is not None else "")
+        i = len(self._records) // _RECORD.size
         if self._keep_names and names is not None:
             self._extra(i).names = names
         if node is None:
-            self._records += _RECORD.pack(event, 0, selected, 0, 0, parent, 0, 0, 0, 0, 0, 0, 0, 0)
+            self._records += _RECORD.pack(event, 0, selected, 0, 0, parent, 0, 0, 0, 0, 0, 0)
             return
+        name_length = self._name(node.name)
         try:
             record = _RECORD.pack(event, _TYPE_CODE[node.type], selected, 0, node.unix_mode, parent,
-                                  node.uid, node.gid, node.atime.unix_ns, node.mtime.unix_ns,
-                                  node.links, node.inode, node.device_id, node.device)
-            if node.xattrs or node.linktarget or self._by_name:
+                                  name_length, node.uid, node.gid, node.links, node.atime.unix_ns,
+                                  node.mtime.unix_ns)
+            if node.xattrs or node.linktarget or self._by_name or node.links > 1 or node.device:
                 extra = self._extra(i)
                 extra.xattrs, extra.linktarget = node.xattrs, node.linktarget
+                extra.inode, extra.device_id, extra.device = node.inode, node.device_id, node.device
                 if self._by_name:
                     extra.user, extra.group = node.user, node.group
         except Exception:  # noqa: BLE001 - an unusual entry: the finish step meets the node itself
-            record = _RECORD.pack(event, 0, selected, 0, 0, parent, 0, 0, 0, 0, 0, 0, 0, 0)
+            record = _RECORD.pack(event, 0, selected, 0, 0, parent, name_length, 0, 0, 0, 0, 0)
             self._extra(i).node = node
         self._records += record
 
@@ -168,9 +177,12 @@ class FinishRecording:
         parent_target), leave_dir(meta or None, target, location, names, selected),
         report_error(location, exc) for a tree that could not be loaded; each through guard.
         A visit of a file with pending content waits for it (see _content)."""
-        extras, dirs = self._extras, self._dirs
-        for i, (fields, name) in enumerate(zip(_RECORD.iter_unpack(self._records), self._names)):
+        extras, dirs, all_names = self._extras, self._dirs, self._names
+        name_end = 0
+        for i, fields in enumerate(_RECORD.iter_unpack(self._records)):
             event = fields[0]
+            name_start, name_end = name_end, name_end + fields[6]
+            name = all_names[name_start:name_end].decode("utf-8", "surrogatepass")
             if fields[_CONTENT] == CONTENT_PENDING:
                 fields = fields[:_CONTENT] + (self._content(i, stopped),) + fields[_CONTENT + 1:]
             extra = extras.get(i)
@@ -192,19 +204,20 @@ class FinishRecording:
                 guard(location, visit_node, meta, target, location, parent_target)
             else:
                 guard(location, leave_dir, meta, target, location, names, bool(fields[2]))
-        self._records = bytearray()  # replayed once: free it
+        self._records, self._names = bytearray(), bytearray()  # replayed once: free them
 
 
 def _meta(fields, extra: Optional[_Extra]) -> EntryMeta:
     meta = EntryMeta()
-    (meta.unix_mode, meta.uid, meta.gid, meta.atime_ns, meta.mtime_ns, meta.links, meta.inode,
-     meta.device_id, meta.device) = fields[4], *fields[6:]
+    meta.unix_mode, (meta.uid, meta.gid, meta.links, meta.atime_ns, meta.mtime_ns) = fields[4], fields[7:]
     meta.type = _TYPES[fields[1]]
     meta.content = fields[_CONTENT]
     if extra is None:
         meta.xattrs, meta.linktarget, meta.user, meta.group = (), "", "", ""
+        meta.inode = meta.device_id = meta.device = 0
     else:
         meta.xattrs, meta.linktarget, meta.user, meta.group = extra.xattrs, extra.linktarget, extra.user, extra.group
+        meta.inode, meta.device_id, meta.device = extra.inode, extra.device_id, extra.device
     return meta
 
 
