@@ -6,7 +6,8 @@ traverse     the tree walk both walks share (restic's traverseTree)
 plan         step 1, first walk: directories, overwrite decisions, files to write
 pack_reader  step 2: blobs grouped by pack, each pack read once by worker threads
 file_writer  step 2: creating files and writing blobs into them
-finish       step 3, second walk: special files, hard links, metadata, --delete
+finish       step 3, a replay of the first walk (while the last packs are written): special
+             files, hard links, metadata, --delete
 metadata     owner, extended attributes, times and mode of one entry
 verify       --verify: re-read the restored files
 report       stats, progress calls and per-entry errors, shared by the threads

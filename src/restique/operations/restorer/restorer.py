@@ -1,5 +1,6 @@
 """One restore, composed from its steps: plan (first walk), content (packs into files),
-finish (second walk: special files, links, metadata, --delete), and on request verify.
+finish (a replay of the first walk, while the last packs are written: special files,
+links, metadata, --delete), and on request verify.
 
 Per-entry failures are reported (``progress.error(location, message)``) and the restore goes
 on; a file whose content could not be restored is removed rather than left with holes.
