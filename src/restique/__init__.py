@@ -9,7 +9,7 @@ The library interface is ``restique.api``, re-exported here::
         print(snapshot.short_id, summary["files_new"])
 
 Names are imported on first use, so ``import restique`` stays cheap: the backends' client
-libraries (boto3, urllib3) load only when a location needs them.
+library (urllib3) loads only when a location needs it.
 """
 # no typing here: every command loads this package before its key derivation starts
 # (cli.key_prefetch), and typing with what it imports costs several milliseconds
