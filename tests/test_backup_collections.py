@@ -4,7 +4,7 @@ import gc
 
 import pytest
 
-from restique.cli.cmd_backup import YOUNG_COLLECTION_THRESHOLD, fewer_collections
+from restique.operations.collector import YOUNG_COLLECTION_THRESHOLD, fewer_collections
 
 
 def test_threshold_raised_and_restored():

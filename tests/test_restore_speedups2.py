@@ -190,7 +190,7 @@ def test_young_collections_are_fewer_during_a_restore_and_as_before_after(snapsh
     import gc
 
     from restique.operations.restorer import RestoreProgress
-    from restique.operations.restorer.restorer import YOUNG_COLLECTIONS
+    from restique.operations.collector import YOUNG_COLLECTION_THRESHOLD as YOUNG_COLLECTIONS
 
     repo, tree, src = snapshot
     seen = []

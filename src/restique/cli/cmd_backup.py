@@ -1,11 +1,9 @@
 """restique backup: save files, a stream or a command's output as a new snapshot."""
-import gc
 import glob
 import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import click
 
@@ -16,7 +14,6 @@ from .options import exclude_options
 # Python's default young threshold (700) the collector ran every few dozen files and its older
 # generations walked the waiting nodes again and again, 0.3-0.5 s of a 30,000-file backup's CPU,
 # all of it holding the interpreter lock. Cycles are still collected, only less often.
-YOUNG_COLLECTION_THRESHOLD = 100_000
 
 
 def split_tags(values):
@@ -212,6 +209,7 @@ def _backup_request(repo, targets, stream, archiving, prescan, *, tags, hostname
 def _run(repo, request, output, scan: bool):
     """The backup, its progress shown (with scan: the size to expect counted beside it)."""
     from ..operations.backup import run_backup
+    from ..operations.collector import fewer_collections
 
     on_parent = _parent_announcer(output, request.paths if request.stdin is None else None)
     output.start_status()
@@ -224,17 +222,6 @@ def _run(repo, request, output, scan: bool):
         output.stop_status()
         if isinstance(request.stdin, CommandOutput):
             request.stdin.close()
-
-
-@contextmanager
-def fewer_collections():
-    """Young collections only every YOUNG_COLLECTION_THRESHOLD new objects, for the block."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION_THRESHOLD), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 def _check_sources(stdin, stdin_from_command, targets, files_from_all) -> None:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Callable, Optional
 
 from ..errors import RestiqueError
+from ..operations.collector import fewer_collections
 from ..operations.snapshot_fs import SnapshotFS
 from . import kernel
 from .kernel import FuseError
@@ -195,12 +196,10 @@ def _answer(channel: Channel, handler, unique: int, *args) -> None:
 def _collections_for_serving():
     """Fewer garbage collections while serving; what was loaded before (the index, the
     snapshot list) is moved out of the collector's sight, as it lives until the unmount."""
-    thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *thresholds[1:])
     try:
-        yield
+        with fewer_collections(YOUNG_COLLECTION_THRESHOLD):
+            yield
     finally:
-        gc.set_threshold(*thresholds)
         gc.unfreeze()

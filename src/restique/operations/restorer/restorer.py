@@ -7,14 +7,13 @@ on; a file whose content could not be restored is removed rather than left with 
 Locations are snapshot paths below the restored tree ("/srv/data/file"), as restic reports
 them.
 """
-import gc
 import os
 import time
-from contextlib import contextmanager
 from typing import List, Optional
 
 from ...errors import RestiqueError, UsageError
 from ..allocator import return_large_buffers
+from ..collector import fewer_collections
 from ..fs_io import error_message
 from .file_writer import FilesWriter
 from .finish import finish_restore
@@ -25,7 +24,6 @@ from .report import RestoreProgress, RestoreReport, RestoreStats
 from .traverse import TreeTraversal
 from .verify import verify_files
 
-YOUNG_COLLECTIONS = 100_000
 
 
 class Restorer:
@@ -49,7 +47,7 @@ class Restorer:
         return self.report.stats
 
     def restore(self) -> RestoreStats:
-        with _fewer_collections():
+        with fewer_collections():
             return self._restore()
 
     def _restore(self) -> RestoreStats:
@@ -112,20 +110,6 @@ def restore(repo, tree_id: str, options: RestoreOptions,
     if options.verify and not stats.errors and not options.dry_run:
         restorer.verify()
     return stats
-
-
-@contextmanager
-def _fewer_collections():
-    """Young collections every YOUNG_COLLECTIONS new objects during the restore: the walk
-    makes many objects that live until their content is written, and each young collection
-    that promotes them leads to older ones walking all of them again (the collector took
-    ~0.5 s of a 30,000-file restore's 6 s of CPU; memory stays the same)."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], YOUNG_COLLECTIONS), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 def _create_target(target: str) -> None:
