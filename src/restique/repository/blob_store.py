@@ -16,6 +16,7 @@ from .. import _seal
 from ..backend.base import BackendNotFound, BackendShortRead, FileType, remote_connections
 from ..errors import IntegrityError, NotFound
 from ..model.ids import hash_id
+from .compression import blob_level
 from .crypto import OVERHEAD, MasterKey
 from .index import MAX_BLOBS_PER_INDEX_FILE, BlobLocation, IndexFile, MasterIndex
 from .pack import BLOB_TYPES, DATA, PackParts, PackWriter
@@ -83,7 +84,7 @@ class BlobStore:
             # restic compresses every tree of format 2 (even with --compression off), and its
             # prune repacks packs holding an uncompressed tree
             return self.key.seal_blob(data, self.tree_level, always=True)
-        return self.key.seal_blob(data, self.level if len(data) else None)
+        return self.key.seal_blob(data, blob_level(self.level, len(data)) if len(data) else None)
 
     def known(self, blob_type: str, blob_id: str) -> bool:
         return self.index.has(blob_type, blob_id) or (blob_type, blob_id) in self._pending
@@ -102,7 +103,7 @@ class BlobStore:
         """Seal a blob straight into its pack (no sealed copy of its own): (newly stored?,
         stored size). The caller knows blob_id to be data's id."""
         always = blob_type == "tree" and bool(self.tree_level)
-        level = self.tree_level if always else (self.level if len(data) else None)
+        level = self.tree_level if always else (blob_level(self.level, len(data)) if len(data) else None)
         try:
             payload, ulen = _seal.prepare(data, level or 0, always)
         except _seal.SealError as exc:
