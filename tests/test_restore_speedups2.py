@@ -186,6 +186,18 @@ def test_local_reads_stay_below_the_size_mapped_on_its_own():
     assert pack_reader.LOCAL_MAX_READ + 64 < allocator.LARGE_BLOCK
 
 
+def test_remote_reads_stay_below_the_size_mapped_on_its_own():
+    """Over a remote backend the 8 MiB reads are reused from the heap too: the threshold the
+    restore sets lies above them there, and at the allocator's default for a local one."""
+    from types import SimpleNamespace
+
+    from restique.operations import allocator
+
+    local, remote = SimpleNamespace(), SimpleNamespace(connections=5)
+    assert pack_reader.mapped_block_threshold(local) == allocator.LARGE_BLOCK
+    assert pack_reader.largest_read(remote) + 64 < pack_reader.mapped_block_threshold(remote)
+
+
 def test_young_collections_are_fewer_during_a_restore_and_as_before_after(snapshot, tmp_path):
     import gc
 

@@ -18,7 +18,7 @@ from ..fs_io import error_message
 from .file_writer import FilesWriter
 from .finish import finish_restore
 from .options import RestoreOptions
-from .pack_reader import ContentRestorer
+from .pack_reader import ContentRestorer, mapped_block_threshold
 from .plan import PlannedFile, new_recording, plan_restore
 from .report import RestoreProgress, RestoreReport, RestoreStats
 from .traverse import TreeTraversal
@@ -77,7 +77,7 @@ class Restorer:
         a file's place may be removed."""
         options, report = self.options, self.report
         overlap = not options.delete
-        return_large_buffers()
+        return_large_buffers(mapped_block_threshold(self.repo.backend))
         recording = new_recording(traversal, options)
         writer = FilesWriter(report, options.sparse, False, recording)
         content = ContentRestorer(self.repo, self._index, writer, options.worker_count(self.repo.backend))
