@@ -113,7 +113,7 @@ class RestBackend:
                                      headers=headers or self.headers, redirect=False, retries=False,
                                      preload_content=not stream, assert_same_host=False)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise BackendError(f'{method.capitalize()} "{self._shown(url)}": {_reason(exc)}') from None
+            raise BackendError(f'{method.capitalize()} "{self._shown(url)}": {failure_reason(exc)}') from None
 
     def _shown(self, url: str) -> str:
         return url.replace(self.url, strip_password(self.location).partition(":")[2].rstrip("/"), 1)
@@ -200,7 +200,7 @@ class RestBackend:
             return response.read(decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             response.close()  # a connection broken half-way is not reused
-            raise BackendError(f'Get "{self._shown(url)}": {_reason(exc)}') from None
+            raise BackendError(f'Get "{self._shown(url)}": {failure_reason(exc)}') from None
         finally:
             response.release_conn()
 
@@ -268,7 +268,7 @@ def _total_size(response, default: int) -> int:
     return int(total) if total.isdigit() else default
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """The innermost cause of an HTTP client error in a few words ("connection refused")."""
     seen = exc
     while seen is not None:

@@ -25,7 +25,7 @@ from .base import (BackendError, BackendShortRead, FileType, PermanentBackendErr
                    not_found)
 from .options import BackendOptions, positive_int
 from .parts import PartsBody
-from .rest import _reason as failure_reason
+from .rest import failure_reason
 from .s3_client import S3Client, S3Error
 from .s3_credentials import Credentials, NoCredentials, configured_region
 
