@@ -15,20 +15,15 @@ _libc.malloc.argtypes = [ctypes.c_size_t]
 _libc.free.argtypes = [ctypes.c_void_p]
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-_libc.mallinfo2.restype = _MallInfo2
+_IS_MMAPPED = 0x2  # glibc's flag in a chunk's size field, just before the block
 
 
 def _mapped_on_its_own(size: int) -> bool:
-    """Whether a block of size bytes, allocated on this thread, gets a mapping of its own."""
-    before = _libc.mallinfo2().hblkhd
+    """Whether a block of size bytes gets a mapping of its own: read from the block's own
+    chunk header (process-wide counters such as mallinfo2 change under other threads)."""
     block = _libc.malloc(size)
     try:
-        return _libc.mallinfo2().hblkhd >= before + size
+        return bool(ctypes.c_size_t.from_address(block - ctypes.sizeof(ctypes.c_size_t)).value & _IS_MMAPPED)
     finally:
         _libc.free(block)
 
