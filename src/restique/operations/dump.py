@@ -22,8 +22,9 @@ from typing import Callable, Iterator, List, Optional, Tuple
 from ..errors import RestiqueError
 from ..model.names import child_name_problem, go_quote
 from ..model.paths import go_clean
-from ..model.node import Node
+from .collector import fewer_collections
 from .dump_blobs import PackBatchedReader
+from .dump_nodes import ArchivedNode, ArchivedTreeLoader
 from .walker import TreeLoader, join, walk
 
 ARCHIVE_FORMATS = ("tar", "zip")
@@ -76,10 +77,10 @@ def dump(repo, tree_id: str, path: str, out, options: Optional[DumpOptions] = No
     dumped; damaged or missing data raises the repository's errors."""
     options = options or DumpOptions()
     options.validate()
-    loader = TreeLoader(repo, cache_bytes=0)
+    loader = ArchivedTreeLoader(repo, cache_bytes=0)
     target = _locate(loader, tree_id, path_components(path))
     reader = PackBatchedReader(repo, workers=options.workers)
-    if isinstance(target, Node):
+    if isinstance(target, ArchivedNode):
         written = 0
         for _, chunks in reader.contents([target], lambda node: node.content):
             for chunk in chunks:
@@ -89,7 +90,8 @@ def dump(repo, tree_id: str, path: str, out, options: Optional[DumpOptions] = No
     if options.before_archive is not None:
         options.before_archive()
     subtree, base = target
-    return _write_archive(repo, loader, reader, subtree, base, out, options)
+    with fewer_collections():  # the entries planned ahead live on: young collections would walk them
+        return _write_archive(repo, loader, reader, subtree, base, out, options)
 
 
 def _locate(loader: TreeLoader, tree_id: str, names: List[str]):
@@ -123,7 +125,7 @@ def _locate(loader: TreeLoader, tree_id: str, names: List[str]):
 
 
 def archive_entries(repo, loader: TreeLoader, tree_id: str, base: str,
-                    on_error: Optional[Callable[[str, str], None]] = None) -> Iterator[Tuple[str, Node]]:
+                    on_error: Optional[Callable[[str, str], None]] = None) -> Iterator[Tuple[str, ArchivedNode]]:
     """(snapshot path, node) of every entry restic's dump archives below the folder base
     (tree tree_id): its direct entries whatever their type, files, folders and symlinks
     further down. Entries with names unsafe as paths are passed to on_error(folder, message)
@@ -132,7 +134,7 @@ def archive_entries(repo, loader: TreeLoader, tree_id: str, base: str,
     previous: List[str] = []  # per depth below base: the name of the last entry seen there
     refused = False
 
-    def descend(path: str, node: Node) -> bool:
+    def descend(path: str, node: ArchivedNode) -> bool:
         return not refused
 
     for path, node in walk(repo, tree_id, base, descend, loader=loader):
@@ -169,6 +171,6 @@ def _write_archive(repo, loader, reader, tree_id: str, base: str, out, options: 
     return DumpResult("archive", writer.entries, writer.bytes, errors)
 
 
-def _archived_content(entry: Tuple[str, Node]) -> Optional[List[str]]:
+def _archived_content(entry: Tuple[str, ArchivedNode]) -> Optional[List[str]]:
     path, node = entry
     return node.content if node.type == "file" else None
