@@ -6,6 +6,8 @@ not a failure; a permanent error will fail again the same way; anything else is 
 worth retrying. The retry wrapper relies on `is_permanent`, callers on `is_not_found`. All are
 OSErrors, so the CLI reports them as it reports any other I/O failure.
 """
+from __future__ import annotations
+
 import errno
 import os
 from enum import Enum

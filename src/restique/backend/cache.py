@@ -9,6 +9,8 @@ A cached file is never trusted blindly. Every repository file is named by the SH
 content, so the first time a cached file is used in a process its hash is checked; a file
 that does not match (damaged on disk, cut short) is removed and fetched again.
 """
+from __future__ import annotations
+
 import hashlib
 import threading
 from typing import Callable, Dict, Optional, Set

@@ -6,6 +6,8 @@ Cached files are the backend's files byte for byte (still encrypted). A cache fo
 modification time says when a repository was last opened; folders unused for a while are
 "old" and may be removed by `cache --cleanup` or `--cleanup-cache`.
 """
+from __future__ import annotations
+
 import os
 import re
 import threading

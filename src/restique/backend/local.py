@@ -1,8 +1,9 @@
 """A repository in a local directory, laid out exactly as restic lays it out."""
+from __future__ import annotations
+
 import itertools
 import os
 import signal
-import socket
 import stat
 import time
 from typing import Iterator, Optional, Tuple
@@ -13,7 +14,7 @@ from .base import FOLDER_TYPES, BackendNotFound, BackendShortRead, FileType, che
 DIR_MODE = 0o700
 FILE_MODE = 0o400  # restic makes repository files read-only
 _tmp_serial = itertools.count()  # unique temporary names for saves from several threads
-_HOST = socket.gethostname()
+_HOST = os.uname().nodename  # socket.gethostname(), without loading socket
 # A temporary file of another host, or of restic (whose names say nothing about their writer),
 # is only taken for abandoned after this long: a save takes seconds, not hours.
 STALE_TEMPORARY_SECONDS = 24 * 3600

@@ -3,6 +3,8 @@
 Each scheme maps to a factory taking (the text after `scheme:`, the whole location). Factories
 import their backend's module only when called, so an unused backend costs nothing at start.
 """
+from __future__ import annotations
+
 from typing import Callable, Dict
 
 from ..errors import RestiqueError, UsageError

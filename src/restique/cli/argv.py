@@ -2,6 +2,8 @@
 options before the subcommand. Move every global flag to the front, leaving the rest (and
 everything after `--`) in place. The global flags are read from the click group itself, so
 they are declared once."""
+from __future__ import annotations
+
 from typing import Dict, List, Optional, Tuple
 
 import click

@@ -1,7 +1,8 @@
 """Global options shared by every command, and opening the repository they name."""
+from __future__ import annotations
+
 import os
 import sys
-from dataclasses import dataclass, field, replace
 from typing import List, Optional
 
 from ..errors import UsageError
@@ -10,31 +11,44 @@ from . import password as passwords
 MAX_PASSWORD_TRIES = 3
 
 
-@dataclass(repr=False, eq=False)  # neither is used; each costs start-up time (and a repr would show a password)
+# the fields of GlobalOptions and their defaults (options and _opened: a new list each)
+_FIELDS = {
+    "repo": None,
+    "repository_file": None,
+    "password_file": None,
+    "password_command": None,
+    "key_hint": None,
+    "json": False,
+    "quiet": False,
+    "verbose": 0,
+    "no_lock": False,
+    "no_cache": False,
+    "cache_dir": None,
+    "cleanup_cache": False,
+    "compression": "auto",
+    "pack_size": None,
+    "retry_lock": 0.0,
+    "options": None,
+    "password_env": "RESTIC_PASSWORD",
+    "password_prompt": "enter password for repository: ",
+    "backend_options": None,  # backend.options.BackendOptions: -o, TLS files, limits
+    "literal_password": None,  # a profile's own password (allow-password-in-file)
+    "repository": None,  # the opened Repository
+    "_opened": None,  # every repository opened, closed when the command ends
+}
+
+
 class GlobalOptions:
-    """The global flags of a command line, and the repositories opened with them."""
-    repo: Optional[str] = None
-    repository_file: Optional[str] = None
-    password_file: Optional[str] = None
-    password_command: Optional[str] = None
-    key_hint: Optional[str] = None
-    json: bool = False
-    quiet: bool = False
-    verbose: int = 0
-    no_lock: bool = False
-    no_cache: bool = False
-    cache_dir: Optional[str] = None
-    cleanup_cache: bool = False
-    compression: str = "auto"
-    pack_size: Optional[int] = None
-    retry_lock: float = 0.0
-    options: List[str] = field(default_factory=list)
-    password_env: str = "RESTIC_PASSWORD"
-    password_prompt: str = "enter password for repository: "
-    backend_options: object = None  # backend.options.BackendOptions: -o, TLS files, limits
-    literal_password: Optional[str] = None  # a profile's own password (allow-password-in-file)
-    repository: object = None  # the opened Repository
-    _opened: list = field(default_factory=list)  # every repository opened, closed when the command ends
+    """The global flags of a command line, and the repositories opened with them. A plain
+    class taking _FIELDS as keywords: a dataclass this size costs every command a millisecond
+    of start-up (no repr either: it would show a password)."""
+
+    def __init__(self, **values):
+        unknown = values.keys() - _FIELDS.keys()
+        if unknown:
+            raise TypeError(f"GlobalOptions got unexpected fields {sorted(unknown)}")
+        self.__dict__.update(_FIELDS, options=[], _opened=[])
+        self.__dict__.update(values)
 
     def location(self) -> str:
         from ..operations.open_repo import read_location
@@ -127,11 +141,13 @@ class GlobalOptions:
 
     def secondary(self, source) -> "GlobalOptions":
         """The options for a second repository (--from-repo ...), sharing the rest."""
-        return replace(self, repo=source.repo, repository_file=source.repository_file,
-                       password_file=source.password_file, password_command=source.password_command,
-                       key_hint=source.key_hint, password_env=source.password_env,
-                       password_prompt=source.password_prompt, repository=None, _opened=self._opened,
-                       literal_password=None)  # a profile's password is not the other repository's
+        values = {name: getattr(self, name) for name in _FIELDS}
+        values.update(repo=source.repo, repository_file=source.repository_file,
+                      password_file=source.password_file, password_command=source.password_command,
+                      key_hint=source.key_hint, password_env=source.password_env,
+                      password_prompt=source.password_prompt, repository=None, _opened=self._opened,
+                      literal_password=None)  # a profile's password is not the other repository's
+        return GlobalOptions(**values)
 
     def _asks_password(self) -> bool:
         return self.literal_password is None and not (self.password_file or self.password_command or os.environ.get(self.password_env)) \

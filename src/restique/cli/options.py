@@ -1,6 +1,8 @@
 """Option groups that several commands share, each declared once (restic's AddFlags
 groups, borg's define_*_group): a decorator adds the flags and hands the command one
 parsed object."""
+from __future__ import annotations
+
 import functools
 from typing import NamedTuple, Optional
 

@@ -1,4 +1,6 @@
 """Text tables and JSON as restic prints them."""
+from __future__ import annotations
+
 import sys
 from typing import List, Optional, Sequence
 

@@ -3,9 +3,9 @@
 Python's datetime keeps only microseconds; restic records nanoseconds, and a tree blob's id
 depends on the exact text, so times are kept as integer nanoseconds plus an offset.
 """
-import calendar
 import re
 import time
+from datetime import date
 
 _RFC3339 = re.compile(
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|z|[+-][0-9]{2}:[0-9]{2})$"
@@ -37,13 +37,21 @@ def _check_fields(text: str, year: int, month: int, day: int, hour: int, minute:
 
 
 _MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
 
 
 def _days_in_month(year: int, month: int) -> int:
     # calendar.monthrange also works out the weekday: most of a parse's time
-    if month == 2 and calendar.isleap(year):
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
         return 29
     return _MONTH_DAYS[month]
+
+
+def _timegm(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    """calendar.timegm's arithmetic, without loading calendar (and the locale module it loads)
+    on every command that reads a snapshot."""
+    days = date(year, month, 1).toordinal() - _EPOCH_ORDINAL + day - 1
+    return ((days * 24 + hour) * 60 + minute) * 60 + second
 
 
 def _zone_offset(text: str, zone: str) -> int:
@@ -68,7 +76,7 @@ def _parse_second(text: str, zone: str):
     if day is None:  # files of one backup share few days; timegm is the slow part
         year, month, mday = int(text[:4]), int(text[5:7]), int(text[8:10])
         _check_fields(text, year, month, mday, 0, 0, 0)
-        day = calendar.timegm((year, month, mday, 0, 0, 0, 0, 0, 0))
+        day = _timegm(year, month, mday)
         if len(_DAYS) > 65536:
             _DAYS.clear()
         _DAYS[text[:10]] = day
@@ -180,7 +188,7 @@ class GoTime:
         frac, zone = m.groups()[6:]
         offset = _zone_offset(text, zone)
         _check_fields(text, *fields)
-        seconds = calendar.timegm((*fields, 0, 0, 0))
+        seconds = _timegm(*fields)
         nanos = int((frac or "0")[:9].ljust(9, "0"))
         return (seconds - offset) * 1_000_000_000 + nanos, offset
 

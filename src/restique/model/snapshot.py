@@ -7,6 +7,8 @@ struct, which adds `program_version` and `summary` to 0.14's). Filters live in
 `snapshot_filter`, grouping in `snapshot_group`; reading snapshots from a repository is
 `operations.snapshot_lookup`.
 """
+from __future__ import annotations
+
 import re
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence

@@ -1,4 +1,6 @@
 """restic's snapshot filter (--host/--tag/--path) and the choice of the `latest` snapshot."""
+from __future__ import annotations
+
 import os
 import posixpath
 from dataclasses import dataclass, field

@@ -1,13 +1,16 @@
 """restic's --group-by and --latest N: grouping snapshots by host, paths and tags."""
-from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from ..errors import UsageError
 from .snapshot import Snapshot
 
 
-@dataclass(frozen=True)
-class GroupBy:
+class GroupBy(NamedTuple):
+    """Which fields group snapshots (NamedTuples here: cheaper to define than frozen
+    dataclasses, and `snapshots` loads this module on every run)."""
+
     host: bool = False
     paths: bool = False
     tags: bool = False
@@ -35,8 +38,7 @@ class GroupBy:
         return ",".join(n for n, on in (("host", self.host), ("paths", self.paths), ("tags", self.tags)) if on)
 
 
-@dataclass(frozen=True)
-class SnapshotGroupKey:
+class SnapshotGroupKey(NamedTuple):
     hostname: str = ""
     paths: Optional[Tuple[str, ...]] = None
     tags: Optional[Tuple[str, ...]] = None

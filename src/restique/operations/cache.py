@@ -1,25 +1,28 @@
 """Switching on the local cache for an opened repository, and the cache folders' listing
 and cleanup used by the `cache` command and `--cleanup-cache`."""
+from __future__ import annotations
+
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, NamedTuple, Optional
 
 from ..backend.cache import CachedBackend
 from ..backend.cache_dir import (MAX_AGE_DAYS, CacheDir, default_base, folder_size, is_old,
                                  list_cache_dirs, old_cache_dirs, remove_cache_dirs)
-from ..repository.pack import TREE, header_length_from_tail, parse_header
+
+# plain classes, not dataclasses: every command that opens a repository loads this module, and
+# making a dataclass costs more than a millisecond
 
 
-@dataclass
 class CacheSetup:
     """What opening the cache has to say, in restic's words; the CLI decides what to show."""
 
-    cache: Optional[CacheDir] = None
-    created: bool = False
-    removed_old: int = 0  # old folders removed (--cleanup-cache)
-    old_found: int = 0  # old folders left in place
-    warnings: List[str] = None
+    def __init__(self, warnings: List[str]):
+        self.cache: Optional[CacheDir] = None
+        self.created = False
+        self.removed_old = 0  # old folders removed (--cleanup-cache)
+        self.old_found = 0  # old folders left in place
+        self.warnings = warnings
 
 
 def setup_cache(repo, base: Optional[str] = None, cleanup: bool = False) -> CacheSetup:
@@ -56,6 +59,8 @@ class TreePacks:
         self._read_from = (None, -1)  # the index _known was read from, and its changes then
 
     def __call__(self, pack_id: str, data=None) -> bool:
+        from ..repository.pack import TREE  # only once a pack is saved or loaded
+
         if data is not None:
             return self._header_has_trees(data)
         if pack_id not in self._known:
@@ -66,6 +71,8 @@ class TreePacks:
         return pack_id in self._known
 
     def _header_has_trees(self, data) -> bool:
+        from ..repository.pack import TREE, header_length_from_tail, parse_header
+
         pieces = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
         size = sum(len(p) for p in pieces)
         try:
@@ -90,8 +97,7 @@ def _tail(pieces, n: int) -> bytes:
 
 # --- the `cache` command ---
 
-@dataclass
-class CacheFolder:
+class CacheFolder(NamedTuple):
     name: str
     days_unused: int
     old: bool

@@ -5,6 +5,8 @@ cache), the key tried with the password, and the lock a caller needs.
 The CLI (cli/context.py) and the library (restique.api) both open repositories through these
 functions; what differs is only who is asked for a password and what is printed.
 """
+from __future__ import annotations
+
 import contextlib
 import os
 import signal

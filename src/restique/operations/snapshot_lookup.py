@@ -5,6 +5,8 @@ with restic's semantics and messages.
 What restic reports and skips (a damaged snapshot file, an unknown ID among several) goes to
 a `warn(message)` callback the caller passes; the library never prints.
 """
+from __future__ import annotations
+
 import re
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 

@@ -5,6 +5,8 @@ A sealed message is ``IV(16) || ciphertext || MAC(16)``. The Poly1305 one-time k
 native module restique._seal (OpenSSL and zstd, without the GIL); the tests check it against
 an independent implementation built on the `cryptography` package.
 """
+from __future__ import annotations
+
 import base64
 import os
 from typing import NamedTuple, Optional, Tuple

@@ -2,13 +2,13 @@
 
 A repository has one master key and any number of key files (one per password).
 """
+from __future__ import annotations
+
 import base64
 import getpass
 import os
-import socket
 import time
-from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 from .. import _kdf
 from ..backend.base import BackendNotFound, FileType
@@ -29,9 +29,9 @@ INSECURE_TEST_KEYS_VARIABLE = "RESTIQUE_TEST_INSECURE_KEYS"
 INSECURE_TEST_KDF = (1 << 10, 8, 1)
 
 
-@dataclass
-class KeyFile:
-    """A key file's fields, in the order restic writes them."""
+class KeyFile(NamedTuple):
+    """A key file's fields, in the order restic writes them (a NamedTuple: cheaper to define
+    than a dataclass, and every command that opens a repository loads this module)."""
 
     created: str
     username: str
@@ -152,7 +152,7 @@ def create_key(
     key = KeyFile(
         created=GoTime.now().rfc3339(),
         username=default_username() if username is None else username,
-        hostname=socket.gethostname() if hostname is None else hostname,
+        hostname=os.uname().nodename if hostname is None else hostname,  # socket.gethostname()
         n=n,
         r=r,
         p=p,

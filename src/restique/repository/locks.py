@@ -6,8 +6,9 @@ non-exclusive locks only exclude exclusive ones. A lock is stale when it is olde
 refresh their lock every 5 minutes by writing a new file and removing the old one.
 RESTIQUE_LOCK_REFRESH_SECONDS shortens that interval, for tests.
 """
+from __future__ import annotations
+
 import os
-import socket
 import threading
 import time
 from typing import Callable, List, NamedTuple, Optional
@@ -20,6 +21,7 @@ from .keys import default_username
 
 STALE_AFTER = 30 * 60
 REFRESH_EVERY = float(os.environ.get("RESTIQUE_LOCK_REFRESH_SECONDS") or 5 * 60)
+# the host name is os.uname()'s: what socket.gethostname() returns, without loading socket
 
 
 class LockInfo(NamedTuple):
@@ -69,12 +71,12 @@ class LockInfo(NamedTuple):
 
     @classmethod
     def mine(cls, exclusive: bool) -> "LockInfo":
-        return cls(GoTime.now(), exclusive, socket.gethostname(), default_username(), os.getpid(), os.getuid(), os.getgid())
+        return cls(GoTime.now(), exclusive, os.uname().nodename, default_username(), os.getpid(), os.getuid(), os.getgid())
 
     def is_stale(self) -> bool:
         if time.time() - self.time.seconds > STALE_AFTER:
             return True
-        if self.hostname != socket.gethostname():
+        if self.hostname != os.uname().nodename:
             return False
         return not _process_exists(self.pid)
 

@@ -1,4 +1,6 @@
 """The repository facade: a backend opened with a password, its config, index and blobs."""
+from __future__ import annotations
+
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable, List, Optional
 

@@ -4,6 +4,8 @@ In format 2 every one but the config is compressed: the plaintext is the version
 followed by a zstd frame. Plaintext starting with '{' or '[' is uncompressed JSON (format 1,
 or written by an old version). A file's name is the SHA-256 of its stored bytes.
 """
+from __future__ import annotations
+
 from typing import Optional
 
 from ..backend.base import FileType
