@@ -18,13 +18,12 @@ import urllib3
 from ..errors import AlreadyExists, UsageError
 from .base import (BackendError, BackendFileExists, BackendShortRead, FileType, PermanentBackendError,
                    check_range, not_found)
+from .http_pool import connection_pool
 from .options import BackendOptions, positive_int
 from .parts import PartsBody
 
 CONTENT_TYPE_V1 = "application/vnd.x.restic.rest.v1"
 CONTENT_TYPE_V2 = "application/vnd.x.restic.rest.v2"
-# (connect, read) seconds: a stuck request fails and is retried rather than hanging forever
-TIMEOUTS = (30.0, 300.0)
 # statuses that will not change on a retry (restic's IsPermanentError, plus 404)
 _PERMANENT_STATUSES = {401, 403, 404, 416, 507}
 
@@ -68,22 +67,13 @@ class RestBackend:
         self.pool = self._pool(parts, options)
 
     def _pool(self, parts, options: BackendOptions) -> urllib3.HTTPConnectionPool:
-        """Kept-alive connections to the server, at most `connections`, no retries of urllib3's
-        own (the retry wrapper retries) and no proxy: the URL says where to go."""
-        settings = dict(maxsize=self.connections, block=True, retries=False,
-                        timeout=urllib3.Timeout(connect=TIMEOUTS[0], read=TIMEOUTS[1]))
-        if parts.scheme == "http":
-            return urllib3.HTTPConnectionPool(parts.hostname, parts.port, **settings)
-        if options.insecure_tls:
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            settings.update(cert_reqs="CERT_NONE", assert_hostname=False)
-        else:  # the system's certificate authorities unless --cacert names others, as restic
-            settings.update(cert_reqs="CERT_REQUIRED")
-            if options.cacert:
-                settings.update(ca_certs=self._ca_bundle(options.cacert))
-        if options.tls_client_cert:
-            settings.update(cert_file=options.tls_client_cert)
-        return urllib3.HTTPSConnectionPool(parts.hostname, parts.port, **settings)
+        """At most `connections` to the server, and no proxy: the URL says where to go. The
+        system's certificate authorities unless --cacert names others, as restic."""
+        secure = parts.scheme == "https"
+        ca_certs = self._ca_bundle(options.cacert) if secure and options.cacert and not options.insecure_tls else None
+        return connection_pool(parts.hostname, parts.port, self.connections, secure,
+                               verify=not options.insecure_tls, ca_certs=ca_certs,
+                               cert_file=options.tls_client_cert)
 
     def _ca_bundle(self, files) -> str:
         if len(files) == 1:

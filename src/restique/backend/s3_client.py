@@ -16,12 +16,11 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import urllib3
 
+from .http_pool import connection_pool
 from .parts import PartsBody, as_parts
 from .s3_credentials import Credentials
 from .s3_signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, canonical_query, quote_path
 
-# (connect, read) seconds: a stuck request fails and is retried rather than hanging forever
-TIMEOUTS = (30.0, 300.0)
 _REGION_REFUSALS = (301, 307, 400)
 GLOBAL_ENDPOINTS = ("s3.amazonaws.com", "s3-external-1.amazonaws.com")
 
@@ -156,16 +155,11 @@ class S3Client:
 
 
 def _pool(host: str, secure: bool, connections: int) -> urllib3.HTTPConnectionPool:
-    """Kept-alive connections: one a request slot, and as many again for the parts of a
-    multipart upload; no retries or redirects of urllib3's own. The certificate authorities
-    are the system's, or AWS_CA_BUNDLE's as for the AWS tools."""
+    """One connection a request slot, and as many again for the parts of a multipart upload.
+    The certificate authorities are the system's, or AWS_CA_BUNDLE's as for the AWS tools."""
     name, _, port = host.rpartition(":") if host.rsplit(":", 1)[-1].isdigit() else (host, "", "")
-    settings = dict(maxsize=2 * connections, block=True, retries=False,
-                    timeout=urllib3.Timeout(connect=TIMEOUTS[0], read=TIMEOUTS[1]))
-    if not secure:
-        return urllib3.HTTPConnectionPool(name, int(port) if port else None, **settings)
-    return urllib3.HTTPSConnectionPool(name, int(port) if port else None, cert_reqs="CERT_REQUIRED",
-                                       ca_certs=os.environ.get("AWS_CA_BUNDLE") or None, **settings)
+    return connection_pool(name, int(port) if port else None, 2 * connections, secure,
+                           ca_certs=os.environ.get("AWS_CA_BUNDLE") or None)
 
 
 def _payload_hash(body, secure: bool) -> str:
