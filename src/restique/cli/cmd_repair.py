@@ -1,13 +1,14 @@
 """restique repair index|packs|snapshots: repair a damaged repository. The subcommands are
-imported only when they run, like the top-level commands."""
-import importlib
-
+imported only when they run, and listed without importing them, like the top-level commands."""
 import click
 
+from .root import LazyGroup
+
+# as main.COMMANDS: each subcommand's module, its name there, and its help as the listing shows it
 SUBCOMMANDS = {
-    "index": ("cmd_repair_index", "index"),
-    "packs": ("cmd_repair_packs", "packs"),
-    "snapshots": ("cmd_repair_snapshots", "snapshots"),
+    "index": ("cmd_repair_index", "index", {"short_help": "Build a new index"}),
+    "packs": ("cmd_repair_packs", "packs", {"short_help": "Salvage damaged pack files"}),
+    "snapshots": ("cmd_repair_snapshots", "snapshots", {"help": "Repair snapshots."}),
 }
 
 HELP = """Repair the repository.
@@ -17,24 +18,7 @@ rebuild the index, salvage damaged pack files, and repair broken snapshots.
 """
 
 
-class LazySubcommands(click.Group):
-    def list_commands(self, ctx):
-        return sorted(SUBCOMMANDS)
-
-    def get_command(self, ctx, name):
-        if name not in SUBCOMMANDS:
-            return None
-        module, attr = SUBCOMMANDS[name]
-        try:
-            loaded = importlib.import_module(f"{__package__}.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{module}":
-                raise
-            return None  # a subcommand not written yet is an unknown command
-        return getattr(loaded, attr)
-
-
-@click.group("repair", cls=LazySubcommands, help=HELP, short_help="Repair the repository",
+@click.group("repair", cls=LazyGroup, commands=SUBCOMMANDS, help=HELP, short_help="Repair the repository",
              invoke_without_command=True)
 @click.pass_context
 def repair(ctx):

@@ -11,29 +11,34 @@ from .main import COMMANDS
 
 
 class LazyGroup(click.Group):
-    """Imports a command's module only when it runs, to keep start-up fast; the help lists
-    the commands from COMMANDS, without importing them."""
+    """A group whose commands are imported only when they run, to keep start-up fast; the help
+    lists them from the table `commands` (name -> module of this package, the command's name
+    there, and its help as click.Command takes it), without importing them."""
+
+    def __init__(self, *args, commands: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = commands
 
     def list_commands(self, ctx):
-        return sorted(COMMANDS)
+        return sorted(self.lazy_commands)
 
     def format_commands(self, ctx, formatter):
         """click.Group's listing, each command's short help made by click from its help text."""
-        listed = [click.Command(name, **COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        listed = [click.Command(name, **self.lazy_commands[name][2]) for name in self.list_commands(ctx)]
         limit = formatter.width - 6 - max(len(command.name) for command in listed)
         with formatter.section("Commands"):
             formatter.write_dl([(command.name, command.get_short_help_str(limit)) for command in listed])
 
     def get_command(self, ctx, name):
-        if name not in COMMANDS:
+        if name not in self.lazy_commands:
             return None
-        module, attr, _ = COMMANDS[name]
+        module, attr, _ = self.lazy_commands[name]
         import importlib
 
         return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
 
 
-@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, commands=COMMANDS, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-r", "--repo", envvar="RESTIC_REPOSITORY", help="repository to back up to or restore from")
 @click.option("--repository-file", envvar="RESTIC_REPOSITORY_FILE", help="file to read the repository location from")
 @click.option("-p", "--password-file", envvar="RESTIC_PASSWORD_FILE", help="file to read the repository password from")
