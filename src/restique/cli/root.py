@@ -127,7 +127,6 @@ def _global_options(repo, repository_file, password_file, password_command, key_
                     no_lock, no_cache, cleanup_cache, cache_dir, compression, pack_size, retry_lock, options,
                     limit_upload, limit_download, literal_password=None, **rest) -> GlobalOptions:
     from ..repository.compression import check_mode
-    from .durations import parse_duration
 
     return GlobalOptions(
         literal_password=literal_password,
@@ -145,17 +144,26 @@ def _global_options(repo, repository_file, password_file, password_command, key_
         cleanup_cache=cleanup_cache,
         compression=check_mode(compression),
         pack_size=pack_size,
-        retry_lock=parse_duration(retry_lock),
+        retry_lock=_seconds(retry_lock),
         options=list(options),
         backend_options=_backend_options(options, limit_upload, limit_download, **rest),
     )
+
+
+
+def _seconds(duration: str) -> float:
+    """A duration flag's value; the default "0" without loading the parser."""
+    if duration == "0":
+        return 0.0
+    from .durations import parse_duration
+
+    return parse_duration(duration)
 
 
 def _backend_options(options, limit_upload, limit_download, insecure_tls, cacert, tls_client_cert, **_):
     """-o key=value, --limit-*, the TLS flags; RESTIQUE_BACKEND_RETRY_TIME (a duration such as
     2s) shortens the time transient backend errors are retried (15 minutes), for tests."""
     from ..backend.options import BackendOptions, parse_extended
-    from .durations import parse_duration
 
     if limit_upload < 0 or limit_download < 0:
         raise UsageError("--limit-upload and --limit-download must not be negative")
@@ -165,5 +173,5 @@ def _backend_options(options, limit_upload, limit_download, insecure_tls, cacert
                               tls_client_cert=tls_client_cert or os.environ.get("RESTIC_TLS_CLIENT_CERT") or None)
     retry_time = os.environ.get("RESTIQUE_BACKEND_RETRY_TIME")
     if retry_time:
-        settings.retry_max_time = parse_duration(retry_time)
+        settings.retry_max_time = _seconds(retry_time)
     return settings

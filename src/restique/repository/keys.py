@@ -5,7 +5,6 @@ A repository has one master key and any number of key files (one per password).
 from __future__ import annotations
 
 import base64
-import getpass
 import os
 import time
 from typing import Iterable, List, NamedTuple, Optional, Tuple
@@ -130,8 +129,16 @@ def _time_derivation(n, r) -> float:
 
 
 def default_username() -> str:
+    """getpass.getuser()'s answer (LOGNAME, USER, LNAME or USERNAME, else the password
+    database), without loading getpass and the terminal module it brings: every lock asks."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(name)
+        if user:
+            return user
     try:
-        return getpass.getuser()
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
     except Exception:
         return ""
 
