@@ -58,12 +58,13 @@ def load_indexes(repo, report: Report) -> Dict[str, List[IndexEntry]]:
     differ: Set[str] = set()
     for index_id in sorted(repo.list_ids(FileType.INDEX)):
         try:
-            index_packs = parse_index(repo.load_unpacked(FileType.INDEX, index_id))[1]
+            raw = repo.load_unpacked(FileType.INDEX, index_id)
+            index_packs = parse_index(raw)[1]
+            repo.index.add_index_bytes(index_id, raw)  # natively: the same blobs, file by file
         except (RestiqueError, OSError) as exc:
             report(Problem("index_damaged", f"error loading index {index_id}: {exc}", index_id))
             continue
         for pack_id, blobs in _merged(index_packs):
-            repo.index.add_pack(pack_id, blobs)
             listed_in[pack_id].append(index_id)
             known = packs.get(pack_id)
             if known is None:
@@ -71,7 +72,6 @@ def load_indexes(repo, report: Report) -> Dict[str, List[IndexEntry]]:
             elif set(known) != set(blobs):
                 differ.add(pack_id)
                 packs[pack_id] = list(set(known) | set(blobs))
-        repo.index.index_ids.append(index_id)
     repo.index_loaded = True
     for pack_id in sorted(packs):
         _report_index_hints(pack_id, packs[pack_id], listed_in[pack_id], pack_id in differ, report)
