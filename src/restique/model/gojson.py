@@ -10,17 +10,19 @@ import re
 import orjson
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# patterns compiled on first use (re caches them): most documents need neither, and every
+# command that prints or reads JSON loads this module
+_NEEDS_ESCAPE = "[<>&\u2028\u2029]"
+_SURROGATE = "[\ud800-\udfff]"
 
 
 def _go_escape(text: str) -> str:
     # These characters can only occur inside JSON strings, so replacing them in the whole
     # document is safe. Plain `in` tests are much cheaper than a regex scan.
     if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
-        text = _NEEDS_ESCAPE.sub(lambda m: _GO_ESCAPES[m.group()], text)
-    if not text.isascii() and _SURROGATE.search(text):
-        text = _SURROGATE.sub(lambda m: "\\ufffd", text)
+        text = re.sub(_NEEDS_ESCAPE, lambda m: _GO_ESCAPES[m.group()], text)
+    if not text.isascii() and re.search(_SURROGATE, text):
+        text = re.sub(_SURROGATE, lambda m: "\\ufffd", text)
     return text
 
 
@@ -76,7 +78,7 @@ def _replace_lone_surrogates(obj):
     """obj with each unpaired surrogate in its strings replaced by U+FFFD, as Go decodes
     them (Python keeps them, and they cannot be encoded as a file name later)."""
     def fix(value):
-        if isinstance(value, str) and _SURROGATE.search(value):
+        if isinstance(value, str) and re.search(_SURROGATE, value):
             return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
         return value
 

@@ -7,7 +7,8 @@ import re
 import time
 from datetime import date
 
-_RFC3339 = re.compile(
+# compiled on first use (re caches it): only times the fast path cannot read need it
+_RFC3339 = (
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|z|[+-][0-9]{2}:[0-9]{2})$"
 )
 
@@ -181,7 +182,7 @@ class GoTime:
     @staticmethod
     def _parse_slow(text: str):
         """(unix_ns, offset) by the full regular expression."""
-        m = _RFC3339.match(text)
+        m = re.match(_RFC3339, text)
         if not m:
             raise ValueError(f"invalid time {text!r}")
         fields = [int(part) for part in m.groups()[:6]]
