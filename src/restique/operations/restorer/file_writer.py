@@ -5,17 +5,21 @@ recording when a file's content is done or failed (the finish step then sets its
 or removes it rather than leave it with holes)."""
 import os
 import stat
-from typing import Dict, Iterable, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
+from ... import _restore
 from ..fs_io import remove_path
+from .metadata import calls_problem
 from .plan import PlannedFile
-from .recording import CONTENT_DONE, CONTENT_FAILED, CONTENT_FAILED_UNTOUCHED, FinishRecording
+from .recording import CONTENT_DONE, CONTENT_FAILED, CONTENT_FAILED_UNTOUCHED, CONTENT_SET, FinishRecording
 from .report import RestoreReport
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 Destinations = Sequence[Tuple[PlannedFile, int]]  # (file, offset) that need one blob
 Written = Sequence[Tuple[PlannedFile, int]]  # (file, size): a blob of size written into file
+# (file, its descriptor, (uid, gid, atime_ns, mtime_ns, mode)): a complete file's metadata to set
+MetadataCalls = Sequence[Tuple[PlannedFile, int, tuple]]
 
 
 class FilesWriter:
@@ -28,6 +32,7 @@ class FilesWriter:
         self.sparse = sparse
         self.replace_dirs = replace_dirs
         self.recording = recording
+        self.as_root = os.geteuid() == 0
 
     def prepare(self, f: PlannedFile, already: int) -> None:
         """Before the workers run: f needs f.remaining blobs, already bytes of it are right."""
@@ -93,11 +98,15 @@ class FilesWriter:
         self.report.error(f.location, error)
         self.recording.content_finished(f.record, CONTENT_FAILED if f.created else CONTENT_FAILED_UNTOUCHED)
 
-    def blobs_written(self, written: Written) -> None:
-        """Count blobs written: one lock for a whole batch of them."""
+    def blobs_written(self, written: Written) -> List[Tuple[PlannedFile, tuple]]:
+        """Count blobs written: one lock for a whole batch of them. Returns the files now
+        complete whose metadata the caller sets through their descriptors (set_metadata):
+        those this run created whose metadata is only owner, times and mode; the finish
+        step sets the others'."""
         report = self.report
         stats, progress = report.stats, report.progress
-        done = []
+        done, plain = [], []
+        plain_metadata = self.recording.plain_metadata
         with report.lock:  # f.remaining and the counts change together
             for f, size in written:
                 stats.bytes_restored += size
@@ -106,9 +115,42 @@ class FilesWriter:
                     continue
                 stats.files_restored += 1
                 progress.item(f.action, f.location, f.size)
-                done.append(f.record)
-        for record in done:
-            self.recording.content_finished(record, CONTENT_DONE)
+                meta = plain_metadata(f.record) if f.fresh else None
+                if meta is None:
+                    done.append(f.record)
+                else:
+                    plain.append((f, meta))
+        if done:
+            self.recording.contents_finished(done, CONTENT_DONE)
+        return plain
+
+    def set_metadata(self, calls: MetadataCalls, closing: Sequence[int]) -> None:
+        """Set owner, times and mode of complete files through their descriptors, then close
+        the descriptors closing, in one native call (the finish step would make three calls
+        by path a file, each letting the other threads' Python in)."""
+        failures = _restore.finish_files([(fd, *meta) for _, fd, meta in calls], closing)
+        by_file: Dict[int, list] = {}
+        for i, call, err in failures:
+            by_file.setdefault(i, []).append((call, err))
+        for i, problems in by_file.items():
+            f = calls[i][0]
+            problem = calls_problem(f.target, problems, self.as_root)
+            if problem:
+                self.report.error(f.location, problem)
+        if calls:
+            self.recording.contents_finished([f.record for f, _, _ in calls], CONTENT_SET)
+
+    def open_new(self, files: Sequence[PlannedFile]) -> List[int]:
+        """Create files, each with one blob to write at offset 0 that sets its size, in one
+        native call: their descriptors, or -errno where that failed (open() then tells why)."""
+        flags = _WRITE_FLAGS | os.O_CREAT | os.O_TRUNC
+        return _restore.open_files([(f.target, flags, 0o600) for f in files])
+
+    @staticmethod
+    def opens_new(f: PlannedFile, offset: int, size: int) -> bool:
+        """Whether open_new may create f for a blob of size at offset: a new file in a
+        directory this run created, which that blob fills."""
+        return f.fresh and not f.created and f.matches is None and not f.sparse and offset == 0 and size == f.size
 
 
 class PackFiles:
@@ -132,6 +174,20 @@ class PackFiles:
             os.close(fd)
         self.fds.clear()
 
+    def open_new(self, blob_dests: Iterable[Tuple[Destinations, int]]) -> None:
+        """Before the descriptors of a batch of (blob destinations, blob size) are asked for:
+        create the new files among them in one native call."""
+        fds, opens_new = self.fds, self.writer.opens_new
+        new = list(dict.fromkeys(f for dests, size in blob_dests for f, off in dests
+                                 if not f.failed and f not in fds and opens_new(f, off, size)))
+        if not new:
+            return
+        for f, fd in zip(new, self.writer.open_new(new)):
+            if fd >= 0:
+                f.created = True
+                fds[f] = fd
+            # else descriptor() tries again, and fails the file with the reason
+
     def descriptor(self, f: PlannedFile, offset: int, size: int) -> int:
         """f's descriptor, open for writing a blob of size at offset; -1 if f cannot be
         opened (then f is failed)."""
@@ -148,12 +204,14 @@ class PackFiles:
             self.fds[f] = fd
         return fd
 
-    def release(self, dests: Destinations) -> None:
-        """A blob is done: close the descriptors of files that need nothing more from the pack."""
-        uses = self.uses
+    def release(self, dests: Destinations) -> List[int]:
+        """A blob is done: the descriptors of files that need nothing more from the pack,
+        for the caller to close (they are no longer held here)."""
+        uses, closing = self.uses, []
         for f, _ in dests:
             uses[f] -= 1
             if uses[f] == 0:
                 fd = self.fds.pop(f, None)
                 if fd is not None:
-                    os.close(fd)
+                    closing.append(fd)
+        return closing

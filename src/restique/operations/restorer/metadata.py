@@ -48,6 +48,26 @@ def apply_metadata(node: EntryMeta, path: str, fresh: bool, by_name: bool, as_ro
     return first
 
 
+CHOWN, UTIME, CHMOD = range(3)  # the calls of a native metadata batch (restique._restore.finish_files)
+
+
+def calls_problem(path: str, failures, as_root: bool) -> Optional[str]:
+    """The message apply_metadata gives for the same failures, [(call, errno), ...] of a
+    file's chown, utime and chmod made through its descriptor; None if none counts."""
+    failed = dict(failures)
+    first: Optional[str] = None
+    for call in (CHOWN, UTIME, CHMOD):
+        err = failed.get(call)
+        if err is None:
+            continue
+        exc = OSError(err, os.strerror(err), path)
+        if call == UTIME:
+            first = first or f"failed to restore timestamp of {path!r}: {error_message(exc)}"
+        elif as_root or err not in _DENIED:
+            first = first or os_message("lchown" if call == CHOWN else "chmod", path, exc)
+    return first
+
+
 def _xattrs(node: EntryMeta, path: str, is_link: bool, fresh: bool, as_root: bool) -> Optional[str]:
     expected = set()
     for name, value in node.xattrs:

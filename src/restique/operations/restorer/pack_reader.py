@@ -181,7 +181,9 @@ def _restore_pack(repo, writer: FilesWriter, pack_id: str, blobs: Dict[str, _Blo
 def _restore_batch(key, writer: FilesWriter, open_files: PackFiles, data: bytes, start: int,
                    batch: List[_Blob]) -> None:
     """Write the blobs of batch (which lie in data, read from start in their pack) to every
-    file that needs them, in one native call; failures are marked on the files."""
+    file that needs them, in one native call; failures are marked on the files. The files
+    it creates and those it completes get their system calls in a native call each too."""
+    open_files.open_new([(blob.dests, blob.size) for blob in batch])
     calls = []
     for blob in batch:
         dests = [(open_files.descriptor(f, off, blob.size) if not f.failed else -1, off, f.sparse)
@@ -198,11 +200,12 @@ def _restore_batch(key, writer: FilesWriter, open_files: PackFiles, data: bytes,
         message = _blob_error(blob, what)
         for f, _ in blob.dests:
             writer.fail(f, message)
-    writer.blobs_written([(f, blob.size) for i, blob in enumerate(batch) if (i, -1) not in failed
-                          for j, (f, _) in enumerate(blob.dests)
-                          if calls[i][4][j][0] >= 0 and (i, j) not in failed])
-    for blob in batch:
-        open_files.release(blob.dests)
+    complete = writer.blobs_written([(f, blob.size) for i, blob in enumerate(batch) if (i, -1) not in failed
+                                     for j, (f, _) in enumerate(blob.dests)
+                                     if calls[i][4][j][0] >= 0 and (i, j) not in failed]) or ()
+    metadata = [(f, open_files.fds[f], meta) for f, meta in complete]  # written here: still held
+    closing = [fd for blob in batch for fd in open_files.release(blob.dests)]
+    writer.set_metadata(metadata, closing)
 
 
 def _blob_error(blob: _Blob, what: str) -> str:

@@ -21,6 +21,7 @@ from ..walker import join
 _VISIT, _LEAVE, _LEAVE_ROOT, _ERROR = range(4)
 _TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo")
 _TYPE_CODE = {name: code for code, name in enumerate(_TYPES)}
+_FILE = _TYPE_CODE["file"]
 # event, type, selected, content, unix mode, parent directory, name length, uid, gid, links,
 # atime, mtime
 _RECORD = struct.Struct("<BBBBIIIIIIqq")
@@ -30,6 +31,7 @@ CONTENT_DONE = 1  # written by this restore, or found right
 CONTENT_PENDING = 2  # handed to the content writers, not done yet
 CONTENT_FAILED = 3  # failed, and the file this restore created for it is to be removed
 CONTENT_FAILED_UNTOUCHED = 4  # failed before anything was created
+CONTENT_SET = 5  # written, and its owner, times and mode set by the writer that finished it
 WAIT_SECONDS = 0.5  # between the replay's looks at whether the writers stopped
 
 
@@ -98,12 +100,29 @@ class FinishRecording:
         return len(self._records) // _RECORD.size - 1
 
     def content_finished(self, record: int, state: int) -> None:
-        """From the content writers: the file of record is CONTENT_DONE or failed."""
-        offset = record * _RECORD.size + _CONTENT
-        if offset < len(self._records):  # (else replayed and let go of: nothing waits for it)
-            self._records[offset] = state  # one byte: set whole under the GIL
+        """From the content writers: the file of record is CONTENT_DONE, CONTENT_SET or failed."""
+        self.contents_finished((record,), state)
+
+    def contents_finished(self, records, state: int) -> None:
+        """content_finished() for several records: one wake-up for all."""
+        size, length = _RECORD.size, len(self._records)
+        for record in records:
+            offset = record * size + _CONTENT
+            if offset < length:  # (else replayed and let go of: nothing waits for it)
+                self._records[offset] = state  # one byte: set whole under the GIL
         with self._content_changed:
             self._content_changed.notify_all()
+
+    def plain_metadata(self, record: int) -> Optional[tuple]:
+        """(uid, gid, atime_ns, mtime_ns, mode) of record's regular file if that is all of its
+        metadata (no extended attributes, owner names or other hard links), else None: the
+        finish step then sets it. For a writer, while the file is pending."""
+        if self._by_name or record in self._extras:
+            return None
+        fields = _RECORD.unpack_from(self._records, record * _RECORD.size)
+        if fields[1] != _FILE or fields[9] > 1:
+            return None
+        return fields[7], fields[8], fields[10], fields[11], fields[4]
 
     def _content(self, record: int, stopped: Callable[[], bool]) -> int:
         """The content state of record once it is no longer pending. stopped(): True once
@@ -185,6 +204,8 @@ class FinishRecording:
             name = all_names[name_start:name_end].decode("utf-8", "surrogatepass")
             if fields[_CONTENT] == CONTENT_PENDING:
                 fields = fields[:_CONTENT] + (self._content(i, stopped),) + fields[_CONTENT + 1:]
+            if fields[_CONTENT] == CONTENT_SET:
+                continue  # a file with nothing left to do (most of a restore's entries)
             extra = extras.get(i)
             if event == _ERROR:
                 report_error(name, extra.error)
