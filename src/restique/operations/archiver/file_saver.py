@@ -4,10 +4,14 @@ Small files (under the chunker's minimum size) are one chunk: they are read whol
 saved by the reading thread. Larger files are cut by the chunker; their chunks go to a
 pool of saver threads (hash, compress, encrypt), so one big file keeps every core busy.
 The chunks are views into a few shared read buffers (no copy per chunk); the buffers bound
-the chunks in flight: a reader waits for a free one.
+the chunks in flight: a reader waits for a free one. A regular file (or stdin redirected from
+one) is read past its holes: see SparseReader.
 """
+import errno
 import hashlib
+import io
 import os
+import stat
 import threading
 from typing import Callable, List, Tuple
 
@@ -67,11 +71,12 @@ class FileSaver:
             head = data  # the file grew while we looked: chunk all of it
         else:
             head = b""
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            return self.save_stream(_Prepend(head, f) if head else f)
+        f = SparseReader(fd, len(head))
+        return self.save_stream(_Prepend(head, f) if head else f)
 
     def save_stream(self, stream) -> Tuple[List[str], int, int, int]:
         """Chunk a stream, saving chunks in the pool: (blob ids, bytes, added, stored)."""
+        stream = SparseReader.of_stream(stream) or stream
         futures: List[Completion] = []
         total = 0
         try:
@@ -131,6 +136,93 @@ def _zero_chunk_id(data) -> str:
     if blob_id is None:
         blob_id = _zero_ids[n] = hashlib.sha256(data).hexdigest()
     return blob_id
+
+
+class SparseReader:
+    """A regular file read from `pos` on, with readinto(): the ranges the file system reports
+    as holes (SEEK_DATA, SEEK_HOLE) come out as zeros without being read. A sparse disk
+    image of 1 GiB with 96 MiB of data otherwise copied its gigabyte of zeros out of the page
+    cache (a tenth of its backup's CPU; the zeros are now copied from one cached block). Where the file system knows no holes, the whole file
+    is data, and read. A hole filled while it is read is read as zeros, as a read racing
+    with the write could have."""
+
+    _zeros = memoryview(b"")  # a block of zeros that holes are copied from (made on first use)
+
+    def __init__(self, fd: int, pos: int):
+        """fd's offset is pos."""
+        self._fd = fd
+        # data is read with read(2) at the file's offset, as restic reads (and as a failure
+        # injected into read() expects)
+        self._file = io.FileIO(fd, "rb", closefd=False)
+        self._pos = pos
+        self._seek = False  # the offset is behind pos (holes were skipped)
+        self._data_end = pos  # [pos, data_end) is data
+        self._hole_end = pos  # [pos, hole_end) is a hole
+        self.read_bytes = 0  # what was actually read
+
+    @classmethod
+    def of_stream(cls, stream):
+        """A SparseReader going on where the stream is, when it is a regular file with
+        nothing read ahead into its buffer; else None."""
+        try:
+            fd = stream.fileno()
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            pos = stream.tell()  # a buffered stream: its raw position less what it holds
+            if pos != os.lseek(fd, 0, os.SEEK_CUR):
+                return None
+        except (AttributeError, OSError, ValueError):
+            return None  # io.UnsupportedOperation is an OSError and a ValueError
+        return cls(fd, pos)
+
+    def readinto(self, buf) -> int:
+        view = memoryview(buf).cast("B")
+        if self._pos >= self._data_end and self._pos >= self._hole_end:
+            self._locate()
+        if self._pos < self._hole_end:
+            n = min(len(view), self._hole_end - self._pos)
+            _fill_zeros(view, n)
+            self._seek = True
+        else:
+            if self._seek:
+                os.lseek(self._fd, self._pos, os.SEEK_SET)
+                self._seek = False
+            n = self._file.readinto(view[:self._data_end - self._pos]) or 0
+            self.read_bytes += n
+        self._pos += n
+        return n
+
+    def _locate(self) -> None:
+        """Find what starts at pos: data (up to the next hole) or a hole (up to the next data).
+        Looking moves the file's offset: the next read seeks back to pos."""
+        pos = self._pos
+        self._seek = True
+        try:
+            data = os.lseek(self._fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # no hole search here: everything is data
+                self._data_end = 1 << 63
+                return
+            # no data from pos on: a hole up to the end, or the end itself
+            self._hole_end = os.fstat(self._fd).st_size
+            self._data_end = pos + 1  # at the end: a read that returns nothing
+            return
+        if data > pos:
+            self._hole_end = data
+        else:
+            self._data_end = os.lseek(self._fd, pos, os.SEEK_HOLE)
+
+
+def _fill_zeros(view: memoryview, n: int) -> None:
+    """view[:n] = zeros, copied from one block of zeros."""
+    zeros = SparseReader._zeros
+    if not zeros:
+        zeros = SparseReader._zeros = memoryview(bytes(1 << 20))
+    done = 0
+    while done < n:
+        step = min(n - done, len(zeros))
+        view[done:done + step] = zeros[:step]
+        done += step
 
 
 class _Prepend:
