@@ -159,3 +159,26 @@ def test_native_calls_create_set_and_close(tmp_path):
     assert _restore.finish_files([(fd, 0, 0, 0, 0, 0o600)], []) == [(0, CHOWN, errno.EBADF),
                                                                      (0, UTIME, errno.EBADF),
                                                                      (0, CHMOD, errno.EBADF)]
+
+
+def test_the_restore_hands_the_gil_on_quickly_and_leaves_the_interval_as_it_was(snapshot, tmp_path):
+    """Its threads take turns at the GIL every GIL_SWITCH_SECONDS while it runs (the default
+    5 ms kept a worker back after every native call); the caller's interval comes back."""
+    import sys
+
+    from restique.operations.restorer import RestoreProgress
+    from restique.operations.restorer.restorer import GIL_SWITCH_SECONDS
+
+    repo, tree, _ = snapshot
+    seen = set()
+
+    class Progress(RestoreProgress):
+        def item(self, action, location, size):
+            seen.add(sys.getswitchinterval())
+
+    before = sys.getswitchinterval()
+    assert before != GIL_SWITCH_SECONDS
+    stats = Restorer(repo, tree, RestoreOptions(str(tmp_path / "out")), Progress()).restore()
+    assert not stats.errors
+    assert seen == {GIL_SWITCH_SECONDS}
+    assert sys.getswitchinterval() == before
