@@ -66,7 +66,8 @@ class Archiver:
         self.queued = Gate(MAX_QUEUED_FILES, MAX_QUEUED_FILES // 2)
         self.trees = TreeSaver(repo, self.progress)
         self.reader = FileReader(self.saver, self.progress)
-        self.small_files = SmallFileBatches(self.reader, self.saver, self.readers, self.queued, self.progress)
+        self.small_files = SmallFileBatches(self.reader, self.saver, self.readers, self.queued, self.progress,
+                                            self.trees)
         self.parents = ParentTrees(repo)
         self.scans = DirScans(options.xattrs)
         self.reuse = TreeReuse(self.parents, functools.partial(repo.index.has, "data"),
@@ -130,7 +131,7 @@ class Archiver:
             node = self._node(snap_path.rpartition("/")[2], target.fs_path, st, None)
         job = self.trees.open_dir(node, snap_path, parent_node)
         old = self.parents.children(parent_tree)
-        outer = self.small_files.start_dir()
+        outer = self.small_files.start_dir(job)
         for name, child in sorted(target.children.items()):
             child_snap = f"{snap_path}/{name}"
             old_node = old.get(name)
@@ -163,7 +164,7 @@ class Archiver:
             if job.node is not None:
                 job.node = None  # an unreadable directory is left out completely
             return
-        outer = self.small_files.start_dir()
+        outer = self.small_files.start_dir(job)
         add_child, save_entry = self.trees.add_child, self._save_entry
         fs_prefix = fs_path if fs_path.endswith("/") else fs_path + "/"  # os.path.join's result
         snap_prefix = snap_path + "/"
@@ -222,7 +223,8 @@ class Archiver:
     def _save_entry(self, fs_path: str, name: str, snap_path: str, old: Optional[dict], st,
                     extras: Optional[tuple], is_target: bool = False) -> Optional[Completion]:
         """Start saving one entry from its lstat fields (and, when scanned, its symlink
-        target and extended attributes); None when it is left out."""
+        target and extended attributes); None when it is left out or is a small file, which
+        the directory's batch delivers."""
         if stat.S_ISSOCK(st.st_mode):
             return None  # restic does not record sockets
         if self.opts.reject is not None and not is_target and self.opts.reject(snap_path, fs_path, st):
@@ -249,7 +251,7 @@ class Archiver:
 
     # --- files ---
     def _save_file(self, fs_path: str, st: os.stat_result, node: Node, snap_path: str,
-                   old: Optional[dict]) -> Completion:
+                   old: Optional[dict]) -> Optional[Completion]:
         if self._unchanged(st, node, old):
             node.content = list(old["content"])
             self.progress.file_done(snap_path, "file", ItemResult("unchanged"), node.size)

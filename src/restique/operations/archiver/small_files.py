@@ -1,6 +1,7 @@
 """Batches of small files: files below the chunker's minimum size are one blob each; a
 directory's small files are read and hashed in batches by one native call without the GIL,
-on a reader thread, and each file's node is delivered to its own completion."""
+on a reader thread. Each file's node goes to its own slot in the directory's job, and the
+directory waits for the batch task as a whole, not for each file."""
 import os
 import time
 from typing import List, Optional, Tuple
@@ -10,7 +11,8 @@ from ...model.node import Node
 from .file_reader import FileReader, PendingFile
 from .file_saver import FileSaver
 from .progress import BackupProgress, report_error
-from .tasks import Completion, Gate, WorkerPool
+from .tasks import Gate, Slot, WorkerPool
+from .tree_saver import DirJob, TreeSaver
 
 BATCH_FILES = 64
 BATCH_BYTES = 4 * 1024 * 1024
@@ -23,57 +25,76 @@ SIZE_CHANGED = -2  # not the size lstat saw: the file is read the general way
 
 class SmallFileBatches:
     def __init__(self, reader: FileReader, saver: FileSaver, readers: WorkerPool, queued: Gate,
-                 progress: BackupProgress):
+                 progress: BackupProgress, trees: TreeSaver):
         self.reader = reader  # reads a file the general way, and records what was read
         self.saver = saver
         self.readers = readers
         self.queued = queued
         self.progress = progress
+        self.trees = trees
         self._batch: List[PendingFile] = []
         self._batch_bytes = 0
+        self._job: Optional[DirJob] = None
 
-    def start_dir(self) -> Tuple[List[PendingFile], int]:
-        """A directory collects its own small files; its subdirectories theirs. Returns the
-        enclosing directory's batch, for end_dir."""
-        outer = (self._batch, self._batch_bytes)
-        self._batch, self._batch_bytes = [], 0
+    def start_dir(self, job: DirJob) -> Tuple[List[PendingFile], int, Optional[DirJob]]:
+        """A directory (job) collects its own small files; its subdirectories theirs. Returns
+        the enclosing directory's batch, for end_dir."""
+        outer = (self._batch, self._batch_bytes, self._job)
+        self._batch, self._batch_bytes, self._job = [], 0, job
         return outer
 
-    def end_dir(self, outer: Tuple[List[PendingFile], int]) -> None:
-        """Queue what the directory collected and go back to the enclosing batch."""
+    def end_dir(self, outer: Tuple[List[PendingFile], int, Optional[DirJob]]) -> None:
+        """Queue what the directory collected and go back to the enclosing batch; call it
+        before the directory's job is released."""
         self._flush()
-        self._batch, self._batch_bytes = outer
+        self._batch, self._batch_bytes, self._job = outer
 
-    def add(self, entry: PendingFile) -> Completion:
-        """Collect a small file; the returned completion delivers its node (or None)."""
-        entry.done = Completion()
+    def add(self, entry: PendingFile) -> None:
+        """Collect a small file of the current directory: its node (or None) goes to a slot
+        of the directory's job."""
+        entry.done = Slot()
+        self.trees.add_slot(self._job, entry.done)
         self.progress.start_file(entry.snap_path)
         self._batch.append(entry)
         self._batch_bytes += entry.st.st_size
         if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
             self._flush()
-        return entry.done
 
     def _flush(self) -> None:
         if self._batch:
             batch, self._batch, self._batch_bytes = self._batch, [], 0
             # counted per file: queued files hold their nodes until read
             self.queued.enter(len(batch))
-            task = self.readers.submit(self._read_batch, batch)
+            # the directory waits for the batch; a batch that never runs (the backup was
+            # cancelled) leaves it open, so that a checkpoint still sees it unfinished
+            self.trees.hold(self._job)
+            task = self.readers.submit(self._read_batch, batch, self._job)
             task.add_done_callback(lambda _t, n=len(batch): self.queued.leave(n))
 
-    def _read_batch(self, batch: List[PendingFile]) -> None:
-        """Read and hash a batch natively, then save what is new and complete each file."""
+    def _read_batch(self, batch: List[PendingFile], job: DirJob) -> None:
+        """Read and hash a batch natively, then save what is new and fill in each file's slot;
+        then the directory may finish."""
+        try:
+            self._fill_slots(batch)
+        finally:
+            self.trees.release(job)
+
+    def _fill_slots(self, batch: List[PendingFile]) -> None:
         if self.saver.cancelled.is_set():
             for entry in batch:
                 entry.done.complete(None)
             return
         started = time.monotonic()
-        results = _seal.read_small_files([(os.fsencode(e.fs_path), e.st.st_ino, e.st.st_size) for e in batch])
+        try:
+            results = _seal.read_small_files([(os.fsencode(e.fs_path), e.st.st_ino, e.st.st_size) for e in batch])
+        except BaseException as exc:  # delivered to the directory waiting for them
+            for entry in batch:
+                entry.done.fail(exc)
+            return
         for entry, result in zip(batch, results):
             try:
                 entry.done.complete(self._save_small_file(entry, result, started))
-            except BaseException as exc:  # delivered to the directory waiting for it
+            except BaseException as exc:
                 entry.done.fail(exc)
 
     def _save_small_file(self, entry: PendingFile, result: tuple, started: float) -> Optional[Node]:

@@ -79,6 +79,30 @@ class Completion:
         return self._value
 
 
+class Slot:
+    """One file's result within a batch task: the batch fills it in before the task
+    completes, and the directory waits for the task, so a slot needs no lock, no callbacks
+    and no event (a Completion per small file cost about 5 us of the GIL's time)."""
+
+    __slots__ = ("_value", "_exc", "_done")
+
+    def __init__(self):
+        self._value = None
+        self._exc: Optional[BaseException] = None
+        self._done = False
+
+    def complete(self, value=None) -> None:
+        self._value = value
+        self._done = True  # after the value: a checkpoint may look from another thread
+
+    def fail(self, exc: BaseException) -> None:
+        self._exc = exc
+        self._done = True
+
+    value_if_done = Completion.value_if_done
+    result = Completion.result
+
+
 _new = object.__new__
 
 

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 from ...errors import RestiqueError
 from ...model.node import Node, encode_tree
 from .progress import BackupProgress, ItemResult, item_action
-from .tasks import Completion
+from .tasks import Completion, Slot
 
 
 class DirJob:
@@ -20,7 +20,7 @@ class DirJob:
         self.node = node  # None for the snapshot root, or once the directory is left out
         self.snap_path = snap_path
         self.parent_node = parent_node
-        self.children: List[Completion] = []
+        self.children: List[Completion] = []  # or Slots, filled in by a child batch task
         self.remaining = 1  # the walker's hold, released once all children are added
         self.lock = threading.Lock()
         self.done = Completion()
@@ -47,6 +47,21 @@ class TreeSaver:
             job.remaining += 1
             job.children.append(child)
         child.add_done_callback(lambda _c, job=job: self._child_done(job))
+
+    def add_slot(self, job: DirJob, slot: Slot) -> None:
+        """A child that a batch fills in: the directory waits for the batch (hold), not for
+        each of its slots."""
+        with job.lock:  # a checkpoint copies the children meanwhile
+            job.children.append(slot)
+
+    def hold(self, job: DirJob) -> None:
+        """Make the directory wait for one more batch, until release(job)."""
+        with job.lock:
+            job.remaining += 1
+
+    def release(self, job: DirJob) -> None:
+        """A batch filled in its slots (or the walker added every child)."""
+        self._child_done(job)
 
     def release_dir(self, job: DirJob) -> None:
         """The walker added every child: the tree is written when the last one is done."""
