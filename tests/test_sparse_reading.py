@@ -69,6 +69,22 @@ def test_holes_read_as_zeros_without_reading_them(tmp_path, trailing_hole):
     assert data <= reader.read_bytes < data + 3 * 64 * 1024  # only the extents (in file system blocks)
 
 
+def test_ranges_read_from_one_hole_are_known_to_be_zeros(tmp_path):
+    path = tmp_path / "image"
+    content = sparse_file(path, 40 * MiB, extents())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = SparseReader(fd, 0)
+        read_all(reader, [4 * MiB] * 100)
+    finally:
+        os.close(fd)
+    assert reader.in_hole(0, MiB) and reader.in_hole(MiB, 3 * MiB) and content[:3 * MiB] == bytes(3 * MiB)
+    assert not reader.in_hole(3 * MiB - 1, 3 * MiB + 1)  # reaches into data
+    assert reader.in_hole(6 * MiB, 9 * MiB + 4096) and not reader.in_hole(6 * MiB, 9 * MiB + 4097)  # then data
+    assert reader.in_hole(20 * MiB, 25 * MiB)
+    assert reader.in_hole(35 * MiB, 40 * MiB)  # the hole up to the end
+
+
 def test_chunks_of_a_sparse_file_are_those_of_a_plain_read(tmp_path):
     path = tmp_path / "image"
     content = sparse_file(path, 30 * MiB, extents())

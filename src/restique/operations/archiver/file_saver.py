@@ -13,7 +13,8 @@ import io
 import os
 import stat
 import threading
-from typing import Callable, List, Tuple
+from collections import deque
+from typing import Callable, Deque, List, Optional, Tuple
 
 from ...repository.chunker import MAX_SIZE, MIN_SIZE, Chunker, HeldChunk, ReadBuffers, all_zero
 from .tasks import Completion, WorkerPool
@@ -49,9 +50,9 @@ class FileSaver:
             return blob_id, len(data), stored
         return blob_id, 0, 0
 
-    def _save_held(self, chunk: HeldChunk) -> Tuple[str, int, int]:
+    def _save_held(self, chunk: HeldChunk, zeros: bool = False) -> Tuple[str, int, int]:
         try:
-            return self.save_blob(chunk.data)
+            return self.save_blob(chunk.data, _zeros_id(len(chunk)) if zeros else "")
         finally:
             chunk.release()  # before the task completes: whoever waits for it finds the buffer free
 
@@ -72,11 +73,16 @@ class FileSaver:
         else:
             head = b""
         f = SparseReader(fd, len(head))
-        return self.save_stream(_Prepend(head, f) if head else f)
+        return self.save_stream(_Prepend(head, f) if head else f, f)
 
-    def save_stream(self, stream) -> Tuple[List[str], int, int, int]:
-        """Chunk a stream, saving chunks in the pool: (blob ids, bytes, added, stored)."""
-        stream = SparseReader.of_stream(stream) or stream
+    def save_stream(self, stream, sparse: "Optional[SparseReader]" = None) -> Tuple[List[str], int, int, int]:
+        """Chunk a stream, saving chunks in the pool: (blob ids, bytes, added, stored).
+        sparse: the SparseReader the stream reads the file through from its start, if any."""
+        start = 0  # where the stream's first byte is in the file
+        if sparse is None:
+            sparse = SparseReader.of_stream(stream)
+            if sparse is not None:
+                stream, start = sparse, sparse.start
         futures: List[Completion] = []
         total = 0
         try:
@@ -85,7 +91,9 @@ class FileSaver:
                     chunk.release()
                     raise Cancelled()
                 size = len(chunk)
-                task = self.pool.submit(self._save_held, chunk)
+                # a chunk made of a hole's zeros: its id is known without looking at it
+                zeros = sparse is not None and sparse.in_hole(start + total, start + total + size)
+                task = self.pool.submit(self._save_held, chunk, zeros)
                 # a cancelled task does not run but completes (failed): its buffer is not lost
                 task.add_done_callback(lambda _, chunk=chunk: chunk.release())
                 futures.append(task)
@@ -132,9 +140,18 @@ def _zero_chunk_id(data) -> str:
     n = len(data)
     if n < 4096 or data[0] != 0 or data[n - 1] != 0 or not all_zero(data):
         return ""
+    return _zeros_id(n)
+
+
+def _zeros_id(n: int) -> str:
+    """The id of n zero bytes."""
     blob_id = _zero_ids.get(n)
     if blob_id is None:
-        blob_id = _zero_ids[n] = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256()
+        block = SparseReader.zeros()
+        for done in range(0, n, len(block)):
+            digest.update(block[:min(len(block), n - done)])
+        blob_id = _zero_ids[n] = digest.hexdigest()
     return blob_id
 
 
@@ -154,8 +171,10 @@ class SparseReader:
         # data is read with read(2) at the file's offset, as restic reads (and as a failure
         # injected into read() expects)
         self._file = io.FileIO(fd, "rb", closefd=False)
+        self.start = pos
         self._pos = pos
         self._seek = False  # the offset is behind pos (holes were skipped)
+        self._holes: Deque[Tuple[int, int]] = deque()  # [start, end) of holes read, the latest last
         self._data_end = pos  # [pos, data_end) is data
         self._hole_end = pos  # [pos, hole_end) is a hole
         self.read_bytes = 0  # what was actually read
@@ -175,6 +194,21 @@ class SparseReader:
             return None  # io.UnsupportedOperation is an OSError and a ValueError
         return cls(fd, pos)
 
+    @staticmethod
+    def zeros() -> memoryview:
+        """A block of zeros, made on first use."""
+        if not SparseReader._zeros:
+            SparseReader._zeros = memoryview(bytes(1 << 20))
+        return SparseReader._zeros
+
+    def in_hole(self, start: int, end: int) -> bool:
+        """Whether the bytes [start, end) of the file were all read from one hole; holes
+        before start are forgotten (ask in the file's order)."""
+        holes = self._holes
+        while holes and holes[0][1] <= start:
+            holes.popleft()
+        return bool(holes) and holes[0][0] <= start and end <= holes[0][1]
+
     def readinto(self, buf) -> int:
         view = memoryview(buf).cast("B")
         if self._pos >= self._data_end and self._pos >= self._hole_end:
@@ -183,6 +217,10 @@ class SparseReader:
             n = min(len(view), self._hole_end - self._pos)
             _fill_zeros(view, n)
             self._seek = True
+            if self._holes and self._holes[-1][1] == self._pos:
+                self._holes[-1] = (self._holes[-1][0], self._pos + n)
+            else:
+                self._holes.append((self._pos, self._pos + n))
         else:
             if self._seek:
                 os.lseek(self._fd, self._pos, os.SEEK_SET)
@@ -215,9 +253,7 @@ class SparseReader:
 
 def _fill_zeros(view: memoryview, n: int) -> None:
     """view[:n] = zeros, copied from one block of zeros."""
-    zeros = SparseReader._zeros
-    if not zeros:
-        zeros = SparseReader._zeros = memoryview(bytes(1 << 20))
+    zeros = SparseReader.zeros()
     done = 0
     while done < n:
         step = min(n - done, len(zeros))
