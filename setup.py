@@ -1,4 +1,4 @@
-"""Build the native extensions (_chunker, _seal, _index, _scan, _treescan, _kdf); everything else is declared in pyproject.toml."""
+"""Build the native extensions (_chunker, _seal, _index, _scan, _treescan, _kdf, _restore); everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(
@@ -37,6 +37,11 @@ setup(
             sources=["src/restique/native/_kdf.c"],
             depends=["src/restique/native/pbkdf2_sha256.h"],
             extra_compile_args=["-O3", "-std=gnu99"],
+        ),
+        Extension(
+            "restique._restore",
+            sources=["src/restique/native/_restore.c"],
+            extra_compile_args=["-O2", "-std=gnu99"],
         ),
     ]
 )
