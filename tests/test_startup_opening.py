@@ -1,11 +1,14 @@
 """What opening a repository no longer loads: socket (the host name comes from os.uname),
-calendar (gotime does its own timegm), the pack module (needed only once a pack is cached),
-and no dataclass is made for the cache setup, the key file or the snapshot groups."""
+calendar (gotime does its own timegm), getpass and termios (the lock's user name is looked up
+directly), the durations parser (for the default --retry-lock), the pack module (needed only
+once a pack is cached), and no dataclass is made for the global options, the cache setup, the
+key file or the snapshot groups."""
 import json
 
 from test_startup_imports import probe, repo  # noqa: F401 - repo is a fixture
 
-NOT_FOR_SNAPSHOTS = {"socket", "calendar", "restique.repository.pack"}
+NOT_FOR_SNAPSHOTS = {"socket", "calendar", "getpass", "termios", "restique.cli.durations",
+                     "restique.repository.pack"}
 
 PLAIN_CLASSES = ("restique.operations.cache.CacheSetup", "restique.repository.keys.KeyFile",
                         "restique.model.snapshot_group.SnapshotGroupKey", "restique.cli.context.GlobalOptions")
@@ -26,8 +29,12 @@ def test_opening_path_classes_are_not_dataclasses():
         assert not dataclasses.is_dataclass(getattr(importlib.import_module(module), name)), path
 
 
-def test_host_name_is_socket_s():
+def test_host_and_user_names_are_the_standard_library_s():
+    import getpass
     import os
     import socket
 
+    from restique.repository.keys import default_username
+
     assert os.uname().nodename == socket.gethostname()
+    assert default_username() == getpass.getuser()
