@@ -305,29 +305,3 @@ def test_an_idle_buffer_gives_its_pages_back_and_one_in_use_never_does():
     buffers.give_back(busy)  # the pages of a buffer given back later go too
     _wait_for(lambda: buffers.resident_free() == 0)
     assert buffers.take() is busy and busy[:4] == bytes(4)
-
-def _spend_cpu(seconds):
-    until = time.process_time() + seconds
-    while time.process_time() < until:
-        pass
-
-
-def test_an_idle_buffer_keeps_its_pages_until_the_process_did_enough_work_or_the_clock_limit():
-    # counted in CPU time: a busy machine, which stretches the clock between two packs,
-    # does not make a fast backup give back and refault its buffers
-    buffers = PackBuffers(1, 4 * MiB, keep_pages_for=0.2, keep_pages_at_most=3600)
-    mem = buffers.take()
-    mem[:4] = b"kept"
-    buffers.give_back(mem)
-    time.sleep(0.5)  # no work meanwhile: still resident
-    assert buffers.resident_free() == 1
-    _spend_cpu(0.25)
-    _wait_for(lambda: buffers.resident_free() == 0)
-    assert buffers.take() is mem and mem[:4] == bytes(4)
-    # an idle process gives them back after the clock limit
-    buffers = PackBuffers(1, 4 * MiB, keep_pages_for=3600, keep_pages_at_most=0.1)
-    mem = buffers.take()
-    mem[:4] = b"kept"
-    buffers.give_back(mem)
-    _wait_for(lambda: buffers.resident_free() == 0)
-    assert buffers.take() is mem and mem[:4] == bytes(4)
