@@ -4,8 +4,6 @@ import click
 from .options import snapshot_filter_options
 from .output import print_warning
 
-OUTPUT_BUFFER = 1024 * 1024
-
 
 @click.command()
 @click.argument("args", nargs=-1)
@@ -99,17 +97,21 @@ def _find_tree(repo, spec: str, snapshot_filter) -> str:
 
 
 def _open_output(target: str):
-    """The --target file (created or truncated, as restic does) or stdout, with a large buffer."""
-    import io
+    """The --target file (created or truncated, as restic does) or stdout, written in
+    gathered pieces (operations/dump_output.py)."""
+    import os
     import sys
+
+    from ..operations.dump_output import GatheredOutput
 
     if not target:
         sys.stdout.flush()
-        return io.open(sys.stdout.fileno(), "wb", buffering=OUTPUT_BUFFER, closefd=False)
+        return GatheredOutput(sys.stdout.fileno())
     try:
-        return open(target, "wb", buffering=OUTPUT_BUFFER)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as exc:
         _fail(f"cannot dump to file: open {target}: {_go_error(exc)}")
+    return GatheredOutput(fd, close_fd=True)
 
 
 def _refuse_terminal() -> None:
