@@ -102,12 +102,17 @@ def _open_output(target: str):
     import os
     import sys
 
-    from ..operations.dump_output import GatheredOutput
+    from ..operations.dump_output import GATHER_BYTES, GatheredOutput
 
+    gathered = hasattr(os, "writev")  # elsewhere (Windows) a buffered file
     if not target:
         sys.stdout.flush()
-        return GatheredOutput(sys.stdout.fileno())
+        if gathered:
+            return GatheredOutput(sys.stdout.fileno())
+        return open(sys.stdout.fileno(), "wb", buffering=GATHER_BYTES, closefd=False)
     try:
+        if not gathered:
+            return open(target, "wb", buffering=GATHER_BYTES)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as exc:
         _fail(f"cannot dump to file: open {target}: {_go_error(exc)}")
