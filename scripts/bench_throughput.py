@@ -186,10 +186,12 @@ def main() -> None:
     ap.add_argument("--repo-dir", default="", help="where the backups' repositories go (default: the temp dir)")
     ap.add_argument("--no-stages", action="store_true")
     args = ap.parse_args()
-    if not args.no_stages:
-        stages(args.file, args.mib << 20)
+    # backups first: a child started by a process holding the stages' data reports that
+    # process's resident memory as its own peak (Linux carries it over the fork)
     if args.backup or args.stdin_file:
         backups(args.file, args.backup, args.stdin_file, args.repo_dir)
+    if not args.no_stages:
+        stages(args.file, args.mib << 20)
 
 
 if __name__ == "__main__":
