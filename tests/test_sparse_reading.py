@@ -130,3 +130,29 @@ def test_a_stdin_backup_of_a_sparse_file_restores_to_its_bytes(tmp_path):
                        stdin=stdin, env=clean_env(), check=True, capture_output=True, timeout=600)
     assert run_restic(repo, "dump", "latest", "/disk.img").stdout == content
     assert b"no errors were found" in run_restic(repo, "check", "--read-data").stdout
+
+
+def test_a_file_with_more_data_than_its_size_says_is_read_to_its_end(tmp_path):
+    # procfs files report no size; a file may grow after its hole was found
+    fd = os.open("/proc/self/status", os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_size:
+            pytest.skip("procfs reports a size here")
+        got = read_all(SparseReader(fd, 0), [1 << 16] * 10)
+    finally:
+        os.close(fd)
+    assert got.startswith(b"Name:") and len(got) > 200
+    path = tmp_path / "grows"
+    sparse_file(path, 8 * MiB, {0: b"head"})
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = SparseReader(fd, 0)
+        buf, seen = bytearray(MiB), 0
+        while seen < 8 * MiB:  # up to the size it had: the hole at its end
+            seen += reader.readinto(buf)
+        with open(path, "ab") as f:
+            f.write(b"tail" * 1000)
+        rest = read_all(reader, [MiB] * 10)
+    finally:
+        os.close(fd)
+    assert rest == b"tail" * 1000

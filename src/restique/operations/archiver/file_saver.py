@@ -241,9 +241,13 @@ class SparseReader:
             if exc.errno != errno.ENXIO:  # no hole search here: everything is data
                 self._data_end = 1 << 63
                 return
-            # no data from pos on: a hole up to the end, or the end itself
-            self._hole_end = os.fstat(self._fd).st_size
-            self._data_end = pos + 1  # at the end: a read that returns nothing
+            # no data from pos on: a hole up to the end, or the end itself; past the size it
+            # reports, a file may still have data (procfs, a file that grew): read on
+            size = os.fstat(self._fd).st_size
+            if size > pos:
+                self._hole_end = size
+            else:
+                self._data_end = 1 << 63
             return
         if data > pos:
             self._hole_end = data
