@@ -157,11 +157,12 @@ def _zeros_id(n: int) -> str:
 
 class SparseReader:
     """A regular file read from `pos` on, with readinto(): the ranges the file system reports
-    as holes (SEEK_DATA, SEEK_HOLE) come out as zeros without being read. A sparse disk
-    image of 1 GiB with 96 MiB of data otherwise copied its gigabyte of zeros out of the page
-    cache (a tenth of its backup's CPU; the zeros are now copied from one cached block). Where the file system knows no holes, the whole file
-    is data, and read. A hole filled while it is read is read as zeros, as a read racing
-    with the write could have."""
+    as holes (SEEK_DATA, SEEK_HOLE) come out as zeros without being read, and chunks cut
+    from one hole are known to be zeros (in_hole). A sparse disk image of 1 GiB with 96 MiB
+    of data otherwise copied its gigabyte of zeros out of the page cache (a tenth of its
+    backup's CPU) and compared it with zeros again; now the zeros are copied from one cached
+    block. Where the file system knows no holes, the whole file is data, and read. A hole
+    filled while it is read is read as zeros, as a read racing with the write could have."""
 
     _zeros = memoryview(b"")  # a block of zeros that holes are copied from (made on first use)
 
