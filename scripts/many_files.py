@@ -104,7 +104,8 @@ def measure_round(runner: Runner, work: Path, source: Path, files: int, turn: in
         for tool in order:
             results[step][tool] = figures = run_step(runner, tool, step, repos[tool], work, source, files)
             shown = "FAILED" if figures is None else "%.2f s wall, %.2f s CPU, %.1f MiB" % figures
-            print(f"  round {turn + 1} {step:9} {tool:9} {shown}", file=sys.stderr, flush=True)
+            print(f"  round {turn + 1} {step:9} {tool:9} {shown} (load average {os.getloadavg()[0]:.1f})",
+                  file=sys.stderr, flush=True)  # wall times mean little without the load they met
     for tool in TOOLS:
         shutil.rmtree(repos[tool], ignore_errors=True)
         shutil.rmtree(work / f"cache-{tool}", ignore_errors=True)
