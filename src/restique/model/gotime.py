@@ -15,7 +15,6 @@ _RFC3339 = (
 
 # Backups format many timestamps that share their second; the date part is cached.
 _FORMATTED = {}
-_PARSED = {}
 _DAYS = {}  # 'YYYY-MM-DD' -> its midnight in seconds since the epoch (UTC)
 
 
@@ -65,26 +64,39 @@ def _zone_offset(text: str, zone: str) -> int:
     return (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
 
 
-def _parse_second(text: str, zone: str):
-    """(unix_ns, offset) of 'YYYY-MM-DDTHH:MM:SS' (text[:19]) in zone ('Z' or '+hh:mm')."""
-    if not (text.isascii() and text[:4].isdigit() and text[5:7].isdigit() and text[8:10].isdigit()
-            and text[11:13].isdigit() and text[14:16].isdigit() and text[17:19].isdigit() and text[7] == "-"
-            and text[13] == ":" and text[16] == ":"):
-        return GoTime._parse_slow(text[:19] + zone)
+def _common_time():
+    """The matcher of the shape every tree and snapshot time has: 'YYYY-MM-DDTHH:MM:SS',
+    an optional fraction, 'Z' or '+hh:mm' (compiled on first use)."""
+    global _COMMON_TIME
+    _COMMON_TIME = re.compile(
+        r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
+        r"(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})").fullmatch
+    return _COMMON_TIME
+
+
+_COMMON_TIME = None
+_ZONES = {"Z": 0, "z": 0}  # '+hh:mm' (checked) -> seconds east of UTC
+
+
+def _midnight(text: str, date: str) -> int:
+    """Midnight (UTC, Unix seconds) of 'YYYY-MM-DD', checked as Go checks it, cached: files of
+    one backup share few days, and the date arithmetic is the slow part."""
+    year, month, day = int(date[:4]), int(date[5:7]), int(date[8:10])
+    _check_fields(text, year, month, day, 0, 0, 0)
+    seconds = _timegm(year, month, day)
+    if len(_DAYS) > 65536:
+        _DAYS.clear()
+    _DAYS[date] = seconds
+    return seconds
+
+
+def _zone_seconds(text: str, zone: str) -> int:
     offset = _zone_offset(text, zone)
-    hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
-    day = _DAYS.get(text[:10])  # only dates that passed the check below are cached
-    if day is None:  # files of one backup share few days; timegm is the slow part
-        year, month, mday = int(text[:4]), int(text[5:7]), int(text[8:10])
-        _check_fields(text, year, month, mday, 0, 0, 0)
-        day = _timegm(year, month, mday)
-        if len(_DAYS) > 65536:
-            _DAYS.clear()
-        _DAYS[text[:10]] = day
-    if hour >= 24 or minute >= 60 or second >= 60:
-        raise ValueError(f"invalid time {text!r}: field out of range")
-    seconds = day + hour * 3600 + minute * 60 + second
-    return (seconds - offset) * 1_000_000_000, offset
+    if len(_ZONES) > 4096:
+        _ZONES.clear()
+        _ZONES.update(Z=0, z=0)
+    _ZONES[zone] = offset
+    return offset
 
 
 class GoTime:
@@ -155,29 +167,19 @@ class GoTime:
     @classmethod
     def _parse_pair(cls, text: str):
         """(unix_ns, offset) of text. Trees hold three times per node, so the common shape is
-        parsed by slicing, with the date part cached."""
-        n = len(text)
-        if n >= 20 and text[4] == "-" and text[10] in "Tt" and text[19] in ".Zz+-":
-            zone_at = n - 1 if text[-1] in "Zz" else n - 6
-            if text[19] == "." and zone_at > 20:
-                frac = text[20:zone_at]
-            elif zone_at == 19:
-                frac = ""
-            else:
-                frac = None
-            zone = text[zone_at:]
-            if frac is not None and (not frac or frac.isdigit() and frac.isascii()) \
-                    and (len(zone) == 1 or zone[3] == ":"):
-                key = (text[:19], zone)
-                base = _PARSED.get(key)
-                if base is None:
-                    base = _parse_second(text, zone)
-                    if len(_PARSED) > 4096:  # a restore of a million files rarely repeats a second
-                        _PARSED.clear()
-                    _PARSED[key] = base
-                nanos = int(frac[:9].ljust(9, "0")) if frac else 0
-                return base[0] + nanos, base[1]
-        return cls._parse_slow(text)
+        read by one regular expression, with its days and zones cached."""
+        match = (_COMMON_TIME or _common_time())(text)
+        if match is None:
+            return cls._parse_slow(text)
+        date, hour, minute, second, fraction, zone = match.groups()
+        day = _DAYS.get(date)
+        if day is None:
+            day = _midnight(text, date)
+        offset = _ZONES.get(zone)
+        if offset is None:
+            offset = _zone_seconds(text, zone)
+        nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
+        return (day + int(hour) * 3600 + int(minute) * 60 + int(second) - offset) * 1_000_000_000 + nanos, offset
 
     @staticmethod
     def _parse_slow(text: str):

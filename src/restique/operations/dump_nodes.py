@@ -3,14 +3,11 @@ tree's JSON without building full nodes.
 
 A dump decodes every entry of the folder it archives and formats each one's modification
 time; a full Node (model.node) also decodes access and change times, inode, device and link
-counts, and GoTime's general parser takes several microseconds a time. Here an entry keeps
-what the tar and zip writers read, checked for the types restic's decoder insists on, and its
-modification time is read with one regular expression for the common RFC 3339 shape, with the days and zones
-seen cached; anything else goes to GoTime's parser, so both read the same instant.
+counts. Here an entry keeps what the tar and zip writers read, checked for the types
+restic's decoder insists on, and its modification time is read by GoTime at once.
 """
 import base64
-import re
-from typing import Dict, List, Optional, Tuple
+from typing import List
 
 from ..model import gojson
 from ..model.gotime import GoTime
@@ -18,11 +15,6 @@ from ..model.names import go_unquote
 from ..model.node import TreeFormatError, _is_id, _is_id_list
 from .walker import TreeLoader
 
-_DAYS: Dict[str, int] = {}  # 'YYYY-MM-DD' (1970 or later, checked) -> its midnight, Unix seconds
-_ZONES: Dict[str, int] = {"Z": 0, "z": 0}  # '+hh:mm' (checked) -> seconds east of UTC
-_CACHED = 4096
-_COMMON_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
-                          r"(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})").fullmatch
 
 
 class ArchivedNode:
@@ -66,63 +58,14 @@ class ArchivedNode:
 
 
 def parse_time(text) -> GoTime:
-    """The GoTime of a node's time field as Node.from_json reads it (GoTime(0) for anything
-    that is not a time), parsed at once."""
+    """The GoTime of a node's time field as Node.from_json reads it: GoTime(0) for anything
+    that is not a time, as a lazy GoTime reads it; parsed at once."""
     if type(text) is not str or not text:
         return GoTime(0)
-    parsed = _parse_common(text)
-    if parsed is None:
-        return GoTime.lazy(text)
-    return GoTime(*parsed)
-
-
-def _parse_common(text: str) -> Optional[Tuple[int, int]]:
-    """(unix_ns, offset) of 'YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm)' from 1970 on, or None
-    for any other text (GoTime decides)."""
-    match = _COMMON_TIME(text)
-    if match is None:
-        return None
-    date, hour, minute, second, fraction, zone = match.groups()
-    day = _DAYS.get(date)
-    if day is None:
-        day = _day(date)
-        if day is None:
-            return None
-    offset = _ZONES.get(zone)
-    if offset is None:
-        offset = _zone(zone)
-        if offset is None:
-            return None
-    nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
-    return (day + int(hour) * 3600 + int(minute) * 60 + int(second) - offset) * 1_000_000_000 + nanos, offset
-
-
-def _day(date: str) -> Optional[int]:
-    """Midnight (UTC) of 'YYYY-MM-DD' as GoTime reads it, cached; None for dates GoTime
-    refuses and for those before 1970 (left to GoTime)."""
     try:
-        day = GoTime.parse(date + "T00:00:00Z").unix_ns // 1_000_000_000
-    except ValueError:
-        return None
-    if day < 0:
-        return None
-    if len(_DAYS) >= _CACHED:
-        _DAYS.clear()
-    _DAYS[date] = day
-    return day
-
-
-def _zone(zone: str) -> Optional[int]:
-    """Seconds east of UTC of '+hh:mm' as GoTime reads it, cached; None when it refuses it."""
-    try:
-        offset = GoTime.parse("2000-01-01T00:00:00" + zone).offset
-    except ValueError:
-        return None
-    if len(_ZONES) >= _CACHED:
-        _ZONES.clear()
-        _ZONES.update(Z=0, z=0)
-    _ZONES[zone] = offset
-    return offset
+        return GoTime.parse(text)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return GoTime(0)
 
 
 def decode_archived_tree(raw: bytes) -> List[ArchivedNode]:
