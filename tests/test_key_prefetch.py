@@ -54,6 +54,18 @@ def test_prefetch_leaves_other_commands_and_password_sources_alone(local_repo, a
     assert key_file(argv) == expected
 
 
+@pytest.mark.parametrize("args, found", [
+    (["--cache-dir", "cache", "snapshots"], True),  # a value that names a command is still a value
+    (["--cache-dir", "snapshots", "init"], False),
+    (["-o", "s3.region=x", "--key-hint", "ls", "ls"], True),
+    (["--retry-lock", "1m", "--compression", "max", "check"], True),
+    (["stray", "snapshots"], False),  # click refuses the stray argument: nothing to derive for
+])
+def test_prefetch_skips_the_values_of_global_options(local_repo, args, found):
+    expected = str(local_repo / "keys" / KEY_ID) if found else None
+    assert key_file(["-r", local_repo, *args]) == expected
+
+
 def test_prefetch_leaves_other_backends_and_several_keys_alone(local_repo, monkeypatch):
     assert key_file(["-r", "sftp:host:/srv/repo", "snapshots"]) is None
     with pytest.raises(FileNotFoundError):  # start() catches it

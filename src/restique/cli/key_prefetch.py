@@ -41,7 +41,7 @@ def start(argv: "list[str]", commands: dict) -> None:
 def _key_file(argv: "list[str]", commands: dict) -> "str | None":
     """The path of the local repository's only key file, when argv is the common case."""
     options = argv[:argv.index("--")] if "--" in argv else argv
-    command = next((arg for arg in options if arg in commands), None)
+    command = _command(options, commands)
     if command not in OPENING_COMMANDS or any(os.environ.get(name) for name in _OTHER_SOURCE_VARIABLES):
         return None
     if any(arg.split("=", 1)[0] in _OTHER_SOURCES or _is_short(arg, "-p") for arg in options):
@@ -52,6 +52,29 @@ def _key_file(argv: "list[str]", commands: dict) -> "str | None":
     folder = os.path.join(path, "keys")
     names = [entry.name for entry in os.scandir(folder) if "-tmp-" not in entry.name and entry.is_file()]
     return os.path.join(folder, names[0]) if len(names) == 1 else None
+
+
+# the global options that take a value as the next argument (`--cache-dir cache` names no command)
+_TAKING_A_VALUE = frozenset({
+    "-r", "--repo", "--repository-file", "-p", "--password-file", "--password-command", "--key-hint",
+    "--cache-dir", "--compression", "--pack-size", "--retry-lock", "-o", "--option", "--limit-upload",
+    "--limit-download", "--cacert", "--tls-client-cert", "--profile", "--config",
+})
+
+
+def _command(options: "list[str]", commands: dict) -> "str | None":
+    """The command argv runs: the first argument that names one and is no global option's value."""
+    skip = False
+    for arg in options:
+        if skip:
+            skip = False
+        elif arg in _TAKING_A_VALUE:
+            skip = True
+        elif arg in commands:
+            return arg
+        elif not arg.startswith("-"):
+            return None  # an argument that is neither an option nor a command: click refuses it
+    return None
 
 
 def _repository(options: "list[str]") -> "str | None":
