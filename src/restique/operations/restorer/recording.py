@@ -176,9 +176,12 @@ class FinishRecording:
             return
         name_length = self._name(node.name)
         try:
+            try:  # a walk's entries.RestoreEntry has its times read already
+                atime_ns, mtime_ns = node.atime_ns, node.mtime_ns
+            except AttributeError:  # a model.node.Node
+                atime_ns, mtime_ns = node.atime.unix_ns, node.mtime.unix_ns
             record = _RECORD.pack(event, _TYPE_CODE[node.type], selected, 0, node.unix_mode, parent,
-                                  name_length, node.uid, node.gid, node.links, node.atime.unix_ns,
-                                  node.mtime.unix_ns)
+                                  name_length, node.uid, node.gid, node.links, atime_ns, mtime_ns)
             if node.xattrs or node.linktarget or self._by_name or node.links > 1 or node.device:
                 extra = self._extra(i)
                 extra.xattrs, extra.linktarget = node.xattrs, node.linktarget

@@ -8,7 +8,8 @@ from typing import Callable, Dict, List, Optional
 from ...errors import RestiqueError
 from ...model.names import child_name_problem
 from ..restore_selection import Selection
-from ..walker import TreeLoader, join, walk_events
+from ..walker import join, walk_events
+from .entries import RestoreTreeLoader
 from .report import RestoreReport
 
 # enter_dir(node, target, location); visit_node(node, target, location, parent_target);
@@ -44,8 +45,9 @@ class TreeTraversal:
         self.target = target
         self.select = select
         self.report = report
-        # one walk (the finish step replays it): a small cache for subtrees a snapshot repeats
-        self.loader = TreeLoader(repo, cache_bytes=1024 * 1024)
+        # one walk (the finish step replays it): a small cache for subtrees a snapshot repeats;
+        # entries with only what a restore reads
+        self.loader = RestoreTreeLoader(repo, cache_bytes=1024 * 1024)
         # False once an entry has an impossible name: something is off with the snapshot,
         # and deleting (--delete, replacing directories) could hit the wrong files
         self.names_valid = True

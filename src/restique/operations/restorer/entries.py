@@ -1,0 +1,148 @@
+"""Tree entries as a restore reads them: the fields it uses, decoded from the tree's JSON
+without building full nodes, times read at once into nanoseconds.
+
+A restore decodes every entry of the snapshot on one thread while the others write; a full
+Node (model.node) makes three lazy times per entry that the restore then parses one by one
+(and its change time, never). Here an entry keeps Node's names and values for what the
+restore reads, with the same type checks, so a tree is refused exactly when Node refuses it.
+"""
+import base64
+from typing import List
+
+from ...model import gojson
+from ...model.gotime import GoTime
+from ...model.names import go_unquote
+from ...model.node import MODE_PERM, MODE_SETGID, MODE_SETUID, MODE_STICKY, TreeFormatError, _is_id, _is_id_list
+from ..walker import TreeLoader
+
+_SPECIAL_BITS = MODE_SETUID | MODE_SETGID | MODE_STICKY
+
+
+class RestoreEntry:
+    """The fields of a tree entry that a restore reads, as Node has them; atime_ns and
+    mtime_ns are the unix_ns of Node's atime and mtime."""
+
+    __slots__ = ("name", "type", "mode", "unix_mode", "uid", "gid", "user", "group", "inode", "device_id",
+                 "size", "links", "linktarget", "xattrs", "device", "content", "subtree", "atime_ns",
+                 "mtime_ns")
+
+    def __init__(self, obj: dict):
+        get = obj.get
+        name = get("name", "")
+        self.name = name = name if type(name) is str and "\\" not in name else go_unquote(name)
+        self.type = get("type", "")
+        self.mode = mode = int(get("mode") or 0)
+        self.unix_mode = mode & MODE_PERM if not mode & _SPECIAL_BITS else _unix_mode(mode)
+        self.uid = int(get("uid") or 0)
+        self.gid = int(get("gid") or 0)
+        self.user = get("user") or ""
+        self.group = get("group") or ""
+        self.inode = int(get("inode") or 0)
+        self.device_id = int(get("device_id") or 0)
+        self.size = int(get("size") or 0)
+        self.links = int(get("links") or 0)
+        linktarget = get("linktarget") or ""
+        if get("linktarget_raw"):
+            linktarget = base64.b64decode(obj["linktarget_raw"]).decode("utf-8", "surrogateescape")
+        self.linktarget = linktarget
+        xattrs = get("extended_attributes")
+        self.xattrs = [
+            (a.get("name", ""), base64.b64decode(a["value"]) if a.get("value") else b"") for a in xattrs
+        ] if xattrs else []
+        self.device = int(get("device") or 0)
+        self.content = content = get("content")
+        self.subtree = subtree = get("subtree")
+        self.atime_ns = time_ns(get("atime"))
+        self.mtime_ns = time_ns(get("mtime"))
+        generic = get("generic_attributes")
+        if not (type(name) is str and type(self.type) is str and type(self.user) is str
+                and type(self.group) is str and type(linktarget) is str
+                and type(get("error") or "") is str
+                and (content is None or _is_id_list(content)) and (subtree is None or _is_id(subtree))
+                and (not self.xattrs or all(type(n) is str for n, _ in self.xattrs))
+                and (generic is None or type(generic) is dict)):
+            raise TypeError(f"a field of tree entry {name!r} has the wrong type")
+
+    @property
+    def mtime(self) -> GoTime:
+        return GoTime(self.mtime_ns)
+
+    @property
+    def atime(self) -> GoTime:
+        return GoTime(self.atime_ns)
+
+
+def _unix_mode(mode: int) -> int:
+    """Node.unix_mode: the permission bits plus setuid, setgid and sticky."""
+    m = mode & MODE_PERM
+    if mode & MODE_SETUID:
+        m |= 0o4000
+    if mode & MODE_SETGID:
+        m |= 0o2000
+    if mode & MODE_STICKY:
+        m |= 0o1000
+    return m
+
+
+_SECONDS = {"%02d" % s: s * 1_000_000_000 for s in range(60)}
+_MINUTES = {"%02d" % m: m * 60_000_000_000 for m in range(60)}
+_HOURS = {"%02d" % h: h * 3_600_000_000_000 for h in range(24)}
+_DAYS = {}  # 'YYYY-MM-DD' + zone -> its midnight as Unix time in ns (None: not a day)
+
+
+def time_ns(text) -> int:
+    """GoTime's unix_ns of a node's time field as Node reads it (0 for anything that is not a
+    time). A snapshot's times share few days: the date and zone are parsed once per day, the
+    clock and fraction are read here."""
+    if type(text) is not str or len(text) < 20:
+        return _parsed_ns(text)
+    last = text[-1]
+    zone_at = len(text) - 1 if last == "Z" or last == "z" else len(text) - 6
+    hour = _HOURS.get(text[11:13])
+    minute = _MINUTES.get(text[14:16])
+    second = _SECONDS.get(text[17:19])
+    fraction = text[19:zone_at]
+    if zone_at < 19 or hour is None or minute is None or second is None or text[10] not in "Tt" \
+            or text[13] != ":" or text[16] != ":" \
+            or (fraction and not (fraction[0] == "." and fraction[1:].isdigit() and fraction.isascii())):
+        return _parsed_ns(text)
+    key = text[:10] + text[zone_at:]
+    day = _DAYS.get(key)
+    if day is None:
+        if len(_DAYS) > 65536:
+            _DAYS.clear()
+        day = _DAYS[key] = _midnight_ns(key)
+        if day is None:
+            return _parsed_ns(text)
+    return day + hour + minute + second + (int(fraction[1:10].ljust(9, "0")) if fraction else 0)
+
+
+def _midnight_ns(key: str):
+    """The Unix time in ns of 'YYYY-MM-DD' + zone at midnight, or None if that is not a day."""
+    try:
+        return GoTime.parse(key[:10] + "T00:00:00" + key[10:]).unix_ns
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _parsed_ns(text) -> int:
+    if type(text) is not str or not text:
+        return 0
+    return GoTime.lazy(text).unix_ns
+
+
+def decode_restore_tree(raw: bytes) -> List[RestoreEntry]:
+    """The entries of a tree blob; TreeFormatError when it is not a tree (as decode_tree)."""
+    try:
+        nodes = gojson.loads(raw).get("nodes") or []
+        if type(nodes) is not list:
+            raise TypeError("nodes is not a list")
+        return [RestoreEntry(obj) for obj in nodes]
+    except gojson.DECODING_ERRORS as exc:
+        raise TreeFormatError(f"invalid tree: {exc}") from None
+
+
+class RestoreTreeLoader(TreeLoader):
+    """walker.TreeLoader with RestoreEntry entries."""
+
+    decode = staticmethod(decode_restore_tree)
