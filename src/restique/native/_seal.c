@@ -744,10 +744,12 @@ static int pwrite_full(int fd, const unsigned char *p, size_t n, long long offse
 }
 
 /* Check, decrypt, decompress and hash one blob of the range; its plaintext, or NULL with
-   b->failure set. Runs without the GIL. */
+   b->failure set. The plaintext goes to into (room for exactly its size: ulen, or the
+   payload's when 0) or, when into is NULL, to the thread's scratch space. Runs without the
+   GIL. */
 static const unsigned char *open_blob(const unsigned char *key, const unsigned char *mk,
                                       const unsigned char *mr, const unsigned char *range,
-                                      struct range_blob *b, size_t *plain_len)
+                                      struct range_blob *b, unsigned char *into, size_t *plain_len)
 {
     const unsigned char *s = range + b->start;
     if (b->length < OVERHEAD) {
@@ -765,7 +767,7 @@ static const unsigned char *open_blob(const unsigned char *key, const unsigned c
         b->failure = "ciphertext verification failed";
         return NULL;
     }
-    unsigned char *dec = scratch_get(0, payload ? payload : 1);
+    unsigned char *dec = into != NULL && !b->ulen ? into : scratch_get(0, payload ? payload : 1);
     if (dec == NULL || !ctr_crypt(key, s, s + IV_SIZE, payload, dec)) {
         b->failure = "decryption failed";
         return NULL;
@@ -773,7 +775,7 @@ static const unsigned char *open_blob(const unsigned char *key, const unsigned c
     const unsigned char *plain = dec;
     size_t n = payload;
     if (b->ulen) {
-        unsigned char *out = scratch_get(1, b->ulen);
+        unsigned char *out = into != NULL ? into : scratch_get(1, b->ulen);
         if (tls_dctx == NULL)
             tls_dctx = ZSTD_createDCtx();
         if (out == NULL || tls_dctx == NULL) {
@@ -811,8 +813,10 @@ static void free_range_blobs(struct range_blob *blobs, Py_ssize_t n)
     free(blobs);
 }
 
-/* Parse [(start, length, uncompressed_length, id, [(fd, offset[, hole_ok]), ...]), ...]. */
-static struct range_blob *parse_range_blobs(PyObject *seq, Py_ssize_t range_len, Py_ssize_t *count)
+/* Parse [(start, length, uncompressed_length, id, [(fd, offset[, hole_ok]), ...]), ...], or
+   without the destinations when with_dests is 0. */
+static struct range_blob *parse_range_blobs(PyObject *seq, Py_ssize_t range_len, int with_dests,
+                                            Py_ssize_t *count)
 {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     struct range_blob *blobs = calloc(n ? (size_t)n : 1, sizeof *blobs);
@@ -825,9 +829,9 @@ static struct range_blob *parse_range_blobs(PyObject *seq, Py_ssize_t range_len,
         Py_ssize_t start, length, ulen;
         const char *id;
         Py_ssize_t idlen;
-        PyObject *dests;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "nnny#O", &start, &length, &ulen,
-                              &id, &idlen, &dests))
+        PyObject *dests = NULL;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), with_dests ? "nnny#O" : "nnny#", &start,
+                              &length, &ulen, &id, &idlen, &dests))
             goto fail;
         if (start < 0 || length < 0 || ulen < 0 || start > range_len || length > range_len - start ||
             idlen != 32) {
@@ -838,6 +842,8 @@ static struct range_blob *parse_range_blobs(PyObject *seq, Py_ssize_t range_len,
         b->length = (size_t)length;
         b->ulen = (size_t)ulen;
         memcpy(b->id, id, 32);
+        if (!with_dests)
+            continue;
         PyObject *fast = PySequence_Fast(dests, "destinations must be a sequence");
         if (fast == NULL)
             goto fail;
@@ -885,7 +891,7 @@ static PyObject *restore_range(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t n = 0;
-    struct range_blob *blobs = parse_range_blobs(seq, range.len, &n);
+    struct range_blob *blobs = parse_range_blobs(seq, range.len, 1, &n);
     Py_DECREF(seq);
     PyObject *result = NULL;
     int *write_errors = NULL;
@@ -903,7 +909,7 @@ static PyObject *restore_range(PyObject *self, PyObject *args)
         for (Py_ssize_t i = 0; i < n; i++) {
             struct range_blob *b = &blobs[i];
             size_t len = 0;
-            const unsigned char *plain = open_blob(key.buf, mk.buf, mr.buf, range.buf, b, &len);
+            const unsigned char *plain = open_blob(key.buf, mk.buf, mr.buf, range.buf, b, NULL, &len);
             int zero = plain != NULL && all_zero(plain, len);
             for (Py_ssize_t j = 0; j < b->ndests; j++, k++) {
                 struct dest *d = &b->dests[j];
@@ -936,6 +942,79 @@ static PyObject *restore_range(PyObject *self, PyObject *args)
         }
     }
     free(write_errors);
+    free_range_blobs(blobs, n);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&mk);
+    PyBuffer_Release(&mr);
+    PyBuffer_Release(&range);
+    return result;
+}
+
+/* open_range(enc_key, mac_k, mac_r, range, blobs) -> (plaintexts, [(blob index, what), ...])
+ * range: bytes read from a pack; blobs: [(start in range, length, uncompressed length or 0,
+ * id (32 bytes)), ...]. Each blob is checked, decrypted, decompressed and hashed as by
+ * restore_range, without the GIL, straight into one bytes object: blob i's plaintext follows
+ * blob i - 1's and takes its uncompressed length, or length - 32 when that is 0 (nothing for
+ * a blob shorter than 32 bytes). A blob that failed is listed with what went wrong, and its
+ * room holds zeros. ValueError for a blob outside the range or with an uncompressed length
+ * no zstd frame of its size reaches (callers check that first; refusing here keeps a damaged
+ * index from allocating terabytes). */
+static PyObject *open_range(PyObject *self, PyObject *args)
+{
+    PyObject *ko, *mko, *mro, *rangeo, *blobso;
+    if (!PyArg_ParseTuple(args, "OOOOO", &ko, &mko, &mro, &rangeo, &blobso))
+        return NULL;
+    PyObject *seq = PySequence_Fast(blobso, "blobs must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_buffer key, mk, mr, range;
+    if (!get_keys(ko, mko, mro, rangeo, &key, &mk, &mr, &range)) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_ssize_t n = 0;
+    struct range_blob *blobs = parse_range_blobs(seq, range.len, 0, &n);
+    Py_DECREF(seq);
+    PyObject *plain = NULL, *failures = NULL, *result = NULL;
+    size_t total = 0;
+    for (Py_ssize_t i = 0; blobs != NULL && i < n; i++) {
+        struct range_blob *b = &blobs[i];
+        size_t payload = b->length < OVERHEAD ? 0 : b->length - OVERHEAD;
+        size_t room = b->ulen ? b->ulen : payload;
+        if (b->ulen > payload * (1u << 15) || room > (size_t)PY_SSIZE_T_MAX - total) {
+            PyErr_Format(PyExc_ValueError, "blob %zd's uncompressed length is impossible", i);
+            goto done;
+        }
+        total += room;
+    }
+    if (blobs != NULL)
+        plain = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (plain != NULL) {
+        unsigned char *at = (unsigned char *)PyBytes_AS_STRING(plain);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            struct range_blob *b = &blobs[i];
+            size_t room = b->ulen ? b->ulen : (b->length < OVERHEAD ? 0 : b->length - OVERHEAD), len = 0;
+            if (open_blob(key.buf, mk.buf, mr.buf, range.buf, b, at, &len) == NULL)
+                memset(at, 0, room);  /* nothing unchecked is handed out */
+            at += room;
+        }
+        Py_END_ALLOW_THREADS
+        failures = PyList_New(0);
+        for (Py_ssize_t i = 0; failures != NULL && i < n; i++) {
+            if (blobs[i].failure == NULL)
+                continue;
+            PyObject *t = Py_BuildValue("(ns)", i, blobs[i].failure);
+            if (t == NULL || PyList_Append(failures, t) < 0)
+                Py_CLEAR(failures);
+            Py_XDECREF(t);
+        }
+        if (failures != NULL)
+            result = PyTuple_Pack(2, plain, failures);
+    }
+done:
+    Py_XDECREF(plain);
+    Py_XDECREF(failures);
     free_range_blobs(blobs, n);
     PyBuffer_Release(&key);
     PyBuffer_Release(&mk);
@@ -1082,6 +1161,8 @@ static PyMethodDef methods[] = {
     {"restore_range", restore_range, METH_VARARGS,
      "restore_range(enc_key, mac_k, mac_r, range, [(start, length, ulen, id, [(fd, offset[, hole_ok])...])...])"
      " -> [(blob index, dest index, errno, what), ...]"},
+    {"open_range", open_range, METH_VARARGS,
+     "open_range(enc_key, mac_k, mac_r, range, [(start, length, ulen, id)...]) -> (plaintexts, [(blob index, what), ...])"},
     {NULL, NULL, 0, NULL},
 };
 

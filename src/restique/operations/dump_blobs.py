@@ -93,7 +93,6 @@ class PackBatchedReader:
         self._planned_bytes = 0  # bytes of planned runs not yet used up
         self._kept = 0  # bytes of decrypted blobs kept for a later use
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._memory_files = blob_ranges.MemoryFiles()  # the workers' scratch files
 
     def contents(self, entries: Iterable[T], content_of: Callable[[T], Optional[List[str]]]
                  ) -> Iterator[Tuple[T, Iterator[bytes]]]:
@@ -118,7 +117,6 @@ class PackBatchedReader:
         finally:
             pool, self._pool = self._pool, None
             pool.shutdown(wait=True, cancel_futures=True)
-            self._memory_files.close()
 
     # --- planning ---
     def _plan(self, content: Iterable[str]) -> List[_Slot]:
@@ -176,8 +174,8 @@ class PackBatchedReader:
         key = getattr(self.repo, "key", None)
         if key is not None and blob_ranges.AVAILABLE:
             try:
-                return self._memory_files.decode(key, self._read_range(run), run.start, run.blobs)
-            except (OSError, ValueError):  # no memory file to be had, or a short range: blob by blob
+                return blob_ranges.decode(key, self._read_range(run), run.start, run.blobs)
+            except ValueError:  # a short range: blob by blob, for each blob's own error
                 pass
         sealed = self._read_range(run)
         decoded: List[object] = []
