@@ -202,42 +202,67 @@ def _sort_key(node: Node) -> bytes:
     return node.name.encode("utf-8", "surrogateescape")
 
 
+# Text that goes between JSON quotes unchanged twice over: go_quote leaves it alone (printable
+# ASCII but for quote and backslash) and Go's encoder does too (no < > &).
+_PLAIN_TEXT = re.compile(r'[ !#-%\'-;=?-\[\]-~]*').fullmatch
+# ',"user":"root"' and the like: a tree repeats the few owners of its entries
+_OWNER_TEXT = {}
+
+
+def _owner_text(key: str, value: str) -> str:
+    text = _OWNER_TEXT.get((key, value))
+    if text is None:
+        if len(_OWNER_TEXT) > 4096:
+            _OWNER_TEXT.clear()
+        text = _OWNER_TEXT[(key, value)] = ',"%s":%s' % (key, gojson.string(value))
+    return text
+
+
 def encode_node(n: Node) -> str:
     """gojson.dumps(n.to_json()), written directly: a backup encodes every node of the tree,
     and building the text is several times cheaper than building a dict and serialising it.
     Nodes with rarely used fields take the general path."""
-    if n.xattrs or n.generic_attributes or n.error or n.linktarget and not n.linktarget.isascii():
+    linktarget = n.linktarget
+    if n.xattrs or n.generic_attributes or n.error or linktarget and not linktarget.isascii():
         return gojson.dumps(n.to_json())
-    s = gojson.string
-    parts = ['{"name":', s(go_quote(n.name)), ',"type":"', n.type, '"']
+    name = n.name
+    if _PLAIN_TEXT(name) is None:
+        name = gojson.string(go_quote(name))[1:-1]
+    mtime, atime, ctime = n.mtime, n.atime, n.ctime
+    # f-strings: half the cost of %-formatting (the fields are ints, so the digits are the same)
+    text = f'{{"name":"{name}","type":"{n.type}"'
     if n.mode:
-        parts.append(',"mode":%d' % n.mode)
-    parts.append(',"mtime":"%s","atime":"%s","ctime":"%s","uid":%d,"gid":%d'
-                 % (n.mtime.rfc3339(), n.atime.rfc3339(), n.ctime.rfc3339(), n.uid, n.gid))
+        text += f',"mode":{n.mode}'
+    text += (f',"mtime":"{mtime._text or mtime.rfc3339()}","atime":"{atime._text or atime.rfc3339()}"'
+             f',"ctime":"{ctime._text or ctime.rfc3339()}","uid":{n.uid},"gid":{n.gid}')
     if n.user:
-        parts.append(',"user":' + s(n.user))
+        text += _owner_text("user", n.user)
     if n.group:
-        parts.append(',"group":' + s(n.group))
+        text += _owner_text("group", n.group)
     if n.inode:
-        parts.append(',"inode":%d' % n.inode)
+        text += f',"inode":{n.inode}'
     if n.device_id:
-        parts.append(',"device_id":%d' % n.device_id)
+        text += f',"device_id":{n.device_id}'
     if n.size:
-        parts.append(',"size":%d' % n.size)
+        text += f',"size":{n.size}'
     if n.links:
-        parts.append(',"links":%d' % n.links)
-    if n.linktarget:
-        parts.append(',"linktarget":' + s(n.linktarget))
+        text += f',"links":{n.links}'
+    if linktarget:
+        text += ',"linktarget":' + gojson.string(linktarget)
     if n.device:
-        parts.append(',"device":%d' % n.device)
-    if n.content is None:
-        parts.append(',"content":null')
+        text += f',"device":{n.device}'
+    content = n.content
+    if content is None:
+        text += ',"content":null'
+    elif content:
+        text += ',"content":["' + '","'.join(content) + '"]'
     else:
-        parts.append(',"content":[' + ",".join('"%s"' % c for c in n.content) + "]")
+        text += ',"content":[]'
     if n.subtree:
-        parts.append(',"subtree":"%s"' % n.subtree)
-    parts.append("}")
-    return "".join(parts)
+        text += f',"subtree":"{n.subtree}"}}'
+    else:
+        text += "}"
+    return text
 
 
 class InvalidNodeName(RestiqueError):
@@ -249,20 +274,33 @@ def check_node_name(name: str) -> None:
         raise InvalidNodeName(f"invalid node name {name!r}: a tree entry needs a plain file name")
 
 
+def _name_of(node: Node) -> str:
+    return node.name
+
+
 def encode_tree(nodes: List[Node]) -> bytes:
     """The tree blob for nodes (sorted by name bytewise, as restic sorts them)."""
+    ascii_names = True
     for node in nodes:
-        check_node_name(node.name)
-    # One growing buffer: a folder of a million entries peaks at about twice its tree's
-    # size, where joining the nodes' texts and then encoding held four times that.
+        name = node.name
+        if name in ("", ".", "..") or "/" in name:
+            check_node_name(name)
+        if ascii_names and not name.isascii():
+            ascii_names = False
+    # code point order is UTF-8 byte order but for surrogate escapes: ASCII names sort as they are
+    ordered = sorted(nodes, key=_name_of if ascii_names else _sort_key)
+    # One growing buffer, filled a batch of nodes at a time: a folder of a million entries peaks
+    # at about twice its tree's size, where joining all the nodes' texts first held four times that.
     out = bytearray(b'{"nodes":[')
-    separator = b""
-    for node in sorted(nodes, key=_sort_key):
-        out += separator
-        out += encode_node(node).encode("utf-8", "surrogateescape")
-        separator = b","
+    for start in range(0, len(ordered), _NODES_PER_BATCH):
+        if start:
+            out += b","
+        out += ",".join(map(encode_node, ordered[start:start + _NODES_PER_BATCH])).encode("utf-8", "surrogateescape")
     out += b"]}\n"
     return bytes(out)
+
+
+_NODES_PER_BATCH = 256
 
 
 def decode_tree(raw: bytes) -> List[Node]:
