@@ -11,7 +11,6 @@ from typing import List, Sequence, Tuple
 from ..errors import IntegrityError
 from ..repository.crypto import OVERHEAD, check_uncompressed_length
 
-AVAILABLE = True  # the native module is always built; callers may still decode blob by blob
 _ID_MISMATCH = "content does not match its id"  # open_range's words for it
 _NO_BLOB = (0, 0, 0, bytes(32))  # stands in for a blob refused before the call: takes no room
 

@@ -172,7 +172,7 @@ class PackBatchedReader:
     def _read(self, run: _Run) -> List[object]:
         """The run's blobs decrypted and checked, each its plaintext or the error it gave."""
         key = getattr(self.repo, "key", None)
-        if key is not None and blob_ranges.AVAILABLE:
+        if key is not None:
             try:
                 return blob_ranges.decode(key, self._read_range(run), run.start, run.blobs)
             except ValueError:  # a short range: blob by blob, for each blob's own error
