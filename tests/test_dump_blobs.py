@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from restique.errors import IntegrityError, NotFound
-from restique.operations import blob_ranges, dump_blobs
+from restique.operations import dump_blobs
 from restique.operations.dump_blobs import PackBatchedReader
 
 
