@@ -48,6 +48,14 @@ BASE_TIMES = [
     "2026-12-03T04:19:14.Z",
     "2026-12-03T04:19:14+25:00",
     "2026-12-03 04:19:14Z",
+    "2262-04-11T23:47:16.854775807Z",  # the last nanosecond of a signed 64-bit count
+    "2262-04-11T23:47:17Z",
+    "1677-09-21T00:12:43.145224192Z",
+    "9999-12-31T23:59:59.999999999-23:59",
+    "0001-01-01T00:00:00+23:59",
+    "0000-01-01T00:00:00Z",
+    "2000-02-29T12:00:00Z",
+    "1900-02-29T12:00:00Z",
     "",
     "not a time",
 ]
@@ -62,6 +70,13 @@ def test_times_read_as_node_reads_them():
         assert time_ns(text) == _node_ns(text), text
     for value in (None, 5, [], {}, "Z" * 30):
         assert time_ns(value) == _node_ns(value)
+
+
+def test_common_times_read_natively():
+    from restique import _restore
+
+    assert _restore.time_ns("2026-12-03T04:19:14.405366455+01:00") == _node_ns("2026-12-03T04:19:14.405366455+01:00")
+    assert _restore.time_ns("2026-12-03T04:19:14.4\u0663Z") is None  # not ASCII: GoTime decides
 
 
 def _objects():

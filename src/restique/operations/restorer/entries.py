@@ -1,5 +1,5 @@
 """Tree entries as a restore reads them: the fields it uses, decoded from the tree's JSON
-without building full nodes, times read at once into nanoseconds.
+without building full nodes, times read at once into nanoseconds (natively).
 
 A restore decodes every entry of the snapshot on one thread while the others write; a full
 Node (model.node) makes three lazy times per entry that the restore then parses one by one
@@ -9,6 +9,7 @@ restore reads, with the same type checks, so a tree is refused exactly when Node
 import base64
 from typing import List
 
+from ... import _restore
 from ...model import gojson
 from ...model.gotime import GoTime
 from ...model.names import go_unquote
@@ -16,6 +17,7 @@ from ...model.node import MODE_PERM, MODE_SETGID, MODE_SETUID, MODE_STICKY, Tree
 from ..walker import TreeLoader
 
 _SPECIAL_BITS = MODE_SETUID | MODE_SETGID | MODE_STICKY
+_native_time_ns = _restore.time_ns
 
 
 class RestoreEntry:
@@ -84,45 +86,14 @@ def _unix_mode(mode: int) -> int:
     return m
 
 
-_SECONDS = {"%02d" % s: s * 1_000_000_000 for s in range(60)}
-_MINUTES = {"%02d" % m: m * 60_000_000_000 for m in range(60)}
-_HOURS = {"%02d" % h: h * 3_600_000_000_000 for h in range(24)}
-_DAYS = {}  # 'YYYY-MM-DD' + zone -> its midnight as Unix time in ns (None: not a day)
-
-
 def time_ns(text) -> int:
     """GoTime's unix_ns of a node's time field as Node reads it (0 for anything that is not a
-    time). A snapshot's times share few days: the date and zone are parsed once per day, the
-    clock and fraction are read here."""
-    if type(text) is not str or len(text) < 20:
-        return _parsed_ns(text)
-    last = text[-1]
-    zone_at = len(text) - 1 if last == "Z" or last == "z" else len(text) - 6
-    hour = _HOURS.get(text[11:13])
-    minute = _MINUTES.get(text[14:16])
-    second = _SECONDS.get(text[17:19])
-    fraction = text[19:zone_at]
-    if zone_at < 19 or hour is None or minute is None or second is None or text[10] not in "Tt" \
-            or text[13] != ":" or text[16] != ":" \
-            or (fraction and not (fraction[0] == "." and fraction[1:].isdigit() and fraction.isascii())):
-        return _parsed_ns(text)
-    key = text[:10] + text[zone_at:]
-    day = _DAYS.get(key)
-    if day is None:
-        if len(_DAYS) > 65536:
-            _DAYS.clear()
-        day = _DAYS[key] = _midnight_ns(key)
-        if day is None:
-            return _parsed_ns(text)
-    return day + hour + minute + second + (int(fraction[1:10].ljust(9, "0")) if fraction else 0)
-
-
-def _midnight_ns(key: str):
-    """The Unix time in ns of 'YYYY-MM-DD' + zone at midnight, or None if that is not a day."""
-    try:
-        return GoTime.parse(key[:10] + "T00:00:00" + key[10:]).unix_ns
-    except (ValueError, TypeError, KeyError, IndexError):
-        return None
+    time): the common shape read natively, anything else by GoTime."""
+    if type(text) is str:
+        ns = _native_time_ns(text)
+        if ns is not None:
+            return ns
+    return _parsed_ns(text)
 
 
 def _parsed_ns(text) -> int:
