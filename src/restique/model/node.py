@@ -115,10 +115,14 @@ class Node:
         Written out flat, with positional fields: every walk decodes each entry here."""
         get = obj.get
         # times: parsed on first use; text that is not a time reads as GoTime(0)
-        mtime, atime, ctime = get("mtime"), get("atime"), get("ctime")
-        mtime = _lazy_time(mtime) if mtime and type(mtime) is str else GoTime(0)
-        atime = _lazy_time(atime) if atime and type(atime) is str else GoTime(0)
-        ctime = _lazy_time(ctime) if ctime and type(ctime) is str else GoTime(0)
+        # (one object for equal texts: a backup without atimes writes atime = mtime, and a
+        # GoTime is immutable, its lazy parse giving the same fields whoever asks first)
+        mtime_text, atime_text, ctime_text = get("mtime"), get("atime"), get("ctime")
+        mtime = _lazy_time(mtime_text) if mtime_text and type(mtime_text) is str else GoTime(0)
+        atime = mtime if atime_text == mtime_text else \
+            _lazy_time(atime_text) if atime_text and type(atime_text) is str else GoTime(0)
+        ctime = mtime if ctime_text == mtime_text else \
+            _lazy_time(ctime_text) if ctime_text and type(ctime_text) is str else GoTime(0)
         linktarget = get("linktarget") or ""
         if get("linktarget_raw"):
             linktarget = base64.b64decode(obj["linktarget_raw"]).decode("utf-8", "surrogateescape")
