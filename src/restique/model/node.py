@@ -6,12 +6,14 @@ SHA-256 of those bytes, so field order, omitted fields and time formatting all m
 import base64
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, TypeVar
 
 from . import gojson
 from .gotime import GoTime
 from ..errors import IntegrityError, RestiqueError
 from .names import go_quote, go_unquote
+
+_Entry = TypeVar("_Entry")  # what decode_entries makes of each entry
 
 # Go's os.FileMode type bits
 MODE_DIR = 1 << 31
@@ -307,11 +309,17 @@ def encode_tree(nodes: List[Node]) -> bytes:
 _NODES_PER_BATCH = 256
 
 
-def decode_tree(raw: bytes) -> List[Node]:
+def decode_entries(raw: bytes, make: Callable[[dict], _Entry]) -> List[_Entry]:
+    """make(JSON object) of each entry of a tree blob; TreeFormatError when it is not a tree
+    (commands that read only some fields make lighter entries than Node)."""
     try:
-        return [Node.from_json(n) for n in _tree_nodes(raw)]
+        return [make(n) for n in _tree_nodes(raw)]
     except gojson.DECODING_ERRORS as exc:
         raise TreeFormatError(f"invalid tree: {exc}") from None
+
+
+def decode_tree(raw: bytes) -> List[Node]:
+    return decode_entries(raw, Node.from_json)
 
 
 _EAGER_FIELDS = ("name", "type", "subtree")
@@ -370,7 +378,4 @@ class LazyNode(Node):
 
 def decode_tree_lazy(raw: bytes) -> List[Node]:
     """decode_tree with LazyNode entries (a damaged node fails when its fields are used)."""
-    try:
-        return [LazyNode.wrap(n) for n in _tree_nodes(raw)]
-    except gojson.DECODING_ERRORS as exc:
-        raise TreeFormatError(f"invalid tree: {exc}") from None
+    return decode_entries(raw, LazyNode.wrap)

@@ -9,10 +9,9 @@ restic's decoder insists on, and its modification time is read by GoTime at once
 import base64
 from typing import List
 
-from ..model import gojson
 from ..model.gotime import GoTime
 from ..model.names import go_unquote
-from ..model.node import TreeFormatError, _is_id, _is_id_list
+from ..model.node import _is_id, _is_id_list, decode_entries
 from .walker import TreeLoader
 
 
@@ -70,13 +69,7 @@ def parse_time(text) -> GoTime:
 
 def decode_archived_tree(raw: bytes) -> List[ArchivedNode]:
     """The entries of a tree blob; TreeFormatError when it is not a tree."""
-    try:
-        nodes = gojson.loads(raw).get("nodes") or []
-        if type(nodes) is not list:
-            raise TypeError("nodes is not a list")
-        return [ArchivedNode(obj) for obj in nodes]
-    except gojson.DECODING_ERRORS as exc:
-        raise TreeFormatError(f"invalid tree: {exc}") from None
+    return decode_entries(raw, ArchivedNode)
 
 
 class ArchivedTreeLoader(TreeLoader):

@@ -10,10 +10,9 @@ import base64
 from typing import List
 
 from ... import _restore
-from ...model import gojson
 from ...model.gotime import GoTime
 from ...model.names import go_unquote
-from ...model.node import MODE_PERM, MODE_SETGID, MODE_SETUID, MODE_STICKY, TreeFormatError, _is_id, _is_id_list
+from ...model.node import MODE_PERM, MODE_SETGID, MODE_SETUID, MODE_STICKY, _is_id, _is_id_list, decode_entries
 from ..walker import TreeLoader
 
 _SPECIAL_BITS = MODE_SETUID | MODE_SETGID | MODE_STICKY
@@ -103,14 +102,8 @@ def _parsed_ns(text) -> int:
 
 
 def decode_restore_tree(raw: bytes) -> List[RestoreEntry]:
-    """The entries of a tree blob; TreeFormatError when it is not a tree (as decode_tree)."""
-    try:
-        nodes = gojson.loads(raw).get("nodes") or []
-        if type(nodes) is not list:
-            raise TypeError("nodes is not a list")
-        return [RestoreEntry(obj) for obj in nodes]
-    except gojson.DECODING_ERRORS as exc:
-        raise TreeFormatError(f"invalid tree: {exc}") from None
+    """The entries of a tree blob; TreeFormatError when it is not a tree."""
+    return decode_entries(raw, RestoreEntry)
 
 
 class RestoreTreeLoader(TreeLoader):
