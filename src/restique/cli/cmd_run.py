@@ -60,13 +60,11 @@ def _opener(opts, check_with_cache: bool):
     """Opens the repository for run_job (twice: check starts afresh, and like `check`
     without the local cache unless with-cache is set); the password is resolved once, so a
     password command runs once."""
-    from dataclasses import replace
-
     def open_repository(step: str):
         if opts.literal_password is None:
             opts.literal_password = opts.password()
         if step == "check" and not check_with_cache:
-            return replace(opts, no_cache=True).open_unlocked()
+            return opts.replace(no_cache=True).open_unlocked()
         return opts.open_unlocked()
 
     return open_repository

@@ -50,6 +50,11 @@ class GlobalOptions:
         self.__dict__.update(_FIELDS, options=[], _opened=[])
         self.__dict__.update(values)
 
+    def replace(self, **changes) -> "GlobalOptions":
+        """A copy with changes, sharing the rest (the opened repositories too), as
+        dataclasses.replace copied it when this was a dataclass."""
+        return GlobalOptions(**{**{name: self.__dict__[name] for name in _FIELDS}, **changes})
+
     def location(self) -> str:
         from ..operations.open_repo import read_location
 
