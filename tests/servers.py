@@ -345,9 +345,21 @@ def _port_of(args: list, flag: str) -> int:
     return int(args[args.index(flag) + 1])
 
 
-def start_seaweedfs(folder: Path) -> S3Server:
-    """All of SeaweedFS in one `weed server` process."""
-    (folder / "data").mkdir()
+def start_seaweedfs(folder: Path, attempts: int = 3) -> S3Server:
+    """All of SeaweedFS in one `weed server` process. Its ports are picked free and bound by
+    weed a moment later; one may be taken in between (by weed's own outgoing connections, as
+    an ephemeral port): then it exits, and it is started again on other ports."""
+    for attempt in range(attempts):
+        try:
+            return _start_seaweedfs_once(folder / f"try{attempt}")
+        except ServerError as exc:
+            if "address already in use" not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_seaweedfs_once(folder: Path) -> S3Server:
+    (folder / "data").mkdir(parents=True)
     ports = _ports("master", "volume", "filer", "s3")
     command = [venv_tool("weed"), "server", "-s3", "-s3.config", _s3_identities(folder), "-dir", folder / "data",
                "-ip", "127.0.0.1", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
