@@ -869,6 +869,33 @@ fail:
     return NULL;
 }
 
+/* The arguments of both range calls: (enc_key, mac_k, mac_r, range, blobs). 0 with an
+   exception and nothing held; else 1 with the four buffers held (the caller releases them)
+   and *blobs parsed (NULL with an exception when the list is refused). */
+static int range_arguments(PyObject *args, int with_dests, Py_buffer *key, Py_buffer *mk, Py_buffer *mr,
+                           Py_buffer *range, struct range_blob **blobs, Py_ssize_t *n)
+{
+    PyObject *ko, *mko, *mro, *rangeo, *blobso;
+    if (!PyArg_ParseTuple(args, "OOOOO", &ko, &mko, &mro, &rangeo, &blobso))
+        return 0;
+    PyObject *seq = PySequence_Fast(blobso, "blobs must be a sequence");
+    if (seq == NULL)
+        return 0;
+    if (!get_keys(ko, mko, mro, rangeo, key, mk, mr, range)) {
+        Py_DECREF(seq);
+        return 0;
+    }
+    *blobs = parse_range_blobs(seq, range->len, with_dests, n);
+    Py_DECREF(seq);
+    return 1;
+}
+
+/* The room a blob's plaintext takes: its uncompressed length, or its payload's. */
+static size_t blob_room(const struct range_blob *b)
+{
+    return b->ulen ? b->ulen : (b->length < OVERHEAD ? 0 : b->length - OVERHEAD);
+}
+
 /* restore_range(enc_key, mac_k, mac_r, range, blobs) -> [(blob index, dest index, errno, what), ...]
  * range: bytes read from a pack; blobs: [(start in range, length, uncompressed length or 0,
  * id (32 bytes), [(fd, file offset[, hole_ok]), ...]), ...]. Each blob's MAC is checked, it
@@ -879,20 +906,11 @@ fail:
  * failed (dest index, errno, "write"). */
 static PyObject *restore_range(PyObject *self, PyObject *args)
 {
-    PyObject *ko, *mko, *mro, *rangeo, *blobso;
-    if (!PyArg_ParseTuple(args, "OOOOO", &ko, &mko, &mro, &rangeo, &blobso))
-        return NULL;
-    PyObject *seq = PySequence_Fast(blobso, "blobs must be a sequence");
-    if (seq == NULL)
-        return NULL;
     Py_buffer key, mk, mr, range;
-    if (!get_keys(ko, mko, mro, rangeo, &key, &mk, &mr, &range)) {
-        Py_DECREF(seq);
-        return NULL;
-    }
+    struct range_blob *blobs = NULL;
     Py_ssize_t n = 0;
-    struct range_blob *blobs = parse_range_blobs(seq, range.len, 1, &n);
-    Py_DECREF(seq);
+    if (!range_arguments(args, 1, &key, &mk, &mr, &range, &blobs, &n))
+        return NULL;
     PyObject *result = NULL;
     int *write_errors = NULL;
     Py_ssize_t total = 0;
@@ -961,26 +979,16 @@ static PyObject *restore_range(PyObject *self, PyObject *args)
  * index from allocating terabytes). */
 static PyObject *open_range(PyObject *self, PyObject *args)
 {
-    PyObject *ko, *mko, *mro, *rangeo, *blobso;
-    if (!PyArg_ParseTuple(args, "OOOOO", &ko, &mko, &mro, &rangeo, &blobso))
-        return NULL;
-    PyObject *seq = PySequence_Fast(blobso, "blobs must be a sequence");
-    if (seq == NULL)
-        return NULL;
     Py_buffer key, mk, mr, range;
-    if (!get_keys(ko, mko, mro, rangeo, &key, &mk, &mr, &range)) {
-        Py_DECREF(seq);
-        return NULL;
-    }
+    struct range_blob *blobs = NULL;
     Py_ssize_t n = 0;
-    struct range_blob *blobs = parse_range_blobs(seq, range.len, 0, &n);
-    Py_DECREF(seq);
+    if (!range_arguments(args, 0, &key, &mk, &mr, &range, &blobs, &n))
+        return NULL;
     PyObject *plain = NULL, *failures = NULL, *result = NULL;
     size_t total = 0;
     for (Py_ssize_t i = 0; blobs != NULL && i < n; i++) {
         struct range_blob *b = &blobs[i];
-        size_t payload = b->length < OVERHEAD ? 0 : b->length - OVERHEAD;
-        size_t room = b->ulen ? b->ulen : payload;
+        size_t payload = b->length < OVERHEAD ? 0 : b->length - OVERHEAD, room = blob_room(b);
         if (b->ulen > payload * (1u << 15) || room > (size_t)PY_SSIZE_T_MAX - total) {
             PyErr_Format(PyExc_ValueError, "blob %zd's uncompressed length is impossible", i);
             goto done;
@@ -994,7 +1002,7 @@ static PyObject *open_range(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < n; i++) {
             struct range_blob *b = &blobs[i];
-            size_t room = b->ulen ? b->ulen : (b->length < OVERHEAD ? 0 : b->length - OVERHEAD), len = 0;
+            size_t room = blob_room(b), len = 0;
             if (open_blob(key.buf, mk.buf, mr.buf, range.buf, b, at, &len) == NULL)
                 memset(at, 0, room);  /* nothing unchecked is handed out */
             at += room;
