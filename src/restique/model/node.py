@@ -56,14 +56,7 @@ class Node:
     @property
     def unix_mode(self) -> int:
         """st_mode permission part: rwx bits plus setuid/setgid/sticky."""
-        m = self.mode & MODE_PERM
-        if self.mode & MODE_SETUID:
-            m |= 0o4000
-        if self.mode & MODE_SETGID:
-            m |= 0o2000
-        if self.mode & MODE_STICKY:
-            m |= 0o1000
-        return m
+        return unix_mode(self.mode)
 
     def to_json(self) -> dict:
         obj = {"name": go_quote(self.name), "type": self.type}
@@ -127,11 +120,9 @@ class Node:
             _lazy_time(ctime_text) if ctime_text and type(ctime_text) is str else GoTime(0)
         linktarget = get("linktarget") or ""
         if get("linktarget_raw"):
-            linktarget = base64.b64decode(obj["linktarget_raw"]).decode("utf-8", "surrogateescape")
+            linktarget = raw_linktarget(obj)
         xattrs = get("extended_attributes")
-        xattrs = [
-            (a.get("name", ""), base64.b64decode(a["value"]) if a.get("value") else b"") for a in xattrs
-        ] if xattrs else []
+        xattrs = decode_xattrs(xattrs) if xattrs else []
         name = get("name", "")
         node = cls(
             name if type(name) is str and "\\" not in name else go_unquote(name),
@@ -176,6 +167,29 @@ def _is_id_list(ids) -> bool:
     joined = "".join(ids)  # TypeError for an entry that is not a string
     # all 64 long when the shortest is and the total is 64 each
     return len(joined) == 64 * len(ids) and (not ids or min(map(len, ids)) == 64) and bool(_HEX_DIGITS(joined))
+
+
+def unix_mode(mode: int) -> int:
+    """st_mode's permission part of a Go file mode: rwx bits plus setuid/setgid/sticky."""
+    m = mode & MODE_PERM
+    if mode & MODE_SETUID:
+        m |= 0o4000
+    if mode & MODE_SETGID:
+        m |= 0o2000
+    if mode & MODE_STICKY:
+        m |= 0o1000
+    return m
+
+
+def raw_linktarget(obj: dict) -> str:
+    """The link target of an entry that records it as linktarget_raw (bytes that are not
+    UTF-8), as a str that encodes back to those bytes."""
+    return base64.b64decode(obj["linktarget_raw"]).decode("utf-8", "surrogateescape")
+
+
+def decode_xattrs(attributes: list) -> list:
+    """An entry's extended_attributes as [(name, value bytes), ...]."""
+    return [(a.get("name", ""), base64.b64decode(a["value"]) if a.get("value") else b"") for a in attributes]
 
 
 def _check_types(node: Node) -> None:

@@ -6,12 +6,11 @@ time; a full Node (model.node) also decodes access and change times, inode, devi
 counts. Here an entry keeps what the tar and zip writers read, checked for the types
 restic's decoder insists on, and its modification time is read by GoTime at once.
 """
-import base64
 from typing import List
 
 from ..model.gotime import GoTime
 from ..model.names import go_unquote
-from ..model.node import _is_id, _is_id_list, decode_entries
+from ..model.node import _is_id, _is_id_list, decode_entries, decode_xattrs, raw_linktarget
 from .walker import TreeLoader
 
 
@@ -36,12 +35,10 @@ class ArchivedNode:
         self.size = int(get("size") or 0)
         linktarget = get("linktarget") or ""
         if get("linktarget_raw"):
-            linktarget = base64.b64decode(obj["linktarget_raw"]).decode("utf-8", "surrogateescape")
+            linktarget = raw_linktarget(obj)
         self.linktarget = linktarget
         xattrs = get("extended_attributes")
-        self.xattrs = [
-            (a.get("name", ""), base64.b64decode(a["value"]) if a.get("value") else b"") for a in xattrs
-        ] if xattrs else []
+        self.xattrs = decode_xattrs(xattrs) if xattrs else []
         self.content = content = get("content")
         self.subtree = subtree = get("subtree")
         self._mtime = get("mtime")

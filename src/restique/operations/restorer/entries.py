@@ -6,13 +6,13 @@ Node (model.node) makes three lazy times per entry that the restore then parses 
 (and its change time, never). Here an entry keeps Node's names and values for what the
 restore reads, with the same type checks, so a tree is refused exactly when Node refuses it.
 """
-import base64
 from typing import List
 
 from ... import _restore
 from ...model.gotime import GoTime
 from ...model.names import go_unquote
-from ...model.node import MODE_PERM, MODE_SETGID, MODE_SETUID, MODE_STICKY, _is_id, _is_id_list, decode_entries
+from ...model.node import (MODE_PERM, MODE_SETGID, MODE_SETUID, MODE_STICKY, _is_id, _is_id_list, decode_entries,
+                            decode_xattrs, raw_linktarget, unix_mode)
 from ..walker import TreeLoader
 
 _SPECIAL_BITS = MODE_SETUID | MODE_SETGID | MODE_STICKY
@@ -33,7 +33,7 @@ class RestoreEntry:
         self.name = name = name if type(name) is str and "\\" not in name else go_unquote(name)
         self.type = get("type", "")
         self.mode = mode = int(get("mode") or 0)
-        self.unix_mode = mode & MODE_PERM if not mode & _SPECIAL_BITS else _unix_mode(mode)
+        self.unix_mode = mode & MODE_PERM if not mode & _SPECIAL_BITS else unix_mode(mode)
         self.uid = int(get("uid") or 0)
         self.gid = int(get("gid") or 0)
         self.user = get("user") or ""
@@ -44,12 +44,10 @@ class RestoreEntry:
         self.links = int(get("links") or 0)
         linktarget = get("linktarget") or ""
         if get("linktarget_raw"):
-            linktarget = base64.b64decode(obj["linktarget_raw"]).decode("utf-8", "surrogateescape")
+            linktarget = raw_linktarget(obj)
         self.linktarget = linktarget
         xattrs = get("extended_attributes")
-        self.xattrs = [
-            (a.get("name", ""), base64.b64decode(a["value"]) if a.get("value") else b"") for a in xattrs
-        ] if xattrs else []
+        self.xattrs = decode_xattrs(xattrs) if xattrs else []
         self.device = int(get("device") or 0)
         self.content = content = get("content")
         self.subtree = subtree = get("subtree")
@@ -71,18 +69,6 @@ class RestoreEntry:
     @property
     def atime(self) -> GoTime:
         return GoTime(self.atime_ns)
-
-
-def _unix_mode(mode: int) -> int:
-    """Node.unix_mode: the permission bits plus setuid, setgid and sticky."""
-    m = mode & MODE_PERM
-    if mode & MODE_SETUID:
-        m |= 0o4000
-    if mode & MODE_SETGID:
-        m |= 0o2000
-    if mode & MODE_STICKY:
-        m |= 0o1000
-    return m
 
 
 def time_ns(text) -> int:
