@@ -49,6 +49,7 @@ tags = ["daily", "home"]
 host = "laptop"
 read-concurrency = 4
 skip-if-unchanged = true
+group-by = "host,paths,tags"
 with-atime = true
 ignore-ctime = true
 ignore-inode = true

@@ -115,6 +115,7 @@ class CommandOutput:
 @click.option("--stdin-filename", default="stdin", help="filename to use when reading from stdin")
 @click.option("--stdin-from-command", is_flag=True, help="interpret arguments as command to execute and store its stdout")
 @click.option("--parent", default=None, help="use this parent snapshot (default: latest snapshot in the group determined by --group-by and not newer than the timestamp determined by --time)")
+@click.option("-g", "--group-by", default="host,paths", metavar="group", help="group snapshots by host, paths and/or tags, separated by comma (disable grouping with '')")
 @click.option("-f", "--force", is_flag=True, help="force re-reading the source files/directories (overrides the \"parent\" flag)")
 @click.option("--ignore-ctime", is_flag=True, help="ignore ctime changes when checking for modified files")
 @click.option("--ignore-inode", is_flag=True, help="ignore inode number and ctime changes when checking for modified files")
@@ -123,10 +124,11 @@ class CommandOutput:
 def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
            exclude_larger_than, one_file_system, files_from, files_from_verbatim, files_from_raw, tag, host,
            time_, dry_run, read_concurrency, no_scan, with_atime, stdin, stdin_filename, stdin_from_command,
-           parent, force, ignore_ctime, ignore_inode, skip_if_unchanged):
+           parent, group_by, force, ignore_ctime, ignore_inode, skip_if_unchanged):
     """Create a new backup of files and/or directories."""
     from ..operations.archiver import BackupOptions
     from ..operations.archiver.prescan import Prescan
+    from ..model.snapshot_group import GroupBy
     from ..operations.backup import existing_targets
 
     started = time.monotonic()
@@ -135,6 +137,7 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
     _check_sources(stdin, stdin_from_command, paths, files_from_all)
     if read_concurrency is not None and read_concurrency < 1:
         raise UsageError("--read-concurrency must be at least 1")
+    grouping = GroupBy.parse(group_by)
     selector = file_selector(excludes, exclude_caches, exclude_if_present, exclude_larger_than)
     targets = _file_targets(paths, files_from_all) if from_files else list(paths)
     archiving = BackupOptions(read_concurrency=read_concurrency or 2, with_atime=with_atime,
@@ -152,8 +155,8 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
         if stream is None:
             targets = existing_targets(targets, output.warn)
         request = _backup_request(repo, targets, stream, archiving, prescan, tags=tag, hostname=host,
-                                  time_=time_, parent=parent, force=force, dry_run=dry_run,
-                                  skip_if_unchanged=skip_if_unchanged, excludes=excludes,
+                                  time_=time_, parent=parent, group_by=grouping, force=force,
+                                  dry_run=dry_run, skip_if_unchanged=skip_if_unchanged, excludes=excludes,
                                   stdin_filename=stdin_filename)
         scan = stream is None and (opts.verbose or opts.json or output_is_live(output)) and not no_scan
         outcome = _run(repo, request, output, scan)
@@ -191,15 +194,15 @@ def _open_stream(stdin, stdin_from_command, targets):
     return None
 
 
-def _backup_request(repo, targets, stream, archiving, prescan, *, tags, hostname, time_, parent, force, dry_run,
-                    skip_if_unchanged, excludes, stdin_filename):
+def _backup_request(repo, targets, stream, archiving, prescan, *, tags, hostname, time_, parent, group_by, force,
+                    dry_run, skip_if_unchanged, excludes, stdin_filename):
     from ..operations.backup import BackupRequest
     from ..operations.snapshot_lookup import find_snapshot_id
 
     return BackupRequest(
         paths=[] if stream is not None else targets, tags=split_tags(tags), hostname=hostname,
         time=parse_backup_time(time_) if time_ else None,
-        parent=find_snapshot_id(repo, parent) if parent and not force else None,
+        parent=find_snapshot_id(repo, parent) if parent and not force else None, group_by=group_by,
         force=force, dry_run=dry_run, skip_if_unchanged=skip_if_unchanged,
         excludes=list(excludes.patterns), stdin=stream, stdin_filename=stdin_filename,
         options=archiving, resume_folder=_resume_folder(repo), checkpoint_interval=_checkpoint_interval(),

@@ -119,6 +119,7 @@ def job_options(profile, opts):
 
 
 def _backup_request(profile, flags):
+    from ..model.snapshot_group import GroupBy
     from ..operations.archiver import BackupOptions
     from ..operations.backup import BackupRequest
     from .cmd_backup import file_selector, read_files_from, split_tags
@@ -136,6 +137,7 @@ def _backup_request(profile, flags):
     return BackupRequest(
         paths=paths, tags=split_tags(flags.get("tag", ())), hostname=flags.get("host"),
         skip_if_unchanged=flags.get("skip_if_unchanged", False), excludes=list(excludes.patterns),
+        group_by=GroupBy.parse(flags.get("group_by", "host,paths")),
         options=BackupOptions(read_concurrency=flags.get("read_concurrency") or 2,
                               with_atime=flags.get("with_atime", False),
                               ignore_ctime=flags.get("ignore_ctime", False) or ignore_inode,

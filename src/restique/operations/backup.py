@@ -11,7 +11,8 @@ from ..model.snapshot import Snapshot, new_summary
 from .allocator import return_large_buffers
 from .archiver import Archiver, BackupOptions, BackupProgress
 from .archiver.checkpoint import CHECKPOINT_INTERVAL, Checkpoints
-from .archiver.parent import find_parent
+from ..model.snapshot_group import GroupBy
+from .archiver.parent import PARENT_GROUP, find_parent
 from .archiver.prescan import Prescan
 from .archiver.resume_record import ResumeRecord, ResumeRecords
 from .archiver.targets import absolute_paths, build_target_tree, path_components
@@ -26,6 +27,7 @@ class BackupRequest:
     hostname: Optional[str] = None
     time: Optional[GoTime] = None
     parent: Optional[str] = None  # full snapshot id; None = find one
+    group_by: GroupBy = PARENT_GROUP  # which snapshots the parent is found among
     force: bool = False
     dry_run: bool = False
     skip_if_unchanged: bool = False  # no snapshot when the tree equals the parent's
@@ -102,7 +104,7 @@ def run_backup(repo, req: BackupRequest, progress: Optional[BackupProgress] = No
         paths = absolute_paths(req.paths)
         parent_id = None
         if not req.force:
-            parent_id = req.parent or find_parent(repo, hostname, paths, snap_time)
+            parent_id = req.parent or find_parent(repo, hostname, paths, snap_time, req.tags, req.group_by)
         if on_parent:
             on_parent(parent_id)
         parent = repo.load_json("snapshot", parent_id) if parent_id else None

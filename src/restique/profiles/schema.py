@@ -45,7 +45,7 @@ BACKUP_KEYS: Dict[str, Key] = {
     "files-from": Key("paths", "backup", "files_from"),
     **_flags("backup", **{"exclude-caches": "bool", "exclude-if-present": "list",
                           "exclude-larger-than": "str", "one-file-system": "bool", "host": "str",
-                          "read-concurrency": "int", "skip-if-unchanged": "bool",
+                          "read-concurrency": "int", "skip-if-unchanged": "bool", "group-by": "str",
                           "with-atime": "bool", "ignore-ctime": "bool", "ignore-inode": "bool"}),
 }
 

@@ -1,11 +1,12 @@
 """The parent snapshot: choosing it, and reading its directories during the backup."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from ...backend.base import BackendShortRead, FileType
 from ...errors import RestiqueError
 from ...model import gojson
 from ...model.gotime import GoTime
 from ...model.names import go_unquote
+from ...model.snapshot_group import GroupBy
 
 # Trees of directories whose reuse check failed, held for the walk that follows; normally as
 # many as the failed directory is deep, the bound only guards against a walk that never asks
@@ -14,11 +15,16 @@ KEPT_TREES = 64
 # walk visits next (a backup writes a directory's subtrees just before its own tree), where
 # a read per tree cost a file open each from the local cache
 TREE_WINDOW = 1 << 20
+# restic's default --group-by of a backup: the parent is of the same host and paths
+PARENT_GROUP = GroupBy(host=True, paths=True)
 
 
-def find_parent(repo, hostname: str, paths: List[str], before: GoTime) -> Optional[str]:
-    """The newest snapshot of this host whose paths include all of ours, not newer than `before`."""
-    wanted = set(paths)
+def find_parent(repo, hostname: str, paths: List[str], before: GoTime, tags: Sequence[str] = (),
+                group_by: GroupBy = PARENT_GROUP) -> Optional[str]:
+    """The newest snapshot not newer than `before` in the backup's group (restic's --group-by):
+    of this host, whose paths include all of ours, whose tags include all of ours, for each
+    field group_by names."""
+    wanted_paths, wanted_tags = set(paths), set(tags)
     best = None
     for sid in repo.list_ids("snapshot"):
         try:
@@ -26,7 +32,11 @@ def find_parent(repo, hostname: str, paths: List[str], before: GoTime) -> Option
             t = GoTime.parse(sn.get("time", ""))
         except Exception:
             continue  # a damaged snapshot cannot serve as parent
-        if sn.get("hostname") != hostname or not wanted.issubset(set(sn.get("paths") or [])):
+        if group_by.host and sn.get("hostname") != hostname:
+            continue
+        if group_by.paths and not wanted_paths.issubset(sn.get("paths") or ()):
+            continue
+        if group_by.tags and not wanted_tags.issubset(sn.get("tags") or ()):
             continue
         if t.unix_ns > before.unix_ns:
             continue
