@@ -18,9 +18,11 @@ from .output import write_text
 @click.option("--overwrite", default="always", metavar="behavior", help="overwrite behavior, one of (always|if-changed|if-newer|never) (default: always)")
 @click.option("--delete", is_flag=True, help="delete files from target directory if they do not exist in snapshot. Use '--dry-run -vv' to check what would be deleted")
 @click.option("--ownership-by-name", is_flag=True, help="restore file ownership by user name and group name (except POSIX ACLs)")
+@click.option("--exclude-xattr", multiple=True, metavar="pattern", help="exclude xattr by pattern (can be specified multiple times)")
+@click.option("--include-xattr", multiple=True, metavar="pattern", help="include xattr by pattern (can be specified multiple times)")
 @click.pass_obj
 def restore(opts, args, target, excludes, includes, snapshot_filter, dry_run, sparse, verify, overwrite,
-            delete, ownership_by_name):
+            delete, ownership_by_name, exclude_xattr, include_xattr):
     """Extract the data from a snapshot.
 
     The special snapshotID "latest" can be used to restore the latest snapshot in the
@@ -43,7 +45,8 @@ def restore(opts, args, target, excludes, includes, snapshot_filter, dry_run, sp
         raise UsageError(f"more than one snapshot ID specified: [{' '.join(args)}]")
     options = RestoreOptions(target=target, includes=includes, excludes=excludes, overwrite=overwrite,
                              delete=delete, dry_run=dry_run, sparse=sparse, verify=verify,
-                             ownership_by_name=ownership_by_name)
+                             ownership_by_name=ownership_by_name, xattr_includes=include_xattr,
+                             xattr_excludes=exclude_xattr)
     options.validate()  # before opening the repository, as restic checks its flags first
 
     repo = opts.open_for_reading()

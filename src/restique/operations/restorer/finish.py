@@ -38,6 +38,7 @@ class _Finisher:
         self.traversal = traversal
         self.dry_run = options.dry_run
         self.by_name = options.ownership_by_name
+        self.xattr_selected = options.xattr_selection()
         self.as_root = os.geteuid() == 0
         self._delete = options.delete
         self.plan = plan
@@ -133,7 +134,7 @@ class _Finisher:
         """Set node's metadata on path; False (and the first failure reported) if it failed."""
         if self.dry_run:
             return True
-        problem = apply_metadata(node, path, fresh, self.by_name, self.as_root)
+        problem = apply_metadata(node, path, fresh, self.by_name, self.as_root, self.xattr_selected)
         if problem:
             self.report.error(location, problem)
             return False

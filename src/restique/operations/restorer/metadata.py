@@ -1,7 +1,7 @@
 """Setting a restored entry's owner, extended attributes, times and mode, in restic's order."""
 import errno
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 from ..fs_io import error_message, os_message
 from .recording import EntryMeta
@@ -10,11 +10,13 @@ _IGNORABLE = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 _DENIED = (errno.EPERM, errno.EACCES)
 
 
-def apply_metadata(node: EntryMeta, path: str, fresh: bool, by_name: bool, as_root: bool) -> Optional[str]:
+def apply_metadata(node: EntryMeta, path: str, fresh: bool, by_name: bool, as_root: bool,
+                   xattr_selected: Optional[Callable[[str], bool]] = None) -> Optional[str]:
     """Set node's metadata on path; the message of the first failure, or None. Without
     root (as_root False), permission errors are expected and ignored. fresh: path was
     created by this run (so it has no extended attributes to remove). by_name: owner by
-    user and group name rather than the numeric ids."""
+    user and group name rather than the numeric ids. xattr_selected(name): whether an
+    extended attribute is restored (and, if not in the snapshot, removed); None: all are."""
     first: Optional[str] = None
     is_link = node.type == "symlink"
     # chmod would follow a symlink, maybe out of the target; what this run created in a
@@ -31,7 +33,7 @@ def apply_metadata(node: EntryMeta, path: str, fresh: bool, by_name: bool, as_ro
             first = os_message("lchown", path, exc)
     except OverflowError:  # an id no system has: a damaged or hostile tree
         first = os_message("lchown", path, OSError(errno.EINVAL, os.strerror(errno.EINVAL)))
-    err = _xattrs(node, path, is_link, fresh, as_root)
+    err = _xattrs(node, path, is_link, fresh, as_root, xattr_selected)
     first = first or err
     try:
         os.utime(path, ns=(node.atime_ns, node.mtime_ns), follow_symlinks=False)
@@ -68,9 +70,12 @@ def calls_problem(path: str, failures, as_root: bool) -> Optional[str]:
     return first
 
 
-def _xattrs(node: EntryMeta, path: str, is_link: bool, fresh: bool, as_root: bool) -> Optional[str]:
+def _xattrs(node: EntryMeta, path: str, is_link: bool, fresh: bool, as_root: bool,
+            selected: Optional[Callable[[str], bool]]) -> Optional[str]:
     expected = set()
     for name, value in node.xattrs:
+        if selected is not None and not selected(name):
+            continue  # as restic: neither set nor, below, removed
         expected.add(name)
         try:
             os.setxattr(path, name, value or b"", follow_symlinks=False)
@@ -89,6 +94,8 @@ def _xattrs(node: EntryMeta, path: str, is_link: bool, fresh: bool, as_root: boo
     for name in present:
         if name in expected or not name.startswith(("user.", "trusted.")):
             continue  # security.* and system.* belong to the system, not the snapshot
+        if selected is not None and not selected(name):
+            continue
         try:
             os.removexattr(path, name, follow_symlinks=False)
         except OSError as exc:

@@ -1,10 +1,11 @@
 """What a restore is asked to do: restic's restorer.Options, plus the selection and --verify."""
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from ...backend.base import remote_connections
 from ...errors import UsageError
+from ...model.patterns import InvalidPatternError, PatternList
 from ..restore_selection import Selection
 
 OVERWRITE_MODES = ("always", "if-changed", "if-newer", "never")
@@ -19,7 +20,9 @@ class RestoreOptions:
     overwrite: always | if-changed | if-newer | never. delete: remove what the snapshot
     doesn't have (only below selected paths). sparse: leave all-zero blobs as holes. verify:
     re-read the restored files afterwards. ownership_by_name: owners by user and group name
-    instead of the numeric ids. workers: threads writing file contents (default: by CPUs and the backend's connections).
+    instead of the numeric ids. xattr_includes/xattr_excludes: patterns of the extended
+    attributes to restore, or not to (restic's --include-xattr/--exclude-xattr; default all,
+    only one of the two). workers: threads writing file contents (default: by CPUs and the backend's connections).
     """
 
     target: str
@@ -31,6 +34,8 @@ class RestoreOptions:
     sparse: bool = False
     verify: bool = False
     ownership_by_name: bool = False
+    xattr_includes: Sequence[str] = ()
+    xattr_excludes: Sequence[str] = ()
     workers: Optional[int] = None
 
     def validate(self) -> None:
@@ -41,6 +46,7 @@ class RestoreOptions:
             raise UsageError("please specify a directory to restore to (--target)")
         if self.excludes and self.includes:
             raise UsageError("exclude and include patterns are mutually exclusive")
+        self.xattr_selection()
         if self.dry_run and self.verify:
             raise UsageError("--dry-run and --verify are mutually exclusive")
         if self.overwrite not in OVERWRITE_MODES:
@@ -49,6 +55,17 @@ class RestoreOptions:
                              f'behavior "{self.overwrite}", must be one of (always|if-changed|if-newer|never)')
         if self.delete and os.path.normpath(self.target) == "/" and not (self.excludes or self.includes):
             raise UsageError("'--target / --delete' must be combined with an include or exclude filter")
+
+    def xattr_selection(self) -> Optional[Callable[[str], bool]]:
+        """Whether an extended attribute, by name, is restored; None when all are."""
+        if self.xattr_excludes and self.xattr_includes:
+            raise UsageError("exclude and include xattr patterns are mutually exclusive")
+        if self.xattr_excludes:
+            excluded = _xattr_patterns("--exclude-xattr", self.xattr_excludes)
+            return lambda name: not excluded.matches(name)
+        if self.xattr_includes:
+            return _xattr_patterns("--include-xattr", self.xattr_includes).matches
+        return None
 
     def selection(self) -> Selection:
         return Selection(self.includes or None, self.excludes or None)
@@ -61,3 +78,10 @@ class RestoreOptions:
             return self.workers
         by_cpus = min(3, max(2, (os.cpu_count() or 2) // 2))
         return max(by_cpus, remote_connections(backend))
+
+
+def _xattr_patterns(flag: str, patterns: Sequence[str]) -> PatternList:
+    try:
+        return PatternList(list(patterns))
+    except InvalidPatternError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
