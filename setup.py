@@ -1,4 +1,4 @@
-"""Build the native extensions (_chunker, _seal, _index, _scan, _treescan, _kdf, _restore); everything else is declared in pyproject.toml."""
+"""Build the native extensions (_chunker, _seal, _index, _scan, _treescan, _kdf, _restore, _gotime); everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(
@@ -41,6 +41,11 @@ setup(
         Extension(
             "restique._restore",
             sources=["src/restique/native/_restore.c"],
+            extra_compile_args=["-O2", "-std=gnu99"],
+        ),
+        Extension(
+            "restique._gotime",
+            sources=["src/restique/native/_gotime.c"],
             extra_compile_args=["-O2", "-std=gnu99"],
         ),
     ]

@@ -73,10 +73,10 @@ def test_times_read_as_node_reads_them():
 
 
 def test_common_times_read_natively():
-    from restique import _restore
+    from restique import _gotime
 
-    assert _restore.time_ns("2026-12-03T04:19:14.405366455+01:00") == _node_ns("2026-12-03T04:19:14.405366455+01:00")
-    assert _restore.time_ns("2026-12-03T04:19:14.4\u0663Z") is None  # not ASCII: GoTime decides
+    assert _gotime.time_ns("2026-12-03T04:19:14.405366455+01:00") == _node_ns("2026-12-03T04:19:14.405366455+01:00")
+    assert _gotime.time_ns("2026-12-03T04:19:14.4\u0663Z") is None  # not ASCII: GoTime decides
 
 
 def _objects():

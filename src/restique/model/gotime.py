@@ -7,6 +7,11 @@ import re
 import time
 from datetime import date
 
+from .. import _gotime
+
+_native_parse = _gotime.parse
+_native_time_ns = _gotime.time_ns
+
 # compiled on first use (re caches it): only times the fast path cannot read need it
 _RFC3339 = (
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|z|[+-][0-9]{2}:[0-9]{2})$"
@@ -15,7 +20,6 @@ _RFC3339 = (
 
 # Backups format many timestamps that share their second; the date part is cached.
 _FORMATTED = {}
-_DAYS = {}  # 'YYYY-MM-DD' -> its midnight in seconds since the epoch (UTC)
 
 
 def _format_parts(seconds: int, offset: int):
@@ -66,37 +70,16 @@ def _zone_offset(text: str, zone: str) -> int:
 
 def _common_time():
     """The matcher of the shape every tree and snapshot time has: 'YYYY-MM-DDTHH:MM:SS',
-    an optional fraction, 'Z' or '+hh:mm' (compiled on first use)."""
+    an optional fraction, 'Z' or '+hh:mm' (compiled on first use: the native reader reads
+    these, and Python sees only the ones it leaves, mostly to say what is wrong with them)."""
     global _COMMON_TIME
     _COMMON_TIME = re.compile(
-        r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
+        r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
         r"(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})").fullmatch
     return _COMMON_TIME
 
 
 _COMMON_TIME = None
-_ZONES = {"Z": 0, "z": 0}  # '+hh:mm' (checked) -> seconds east of UTC
-
-
-def _midnight(text: str, date: str) -> int:
-    """Midnight (UTC, Unix seconds) of 'YYYY-MM-DD', checked as Go checks it, cached: files of
-    one backup share few days, and the date arithmetic is the slow part."""
-    year, month, day = int(date[:4]), int(date[5:7]), int(date[8:10])
-    _check_fields(text, year, month, day, 0, 0, 0)
-    seconds = _timegm(year, month, day)
-    if len(_DAYS) > 65536:
-        _DAYS.clear()
-    _DAYS[date] = seconds
-    return seconds
-
-
-def _zone_seconds(text: str, zone: str) -> int:
-    offset = _zone_offset(text, zone)
-    if len(_ZONES) > 4096:
-        _ZONES.clear()
-        _ZONES.update(Z=0, z=0)
-    _ZONES[zone] = offset
-    return offset
 
 
 class GoTime:
@@ -166,20 +149,26 @@ class GoTime:
 
     @classmethod
     def _parse_pair(cls, text: str):
-        """(unix_ns, offset) of text. Trees hold three times per node, so the common shape is
-        read by one regular expression, with its days and zones cached."""
+        """(unix_ns, offset) of text. Trees hold three times per node: the common shape is
+        read natively, and Python reads (or refuses) the rest."""
+        pair = _native_parse(text)
+        if pair is None:
+            return cls._parse_python(text)
+        return pair
+
+    @classmethod
+    def _parse_python(cls, text: str):
+        """_parse_pair without the native reader: the common shape, checked date first, then
+        zone (the order decides which error a text with two gets), else the full expression."""
         match = (_COMMON_TIME or _common_time())(text)
         if match is None:
             return cls._parse_slow(text)
-        date, hour, minute, second, fraction, zone = match.groups()
-        day = _DAYS.get(date)
-        if day is None:
-            day = _midnight(text, date)
-        offset = _ZONES.get(zone)
-        if offset is None:
-            offset = _zone_seconds(text, zone)
+        fields = [int(part) for part in match.groups()[:6]]
+        fraction, zone = match.groups()[6:]
+        _check_fields(text, *fields)
+        offset = _zone_offset(text, zone)
         nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
-        return (day + int(hour) * 3600 + int(minute) * 60 + int(second) - offset) * 1_000_000_000 + nanos, offset
+        return (_timegm(*fields) - offset) * 1_000_000_000 + nanos, offset
 
     @staticmethod
     def _parse_slow(text: str):
@@ -245,3 +234,16 @@ class GoTime:
         else:
             zone = numeric
         return f"{text} {numeric} {zone}"
+
+
+def node_time_ns(text) -> int:
+    """unix_ns of a tree node's time field as Node reads it (0 for anything that is not a
+    time), without a GoTime: restore and mount read two or three per entry. The common shape
+    is read natively, anything else as a lazy GoTime reads it."""
+    if type(text) is str:
+        unix_ns = _native_time_ns(text)
+        if unix_ns is not None:
+            return unix_ns
+        if text:
+            return GoTime.lazy(text).unix_ns
+    return 0

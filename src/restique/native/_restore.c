@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -156,90 +155,11 @@ done:
     return result;
 }
 
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (month 1-12). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int digits(const char *s, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
-}
-
-/* time_ns(text) -> Unix time in ns of a tree's time in its common shape
- * ('YYYY-MM-DDTHH:MM:SS', an optional fraction, 'Z' or '+hh:mm'), or None for any other
- * text (the caller's parser decides about those: errors, years before 1, times past 2262).
- * A restore reads two times of every entry of a snapshot on its one planning thread. */
-static PyObject *time_ns(PyObject *self, PyObject *arg)
-{
-    Py_ssize_t n;
-    const char *s;
-    if (!PyUnicode_Check(arg) || !PyUnicode_IS_ASCII(arg))
-        Py_RETURN_NONE;
-    s = PyUnicode_AsUTF8AndSize(arg, &n);
-    if (s == NULL)
-        return NULL;
-    if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
-        Py_RETURN_NONE;
-    int year = digits(s, 4), month = digits(s + 5, 2), day = digits(s + 8, 2);
-    int hour = digits(s + 11, 2), minute = digits(s + 14, 2), second = digits(s + 17, 2);
-    if (year < 1 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59
-        || second < 0 || second > 59)
-        Py_RETURN_NONE;
-    static const int month_days[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    if (day > month_days[month] + (month == 2 && leap))
-        Py_RETURN_NONE;
-    Py_ssize_t i = 19;
-    int64_t nanos = 0;
-    if (s[i] == '.') {
-        Py_ssize_t start = ++i;
-        while (i < n && s[i] >= '0' && s[i] <= '9') {
-            if (i - start < 9)
-                nanos = nanos * 10 + (s[i] - '0');
-            i++;
-        }
-        if (i == start)
-            Py_RETURN_NONE;
-        for (Py_ssize_t k = i - start; k < 9; k++)
-            nanos *= 10;
-    }
-    int64_t offset;
-    if (n - i == 1 && (s[i] == 'Z' || s[i] == 'z')) {
-        offset = 0;
-    } else if (n - i == 6 && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
-        int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
-        if (oh < 0 || oh > 23 || om < 0 || om > 59)
-            Py_RETURN_NONE;
-        offset = (s[i] == '-' ? -1 : 1) * (int64_t)(oh * 3600 + om * 60);
-    } else {
-        Py_RETURN_NONE;
-    }
-    int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
-    if (seconds > INT64_MAX / 1000000000 - 1 || seconds < INT64_MIN / 1000000000 + 1)
-        Py_RETURN_NONE;
-    return PyLong_FromLongLong(seconds * 1000000000 + nanos);
-}
-
 static PyMethodDef methods[] = {
     {"open_files", open_files, METH_O, "open_files([(path, flags, mode), ...]) -> [fd or -errno, ...]"},
     {"finish_files", finish_files, METH_VARARGS,
      "finish_files([(fd, uid, gid, atime_ns, mtime_ns, mode), ...], [fd to close, ...]) -> [(index, call, errno), ...]"
      " (call: 0 chown, 1 utime, 2 chmod)"},
-    {"time_ns", time_ns, METH_O, "time_ns(text) -> Unix time in ns of a tree's time in its common shape, or None"},
     {NULL, NULL, 0, NULL},
 };
 

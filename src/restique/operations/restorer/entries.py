@@ -8,15 +8,13 @@ restore reads, with the same type checks, so a tree is refused exactly when Node
 """
 from typing import List
 
-from ... import _restore
-from ...model.gotime import GoTime
+from ...model.gotime import GoTime, node_time_ns as time_ns
 from ...model.names import go_unquote
 from ...model.node import (MODE_PERM, MODE_SETGID, MODE_SETUID, MODE_STICKY, _is_id, _is_id_list, decode_entries,
                             decode_xattrs, raw_linktarget, unix_mode)
 from ..walker import TreeLoader
 
 _SPECIAL_BITS = MODE_SETUID | MODE_SETGID | MODE_STICKY
-_native_time_ns = _restore.time_ns
 
 
 class RestoreEntry:
@@ -69,22 +67,6 @@ class RestoreEntry:
     @property
     def atime(self) -> GoTime:
         return GoTime(self.atime_ns)
-
-
-def time_ns(text) -> int:
-    """GoTime's unix_ns of a node's time field as Node reads it (0 for anything that is not a
-    time): the common shape read natively, anything else by GoTime."""
-    if type(text) is str:
-        ns = _native_time_ns(text)
-        if ns is not None:
-            return ns
-    return _parsed_ns(text)
-
-
-def _parsed_ns(text) -> int:
-    if type(text) is not str or not text:
-        return 0
-    return GoTime.lazy(text).unix_ns
 
 
 def decode_restore_tree(raw: bytes) -> List[RestoreEntry]:

@@ -10,7 +10,7 @@ from hashlib import blake2b
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-from ...model.gotime import GoTime
+from ...model.gotime import node_time_ns
 from ...model.node import MODE_SETGID, MODE_SETUID, MODE_STICKY, LazyNode, Node
 from ...model.snapshot import Snapshot
 
@@ -80,69 +80,11 @@ def virtual_entry(path: str, name: str, when_ns: int, uid: int, gid: int,
                    links, path_inode(path), "", None, snapshot)
 
 
-_DAYS = {}  # date and zone ("2022-12-14Z") -> unix ns of that midnight: entries share few days
-_SECONDS = {}  # text up to the seconds, and zone ("2022-12-14T10:00:01Z") -> unix ns of that second
-_FRACTION_SCALE = [10 ** (9 - digits) for digits in range(10)]
-_KEPT_TIMES = 65536
-
-
-def _time_ns(text) -> int:
-    """Unix ns of a tree entry's RFC 3339 time text (0 for none). Listing a large folder
-    parses up to three times per entry: the shape restic writes (with a fraction) is read by
-    slicing, its whole second from the cache (files of one folder often share it), else
-    from its date's midnight."""
-    if not text:
-        return 0
-    zone_at = len(text) - 1 if text[-1] == "Z" else len(text) - 6
-    if 20 < zone_at < 30 and text[19] == ".":
-        fraction = text[20:zone_at]
-        if fraction.isdigit():
-            key = text[:19] + text[zone_at:]
-            second = _SECONDS.get(key)
-            if second is None:
-                second = _second_ns(text, zone_at)
-                if second is None:
-                    return _time_ns_slowly(text)
-                if len(_SECONDS) > _KEPT_TIMES:
-                    _SECONDS.clear()
-                _SECONDS[key] = second
-            return second + int(fraction) * _FRACTION_SCALE[len(fraction)]
-    return _time_ns_slowly(text)
-
-
-def _second_ns(text: str, zone_at: int) -> Optional[int]:
-    """Unix ns of the whole second of text, from its date's cached midnight; None when the
-    date is not cached yet or the clock is not in restic's shape."""
-    day = _DAYS.get(text[:10] + text[zone_at:])
-    if day is None or text[13] != ":" or text[16] != ":":
-        return None
-    try:
-        return day + ((int(text[11:13]) * 60 + int(text[14:16])) * 60 + int(text[17:19])) * 1_000_000_000
-    except ValueError:
-        return None
-
-
-def _time_ns_slowly(text: str) -> int:
-    """_time_ns of any text, remembering the midnight of its date for the quick path."""
-    try:
-        unix_ns = GoTime.parse(text).unix_ns
-    except ValueError:
-        return 0
-    zone_at = len(text) - 1 if text[-1] == "Z" else len(text) - 6
-    if len(text) >= 20 and text[19] in ".Z+-" and text[13] == ":" and text[16] == ":":
-        clock = text[11:13] + text[14:16] + text[17:19]
-        if clock.isdigit() and clock < "240000" and clock[4:] < "60":
-            if len(_DAYS) > _KEPT_TIMES:
-                _DAYS.clear()
-            _DAYS[text[:10] + text[zone_at:]] = GoTime.parse(text[:10] + "T00:00:00" + text[zone_at:]).unix_ns
-    return unix_ns
-
-
 def _entry_times(obj: dict) -> Tuple[int, int, int]:
     """(mtime, atime, ctime) ns of a JSON node; equal texts (often atime and mtime) parsed once."""
     mtime, atime, ctime = obj.get("mtime"), obj.get("atime"), obj.get("ctime")
-    m = _time_ns(mtime)
-    return m, (m if atime == mtime else _time_ns(atime)), (m if ctime == mtime else _time_ns(ctime))
+    m = node_time_ns(mtime)
+    return m, (m if atime == mtime else node_time_ns(atime)), (m if ctime == mtime else node_time_ns(ctime))
 
 
 def _listing_entry(path: str, node: LazyNode, obj: dict, snapshot: Snapshot, owner_root: bool):
@@ -194,9 +136,9 @@ def listing_entries(base: str, nodes: List[Node], snapshot: Snapshot, owner_root
             continue
         uid, gid = (0, 0) if owner_root else (obj.get("uid") or 0, obj.get("gid") or 0)
         mtime, atime, ctime = obj.get("mtime"), obj.get("atime"), obj.get("ctime")
-        m = _time_ns(mtime)
-        a = m if atime == mtime else _time_ns(atime)
-        c = m if ctime == mtime else _time_ns(ctime)
+        m = node_time_ns(mtime)
+        a = m if atime == mtime else node_time_ns(atime)
+        c = m if ctime == mtime else node_time_ns(ctime)
         digest = blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
         number = (int.from_bytes(digest, "little") >> 1) or 2
         if kind == "dir":
