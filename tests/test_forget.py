@@ -104,6 +104,7 @@ def short_ids(repo):
     ["--keep-within-yearly", "10y", "--keep-last", "1"], ["--keep-tag", "keep", "--keep-last", "1"],
     ["--keep-tag", "keep,special", "--keep-tag", "special", "-l", "1"], ["-l", "1", "--group-by", "host"],
     ["-l", "1", "--group-by", ""], ["-l", "1", "-g", "paths,tags", "-v"], ["-l", "1", "--host", "otherhost"],
+    ["-l", "1", "--hostname", "otherhost"],
     ["-l", "2", "--path", "PATH", "--compact"], ["-l", "2", "--tag", "keep"], ["-y", "5", "-c", "-v"],
     ["-q", "-l", "2"],
 ], ids=" ".join)

@@ -4,6 +4,7 @@ parsed object."""
 from __future__ import annotations
 
 import functools
+import sys
 from typing import NamedTuple, Optional
 
 import click
@@ -195,5 +196,12 @@ def snapshot_filter_options_without_host_shorthand():
         _opt("--path", "filter_paths", multiple=True, metavar="path",
                      help="only consider snapshots including this (absolute) path (can be specified "
                           "multiple times, snapshots must include all specified paths)"),
-    ], lambda filter_hosts, filter_tags, filter_paths: SnapshotFilterOptions(filter_hosts, filter_tags, filter_paths),
-        "snapshot_filter")
+        # restic still takes forget's old spelling, deprecated
+        _opt("--hostname", "filter_hostnames", multiple=True, metavar="hostname", hidden=True),
+    ], _filter_with_hostnames, "snapshot_filter")
+
+
+def _filter_with_hostnames(filter_hosts, filter_tags, filter_paths, filter_hostnames) -> SnapshotFilterOptions:
+    if filter_hostnames:
+        print("Flag --hostname has been deprecated, use --host", file=sys.stderr)
+    return SnapshotFilterOptions(tuple(filter_hosts) + tuple(filter_hostnames), filter_tags, filter_paths)
