@@ -3,16 +3,16 @@ connections that a request waits for, no retries or redirects of urllib3's own, 
 the certificate checks each backend asks for."""
 import urllib3
 
-from restique.backend.http_pool import TIMEOUTS, connection_pool
+from restique.backend.http_pool import CONNECT_TIMEOUT, STUCK_TIMEOUT, connection_pool
 from restique.backend.options import BackendOptions
 from restique.backend.rest import RestBackend
 from restique.backend.s3_client import S3Client
 
 
-def _common(pool, size):
+def _common(pool, size, stuck=STUCK_TIMEOUT):
     assert pool.pool.maxsize == size and pool.block
     assert pool.retries is False
-    assert (pool.timeout.connect_timeout, pool.timeout.read_timeout) == TIMEOUTS
+    assert (pool.timeout.connect_timeout, pool.timeout.read_timeout) == (min(CONNECT_TIMEOUT, stuck), stuck)
 
 
 def test_plain_http_pool():
@@ -54,3 +54,11 @@ def test_s3_client_pool_has_room_for_upload_parts(monkeypatch):
     plain = S3Client("localhost:9000", "bucket", use_http=True, region="us-east-1",
                      virtual_hosted=True, connections=1, credentials=None)
     assert type(plain.pool) is urllib3.HTTPConnectionPool and plain.pool.host == "bucket.localhost"
+
+
+def test_a_stuck_request_timeout_reaches_both_backends():
+    rest = RestBackend("http://example.org/repo/", options=BackendOptions(stuck_request_timeout=7.0))
+    _common(rest.pool, 5, stuck=7.0)
+    client = S3Client("localhost:9000", "bucket", use_http=True, region="us-east-1", virtual_hosted=False,
+                      connections=2, credentials=None, stuck_timeout=90.0)
+    _common(client.pool, 4, stuck=90.0)

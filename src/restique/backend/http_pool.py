@@ -2,21 +2,22 @@
 
 A pool holds at most `size` connections to one server; a request waits for a free one rather
 than opening more. urllib3 neither retries nor follows redirects (the retry wrapper retries,
-and a redirect is an answer the backend reads), and a stuck request fails after TIMEOUTS.
+and a redirect is an answer the backend reads), and a stuck request (no byte sent or received for `stuck_timeout` seconds, restic's
+--stuck-request-timeout) fails, to be retried, rather than hanging forever.
 """
 import urllib3
 
-# (connect, read) seconds: a stuck request fails and is retried rather than hanging forever
-TIMEOUTS = (30.0, 300.0)
+CONNECT_TIMEOUT = 30.0  # seconds
+STUCK_TIMEOUT = 300.0  # restic's default --stuck-request-timeout
 
 
 def connection_pool(host: str, port, size: int, secure: bool, *, verify: bool = True,
-                    ca_certs=None, cert_file=None) -> urllib3.HTTPConnectionPool:
+                    ca_certs=None, cert_file=None, stuck_timeout: float = STUCK_TIMEOUT) -> urllib3.HTTPConnectionPool:
     """Connections to host:port (port None: the scheme's). Over https the server's certificate
     is checked against ca_certs (a PEM file; None: the system's authorities), or not at all
     when verify is False (--insecure-tls); cert_file is a client certificate with its key."""
     settings = dict(maxsize=size, block=True, retries=False,
-                    timeout=urllib3.Timeout(connect=TIMEOUTS[0], read=TIMEOUTS[1]))
+                    timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, stuck_timeout), read=stuck_timeout))
     if not secure:
         return urllib3.HTTPConnectionPool(host, port, **settings)
     if verify:

@@ -58,6 +58,8 @@ class RestBackend:
         self._bundle = None  # a joined --cacert file, removed on close
         self.auth = None  # (user, password) from the URL
         self.headers = {"Accept": CONTENT_TYPE_V2}
+        if options.http_user_agent:
+            self.headers["User-Agent"] = options.http_user_agent
         if parts.username is not None:
             from urllib.parse import unquote
 
@@ -73,7 +75,7 @@ class RestBackend:
         ca_certs = self._ca_bundle(options.cacert) if secure and options.cacert and not options.insecure_tls else None
         return connection_pool(parts.hostname, parts.port, self.connections, secure,
                                verify=not options.insecure_tls, ca_certs=ca_certs,
-                               cert_file=options.tls_client_cert)
+                               cert_file=options.tls_client_cert, stuck_timeout=options.stuck_request_timeout)
 
     def _ca_bundle(self, files) -> str:
         if len(files) == 1:

@@ -111,7 +111,8 @@ class S3Backend:
 
     atomic_replace = True  # a PUT replaces an object at once; readers see the old or the new one
 
-    def __init__(self, where: S3Location, location: Optional[str] = None, settings: Optional[dict] = None):
+    def __init__(self, where: S3Location, location: Optional[str] = None, settings: Optional[dict] = None,
+                 options: Optional[BackendOptions] = None):
         settings = {name: default for name, (_, default) in OPTIONS.items()} | (settings or {})
         self.where = where
         self.bucket = where.bucket
@@ -120,12 +121,14 @@ class S3Backend:
         self.list_v1 = settings["list-objects-v1"]
         self.connections = settings["connections"]
         self._slots = threading.BoundedSemaphore(self.connections)
+        options = options or BackendOptions()
         self.client = S3Client(
             where.endpoint, where.bucket, use_http=where.use_http,
             region=settings["region"] or configured_region() or "us-east-1",
             virtual_hosted=_virtual_hosted(settings["bucket-lookup"], where),
             connections=self.connections,
-            credentials=None if settings["unsafe-anonymous-auth"] else Credentials())
+            credentials=None if settings["unsafe-anonymous-auth"] else Credentials(),
+            user_agent=options.http_user_agent, stuck_timeout=options.stuck_request_timeout)
 
     # --- names and errors ---
     def _key(self, ftype: FileType, name: str) -> str:
@@ -269,5 +272,5 @@ class S3Backend:
 
 
 def open_s3(location: str, options: Optional[BackendOptions] = None) -> S3Backend:
-    settings = (options or BackendOptions()).for_scheme("s3", OPTIONS)
-    return S3Backend(parse_location(location), location, settings)
+    options = options or BackendOptions()
+    return S3Backend(parse_location(location), location, options.for_scheme("s3", OPTIONS), options)

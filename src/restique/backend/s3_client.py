@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import urllib3
 
-from .http_pool import connection_pool
+from .http_pool import STUCK_TIMEOUT, connection_pool
 from .parts import PartsBody, as_parts
 from .s3_credentials import Credentials
 from .s3_signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, canonical_query, quote_path
@@ -45,7 +45,8 @@ class S3Client:
     in the host name (Amazon's way), else in the path. credentials None: requests go unsigned."""
 
     def __init__(self, endpoint: str, bucket: str, *, use_http: bool, region: str, virtual_hosted: bool,
-                 connections: int, credentials: Optional[Credentials]):
+                 connections: int, credentials: Optional[Credentials], user_agent: str = "",
+                 stuck_timeout: float = STUCK_TIMEOUT):
         self.bucket = bucket
         self.endpoint = endpoint
         self.secure = not use_http
@@ -53,13 +54,15 @@ class S3Client:
         self.connections = connections
         self._base = "/" if virtual_hosted else f"/{bucket}/"
         self.credentials = credentials
+        self.user_agent = user_agent
+        self.stuck_timeout = stuck_timeout
         self.signer = Signer(region)
         self._connect(endpoint)
 
     def _connect(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.host = f"{self.bucket}.{endpoint}" if self.virtual_hosted else endpoint
-        self.pool = _pool(self.host, self.secure, self.connections)
+        self.pool = _pool(self.host, self.secure, self.connections, self.stuck_timeout)
 
     @property
     def region(self) -> str:
@@ -77,6 +80,8 @@ class S3Client:
         url = quote_path(path) + ("?" + canonical_query(query) if query else "")
         for attempt in range(2):
             sent = {"Host": self.host, **(headers or {})}
+            if self.user_agent:
+                sent["User-Agent"] = self.user_agent
             if body is not None:
                 sent["Content-Length"] = str(len(body))
             if signed:
@@ -154,12 +159,12 @@ class S3Client:
         self.pool.close()
 
 
-def _pool(host: str, secure: bool, connections: int) -> urllib3.HTTPConnectionPool:
+def _pool(host: str, secure: bool, connections: int, stuck_timeout: float) -> urllib3.HTTPConnectionPool:
     """One connection a request slot, and as many again for the parts of a multipart upload.
     The certificate authorities are the system's, or AWS_CA_BUNDLE's as for the AWS tools."""
     name, _, port = host.rpartition(":") if host.rsplit(":", 1)[-1].isdigit() else (host, "", "")
     return connection_pool(name, int(port) if port else None, 2 * connections, secure,
-                           ca_certs=os.environ.get("AWS_CA_BUNDLE") or None)
+                           ca_certs=os.environ.get("AWS_CA_BUNDLE") or None, stuck_timeout=stuck_timeout)
 
 
 def _payload_hash(body, secure: bool) -> str:

@@ -58,7 +58,8 @@ def _key_file(argv: "list[str]", commands: dict) -> "str | None":
 _TAKING_A_VALUE = frozenset({
     "-r", "--repo", "--repository-file", "-p", "--password-file", "--password-command", "--key-hint",
     "--cache-dir", "--compression", "--pack-size", "--retry-lock", "-o", "--option", "--limit-upload",
-    "--limit-download", "--cacert", "--tls-client-cert", "--profile", "--config",
+    "--limit-download", "--cacert", "--tls-client-cert", "--profile", "--config", "--http-user-agent",
+    "--stuck-request-timeout",
 })
 
 

@@ -57,6 +57,8 @@ class LazyGroup(click.Group):
 @click.option("-o", "--option", "options", multiple=True, help="set extended option (key=value, can be specified multiple times)")
 @click.option("--limit-upload", type=int, default=0, help="limits uploads to a maximum rate in KiB/s")
 @click.option("--limit-download", type=int, default=0, help="limits downloads to a maximum rate in KiB/s")
+@click.option("--http-user-agent", default="", help="set a http user agent for outgoing http requests")
+@click.option("--stuck-request-timeout", default="5m", metavar="duration", help="duration after which to retry stuck requests")
 @click.option("--insecure-tls", is_flag=True, hidden=True)
 @click.option("--cacert", multiple=True, hidden=True)
 @click.option("--tls-client-cert", hidden=True)
@@ -160,7 +162,21 @@ def _seconds(duration: str) -> float:
     return parse_duration(duration)
 
 
-def _backend_options(options, limit_upload, limit_download, insecure_tls, cacert, tls_client_cert, **_):
+def _stuck_timeout(text: str) -> float:
+    """--stuck-request-timeout's seconds (0: restic's default, 5m)."""
+    from ..backend.http_pool import STUCK_TIMEOUT
+    from .durations import parse_duration
+
+    try:
+        seconds = STUCK_TIMEOUT if text == "5m" else parse_duration(text)
+    except UsageError:
+        raise UsageError(f'invalid argument "{text}" for "--stuck-request-timeout" flag: '
+                         f'time: invalid duration "{text}"') from None
+    return seconds if seconds > 0 else STUCK_TIMEOUT
+
+
+def _backend_options(options, limit_upload, limit_download, insecure_tls, cacert, tls_client_cert, http_user_agent,
+                     stuck_request_timeout, **_):
     """-o key=value, --limit-*, the TLS flags; RESTIQUE_BACKEND_RETRY_TIME (a duration such as
     2s) shortens the time transient backend errors are retried (15 minutes), for tests."""
     from ..backend.options import BackendOptions, parse_extended
@@ -170,7 +186,8 @@ def _backend_options(options, limit_upload, limit_download, insecure_tls, cacert
     settings = BackendOptions(extended=parse_extended(options), limit_upload=limit_upload,
                               limit_download=limit_download, insecure_tls=insecure_tls,
                               cacert=tuple(cacert) or tuple(filter(None, os.environ.get("RESTIC_CACERT", "").split(","))),
-                              tls_client_cert=tls_client_cert or os.environ.get("RESTIC_TLS_CLIENT_CERT") or None)
+                              tls_client_cert=tls_client_cert or os.environ.get("RESTIC_TLS_CLIENT_CERT") or None,
+                              http_user_agent=http_user_agent, stuck_request_timeout=_stuck_timeout(stuck_request_timeout))
     retry_time = os.environ.get("RESTIQUE_BACKEND_RETRY_TIME")
     if retry_time:
         settings.retry_max_time = _seconds(retry_time)
