@@ -34,8 +34,8 @@ def test_a_time_that_is_not_text_is_zero():
     assert (parse_time(None).unix_ns, parse_time(12).unix_ns) == (0, 0)
 
 
-FIELDS = ("name", "type", "mode", "uid", "gid", "user", "group", "size", "linktarget", "xattrs", "content",
-          "subtree")
+FIELDS = ("name", "type", "mode", "uid", "gid", "user", "group", "inode", "device_id", "size", "links", "linktarget",
+          "xattrs", "device", "content", "subtree")
 
 
 def _entries():
@@ -62,7 +62,8 @@ def test_entries_read_as_nodes_read_them(obj):
 
 @pytest.mark.parametrize("bad", [{"name": 5}, {"type": None}, {"user": ["u"]}, {"content": "a" * 64},
                                  {"content": ["abc"]}, {"subtree": "x"}, {"size": "many"},
-                                 {"extended_attributes": [{"name": 3, "value": None}]}])
+                                 {"extended_attributes": [{"name": 3, "value": None}]}, {"error": 3},
+                                 {"generic_attributes": [1]}, {"inode": "x"}, {"links": [1]}])
 def test_wrong_types_are_refused_as_nodes_refuse_them(bad):
     obj = {"name": "f", "type": "file", "content": [], **bad}
     with pytest.raises((TypeError, ValueError)):

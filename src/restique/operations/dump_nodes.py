@@ -2,51 +2,27 @@
 tree's JSON without building full nodes.
 
 A dump decodes every entry of the folder it archives and formats each one's modification
-time; a full Node (model.node) also decodes access and change times, inode, device and link
-counts. Here an entry keeps what the tar and zip writers read, checked for the types
-restic's decoder insists on, and its modification time is read by GoTime at once.
+time; a full Node (model.node) also makes lazy access and change times. Here an entry keeps
+the fields but the times (model.light_entry, refusing what Node refuses) and the modification
+time's text, read by GoTime when a writer asks for it.
 """
 from typing import List
 
 from ..model.gotime import GoTime
-from ..model.names import go_unquote
-from ..model.node import _is_id, _is_id_list, decode_entries, decode_xattrs, raw_linktarget
+from ..model.light_entry import LightEntry
+from ..model.node import decode_entries
 from .walker import TreeLoader
 
 
-
-class ArchivedNode:
+class ArchivedNode(LightEntry):
     """The fields of a tree entry that dump's walk and writers read, with Node's names and
     values (mtime: the GoTime Node.from_json would give)."""
 
-    __slots__ = ("name", "type", "mode", "uid", "gid", "user", "group", "size", "linktarget", "xattrs",
-                 "content", "subtree", "_mtime")
+    __slots__ = ("_mtime",)
 
     def __init__(self, obj: dict):
-        get = obj.get
-        name = get("name", "")
-        self.name = name if type(name) is str and "\\" not in name else go_unquote(name)
-        self.type = get("type", "")
-        self.mode = int(get("mode") or 0)
-        self.uid = int(get("uid") or 0)
-        self.gid = int(get("gid") or 0)
-        self.user = get("user") or ""
-        self.group = get("group") or ""
-        self.size = int(get("size") or 0)
-        linktarget = get("linktarget") or ""
-        if get("linktarget_raw"):
-            linktarget = raw_linktarget(obj)
-        self.linktarget = linktarget
-        xattrs = get("extended_attributes")
-        self.xattrs = decode_xattrs(xattrs) if xattrs else []
-        self.content = content = get("content")
-        self.subtree = subtree = get("subtree")
-        self._mtime = get("mtime")
-        if not (type(self.name) is str and type(self.type) is str and type(self.user) is str
-                and type(self.group) is str and type(linktarget) is str
-                and (content is None or _is_id_list(content)) and (subtree is None or _is_id(subtree))
-                and all(type(name) is str for name, _ in self.xattrs)):
-            raise TypeError(f"a field of tree entry {self.name!r} has the wrong type")
+        LightEntry.__init__(self, obj)
+        self._mtime = obj.get("mtime")
 
     @property
     def mtime(self) -> GoTime:
