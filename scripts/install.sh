@@ -13,8 +13,8 @@ packages=(python3 python3-venv python3-dev gcc libssl-dev libzstd-dev restic e2f
 # read the WebDAV share with rclone
 packages+=(fuse3 libfuse3-dev pkg-config)
 # (and the remote backends against rclone's REST server and OpenSSH's sshd; strace fails chosen system
-# calls of one path, for the read-failure tests)
-if [ "$extra" = "test" ]; then packages+=(chromium rclone openssh-server openssh-client strace davfs2 gvfs-backends gvfs-daemons dbus-daemon libglib2.0-bin); fi
+# calls of one path, for the read-failure tests; groff renders the pages `generate --man` writes)
+if [ "$extra" = "test" ]; then packages+=(chromium rclone openssh-server openssh-client strace davfs2 gvfs-backends gvfs-daemons dbus-daemon libglib2.0-bin groff-base); fi
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

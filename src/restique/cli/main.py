@@ -44,6 +44,8 @@ COMMANDS = {
     "mount": ("cmd_mount", "mount", {"help": "Mount the repository."}),
     "serve": ("cmd_serve", "serve", {"help": "Serve the repository's snapshots over HTTP."}),
     "cache": ("cmd_cache", "cache", {"help": "Operate on local cache directories."}),
+    "generate": ("cmd_generate", "generate",
+                 {"help": "Generate manual pages and auto-completion files (bash, fish, zsh)."}),
     "run": ("cmd_run", "run",
             {"help": "Run a profile's job: backup, forget (and prune), check, with its hooks."}),
     "schedule": ("cmd_schedule", "schedule",
