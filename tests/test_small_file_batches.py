@@ -41,6 +41,9 @@ class Saver:
         self.blobs[blob_id] = bytes(data)
         return blob_id, len(data), len(data)
 
+    def save_blobs(self, blobs):
+        return [self.save_blob(data, blob_id)[1:] for blob_id, data in blobs]
+
 
 class Blobs:
     def __init__(self):

@@ -97,9 +97,16 @@ static int get_key(PyObject *obj, Py_buffer *view, Py_ssize_t size, const char *
     return 1;
 }
 
-/* The three key parts and the payload as buffers; on failure nothing stays acquired. */
-static int get_keys(PyObject *ko, PyObject *mko, PyObject *mro, PyObject *payload, Py_buffer *key,
-                    Py_buffer *mk, Py_buffer *mr, Py_buffer *data)
+static void release_keys(Py_buffer *key, Py_buffer *mk, Py_buffer *mr)
+{
+    PyBuffer_Release(key);
+    PyBuffer_Release(mk);
+    PyBuffer_Release(mr);
+}
+
+/* The three key parts as buffers; on failure none stays acquired. */
+static int get_key_parts(PyObject *ko, PyObject *mko, PyObject *mro, Py_buffer *key, Py_buffer *mk,
+                         Py_buffer *mr)
 {
     if (!get_key(ko, key, 32, "enc_key"))
         return 0;
@@ -112,18 +119,25 @@ static int get_keys(PyObject *ko, PyObject *mko, PyObject *mro, PyObject *payloa
         PyBuffer_Release(mk);
         return 0;
     }
+    return 1;
+}
+
+/* The three key parts and the payload as buffers; on failure nothing stays acquired. */
+static int get_keys(PyObject *ko, PyObject *mko, PyObject *mro, PyObject *payload, Py_buffer *key,
+                    Py_buffer *mk, Py_buffer *mr, Py_buffer *data)
+{
+    if (!get_key_parts(ko, mko, mro, key, mk, mr))
+        return 0;
     if (PyObject_GetBuffer(payload, data, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(key);
-        PyBuffer_Release(mk);
-        PyBuffer_Release(mr);
+        release_keys(key, mk, mr);
         return 0;
     }
     return 1;
 }
 
 struct scratch {
-    unsigned char *buf[4]; /* 0, 1: restore_range; 2, 3: seal */
-    size_t cap[4];
+    unsigned char *buf[5]; /* 0, 1: restore_range; 2, 3: seal; 4: prepare_batch */
+    size_t cap[5];
 };
 
 static pthread_key_t scratch_key;
@@ -132,7 +146,7 @@ static EVP_MD *sha256_md;
 static void free_scratch(void *p)
 {
     struct scratch *s = p;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(s->buf[i]);
     free(s);
 }
@@ -161,10 +175,14 @@ static unsigned char *scratch_get(int which, size_t n)
  * few 8 MiB chunks do not pin memory in every saver thread for the rest of the process. */
 #define SCRATCH_KEEP (4u << 20)
 
+/* prepare_batch's room for the compressed copies of a batch of small files (4 MiB and one
+ * more file at most): kept up to this size. */
+#define BATCH_SCRATCH_KEEP (8u << 20)
+
 static void scratch_trim(int which)
 {
     struct scratch *s = pthread_getspecific(scratch_key);
-    if (s != NULL && s->cap[which] > SCRATCH_KEEP) {
+    if (s != NULL && s->cap[which] > (which == 4 ? BATCH_SCRATCH_KEEP : SCRATCH_KEEP)) {
         free(s->buf[which]);
         s->buf[which] = NULL;
         s->cap[which] = 0;
@@ -211,20 +229,13 @@ static int may_compress(const unsigned char *data, size_t n, const char **failur
     return ZSTD_isError(got) || got + s / 256 < s;
 }
 
-/* Compress data into slot 2 of the scratch buffers and check that it decodes to data again
- * (a compression bug must never reach the repository): the compressed length, or 0 when it
- * is not kept (no saving and not always). */
+/* Compress data into packed (room for ZSTD_compressBound(n) bytes) and check that it decodes
+ * to data again (a compression bug must never reach the repository): the compressed length,
+ * or 0 when it is not kept (no saving and not always). */
 static size_t compress_checked(const unsigned char *data, size_t n, int level, int always,
-                               unsigned char **packed, const char **failure)
+                               unsigned char *packed, const char **failure)
 {
-    tls_prepared.ready = 0;
-    size_t bound = ZSTD_compressBound(n);
-    *packed = scratch_get(2, bound);
-    if (*packed == NULL) {
-        *failure = "out of memory";
-        return 0;
-    }
-    size_t got = ZSTD_compressCCtx(tls_cctx, *packed, bound, data, n, level);
+    size_t got = ZSTD_compressCCtx(tls_cctx, packed, ZSTD_compressBound(n), data, n, level);
     if (ZSTD_isError(got)) {
         *failure = "zstd compression failed";
         return 0;
@@ -234,13 +245,27 @@ static size_t compress_checked(const unsigned char *data, size_t n, int level, i
     unsigned char *plain = scratch_get(3, n);
     if (tls_dctx == NULL)
         tls_dctx = ZSTD_createDCtx();
-    size_t back = plain && tls_dctx ? ZSTD_decompressDCtx(tls_dctx, plain, n, *packed, got) : 0;
+    size_t back = plain && tls_dctx ? ZSTD_decompressDCtx(tls_dctx, plain, n, packed, got) : 0;
     if (plain == NULL || tls_dctx == NULL)
         *failure = "out of memory";
     else if (ZSTD_isError(back) || back != n || memcmp(plain, data, n) != 0)
         *failure = "sealed blob did not decode to its content";
     scratch_trim(3);
     return *failure ? 0 : got;
+}
+
+/* Whether zstd is tried on data at level (0: stored as is); sets *failure when it cannot be. */
+static int worth_compressing(const unsigned char *data, size_t n, int level, int always, const char **failure)
+{
+    if (level <= 0 || n == 0)
+        return 0;
+    if (tls_cctx == NULL)
+        tls_cctx = ZSTD_createCCtx();
+    if (tls_cctx == NULL) {
+        *failure = "out of memory";
+        return 0;
+    }
+    return always || may_compress(data, n, failure);
 }
 
 /* The payload to encrypt for data (without the GIL): data itself, or its compressed copy in
@@ -253,20 +278,17 @@ static const char *choose_payload(const unsigned char *data, size_t n, int level
     *src = data;
     *payload = n;
     *ulen = 0;
-    if (level <= 0 || n == 0)
-        return NULL;
-    if (tls_cctx == NULL)
-        tls_cctx = ZSTD_createCCtx();
-    if (tls_cctx == NULL)
+    if (!worth_compressing(data, n, level, always, &failure))
+        return failure;
+    tls_prepared.ready = 0;
+    unsigned char *packed = scratch_get(2, ZSTD_compressBound(n));
+    if (packed == NULL)
         return "out of memory";
-    if (always || may_compress(data, n, &failure)) {
-        unsigned char *packed = NULL;
-        size_t got = compress_checked(data, n, level, always, &packed, &failure);
-        if (got) {
-            *src = packed;
-            *payload = got;
-            *ulen = n;
-        }
+    size_t got = compress_checked(data, n, level, always, packed, &failure);
+    if (got) {
+        *src = packed;
+        *payload = got;
+        *ulen = n;
     }
     return failure;
 }
@@ -386,42 +408,70 @@ static PyObject *seal(PyObject *self, PyObject *args)
  *   seal_into(enc_key, mac_k, mac_r, data, out) seals the prepared payload into out (exactly
  *       payload length + 32 bytes): IV, AES-256-CTR ciphertext, Poly1305-AES tag.
  * A thread's seal_into must follow its own prepare of the same data; it is refused otherwise.
- * The ciphertext is MACed block by block as it is written, while the block is in cache. */
+ * prepare_batch and seal_batch do the same for many blobs (a directory's small files) in one
+ * call each. */
 
 #define SEAL_BLOCK (64 * 1024)
 
-static int ctr_poly_into(const unsigned char *key32, const unsigned char *mac_k, const unsigned char *mac_r,
-                         const unsigned char *in, size_t n, unsigned char *out)
+/* The cipher and MAC contexts of one sealing call, set up once for all its blobs: making
+ * them costs more than sealing a small file's blob. */
+struct sealer {
+    EVP_CIPHER_CTX *ecb;  /* AES-128 with mac_k: the Poly1305 key's second half from the IV */
+    EVP_CIPHER_CTX *ctr;  /* AES-256-CTR with the encryption key; each blob sets its IV */
+    EVP_MAC_CTX *mac;
+    unsigned char r[16];  /* mac_r, clamped */
+};
+
+static void sealer_free(struct sealer *s)
+{
+    EVP_CIPHER_CTX_free(s->ecb);
+    EVP_CIPHER_CTX_free(s->ctr);
+    EVP_MAC_CTX_free(s->mac);
+    OPENSSL_cleanse(s->r, sizeof s->r);
+}
+
+static int sealer_init(struct sealer *s, const unsigned char *key32, const unsigned char *mac_k,
+                       const unsigned char *mac_r)
 {
     static const unsigned char mask[16] = {0xff, 0xff, 0xff, 0x0f, 0xfc, 0xff, 0xff, 0x0f,
                                            0xfc, 0xff, 0xff, 0x0f, 0xfc, 0xff, 0xff, 0x0f};
+    for (int i = 0; i < 16; i++)
+        s->r[i] = mac_r[i] & mask[i];
+    s->ecb = EVP_CIPHER_CTX_new();
+    s->ctr = EVP_CIPHER_CTX_new();
+    s->mac = EVP_MAC_CTX_new(poly1305);
+    int ok = s->ecb != NULL && s->ctr != NULL && s->mac != NULL;
+    ok = ok && EVP_EncryptInit_ex2(s->ecb, aes128ecb, mac_k, NULL, NULL);
+    ok = ok && EVP_CIPHER_CTX_set_padding(s->ecb, 0);
+    ok = ok && EVP_EncryptInit_ex2(s->ctr, aes256ctr, key32, NULL, NULL);
+    if (!ok)
+        sealer_free(s);
+    return ok;
+}
+
+/* Seal n bytes of in into out (n + OVERHEAD bytes): a random IV, the AES-256-CTR ciphertext
+ * and its Poly1305-AES tag. The ciphertext is MACed block by block as it is written, while
+ * the block is in cache. */
+static int ctr_poly_into(struct sealer *s, const unsigned char *in, size_t n, unsigned char *out)
+{
     unsigned char polykey[32];
     unsigned char *iv = out, *ct = out + IV_SIZE;
     int len = 0, ok;
     size_t taglen = 0, done = 0;
     if (RAND_bytes(iv, IV_SIZE) != 1)
         return 0;
-    for (int i = 0; i < 16; i++)
-        polykey[i] = mac_r[i] & mask[i];
-    EVP_CIPHER_CTX *ecb = EVP_CIPHER_CTX_new();
-    ok = ecb != NULL && EVP_EncryptInit_ex2(ecb, aes128ecb, mac_k, NULL, NULL);
-    ok = ok && EVP_CIPHER_CTX_set_padding(ecb, 0);
-    ok = ok && EVP_EncryptUpdate(ecb, polykey + 16, &len, iv, 16) && len == 16;
-    EVP_CIPHER_CTX_free(ecb);
-    EVP_CIPHER_CTX *ctx = ok ? EVP_CIPHER_CTX_new() : NULL;
-    EVP_MAC_CTX *mctx = ok ? EVP_MAC_CTX_new(poly1305) : NULL;
-    ok = ctx != NULL && mctx != NULL && EVP_EncryptInit_ex2(ctx, aes256ctr, key32, iv, NULL);
-    ok = ok && EVP_MAC_init(mctx, polykey, 32, NULL);
+    memcpy(polykey, s->r, 16);
+    ok = EVP_EncryptUpdate(s->ecb, polykey + 16, &len, iv, 16) && len == 16;
+    ok = ok && EVP_EncryptInit_ex2(s->ctr, NULL, NULL, iv, NULL);  /* the key stays, the counter restarts */
+    ok = ok && EVP_MAC_init(s->mac, polykey, 32, NULL);
     while (ok && done < n) {
         size_t step = n - done > SEAL_BLOCK ? SEAL_BLOCK : n - done;
-        ok = EVP_EncryptUpdate(ctx, ct + done, &len, in + done, (int)step) && (size_t)len == step;
-        ok = ok && EVP_MAC_update(mctx, ct + done, step);
+        ok = EVP_EncryptUpdate(s->ctr, ct + done, &len, in + done, (int)step) && (size_t)len == step;
+        ok = ok && EVP_MAC_update(s->mac, ct + done, step);
         done += step;
     }
-    ok = ok && EVP_EncryptFinal_ex(ctx, ct + done, &len) && len == 0;
-    ok = ok && EVP_MAC_final(mctx, ct + n, &taglen, MAC_SIZE) && taglen == MAC_SIZE;
-    EVP_CIPHER_CTX_free(ctx);
-    EVP_MAC_CTX_free(mctx);
+    ok = ok && EVP_EncryptFinal_ex(s->ctr, ct + done, &len) && len == 0;
+    ok = ok && EVP_MAC_final(s->mac, ct + n, &taglen, MAC_SIZE) && taglen == MAC_SIZE;
     OPENSSL_cleanse(polykey, sizeof polykey);
     return ok;
 }
@@ -480,8 +530,14 @@ static PyObject *seal_into(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         if (p.compressed)
             src = scratch_get(2, 0);  /* still holds prepare's payload: never shrunk by a get */
-        if (!ctr_poly_into(key.buf, mk.buf, mr.buf, src, p.payload, out.buf))
+        struct sealer sealer;
+        if (!sealer_init(&sealer, key.buf, mk.buf, mr.buf)) {
             failure = "encryption failed";
+        } else {
+            if (!ctr_poly_into(&sealer, src, p.payload, out.buf))
+                failure = "encryption failed";
+            sealer_free(&sealer);
+        }
         scratch_trim(2);
         Py_END_ALLOW_THREADS
     }
@@ -495,6 +551,203 @@ static PyObject *seal_into(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* --- sealing a batch of blobs ----------------------------------------------------------
+ * prepare_batch(datas, levels) -> ([(payload length, uncompressed length or 0, compressed
+ *       payload or None) or None, ...], [(index, what failed), ...])
+ *   chooses each blob's payload as prepare does (zstd at its level, kept when it saves space
+ *   and decodes to the blob again); a blob that failed is None, with its failure listed.
+ * seal_batch(enc_key, mac_k, mac_r, [(payload, out), ...]) -> [indexes of blobs not sealed]
+ *   seals each payload (the blob or its compressed copy) into its out (payload + 32 bytes).
+ * Each runs without the GIL for the whole batch, so that the threads sealing a directory's
+ * small files do not wait for each other's Python work between blobs. */
+
+struct batch_blob {
+    Py_buffer data;
+    int level;
+    size_t room;          /* where its compressed copy goes in the batch's scratch buffer */
+    size_t payload, ulen;
+    const char *failure;
+};
+
+static void prepare_blobs(struct batch_blob *blobs, Py_ssize_t n, unsigned char *packed)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        struct batch_blob *b = &blobs[i];
+        const unsigned char *data = b->data.buf;
+        size_t len = (size_t)b->data.len;
+        b->payload = len;
+        b->ulen = 0;
+        if (!worth_compressing(data, len, b->level, 0, &b->failure))
+            continue;
+        size_t got = compress_checked(data, len, b->level, 0, packed + b->room, &b->failure);
+        if (got) {
+            b->payload = got;
+            b->ulen = len;
+        }
+    }
+}
+
+/* The results of prepare_blobs as prepare_batch returns them. */
+static PyObject *prepared_list(struct batch_blob *blobs, Py_ssize_t n, const unsigned char *packed)
+{
+    PyObject *results = PyList_New(n), *failures = PyList_New(0);
+    for (Py_ssize_t i = 0; results != NULL && failures != NULL && i < n; i++) {
+        struct batch_blob *b = &blobs[i];
+        PyObject *item;
+        if (b->failure) {
+            PyObject *failure = Py_BuildValue("(ns)", i, b->failure);
+            if (failure == NULL || PyList_Append(failures, failure) < 0) {
+                Py_XDECREF(failure);
+                break;
+            }
+            Py_DECREF(failure);
+            item = Py_NewRef(Py_None);
+        } else if (b->ulen) {
+            item = Py_BuildValue("(nny#)", (Py_ssize_t)b->payload, (Py_ssize_t)b->ulen,
+                                 packed + b->room, (Py_ssize_t)b->payload);
+        } else {
+            item = Py_BuildValue("(nnO)", (Py_ssize_t)b->payload, (Py_ssize_t)0, Py_None);
+        }
+        if (item == NULL) {
+            Py_CLEAR(results);
+            break;
+        }
+        PyList_SET_ITEM(results, i, item);
+    }
+    if (results == NULL || failures == NULL || PyErr_Occurred()) {
+        Py_XDECREF(results);
+        Py_XDECREF(failures);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", results, failures);
+}
+
+static PyObject *prepare_batch(PyObject *self, PyObject *args)
+{
+    PyObject *datao, *levelso;
+    if (!PyArg_ParseTuple(args, "OO", &datao, &levelso))
+        return NULL;
+    PyObject *datas = PySequence_Fast(datao, "prepare_batch needs a sequence of blobs");
+    PyObject *levels = datas ? PySequence_Fast(levelso, "prepare_batch needs a sequence of levels") : NULL;
+    PyObject *result = NULL;
+    struct batch_blob *blobs = NULL;
+    Py_ssize_t n = 0, acquired = 0;
+    if (levels == NULL)
+        goto done;
+    n = PySequence_Fast_GET_SIZE(datas);
+    if (PySequence_Fast_GET_SIZE(levels) != n) {
+        PyErr_SetString(PyExc_ValueError, "prepare_batch needs one level per blob");
+        goto done;
+    }
+    blobs = calloc(n ? (size_t)n : 1, sizeof *blobs);
+    if (blobs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t room = 0;
+    for (; acquired < n; acquired++) {
+        struct batch_blob *b = &blobs[acquired];
+        b->level = _PyLong_AsInt(PySequence_Fast_GET_ITEM(levels, acquired));
+        if (b->level == -1 && PyErr_Occurred())
+            goto done;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(datas, acquired), &b->data, PyBUF_SIMPLE) < 0)
+            goto done;
+        b->room = room;
+        if (b->level > 0)
+            room += ZSTD_compressBound((size_t)b->data.len);
+    }
+    unsigned char *packed = NULL;
+    tls_prepared.ready = 0;  /* compression below uses the scratch slot it refers to */
+    Py_BEGIN_ALLOW_THREADS
+    packed = scratch_get(4, room ? room : 1);
+    if (packed != NULL)
+        prepare_blobs(blobs, n, packed);
+    Py_END_ALLOW_THREADS
+    if (packed == NULL)
+        PyErr_NoMemory();
+    else
+        result = prepared_list(blobs, n, packed);
+    scratch_trim(2);
+    scratch_trim(4);
+done:
+    for (Py_ssize_t i = 0; i < acquired; i++)
+        PyBuffer_Release(&blobs[i].data);
+    free(blobs);
+    Py_XDECREF(datas);
+    Py_XDECREF(levels);
+    return result;
+}
+
+struct seal_job {
+    Py_buffer payload, out;
+};
+
+static PyObject *seal_batch(PyObject *self, PyObject *args)
+{
+    PyObject *ko, *mko, *mro, *itemso;
+    if (!PyArg_ParseTuple(args, "OOOO", &ko, &mko, &mro, &itemso))
+        return NULL;
+    if (!primitives_ok) {
+        PyErr_SetString(SealError, "the crypto library failed its known-answer test");
+        return NULL;
+    }
+    PyObject *items = PySequence_Fast(itemso, "seal_batch needs a sequence of (payload, out)");
+    if (items == NULL)
+        return NULL;
+    Py_buffer key, mk, mr;
+    if (!get_key_parts(ko, mko, mro, &key, &mk, &mr)) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items), acquired = 0;
+    struct seal_job *jobs = calloc(n ? (size_t)n : 1, sizeof *jobs);
+    unsigned char *sealed = calloc(n ? (size_t)n : 1, 1);
+    PyObject *result = NULL;
+    if (jobs == NULL || sealed == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; acquired < n; acquired++) {
+        struct seal_job *j = &jobs[acquired];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(items, acquired), "y*w*", &j->payload, &j->out))
+            goto done;
+        if (j->out.len != j->payload.len + OVERHEAD) {
+            PyBuffer_Release(&j->payload);
+            PyBuffer_Release(&j->out);
+            PyErr_SetString(PyExc_ValueError, "seal_batch needs each out to be its payload's length plus 32 bytes");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    struct sealer sealer;
+    if (sealer_init(&sealer, key.buf, mk.buf, mr.buf)) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            sealed[i] = (unsigned char)ctr_poly_into(&sealer, jobs[i].payload.buf, (size_t)jobs[i].payload.len,
+                                                     jobs[i].out.buf);
+        sealer_free(&sealer);
+    }
+    Py_END_ALLOW_THREADS
+    result = PyList_New(0);
+    for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
+        if (sealed[i])
+            continue;
+        PyObject *index = PyLong_FromSsize_t(i);
+        if (index == NULL || PyList_Append(result, index) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(index);
+    }
+done:
+    for (Py_ssize_t i = 0; i < acquired; i++) {
+        PyBuffer_Release(&jobs[i].payload);
+        PyBuffer_Release(&jobs[i].out);
+    }
+    free(jobs);
+    free(sealed);
+    release_keys(&key, &mk, &mr);
+    Py_DECREF(items);
+    return result;
 }
 
 /* open(enc_key, mac_k, mac_r, sealed, uncompressed_length) -> plaintext bytes
@@ -638,7 +891,7 @@ static void read_one(struct small_file *f)
     }
 }
 
-/* read_small_files([(path: bytes, inode: int, size: int), ...]) ->
+/* read_small_files([(path: str or bytes, inode: int, size: int), ...]) ->
  *   [(status, op, data or None, sha256 digest or None), ...]
  * status 0: read whole; an errno value: that call (op) failed; -1: no longer the same
  * regular file; -2: its size is not the size seen (before or while reading). The whole batch runs without the GIL. */
@@ -661,9 +914,9 @@ static PyObject *read_small_files(PyObject *self, PyObject *arg)
         PyObject *path;
         unsigned long long ino;
         Py_ssize_t size;
-        if (!PyArg_ParseTuple(item, "O!Kn", &PyBytes_Type, &path, &ino, &size))
+        /* a str path is encoded as os.fsencode does, without a Python call per file */
+        if (!PyArg_ParseTuple(item, "O&Kn", PyUnicode_FSConverter, &path, &ino, &size))
             goto done;
-        Py_INCREF(path);
         keep[parsed] = path;
         files[parsed].path = PyBytes_AS_STRING(path);
         files[parsed].ino = ino;
@@ -1158,6 +1411,11 @@ static PyMethodDef methods[] = {
      "prepare(data, level[, always]) -> (payload_length, uncompressed_length): compression for seal_into"},
     {"seal_into", seal_into, METH_VARARGS,
      "seal_into(enc_key, mac_k, mac_r, data, out): seal prepared data into out (payload_length + 32 bytes)"},
+    {"prepare_batch", prepare_batch, METH_VARARGS,
+     "prepare_batch(datas, levels) -> ([(payload_length, uncompressed_length, compressed or None) or None, ...],"
+     " [(index, what), ...]): compression for seal_batch"},
+    {"seal_batch", seal_batch, METH_VARARGS,
+     "seal_batch(enc_key, mac_k, mac_r, [(payload, out), ...]) -> [indexes not sealed]: seal payloads into outs"},
     {"open", open_sealed, METH_VARARGS,
      "open(enc_key, mac_k, mac_r, sealed, uncompressed_length) -> plaintext"},
     {"frame_content_size", frame_content_size, METH_O,

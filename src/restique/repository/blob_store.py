@@ -3,14 +3,14 @@
 Saving: skip blobs the index (or a pack being filled) already has; compress (format 2);
 seal; check that the sealed blob decodes to the same id; append to the open pack of the
 blob's type (data and tree blobs never share a pack). `store` seals a blob straight into its
-place in the pack (data packs are filled in reused buffers, see pack_buffers); `add_sealed`
-takes blobs sealed elsewhere (repacking). A pack is written once it reaches the
-target size; its blobs go into the pending index file, which is written when it is full or
-on flush. Write order is always: pack, then index.
+place in the pack (data packs are filled in reused buffers, see pack_buffers), `store_batch`
+many small blobs so at once; `add_sealed` takes blobs sealed elsewhere (repacking). A pack is
+written once it reaches the target size; its blobs go into the pending index file, which is
+written when it is full or on flush. Write order is always: pack, then index.
 """
 import queue
 import threading
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .. import _seal
 from ..backend.base import BackendNotFound, BackendShortRead, FileType, remote_connections
@@ -129,6 +129,111 @@ class BlobStore:
             if last:
                 self._queue_closed(writer)
         return True, length
+
+    def store_batch(self, blobs: List[Tuple[str, bytes]]) -> List:
+        """Store many data blobs (id, content), a directory's small files, each as store would:
+        for each, (newly stored?, stored size) or the IntegrityError that kept it out. One
+        native call compresses them all, one lock taken per pack places them, one native call
+        per pack seals them: the threads storing batches spend little time in Python between
+        calls that release the GIL, so they do not wait for each other's. The caller knows
+        each id to be its content's id; an id may repeat (the blob is stored once)."""
+        results: List = [(False, 0)] * len(blobs)
+        first: Dict[str, int] = {}
+        fresh = []
+        for at, (blob_id, _) in enumerate(blobs):
+            if blob_id not in first:
+                first[blob_id] = at
+                if not self.known(DATA, blob_id):
+                    fresh.append(at)
+        if fresh and self._store_fresh(blobs, fresh, results):
+            for at, (blob_id, _) in enumerate(blobs):  # a repeat fails as its first would again
+                if isinstance(results[first[blob_id]], IntegrityError):
+                    results[at] = results[first[blob_id]]
+        return results
+
+    def _store_fresh(self, blobs: List[Tuple[str, bytes]], fresh: List[int], results: List) -> bool:
+        """store_batch's blobs at positions fresh (none known when looked at, no id twice):
+        fill in their results; True when one of them failed."""
+        datas = [blobs[at][1] for at in fresh]
+        prepared, failures = _seal.prepare_batch(datas, [blob_level(self.level, len(data)) or 0 for data in datas])
+        for i, what in failures:
+            results[fresh[i]] = IntegrityError(f"sealing failed: {what}")
+        todo = []
+        for at, data, blob in zip(fresh, datas, prepared):
+            if blob is not None:
+                payload, ulen, packed = blob
+                todo.append(_BatchBlob(blobs[at][0], payload + OVERHEAD, ulen, at, data if packed is None else packed))
+        failed = bool(failures)
+        while todo:
+            writer, placed, todo = self._place_batch(todo)
+            for blob, _, _ in placed:
+                results[blob.position] = (True, blob.length)
+            if writer is not None:
+                for i in self._seal_placed(writer, placed):
+                    results[placed[i][0].position] = IntegrityError("sealing failed: encryption failed")
+                    failed = True
+        return failed
+
+    def _place_batch(self, todo: List["_BatchBlob"]):
+        """Take places in the open data pack for store_batch's blobs, in order, until the pack is
+        full: (its writer, [(blob, part index, region to seal it into)], the blobs left for the
+        next pack). Blobs known by now are left out; in a dry run, blobs are only marked pending
+        (no writer). A pack is started with a buffer from the pool, waited for outside the lock.
+        Blobs are sealed before the next pack's buffer is waited for: a saver waiting for a
+        buffer while it holds a closed pack unsealed could wait for the buffer that pack holds."""
+        buffer = None
+        try:
+            while True:
+                with self._lock:
+                    self._raise_upload_error()
+                    todo = self._unknown(todo)
+                    if self.dry_run or not todo:
+                        self._pending.update(((DATA, blob.id), True) for blob in todo)
+                        return None, [(blob, None, None) for blob in todo], []
+                    writer = self._packs.get(DATA)
+                    if writer is None and buffer is not None:
+                        writer = self._packs[DATA] = PackWriter(self.key, buffer)
+                        buffer = None
+                    if writer is not None:
+                        return (writer, *self._reserve_until_full(writer, todo))
+                buffer = self._pack_buffers.take()  # outside the lock: uploads give them back
+        finally:
+            if buffer is not None:  # another saver started the pack meanwhile
+                self._pack_buffers.give_back(buffer)
+
+    def _reserve_until_full(self, writer: PackWriter, todo: List["_BatchBlob"]):
+        """Reserve places for blobs in writer until it reaches the pack size, then close it
+        (the saver that seals its last blob queues it): (placed, left). Under the lock."""
+        reserved = writer.reserve_many(DATA, todo, self.pack_size)
+        placed = [(blob, index, region) for blob, (index, region) in zip(todo, reserved)]
+        self._pending.update(((DATA, blob.id), True) for blob, _, _ in placed)
+        if writer.size >= self.pack_size:
+            del self._packs[DATA]
+            self._unqueued += 1
+            writer.close()  # False: the blobs just placed are still to be sealed
+        return placed, todo[len(placed):]
+
+    def _unknown(self, todo: List["_BatchBlob"]) -> List["_BatchBlob"]:
+        """The blobs of todo that neither the index nor a pack being filled has."""
+        has, pending = self.index.has, self._pending
+        return [blob for blob in todo if (DATA, blob.id) not in pending and not has(DATA, blob.id)]
+
+    def _seal_placed(self, writer: PackWriter, placed: List[tuple]) -> List[int]:
+        """Seal placed blobs into their regions of writer: the positions (in placed) of those
+        that could not be (their pack is never stored)."""
+        failed = None
+        key = self.key
+        try:
+            failed = _seal.seal_batch(key.encrypt, key.mac_k, key.mac_r,
+                                      [(blob.payload, region) for blob, _, region in placed])
+        finally:
+            ok = failed == []
+            last = writer.filled_all([index for _, index, _ in placed], ok)
+            if ok:
+                writer.hash_added()  # outside the lock: the other savers add meanwhile
+            if last:
+                self._queue_closed(writer)
+        return failed
 
     def add_sealed(self, blob_type: str, blob_id: str, sealed: bytes, ulen: int) -> Tuple[bool, int]:
         placed = self._place(blob_type, blob_id, len(sealed), ulen, sealed)
@@ -325,6 +430,16 @@ class BlobStore:
         if hash_id(plain) != blob_id:
             raise IntegrityError(f"blob {blob_id} is damaged: its content does not match its id")
         return plain
+
+
+class _BatchBlob(NamedTuple):
+    """A blob of store_batch on its way into a pack (id, lengths first: see reserve_many)."""
+
+    id: str
+    length: int  # sealed
+    ulen: int  # uncompressed length, or 0: stored as is
+    position: int  # in the batch
+    payload: bytes  # what is sealed: the content or its compressed copy
 
 
 class _ByteBudget:

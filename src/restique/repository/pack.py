@@ -8,7 +8,7 @@ import hashlib
 import struct
 import threading
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
 from ..errors import IntegrityError
 from .crypto import OVERHEAD, MasterKey
@@ -62,6 +62,7 @@ class PackWriter:
         self.buffer = buffer  # a writable buffer (a PackBuffers map) that blobs are sealed into
         self._buffer_view = memoryview(buffer) if buffer is not None else None
         self._buffer_used = 0
+        self._in_buffer = {}  # part index -> where the part ends in the buffer, for parts in it
         self._unfilled = set()  # indexes of reserved parts still being sealed
         self._failed = False
         self._closed = False
@@ -87,23 +88,44 @@ class PackWriter:
     def reserve(self, blob_type: str, blob_id: str, length: int, uncompressed_length: int = 0):
         """(part index, writable memoryview of exactly length bytes) for a blob to be sealed
         into; call filled(index) once it is written (not thread-safe itself, as add)."""
-        used = self._buffer_used
-        if self.fits(length):
-            region = self._buffer_view[used:used + length]
-            self._buffer_used = used + length
-        else:
-            region = memoryview(bytearray(length))
-        index = len(self._parts)
+        return self.reserve_many(blob_type, ((blob_id, length, uncompressed_length),), self.size + length)[0]
+
+    def reserve_many(self, blob_type: str, blobs, limit: int) -> List[Tuple[int, memoryview]]:
+        """reserve() for blobs, (id, sealed length, uncompressed length, anything else) in
+        order, until the pack reaches limit bytes: [(part index, region)] of the first ones."""
+        reserved = []
+        parts, entries, in_buffer, view = self._parts, self.entries, self._in_buffer, self._buffer_view
+        room = len(view) if view is not None else 0
         with self._state:
-            self._unfilled.add(index)
-        self.add(blob_type, blob_id, region, uncompressed_length)
-        return index, region
+            for blob in blobs:
+                blob_id, length, ulen = blob[0], blob[1], blob[2]
+                index, used = len(parts), self._buffer_used
+                if used + length <= room:  # fits()
+                    region = view[used:used + length]
+                    self._buffer_used = in_buffer[index] = used + length
+                else:
+                    region = memoryview(bytearray(length))
+                self._unfilled.add(index)
+                entries.append(PackEntry(blob_type, blob_id, self.size, length, ulen))
+                parts.append(region)
+                self.size += length
+                reserved.append((index, region))
+                if self.size >= limit:
+                    break
+        return reserved
 
     def filled(self, index: int, ok: bool = True) -> bool:
         """A reserved part is written (or, not ok, could not be: the pack is never stored).
         True when the pack was closed and this was its last part: the caller queues it."""
         with self._state:
             self._unfilled.discard(index)
+            self._failed = self._failed or not ok
+            return self._closed and not self._unfilled
+
+    def filled_all(self, indexes, ok: bool = True) -> bool:
+        """filled() for many reserved parts at once (not ok: one of them could not be written)."""
+        with self._state:
+            self._unfilled.difference_update(indexes)
             self._failed = self._failed or not ok
             return self._closed and not self._unfilled
 
@@ -131,10 +153,33 @@ class PackWriter:
             return self._hashed < len(self._parts) and self._hashed not in self._unfilled
 
     def _hash_parts(self) -> None:
-        parts = self._parts
-        while self._hashable():
-            self._digest.update(parts[self._hashed])
-            self._hashed += 1
+        while True:
+            with self._state:
+                start = end = self._hashed
+                while end < len(self._parts) and end not in self._unfilled:
+                    end += 1
+            if end == start:
+                return
+            self._hash_range(start, end)
+            self._hashed = end
+
+    def _hash_range(self, start: int, end: int) -> None:
+        """Fold parts [start, end) into the digest: neighbours in the buffer with one update
+        (hashing each small file's blob on its own gave up and retook the GIL per blob)."""
+        parts, in_buffer, update = self._parts, self._in_buffer, self._digest.update
+        i = start
+        while i < end:
+            stop = in_buffer.get(i)
+            if stop is None:
+                update(parts[i])
+                i += 1
+                continue
+            first = stop - len(parts[i])
+            i += 1
+            while i < end and in_buffer.get(i, -1) - len(parts[i]) == stop:
+                stop = in_buffer[i]
+                i += 1
+            update(self._buffer_view[first:stop])
 
     def finish(self):
         """(pack id, the pack file as a list of byte strings, entries). The parts are not
@@ -142,7 +187,7 @@ class PackWriter:
         with self._state:
             if self._failed or self._unfilled:
                 raise IntegrityError("a blob of this pack could not be sealed: the pack is not stored")
-        header = b"".join(_encode_entry(e) for e in self.entries)
+        header = b"".join([_encode_entry(e) for e in self.entries])
         sealed_header = self._key.seal(header)
         with self._hash_lock:
             self._parts.append(sealed_header)
@@ -179,11 +224,11 @@ class PackParts(list):
 
 
 def _encode_entry(e: PackEntry) -> bytes:
-    code = _TYPE_CODE[(e.type, e.compressed)]
-    raw_id = bytes.fromhex(e.id)
-    if e.compressed:
-        return _COMPRESSED_ENTRY.pack(code, e.length, e.uncompressed_length, raw_id)
-    return _PLAIN_ENTRY.pack(code, e.length, raw_id)
+    ulen = e.uncompressed_length
+    code = _TYPE_CODE[(e.type, ulen != 0)]
+    if ulen:
+        return _COMPRESSED_ENTRY.pack(code, e.length, ulen, bytes.fromhex(e.id))
+    return _PLAIN_ENTRY.pack(code, e.length, bytes.fromhex(e.id))
 
 
 def header_length_from_tail(tail: bytes, pack_size: int) -> int:

@@ -50,6 +50,21 @@ class FileSaver:
             return blob_id, len(data), stored
         return blob_id, 0, 0
 
+    def save_blobs(self, blobs: List[Tuple[str, bytes]]) -> List:
+        """Save small blobs (id, data) together, a directory's small files (see
+        BlobStore.store_batch): for each, (plaintext size if new else 0, stored size if new
+        else 0), or the exception that kept it out."""
+        saved = []
+        for (_, data), result in zip(blobs, self.blobs.store_batch(blobs)):
+            if isinstance(result, BaseException):
+                saved.append(result)
+            elif result[0]:
+                self.on_blob("data", len(data), result[1])
+                saved.append((len(data), result[1]))
+            else:
+                saved.append((0, 0))
+        return saved
+
     def _save_held(self, chunk: HeldChunk, zeros: bool = False) -> Tuple[str, int, int]:
         try:
             return self.save_blob(chunk.data, _zeros_id(len(chunk)) if zeros else "")

@@ -1,7 +1,8 @@
 """Batches of small files: files below the chunker's minimum size are one blob each; a
 directory's small files are read and hashed in batches by one native call without the GIL,
-on a reader thread. Each file's node goes to its own slot in the directory's job, and the
-directory waits for the batch task as a whole, not for each file."""
+on a reader thread, and their new blobs are stored together (FileSaver.save_blobs): a few
+native calls per batch, not per file. Each file's node goes to its own slot in the
+directory's job, and the directory waits for the batch task as a whole, not for each file."""
 import os
 import time
 from typing import List, Optional, Tuple
@@ -86,30 +87,52 @@ class SmallFileBatches:
             return
         started = time.monotonic()
         try:
-            results = _seal.read_small_files([(os.fsencode(e.fs_path), e.st.st_ino, e.st.st_size) for e in batch])
+            results = _seal.read_small_files([(e.fs_path, e.st.st_ino, e.st.st_size) for e in batch])
         except BaseException as exc:  # delivered to the directory waiting for them
             for entry in batch:
                 entry.done.fail(exc)
             return
+        contents = []  # (entry, content, blob id): saved together below
         for entry, result in zip(batch, results):
             try:
-                entry.done.complete(self._save_small_file(entry, result, started))
+                status, _, data, digest = result
+                if status or not data:
+                    entry.done.complete(self._save_unread(entry, result, started))
+                else:
+                    self.progress.bytes_read(len(data))
+                    contents.append((entry, data, digest.hex()))
             except BaseException as exc:
                 entry.done.fail(exc)
+        if contents:
+            self._save_contents(contents, started)
 
-    def _save_small_file(self, entry: PendingFile, result: tuple, started: float) -> Optional[Node]:
-        """Save one file of a batch from what the native read gave: (status, failed call,
-        content, sha256 digest)."""
-        status, op, data, digest = result
+    def _save_unread(self, entry: PendingFile, result: tuple, started: float) -> Optional[Node]:
+        """Save a file of a batch whose content the native read did not give: it failed (the
+        error is reported), the file changed (read the general way), or it is empty."""
+        status, op, data, _ = result
         if status in (SIZE_CHANGED, REPLACED):
             # the general way saves a grown or replaced file, or names a changed type
             return self.reader.read_and_save_file(entry)
         if status:
             report_error(self.progress, entry.snap_path, OSError(status, os.strerror(status), entry.fs_path), op=op)
             return None
-        self.progress.bytes_read(len(data))
-        if not data:
-            return self.reader.record_file_content(entry, [], 0, 0, 0, started)
-        blob_id = digest.hex()
-        _, added, stored = self.saver.save_blob(data, blob_id)
-        return self.reader.record_file_content(entry, [blob_id], len(data), added, stored, started)
+        return self.reader.record_file_content(entry, [], 0, 0, 0, started)
+
+    def _save_contents(self, contents: List[Tuple[PendingFile, bytes, str]], started: float) -> None:
+        """Save the blobs of files read whole (each one blob) together, then fill in their slots."""
+        try:
+            saved = self.saver.save_blobs([(blob_id, data) for _, data, blob_id in contents])
+        except BaseException as exc:  # delivered to the directory waiting for them
+            for entry, _, _ in contents:
+                entry.done.fail(exc)
+            return
+        for (entry, data, blob_id), result in zip(contents, saved):
+            if isinstance(result, BaseException):
+                entry.done.fail(result)
+                continue
+            try:
+                added, stored = result
+                entry.done.complete(self.reader.record_file_content(entry, [blob_id], len(data), added, stored,
+                                                                    started))
+            except BaseException as exc:
+                entry.done.fail(exc)
