@@ -10,11 +10,11 @@ import pytest
 from test_backend_conformance import *  # noqa: F401,F403 - the contract, run here against REST
 from test_backend_conformance import DATA_TYPES, listed, store
 
-from conftest import run_restic, run_restique
+from conftest import clean_env, run_restic, run_restique
 from servers import RcloneServer, start_stub
 from restique.backend import BackendError, FileType
 from restique.backend.options import BackendOptions
-from restique.backend.rest import RestBackend, strip_password
+from restique.backend.rest import RestBackend, strip_password, with_environment_login
 
 _repo_numbers = itertools.count()
 
@@ -127,8 +127,27 @@ def test_basic_auth(tmp_path, files):
         err = wrong.stderr.decode()
         assert wrong.returncode == 1 and err.count("\n") == 1, err
         assert "401" in err and "retrying" not in err and "nope" not in err
+        # the login from the environment, when the URL names none (current restic's variables)
+        login = clean_env(RESTIC_REST_USERNAME="alice", RESTIC_REST_PASSWORD="wonder")
+        listed = run_restique(f"rest:http://{host}/r/", "snapshots", "--json", env=login)
+        assert listed.returncode == 0 and listed.stdout.startswith(b"[{")
+        in_url = run_restique(f"rest:http://alice:nope@{host}/r/", "snapshots", env=login, check=False)
+        assert in_url.returncode == 1 and "401" in in_url.stderr.decode()  # the URL's login wins
     finally:
         srv.stop()
+
+
+def test_environment_login_is_quoted_into_a_url_without_one(monkeypatch):
+    monkeypatch.setenv("RESTIC_REST_USERNAME", "al ice")
+    monkeypatch.setenv("RESTIC_REST_PASSWORD", "p@ss:word")
+    assert with_environment_login("http://host:8000/repo/") == "http://al%20ice:p%40ss%3Aword@host:8000/repo/"
+    assert with_environment_login("http://bob@host/repo/") == "http://bob@host/repo/"
+    assert with_environment_login("http://:pw@host/repo/") == "http://:pw@host/repo/"
+    be = RestBackend(with_environment_login("http://host:8000/repo/"))
+    assert be.auth == ("al ice", "p@ss:word") and "p@ss" not in be.location
+    monkeypatch.delenv("RESTIC_REST_USERNAME")
+    monkeypatch.delenv("RESTIC_REST_PASSWORD")
+    assert with_environment_login("http://host/repo/") == "http://host/repo/"
 
 
 # --------------------------------------------------------------------------------------------

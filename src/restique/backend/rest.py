@@ -280,4 +280,17 @@ def failure_reason(exc: BaseException) -> str:
 
 def open_rest(url: str, location: str, options: BackendOptions) -> RestBackend:
     settings = options.for_scheme("rest", OPTIONS)
-    return RestBackend(url, location, options, connections=settings["connections"])
+    return RestBackend(with_environment_login(url), location, options, connections=settings["connections"])
+
+
+def with_environment_login(url: str) -> str:
+    """url with RESTIC_REST_USERNAME and RESTIC_REST_PASSWORD as its login when it names
+    none itself (as restic: a user or password in the URL wins)."""
+    parts = urlsplit(url)
+    user, password = os.environ.get("RESTIC_REST_USERNAME", ""), os.environ.get("RESTIC_REST_PASSWORD", "")
+    if parts.username or parts.password is not None or not (user or password) or not parts.hostname:
+        return url
+    from urllib.parse import quote
+
+    login = f"{quote(user, safe='')}:{quote(password, safe='')}@"
+    return urlunsplit(parts._replace(netloc=login + parts.netloc.rpartition("@")[2]))

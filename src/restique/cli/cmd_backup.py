@@ -117,8 +117,8 @@ class CommandOutput:
 @click.option("--parent", default=None, help="use this parent snapshot (default: latest snapshot in the group determined by --group-by and not newer than the timestamp determined by --time)")
 @click.option("-g", "--group-by", default="host,paths", metavar="group", help="group snapshots by host, paths and/or tags, separated by comma (disable grouping with '')")
 @click.option("-f", "--force", is_flag=True, help="force re-reading the source files/directories (overrides the \"parent\" flag)")
-@click.option("--ignore-ctime", is_flag=True, help="ignore ctime changes when checking for modified files")
-@click.option("--ignore-inode", is_flag=True, help="ignore inode number and ctime changes when checking for modified files")
+@click.option("--ignore-ctime", is_flag=True, help="ignore ctime changes when checking for modified files (default: $RESTIC_IGNORE_CTIME or false)")
+@click.option("--ignore-inode", is_flag=True, help="ignore inode number and ctime changes when checking for modified files (default: $RESTIC_IGNORE_INODE or false)")
 @click.option("--skip-if-unchanged", is_flag=True, help="skip snapshot creation if identical to parent snapshot")
 @click.pass_obj
 def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
@@ -138,6 +138,8 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
     if read_concurrency is not None and read_concurrency < 1:
         raise UsageError("--read-concurrency must be at least 1")
     grouping = GroupBy.parse(group_by)
+    ignore_ctime = ignore_ctime or environment_flag("RESTIC_IGNORE_CTIME")
+    ignore_inode = ignore_inode or environment_flag("RESTIC_IGNORE_INODE")
     selector = file_selector(excludes, exclude_caches, exclude_if_present, exclude_larger_than)
     targets = _file_targets(paths, files_from_all) if from_files else list(paths)
     archiving = BackupOptions(read_concurrency=read_concurrency or 2, with_atime=with_atime,
@@ -167,6 +169,11 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
     if outcome.progress.stats.errors:
         print("Warning: at least one source file could not be read", file=sys.stderr)
         raise click.exceptions.Exit(3)
+
+
+def environment_flag(name: str) -> bool:
+    """A flag's default from the environment, read as Go's strconv.ParseBool (anything else: false)."""
+    return os.environ.get(name, "") in ("1", "t", "T", "TRUE", "true", "True")
 
 
 def _file_targets(paths, files_from_all) -> list:

@@ -122,7 +122,7 @@ def _backup_request(profile, flags):
     from ..model.snapshot_group import GroupBy
     from ..operations.archiver import BackupOptions
     from ..operations.backup import BackupRequest
-    from .cmd_backup import file_selector, read_files_from, split_tags
+    from .cmd_backup import environment_flag, file_selector, read_files_from, split_tags
     from .options import PatternOptions
 
     paths = list(flags.get("paths", ())) + read_files_from(flags.get("files_from", ()), (), ())
@@ -133,14 +133,15 @@ def _backup_request(profile, flags):
                                            for kind in ("patterns", "ipatterns", "files", "ifiles")))
     selector = file_selector(excludes, flags.get("exclude_caches", False), flags.get("exclude_if_present", ()),
                          flags.get("exclude_larger_than"))
-    ignore_inode = flags.get("ignore_inode", False)
+    ignore_inode = flags.get("ignore_inode", False) or environment_flag("RESTIC_IGNORE_INODE")
+    ignore_ctime = flags.get("ignore_ctime", False) or environment_flag("RESTIC_IGNORE_CTIME")
     return BackupRequest(
         paths=paths, tags=split_tags(flags.get("tag", ())), hostname=flags.get("host"),
         skip_if_unchanged=flags.get("skip_if_unchanged", False), excludes=list(excludes.patterns),
         group_by=GroupBy.parse(flags.get("group_by", "host,paths")),
         options=BackupOptions(read_concurrency=flags.get("read_concurrency") or 2,
                               with_atime=flags.get("with_atime", False),
-                              ignore_ctime=flags.get("ignore_ctime", False) or ignore_inode,
+                              ignore_ctime=ignore_ctime or ignore_inode,
                               ignore_inode=ignore_inode, reject=selector,
                               one_file_system=flags.get("one_file_system", False)))
 
