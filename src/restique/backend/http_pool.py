@@ -7,8 +7,9 @@ and a redirect is an answer the backend reads), and a stuck request (no byte sen
 """
 import urllib3
 
+from .options import STUCK_TIMEOUT
+
 CONNECT_TIMEOUT = 30.0  # seconds
-STUCK_TIMEOUT = 300.0  # restic's default --stuck-request-timeout
 
 
 def connection_pool(host: str, port, size: int, secure: bool, *, verify: bool = True,

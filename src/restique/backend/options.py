@@ -5,6 +5,8 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from ..errors import UsageError
 
+STUCK_TIMEOUT = 300.0  # restic's default --stuck-request-timeout, in seconds
+
 
 def parse_extended(pairs: Iterable[str]) -> Dict[str, str]:
     """`key=value` strings as a dict, as restic parses `-o`: a bare key has an empty value."""
@@ -41,7 +43,7 @@ class BackendOptions:
     limit_download: int = 0
     retry_max_time: float = 15 * 60.0  # seconds a failing operation is retried, as restic
     http_user_agent: str = ""  # sent by the HTTP backends (REST, S3, rclone) instead of the default
-    stuck_request_timeout: float = 300.0  # seconds an HTTP request may go without progress
+    stuck_request_timeout: float = STUCK_TIMEOUT  # seconds an HTTP request may go without progress
     retry_max_tries: int = 10
 
     def for_scheme(self, scheme: str, known: Mapping[str, Tuple[Callable[[str], object], object]]) -> dict:

@@ -1,5 +1,6 @@
 """What `backup` prints: restic's text lines, its --json messages, and a live status line
-on a terminal."""
+on a terminal (or, with RESTIC_PROGRESS_FPS, status lines in a log)."""
+import os
 import sys
 import threading
 import time
@@ -8,6 +9,19 @@ from ..model.names import display
 from ..operations.archiver.progress import BackupProgress, ItemResult
 from .fmt import format_bytes, format_duration
 
+TERMINAL_INTERVAL = 1 / 6  # seconds between updates of the status line on a terminal
+JSON_INTERVAL = 1.0  # seconds between --json status messages
+
+
+def status_interval(default):
+    """Seconds between status updates: 1/RESTIC_PROGRESS_FPS when that is a positive number
+    (at most 60 a second, as restic), else default (None: no status at all)."""
+    try:
+        fps = float(os.environ.get("RESTIC_PROGRESS_FPS", ""))
+    except ValueError:
+        return default
+    return 1 / min(fps, 60.0) if fps > 0 else default
+
 
 class TextBackupOutput(BackupProgress):
     def __init__(self, verbose: int, quiet: bool, terminal: bool):
@@ -15,6 +29,8 @@ class TextBackupOutput(BackupProgress):
         self.verbose = 0 if quiet else verbose
         self.quiet = quiet
         self.terminal = terminal and not quiet
+        # a log (not a terminal) gets status lines only when RESTIC_PROGRESS_FPS asks for them
+        self.interval = None if quiet else status_interval(TERMINAL_INTERVAL if self.terminal else None)
         self.started = time.monotonic()
         self.bytes_done = 0
         self._stop = threading.Event()
@@ -64,9 +80,9 @@ class TextBackupOutput(BackupProgress):
     def bytes_read(self, n: int) -> None:
         self.bytes_done += n
 
-    # --- live status on a terminal ---
+    # --- live status ---
     def start_status(self) -> None:
-        if self.terminal:
+        if self.interval is not None:
             self._status_thread = threading.Thread(target=self._status_loop, daemon=True)
             self._status_thread.start()
 
@@ -83,30 +99,40 @@ class TextBackupOutput(BackupProgress):
             self._status_shown = False
 
     def _status_loop(self) -> None:
-        while not self._stop.wait(1 / 6):
-            with self.lock:
-                s = self.stats
-                done_files = s.files_processed
-                errors = s.errors
-                current = sorted(self.current)[:2]
-                total_files, total_bytes, scanned = self.scan_files, self.scan_bytes, self.scan_done
-            elapsed = time.monotonic() - self.started
-            done = self.bytes_done
-            if total_bytes:
-                pct = min(100.0, 100.0 * done / total_bytes)
-                eta = ""
-                if scanned and done and done < total_bytes:
-                    eta = " ETA " + format_duration(elapsed * (total_bytes - done) / done)
-                status = (f"[{format_duration(elapsed)}] {pct:.2f}%  {done_files} files {format_bytes(done)}, "
-                          f"total {total_files} files {format_bytes(total_bytes)}, {errors} errors{eta}")
-            else:
-                status = f"[{format_duration(elapsed)}] {done_files} files, {format_bytes(done)}, {errors} errors"
-            lines = [status] + [display(c) for c in current]
-            with self._out_lock:
-                self._clear_status()
-                sys.stdout.write("\r\x1b[2K" + lines[0][:200])
+        try:
+            while not self._stop.wait(self.interval):
+                self._show_status()
+        except (BrokenPipeError, ValueError):  # the reader is gone: the main thread tells it
+            pass
+
+    def _show_status(self) -> None:
+        with self.lock:
+            s = self.stats
+            done_files = s.files_processed
+            errors = s.errors
+            current = sorted(self.current)[:2]
+            total_files, total_bytes, scanned = self.scan_files, self.scan_bytes, self.scan_done
+        elapsed = time.monotonic() - self.started
+        done = self.bytes_done
+        if total_bytes:
+            pct = min(100.0, 100.0 * done / total_bytes)
+            eta = ""
+            if scanned and done and done < total_bytes:
+                eta = " ETA " + format_duration(elapsed * (total_bytes - done) / done)
+            status = (f"[{format_duration(elapsed)}] {pct:.2f}%  {done_files} files {format_bytes(done)}, "
+                      f"total {total_files} files {format_bytes(total_bytes)}, {errors} errors{eta}")
+        else:
+            status = f"[{format_duration(elapsed)}] {done_files} files, {format_bytes(done)}, {errors} errors"
+        lines = [status] + [display(c) for c in current]
+        with self._out_lock:
+            if not self.terminal:  # a log: every status as lines of their own, as restic writes them
+                sys.stdout.write("".join(line + "\n" for line in lines))
                 sys.stdout.flush()
-                self._status_shown = True
+                return
+            self._clear_status()
+            sys.stdout.write("\r\x1b[2K" + lines[0][:200])
+            sys.stdout.flush()
+            self._status_shown = True
 
     # --- the end ---
     def summary(self, outcome, dry_run: bool, elapsed: float) -> None:
@@ -197,9 +223,13 @@ class JsonBackupOutput(BackupProgress):
         self._thread.start()
 
     def _loop(self) -> None:
-        self._emit(self._status())
-        while not self._stop.wait(1.0):
+        interval = status_interval(JSON_INTERVAL)
+        try:
             self._emit(self._status())
+            while not self._stop.wait(interval):
+                self._emit(self._status())
+        except (BrokenPipeError, ValueError):  # the reader is gone: the main thread tells it
+            pass
 
     def stop_status(self) -> None:
         self._stop.set()

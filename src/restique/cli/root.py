@@ -164,11 +164,12 @@ def _seconds(duration: str) -> float:
 
 def _stuck_timeout(text: str) -> float:
     """--stuck-request-timeout's seconds (0: restic's default, 5m)."""
-    from ..backend.http_pool import STUCK_TIMEOUT
-    from .durations import parse_duration
+    from ..backend.options import STUCK_TIMEOUT
 
+    if text == "5m":
+        return STUCK_TIMEOUT
     try:
-        seconds = STUCK_TIMEOUT if text == "5m" else parse_duration(text)
+        seconds = _seconds(text)
     except UsageError:
         raise UsageError(f'invalid argument "{text}" for "--stuck-request-timeout" flag: '
                          f'time: invalid duration "{text}"') from None
