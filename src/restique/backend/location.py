@@ -5,7 +5,8 @@ import their backend's module only when called, so an unused backend costs nothi
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+import importlib
+from typing import Callable, Dict, List, Tuple
 
 from ..errors import RestiqueError, UsageError
 from .base import Backend
@@ -49,6 +50,19 @@ def _rclone(remote: str, location: str, options) -> Backend:
 SCHEMES: Dict[str, Factory] = {"local": _local, "sftp": _sftp, "rest": _rest, "rclone": _rclone, "s3": _s3}
 # schemes whose factory takes a third argument, the BackendOptions (-o, TLS, limits)
 _WITH_OPTIONS = {"sftp", "rest", "rclone", "s3"}
+
+
+# the schemes whose backend module (of the same name) has extended OPTIONS
+_OPTION_SCHEMES = ("rclone", "rest", "s3", "sftp")
+
+
+def extended_options() -> List[Tuple[str, str]]:
+    """Every extended option (`-o scheme.name=value`) as (scheme.name, what it does), sorted."""
+    listed = []
+    for scheme in _OPTION_SCHEMES:
+        options = importlib.import_module(f"{__package__}.{scheme}").OPTIONS
+        listed += [(f"{scheme}.{name}", option.help) for name, option in options.items()]
+    return sorted(listed)
 
 
 def register_scheme(scheme: str, factory: Factory, with_options: bool = False) -> None:

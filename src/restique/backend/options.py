@@ -1,11 +1,20 @@
 """Settings that reach every backend: `-o scheme.key=value` extended options, TLS files and
 bandwidth limits. The CLI fills one BackendOptions; library users may build their own."""
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 from ..errors import UsageError
 
 STUCK_TIMEOUT = 300.0  # restic's default --stuck-request-timeout, in seconds
+
+
+class Option(NamedTuple):
+    """One extended option of a backend (`-o scheme.name=value`): how its text is read, its
+    value when not given, and what `restique options` says of it (restic's words)."""
+
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
 
 
 def parse_extended(pairs: Iterable[str]) -> Dict[str, str]:
@@ -46,10 +55,10 @@ class BackendOptions:
     stuck_request_timeout: float = STUCK_TIMEOUT  # seconds an HTTP request may go without progress
     retry_max_tries: int = 10
 
-    def for_scheme(self, scheme: str, known: Mapping[str, Tuple[Callable[[str], object], object]]) -> dict:
-        """The options under `scheme.` parsed by known[name] = (parser, default); options of other
-        schemes are ignored, unknown ones under this scheme refused (both as restic does)."""
-        values = {name: default for name, (_, default) in known.items()}
+    def for_scheme(self, scheme: str, known: Mapping[str, Option]) -> dict:
+        """The options under `scheme.` parsed by known[name]; options of other schemes are
+        ignored, unknown ones under this scheme refused (both as restic does)."""
+        values = {name: option.default for name, option in known.items()}
         prefix = scheme + "."
         for key, text in self.extended.items():
             if not key.startswith(prefix):
@@ -57,5 +66,5 @@ class BackendOptions:
             name = key[len(prefix):]
             if name not in known:
                 raise UsageError(f"option {key} is not known")
-            values[name] = known[name][0](text)
+            values[name] = known[name].parse(text)
         return values

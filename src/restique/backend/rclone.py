@@ -21,7 +21,7 @@ import threading
 from typing import List, Optional
 
 from ..errors import RestiqueError
-from .options import BackendOptions, positive_int
+from .options import BackendOptions, Option, positive_int
 from .rest import RestBackend
 
 DEFAULT_ARGS = "serve restic --stdio --b2-hard-delete"
@@ -38,10 +38,11 @@ def _seconds(text: str) -> float:
 
 
 OPTIONS = {
-    "program": (str, "rclone"),
-    "args": (str, DEFAULT_ARGS),
-    "connections": (positive_int, 5),
-    "timeout": (_seconds, 60.0),
+    "program": Option(str, "rclone", "path to rclone (default: rclone)"),
+    "args": Option(str, DEFAULT_ARGS, f"arguments for running rclone (default: {DEFAULT_ARGS})"),
+    "connections": Option(positive_int, 5, "set a limit for the number of concurrent connections (default: 5)"),
+    "timeout": Option(_seconds, 60.0,
+                      "set a timeout limit to wait for rclone to establish a connection (default: 1m)"),
 }
 
 

@@ -19,7 +19,7 @@ from ..errors import AlreadyExists, UsageError
 from .base import (BackendError, BackendFileExists, BackendShortRead, FileType, PermanentBackendError,
                    check_range, not_found)
 from .http_pool import connection_pool
-from .options import BackendOptions, positive_int
+from .options import BackendOptions, Option, positive_int
 from .parts import PartsBody
 
 CONTENT_TYPE_V1 = "application/vnd.x.restic.rest.v1"
@@ -27,7 +27,7 @@ CONTENT_TYPE_V2 = "application/vnd.x.restic.rest.v2"
 # statuses that will not change on a retry (restic's IsPermanentError, plus 404)
 _PERMANENT_STATUSES = {401, 403, 404, 416, 507}
 
-OPTIONS = {"connections": (positive_int, 5)}
+OPTIONS = {"connections": Option(positive_int, 5, "set a limit for the number of concurrent connections (default: 5)")}
 
 
 def strip_password(location: str) -> str:

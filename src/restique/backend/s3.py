@@ -23,7 +23,7 @@ import urllib3
 from ..errors import AlreadyExists, UsageError
 from .base import (BackendError, BackendShortRead, FileType, PermanentBackendError, check_range,
                    not_found)
-from .options import BackendOptions, positive_int
+from .options import BackendOptions, Option, positive_int
 from .parts import PartsBody
 from .rest import failure_reason
 from .s3_client import S3Client, S3Error
@@ -56,12 +56,13 @@ def _lookup_style(text: str) -> str:
 
 
 OPTIONS = {
-    "connections": (positive_int, 5),
-    "region": (str, ""),
-    "bucket-lookup": (_lookup_style, "auto"),
-    "storage-class": (str, ""),
-    "list-objects-v1": (_bool_option, False),
-    "unsafe-anonymous-auth": (_bool_option, False),
+    "connections": Option(positive_int, 5, "set a limit for the number of concurrent connections (default: 5)"),
+    "region": Option(str, "", "set region"),
+    "bucket-lookup": Option(_lookup_style, "auto", "bucket lookup style: 'auto', 'dns', or 'path'"),
+    "storage-class": Option(str, "", "set S3 storage class (STANDARD, STANDARD_IA, ONEZONE_IA, "
+                                     "INTELLIGENT_TIERING or REDUCED_REDUNDANCY)"),
+    "list-objects-v1": Option(_bool_option, False, "use deprecated V1 api for ListObjects calls"),
+    "unsafe-anonymous-auth": Option(_bool_option, False, "use anonymous authentication"),
 }
 
 
@@ -113,7 +114,7 @@ class S3Backend:
 
     def __init__(self, where: S3Location, location: Optional[str] = None, settings: Optional[dict] = None,
                  options: Optional[BackendOptions] = None):
-        settings = {name: default for name, (_, default) in OPTIONS.items()} | (settings or {})
+        settings = {name: option.default for name, option in OPTIONS.items()} | (settings or {})
         self.where = where
         self.bucket = where.bucket
         self.location = location or f"s3:{where.endpoint}/{where.bucket}/{where.prefix}".rstrip("/")

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from ..errors import AlreadyExists, UsageError
 from .base import FOLDER_TYPES, BackendError, BackendNotFound, BackendShortRead, FileType, check_range
-from .options import BackendOptions, positive_int
+from .options import BackendOptions, Option, positive_int
 from .sftp_protocol import ProtocolError
 from .sftp_session import SessionLost, SshSession
 
@@ -69,7 +69,11 @@ def parse_location(location: str) -> SftpConfig:
 
 
 # the sftp.* extended options restic knows: parser and default
-OPTIONS = {"command": (str, ""), "args": (str, ""), "connections": (positive_int, 5)}
+OPTIONS = {
+    "command": Option(str, "", "specify command to create sftp connection"),
+    "args": Option(str, "", "specify arguments for ssh"),
+    "connections": Option(positive_int, 5, "set a limit for the number of concurrent connections (default: 5)"),
+}
 
 
 def ssh_command(config: SftpConfig, settings: Dict[str, object]) -> List[str]:

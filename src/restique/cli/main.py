@@ -44,6 +44,7 @@ COMMANDS = {
     "mount": ("cmd_mount", "mount", {"help": "Mount the repository."}),
     "serve": ("cmd_serve", "serve", {"help": "Serve the repository's snapshots over HTTP."}),
     "cache": ("cmd_cache", "cache", {"help": "Operate on local cache directories."}),
+    "options": ("cmd_options", "options", {"help": "Print list of extended options."}),
     "generate": ("cmd_generate", "generate",
                  {"help": "Generate manual pages and auto-completion files (bash, fish, zsh)."}),
     "run": ("cmd_run", "run",
