@@ -1,4 +1,8 @@
 """restique restore: extract a snapshot (or one of its folders) into a directory."""
+import sys
+import threading
+import time
+
 import click
 
 from .fmt import format_bytes, format_duration, format_go_duration
@@ -31,9 +35,6 @@ def restore(opts, args, target, excludes, includes, snapshot_filter, dry_run, sp
 
     Exit status is 0 if the command was successful, and 1 if there was any error.
     """
-    import sys
-    import time
-
     from ..errors import RestiqueError, UsageError
     from ..operations.restorer import RestoreOptions, Restorer
 
@@ -52,13 +53,16 @@ def restore(opts, args, target, excludes, includes, snapshot_filter, dry_run, sp
     repo = opts.open_for_reading()
     snapshot, tree_id = _find_snapshot(repo, args[0], snapshot_filter.filter())
 
-    printer = _JSONPrinter(opts) if opts.json else _TextPrinter(opts)
+    printer = _JSONPrinter(opts) if opts.json else _TextPrinter(opts, sys.stdout.isatty())
     if not opts.json and not opts.quiet:
         write_text(f"restoring {snapshot} to {target}\n")
-    t0 = time.monotonic()
     restorer = Restorer(repo, tree_id, options, printer)
-    stats = restorer.restore()
-    printer.finish(stats, time.monotonic() - t0)
+    printer.start_status()
+    try:
+        stats = restorer.restore()
+    finally:
+        printer.stop_status()
+    printer.finish(stats, time.monotonic() - printer.started)
     if stats.errors:
         raise RestiqueError(f"There were {len(stats.errors)} errors\n")
     if verify:
@@ -76,8 +80,6 @@ def restore(opts, args, target, excludes, includes, snapshot_filter, dry_run, sp
 def _find_snapshot(repo, spec, snapshot_filter):
     """(snapshot, tree id) for `ID[:subfolder]` or `latest[:subfolder]`. A name that matches
     no snapshot ends the command as in restic: `invalid id "X": <reason>`, without "Fatal: "."""
-    import sys
-
     from ..operations.snapshot_lookup import SnapshotNotFound, find_snapshot
 
     try:
@@ -93,23 +95,115 @@ _ACTIONS = {
 }
 
 
-class _TextPrinter:
+class _StatusPrinter:
+    """The restore's RestoreProgress, with restic's restore status: a thread shows the counts
+    every interval seconds (None: never) from when start_status() is called until
+    stop_status(). (Not a subclass: `restore --help` need not load the restorer.)"""
+
+    interval = None
+
     def __init__(self, opts):
         self.opts = opts
+        self.started = time.monotonic()
+        self.counts = None
+        self._out_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def watch(self, counts):
+        self.counts = counts
+
+    def start_status(self):
+        if self.interval is not None and self.counts is not None:
+            self._thread = threading.Thread(target=self._status_loop, daemon=True)
+            self._thread.start()
+
+    def stop_status(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+    def _status_loop(self):
+        try:
+            while not self._stop.wait(self.interval):
+                # the counts first: the restore's threads hold their lock while they print
+                self.show_status(self.counts(), time.monotonic() - self.started)
+        except (BrokenPipeError, ValueError):  # the reader is gone: the main thread tells it
+            pass
+
+    def show_status(self, stats, elapsed):
+        raise NotImplementedError
+
+
+def _status_line(stats, elapsed):
+    """restic's restore status line."""
+    percent = ""
+    if stats.bytes_total:
+        percent = "%3.2f%%" % min(100.0, 100.0 * stats.bytes_restored / stats.bytes_total)
+    line = (f"[{format_duration(elapsed)}] {percent}  {stats.files_restored} files/dirs "
+            f"{format_bytes(stats.bytes_restored)}, total {stats.files_total} files/dirs "
+            f"{format_bytes(stats.bytes_total)}")
+    return line + _skipped_and_deleted(stats)
+
+
+def _skipped_and_deleted(stats):
+    text = ""
+    if stats.files_skipped:
+        text += f", skipped {stats.files_skipped} files/dirs {format_bytes(stats.bytes_skipped)}"
+    if stats.files_deleted:
+        text += f", deleted {stats.files_deleted} files/dirs"
+    return text
+
+
+class _TextPrinter(_StatusPrinter):
+    def __init__(self, opts, terminal):
+        from .backup_output import TERMINAL_INTERVAL, status_interval
+
+        super().__init__(opts)
+        self.terminal = terminal and not opts.quiet
+        # a log (not a terminal) gets status lines only when RESTIC_PROGRESS_FPS asks for them
+        self.interval = None if opts.quiet else status_interval(TERMINAL_INTERVAL if self.terminal else None)
+        self._status_shown = False
+
+    def _write(self, text, stream=None):
+        with self._out_lock:
+            self._clear_status()
+            write_text(text, stream)
+
+    def _clear_status(self):
+        if self._status_shown:
+            sys.stdout.write("\r\x1b[2K")
+            sys.stdout.flush()
+            self._status_shown = False
+
+    def show_status(self, stats, elapsed):
+        line = _status_line(stats, elapsed)
+        with self._out_lock:
+            if not self.terminal:  # a log: every status a line of its own, as restic writes them
+                write_text(line + "\n")
+                return
+            width = _terminal_width()
+            if width > 2:  # as restic, which cuts status lines at the terminal's width
+                line = line[:width - 2]
+            write_text("\r\x1b[2K" + line)
+            self._status_shown = True
+
+    def stop_status(self):
+        super().stop_status()
+        with self._out_lock:
+            self._clear_status()
 
     def item(self, action, location, size):
         if self.opts.quiet or self.opts.verbose < 2:
             return
         word = _ACTIONS[action]
         if action in ("dir restored", "other restored", "deleted"):
-            write_text("%-9s %s\n" % (word, location))
+            self._write("%-9s %s\n" % (word, location))
         else:
-            write_text("%-9s %s with size %s\n" % (word, location, format_bytes(size)))
+            self._write("%-9s %s with size %s\n" % (word, location, format_bytes(size)))
 
     def error(self, location, message):
-        import sys
-
-        write_text(f"ignoring error for {location}: {message}\n", sys.stderr)
+        self._write(f"ignoring error for {location}: {message}\n", sys.stderr)
 
     def finish(self, stats, seconds):
         if self.opts.quiet:
@@ -120,23 +214,56 @@ class _TextPrinter:
         else:
             line = (f"Summary: Restored {stats.files_restored} / {stats.files_total} files/dirs "
                     f"({format_bytes(stats.bytes_restored)} / {format_bytes(stats.bytes_total)}) in {took}")
-        if stats.files_skipped:
-            line += f", skipped {stats.files_skipped} files/dirs {format_bytes(stats.bytes_skipped)}"
-        if stats.files_deleted:
-            line += f", deleted {stats.files_deleted} files/dirs"
-        write_text(line + "\n")
+        write_text(line + _skipped_and_deleted(stats) + "\n")
 
 
-class _JSONPrinter:
+def _terminal_width():
+    import shutil
+
+    return shutil.get_terminal_size((0, 0)).columns
+
+
+def _status_json(stats, elapsed):
+    """restic's restore status message (its fields' order, omitempty, and percent_done as Go
+    writes a float64)."""
+    from ..model import gojson
+
+    percent = min(1.0, stats.bytes_restored / stats.bytes_total) if stats.bytes_total else 0
+    fields = ['"message_type":"status"']
+    if int(elapsed):
+        fields.append(f'"seconds_elapsed":{int(elapsed)}')
+    fields.append('"percent_done":' + gojson.float_literal(percent))
+    for key, value in _counts(stats):
+        if value:  # omitempty
+            fields.append(f'"{key}":{value}')
+    return "{" + ",".join(fields) + "}"
+
+
+def _counts(stats):
+    return (("total_files", stats.files_total), ("files_restored", stats.files_restored),
+            ("files_skipped", stats.files_skipped), ("files_deleted", stats.files_deleted),
+            ("total_bytes", stats.bytes_total), ("bytes_restored", stats.bytes_restored),
+            ("bytes_skipped", stats.bytes_skipped))
+
+
+class _JSONPrinter(_StatusPrinter):
     def __init__(self, opts):
-        self.opts = opts
+        from .backup_output import JSON_INTERVAL, status_interval
+
+        super().__init__(opts)
+        self.interval = None if opts.quiet else status_interval(JSON_INTERVAL)
 
     def _print(self, obj, stream=None):
-        import sys
-
         from ..model import gojson
 
-        write_text(gojson.dumps(obj) + "\n", stream or sys.stdout)
+        self._write_line(gojson.dumps(obj), stream)
+
+    def _write_line(self, line, stream=None):
+        with self._out_lock:
+            write_text(line + "\n", stream or sys.stdout)
+
+    def show_status(self, stats, elapsed):
+        self._write_line(_status_json(stats, elapsed))
 
     def item(self, action, location, size):
         if self.opts.verbose < 2:
@@ -144,17 +271,12 @@ class _JSONPrinter:
         self._print({"message_type": "verbose_status", "action": _ACTIONS[action], "item": location, "size": size})
 
     def error(self, location, message):
-        import sys
-
         self._print({"message_type": "error", "error": {"message": message}, "during": "restore", "item": location},
                     sys.stderr)
 
     def finish(self, stats, seconds):
         out = {"message_type": "summary"}
-        for key, value in (("seconds_elapsed", int(seconds)), ("total_files", stats.files_total),
-                           ("files_restored", stats.files_restored), ("files_skipped", stats.files_skipped),
-                           ("files_deleted", stats.files_deleted), ("total_bytes", stats.bytes_total),
-                           ("bytes_restored", stats.bytes_restored), ("bytes_skipped", stats.bytes_skipped)):
+        for key, value in (("seconds_elapsed", int(seconds)),) + _counts(stats):
             if value:  # omitempty
                 out[key] = value
         self._print(out)

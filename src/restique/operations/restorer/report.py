@@ -4,8 +4,8 @@ Content workers report from several threads, so every change to the counts that 
 while they run holds the report's lock.
 """
 import threading
-from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Callable, List, Optional, Tuple
 
 from ..fs_io import error_message
 
@@ -47,6 +47,10 @@ class RestoreProgress:
     def error(self, location: str, message: str) -> None:
         """An entry failed; the restore goes on."""
 
+    def watch(self, counts: Callable[[], RestoreStats]) -> None:
+        """Called once, before the restore starts: counts() returns a copy of the counts so
+        far (without the errors), safe to call from any thread, e.g. a status display's own."""
+
 
 class RestoreReport:
     """The stats of one restore and the progress calls that go with them."""
@@ -56,6 +60,12 @@ class RestoreReport:
         self.progress = progress or RestoreProgress()
         self.lock = threading.Lock()
         self._reported: set = set()
+        self.progress.watch(self.counts)
+
+    def counts(self) -> RestoreStats:
+        """A copy of the counts so far; the errors are left out (they only grow)."""
+        with self.lock:
+            return replace(self.stats, errors=[])
 
     def error(self, location: str, error) -> None:
         message = error if isinstance(error, str) else error_message(error)
