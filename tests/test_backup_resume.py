@@ -142,7 +142,7 @@ def test_killed_backup_resumes_from_its_last_checkpoint(setup, tmp_path):
 
 def run_killed_after_checkpoint(cmd, cache, env, repo=None) -> int:
     """Start a backup and SIGKILL it right after a resume record appears in the cache (with
-    repo: a record written after the first data pack was stored, so it holds finished files;
+    repo: a record written after the second data pack was stored, so it holds finished files;
     the first record of a loaded machine can come before any pack); returns its exit status
     (-9 when killed)."""
     import glob
@@ -152,16 +152,19 @@ def run_killed_after_checkpoint(cmd, cache, env, repo=None) -> int:
     def records():
         return [f for f in glob.glob(os.path.join(str(cache), "*", "resume", "*")) if not f.endswith(".tmp")]
 
-    def first_pack_time():
+    def second_pack_time():
+        """When the second data pack was stored: small files are done a batch (up to 64) at a
+        time, so the first pack can hold the blobs of a batch still in progress, and a loaded
+        machine's record written just after it can name no finished file yet."""
         packs = glob.glob(os.path.join(str(repo), "data", "*", "*")) if repo else []
-        times = [os.stat(f).st_mtime_ns for f in packs if len(os.path.basename(f)) == 64]
-        return min(times) if times else None
+        times = sorted(os.stat(f).st_mtime_ns for f in packs if len(os.path.basename(f)) == 64)
+        return times[1] if len(times) > 1 else None
 
     def recorded_after_a_pack() -> bool:
         found = records()
         if not found or repo is None:
             return bool(found)
-        pack_time = first_pack_time()
+        pack_time = second_pack_time()
         try:
             # a margin of three checkpoint intervals: the pack's write time comes before the index knows it
             return pack_time is not None and max(os.stat(f).st_mtime_ns for f in found) > pack_time + 150_000_000
