@@ -8,6 +8,7 @@ import time
 from ..model.names import display
 from ..operations.archiver.progress import BackupProgress, ItemResult
 from .fmt import format_bytes, format_duration
+from .status_ticks import StatusTicks
 
 TERMINAL_INTERVAL = 1 / 6  # seconds between updates of the status line on a terminal
 JSON_INTERVAL = 1.0  # seconds between --json status messages
@@ -29,11 +30,12 @@ class TextBackupOutput(BackupProgress):
         self.verbose = 0 if quiet else verbose
         self.quiet = quiet
         self.terminal = terminal and not quiet
-        # a log (not a terminal) gets status lines only when RESTIC_PROGRESS_FPS asks for them
+        # a log (not a terminal) gets status lines only when RESTIC_PROGRESS_FPS asks for
+        # them, or SIGUSR1 does
         self.interval = None if quiet else status_interval(TERMINAL_INTERVAL if self.terminal else None)
         self.started = time.monotonic()
         self.bytes_done = 0
-        self._stop = threading.Event()
+        self._ticks = None
         self._status_thread = None
         self._out_lock = threading.Lock()
         self._status_shown = False
@@ -82,12 +84,14 @@ class TextBackupOutput(BackupProgress):
 
     # --- live status ---
     def start_status(self) -> None:
-        if self.interval is not None:
+        if not self.quiet:
+            self._ticks = StatusTicks(self.interval)
             self._status_thread = threading.Thread(target=self._status_loop, daemon=True)
             self._status_thread.start()
 
     def stop_status(self) -> None:
-        self._stop.set()
+        if self._ticks:
+            self._ticks.stop()
         if self._status_thread:
             self._status_thread.join()
         with self._out_lock:
@@ -100,7 +104,7 @@ class TextBackupOutput(BackupProgress):
 
     def _status_loop(self) -> None:
         try:
-            while not self._stop.wait(self.interval):
+            for _ in self._ticks:
                 self._show_status()
         except (BrokenPipeError, ValueError):  # the reader is gone: the main thread tells it
             pass
@@ -162,7 +166,7 @@ class JsonBackupOutput(BackupProgress):
         self.started = time.monotonic()
         self.bytes_done = 0
         self._out_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._ticks = None
         self._thread = None
 
     def _emit(self, obj, stream=None) -> None:
@@ -219,20 +223,21 @@ class JsonBackupOutput(BackupProgress):
     def start_status(self) -> None:
         if self.quiet:
             return
+        self._ticks = StatusTicks(status_interval(JSON_INTERVAL))
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        interval = status_interval(JSON_INTERVAL)
         try:
             self._emit(self._status())
-            while not self._stop.wait(interval):
+            for _ in self._ticks:
                 self._emit(self._status())
         except (BrokenPipeError, ValueError):  # the reader is gone: the main thread tells it
             pass
 
     def stop_status(self) -> None:
-        self._stop.set()
+        if self._ticks:
+            self._ticks.stop()
         if self._thread:
             self._thread.join()
 

@@ -8,6 +8,7 @@ import click
 from .fmt import format_bytes, format_duration, format_go_duration
 from .options import exclude_options, include_options, snapshot_filter_options
 from .output import write_text
+from .status_ticks import StatusTicks
 
 
 @click.command()
@@ -97,7 +98,7 @@ _ACTIONS = {
 
 class _StatusPrinter:
     """The restore's RestoreProgress, with restic's restore status: a thread shows the counts
-    every interval seconds (None: never) from when start_status() is called until
+    every interval seconds (None: only on SIGUSR1) from when start_status() is called until
     stop_status(). (Not a subclass: `restore --help` need not load the restorer.)"""
 
     interval = None
@@ -107,25 +108,28 @@ class _StatusPrinter:
         self.started = time.monotonic()
         self.counts = None
         self._out_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._ticks = None
         self._thread = None
 
     def watch(self, counts):
         self.counts = counts
 
     def start_status(self):
-        if self.interval is not None and self.counts is not None:
+        # interval None: shown only when SIGUSR1 asks (-q: never)
+        if not self.opts.quiet and self.counts is not None:
+            self._ticks = StatusTicks(self.interval)
             self._thread = threading.Thread(target=self._status_loop, daemon=True)
             self._thread.start()
 
     def stop_status(self):
-        self._stop.set()
+        if self._ticks:
+            self._ticks.stop()
         if self._thread:
             self._thread.join()
 
     def _status_loop(self):
         try:
-            while not self._stop.wait(self.interval):
+            for _ in self._ticks:
                 # the counts first: the restore's threads hold their lock while they print
                 self.show_status(self.counts(), time.monotonic() - self.started)
         except (BrokenPipeError, ValueError):  # the reader is gone: the main thread tells it

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from . import key_prefetch
+from . import key_prefetch, status_ticks
 
 # every command: its module and the command's name there (imported only when it runs), and
 # how `restique --help` lists it, as click.Command's help (the first paragraph, which click
@@ -143,6 +143,7 @@ def _handle_signals() -> None:
     # as background jobs of a script are: `kill -INT` must still stop a backup cleanly
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _terminate)
+    status_ticks.install()  # SIGUSR1 asks for a status, as in restic (its default would end us)
     _watch_hangups()  # before any other thread starts
 
 
