@@ -72,7 +72,7 @@ def test_a_stuck_request_is_given_up_after_the_timeout(server, kind):
     assert len(server.agents) >= 2  # given up, then retried
 
 
-@pytest.mark.parametrize("value", ["abc", "5", "-1s"])
+@pytest.mark.parametrize("value", ["abc", "5", "-1s", ""])
 def test_a_bad_timeout_is_refused(value):
     proc = restique(None, "-r", "/nonexistent", "--stuck-request-timeout", value, "snapshots", check=False)
     if value == "5":  # a bare number: seconds (restic wants a unit; both go on to open the repository)

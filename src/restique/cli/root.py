@@ -169,6 +169,8 @@ def _stuck_timeout(text: str) -> float:
     if text == "5m":
         return STUCK_TIMEOUT
     try:
+        if not text.strip():  # Go's time.ParseDuration refuses an empty text
+            raise UsageError("empty duration")
         seconds = _seconds(text)
     except UsageError:
         raise UsageError(f'invalid argument "{text}" for "--stuck-request-timeout" flag: '
