@@ -1,6 +1,5 @@
 """What `backup` prints: restic's text lines, its --json messages, and a live status line
-on a terminal (or, with RESTIC_PROGRESS_FPS, status lines in a log)."""
-import os
+on a terminal (or, with RESTIC_PROGRESS_FPS or SIGUSR1, status lines in a log)."""
 import sys
 import threading
 import time
@@ -8,20 +7,7 @@ import time
 from ..model.names import display
 from ..operations.archiver.progress import BackupProgress, ItemResult
 from .fmt import format_bytes, format_duration
-from .status_ticks import StatusTicks
-
-TERMINAL_INTERVAL = 1 / 6  # seconds between updates of the status line on a terminal
-JSON_INTERVAL = 1.0  # seconds between --json status messages
-
-
-def status_interval(default):
-    """Seconds between status updates: 1/RESTIC_PROGRESS_FPS when that is a positive number
-    (at most 60 a second, as restic), else default (None: no status at all)."""
-    try:
-        fps = float(os.environ.get("RESTIC_PROGRESS_FPS", ""))
-    except ValueError:
-        return default
-    return 1 / min(fps, 60.0) if fps > 0 else default
+from .status_ticks import JSON_INTERVAL, TERMINAL_INTERVAL, StatusDisplay, status_interval
 
 
 class TextBackupOutput(BackupProgress):
@@ -35,8 +21,7 @@ class TextBackupOutput(BackupProgress):
         self.interval = None if quiet else status_interval(TERMINAL_INTERVAL if self.terminal else None)
         self.started = time.monotonic()
         self.bytes_done = 0
-        self._ticks = None
-        self._status_thread = None
+        self._display = None
         self._out_lock = threading.Lock()
         self._status_shown = False
 
@@ -85,15 +70,12 @@ class TextBackupOutput(BackupProgress):
     # --- live status ---
     def start_status(self) -> None:
         if not self.quiet:
-            self._ticks = StatusTicks(self.interval)
-            self._status_thread = threading.Thread(target=self._status_loop, daemon=True)
-            self._status_thread.start()
+            self._display = StatusDisplay(self.interval, self._show_status)
+            self._display.start()
 
     def stop_status(self) -> None:
-        if self._ticks:
-            self._ticks.stop()
-        if self._status_thread:
-            self._status_thread.join()
+        if self._display:
+            self._display.stop()
         with self._out_lock:
             self._clear_status()
 
@@ -101,13 +83,6 @@ class TextBackupOutput(BackupProgress):
         if self._status_shown:
             sys.stdout.write("\r\x1b[2K")
             self._status_shown = False
-
-    def _status_loop(self) -> None:
-        try:
-            for _ in self._ticks:
-                self._show_status()
-        except (BrokenPipeError, ValueError):  # the reader is gone: the main thread tells it
-            pass
 
     def _show_status(self) -> None:
         with self.lock:
@@ -166,8 +141,7 @@ class JsonBackupOutput(BackupProgress):
         self.started = time.monotonic()
         self.bytes_done = 0
         self._out_lock = threading.Lock()
-        self._ticks = None
-        self._thread = None
+        self._display = None
 
     def _emit(self, obj, stream=None) -> None:
         from ..model import gojson
@@ -223,23 +197,13 @@ class JsonBackupOutput(BackupProgress):
     def start_status(self) -> None:
         if self.quiet:
             return
-        self._ticks = StatusTicks(status_interval(JSON_INTERVAL))
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        try:
-            self._emit(self._status())
-            for _ in self._ticks:
-                self._emit(self._status())
-        except (BrokenPipeError, ValueError):  # the reader is gone: the main thread tells it
-            pass
+        self._display = StatusDisplay(status_interval(JSON_INTERVAL), lambda: self._emit(self._status()),
+                                      first=True)
+        self._display.start()
 
     def stop_status(self) -> None:
-        if self._ticks:
-            self._ticks.stop()
-        if self._thread:
-            self._thread.join()
+        if self._display:
+            self._display.stop()
 
     def summary(self, outcome, dry_run: bool, elapsed: float) -> None:
         s = outcome.progress.stats

@@ -8,7 +8,7 @@ import click
 from .fmt import format_bytes, format_duration, format_go_duration
 from .options import exclude_options, include_options, snapshot_filter_options
 from .output import write_text
-from .status_ticks import StatusTicks
+from .status_ticks import JSON_INTERVAL, TERMINAL_INTERVAL, StatusDisplay, status_interval
 
 
 @click.command()
@@ -97,9 +97,9 @@ _ACTIONS = {
 
 
 class _StatusPrinter:
-    """The restore's RestoreProgress, with restic's restore status: a thread shows the counts
-    every interval seconds (None: only on SIGUSR1) from when start_status() is called until
-    stop_status(). (Not a subclass: `restore --help` need not load the restorer.)"""
+    """The restore's RestoreProgress, with restic's restore status: a StatusDisplay shows the
+    counts every interval seconds (None: only on SIGUSR1) from when start_status() is called
+    until stop_status(). (Not a subclass: `restore --help` need not load the restorer.)"""
 
     interval = None
 
@@ -108,8 +108,7 @@ class _StatusPrinter:
         self.started = time.monotonic()
         self.counts = None
         self._out_lock = threading.Lock()
-        self._ticks = None
-        self._thread = None
+        self._display = None
 
     def watch(self, counts):
         self.counts = counts
@@ -117,23 +116,16 @@ class _StatusPrinter:
     def start_status(self):
         # interval None: shown only when SIGUSR1 asks (-q: never)
         if not self.opts.quiet and self.counts is not None:
-            self._ticks = StatusTicks(self.interval)
-            self._thread = threading.Thread(target=self._status_loop, daemon=True)
-            self._thread.start()
+            self._display = StatusDisplay(self.interval, self._show_counts)
+            self._display.start()
 
     def stop_status(self):
-        if self._ticks:
-            self._ticks.stop()
-        if self._thread:
-            self._thread.join()
+        if self._display:
+            self._display.stop()
 
-    def _status_loop(self):
-        try:
-            for _ in self._ticks:
-                # the counts first: the restore's threads hold their lock while they print
-                self.show_status(self.counts(), time.monotonic() - self.started)
-        except (BrokenPipeError, ValueError):  # the reader is gone: the main thread tells it
-            pass
+    def _show_counts(self):
+        # the counts first: the restore's threads hold their lock while they print
+        self.show_status(self.counts(), time.monotonic() - self.started)
 
     def show_status(self, stats, elapsed):
         raise NotImplementedError
@@ -161,8 +153,6 @@ def _skipped_and_deleted(stats):
 
 class _TextPrinter(_StatusPrinter):
     def __init__(self, opts, terminal):
-        from .backup_output import TERMINAL_INTERVAL, status_interval
-
         super().__init__(opts)
         self.terminal = terminal and not opts.quiet
         # a log (not a terminal) gets status lines only when RESTIC_PROGRESS_FPS asks for them
@@ -252,8 +242,6 @@ def _counts(stats):
 
 class _JSONPrinter(_StatusPrinter):
     def __init__(self, opts):
-        from .backup_output import JSON_INTERVAL, status_interval
-
         super().__init__(opts)
         self.interval = None if opts.quiet else status_interval(JSON_INTERVAL)
 
