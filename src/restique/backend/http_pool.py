@@ -2,8 +2,9 @@
 
 A pool holds at most `size` connections to one server; a request waits for a free one rather
 than opening more. urllib3 neither retries nor follows redirects (the retry wrapper retries,
-and a redirect is an answer the backend reads), and a stuck request (no byte sent or received for `stuck_timeout` seconds, restic's
---stuck-request-timeout) fails, to be retried, rather than hanging forever.
+and a redirect is an answer the backend reads), and a stuck request (no byte sent or received
+for `stuck_timeout` seconds, restic's --stuck-request-timeout) fails, to be retried, rather
+than hanging forever.
 """
 import urllib3
 

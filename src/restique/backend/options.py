@@ -51,9 +51,9 @@ class BackendOptions:
     limit_upload: int = 0  # KiB/s, 0 = unlimited
     limit_download: int = 0
     retry_max_time: float = 15 * 60.0  # seconds a failing operation is retried, as restic
+    retry_max_tries: int = 10
     http_user_agent: str = ""  # sent by the HTTP backends (REST, S3, rclone) instead of the default
     stuck_request_timeout: float = STUCK_TIMEOUT  # seconds an HTTP request may go without progress
-    retry_max_tries: int = 10
 
     def for_scheme(self, scheme: str, known: Mapping[str, Option]) -> dict:
         """The options under `scheme.` parsed by known[name]; options of other schemes are

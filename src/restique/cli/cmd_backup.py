@@ -126,9 +126,9 @@ def backup(opts, paths, excludes, exclude_caches, exclude_if_present,
            time_, dry_run, read_concurrency, no_scan, with_atime, stdin, stdin_filename, stdin_from_command,
            parent, group_by, force, ignore_ctime, ignore_inode, skip_if_unchanged):
     """Create a new backup of files and/or directories."""
+    from ..model.snapshot_group import GroupBy
     from ..operations.archiver import BackupOptions
     from ..operations.archiver.prescan import Prescan
-    from ..model.snapshot_group import GroupBy
     from ..operations.backup import existing_targets
 
     started = time.monotonic()

@@ -101,13 +101,7 @@ class PatternOptions(NamedTuple):
         """One PatternList per case sensitivity, as restic keeps one filter for each, with
         restic's messages for unreadable files and malformed patterns."""
         from ..errors import UsageError
-        from ..model.patterns import InvalidPatternError, PatternList, read_pattern_file
-
-        def compiled(option, patterns, case_insensitive=False):
-            try:
-                return PatternList(patterns, case_insensitive=case_insensitive)
-            except InvalidPatternError as exc:
-                raise UsageError(f"{option}: {exc}") from None
+        from ..model.patterns import option_patterns, read_pattern_file
 
         def read(option, names):
             out = []
@@ -117,7 +111,7 @@ class PatternOptions(NamedTuple):
                 except UsageError as exc:
                     raise UsageError(f'failed to read patterns from file "{name}": {exc}') from None
             if out:
-                compiled(option, out)
+                option_patterns(option, out)
             return out
 
         kind = self.kind
@@ -125,9 +119,9 @@ class PatternOptions(NamedTuple):
         ipatterns = list(self.ipatterns) + read(f"--i{kind}-file", self.ifiles)
         lists = []
         if ipatterns:
-            lists.append(compiled(f"--i{kind}", ipatterns, case_insensitive=True))
+            lists.append(option_patterns(f"--i{kind}", ipatterns, case_insensitive=True))
         if patterns:
-            lists.append(compiled(f"--{kind}", patterns))
+            lists.append(option_patterns(f"--{kind}", patterns))
         return lists
 
 

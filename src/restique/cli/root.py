@@ -168,13 +168,14 @@ def _stuck_timeout(text: str) -> float:
 
     if text == "5m":
         return STUCK_TIMEOUT
+    invalid = UsageError(f'invalid argument "{text}" for "--stuck-request-timeout" flag: '
+                         f'time: invalid duration "{text}"')
+    if not text.strip():  # Go's time.ParseDuration refuses an empty text
+        raise invalid
     try:
-        if not text.strip():  # Go's time.ParseDuration refuses an empty text
-            raise UsageError("empty duration")
         seconds = _seconds(text)
     except UsageError:
-        raise UsageError(f'invalid argument "{text}" for "--stuck-request-timeout" flag: '
-                         f'time: invalid duration "{text}"') from None
+        raise invalid from None
     return seconds if seconds > 0 else STUCK_TIMEOUT
 
 

@@ -36,7 +36,7 @@ from .pattern_parse import component_valid, prepare
 from .pattern_port import path_bytes, ref_child_match, ref_match, ref_parts
 from .pattern_regex import child_body, component_regex, component_risky, match_body, path_regex
 
-__all__ = ["PatternList", "read_pattern_file", "InvalidPatternError"]
+__all__ = ["PatternList", "read_pattern_file", "InvalidPatternError", "option_patterns"]
 
 
 class InvalidPatternError(UsageError):
@@ -221,3 +221,12 @@ class PatternList:
             elif group.child(path, absolute):
                 return True
         return False
+
+
+def option_patterns(option: str, patterns: list[str], case_insensitive: bool = False) -> PatternList:
+    """The patterns an option gave, compiled; a malformed one is refused in restic's words,
+    named by the option (`--exclude: invalid pattern(s) provided: ...`)."""
+    try:
+        return PatternList(patterns, case_insensitive=case_insensitive)
+    except InvalidPatternError as exc:
+        raise UsageError(f"{option}: {exc}") from None

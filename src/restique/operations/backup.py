@@ -7,11 +7,11 @@ from typing import List, Optional
 
 from ..errors import RestiqueError, UsageError
 from ..model.gotime import GoTime
+from ..model.snapshot_group import GroupBy
 from ..model.snapshot import Snapshot, new_summary
 from .allocator import return_large_buffers
 from .archiver import Archiver, BackupOptions, BackupProgress
 from .archiver.checkpoint import CHECKPOINT_INTERVAL, Checkpoints
-from ..model.snapshot_group import GroupBy
 from .archiver.parent import PARENT_GROUP, find_parent
 from .archiver.prescan import Prescan
 from .archiver.resume_record import ResumeRecord, ResumeRecords
@@ -27,7 +27,6 @@ class BackupRequest:
     hostname: Optional[str] = None
     time: Optional[GoTime] = None
     parent: Optional[str] = None  # full snapshot id; None = find one
-    group_by: GroupBy = PARENT_GROUP  # which snapshots the parent is found among
     force: bool = False
     dry_run: bool = False
     skip_if_unchanged: bool = False  # no snapshot when the tree equals the parent's
@@ -40,6 +39,7 @@ class BackupRequest:
     checkpoint_interval: float = CHECKPOINT_INTERVAL  # seconds; 0: only when interrupted
     # folders scanned while the repository was opened (archiver.prescan.Prescan), or None
     prescan: Optional[Prescan] = None
+    group_by: GroupBy = PARENT_GROUP  # which snapshots the parent is found among
 
 
 @dataclass

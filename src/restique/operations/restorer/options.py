@@ -5,7 +5,7 @@ from typing import Callable, Optional, Sequence
 
 from ...backend.base import remote_connections
 from ...errors import UsageError
-from ...model.patterns import InvalidPatternError, PatternList
+from ...model.patterns import option_patterns
 from ..restore_selection import Selection
 
 OVERWRITE_MODES = ("always", "if-changed", "if-newer", "never")
@@ -20,9 +20,10 @@ class RestoreOptions:
     overwrite: always | if-changed | if-newer | never. delete: remove what the snapshot
     doesn't have (only below selected paths). sparse: leave all-zero blobs as holes. verify:
     re-read the restored files afterwards. ownership_by_name: owners by user and group name
-    instead of the numeric ids. xattr_includes/xattr_excludes: patterns of the extended
+    instead of the numeric ids. workers: threads writing file contents (default: by CPUs and
+    the backend's connections). xattr_includes/xattr_excludes: patterns of the extended
     attributes to restore, or not to (restic's --include-xattr/--exclude-xattr; default all,
-    only one of the two). workers: threads writing file contents (default: by CPUs and the backend's connections).
+    only one of the two).
     """
 
     target: str
@@ -34,9 +35,9 @@ class RestoreOptions:
     sparse: bool = False
     verify: bool = False
     ownership_by_name: bool = False
+    workers: Optional[int] = None
     xattr_includes: Sequence[str] = ()
     xattr_excludes: Sequence[str] = ()
-    workers: Optional[int] = None
 
     def validate(self) -> None:
         """Raise UsageError for settings restic refuses, in its words and order. The only
@@ -61,10 +62,10 @@ class RestoreOptions:
         if self.xattr_excludes and self.xattr_includes:
             raise UsageError("exclude and include xattr patterns are mutually exclusive")
         if self.xattr_excludes:
-            excluded = _xattr_patterns("--exclude-xattr", self.xattr_excludes)
+            excluded = option_patterns("--exclude-xattr", list(self.xattr_excludes))
             return lambda name: not excluded.matches(name)
         if self.xattr_includes:
-            return _xattr_patterns("--include-xattr", self.xattr_includes).matches
+            return option_patterns("--include-xattr", list(self.xattr_includes)).matches
         return None
 
     def selection(self) -> Selection:
@@ -78,10 +79,3 @@ class RestoreOptions:
             return self.workers
         by_cpus = min(3, max(2, (os.cpu_count() or 2) // 2))
         return max(by_cpus, remote_connections(backend))
-
-
-def _xattr_patterns(flag: str, patterns: Sequence[str]) -> PatternList:
-    try:
-        return PatternList(list(patterns))
-    except InvalidPatternError as exc:
-        raise UsageError(f"{flag}: {exc}") from None

@@ -135,10 +135,7 @@ def listing_entries(base: str, nodes: List[Node], snapshot: Snapshot, owner_root
             add(node_entry(path, node, snapshot, owner_root))
             continue
         uid, gid = (0, 0) if owner_root else (obj.get("uid") or 0, obj.get("gid") or 0)
-        mtime, atime, ctime = obj.get("mtime"), obj.get("atime"), obj.get("ctime")
-        m = node_time_ns(mtime)
-        a = m if atime == mtime else node_time_ns(atime)
-        c = m if ctime == mtime else node_time_ns(ctime)
+        m, a, c = _entry_times(obj)
         digest = blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
         number = (int.from_bytes(digest, "little") >> 1) or 2
         if kind == "dir":
