@@ -123,6 +123,10 @@ class Backend(Protocol):
 
     load(offset, length): length None reads to the end; otherwise exactly length bytes come
     back (0 gives b""), or BackendShortRead. An offset past the end is a short read too.
+
+    Optional: start_pack() -> a file that a data pack is appended to while it fills
+    (write(parts)), then commit(name, tail) stores it as save() would, or abort() drops it
+    (the local backend; see pack_files_of).
     """
 
     location: str
@@ -150,6 +154,11 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections; the stored files stay."""
+
+
+def pack_files_of(backend):
+    """The backend's start_pack, or None when packs go whole through save()."""
+    return getattr(backend, "start_pack", None)
 
 
 def remote_connections(backend) -> int:

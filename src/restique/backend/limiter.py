@@ -43,6 +43,9 @@ class RateLimitedBackend:
         self.upload: Optional[TokenBucket] = TokenBucket(upload_kib * 1024) if upload_kib > 0 else None
         self.download: Optional[TokenBucket] = TokenBucket(download_kib * 1024) if download_kib > 0 else None
 
+    # packs go through save(), where their bytes are metered, not written as they fill
+    start_pack = None
+
     def __getattr__(self, name):
         return getattr(self.backend, name)
 

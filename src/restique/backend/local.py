@@ -86,6 +86,12 @@ class LocalBackend:
             raise RestiqueError(f"create repository at {self.location} failed: {exc.strerror}: {exc.filename}") from None
 
     # --- files ---
+    def start_pack(self) -> "LocalPackFile":
+        """A pack file written while its pack fills (restic's packs also go to a temporary
+        file first), so that memory holds only the part not yet written; commit names it."""
+        self._clean_once(FileType.PACK)
+        return LocalPackFile(self)
+
     def save(self, ftype: FileType, name: str, data) -> None:
         """Atomic: a temporary name, fsync, rename, then fsync of the folder so that the
         rename survives a power loss before anything written later (an index naming this
@@ -93,18 +99,10 @@ class LocalBackend:
         kill_stage = _kill_switch.stage() if _kill_switch is not None else None
         if kill_stage == "start":
             _kill_switch.fire()
-        if not self._cleaned and ftype is not FileType.LOCK:  # not for every command's lock:
-            self._cleaned = True                               # it lists ~270 folders
-            self.remove_stale_temporary_files()
+        self._clean_once(ftype)
         final = self._file(ftype, name)
-        directory = os.path.dirname(final)
         tmp = f"{final}-tmp-{_HOST}-{os.getpid()}-{next(_tmp_serial)}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileNotFoundError:
-            os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-            _fsync_dir(os.path.dirname(directory))
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = self._create(tmp)
         try:
             if kill_stage == "partial":
                 _write_all(fd, _first_half(data))
@@ -119,19 +117,49 @@ class LocalBackend:
             os.unlink(tmp)
             raise
         os.close(fd)
+        self._put_in_place(tmp, final, kill_stage)
+
+    def _clean_once(self, ftype: FileType) -> None:
+        if not self._cleaned and ftype is not FileType.LOCK:  # not for every command's lock:
+            self._cleaned = True                               # it lists ~270 folders
+            self.remove_stale_temporary_files()
+
+    @staticmethod
+    def _create(tmp: str) -> int:
+        """A new temporary file's descriptor (its folder made if missing)."""
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:
+            LocalBackend._create_folder(os.path.dirname(tmp))
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def _put_in_place(self, tmp: str, final: str, kill_stage: Optional[str]) -> None:
+        """A synced temporary file renamed to its final name, and the rename made durable."""
         os.chmod(tmp, FILE_MODE)
         if kill_stage == "synced":
             _kill_switch.fire()
-        os.rename(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except FileNotFoundError:
+            if os.path.exists(tmp):  # the pack's folder (data/xx) is missing
+                self._create_folder(os.path.dirname(final))
+                os.rename(tmp, final)
+            else:
+                raise
         if kill_stage == "renamed":
             _kill_switch.fire()
-        _fsync_dir(directory)
+        _fsync_dir(os.path.dirname(final))
+
+    @staticmethod
+    def _create_folder(directory: str) -> None:
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        _fsync_dir(os.path.dirname(directory))
 
     def remove_stale_temporary_files(self) -> int:
         """Remove what interrupted saves left: temporary files of dead processes on this
         host, and any temporary file older than STALE_TEMPORARY_SECONDS. Runs once, before
         a process's first save of anything but a lock. Returns how many were removed."""
-        folders = [self._dir(t) for t in FOLDER_TYPES if t is not FileType.PACK] + [self.path]
+        folders = [self._dir(t) for t in FOLDER_TYPES] + [self.path]  # data/ has pack files
         try:
             data = os.path.join(self.path, "data")
             folders += [e.path for e in os.scandir(data) if e.is_dir()]
@@ -212,6 +240,55 @@ class LocalBackend:
 
     def close(self) -> None:
         pass
+
+
+class LocalPackFile:
+    """A pack's temporary file in data/ (restic's listing of data/ looks only into its
+    sub-folders), appended to as the pack fills; commit() renames it to the pack's name in
+    data/xx/, abort() removes it. Not thread-safe: its writer appends in pack order."""
+
+    def __init__(self, backend: LocalBackend):
+        self._backend = backend
+        self.tmp = os.path.join(backend.path, "data", f"pack-tmp-{_HOST}-{os.getpid()}-{next(_tmp_serial)}")
+        self._fd: Optional[int] = None
+        self.size = 0
+
+    def write(self, parts) -> None:
+        if self._fd is None:
+            self._fd = LocalBackend._create(self.tmp)
+        _write_all(self._fd, parts)
+        self.size += sum(len(part) for part in parts)
+
+    def commit(self, name: str, tail) -> None:
+        """Append tail (the pack's header), sync, and name the file name: as save() would
+        have stored the whole pack, kill-switch stages included."""
+        kill_stage = _kill_switch.stage() if _kill_switch is not None else None
+        if kill_stage == "start":
+            _kill_switch.fire()
+        try:
+            self.write(tail)
+            written = getattr(tail, "written", None)
+            if written is not None:
+                written()  # as in save(): the caller may reuse the parts' memory during the fsync
+            if kill_stage == "partial":
+                _kill_switch.fire()
+            os.fsync(self._fd)
+        except BaseException:
+            self.abort()
+            raise
+        os.close(self._fd)
+        self._fd = None
+        self._backend._put_in_place(self.tmp, self._backend._file(FileType.PACK, name), kill_stage)
+
+    def abort(self) -> None:
+        """Remove the unfinished file (safe to call more than once)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass  # gone already: what remains of it is removed as stale by a later save
 
 
 def _fsync_dir(path: str) -> None:

@@ -13,7 +13,7 @@ import threading
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .. import _seal
-from ..backend.base import BackendNotFound, BackendShortRead, FileType, remote_connections
+from ..backend.base import BackendNotFound, BackendShortRead, FileType, pack_files_of, remote_connections
 from ..errors import IntegrityError, NotFound
 from ..model.ids import hash_id
 from .compression import blob_level
@@ -70,6 +70,7 @@ class BlobStore:
         if getattr(backend, "releases_written_parts", False) is True:
             uploads = max(1, uploads - 1)
         self._pack_buffers = PackBuffers(uploads + 1, pack_size + BUFFER_SLACK)
+        self._start_pack_file = pack_files_of(backend)  # data packs go to disk as they fill
         self._unqueued = 0  # closed packs whose last blobs are still being sealed
         self._all_queued = threading.Condition(self._lock)
         self._uploaders: List[threading.Thread] = []
@@ -192,7 +193,7 @@ class BlobStore:
                         return None, [(blob, None, None) for blob in todo], []
                     writer = self._packs.get(DATA)
                     if writer is None and buffer is not None:
-                        writer = self._packs[DATA] = PackWriter(self.key, buffer)
+                        writer = self._packs[DATA] = PackWriter(self.key, buffer, self._start_pack_file)
                         buffer = None
                     if writer is not None:
                         return (writer, *self._reserve_until_full(writer, todo))
@@ -267,7 +268,7 @@ class BlobStore:
                         return ()
                     writer = self._packs.get(blob_type)
                     if writer is None and (blob_type != DATA or buffer is not None):
-                        writer = self._packs[blob_type] = PackWriter(self.key, buffer)
+                        writer = self._packs[blob_type] = PackWriter(self.key, buffer, self._start_pack_file)
                         buffer = None
                     if writer is not None:
                         if sealed is not None and not writer.fits(length):  # no copy then
@@ -346,16 +347,23 @@ class BlobStore:
                 if buffer is not None:
                     self._pack_buffers.give_back(buffer)
 
+        stored = False
         try:
             if self._upload_error is not None:
                 return
             pack_id, parts, entries = writer.finish()
             if writer.buffer is not None:  # not tree packs: the cache keeps a copy of those
                 parts = PackParts(parts, release)
-            self.backend.save(FileType.PACK, pack_id, parts)
+            if writer.file is not None:  # most of it is in its file already
+                writer.file.commit(pack_id, parts)
+            else:
+                self.backend.save(FileType.PACK, pack_id, parts)
             del parts
+            stored = True
         finally:
             release()
+            if not stored:
+                writer.discard()
         with self._lock:
             self.index.add_pack(pack_id, entries)
             self._index_file.add_pack(pack_id, entries)
@@ -399,6 +407,10 @@ class BlobStore:
 
     def close(self) -> None:
         """Stop the uploaders without writing what is still open (an aborted run)."""
+        with self._lock:
+            open_packs = list(self._packs.values())
+        for writer in open_packs:
+            writer.discard()
         uploaders, self._uploaders = self._uploaders, []
         for _ in uploaders:
             self._upload_queue.put(None)

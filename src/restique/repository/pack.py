@@ -5,10 +5,11 @@ Header entries: type (0 data, 1 tree; 2 and 3 the compressed variants in format 
 sealed length (u32 LE), [uncompressed length (u32 LE) for compressed types], id (32 bytes).
 """
 import hashlib
+import mmap
 import struct
 import threading
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from ..errors import IntegrityError
 from .crypto import OVERHEAD, MasterKey
@@ -24,6 +25,9 @@ _COMPRESSED_ENTRY = struct.Struct("<BII32s")
 _HEADER_LEN = struct.Struct("<I")
 # restic reads at most this much from a pack's end when it looks for the header
 MAX_HEADER_ENTRIES = 1 << 20
+# A pack with a file (see PackWriter) is written to it in steps of this many bytes, and the
+# pages of its buffer that hold them are given back: one huge page, so that none is split
+WRITE_STEP = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,14 @@ class PackWriter:
     The pack's id (the SHA-256 of the file) is computed as blobs arrive: the savers call
     `hash_added` after `add` or `filled`, outside any store-wide lock, so hashing a pack
     overlaps with sealing the next blobs instead of being done by the uploader once the
-    pack is full. Only parts up to the first one still being sealed are hashed."""
+    pack is full. Only parts up to the first one still being sealed are hashed.
 
-    def __init__(self, key: MasterKey, buffer=None):
+    A pack in a buffer may also have a file (start_file: the backend's start_pack): the
+    hashed parts are appended to it every WRITE_STEP bytes and their pages in the buffer given
+    back, so that a pack being filled or stored holds little memory (restic writes its packs to
+    temporary files too); the pack is then stored by committing its file."""
+
+    def __init__(self, key: MasterKey, buffer=None, start_file=None):
         self._key = key
         self._parts: List = []
         self.entries: List[PackEntry] = []
@@ -69,7 +78,13 @@ class PackWriter:
         self._state = threading.Lock()  # _unfilled, _failed, _closed
         self._digest = hashlib.sha256()
         self._hashed = 0  # parts already in the digest
-        self._hash_lock = threading.Lock()
+        self._hash_lock = threading.Lock()  # also orders the writes to the file
+        self._start_file = start_file if buffer is not None else None
+        self.file = None  # the pack's file, once its first bytes are written
+        self._file_error: Optional[BaseException] = None
+        self._written = 0  # parts in the file
+        self._unwritten = 0  # bytes of hashed parts not yet in it
+        self._pages_dropped = 0  # buffer bytes whose pages were given back
 
     def __len__(self):
         return len(self.entries)
@@ -143,6 +158,8 @@ class PackWriter:
         while self._hash_lock.acquire(blocking=False):
             try:
                 self._hash_parts()
+                if self._start_file is not None and self._unwritten >= WRITE_STEP:
+                    self._write_hashed()
             finally:
                 self._hash_lock.release()
             if not self._hashable():  # a part filled while the lock was taken is left for nobody
@@ -160,18 +177,20 @@ class PackWriter:
                     end += 1
             if end == start:
                 return
-            self._hash_range(start, end)
+            update = self._digest.update
+            for view in self._views(start, end):  # neighbours in the buffer with one update:
+                update(view)  # each small file's blob on its own gave up and retook the GIL
+                self._unwritten += len(view)
             self._hashed = end
 
-    def _hash_range(self, start: int, end: int) -> None:
-        """Fold parts [start, end) into the digest: neighbours in the buffer with one update
-        (hashing each small file's blob on its own gave up and retook the GIL per blob)."""
-        parts, in_buffer, update = self._parts, self._in_buffer, self._digest.update
+    def _views(self, start: int, end: int):
+        """Parts [start, end), neighbours in the buffer as one view."""
+        parts, in_buffer = self._parts, self._in_buffer
         i = start
         while i < end:
             stop = in_buffer.get(i)
             if stop is None:
-                update(parts[i])
+                yield parts[i]
                 i += 1
                 continue
             first = stop - len(parts[i])
@@ -179,22 +198,59 @@ class PackWriter:
             while i < end and in_buffer.get(i, -1) - len(parts[i]) == stop:
                 stop = in_buffer[i]
                 i += 1
-            update(self._buffer_view[first:stop])
+            yield self._buffer_view[first:stop]
+
+    def _write_hashed(self) -> None:
+        """Append the hashed parts to the pack's file (under the hash lock) and give back the
+        buffer pages that only they used. A failure is kept for finish() to raise: the savers
+        calling hash_added must go on to queue the pack, whose upload then reports it."""
+        if self._file_error is not None:
+            return
+        start, end = self._written, self._hashed
+        try:
+            if self.file is None:
+                self.file = self._start_file()
+            self.file.write(list(self._views(start, end)))
+        except Exception as exc:
+            self._file_error = exc
+            return
+        buffer_end = 0  # where the last written part in the buffer ends
+        for i in range(start, end):
+            if i in self._in_buffer:
+                buffer_end = self._in_buffer[i]
+            else:
+                self._parts[i] = b""  # a blob with its own memory: written, it can go
+        self._written, self._unwritten = end, 0
+        drop_to = buffer_end - buffer_end % WRITE_STEP
+        if drop_to > self._pages_dropped:
+            # private anonymous pages: freed now, zeros if the buffer's next pack touches them
+            self.buffer.madvise(mmap.MADV_DONTNEED, self._pages_dropped, drop_to - self._pages_dropped)
+            self._pages_dropped = drop_to
 
     def finish(self):
-        """(pack id, the pack file as a list of byte strings, entries). The parts are not
+        """(pack id, the pack file's bytes as a list of byte strings, entries): for a pack
+        with a file, only what is not in it yet (commit the file with them). The parts are not
         joined: a pack is written with one gathered write, without a 16 MiB copy."""
         with self._state:
             if self._failed or self._unfilled:
                 raise IntegrityError("a blob of this pack could not be sealed: the pack is not stored")
+        if self._file_error is not None:
+            raise self._file_error
         header = b"".join([_encode_entry(e) for e in self.entries])
         sealed_header = self._key.seal(header)
         with self._hash_lock:
             self._parts.append(sealed_header)
             self._parts.append(_HEADER_LEN.pack(len(sealed_header)))
             self._hash_parts()
-            parts, self._parts, self._hashed = self._parts, [], 0
+            parts = self._parts[self._written:] if self.file is not None else self._parts
+            self._parts, self._hashed = [], 0
         return self._digest.hexdigest(), parts, self.entries
+
+    def discard(self) -> None:
+        """The pack will not be stored: remove its file, if it has one."""
+        with self._hash_lock:
+            if self.file is not None:
+                self.file.abort()
 
     def take_buffer(self):
         """The pack's buffer, to give back to its pool once the pack is stored (its parts are

@@ -1,0 +1,187 @@
+"""Data packs of a local repository go to a temporary file in data/ while they fill (memory
+holds only what is not written yet), and are named once complete: what a failed, aborted or
+killed run leaves is never taken for a pack, by restique or by restic."""
+import ctypes
+import errno
+import mmap
+import os
+import random
+import subprocess
+
+import pytest
+
+from conftest import run_restic, run_restique
+from restique.backend import FileType
+from restique.backend.base import pack_files_of
+from restique.backend.limiter import RateLimitedBackend
+from restique.backend.local import LocalBackend
+from restique.model.ids import hash_id
+from restique.repository import pack
+from restique.repository.blob_store import BlobStore
+from restique.repository.crypto import MasterKey
+from restique.repository.index import MasterIndex
+
+STEP = 64 * 1024
+BLOB = 40 * 1024
+
+
+@pytest.fixture(autouse=True)
+def small_steps(monkeypatch):
+    monkeypatch.setattr(pack, "WRITE_STEP", STEP)
+
+
+def _store(backend, pack_size=1024 * 1024):
+    def save_file(ftype, data):
+        name = hash_id(data)
+        backend.save(ftype, name, data)
+        return name
+
+    return BlobStore(backend, MasterKey.random(), MasterIndex(), None, save_file, pack_size=pack_size)
+
+
+def _blobs(count, seed=3):
+    rng = random.Random(seed)
+    return [rng.randbytes(BLOB) for _ in range(count)]
+
+
+def _store_all(store, blobs):
+    for data in blobs:
+        store.store("data", hash_id(data), data)
+
+
+def _pack_files(repo):
+    return [e for e in os.scandir(os.path.join(repo, "data")) if e.is_file()]
+
+
+def _packs(backend):
+    return [name for name, _ in backend.list(FileType.PACK)]
+
+
+def test_a_pack_is_written_while_it_fills_and_named_when_complete(tmp_path):
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend)
+    blobs = _blobs(9)  # 360 KiB: the 1 MiB pack stays open
+    _store_all(store, blobs)
+    (partial,) = _pack_files(backend.path)
+    assert "-tmp-" in partial.name
+    sealed = BLOB + 32  # nonce and MAC
+    assert partial.stat().st_size == 8 * sealed  # written 2 blobs (>= STEP) at a time
+    assert _packs(backend) == []  # nothing looks like a pack yet
+    store.flush()
+    assert _pack_files(backend.path) == []
+    (pack_id,) = _packs(backend)
+    raw = backend.load(FileType.PACK, pack_id)
+    assert hash_id(raw) == pack_id
+    assert [store.load("data", hash_id(b)) for b in blobs] == blobs
+
+
+def _resident_pages(mem, length):
+    """How many of the first length bytes' pages of the map mem are in memory (mincore)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = mmap.PAGESIZE
+    pages = (length + page - 1) // page
+    vec = (ctypes.c_ubyte * pages)()
+    address = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    assert libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(length), vec) == 0, ctypes.get_errno()
+    return sum(v & 1 for v in vec)
+
+
+def test_written_bytes_leave_memory(tmp_path):
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend)
+    _store_all(store, _blobs(9))
+    writer = store._packs["data"]
+    written = 8 * (BLOB + 32)
+    dropped = written - written % STEP
+    assert _resident_pages(writer.buffer, dropped) == 0
+    assert _resident_pages(writer.buffer, written + BLOB) > 0  # the unwritten blob is still there
+    store.flush()
+
+
+def test_full_packs_are_stored_from_their_files(tmp_path):
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend, pack_size=256 * 1024)
+    blobs = _blobs(40)
+    _store_all(store, blobs)
+    store.flush()
+    assert len(_packs(backend)) >= 5 and _pack_files(backend.path) == []
+    for name in _packs(backend):
+        assert hash_id(backend.load(FileType.PACK, name)) == name
+    assert [store.load("data", hash_id(b)) for b in blobs] == blobs
+
+
+class FullDisk(LocalBackend):
+    """A local disk that fills up while a pack's file is written."""
+
+    def start_pack(self):
+        pack_file = super().start_pack()
+        write = pack_file.write
+        writes = []
+
+        def failing_write(parts):
+            writes.append(1)
+            if len(writes) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            write(parts)
+
+        pack_file.write = failing_write
+        return pack_file
+
+
+def test_a_failed_pack_file_fails_the_run_and_leaves_nothing(tmp_path):
+    backend = FullDisk(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend)
+    _store_all(store, _blobs(10))
+    with pytest.raises(OSError) as failed:
+        store.flush()
+    assert failed.value.errno == errno.ENOSPC
+    assert _pack_files(backend.path) == [] and _packs(backend) == []
+    assert list(backend.list(FileType.INDEX)) == []  # no index names a pack that is not there
+
+
+def test_an_aborted_run_removes_its_open_pack_file(tmp_path):
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend)
+    _store_all(store, _blobs(10))
+    assert _pack_files(backend.path)
+    store.close()
+    assert _pack_files(backend.path) == [] and _packs(backend) == []
+
+
+def test_a_dead_process_pack_file_is_removed_and_never_listed(tmp_path):
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    proc = subprocess.Popen(["true"])  # a pid that has just ended
+    proc.wait()
+    stale = os.path.join(backend.path, "data", f"pack-tmp-{os.uname().nodename}-{proc.pid}-0")
+    with open(stale, "wb") as f:
+        f.write(b"half a pack")
+    assert _packs(backend) == []
+    backend.save(FileType.SNAPSHOT, "ab" * 32, b"{}")
+    assert not os.path.exists(stale)
+
+
+def test_restic_ignores_a_pack_file_being_written(tmp_path):
+    repo, source = tmp_path / "repo", tmp_path / "src"
+    source.mkdir()
+    (source / "file").write_bytes(os.urandom(3 * 1024 * 1024))
+    run_restique(repo, "init")
+    run_restique(repo, "backup", source)
+    live = repo / "data" / f"pack-tmp-{os.uname().nodename}-{os.getpid()}-0"
+    live.write_bytes(os.urandom(1000))
+    listed = run_restic(repo, "list", "packs").stdout.split()
+    assert listed and all(len(name) == 64 for name in listed)
+    assert b"no errors were found" in run_restic(repo, "check").stdout
+    assert b"no errors were found" in run_restique(repo, "check").stdout
+
+
+def test_rate_limited_packs_go_through_save():
+    """--limit-upload meters what save() sends: packs must not bypass it through a file."""
+    local = LocalBackend("/nonexistent")
+    assert pack_files_of(local) is not None
+    assert pack_files_of(RateLimitedBackend(local, upload_kib=100)) is None
