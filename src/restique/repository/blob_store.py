@@ -182,22 +182,39 @@ class BlobStore:
         (no writer). A pack is started with a buffer from the pool, waited for outside the lock.
         Blobs are sealed before the next pack's buffer is waited for: a saver waiting for a
         buffer while it holds a closed pack unsealed could wait for the buffer that pack holds."""
+        def step(open_pack):
+            nonlocal todo
+            todo = self._unknown(todo)
+            if self.dry_run or not todo:
+                self._pending.update(((DATA, blob.id), True) for blob in todo)
+                return None, [(blob, None, None) for blob in todo], []
+            writer = open_pack()
+            return _NO_PACK if writer is None else (writer, *self._reserve_until_full(writer, todo))
+
+        return self._with_open_pack(DATA, step)
+
+    def _with_open_pack(self, blob_type: str, step):
+        """step(open_pack) under the lock, until it returns something else than _NO_PACK:
+        open_pack() is the open pack of blob_type, or None when there is none and a data pack
+        waits for a buffer from the pool (taken outside the lock: uploads give them back)."""
         buffer = None
+
+        def open_pack() -> Optional[PackWriter]:
+            nonlocal buffer
+            writer = self._packs.get(blob_type)
+            if writer is None and (blob_type != DATA or buffer is not None):
+                writer = self._packs[blob_type] = PackWriter(self.key, buffer, self._start_pack_file)
+                buffer = None
+            return writer
+
         try:
             while True:
                 with self._lock:
                     self._raise_upload_error()
-                    todo = self._unknown(todo)
-                    if self.dry_run or not todo:
-                        self._pending.update(((DATA, blob.id), True) for blob in todo)
-                        return None, [(blob, None, None) for blob in todo], []
-                    writer = self._packs.get(DATA)
-                    if writer is None and buffer is not None:
-                        writer = self._packs[DATA] = PackWriter(self.key, buffer, self._start_pack_file)
-                        buffer = None
-                    if writer is not None:
-                        return (writer, *self._reserve_until_full(writer, todo))
-                buffer = self._pack_buffers.take()  # outside the lock: uploads give them back
+                    result = step(open_pack)
+                    if result is not _NO_PACK:
+                        return result
+                buffer = self._pack_buffers.take()
         finally:
             if buffer is not None:  # another saver started the pack meanwhile
                 self._pack_buffers.give_back(buffer)
@@ -256,42 +273,34 @@ class BlobStore:
         """Take the blob's place in the open pack of its type: None when it is known already;
         else (writer, part index, region to write it into, or None when sealed was added as
         is). A data pack is started with a buffer from the pool, waited for outside the lock."""
-        buffer = None
-        try:
-            while True:
-                with self._lock:
-                    self._raise_upload_error()
-                    if self.known(blob_type, blob_id):
-                        return None
-                    if self.dry_run:
-                        self._pending[(blob_type, blob_id)] = True
-                        return ()
-                    writer = self._packs.get(blob_type)
-                    if writer is None and (blob_type != DATA or buffer is not None):
-                        writer = self._packs[blob_type] = PackWriter(self.key, buffer, self._start_pack_file)
-                        buffer = None
-                    if writer is not None:
-                        if sealed is not None and not writer.fits(length):  # no copy then
-                            index, region = len(writer), None
-                            writer.add(blob_type, blob_id, sealed, ulen)
-                        else:
-                            index, region = writer.reserve(blob_type, blob_id, length, ulen)
-                        self._pending[(blob_type, blob_id)] = True
-                        if writer.size >= self.pack_size:
-                            del self._packs[blob_type]
-                            self._unqueued += 1
-                            if writer.close():  # nothing being sealed into it: queue it now
-                                self._unqueued -= 1
-                                ready = writer
-                            else:
-                                ready = None
-                        else:
-                            ready = None
-                        break
-                buffer = self._pack_buffers.take()  # outside the lock: uploads give them back
-        finally:
-            if buffer is not None:  # another saver started the pack meanwhile
-                self._pack_buffers.give_back(buffer)
+        def step(open_pack):
+            if self.known(blob_type, blob_id):
+                return None
+            if self.dry_run:
+                self._pending[(blob_type, blob_id)] = True
+                return ()
+            writer = open_pack()
+            if writer is None:
+                return _NO_PACK
+            if sealed is not None and not writer.fits(length):  # no copy then
+                index, region = len(writer), None
+                writer.add(blob_type, blob_id, sealed, ulen)
+            else:
+                index, region = writer.reserve(blob_type, blob_id, length, ulen)
+            self._pending[(blob_type, blob_id)] = True
+            ready = None
+            if writer.size >= self.pack_size:
+                del self._packs[blob_type]
+                self._unqueued += 1
+                if writer.close():  # nothing being sealed into it: queue it now
+                    self._unqueued -= 1
+                    ready = writer
+            return writer, index, region, ready
+
+        placed = self._with_open_pack(blob_type, step)
+        if not placed:
+            return placed
+        writer, index, region, ready = placed
         if ready is not None:
             self._queue_pack(ready)  # outside the lock: may wait for an uploader
         return writer, index, region
@@ -442,6 +451,9 @@ class BlobStore:
         if hash_id(plain) != blob_id:
             raise IntegrityError(f"blob {blob_id} is damaged: its content does not match its id")
         return plain
+
+
+_NO_PACK = object()  # what a step of _with_open_pack returns to wait for a pack buffer
 
 
 class _BatchBlob(NamedTuple):

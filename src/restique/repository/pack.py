@@ -132,10 +132,7 @@ class PackWriter:
     def filled(self, index: int, ok: bool = True) -> bool:
         """A reserved part is written (or, not ok, could not be: the pack is never stored).
         True when the pack was closed and this was its last part: the caller queues it."""
-        with self._state:
-            self._unfilled.discard(index)
-            self._failed = self._failed or not ok
-            return self._closed and not self._unfilled
+        return self.filled_all((index,), ok)
 
     def filled_all(self, indexes, ok: bool = True) -> bool:
         """filled() for many reserved parts at once (not ok: one of them could not be written)."""
