@@ -26,6 +26,7 @@ from restique.backend import (
     register_scheme,
 )
 from restique.backend import location as locations
+from restique.backend import parts
 from restique.backend.local import LocalBackend
 from restique.backend.memory import MemoryBackend
 from restique.errors import AlreadyExists, IntegrityError, RepositoryNotFound, RestiqueError, UsageError
@@ -117,6 +118,17 @@ def test_save_and_load_whole(be, ftype):
     assert be.load(ftype, name2) == b"first part second part third"
     empty = store(be, ftype, b"")
     assert be.load(ftype, empty) == b""
+
+
+def test_save_from_a_file(be, tmp_path, monkeypatch):
+    """A pack sent from its temporary file (parts.FileBody), read piece by piece as it goes."""
+    monkeypatch.setattr(parts, "FILE_PIECE", 1000)
+    data = random.Random(4).randbytes(5500)
+    with open(tmp_path / "pack-file", "w+b") as f:
+        f.write(b"before" + data + b"after")
+        f.flush()
+        be.save(FileType.PACK, hex_name(data), parts.FileBody(f.fileno(), len(data), offset=6))
+    assert be.load(FileType.PACK, hex_name(data)) == data
 
 
 def test_load_ranges(be):

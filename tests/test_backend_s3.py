@@ -15,6 +15,7 @@ from conftest import run_restic, run_restique
 from servers import S3_KEY_ID as KEY_ID, S3_SECRET as SECRET, s3_environment, start_moto, start_seaweedfs
 from restique.backend.base import FileType
 from restique.backend.options import BackendOptions
+from restique.backend.parts import FileBody
 from restique.backend.s3 import S3Location, open_s3, parse_location
 from restique.errors import UsageError
 
@@ -114,6 +115,19 @@ def test_init_creates_the_bucket_and_large_packs_go_in_parts(moto):
     head = be.client.request("HEAD", be._key(FileType.PACK, name)).headers
     assert int(head["Content-Length"]) == len(data) and "-" in head["ETag"], "a multipart ETag"
     assert be.load(FileType.PACK, name, 65 << 20, 10) == data[65 << 20:(65 << 20) + 10]
+
+
+def test_a_large_pack_goes_in_parts_from_its_file(moto, tmp_path):
+    be = open_s3(moto.url(f"newbucket{next(_numbers)}/repo"))
+    be.create()
+    data = os.urandom(70 << 20)
+    with open(tmp_path / "pack-file", "w+b") as f:
+        f.write(data)
+        f.flush()
+        be.save(FileType.PACK, "ab" * 32, FileBody(f.fileno(), len(data)))
+    head = be.client.request("HEAD", be._key(FileType.PACK, "ab" * 32)).headers
+    assert int(head["Content-Length"]) == len(data) and "-" in head["ETag"], "a multipart ETag"
+    assert be.load(FileType.PACK, "ab" * 32) == data
 
 
 # --------------------------------------------------------------------------------------------

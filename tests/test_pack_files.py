@@ -15,6 +15,9 @@ from restique.backend import FileType
 from restique.backend.base import pack_files_of
 from restique.backend.limiter import RateLimitedBackend
 from restique.backend.local import LocalBackend
+from restique.backend.memory import MemoryBackend
+from restique.backend.parts import FileBody
+from restique.backend.temp_pack_file import TempPackFile
 from restique.model.ids import hash_id
 from restique.repository import pack
 from restique.repository.blob_store import BlobStore
@@ -185,3 +188,44 @@ def test_rate_limited_packs_go_through_save():
     local = LocalBackend("/nonexistent")
     assert pack_files_of(local) is not None
     assert pack_files_of(RateLimitedBackend(local, upload_kib=100)) is None
+
+
+class RemoteStorage(MemoryBackend):
+    """Storage reached over connections: what its save() was given is recorded."""
+
+    connections = 2
+
+    def __init__(self):
+        super().__init__()
+        self.pack_bodies = []
+
+    def save(self, ftype, name, data):
+        if ftype is FileType.PACK:
+            self.pack_bodies.append(type(data))
+        super().save(ftype, name, data)
+
+
+def test_a_remote_pack_is_kept_in_a_temporary_file_and_sent_from_it():
+    backend = RemoteStorage()
+    store = _store(backend, pack_size=256 * 1024)
+    blobs = _blobs(20)
+    _store_all(store, blobs)
+    store.flush()
+    assert backend.pack_bodies and set(backend.pack_bodies) == {FileBody}
+    assert [store.load("data", hash_id(b)) for b in blobs] == blobs
+
+
+def test_a_temporary_pack_file_is_gone_once_sent_or_dropped():
+    backend = RemoteStorage()
+    for finish in ("commit", "abort"):
+        pack_file = TempPackFile(backend)
+        pack_file.write([b"blob one", b"blob two"])
+        fd = pack_file._file.fileno()
+        if finish == "commit":
+            pack_file.commit("cd" * 32, [b"header"])
+            assert backend.load(FileType.PACK, "cd" * 32) == b"blob oneblob twoheader"
+        else:
+            pack_file.abort()
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed: an unnamed temporary file is gone with its descriptor
+

@@ -137,8 +137,9 @@ class Backend(Protocol):
         """Lay out a new, empty repository; AlreadyExists if a config is there."""
 
     def save(self, ftype: FileType, name: str, data) -> None:
-        """Store a whole file atomically: readers see all of it or nothing. data is bytes
-        or a list of byte strings to be stored one after the other."""
+        """Store a whole file atomically: readers see all of it or nothing. data is bytes,
+        a list of byte strings to be stored one after the other, or a parts.FileBody (a file
+        on disk, read as it is sent)."""
 
     def load(self, ftype: FileType, name: str, offset: int = 0, length: Optional[int] = None) -> bytes:
         """A file's bytes, or length bytes of it from offset. BackendNotFound, BackendShortRead."""

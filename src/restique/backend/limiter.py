@@ -9,6 +9,7 @@ import time
 from typing import Iterator, Optional, Tuple
 
 from .base import FileType
+from .parts import byte_size
 
 
 class TokenBucket:
@@ -29,12 +30,6 @@ class TokenBucket:
             time.sleep(wait)
 
 
-def _size(data) -> int:
-    if isinstance(data, (list, tuple)):
-        return sum(len(memoryview(part).cast("B")) for part in data)
-    return len(memoryview(data).cast("B"))
-
-
 class RateLimitedBackend:
     """Wraps a backend; limits are in KiB/s, 0 for none. Other attributes are the backend's."""
 
@@ -51,7 +46,7 @@ class RateLimitedBackend:
 
     def save(self, ftype: FileType, name: str, data) -> None:
         if self.upload is not None:
-            self.upload.take(_size(data))  # before sending: the upload itself then runs at full speed
+            self.upload.take(byte_size(data))  # before sending: the upload itself then runs at full speed
         self.backend.save(ftype, name, data)
 
     def load(self, ftype: FileType, name: str, offset: int = 0, length: Optional[int] = None) -> bytes:

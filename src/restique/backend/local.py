@@ -10,6 +10,7 @@ from typing import Iterator, Optional, Tuple
 
 from ..errors import AlreadyExists, RestiqueError
 from .base import FOLDER_TYPES, BackendNotFound, BackendShortRead, FileType, check_range, not_found
+from .parts import FileBody, byte_size, write_parts
 
 DIR_MODE = 0o700
 FILE_MODE = 0o400  # restic makes repository files read-only
@@ -29,26 +30,6 @@ def _translated(exc: OSError) -> OSError:
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
         return BackendNotFound(exc.errno, exc.strerror, exc.filename)
     return exc
-
-
-def _write_all(fd: int, data) -> None:
-    """Write bytes, or a list of byte strings with gathered writes."""
-    if isinstance(data, (list, tuple)):
-        pending = list(data)
-        while pending:
-            batch = pending[:1024]  # IOV_MAX
-            written = os.writev(fd, batch)
-            done = 0
-            while done < len(batch) and written >= len(batch[done]):
-                written -= len(batch[done])
-                done += 1
-            del pending[:done]
-            if written:  # a short write ended inside a part
-                pending[0] = memoryview(pending[0])[written:]
-        return
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 class LocalBackend:
@@ -105,9 +86,9 @@ class LocalBackend:
         fd = self._create(tmp)
         try:
             if kill_stage == "partial":
-                _write_all(fd, _first_half(data))
+                write_parts(fd, _first_half(data))
                 _kill_switch.fire()
-            _write_all(fd, data)
+            write_parts(fd, data)
             written = getattr(data, "written", None)
             if written is not None:
                 written()  # the caller may reuse the parts' memory during the fsync
@@ -256,8 +237,8 @@ class LocalPackFile:
     def write(self, parts) -> None:
         if self._fd is None:
             self._fd = LocalBackend._create(self.tmp)
-        _write_all(self._fd, parts)
-        self.size += sum(len(part) for part in parts)
+        write_parts(self._fd, parts)
+        self.size += byte_size(parts)
 
     def commit(self, name: str, tail) -> None:
         """Append tail (the pack's header), sync, and name the file name: as save() would
@@ -341,7 +322,7 @@ class _KillSwitch:
 
 
 def _first_half(data) -> bytes:
-    whole = b"".join(data) if isinstance(data, (list, tuple)) else bytes(data)
+    whole = b"".join(data) if isinstance(data, (list, tuple, FileBody)) else bytes(data)
     return whole[: len(whole) // 2]
 
 

@@ -5,6 +5,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 from ..errors import AlreadyExists
 from .base import BackendFileExists, BackendShortRead, FileType, check_range, not_found
+from .parts import FileBody
 
 
 class MemoryBackend:
@@ -30,7 +31,7 @@ class MemoryBackend:
 
     def save(self, ftype: FileType, name: str, data) -> None:
         # joined before taking the lock: a failing part leaves nothing behind
-        content = b"".join(data) if isinstance(data, (list, tuple)) else bytes(data)
+        content = b"".join(data) if isinstance(data, (list, tuple, FileBody)) else bytes(data)
         key = self._key(ftype, name)
         with self._lock:
             if key in self._files:

@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import urllib3
 
 from .http_pool import STUCK_TIMEOUT, connection_pool
-from .parts import PartsBody, as_parts
+from .parts import FileBody, PartsBody, as_parts
 from .s3_credentials import Credentials
 from .s3_signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, canonical_query, quote_path
 
@@ -129,7 +129,7 @@ class S3Client:
         upload = _document(self.request("POST", key, {"uploads": ""}, headers)).findtext("{*}UploadId")
         if not upload:
             raise S3Error(200, "InvalidResponse", "the store started a multipart upload without naming it")
-        pieces = _split(as_parts(data), part_size)
+        pieces = data.pieces(part_size) if isinstance(data, FileBody) else _split(as_parts(data), part_size)
 
         def send(number: int) -> str:
             answer = self.request("PUT", key, {"partNumber": str(number), "uploadId": upload},

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from ..errors import AlreadyExists, UsageError
 from .base import FOLDER_TYPES, BackendError, BackendNotFound, BackendShortRead, FileType, check_range
 from .options import BackendOptions, Option, positive_int
+from .parts import FileBody
 from .sftp_protocol import ProtocolError
 from .sftp_session import SessionLost, SshSession
 
@@ -190,7 +191,7 @@ class SftpBackend:
     def save(self, ftype: FileType, name: str, data) -> None:
         final = self._file(ftype, name)
         temp = f"{final}{TEMP_MARK}{secrets.token_hex(16)}"
-        parts = data if isinstance(data, (list, tuple)) else [data]
+        parts = data if isinstance(data, (list, tuple, FileBody)) else [data]
         with self._client(temp) as sftp:
             try:
                 handle = sftp.open_handle(temp, NEW_FILE)

@@ -7,6 +7,7 @@ import time
 from typing import Callable, List, NamedTuple, Optional
 
 from ..backend.cache import CachedBackend
+from ..backend.parts import FileBody
 from ..backend.cache_dir import (MAX_AGE_DAYS, CacheDir, default_base, folder_size, is_old,
                                  list_cache_dirs, old_cache_dirs, remove_cache_dirs)
 
@@ -73,11 +74,14 @@ class TreePacks:
     def _header_has_trees(self, data) -> bool:
         from ..repository.pack import TREE, header_length_from_tail, parse_header
 
-        pieces = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
-        size = sum(len(p) for p in pieces)
+        if isinstance(data, FileBody):  # a pack in a file: only its end is read
+            tail, size = data.tail, len(data)
+        else:
+            pieces = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+            tail, size = (lambda n: _tail(pieces, n)), sum(len(p) for p in pieces)
         try:
-            header_length = header_length_from_tail(_tail(pieces, 4), size)
-            sealed = _tail(pieces, header_length + 4)[:header_length]
+            header_length = header_length_from_tail(tail(4), size)
+            sealed = tail(header_length + 4)[:header_length]
             return any(e.type == TREE for e in parse_header(self.repo.key, sealed, size))
         except Exception:  # noqa: BLE001 - an unreadable pack is simply not cached
             return False

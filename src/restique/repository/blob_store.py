@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .. import _seal
 from ..backend.base import BackendNotFound, BackendShortRead, FileType, pack_files_of, remote_connections
+from ..backend.temp_pack_file import temporary_pack_files
 from ..errors import IntegrityError, NotFound
 from ..model.ids import hash_id
 from .compression import blob_level
@@ -25,8 +26,9 @@ from .pack_buffers import PackBuffers
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 MIN_PACK_SIZE = 4 * 1024 * 1024
 MAX_PACK_SIZE = 128 * 1024 * 1024
-# full packs a remote backup holds in memory at once (queued or being written): restic keeps
-# its packs in temporary files; 3 packs of 16 MiB keep 3 connections busy, enough on loopback
+# full packs a remote backup holds at once (queued or being sent), in bytes: 3 packs of 16 MiB
+# keep 3 connections busy, enough on loopback. Data packs wait in temporary files (as restic's
+# do: see temp_pack_file), tree packs and packs of the in-memory backend in memory.
 UPLOAD_MEMORY = 48 * 1024 * 1024
 # packs a local repository stores at once: each upload ends in an fsync that waits on the
 # disk, so a second one writes (a kernel copy of 16 MiB) while the first waits (restic's
@@ -70,7 +72,10 @@ class BlobStore:
         if getattr(backend, "releases_written_parts", False) is True:
             uploads = max(1, uploads - 1)
         self._pack_buffers = PackBuffers(uploads + 1, pack_size + BUFFER_SLACK)
-        self._start_pack_file = pack_files_of(backend)  # data packs go to disk as they fill
+        # data packs go to disk as they fill: into the repository's data/ on a local disk,
+        # else into temporary files, sent from there (not the in-memory backend of tests)
+        self._start_pack_file = pack_files_of(backend) or (
+            temporary_pack_files(backend) if remote_connections(backend) else None)
         self._unqueued = 0  # closed packs whose last blobs are still being sealed
         self._all_queued = threading.Condition(self._lock)
         self._uploaders: List[threading.Thread] = []
