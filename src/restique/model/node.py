@@ -242,6 +242,8 @@ def encode_node(n: Node) -> str:
     """gojson.dumps(n.to_json()), written directly: a backup encodes every node of the tree,
     and building the text is several times cheaper than building a dict and serialising it.
     Nodes with rarely used fields take the general path."""
+    if type(n) is EncodedNode and n.text is not None:
+        return n.text
     linktarget = n.linktarget
     if n.xattrs or n.generic_attributes or n.error or linktarget and not linktarget.isascii():
         return gojson.dumps(n.to_json())
@@ -393,3 +395,21 @@ class LazyNode(Node):
 def decode_tree_lazy(raw: bytes) -> List[Node]:
     """decode_tree with LazyNode entries (a damaged node fails when its fields are used)."""
     return decode_entries(raw, LazyNode.wrap)
+
+
+class EncodedNode(LazyNode):
+    """A LazyNode whose tree entry text is known: an entry of the parent snapshot's tree that
+    is unchanged, written again as it was (the caller vouches that encode_node would write
+    the same text). Setting a field drops the text."""
+
+    __slots__ = ("text",)
+
+    @classmethod
+    def of(cls, obj: dict, text: str) -> "EncodedNode":
+        node = cls.wrap(obj)
+        _set_slot(node, "text", text)
+        return node
+
+    def __setattr__(self, field: str, value) -> None:
+        _set_slot(self, "text", None)
+        LazyNode.__setattr__(self, field, value)

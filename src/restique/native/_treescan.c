@@ -22,6 +22,15 @@
  * a directory whose subtree is the null id.
  *
  * The text is scanned without the GIL (positions only); the result objects are built after.
+ *
+ * entry_texts(raw) -> None | {name: text}
+ *
+ *   the JSON text of each tree entry, by name, when the whole tree is written exactly as
+ *   model/node.py's encoder writes it (fields in its order, zero values left out, no
+ *   whitespace, strings of printable ASCII that neither encoder escapes, integers in plain
+ *   decimal, names in strictly ascending byte order, and for each type only the fields its
+ *   node can have); None for any other tree. An unchanged entry's text can then be written
+ *   again as it is: the encoder would write those same bytes for the same field values.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -87,6 +96,8 @@ static int is_any_hex(unsigned char c) { return is_hex(c) || (c >= 'A' && c <= '
 
 /* bytes that end the plain run of a JSON string: the quote, the backslash, control bytes */
 static unsigned char string_special[256];
+/* bytes a string holds unchanged through both JSON encoders (Go's and model/gojson.py's) */
+static unsigned char plain_char[256];
 
 static void init_tables(void) {
     for (int c = 0; c < 0x20; c++)
@@ -96,6 +107,9 @@ static void init_tables(void) {
         hex_digit[c] = 1;
     for (int c = 'a'; c <= 'f'; c++)
         hex_digit[c] = 1;
+    for (int c = 0x20; c < 0x7f; c++)
+        plain_char[c] = 1;
+    plain_char['"'] = plain_char['\\'] = plain_char['<'] = plain_char['>'] = plain_char['&'] = 0;
 }
 
 /* A string starting at s->p ('"'); on success start and len give its raw bytes and *escaped
@@ -616,10 +630,234 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* --- entry_texts: the canonical text of each entry --- */
+
+/* a string of plain bytes only; its bytes in *start, *len */
+static int plain_string(struct scan *s, const unsigned char **start, size_t *len) {
+    if (s->p >= s->end || *s->p != '"')
+        return -1;
+    const unsigned char *q = s->p + 1;
+    while (q < s->end && plain_char[*q])
+        q++;
+    if (q >= s->end || *q != '"')
+        return -1;
+    *start = s->p + 1;
+    *len = (size_t)(q - *start);
+    s->p = q + 1;
+    return 0;
+}
+
+static int plain_nonempty_string(struct scan *s) {
+    const unsigned char *start;
+    size_t len;
+    return plain_string(s, &start, &len) < 0 || len == 0 ? -1 : 0;
+}
+
+/* an integer as the encoders write it: decimal digits without a leading zero (nonzero: not 0
+ * either, the encoders leave such a field out) */
+static int plain_uint(struct scan *s, int nonzero) {
+    const unsigned char *q = s->p;
+    if (q >= s->end || *q < '0' || *q > '9' || (*q == '0' && nonzero))
+        return -1;
+    if (*q == '0')
+        q++;
+    else
+        while (q < s->end && *q >= '0' && *q <= '9')
+            q++;
+    if (q - s->p > 20)
+        return -1;
+    s->p = q;
+    return 0;
+}
+
+/* whether the text goes on with key (written with its comma, quotes and colon); skipped if so */
+#define has_key(s, key) has_key_n(s, key, sizeof(key) - 1)
+
+static int has_key_n(struct scan *s, const char *key, size_t n) {
+    return literal_n(s, key, n) == 0;
+}
+
+static int is_type(const unsigned char *type, size_t len, const char *name) {
+    return len == strlen(name) && memcmp(type, name, len) == 0;
+}
+
+/* which of content list, link target, device and subtree a node of this type has when
+ * encoded: 1 has it, 0 has not (content: 1 a list, 0 null); -1: not a type written here */
+static int type_fields(const unsigned char *type, size_t len, int *list, int *link, int *device, int *subtree) {
+    *list = *link = *device = *subtree = 0;
+    if (is_type(type, len, "file"))
+        *list = 1;
+    else if (is_type(type, len, "dir"))
+        *subtree = 1;
+    else if (is_type(type, len, "symlink"))
+        *link = 1;
+    else if (is_type(type, len, "dev") || is_type(type, len, "chardev"))
+        *device = 1;
+    else if (!is_type(type, len, "fifo") && !is_type(type, len, "socket"))
+        return -1;
+    return 0;
+}
+
+/* one entry in the encoder's exact form; its name in *name, *name_len */
+static int canonical_node(struct scan *s, const unsigned char **name, size_t *name_len) {
+    const unsigned char *type, *text;
+    size_t type_len, len;
+    if (literal(s, "{\"name\":") < 0 || plain_string(s, name, name_len) < 0 || *name_len == 0 ||
+        literal(s, ",\"type\":") < 0 || plain_string(s, &type, &type_len) < 0)
+        return -1;
+    if (has_key(s, ",\"mode\":") && plain_uint(s, 1) < 0)
+        return -1;
+    if (literal(s, ",\"mtime\":") < 0 || plain_string(s, &text, &len) < 0 || literal(s, ",\"atime\":") < 0 ||
+        plain_string(s, &text, &len) < 0 || literal(s, ",\"ctime\":") < 0 || plain_string(s, &text, &len) < 0 ||
+        literal(s, ",\"uid\":") < 0 || plain_uint(s, 0) < 0 || literal(s, ",\"gid\":") < 0 || plain_uint(s, 0) < 0)
+        return -1;
+    if ((has_key(s, ",\"user\":") && plain_nonempty_string(s) < 0) ||
+        (has_key(s, ",\"group\":") && plain_nonempty_string(s) < 0) ||
+        (has_key(s, ",\"inode\":") && plain_uint(s, 1) < 0) ||
+        (has_key(s, ",\"device_id\":") && plain_uint(s, 1) < 0) ||
+        (has_key(s, ",\"size\":") && plain_uint(s, 1) < 0) || (has_key(s, ",\"links\":") && plain_uint(s, 1) < 0))
+        return -1;
+    int has_link = has_key(s, ",\"linktarget\":");
+    if (has_link && plain_nonempty_string(s) < 0)
+        return -1;
+    int has_device = has_key(s, ",\"device\":");
+    if (has_device && plain_uint(s, 1) < 0)
+        return -1;
+    if (literal(s, ",\"content\":") < 0)
+        return -1;
+    int has_list = !has_key(s, "null");
+    if (has_list && !has_key(s, "[]")) {
+        if (literal(s, "[") < 0)
+            return -1;
+        do {
+            if (plain_string(s, &text, &len) < 0)
+                return -1;
+        } while (has_key(s, ","));
+        if (literal(s, "]") < 0)
+            return -1;
+    }
+    int has_subtree = has_key(s, ",\"subtree\":");
+    if ((has_subtree && plain_nonempty_string(s) < 0) || literal(s, "}") < 0)
+        return -1;
+    int list, link, device, subtree;
+    if (type_fields(type, type_len, &list, &link, &device, &subtree) < 0 || has_list != list ||
+        has_subtree != subtree || (has_link && !link) || (has_device && !device))
+        return -1;
+    return 0;
+}
+
+struct span {
+    const unsigned char *name;
+    size_t name_len;
+    const unsigned char *start;
+    size_t len;
+};
+
+/* the spans of all entries of a canonical tree; -1 for any other tree */
+static int canonical_tree(struct scan *s, struct span **spans, size_t *count) {
+    size_t cap = 0;
+    *spans = NULL;
+    *count = 0;
+    if (literal(s, "{\"nodes\":[") < 0)
+        return -1;
+    if (!has_key(s, "]")) {
+        do {
+            struct span sp;
+            sp.start = s->p;
+            if (canonical_node(s, &sp.name, &sp.name_len) < 0)
+                return -1;
+            sp.len = (size_t)(s->p - sp.start);
+            if (*count) {
+                struct span *prev = &(*spans)[*count - 1];
+                size_t n = sp.name_len < prev->name_len ? sp.name_len : prev->name_len;
+                int c = memcmp(sp.name, prev->name, n);
+                if (c < 0 || (c == 0 && sp.name_len <= prev->name_len))
+                    return -1;
+            }
+            if (*count == cap) {
+                cap = cap ? cap * 2 : 64;
+                struct span *n = realloc(*spans, cap * sizeof(*n));
+                if (!n) {
+                    s->failed = 1;
+                    return -1;
+                }
+                *spans = n;
+            }
+            (*spans)[(*count)++] = sp;
+        } while (has_key(s, ","));
+        if (literal(s, "]") < 0)
+            return -1;
+    }
+    if (literal(s, "}") < 0)
+        return -1;
+    has_key(s, "\n");
+    return s->p == s->end ? 0 : -1;
+}
+
+static PyObject *ascii_text(const unsigned char *p, size_t len) {
+    PyObject *o = PyUnicode_New((Py_ssize_t)len, 127);
+    if (o)
+        memcpy(PyUnicode_DATA(o), p, len);
+    return o;
+}
+
+/* A folder's tree takes microseconds: letting other threads in for that only makes the walk
+ * wait for the GIL to come back (up to the switch interval) */
+#define KEEP_GIL_BELOW (256 * 1024)
+
+static PyObject *entry_texts(PyObject *self, PyObject *args) {
+    Py_buffer raw;
+    if (!PyArg_ParseTuple(args, "y*:entry_texts", &raw))
+        return NULL;
+    struct scan s;
+    memset(&s, 0, sizeof(s));
+    s.base = s.p = (const unsigned char *)raw.buf;
+    s.end = s.p + raw.len;
+    struct span *spans;
+    size_t count;
+    int rc;
+    if (raw.len < KEEP_GIL_BELOW) {
+        rc = canonical_tree(&s, &spans, &count);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        rc = canonical_tree(&s, &spans, &count);
+        Py_END_ALLOW_THREADS
+    }
+    PyObject *result = NULL;
+    if (s.failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (rc < 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (!(result = PyDict_New()))
+        goto done;
+    for (size_t i = 0; i < count; i++) {
+        PyObject *name = ascii_text(spans[i].name, spans[i].name_len);
+        PyObject *text = name ? ascii_text(spans[i].start, spans[i].len) : NULL;
+        int bad = !text || PyDict_SetItem(result, name, text) < 0;
+        Py_XDECREF(name);
+        Py_XDECREF(text);
+        if (bad) {
+            Py_CLEAR(result);
+            goto done;
+        }
+    }
+done:
+    free(spans);
+    PyBuffer_Release(&raw);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(raw, ordered=False, complete=False) -> None | (subtrees, contents, count, size, parts): the references "
      "and sizes of a tree blob's plain JSON, None for anything the JSON decoder should decide."},
+    {"entry_texts", entry_texts, METH_VARARGS,
+     "entry_texts(raw) -> None | {name: text}: the JSON text of each entry of a tree written exactly as the "
+     "encoder writes it, None for any other tree."},
     {NULL, NULL, 0, NULL},
 };
 

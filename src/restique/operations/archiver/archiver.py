@@ -2,7 +2,9 @@
 `--read-concurrency` threads, and a directory's tree blob is written as soon as all its
 entries are done (by whichever thread finishes the last one). Unchanged files (same type,
 size, mtime, ctime and inode as in the parent snapshot, all blobs present) keep the
-parent's content list without being read.
+parent's content list without being read. In a directory that changed, an entry whose every
+field equals what the parent recorded is written again as the parent's tree wrote it, when
+that tree is in the encoder's own form (parent.entry_texts): no node is built or encoded.
 
 The stages: this module walks and decides what each entry needs; file_reader.py reads a
 changed file, small_files.py reads small files in batches, file_saver.py chunks and saves
@@ -19,13 +21,13 @@ from typing import Callable, Dict, List, Optional
 
 from ...errors import RestiqueError
 from ...model.gotime import GoTime
-from ...model.node import Node
+from ...model.node import EncodedNode, Node
 from ...repository.chunker import MIN_SIZE, Chunker
 from ..fs_metadata import node_from_fields, read_xattrs
 from .dir_scan import DirScans
 from .file_reader import FileReader, PendingFile
 from .file_saver import FileSaver
-from .parent import ParentTrees
+from .parent import ParentTrees, entry_texts
 from .progress import BackupProgress, ItemResult, item_action, report_error
 from .reuse import TreeReuse
 from .small_files import SmallFileBatches
@@ -34,6 +36,7 @@ from .tasks import Completion, Gate, WorkerPool, finished
 from .tree_saver import DirJob, TreeSaver
 
 MAX_QUEUED_FILES = 2048
+_UNCHANGED = ItemResult("unchanged")
 
 
 @dataclass
@@ -168,13 +171,29 @@ class Archiver:
         add_child, save_entry = self.trees.add_child, self._save_entry
         fs_prefix = fs_path if fs_path.endswith("/") else fs_path + "/"  # os.path.join's result
         snap_prefix = snap_path + "/"
+        texts = entry_texts(old)
+        taken: List[Node] = []
         for name, err, st, link, xattrs in entries:
             child_fs, child_snap = fs_prefix + name, snap_prefix + name
             if err:
                 if err != errno.ENOENT:  # ENOENT: vanished since the directory was listed
                     report_error(self.progress, child_snap, OSError(err, os.strerror(err), child_fs), op="lstat")
                 continue
-            add_child(job, save_entry(child_fs, name, child_snap, old.get(name), st, (link, xattrs)))
+            text = texts.get(name) if texts is not None else None
+            if text is None or stat.S_ISDIR(st.st_mode):
+                add_child(job, save_entry(child_fs, name, child_snap, old.get(name), st, (link, xattrs)))
+            elif not self._left_out(child_snap, child_fs, st):
+                # the parent wrote this entry as the encoder writes it: when a node made now
+                # would equal it field for field, its text is written again as it is
+                o = old.get(name)
+                if o is not None and self.reuse.same(o, st, link, xattrs):
+                    taken.append(EncodedNode.of(o, text))
+                    if stat.S_ISREG(st.st_mode):
+                        self.progress.file_done(child_snap, "file", _UNCHANGED, st.st_size)
+                else:
+                    add_child(job, self._save_kept_entry(child_fs, name, child_snap, o, st, (link, xattrs)))
+        if taken:
+            self.trees.add_done(job, taken)
         self.small_files.end_dir(outer)
 
     def _reused_dir(self, node: Node, old: dict, reused, snap_path: str) -> Completion:
@@ -220,15 +239,24 @@ class Archiver:
         return node_from_fields(name, st, os.fsdecode(link) if link is not None else None, xattrs,
                                 self.opts.with_atime)
 
+    def _left_out(self, snap_path: str, fs_path: str, st, is_target: bool = False) -> bool:
+        """Whether an entry is not saved at all: a socket (restic does not record them), or
+        excluded."""
+        return stat.S_ISSOCK(st.st_mode) or \
+            (self.opts.reject is not None and not is_target and self.opts.reject(snap_path, fs_path, st))
+
     def _save_entry(self, fs_path: str, name: str, snap_path: str, old: Optional[dict], st,
                     extras: Optional[tuple], is_target: bool = False) -> Optional[Completion]:
         """Start saving one entry from its lstat fields (and, when scanned, its symlink
         target and extended attributes); None when it is left out or is a small file, which
         the directory's batch delivers."""
-        if stat.S_ISSOCK(st.st_mode):
-            return None  # restic does not record sockets
-        if self.opts.reject is not None and not is_target and self.opts.reject(snap_path, fs_path, st):
+        if self._left_out(snap_path, fs_path, st, is_target):
             return None
+        return self._save_kept_entry(fs_path, name, snap_path, old, st, extras, is_target)
+
+    def _save_kept_entry(self, fs_path: str, name: str, snap_path: str, old: Optional[dict], st,
+                         extras: Optional[tuple], is_target: bool = False) -> Optional[Completion]:
+        """_save_entry of an entry that is not left out."""
         try:
             node = self._node(name, fs_path, st, extras)
         except OSError as exc:
@@ -254,7 +282,7 @@ class Archiver:
                    old: Optional[dict]) -> Optional[Completion]:
         if self._unchanged(st, node, old):
             node.content = list(old["content"])
-            self.progress.file_done(snap_path, "file", ItemResult("unchanged"), node.size)
+            self.progress.file_done(snap_path, "file", _UNCHANGED, node.size)
             return finished(node)
         entry = PendingFile(fs_path, st, node, snap_path, old)
         if st.st_size < MIN_SIZE:

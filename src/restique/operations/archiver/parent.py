@@ -1,6 +1,7 @@
 """The parent snapshot: choosing it, and reading its directories during the backup."""
 from typing import Dict, List, Optional, Sequence
 
+from ... import _treescan
 from ...backend.base import BackendShortRead, FileType
 from ...errors import RestiqueError
 from ...model import gojson
@@ -45,6 +46,20 @@ def find_parent(repo, hostname: str, paths: List[str], before: GoTime, tags: Seq
     return best[1] if best else None
 
 
+class ParentEntries(dict):
+    """The parent's nodes of one directory (parsed JSON by file name), with the tree blob
+    they were read from."""
+
+    __slots__ = ("raw",)
+
+
+def entry_texts(children: Dict[str, dict]) -> Optional[Dict[str, str]]:
+    """The JSON text of each of children's entries, by name, when their tree was written
+    exactly as this program's encoder writes it; else None."""
+    raw = getattr(children, "raw", None)
+    return _treescan.entry_texts(raw) if raw is not None else None
+
+
 class ParentTrees:
     """The parent's nodes of one directory, as parsed JSON by file name. Kept as JSON:
     comparing stored strings is much cheaper than building nodes."""
@@ -72,8 +87,11 @@ class ParentTrees:
 
     def _load(self, tree_id: str) -> Dict[str, dict]:
         try:
-            tree = gojson.loads(self._windows.load(tree_id))
-            return {go_unquote(n.get("name", "")): n for n in tree.get("nodes") or []}
+            raw = self._windows.load(tree_id)
+            tree = gojson.loads(raw)
+            children = ParentEntries({go_unquote(n.get("name", "")): n for n in tree.get("nodes") or []})
+            children.raw = raw
+            return children
         except (RestiqueError, ValueError, AttributeError):
             return {}  # a damaged parent only costs re-reading
 

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 from ...errors import RestiqueError
 from ...model.node import Node, encode_tree
 from .progress import BackupProgress, ItemResult, item_action
-from .tasks import Completion, Slot
+from .tasks import Completion, Slot, finished
 
 
 class DirJob:
@@ -47,6 +47,11 @@ class TreeSaver:
             job.remaining += 1
             job.children.append(child)
         child.add_done_callback(lambda _c, job=job: self._child_done(job))
+
+    def add_done(self, job: DirJob, nodes: List[Node]) -> None:
+        """Children whose nodes are known already."""
+        with job.lock:  # a checkpoint copies the children meanwhile
+            job.children.extend(map(finished, nodes))
 
     def add_slot(self, job: DirJob, slot: Slot) -> None:
         """A child that a batch fills in: the directory waits for the batch (hold), not for
