@@ -36,6 +36,24 @@ static EVP_CIPHER *aes256ctr;
 static EVP_CIPHER *aes128ecb;
 static EVP_MAC *poly1305;
 
+/* Opening (and decompressing) fewer bytes than this is done holding the GIL: giving the GIL
+ * up is cheap, but taking it back waits while another thread runs Python (up to the 5 ms
+ * switch interval), for work of a few microseconds on a small tree. Sealing always lets go of
+ * it: compressing a tree takes long enough that the other threads' Python (a backup's walk)
+ * gains more than the sealing thread loses. */
+#define GIL_RELEASE_MIN (64 * 1024)
+
+static inline PyThreadState *release_gil_for(size_t bytes)
+{
+    return bytes >= GIL_RELEASE_MIN ? PyEval_SaveThread() : NULL;
+}
+
+static inline void take_gil_back(PyThreadState *released)
+{
+    if (released != NULL)
+        PyEval_RestoreThread(released);
+}
+
 /* zstd contexts are expensive to create; keep one of each per thread. */
 static __thread ZSTD_CCtx *tls_cctx;
 static __thread ZSTD_DCtx *tls_dctx;
@@ -370,7 +388,7 @@ static PyObject *seal(PyObject *self, PyObject *args)
     size_t ulen = 0, payload = n;
     if (out != NULL) {
         unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
-        Py_BEGIN_ALLOW_THREADS
+        Py_BEGIN_ALLOW_THREADS  /* always: compressing even a small tree takes a while */
         const unsigned char *src;
         failure = choose_payload(data.buf, n, level, always, &src, &payload, &ulen);
         if (!failure && RAND_bytes(o, IV_SIZE) != 1)
@@ -775,7 +793,7 @@ static PyObject *open_sealed(PyObject *self, PyObject *args)
         if (out != NULL) {
             unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
             const unsigned char *s = sealed.buf;
-            Py_BEGIN_ALLOW_THREADS
+            PyThreadState *released = release_gil_for(payload + (size_t)ulen);
             unsigned char tag[MAC_SIZE];
             if (!poly1305_aes(mk.buf, mr.buf, s, s + IV_SIZE, payload, tag) ||
                 CRYPTO_memcmp(tag, s + IV_SIZE + payload, MAC_SIZE) != 0) {
@@ -796,7 +814,7 @@ static PyObject *open_sealed(PyObject *self, PyObject *args)
                 }
                 free(tmp);
             }
-            Py_END_ALLOW_THREADS
+            take_gil_back(released);
         }
     }
     PyBuffer_Release(&key);
@@ -1317,10 +1335,9 @@ static PyObject *decompress_frame(PyObject *self, PyObject *args)
         out = PyBytes_FromStringAndSize(NULL, size);
         if (out == NULL)
             goto done;
-        size_t got;
-        Py_BEGIN_ALLOW_THREADS
-        got = ZSTD_decompressDCtx(tls_dctx, PyBytes_AS_STRING(out), (size_t)size, in.buf, (size_t)in.len);
-        Py_END_ALLOW_THREADS
+        PyThreadState *released = release_gil_for((size_t)size);
+        size_t got = ZSTD_decompressDCtx(tls_dctx, PyBytes_AS_STRING(out), (size_t)size, in.buf, (size_t)in.len);
+        take_gil_back(released);
         if (ZSTD_isError(got))
             failure = ZSTD_getErrorName(got);
         else if (got != (size_t)size) {
