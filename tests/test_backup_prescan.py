@@ -34,8 +34,10 @@ def test_walk_order_and_bound(tmp_path):
     scans = _scanned([str(src)], xattrs=True)
     walked = ["", "a", "b", "b/x", "b/x/deep", "b/y", "c", "empty"]
     assert list(scans) == [os.path.join(str(src), d) if d else str(src) for d in walked]
-    # sorted, as the walk needs them, and the symlink is listed but not entered
-    assert [name for name, *_ in scans[str(src)]] == ["a", "b", "c", "empty", "f0.txt", "link-to-b"]
+    # held in their C form until the walk takes them; the symlink is listed but not entered
+    assert len(scans[str(src)]) == 6
+    assert sorted(name for name, *_ in scans[str(src)].take()) == ["a", "b", "c", "empty", "f0.txt", "link-to-b"]
+    assert len(scans[str(src)]) == 0  # taken once: its memory is freed
     # the bound counts entries held: the target (1) and its 6 entries reach 7, then it stops
     assert list(_scanned([str(src)], xattrs=True, limit=7)) == [str(src)]
     prescan = Prescan([str(src)], xattrs=True)
@@ -56,28 +58,27 @@ def test_targets_taken_as_they_are(tmp_path, monkeypatch):
 def test_one_file_system_stays(tmp_path, monkeypatch):
     src = tmp_path / "src"
     _tree(src)
-    real_scan = dir_scan._scan.scan_dir
+    real_hold = dir_scan._scan.hold_dir
 
-    def other_device_for_b(path, xattrs):
-        entries = real_scan(path, xattrs)
-        if path == str(src):  # "b" looks like a mount point
-            entries = [(n, e, _with_dev(st, st.st_dev + 1) if n == "b" else st, link, x)
-                       for n, e, st, link, x in entries]
-        return entries
+    class OtherDeviceForB:
+        """A held scan in which "b" looks like a mount point."""
+
+        def __init__(self, path, xattrs):
+            self.path, self.scan = path, real_hold(path, xattrs)
+
+        def __len__(self):
+            return len(self.scan)
+
+        def folders(self):
+            return [(name, dev + 1 if self.path == str(src) and name == "b" else dev)
+                    for name, dev in self.scan.folders()]
 
     from restique.operations.archiver import prescan as prescan_module
-    monkeypatch.setattr(prescan_module, "_scan", types.SimpleNamespace(scan_dir=other_device_for_b))
+    monkeypatch.setattr(prescan_module, "_scan", types.SimpleNamespace(hold_dir=OtherDeviceForB))
     crossing = _scanned([str(src)], xattrs=True)
     staying = _scanned([str(src)], xattrs=True, one_file_system=True)
     assert str(src / "b/x") in crossing
     assert not any(path.startswith(str(src / "b")) for path in staying) and str(src / "c") in staying
-
-
-def _with_dev(st, dev):
-    """A scan's Stat with another st_dev."""
-    fields = list(st)
-    fields[2] = dev  # st_mode, st_ino, st_dev, ...
-    return type(st)(fields)
 
 
 def test_walk_takes_the_prescanned_folders(tmp_path, monkeypatch):

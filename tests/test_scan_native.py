@@ -125,6 +125,23 @@ def test_errors_name_the_folder_as_scandir_does(folder, tmp_path):
             (type(theirs.value), theirs.value.errno, theirs.value.filename)
 
 
+def test_a_held_scan_gives_what_scan_dir_gives(folder, tmp_path):
+    for xattrs in (False, True):
+        held = _scan.hold_dir(str(folder), xattrs)
+        plain = _scan.scan_dir(str(folder), xattrs)
+        assert len(held) == len(plain)
+        assert sorted(held.folders()) == sorted((e[0], e[2].st_dev) for e in plain
+                                                if not e[1] and stat.S_ISDIR(e[2].st_mode))
+        assert sorted(held.take()) == sorted(plain)  # stat fields, times' texts, targets, xattrs
+        assert len(held) == 0 and held.folders() == []
+        with pytest.raises(ValueError):
+            held.take()
+    for path in (str(tmp_path / "missing"), str(folder / "file")):
+        with pytest.raises(OSError) as ours:
+            _scan.hold_dir(path, False)
+        assert ours.value.filename == path
+
+
 def test_unreadable_folder_is_a_permission_error():
     """Run as an unprivileged user (root reads every folder)."""
     base = tempfile.mkdtemp(dir="/dev/shm")

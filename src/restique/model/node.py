@@ -400,15 +400,24 @@ def decode_tree_lazy(raw: bytes) -> List[Node]:
 class EncodedNode(LazyNode):
     """A LazyNode whose tree entry text is known: an entry of the parent snapshot's tree that
     is unchanged, written again as it was (the caller vouches that encode_node would write
-    the same text). Setting a field drops the text."""
+    the same text). It keeps the text, not the JSON object (decoded from the text if a field
+    is asked for): a backup holds the unchanged entries of every folder not written yet, and
+    the objects are most of their memory. Setting a field drops the text."""
 
     __slots__ = ("text",)
 
     @classmethod
     def of(cls, obj: dict, text: str) -> "EncodedNode":
         node = cls.wrap(obj)
+        _set_slot(node, "_obj", text)  # a str until decoded: see _decode
         _set_slot(node, "text", text)
         return node
+
+    def _decode(self) -> None:
+        obj = object.__getattribute__(self, "_obj")
+        if type(obj) is str:
+            _set_slot(self, "_obj", gojson.loads(obj))
+        LazyNode._decode(self)
 
     def __setattr__(self, field: str, value) -> None:
         _set_slot(self, "text", None)

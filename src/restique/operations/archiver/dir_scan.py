@@ -20,10 +20,10 @@ class DirScans:
     def __init__(self, xattrs: bool):
         self._xattrs = xattrs
         self._kept: Dict[str, List[Entry]] = {}
-        self._prescanned: Dict[str, List[Entry]] = {}
+        self._prescanned: Dict[str, _scan.HeldScan] = {}
 
-    def use_prescanned(self, scans: Dict[str, List[Entry]]) -> None:
-        """Scans made ahead of the walk, by absolute path, sorted by name; each is used once."""
+    def use_prescanned(self, scans: Dict[str, "_scan.HeldScan"]) -> None:
+        """Scans made ahead of the walk, by absolute path; each is used once."""
         self._prescanned = scans
 
     def peek(self, fs_path: str) -> List[Entry]:
@@ -43,9 +43,7 @@ class DirScans:
         self._kept.pop(fs_path, None)
 
     def _scan(self, fs_path: str) -> List[Entry]:
-        entries = self._prescanned.pop(fs_path, None)
-        if entries is not None:
-            return entries
-        entries = _scan.scan_dir(fs_path, self._xattrs)
+        held = self._prescanned.pop(fs_path, None)
+        entries = held.take() if held is not None else _scan.scan_dir(fs_path, self._xattrs)
         entries.sort()  # names are unique: the sort never compares further fields
         return entries
