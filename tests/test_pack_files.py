@@ -23,6 +23,7 @@ from restique.repository import pack
 from restique.repository.blob_store import BlobStore
 from restique.repository.crypto import MasterKey
 from restique.repository.index import MasterIndex
+from restique.repository.pack_buffers import PackBuffers
 
 STEP = 64 * 1024
 BLOB = 40 * 1024
@@ -229,3 +230,18 @@ def test_a_temporary_pack_file_is_gone_once_sent_or_dropped():
         with pytest.raises(OSError):
             os.fstat(fd)  # closed: an unnamed temporary file is gone with its descriptor
 
+
+
+def test_nothing_is_written_once_the_pack_is_finished():
+    """A saver may still be in hash_added when the uploader finishes the pack: it must not
+    write (or start) the file, which is the uploader's to commit from then on."""
+    started = []
+    buffers = PackBuffers(1, 1024 * 1024)
+    writer = pack.PackWriter(MasterKey.random(), buffers.take(), lambda: started.append(1))
+    placed = writer.reserve_many("data", [("ab" * 32, 3 * STEP, 0)], 3 * STEP)
+    writer.filled_all([index for index, _ in placed])
+    writer.close()
+    _, parts, _ = writer.finish()  # hashes everything, writes nothing: no file yet
+    writer.hash_added()
+    assert started == [] and writer.file is None
+    assert sum(len(p) for p in parts) > 3 * STEP  # the whole pack goes to save()

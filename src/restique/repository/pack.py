@@ -241,6 +241,9 @@ class PackWriter:
             self._hash_parts()
             parts = self._parts[self._written:] if self.file is not None else self._parts
             self._parts, self._hashed = [], 0
+            # a saver still in hash_added finds nothing to hash, and must write nothing either:
+            # the file is the uploader's from here on
+            self._start_file = None
         return self._digest.hexdigest(), parts, self.entries
 
     def discard(self) -> None:
