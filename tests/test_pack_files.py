@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_restic, run_restique
 from restique.backend import FileType
-from restique.backend.base import pack_files_of
+from restique.backend.base import BackendError, pack_files_of
 from restique.backend.limiter import RateLimitedBackend
 from restique.backend.local import LocalBackend
 from restique.backend.memory import MemoryBackend
@@ -140,11 +140,17 @@ def test_a_failed_pack_file_fails_the_run_and_leaves_nothing(tmp_path):
     backend.create()
     store = _store(backend)
     _store_all(store, _blobs(10))
-    with pytest.raises(OSError) as failed:
+    with pytest.raises(BackendError) as failed:
         store.flush()
     assert failed.value.errno == errno.ENOSPC
     assert _pack_files(backend.path) == [] and _packs(backend) == []
     assert list(backend.list(FileType.INDEX)) == []  # no index names a pack that is not there
+    # whoever stores next learns of it as the repository's failure, not as an OSError a file
+    # reader would take for its file's own (and report as a read error, going on)
+    data = b"one more blob"
+    with pytest.raises(BackendError) as again:
+        store.store("data", hash_id(data), data)
+    assert again.value.errno == errno.ENOSPC
 
 
 def test_an_aborted_run_removes_its_open_pack_file(tmp_path):

@@ -13,7 +13,8 @@ import threading
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .. import _seal
-from ..backend.base import BackendNotFound, BackendShortRead, FileType, pack_files_of, remote_connections
+from ..backend.base import (BackendError, BackendNotFound, BackendShortRead, FileType, pack_files_of,
+                            remote_connections)
 from ..backend.temp_pack_file import temporary_pack_files
 from ..errors import IntegrityError, NotFound
 from ..model.ids import hash_id
@@ -345,8 +346,15 @@ class BlobStore:
                 return
 
     def _raise_upload_error(self) -> None:
-        if self._upload_error is not None:
-            raise self._upload_error
+        """A failed pack upload, raised to whoever stores next. A local disk's OSError (full,
+        read-only) becomes a BackendError: the file whose blob was being stored is not to blame
+        for it (a reader reports its own OSErrors as the file's and goes on), the backup is."""
+        exc = self._upload_error
+        if exc is None:
+            return
+        if isinstance(exc, OSError) and not isinstance(exc, BackendError):
+            raise BackendError(exc.errno, exc.strerror, exc.filename) from exc
+        raise exc
 
     def _write_pack(self, writer: PackWriter, budgeted: int) -> None:
         """Store a full pack, then index it. Its budget and buffer are given back once it is
