@@ -192,6 +192,34 @@ def test_retry_lock_shorter_than_the_first_attempt_still_says_so_and_tries_again
     assert len(lock_ids(small_repo)) == 1  # only the other holder's: ours were removed
 
 
+@pytest.mark.parametrize("where", ["after the file is written", "while looking for conflicts"])
+def test_an_interruption_while_locking_leaves_no_lock_file(small_repo, monkeypatch, where):
+    """Ctrl-C raises wherever the main thread is: once also between writing the lock file and
+    the code that removes it again (a lock left behind after `ls` was stopped)."""
+    from restique.repository import locks
+    from restique.repository.repository import open_repository
+
+    with open_repository(str(small_repo), PASSWORD) as repo:
+        if where == "after the file is written":
+            save = repo.backend.save
+
+            def interrupted_save(*args):
+                save(*args)
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(repo.backend, "save", interrupted_save)
+        else:
+            monkeypatch.setattr(locks, "list_locks", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        before = lock_ids(small_repo)
+        with pytest.raises(KeyboardInterrupt):
+            repo.lock(exclusive=True)
+        assert lock_ids(small_repo) == before
+        monkeypatch.undo()
+        repo.lock(exclusive=False)  # still usable
+        assert len(lock_ids(small_repo)) == len(before) + 1
+    assert lock_ids(small_repo) == before
+
+
 # --- refresh, stale locks, unlock ------------------------------------------------------------
 
 def test_lock_is_refreshed_while_a_command_runs(small_repo):

@@ -60,11 +60,11 @@ def serve(opts, addr, htpasswd_file, insecure_no_auth, tls_cert, tls_key, path_t
                                             filter=snapshot_filter.filter(), on_warning=print_warning))
     app = ServeApp(repo, fs)
     server = Server(BasicAuth(app, users) if users else app, options)
-    server.start()
-    if not opts.quiet:
-        print(f"Serving the snapshots on {server.url} (WebDAV at {server.url}dav/); "
-              "press Ctrl-C to stop", flush=True)
     try:
+        server.start()
+        if not opts.quiet:
+            print(f"Serving the snapshots on {server.url} (WebDAV at {server.url}dav/); "
+                  "press Ctrl-C to stop", flush=True)
         server.serve()  # until Ctrl-C or SIGTERM, which unwind to here (exit 130 or 143, as mount)
     finally:
         server.stop()

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from ..interrupts import held_back, hold, reset as reset_holds
 from . import key_prefetch, status_ticks
 
 # every command: its module and the command's name there (imported only when it runs), and
@@ -68,24 +69,38 @@ class Terminated(BaseException):
 
 
 _hung_up = threading.Event()  # a real hangup arrived: exit as SIGHUP, whatever woke us
+_received = []  # the stop signals that arrived, first first
 
 
 def _terminate(signum, frame):
-    _stop_retries()
-    raise Terminated(signal.SIGHUP if _hung_up.is_set() else signum)
+    if _stopping(signum):
+        raise Terminated(signal.SIGHUP if _hung_up.is_set() else signum)
 
 
 def _interrupt(signum, frame):
-    _stop_retries()
-    signal.default_int_handler(signum, frame)
+    if _stopping(signum):
+        signal.default_int_handler(signum, frame)
 
 
-def _stop_retries() -> None:
-    """A signal also ends a backend's retrying at once, as restic cancels its context: a
-    command whose server is gone stops now, not after its pauses."""
-    from ..backend.retry import stop_retrying
+def _stopping(signum) -> bool:
+    """Note a stop signal; False while a hold keeps it back (interrupts). A signal also ends
+    a backend's retrying at once, as restic cancels its context: a command whose server is gone
+    stops now, not after its pauses (retry is looked up, not imported: a handler may run
+    in the middle of an import)."""
+    _received.append(signum)
+    retry = sys.modules.get("restique.backend.retry")
+    if retry is not None:
+        retry.stop_retrying()
+    return not held_back(signum)
 
-    stop_retrying()
+
+_start_up = None  # the hold over start-up: until the command's modules are imported
+
+
+def start_up_done() -> None:
+    """Start-up is over (root.cli): a signal that arrived during it is handled now."""
+    if _start_up is not None:
+        _start_up.release()
 
 
 def _watch_hangups() -> None:
@@ -125,12 +140,20 @@ def _is_lock_probe(sender: int) -> bool:
 
 def main(argv=None) -> None:
     """Run the command line argv (default: sys.argv); SystemExit with its exit code."""
+    global _start_up
     argv = list(sys.argv[1:] if argv is None else argv)
     gc.disable()  # until the command starts: see root._collect_from_now_on
+    _received.clear()  # a program may run several command lines
+    reset_holds()
+    _start_up = hold()  # an interrupted import can crash an extension module
     _handle_signals()
-    key_prefetch.start(argv, COMMANDS)
-    code = _run(argv)
-    _flush_stdout()
+    try:
+        key_prefetch.start(argv, COMMANDS)
+        code = _run(argv)
+        start_up_done()  # when the command line was refused before root.cli
+        _flush_stdout()
+    except (KeyboardInterrupt, Terminated) as exc:  # before the command began, or after it ended
+        code = _stopped_by_signal(exc)
     # what is still alive is freed by the exit itself: the interpreter's last collection
     # need not walk all of it (a tenth of a short command's time)
     gc.freeze()
@@ -168,11 +191,8 @@ def _run(argv) -> int:
         one_line = " ".join(str(exc).strip().split("\n"))  # errors are always one line
         print(f"Fatal: {one_line}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("signal interrupt received, cleaning up", file=sys.stderr)
-        return 130
-    except Terminated as exc:
-        return 128 + (signal.SIGHUP if _hung_up.is_set() else exc.args[0])
+    except (KeyboardInterrupt, Terminated) as exc:
+        return _stopped_by_signal(exc)
     except BrokenPipeError:
         _silence_stdout()
         return 1
@@ -181,10 +201,22 @@ def _run(argv) -> int:
         print(f"Fatal: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: still one line, details only on request
+        if _received:  # raised while unwinding from a signal (by the import machinery, say)
+            return _stopped_by_signal(exc)
         if os.environ.get("RESTIQUE_DEBUG"):
             raise
         print(f"Fatal: internal error: {type(exc).__name__}: {exc} (set RESTIQUE_DEBUG=1 for details)", file=sys.stderr)
         return 1
+
+
+def _stopped_by_signal(exc: BaseException) -> int:
+    """The exit code of a command the first stop signal ended (or exc, raised without one), as
+    restic's: 130 after Ctrl-C (said on stderr), else 128 + the signal's number."""
+    first = _received[0] if _received else signal.SIGINT if isinstance(exc, KeyboardInterrupt) else exc.args[0]
+    if first == signal.SIGINT:
+        print("signal interrupt received, cleaning up", file=sys.stderr)
+        return 130
+    return 128 + (signal.SIGHUP if _hung_up.is_set() else first)
 
 
 def _invoke(cli, argv) -> int:

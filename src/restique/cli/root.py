@@ -7,7 +7,7 @@ import click
 
 from ..errors import UsageError
 from .context import GlobalOptions
-from .main import COMMANDS
+from .main import COMMANDS, start_up_done
 
 
 class LazyGroup(click.Group):
@@ -71,6 +71,7 @@ class LazyGroup(click.Group):
 def cli(ctx, quiet, verbose, insecure_no_password, profile, config, **_):
     """restique is a backup program which speaks restic's repository format."""
     _collect_from_now_on()
+    start_up_done()  # the command's modules are imported
     if ctx.invoked_subcommand is None:  # `restique` alone prints the help, as restic does
         click.echo(ctx.get_help())
         ctx.exit(0)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Optional
 
+from ..interrupts import hold
 from ..errors import RestiqueError
 from ..operations.collector import fewer_collections
 from ..operations.snapshot_fs import SnapshotFS
@@ -117,27 +118,38 @@ def serve(fs: SnapshotFS, mountpoint: str, options: set,
     outside; an exception (a signal's) unmounts it and goes on."""
     if not os.path.exists("/dev/fuse"):
         raise RestiqueError("FUSE is not available on this system (no /dev/fuse)")
+    # from mounting until the serving that unmounts on a signal's exception: a signal in
+    # between would leave the mountpoint mounted, and dead
+    mounting = hold()
     try:
         session = FuseSession(mountpoint, options)
     except (MountError, OSError) as exc:
+        mounting.release()
         raise RestiqueError(f"unable to mount {mountpoint}: {exc}") from None
-    channel = Channel(session.fd)
-    ops = SnapshotOperations(fs, channel.write)
-    workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="mount-request")
+    channel = ops = workers = None
     try:
+        channel = Channel(session.fd)
+        ops = SnapshotOperations(fs, channel.write)
+        workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="mount-request")
+        mounting.release()
         with _collections_for_serving():
             if on_mounted is not None:
                 on_mounted()
             answer_requests(channel, ops, workers)
     except BaseException:
-        channel.close()
+        if channel is not None:
+            channel.close()
         session.unmount()
         raise
     finally:
-        channel.close()
-        workers.shutdown(wait=False, cancel_futures=True)
-        ops.close()
+        if channel is not None:
+            channel.close()
+        if workers is not None:
+            workers.shutdown(wait=False, cancel_futures=True)
+        if ops is not None:
+            ops.close()
         session.close()
+        mounting.release()  # when the serving could not even begin
 
 
 def answer_requests(channel: Channel, ops: SnapshotOperations, workers: ThreadPoolExecutor) -> None:

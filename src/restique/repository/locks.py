@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, List, NamedTuple, Optional
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 from ..backend.base import BackendNotFound, FileType
 from ..errors import IntegrityError, LockFailed, RestiqueError
@@ -137,22 +137,42 @@ class Lock:
 
     def __init__(self, repo, exclusive: bool, retry_seconds: float = 0.0,
                  on_wait: Optional[Callable[[], None]] = None,
-                 on_refresh_error: Optional[Callable[[str], None]] = None):
-        """on_wait() is called once, before the first wait for a conflicting holder;
-        on_refresh_error(message) when a background refresh fails (restic warns, and the lock
-        goes stale after 30 minutes without one)."""
+                 on_refresh_error: Optional[Callable[[str], None]] = None, *, acquire: bool = True):
+        """Taken at once unless acquire is False (then by acquire()); retry_seconds and
+        on_wait() as for acquire(); on_refresh_error(message) when a background refresh fails
+        (restic warns, and the lock goes stale after 30 minutes without one)."""
         self.repo = repo
         self.exclusive = exclusive
         self.lock_id: Optional[str] = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._on_refresh_error = on_refresh_error
-        self._acquire(retry_seconds, on_wait)
+        self._retry_seconds = retry_seconds
+        self._on_wait = on_wait
+        if acquire:
+            self.acquire()
 
-    def _write(self) -> str:
-        info = LockInfo.mine(self.exclusive)
+    def acquire(self) -> None:
+        """Take the lock, waiting up to retry_seconds for a conflicting holder (on_wait() is
+        called once, before the first wait). Whatever stops it midway (a conflict, a failure,
+        Ctrl-C) leaves no lock file behind."""
         try:
-            return self.repo.save_unpacked(FileType.LOCK, gojson.encode(info.to_json()))
+            self._acquire(self._retry_seconds, self._on_wait)
+        except BaseException:
+            self._remove_file(quietly=True)
+            raise
+
+    def _write(self) -> None:
+        """Write a new lock file; self.lock_id names it from before it exists."""
+        self.lock_id, stored = self._sealed()
+        self._save(self.lock_id, stored)
+
+    def _sealed(self) -> Tuple[str, bytes]:
+        return self.repo.seal_unpacked(FileType.LOCK, gojson.encode(LockInfo.mine(self.exclusive).to_json()))
+
+    def _save(self, lock_id: str, stored: bytes) -> None:
+        try:
+            self.repo.backend.save(FileType.LOCK, lock_id, stored)
         except OSError as exc:  # a read-only or full disk: say what failed
             raise RestiqueError(f"unable to create lock in backend: {exc.strerror or exc}") from None
 
@@ -172,7 +192,7 @@ class Lock:
         delay = min(5.0, retry_seconds)
         last_try = retry_seconds <= 0
         while True:
-            self.lock_id = self._write()
+            self._write()
             conflicts = self._conflicts()
             if not conflicts:
                 break
@@ -194,18 +214,25 @@ class Lock:
         while not self._stop.wait(REFRESH_EVERY):
             old = self.lock_id
             try:
-                self.lock_id = self._write()
+                new, stored = self._sealed()
+                self._save(new, stored)
+                self.lock_id = new
                 self.repo.backend.remove(FileType.LOCK, old)
             except Exception as exc:  # the next refresh tries again; staleness needs 30 minutes
                 if self._on_refresh_error:
                     self._on_refresh_error(f"unable to refresh lock: {exc}")
 
-    def _remove_file(self) -> None:
+    def _remove_file(self, quietly: bool = False) -> None:
+        """Remove the lock file (quietly: a failure to do so is not raised, for a removal on
+        the way out of another error)."""
         if self.lock_id:
             try:
                 self.repo.backend.remove(FileType.LOCK, self.lock_id)
             except BackendNotFound:
                 pass
+            except Exception:
+                if not quietly:
+                    raise
             self.lock_id = None
 
     def release(self) -> None:

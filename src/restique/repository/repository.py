@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from ..backend.base import BackendNotFound, FileType
 from ..backend.location import open_backend
@@ -76,6 +76,10 @@ class Repository:
     def save_unpacked(self, kind, plaintext: bytes) -> str:
         return unpacked.save(self.backend, self.key, FileType.parse(kind), plaintext, self._file_level)
 
+    def seal_unpacked(self, kind, plaintext: bytes) -> Tuple[str, bytes]:
+        """(id, bytes) of a file save_unpacked would write, for backend.save."""
+        return unpacked.seal(self.key, FileType.parse(kind), plaintext, self._file_level)
+
     def load_unpacked(self, kind, file_id: str) -> bytes:
         return unpacked.load(self.backend, self.key, FileType.parse(kind), file_id, self.config.version)
 
@@ -131,8 +135,9 @@ class Repository:
              on_wait: Optional[Callable[[], None]] = None) -> Lock:
         """Take the lock, waiting up to retry_seconds for a conflicting holder (on_wait() is
         called once before the first wait); released by unlock() or close()."""
-        lock = Lock(self, exclusive, retry_seconds, on_wait, self.on_lock_refresh_error)
-        self._locks.append(lock)
+        lock = Lock(self, exclusive, retry_seconds, on_wait, self.on_lock_refresh_error, acquire=False)
+        self._locks.append(lock)  # first: an interruption while it is taken still removes it
+        lock.acquire()
         return lock
 
     def unlock(self) -> None:

@@ -6,7 +6,7 @@ or written by an old version). A file's name is the SHA-256 of its stored bytes.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 from ..backend.base import FileType
 from ..errors import IntegrityError
@@ -32,12 +32,17 @@ def decode(key: MasterKey, stored: bytes, version: int) -> bytes:
 
 
 def save(backend, key: MasterKey, ftype: FileType, plaintext: bytes, level: Optional[int]) -> str:
+    file_id, stored = seal(key, ftype, plaintext, level)
+    backend.save(ftype, file_id, stored)
+    return file_id
+
+
+def seal(key: MasterKey, ftype: FileType, plaintext: bytes, level: Optional[int]) -> Tuple[str, bytes]:
+    """(id, stored bytes) of a file to save: its name is known before it exists."""
     stored = encode(key, plaintext, level)
     if decode(key, stored, 2) != plaintext:
         raise IntegrityError(f"{ftype.label} file did not decode to its own content after sealing")
-    file_id = hash_id(stored)
-    backend.save(ftype, file_id, stored)
-    return file_id
+    return hash_id(stored), stored
 
 
 def load(backend, key: MasterKey, ftype: FileType, file_id: str, version: int) -> bytes:

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ..interrupts import hold
 from ..errors import UsageError
 
 # Each download holds a worker for its whole length; 20 concurrent downloads plus page and
@@ -83,8 +84,11 @@ class Server:
                 raise UsageError(f"cannot load the TLS certificate or key: {exc}") from None
 
     def start(self) -> None:
+        # cheroot listens before its worker threads all run: a signal in between would unwind
+        # past threads stop() cannot reach, and the process would wait for them forever
         try:
-            self._server.prepare()
+            with hold():
+                self._server.prepare()
         except OSError as exc:
             raise UsageError(f"cannot listen on {self.options.addr}: {exc.strerror or exc}") from None
 
