@@ -163,6 +163,24 @@ def test_an_aborted_run_removes_its_open_pack_file(tmp_path):
     assert _pack_files(backend.path) == [] and _packs(backend) == []
 
 
+def test_an_aborted_run_removes_a_full_pack_not_yet_queued(tmp_path):
+    """A saver stopped (Ctrl-C) while it waits to queue the pack it closed: the pack is neither
+    open nor queued, and its file once stayed behind after a stopped prune."""
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend, pack_size=256 * 1024)
+
+    def interrupted(size):
+        raise KeyboardInterrupt
+
+    store._upload_budget.take = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        _store_all(store, _blobs(10))
+    assert _pack_files(backend.path)
+    store.close()
+    assert _pack_files(backend.path) == [] and _packs(backend) == []
+
+
 def test_a_dead_process_pack_file_is_removed_and_never_listed(tmp_path):
     backend = LocalBackend(str(tmp_path / "repo"))
     backend.create()

@@ -10,7 +10,7 @@ from typing import Iterator, Optional, Tuple
 
 from ..errors import AlreadyExists, RestiqueError
 from .base import FOLDER_TYPES, BackendNotFound, BackendShortRead, FileType, check_range, not_found
-from .parts import FileBody, byte_size, write_parts
+from .parts import FileBody, byte_size, mark_written, write_parts
 
 DIR_MODE = 0o700
 FILE_MODE = 0o400  # restic makes repository files read-only
@@ -89,9 +89,7 @@ class LocalBackend:
                 write_parts(fd, _first_half(data))
                 _kill_switch.fire()
             write_parts(fd, data)
-            written = getattr(data, "written", None)
-            if written is not None:
-                written()  # the caller may reuse the parts' memory during the fsync
+            mark_written(data)  # the caller may reuse the parts' memory during the fsync
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -248,9 +246,7 @@ class LocalPackFile:
             _kill_switch.fire()
         try:
             self.write(tail)
-            written = getattr(tail, "written", None)
-            if written is not None:
-                written()  # as in save(): the caller may reuse the parts' memory during the fsync
+            mark_written(tail)  # as in save()
             if kill_stage == "partial":
                 _kill_switch.fire()
             os.fsync(self._fd)

@@ -82,6 +82,14 @@ def write_parts(fd: int, data) -> None:
         view = view[os.write(fd, view):]
 
 
+def mark_written(data) -> None:
+    """data is in its file: the parts' owner may reuse their memory (the pack writer's parts
+    have a written() method for this; other data has none)."""
+    written = getattr(data, "written", None)
+    if written is not None:
+        written()
+
+
 class PartsBody:
     """The parts of a file as one request body."""
 

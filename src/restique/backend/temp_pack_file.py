@@ -6,7 +6,7 @@ dies) and lives in TMPDIR, as restic's do."""
 import tempfile
 
 from .base import FileType
-from .parts import FileBody, byte_size, write_parts
+from .parts import FileBody, byte_size, mark_written, write_parts
 
 
 class TempPackFile:
@@ -27,9 +27,7 @@ class TempPackFile:
     def commit(self, name: str, tail) -> None:
         try:
             self.write(tail)
-            written = getattr(tail, "written", None)
-            if written is not None:
-                written()  # the parts' memory may be reused while the file is sent
+            mark_written(tail)  # the parts' memory may be reused while the file is sent
             self._backend.save(FileType.PACK, name, FileBody(self._file.fileno(), self.size))
         finally:
             self.abort()

@@ -78,6 +78,9 @@ class BlobStore:
         self._start_pack_file = pack_files_of(backend) or (
             temporary_pack_files(backend) if remote_connections(backend) else None)
         self._unqueued = 0  # closed packs whose last blobs are still being sealed
+        # every pack started and not yet queued, open or closed: close() discards their files
+        # (a closed pack whose last saver was stopped by an error or a signal is in no list)
+        self._not_queued: set = set()
         self._all_queued = threading.Condition(self._lock)
         self._uploaders: List[threading.Thread] = []
         self._upload_error: Optional[BaseException] = None
@@ -210,6 +213,7 @@ class BlobStore:
             writer = self._packs.get(blob_type)
             if writer is None and (blob_type != DATA or buffer is not None):
                 writer = self._packs[blob_type] = PackWriter(self.key, buffer, self._start_pack_file)
+                self._not_queued.add(writer)
                 buffer = None
             return writer
 
@@ -330,6 +334,8 @@ class BlobStore:
                     thread.start()
         size = writer.size
         self._upload_budget.take(size)
+        with self._lock:
+            self._not_queued.discard(writer)
         self._upload_queue.put((writer, size))
 
     def _upload_loop(self) -> None:
@@ -409,8 +415,10 @@ class BlobStore:
         with self._lock:
             writers = [w for w in self._packs.values() if len(w)]
             for writer in self._packs.values():
-                if not len(writer) and writer.buffer is not None:
-                    self._pack_buffers.give_back(writer.take_buffer())
+                if not len(writer):
+                    self._not_queued.discard(writer)
+                    if writer.buffer is not None:
+                        self._pack_buffers.give_back(writer.take_buffer())
             self._packs.clear()
             ready = []
             for writer in writers:
@@ -430,8 +438,8 @@ class BlobStore:
     def close(self) -> None:
         """Stop the uploaders without writing what is still open (an aborted run)."""
         with self._lock:
-            open_packs = list(self._packs.values())
-        for writer in open_packs:
+            unwritten, self._not_queued = self._not_queued, set()
+        for writer in unwritten:
             writer.discard()
         uploaders, self._uploaders = self._uploaders, []
         for _ in uploaders:
