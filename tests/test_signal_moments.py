@@ -77,6 +77,8 @@ def test_a_signal_around_mounting_leaves_nothing_mounted(repo, tmp_path):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
         assert not mounted, (delay, rc, err)
         assert os.listdir(mnt) == []  # not a dead mount ("transport endpoint is not connected")
-        assert rc in (-signum, 128 + signum), (delay, rc, err)
+        if rc == -signum or (signum == signal.SIGINT and before_main(err)):
+            continue  # a loaded machine may not have started restique's own code yet
+        assert rc == 128 + signum, (delay, rc, err)
         assert "Traceback" not in err, (delay, err)
     assert_no_locks(repo)
