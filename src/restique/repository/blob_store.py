@@ -10,7 +10,7 @@ written when it is full or on flush. Write order is always: pack, then index.
 """
 import queue
 import threading
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from .. import _seal
 from ..backend.base import (BackendError, BackendNotFound, BackendShortRead, FileType, pack_files_of,
@@ -21,7 +21,7 @@ from ..model.ids import hash_id
 from .compression import blob_level
 from .crypto import OVERHEAD, MasterKey
 from .index import MAX_BLOBS_PER_INDEX_FILE, BlobLocation, IndexFile, MasterIndex
-from .pack import BLOB_TYPES, DATA, PackParts, PackWriter
+from .pack import BLOB_TYPES, DATA, TREE, PackParts, PackWriter
 from .pack_buffers import PackBuffers
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
@@ -52,7 +52,9 @@ class BlobStore:
         self._save_file = save_file
         self.pack_size = pack_size
         self._packs: Dict[str, PackWriter] = {}
-        self._pending: Dict[Tuple[str, str], bool] = {}  # blobs in unwritten packs
+        # ids of the blobs in unwritten packs, by type (no (type, id) tuple for each of the
+        # tens of thousands of small files a pack can hold)
+        self._pending: Dict[str, Set[str]] = {DATA: set(), TREE: set()}
         self._index_file = IndexFile()
         self._lock = threading.RLock()
         self._upload_queue: "queue.Queue" = queue.Queue()
@@ -97,7 +99,7 @@ class BlobStore:
         return self.key.seal_blob(data, blob_level(self.level, len(data)) if len(data) else None)
 
     def known(self, blob_type: str, blob_id: str) -> bool:
-        return self.index.has(blob_type, blob_id) or (blob_type, blob_id) in self._pending
+        return self.index.has(blob_type, blob_id) or blob_id in self._pending[blob_type]
 
     def save(self, blob_type: str, data, blob_id: Optional[str] = None) -> Tuple[str, bool, int]:
         """(id, newly stored?, stored size) of a blob."""
@@ -195,7 +197,7 @@ class BlobStore:
             nonlocal todo
             todo = self._unknown(todo)
             if self.dry_run or not todo:
-                self._pending.update(((DATA, blob.id), True) for blob in todo)
+                self._pending[DATA].update(blob.id for blob in todo)
                 return None, [(blob, None, None) for blob in todo], []
             writer = open_pack()
             return _NO_PACK if writer is None else (writer, *self._reserve_until_full(writer, todo))
@@ -234,7 +236,7 @@ class BlobStore:
         (the saver that seals its last blob queues it): (placed, left). Under the lock."""
         reserved = writer.reserve_many(DATA, todo, self.pack_size)
         placed = [(blob, index, region) for blob, (index, region) in zip(todo, reserved)]
-        self._pending.update(((DATA, blob.id), True) for blob, _, _ in placed)
+        self._pending[DATA].update(blob.id for blob, _, _ in placed)
         if writer.size >= self.pack_size:
             del self._packs[DATA]
             self._unqueued += 1
@@ -243,8 +245,8 @@ class BlobStore:
 
     def _unknown(self, todo: List["_BatchBlob"]) -> List["_BatchBlob"]:
         """The blobs of todo that neither the index nor a pack being filled has."""
-        has, pending = self.index.has, self._pending
-        return [blob for blob in todo if (DATA, blob.id) not in pending and not has(DATA, blob.id)]
+        has, pending = self.index.has, self._pending[DATA]
+        return [blob for blob in todo if blob.id not in pending and not has(DATA, blob.id)]
 
     def _seal_placed(self, writer: PackWriter, placed: List[tuple]) -> List[int]:
         """Seal placed blobs into their regions of writer: the positions (in placed) of those
@@ -287,7 +289,7 @@ class BlobStore:
             if self.known(blob_type, blob_id):
                 return None
             if self.dry_run:
-                self._pending[(blob_type, blob_id)] = True
+                self._pending[blob_type].add(blob_id)
                 return ()
             writer = open_pack()
             if writer is None:
@@ -297,7 +299,7 @@ class BlobStore:
                 writer.add(blob_type, blob_id, sealed, ulen)
             else:
                 index, region = writer.reserve(blob_type, blob_id, length, ulen)
-            self._pending[(blob_type, blob_id)] = True
+            self._pending[blob_type].add(blob_id)
             ready = None
             if writer.size >= self.pack_size:
                 del self._packs[blob_type]
@@ -396,7 +398,7 @@ class BlobStore:
             self.index.add_pack(pack_id, entries)
             self._index_file.add_pack(pack_id, entries)
             for e in entries:
-                self._pending.pop((e.type, e.id), None)
+                self._pending[e.type].discard(e.id)
             if self._index_file.blob_count >= MAX_BLOBS_PER_INDEX_FILE:
                 self._write_index()
 

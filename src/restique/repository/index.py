@@ -20,6 +20,7 @@ from .pack import BLOB_TYPES, PackEntry
 
 # restic starts a new index file after this many blobs; keeps each file well under 8 MiB
 MAX_BLOBS_PER_INDEX_FILE = 50_000
+ENCODE_STEP = 4096  # blobs turned into text at a time
 
 
 @dataclass
@@ -36,17 +37,24 @@ class IndexFile:
     def add_pack(self, pack_id: str, entries: List[PackEntry]) -> None:
         self.packs.setdefault(pack_id, []).extend(entries)
 
-    def encode(self) -> bytes:
-        """The index file's JSON text plus newline, as restic writes it (built as text: an
-        index lists tens of thousands of blobs)."""
-        packs = []
-        for pack_id, entries in self.packs.items():
-            blobs = ",".join(_blob_text(e) for e in entries)
-            packs.append('{"id":"%s","blobs":[%s]}' % (pack_id, blobs))
-        head = ""
+    def encode(self) -> bytearray:
+        """The index file's JSON text plus newline, as restic writes it. Built as text, a few
+        thousand blobs at a time into one buffer: an index lists tens of thousands of blobs
+        (a pack of small files alone can), and joining them all as strings first held the
+        text four times over (at the end of a backup of 200,000 small files, 100 MiB)."""
+        out = bytearray(b"{")
         if self.supersedes:
-            head = '"supersedes":[%s],' % ",".join('"%s"' % i for i in self.supersedes)
-        return ('{%s"packs":[%s]}\n' % (head, ",".join(packs))).encode()
+            out += ('"supersedes":[%s],' % ",".join('"%s"' % i for i in self.supersedes)).encode()
+        out += b'"packs":['
+        for n, (pack_id, entries) in enumerate(self.packs.items()):
+            out += b'%s{"id":"%s","blobs":[' % (b"," if n else b"", pack_id.encode())
+            for start in range(0, len(entries), ENCODE_STEP):
+                if start:
+                    out += b","
+                out += ",".join([_blob_text(e) for e in entries[start:start + ENCODE_STEP]]).encode()
+            out += b"]}"
+        out += b"]}\n"
+        return out
 
     def to_json(self) -> dict:
         obj = {}

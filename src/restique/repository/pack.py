@@ -8,6 +8,7 @@ import hashlib
 import mmap
 import struct
 import threading
+from array import array
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -30,7 +31,7 @@ MAX_HEADER_ENTRIES = 1 << 20
 WRITE_STEP = 2 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a pack of small files holds tens of thousands
 class PackEntry:
     """One blob inside a pack: where it is and what it is."""
 
@@ -65,13 +66,16 @@ class PackWriter:
 
     def __init__(self, key: MasterKey, buffer=None, start_file=None):
         self._key = key
+        # the parts in pack order: the bytes of a part in memory of its own, None for a part in
+        # the buffer, which ends at _ends[i] (-1 for the others) and is entries[i].length long.
+        # A small file's blob costs a few dozen bytes here: a pack holds tens of thousands
         self._parts: List = []
+        self._ends = array("q")
         self.entries: List[PackEntry] = []
         self.size = 0
         self.buffer = buffer  # a writable buffer (a PackBuffers map) that blobs are sealed into
         self._buffer_view = memoryview(buffer) if buffer is not None else None
         self._buffer_used = 0
-        self._in_buffer = {}  # part index -> where the part ends in the buffer, for parts in it
         self._unfilled = set()  # indexes of reserved parts still being sealed
         self._failed = False
         self._closed = False
@@ -91,7 +95,7 @@ class PackWriter:
 
     def add(self, blob_type: str, blob_id: str, sealed: bytes, uncompressed_length: int = 0) -> PackEntry:
         entry = PackEntry(blob_type, blob_id, self.size, len(sealed), uncompressed_length)
-        self._parts.append(sealed)
+        self._append_own(sealed)
         self.entries.append(entry)
         self.size += len(sealed)
         return entry
@@ -109,7 +113,7 @@ class PackWriter:
         """reserve() for blobs, (id, sealed length, uncompressed length, anything else) in
         order, until the pack reaches limit bytes: [(part index, region)] of the first ones."""
         reserved = []
-        parts, entries, in_buffer, view = self._parts, self.entries, self._in_buffer, self._buffer_view
+        parts, entries, ends, view = self._parts, self.entries, self._ends, self._buffer_view
         room = len(view) if view is not None else 0
         with self._state:
             for blob in blobs:
@@ -117,12 +121,15 @@ class PackWriter:
                 index, used = len(parts), self._buffer_used
                 if used + length <= room:  # fits()
                     region = view[used:used + length]
-                    self._buffer_used = in_buffer[index] = used + length
+                    self._buffer_used = used + length
+                    parts.append(None)
+                    ends.append(used + length)
                 else:
                     region = memoryview(bytearray(length))
+                    parts.append(region)
+                    ends.append(-1)
                 self._unfilled.add(index)
                 entries.append(PackEntry(blob_type, blob_id, self.size, length, ulen))
-                parts.append(region)
                 self.size += length
                 reserved.append((index, region))
                 if self.size >= limit:
@@ -180,20 +187,24 @@ class PackWriter:
                 self._unwritten += len(view)
             self._hashed = end
 
+    def _append_own(self, data) -> None:
+        self._parts.append(data)
+        self._ends.append(-1)
+
     def _views(self, start: int, end: int):
         """Parts [start, end), neighbours in the buffer as one view."""
-        parts, in_buffer = self._parts, self._in_buffer
+        parts, ends, entries = self._parts, self._ends, self.entries
         i = start
         while i < end:
-            stop = in_buffer.get(i)
-            if stop is None:
+            stop = ends[i]
+            if stop < 0:
                 yield parts[i]
                 i += 1
                 continue
-            first = stop - len(parts[i])
+            first = stop - entries[i].length
             i += 1
-            while i < end and in_buffer.get(i, -1) - len(parts[i]) == stop:
-                stop = in_buffer[i]
+            while i < end and ends[i] >= 0 and ends[i] - entries[i].length == stop:
+                stop = ends[i]
                 i += 1
             yield self._buffer_view[first:stop]
 
@@ -213,8 +224,8 @@ class PackWriter:
             return
         buffer_end = 0  # where the last written part in the buffer ends
         for i in range(start, end):
-            if i in self._in_buffer:
-                buffer_end = self._in_buffer[i]
+            if self._ends[i] >= 0:
+                buffer_end = self._ends[i]
             else:
                 self._parts[i] = b""  # a blob with its own memory: written, it can go
         self._written, self._unwritten = end, 0
@@ -236,11 +247,11 @@ class PackWriter:
         header = b"".join([_encode_entry(e) for e in self.entries])
         sealed_header = self._key.seal(header)
         with self._hash_lock:
-            self._parts.append(sealed_header)
-            self._parts.append(_HEADER_LEN.pack(len(sealed_header)))
+            self._append_own(sealed_header)
+            self._append_own(_HEADER_LEN.pack(len(sealed_header)))
             self._hash_parts()
-            parts = self._parts[self._written:] if self.file is not None else self._parts
-            self._parts, self._hashed = [], 0
+            parts = list(self._views(self._written if self.file is not None else 0, len(self._parts)))
+            self._parts, self._ends, self._hashed = [], array("q"), 0
             # a saver still in hash_added finds nothing to hash, and must write nothing either:
             # the file is the uploader's from here on
             self._start_file = None
