@@ -269,3 +269,24 @@ def test_nothing_is_written_once_the_pack_is_finished():
     writer.hash_added()
     assert started == [] and writer.file is None
     assert sum(len(p) for p in parts) > 3 * STEP  # the whole pack goes to save()
+
+
+def test_a_small_blob_costs_little_memory_in_an_open_pack():
+    """A 16 MiB pack of small files holds tens of thousands of blobs: each once kept ~550
+    bytes of objects in the open pack (a backup of 200,000 small files peaked at 1.5x restic's
+    memory); now ~240."""
+    import tracemalloc
+
+    buffer = mmap.mmap(-1, 8 << 20)
+    blobs = [(os.urandom(32).hex(), 150 + k % 7, 0) for k in range(20000)]
+    writer = pack.PackWriter(MasterKey.random(), buffer)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        writer.reserve_many("data", blobs, 1 << 30)
+        writer.filled_all(range(len(blobs)))
+        per_blob = (tracemalloc.get_traced_memory()[0] - before) / len(blobs)
+    finally:
+        tracemalloc.stop()
+    assert per_blob < 300
+    assert len(writer) == len(blobs)
