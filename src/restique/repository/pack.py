@@ -122,12 +122,12 @@ class PackWriter:
                 if used + length <= room:  # fits()
                     region = view[used:used + length]
                     self._buffer_used = used + length
-                    parts.append(None)
                     ends.append(used + length)
+                    parts.append(None)
                 else:
                     region = memoryview(bytearray(length))
-                    parts.append(region)
                     ends.append(-1)
+                    parts.append(region)
                 self._unfilled.add(index)
                 entries.append(PackEntry(blob_type, blob_id, self.size, length, ulen))
                 self.size += length
@@ -188,8 +188,10 @@ class PackWriter:
             self._hashed = end
 
     def _append_own(self, data) -> None:
-        self._parts.append(data)
+        # the end first: add() runs outside _state, and a saver hashing meanwhile must find
+        # the end of every part it can see
         self._ends.append(-1)
+        self._parts.append(data)
 
     def _views(self, start: int, end: int):
         """Parts [start, end), neighbours in the buffer as one view."""
