@@ -4,7 +4,7 @@
 Two ways to pick a point: by watching the repository's data/ and index/ folders change
 (any program, restic included), or by restique's own switch in its local backend, which
 SIGKILLs the process at its Nth save at a chosen stage of that save (before it starts,
-half written, written and synced but not renamed, renamed)."""
+half written, written and synced but not renamed, renamed) or just before its Nth removal."""
 import os
 import signal
 import subprocess
@@ -15,6 +15,7 @@ from conftest import clean_env
 
 KILL_VARIABLE = "RESTIQUE_TEST_KILL_AT_SAVE"
 SAVE_STAGES = ("start", "partial", "synced", "renamed")
+REMOVAL = "remove"  # the stage that kills just before the Nth removal instead
 
 
 def repository_files(repo) -> Set[str]:
@@ -56,8 +57,8 @@ def run_until_changes(cmd: Sequence[str], repo, changes: int, after_seconds: flo
 def run_killed_at_save(cmd: Sequence[str], save: int, stage: str, env: Optional[dict] = None,
                        cwd=None) -> subprocess.CompletedProcess:
     """Run restique with its kill switch set: it SIGKILLs itself at its `save`th save, at
-    `stage`. returncode is -9 when the point was reached (else the run's own code)."""
-    assert stage in SAVE_STAGES, stage
+    `stage` (with stage REMOVAL: before its `save`th removal). returncode is -9 when the point was reached (else the run's own code)."""
+    assert stage in SAVE_STAGES + (REMOVAL,), stage
     run_env = dict(env or clean_env())
     run_env[KILL_VARIABLE] = f"{save}:{stage}"
     return subprocess.run(list(cmd), env=run_env, cwd=cwd, capture_output=True, stdin=subprocess.DEVNULL,

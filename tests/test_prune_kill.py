@@ -1,5 +1,5 @@
-"""prune killed with SIGKILL at many points of its run (found by watching the repository's
-data/ and index/ folders change) never leaves a repository that `restic check` rejects or
+"""prune killed with SIGKILL at many points of its run (at its Nth save, at each stage of a
+save; just before its Nth removal; by time while it reads) never leaves a repository that `restic check` rejects or
 that has lost a blob of a kept snapshot, and a second prune finishes the job."""
 import os
 import shutil
@@ -7,10 +7,11 @@ import shutil
 import pytest
 
 from conftest import restique_cmd, run_restic, run_restique
-from kill_points import repository_files, run_until_changes
+from kill_points import REMOVAL, SAVE_STAGES, repository_files, run_killed_at_save, run_until_changes, spread
 from test_prune import FAST_KDF, PASSWORD, snapshot_contents
 
-KILL_POINTS = 12
+SAVE_POINTS = 7
+REMOVAL_POINTS = 5
 
 
 def write_generation(root, g: int) -> None:
@@ -37,39 +38,45 @@ def forgotten(tmp_path_factory):
     return repo, snapshot_contents(repo)
 
 
-def prune_until(repo, changes: int, after_seconds: float = 0.0):
-    """Start a prune and SIGKILL it once `changes` files of data/ and index/ have appeared
-    or vanished (or after after_seconds). Returns how many changes were seen."""
-    cmd = restique_cmd() + ["-r", str(repo), "--pack-size", "4", "prune", "--max-unused", "0"]
-    return run_until_changes(cmd, repo, changes, after_seconds)
+def prune_cmd(repo) -> list:
+    return restique_cmd() + ["-r", str(repo), "--pack-size", "4", "prune", "--max-unused", "0"]
+
+
+def kill_prune(repo, point) -> None:
+    """SIGKILL a prune at point: (N, stage) for its Nth save or removal, or seconds."""
+    if isinstance(point, float):
+        run_until_changes(prune_cmd(repo), repo, 0, point)
+        return
+    killed = run_killed_at_save(prune_cmd(repo), *point)
+    assert killed.returncode == -9, (point, killed.returncode, killed.stderr)  # the point was reached
 
 
 def test_killed_prune_loses_nothing(forgotten, tmp_path):
     original, expected = forgotten
-    # one uninterrupted run tells how many files a prune creates and deletes
+    # one uninterrupted run tells how many files a prune saves and removes (its lock included)
     reference = tmp_path / "reference"
     shutil.copytree(original, reference)
     before = repository_files(reference)
     run_restique(reference, "--pack-size", "4", "prune", "--max-unused", "0")
-    total = len(before ^ repository_files(reference))
-    assert total >= 10
-    points = [(0, 0.3)] + [(1 + (total - 1) * k // (KILL_POINTS - 2), 0) for k in range(KILL_POINTS - 1)]
-    seen = set()
-    for n, (changes, delay) in enumerate(points):
+    after = repository_files(reference)
+    saves, removals = len(after - before) + 1, len(before - after) + 1
+    assert saves >= 4 and removals >= 6, (saves, removals)
+    points = [0.3] + [(save, SAVE_STAGES[k % len(SAVE_STAGES)]) for k, save in enumerate(spread(saves, SAVE_POINTS))]
+    points += [(removal, REMOVAL) for removal in spread(removals - 1, REMOVAL_POINTS)]  # not the lock's
+    for n, point in enumerate(points):
         repo = tmp_path / f"kill-{n}"
         shutil.copytree(original, repo)
-        seen.add(prune_until(repo, changes, delay))
+        kill_prune(repo, point)
         run_restic(repo, "unlock")
         checked = run_restic(repo, "check", check=False)
-        assert checked.returncode == 0, (changes, checked.stdout, checked.stderr)
-        assert snapshot_contents(repo) == expected, changes
+        assert checked.returncode == 0, (point, checked.stdout, checked.stderr)
+        assert snapshot_contents(repo) == expected, point
         run_restique(repo, "prune", "--max-unused", "0")
-        assert nothing_left_to_prune(repo), changes
+        assert nothing_left_to_prune(repo), point
         assert snapshot_contents(repo) == expected
         checked = run_restic(repo, "check", *(("--read-data",) if n % 4 == 0 else ())).stdout
         assert b"no errors were found" in checked
         shutil.rmtree(repo)
-    assert len(seen) >= KILL_POINTS // 2, sorted(seen)  # the kills fell at many different points
 
 
 def nothing_left_to_prune(repo) -> bool:

@@ -20,9 +20,10 @@ _HOST = os.uname().nodename  # socket.gethostname(), without loading socket
 # is only taken for abandoned after this long: a save takes seconds, not hours.
 STALE_TEMPORARY_SECONDS = 24 * 3600
 # Crash-safety tests: "N[:stage]" makes the process SIGKILL itself at its Nth save, at
-# one of the stages below (default "start"). Unset (always, in real use) it costs one test.
+# one of the stages below (default "start"), or with "N:remove" just before its Nth
+# removal. Unset (always, in real use) it costs one test.
 KILL_VARIABLE = "RESTIQUE_TEST_KILL_AT_SAVE"
-KILL_STAGES = ("start", "partial", "synced", "renamed")
+KILL_STAGES = ("start", "partial", "synced", "renamed", "remove")
 
 
 def _translated(exc: OSError) -> OSError:
@@ -190,6 +191,8 @@ class LocalBackend:
         return st.st_size
 
     def remove(self, ftype: FileType, name: str) -> None:
+        if _kill_switch is not None:
+            _kill_switch.before_removal()
         try:
             os.unlink(self._file(ftype, name))
         except OSError as exc:
@@ -299,7 +302,8 @@ def _abandoned(entry: os.DirEntry) -> bool:
 
 
 class _KillSwitch:
-    """SIGKILL at the Nth save (counted over every file type and thread) and stage."""
+    """SIGKILL at the Nth save (counted over every file type and thread) and stage, or
+    before the Nth removal."""
 
     def __init__(self, spec: str):
         count, _, stage = spec.partition(":")
@@ -308,9 +312,16 @@ class _KillSwitch:
         if self.stage_name not in KILL_STAGES:
             raise ValueError(f"{KILL_VARIABLE}: unknown stage {self.stage_name!r}")
         self.saves = itertools.count(1)
+        self.removals = itertools.count(1)
 
     def stage(self) -> Optional[str]:
+        if self.stage_name == "remove":
+            return None
         return self.stage_name if next(self.saves) == self.target else None
+
+    def before_removal(self) -> None:
+        if self.stage_name == "remove" and next(self.removals) == self.target:
+            self.fire()
 
     @staticmethod
     def fire() -> None:
