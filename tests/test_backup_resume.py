@@ -90,6 +90,18 @@ def test_interrupted_first_backup_resumes(setup, tmp_path):
     assert same_tree(src, tmp_path / "r" / str(src).lstrip("/"))
 
 
+def test_interrupted_as_it_finishes_records_the_whole_tree(setup):
+    """Ctrl-C at the last file: the signal may reach the main thread after the root tree is
+    written (all readers done); the checkpoint then records that whole tree, and the next
+    backup reads nothing again."""
+    repo, src, cache = setup
+    interrupt(repo, src, cache, 240)
+    assert len(os.listdir(cache)) == 1
+    outcome = backup(repo, [src], cache)
+    assert outcome.progress.stats.files.unmodified >= 230
+    assert outcome.progress.stats.data_added < 100_000
+
+
 def test_interrupted_incremental_backup_keeps_the_parent(setup):
     """The checkpoint holds the parent's entries the interrupted run had not reached: the
     resumed run reads only what changed, though it takes the checkpoint as its parent."""
@@ -118,64 +130,56 @@ def test_newer_snapshot_wins_over_an_old_checkpoint(setup):
 
 
 def test_killed_backup_resumes_from_its_last_checkpoint(setup, tmp_path):
-    """SIGKILL once a checkpoint (every 50 ms here) has been recorded: it spares the next
-    backup part of the work; the CLI says that it resumes. (A kill at a fixed save number
-    could land before the first checkpoint when two packs are stored at once.)"""
+    """SIGKILL right after a checkpoint that holds finished files: it spares the next backup
+    part of the work; the CLI says that it resumes. The killed backup runs in a child
+    process that stops one reader at its 600th file until two more checkpoints are
+    recorded (the second began after the pause), then kills itself: watching from outside
+    raced the backup's end on a loaded machine."""
+    import subprocess
+    import sys
+
     repo, src, cache = setup
     for i in range(240, 1200):
         (src / f"d{i % 12}" / f"g{i}.bin").write_bytes(os.urandom(20_000 + 10 * i))
-    args = ["-r", repo, "--cache-dir", cache, "backup", src]
-    env = clean_env(RESTIQUE_CHECKPOINT_INTERVAL="0.05", RESTIC_PACK_SIZE="4")
-    # uploads at 10 MB/s: a fast machine reached the 10th save before the first checkpoint
-    slowed = ["--limit-upload", "10000", *args]
-    killed = run_killed_after_checkpoint(restique_cmd() + [str(a) for a in slowed], cache, env, repo)
-    assert killed == -9, "the backup ended before it was killed"
+    child = subprocess.run([sys.executable, "-c", KILLED_AFTER_CHECKPOINT, str(repo), str(src), str(cache)],
+                           env=clean_env(RESTIC_PASSWORD=PASSWORD), capture_output=True, timeout=120)
+    assert child.returncode == -9, child.stderr.decode()[-2000:]
     run_restic(repo, "unlock")
     assert b"no errors were found" in run_restic(repo, "check", "--read-data").stdout
-    out = run_restique(None, *args).stdout.decode()
+    out = run_restique(None, "-r", repo, "--cache-dir", cache, "backup", src).stdout.decode()
     assert "resuming the interrupted backup checkpointed at" in out
     new, changed, unmodified = map(int, re.search(r"Files: +(\d+) new, +(\d+) changed, +(\d+) unmodified", out).groups())
-    assert unmodified > 0 and new + changed + unmodified == 1200, out
+    assert unmodified >= 600 and new + changed + unmodified == 1200, out
     run_restic(repo, "restore", "latest", "--target", tmp_path / "r")
     assert same_tree(src, tmp_path / "r" / str(src).lstrip("/"))
 
 
-def run_killed_after_checkpoint(cmd, cache, env, repo=None) -> int:
-    """Start a backup and SIGKILL it right after a resume record appears in the cache (with
-    repo: a record written after the second data pack was stored, so it holds finished files;
-    the first record of a loaded machine can come before any pack); returns its exit status
-    (-9 when killed)."""
-    import glob
-    import subprocess
-    import time
+KILLED_AFTER_CHECKPOINT = """
+import os, signal, sys, time
+from restique.operations.archiver.progress import BackupProgress
+from restique.operations.backup import BackupRequest, run_backup
+from restique.repository.repository import open_repository
 
-    def records():
-        return [f for f in glob.glob(os.path.join(str(cache), "*", "resume", "*")) if not f.endswith(".tmp")]
+repo_path, src, cache = sys.argv[1:]
 
-    def second_pack_time():
-        """When the second data pack was stored: small files are done a batch (up to 64) at a
-        time, so the first pack can hold the blobs of a batch still in progress, and a loaded
-        machine's record written just after it can name no finished file yet."""
-        packs = glob.glob(os.path.join(str(repo), "data", "*", "*")) if repo else []
-        times = sorted(os.stat(f).st_mtime_ns for f in packs if len(os.path.basename(f)) == 64)
-        return times[1] if len(times) > 1 else None
+class KilledAfterCheckpoint(BackupProgress):
+    def file_done(self, path, kind, result, size):
+        super().file_done(path, kind, result, size)
+        if kind == "file" and self.stats.files_processed == 600:
+            paused, recorded = time.time_ns(), set()
+            while len(recorded) < 2:
+                for entry in os.scandir(folder) if os.path.isdir(folder) else ():
+                    try:
+                        written = entry.stat().st_mtime_ns
+                    except FileNotFoundError:  # a temporary file renamed meanwhile
+                        continue
+                    if not entry.name.endswith(".tmp") and written > paused:
+                        recorded.add(written)
+                time.sleep(0.002)
+            os.kill(os.getpid(), signal.SIGKILL)
 
-    def recorded_after_a_pack() -> bool:
-        found = records()
-        if not found or repo is None:
-            return bool(found)
-        pack_time = second_pack_time()
-        try:
-            # a margin of three checkpoint intervals: the pack's write time comes before the index knows it
-            return pack_time is not None and max(os.stat(f).st_mtime_ns for f in found) > pack_time + 150_000_000
-        except FileNotFoundError:  # replaced between listing and stat
-            return False
-
-    proc = subprocess.Popen([str(c) for c in cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not recorded_after_a_pack():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            break
-        time.sleep(0.005)
-    proc.kill()
-    return proc.wait()
+with open_repository(repo_path, os.environ["RESTIC_PASSWORD"]) as repo:
+    folder = os.path.join(cache, repo.config.id, "resume")
+    request = BackupRequest(paths=[src], resume_folder=folder, checkpoint_interval=0.02)
+    run_backup(repo, request, KilledAfterCheckpoint())
+"""

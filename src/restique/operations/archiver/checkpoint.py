@@ -90,11 +90,20 @@ class Checkpoints:
         with self._writing:
             tree = None
             if self.record is not None:
-                tree = partial_root_tree(self.archiver.trees.open_jobs.copy().values(), self._parents.children,
-                                         self.archiver.root_parent_tree, self._save_tree)
+                tree = self._root_tree()
             self.repo.flush()  # packs, then the index naming them, then the record naming a tree
             if tree is not None:
                 self.record(tree)
+
+    def _root_tree(self) -> Optional[str]:
+        """The whole root tree when it is written already (an interruption that came as the
+        backup finished), else the partial one."""
+        trees = self.archiver.trees
+        jobs = trees.open_jobs.copy().values()  # before looking at the root: it leaves once done
+        root = trees.root_job.done.value_if_done() if trees.root_job is not None else None
+        if root is not None:
+            return root.subtree
+        return partial_root_tree(jobs, self._parents.children, self.archiver.root_parent_tree, self._save_tree)
 
     def _save_tree(self, nodes: list) -> str:
         return self.repo.blobs.save("tree", encode_tree(nodes))[0]

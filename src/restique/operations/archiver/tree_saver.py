@@ -32,11 +32,14 @@ class TreeSaver:
         self.repo = repo
         self.progress = progress
         self.open_jobs: Dict[str, DirJob] = {}  # directories not written yet, by path (checkpoints)
+        self.root_job: Optional[DirJob] = None  # the snapshot root's, kept once written (checkpoints)
 
     def open_dir(self, node: Optional[Node], snap_path: str, parent_node: Optional[dict]) -> DirJob:
         """A new directory job; it stays in open_jobs until its tree is written."""
         job = DirJob(node, snap_path, parent_node)
         self.open_jobs[snap_path] = job
+        if not snap_path:
+            self.root_job = job
         return job
 
     def add_child(self, job: DirJob, child: Optional[Completion]) -> None:
