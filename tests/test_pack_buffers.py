@@ -17,7 +17,7 @@ from restique.backend import FileType
 from restique.backend.memory import MemoryBackend
 from restique.errors import IntegrityError
 from restique.model.ids import hash_id
-from restique.repository import blob_store
+from restique.repository import blob_store, pack_uploads
 from restique.repository.blob_store import BlobStore
 from restique.repository.crypto import MasterKey
 from restique.repository.index import MasterIndex
@@ -168,7 +168,7 @@ def test_savers_fill_packs_in_bounded_buffers_and_give_them_all_back():
     store.flush()
     store.close()
     assert store._pack_buffers.in_use() == 0
-    assert 1 <= backend.most_buffers <= store._pack_buffers.count == blob_store.LOCAL_UPLOADS + 1
+    assert 1 <= backend.most_buffers <= store._pack_buffers.count == pack_uploads.LOCAL_UPLOADS + 1
     packs = dict(backend.list(FileType.PACK))
     assert len(packs) >= 10
     for data in blobs:
@@ -247,7 +247,7 @@ def test_a_backend_that_says_when_parts_are_written_gets_them_back_early():
     pool = store._pack_buffers
     real_give_back = pool.give_back
     pool.give_back = lambda mem: (backend.given_back.append(mem), real_give_back(mem))
-    assert store._pack_buffers.count == blob_store.LOCAL_UPLOADS  # one upload slot's buffer less
+    assert store._pack_buffers.count == pack_uploads.LOCAL_UPLOADS  # one upload slot's buffer less
     rng = random.Random(8)
     blobs = [rng.randbytes(40_000) for _ in range(60)]
     for data in blobs:

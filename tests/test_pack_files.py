@@ -173,7 +173,7 @@ def test_an_aborted_run_removes_a_full_pack_not_yet_queued(tmp_path):
     def interrupted(size):
         raise KeyboardInterrupt
 
-    store._upload_budget.take = interrupted
+    store.uploads.budget.take = interrupted
     with pytest.raises(KeyboardInterrupt):
         _store_all(store, _blobs(10))
     assert _pack_files(backend.path)

@@ -12,7 +12,7 @@ from restique.backend import FileType
 from restique.backend.base import PermanentBackendError
 from restique.backend.memory import MemoryBackend
 from restique.model.ids import hash_id
-from restique.repository import blob_store
+from restique.repository import blob_store, pack_uploads
 from restique.repository.blob_store import BlobStore
 from restique.repository.crypto import MasterKey
 from restique.repository.index import MasterIndex
@@ -104,7 +104,7 @@ def test_local_backend_stores_two_packs_at_a_time(small_index_files):
     _save_blobs(store, count=20)
     store.flush()
     store.close()
-    assert backend.packs_started >= 5 and backend.most_at_once == blob_store.LOCAL_UPLOADS == 2
+    assert backend.packs_started >= 5 and backend.most_at_once == pack_uploads.LOCAL_UPLOADS == 2
     assert backend.early_indexes == []
 
 
@@ -114,8 +114,8 @@ def test_savers_wait_for_a_free_upload_slot():
     backend = SlowStorage(connections=2)
     store = _store(backend)
     held = []
-    original = store._write_pack
-    store._write_pack = lambda writer, *rest: (held.append(writer), time.sleep(0.2), original(writer, *rest))
+    original = store.uploads.write
+    store.uploads.write = lambda writer, *rest: (held.append(writer), time.sleep(0.2), original(writer, *rest))
     started = time.monotonic()
     _save_blobs(store, count=30)  # about 10 packs: 5 rounds of 2 uploads of 0.25 s
     store.flush()
@@ -145,7 +145,7 @@ def _indexed_packs(backend) -> set:
 def test_full_packs_in_memory_are_bounded_in_bytes(monkeypatch):
     """More connections than the memory budget has room for: uploads at once stop at the budget
     (restic keeps its packs in temporary files; 5 packs of 16 MiB each is memory it never holds)."""
-    monkeypatch.setattr(blob_store, "UPLOAD_MEMORY", 2 * PACK_SIZE + PACK_SIZE // 2)
+    monkeypatch.setattr(pack_uploads, "UPLOAD_MEMORY", 2 * PACK_SIZE + PACK_SIZE // 2)
     backend = SlowStorage(connections=5)
     store = _store(backend)
     _save_blobs(store, count=40)
@@ -156,7 +156,7 @@ def test_full_packs_in_memory_are_bounded_in_bytes(monkeypatch):
 
 
 def test_one_pack_larger_than_the_budget_still_goes(monkeypatch):
-    monkeypatch.setattr(blob_store, "UPLOAD_MEMORY", PACK_SIZE // 4)
+    monkeypatch.setattr(pack_uploads, "UPLOAD_MEMORY", PACK_SIZE // 4)
     backend = SlowStorage(connections=5)
     store = _store(backend)
     _save_blobs(store, count=12)

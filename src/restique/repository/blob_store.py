@@ -5,40 +5,27 @@ seal; check that the sealed blob decodes to the same id; append to the open pack
 blob's type (data and tree blobs never share a pack). `store` seals a blob straight into its
 place in the pack (data packs are filled in reused buffers, see pack_buffers), `store_batch`
 many small blobs so at once; `add_sealed` takes blobs sealed elsewhere (repacking). A pack is
-written once it reaches the target size; its blobs go into the pending index file, which is
-written when it is full or on flush. Write order is always: pack, then index.
+written (see pack_uploads) once it reaches the target size; its blobs go into the pending
+index file, which is written when it is full or on flush. Write order is always: pack, then
+index.
 """
-import queue
 import threading
 from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from .. import _seal
-from ..backend.base import (BackendError, BackendNotFound, BackendShortRead, FileType, pack_files_of,
-                            remote_connections)
+from ..backend.base import BackendNotFound, BackendShortRead, FileType, pack_files_of, remote_connections
 from ..backend.temp_pack_file import temporary_pack_files
 from ..errors import IntegrityError, NotFound
 from ..model.ids import hash_id
 from .compression import blob_level
 from .crypto import OVERHEAD, MasterKey
 from .index import MAX_BLOBS_PER_INDEX_FILE, BlobLocation, IndexFile, MasterIndex
-from .pack import BLOB_TYPES, DATA, TREE, PackParts, PackWriter
-from .pack_buffers import PackBuffers
+from .pack import BLOB_TYPES, DATA, TREE, PackWriter
+from .pack_uploads import PackUploads
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 MIN_PACK_SIZE = 4 * 1024 * 1024
 MAX_PACK_SIZE = 128 * 1024 * 1024
-# full packs a remote backup holds at once (queued or being sent), in bytes: 3 packs of 16 MiB
-# keep 3 connections busy, enough on loopback. Data packs wait in temporary files (as restic's
-# do: see temp_pack_file), tree packs and packs of the in-memory backend in memory.
-UPLOAD_MEMORY = 48 * 1024 * 1024
-# packs a local repository stores at once: each upload ends in an fsync that waits on the
-# disk, so a second one writes (a kernel copy of 16 MiB) while the first waits (restic's
-# local backend also has two connections)
-LOCAL_UPLOADS = 2
-# room past pack_size in a pack's buffer: the chunker's largest chunk (8 MiB) sealed, so that
-# the blob that fills a pack still goes into its buffer (a larger one gets a buffer of its own)
-BUFFER_SLACK = 8 * 1024 * 1024 + 4096
-
 
 class BlobStore:
     def __init__(self, backend, key: MasterKey, index: MasterIndex, level: Optional[int],
@@ -57,24 +44,8 @@ class BlobStore:
         self._pending: Dict[str, Set[str]] = {DATA: set(), TREE: set()}
         self._index_file = IndexFile()
         self._lock = threading.RLock()
-        self._upload_queue: "queue.Queue" = queue.Queue()
-        # a remote backend stores as many packs at once as it has connections (each upload
-        # mostly waits on the network); a local one, LOCAL_UPLOADS
-        self._upload_count = remote_connections(backend) or LOCAL_UPLOADS
-        # full packs not yet written, in bytes: one pack per uploader, but not past UPLOAD_MEMORY.
-        # A pack is closed once past pack_size, by up to a blob: with room for exactly
-        # pack_size each, the second of two uploads had to wait for the first.
-        per_pack = pack_size + pack_size // 2
-        self._upload_budget = _ByteBudget(min(self._upload_count * per_pack, max(UPLOAD_MEMORY, per_pack)))
-        # Data packs are sealed into reused buffers (see pack_buffers): one per full pack the
-        # budget admits (a pack is a little over pack_size) plus the open one; a saver that
-        # closes a pack while the budget is full waits with it, and no other pack starts.
-        # A backend that gives the parts back once written (before a local fsync) holds a buffer
-        # only while it writes: one buffer less then keeps as many uploads going.
-        uploads = max(1, min(self._upload_count, (self._upload_budget.limit - 1) // pack_size))
-        if getattr(backend, "releases_written_parts", False) is True:
-            uploads = max(1, uploads - 1)
-        self._pack_buffers = PackBuffers(uploads + 1, pack_size + BUFFER_SLACK)
+        self.uploads = PackUploads(backend, pack_size, self._stored)
+        self._pack_buffers = self.uploads.buffers
         # data packs go to disk as they fill: into the repository's data/ on a local disk,
         # else into temporary files, sent from there (not the in-memory backend of tests)
         self._start_pack_file = pack_files_of(backend) or (
@@ -84,8 +55,6 @@ class BlobStore:
         # (a closed pack whose last saver was stopped by an error or a signal is in no list)
         self._not_queued: set = set()
         self._all_queued = threading.Condition(self._lock)
-        self._uploaders: List[threading.Thread] = []
-        self._upload_error: Optional[BaseException] = None
         self.dry_run = False  # seal and count, but write nothing
 
     # --- saving ---
@@ -222,7 +191,7 @@ class BlobStore:
         try:
             while True:
                 with self._lock:
-                    self._raise_upload_error()
+                    self.uploads.raise_error()
                     result = step(open_pack)
                     if result is not _NO_PACK:
                         return result
@@ -324,76 +293,16 @@ class BlobStore:
             self._unqueued -= 1
             self._all_queued.notify_all()
 
-    # Full packs are written by background threads (one, or one per connection of a remote
-    # backend), so that savers keep sealing while packs are written. A saver waits for room in
-    # the budget before it queues a pack: memory holds at most that many bytes of full packs.
     def _queue_pack(self, writer: PackWriter) -> None:
-        with self._lock:
-            if not self._uploaders:
-                self._uploaders = [threading.Thread(target=self._upload_loop, name=f"pack-uploader-{i}",
-                                                    daemon=True) for i in range(self._upload_count)]
-                for thread in self._uploaders:
-                    thread.start()
+        """Hand a closed pack to the uploaders, once the budget has room (may wait)."""
         size = writer.size
-        self._upload_budget.take(size)
+        self.uploads.take_room(size)
         with self._lock:
             self._not_queued.discard(writer)
-        self._upload_queue.put((writer, size))
+        self.uploads.put(writer, size)
 
-    def _upload_loop(self) -> None:
-        while True:
-            item = self._upload_queue.get()
-            try:
-                if item is not None:
-                    self._write_pack(*item)
-            except BaseException as exc:  # reported to the saving threads
-                self._upload_error = exc
-            finally:
-                self._upload_queue.task_done()
-            if item is None:
-                return
-
-    def _raise_upload_error(self) -> None:
-        """A failed pack upload, raised to whoever stores next. A local disk's OSError (full,
-        read-only) becomes a BackendError: the file whose blob was being stored is not to blame
-        for it (a reader reports its own OSErrors as the file's and goes on), the backup is."""
-        exc = self._upload_error
-        if exc is None:
-            return
-        if isinstance(exc, OSError) and not isinstance(exc, BackendError):
-            raise BackendError(exc.errno, exc.strerror, exc.filename) from exc
-        raise exc
-
-    def _write_pack(self, writer: PackWriter, budgeted: int) -> None:
-        """Store a full pack, then index it. Its budget and buffer are given back once it is
-        stored, or as soon as the backend says its bytes are written (PackParts.written)."""
-        released = []
-
-        def release():
-            if not released:
-                released.append(True)
-                self._upload_budget.give_back(budgeted)
-                buffer = writer.take_buffer()
-                if buffer is not None:
-                    self._pack_buffers.give_back(buffer)
-
-        stored = False
-        try:
-            if self._upload_error is not None:
-                return
-            pack_id, parts, entries = writer.finish()
-            if writer.buffer is not None:  # not tree packs: the cache keeps a copy of those
-                parts = PackParts(parts, release)
-            if writer.file is not None:  # most of it is in its file already
-                writer.file.commit(pack_id, parts)
-            else:
-                self.backend.save(FileType.PACK, pack_id, parts)
-            del parts
-            stored = True
-        finally:
-            release()
-            if not stored:
-                writer.discard()
+    def _stored(self, pack_id: str, entries) -> None:
+        """An uploader stored a pack: index it."""
         with self._lock:
             self.index.add_pack(pack_id, entries)
             self._index_file.add_pack(pack_id, entries)
@@ -432,8 +341,7 @@ class BlobStore:
             self._queue_pack(writer)
         with self._lock:  # packs whose blobs were still being sealed: queued by their savers
             self._all_queued.wait_for(lambda: not self._unqueued)
-        self._upload_queue.join()
-        self._raise_upload_error()
+        self.uploads.wait()
         with self._lock:
             self._write_index()
 
@@ -443,11 +351,7 @@ class BlobStore:
             unwritten, self._not_queued = self._not_queued, set()
         for writer in unwritten:
             writer.discard()
-        uploaders, self._uploaders = self._uploaders, []
-        for _ in uploaders:
-            self._upload_queue.put(None)
-        for thread in uploaders:
-            thread.join(timeout=60)
+        self.uploads.stop()
 
     # --- loading ---
     def location(self, blob_type: str, blob_id: str) -> BlobLocation:
@@ -487,22 +391,3 @@ class _BatchBlob(NamedTuple):
     ulen: int  # uncompressed length, or 0: stored as is
     position: int  # in the batch
     payload: bytes  # what is sealed: the content or its compressed copy
-
-
-class _ByteBudget:
-    """Bytes held at most `limit` by its takers together; one taker always fits, however large."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._used = 0
-        self._changed = threading.Condition()
-
-    def take(self, size: int) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: not self._used or self._used + size <= self.limit)
-            self._used += size
-
-    def give_back(self, size: int) -> None:
-        with self._changed:
-            self._used -= size
-            self._changed.notify_all()
