@@ -3,6 +3,7 @@ decode from it; anything else (a damaged blob, a pack that cannot be read) is le
 blob's own load, which reports it as before (test_check.py compares those reports with
 restic's)."""
 from restique.errors import IntegrityError
+from restique.operations.check.indexed_packs import IndexedPacks
 from restique.operations.check.structure import _TreeSpans
 from restique.repository.index import BlobLocation, IndexEntry
 
@@ -30,9 +31,10 @@ class FakeRepo:
 
 def test_trees_of_a_pack_are_read_once():
     pack = b"dataDATAtreeAtreeBBmore"
-    indexed = {"p": [IndexEntry("data", "d", 0, 8, 0), IndexEntry("tree", "a", 8, 5, 0),
-                     IndexEntry("tree", "b", 13, 6, 0)],
-               "gone": [IndexEntry("tree", "x", 0, 4, 0)]}
+    indexed = IndexedPacks()
+    indexed.set("p", [IndexEntry("data", "d" * 64, 0, 8, 0), IndexEntry("tree", "a" * 64, 8, 5, 0),
+                      IndexEntry("tree", "b" * 64, 13, 6, 0)])
+    indexed.set("gone", [IndexEntry("tree", "e" * 64, 0, 4, 0)])
     repo = FakeRepo({"p": pack}, damaged={"bad"})
     spans = _TreeSpans(repo, indexed)
     assert spans.blob("a", Loc("p", 8, 5)) == b"treeA"

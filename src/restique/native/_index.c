@@ -783,6 +783,8 @@ static PyMethodDef module_methods[] = {
      "load_index(data, tree, raw, pack_number) -> bool: add an index file of the shape restic writes."},
     {"add_packs", add_packs, METH_VARARGS,
      "add_packs(data, tree, packs, numbers) -> bool: the fast path of loading an index file."},
+    {"pack_entries", pack_entries, METH_VARARGS,
+     "pack_entries(raw) -> [(pack id, types, ids, numbers)] or None: an index file's packs, compactly."},
     {NULL},
 };
 

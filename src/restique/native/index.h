@@ -166,6 +166,7 @@ void prefixes_free(Prefixes *d);
 /* index_parser.c */
 PyObject *add_packs(PyObject *module, PyObject *args);
 PyObject *load_index(PyObject *module, PyObject *args);
+PyObject *pack_entries(PyObject *module, PyObject *args);
 
 /* index_packs.c */
 extern PyTypeObject PackIdsType;

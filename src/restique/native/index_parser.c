@@ -212,13 +212,67 @@ read_object(Reader *r, int (*member)(Reader *, const char *, Py_ssize_t, void *)
     return expect(r, '}');
 }
 
+/* pack_entries' output: each pack's blobs in three arrays, made into a tuple at its end */
+typedef struct {
+    PyObject *packs; /* list of (pack id, types, ids, numbers) */
+    char *types;     /* 'd' or 't' a blob */
+    uint8_t *ids;    /* 32 bytes a blob */
+    int64_t *numbers; /* offset, length, uncompressed length a blob */
+    Py_ssize_t count, cap;
+} Collected;
+
 typedef struct {
     Table *data, *tree, *table;
     uint8_t id[32];
     uint64_t fields[3]; /* offset, length, ulen */
     unsigned seen, pack_seen, index_seen; /* a bit per key read, at each level */
     uint64_t pack;      /* the pack's position in the file, until the ids are registered */
+    Collected *collected; /* pack_entries: blobs go here instead of into the tables */
 } BlobCtx;
+
+static int
+collect_blob(BlobCtx *b)
+{
+    Collected *c = b->collected;
+    if (c->count == c->cap) {
+        Py_ssize_t cap = c->cap ? c->cap * 2 : 1024;
+        char *types = PyMem_Realloc(c->types, cap);
+        if (types)
+            c->types = types;
+        uint8_t *ids = types ? PyMem_Realloc(c->ids, cap * 32) : NULL;
+        if (ids)
+            c->ids = ids;
+        int64_t *numbers = ids ? PyMem_Realloc(c->numbers, cap * 3 * sizeof(int64_t)) : NULL;
+        if (!numbers) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->numbers = numbers, c->cap = cap;
+    }
+    for (int k = 0; k < 3; k++)
+        if (b->fields[k] > INT64_MAX)
+            return 0; /* the Python path decides */
+    c->types[c->count] = b->table == b->data ? 'd' : 't';
+    memcpy(c->ids + 32 * c->count, b->id, 32);
+    for (int k = 0; k < 3; k++)
+        c->numbers[3 * c->count + k] = (int64_t)b->fields[k];
+    c->count++;
+    return 1;
+}
+
+/* The pack just read, as a tuple appended to the output; its blobs are cleared. */
+static int
+collect_pack(Reader *r, BlobCtx *b)
+{
+    Collected *c = b->collected;
+    PyObject *item = Py_BuildValue("(s#y#y#y#)", r->pack_ids[b->pack], (Py_ssize_t)64, c->types, c->count,
+                                   (const char *)c->ids, 32 * c->count, (const char *)c->numbers,
+                                   (Py_ssize_t)(3 * sizeof(int64_t)) * c->count);
+    int rc = item ? PyList_Append(c->packs, item) : -1;
+    Py_XDECREF(item);
+    c->count = 0;
+    return rc < 0 ? -1 : 1;
+}
 
 static int
 blob_member(Reader *r, const char *key, Py_ssize_t len, void *ctx)
@@ -252,6 +306,8 @@ blob_item(Reader *r, void *ctx)
     int rc = read_object(r, blob_member, b);
     if (rc <= 0 || (b->seen & 0xF) != 0xF)
         return rc < 0 ? -1 : 0;
+    if (b->collected)
+        return collect_blob(b);
     return add_entry(b->table, b->id, b->pack, b->fields[0], b->fields[1], b->fields[2]) == 0 ? 1 : -1;
 }
 
@@ -289,6 +345,8 @@ pack_item(Reader *r, void *ctx)
     int rc = read_object(r, pack_member, b);
     if (rc <= 0 || !(b->pack_seen & 1))
         return rc < 0 ? -1 : 0;
+    if (b->collected && collect_pack(r, b) < 0)
+        return -1;
     r->packs++;
     return 1;
 }
@@ -380,4 +438,31 @@ load_index(PyObject *module, PyObject *args)
     if (ok > 0)
         return merge_step(tables[0]) < 0 || merge_step(tables[1]) < 0 ? NULL : Py_NewRef(Py_True);
     return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+}
+
+/* pack_entries(raw): the packs of an index file of the shape restic writes, in file order (a
+ * pack as often as the file lists it), each as (pack id, types, ids, numbers): a letter ('d' or
+ * 't'), 32 raw bytes and three native int64 (offset, length, uncompressed length or 0) a
+ * blob; None for any other shape (the Python parser decides then). No Python object a blob. */
+PyObject *
+pack_entries(PyObject *module, PyObject *args)
+{
+    Py_buffer raw;
+    if (!PyArg_ParseTuple(args, "y*", &raw))
+        return NULL;
+    Table tables[2] = {{.count = 0}, {.count = 0}}; /* only told apart, never filled */
+    Collected collected = {.packs = PyList_New(0)};
+    Reader r = {.p = raw.buf, .end = (const char *)raw.buf + raw.len};
+    BlobCtx b = {.data = &tables[0], .tree = &tables[1], .collected = &collected};
+    int ok = collected.packs ? read_object(&r, index_member, &b) : -1;
+    skip_ws(&r);
+    if (ok > 0)
+        ok = (b.index_seen & 1) && r.p == r.end;
+    PyMem_Free(collected.types), PyMem_Free(collected.ids), PyMem_Free(collected.numbers);
+    PyMem_Free(r.pack_ids);
+    PyBuffer_Release(&raw);
+    if (ok > 0)
+        return collected.packs;
+    Py_XDECREF(collected.packs);
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
 }

@@ -12,8 +12,9 @@ from ...backend.base import BackendNotFound, BackendShortRead
 from ...errors import IntegrityError, RestiqueError
 from ...repository.crypto import CiphertextVerificationFailed, IV_SIZE
 from ...repository.pack import header_length_from_tail, parse_header
-from . import Problem
 from ...repository.index import IndexEntry
+from . import Problem
+from .indexed_packs import IndexedPacks
 from .structure import expected_header_size
 
 # one pack per core: reads from storage overlap with the other worker's verification;
@@ -22,14 +23,14 @@ _WORKERS = min(8, os.cpu_count() or 2)
 _SEGMENT = 4 << 20  # bytes of a pack read and verified at a time
 
 
-def packs_to_read(sizes: Dict[str, int], indexed: Dict[str, List[IndexEntry]],
+def packs_to_read(sizes: Dict[str, int], indexed: IndexedPacks,
                   used: Optional[Set[Tuple[str, str]]]) -> Dict[str, int]:
     """Every indexed pack (id -> size), or with used (snapshots were selected) the packs
     holding those blobs."""
     if used is None:
         return dict(sizes)
-    return {pack_id: sizes[pack_id] for pack_id, entries in indexed.items()
-            if any((e.type, e.id) in used for e in entries)}
+    return {pack_id: sizes[pack_id] for pack_id in indexed
+            if any((e.type, e.id) in used for e in indexed.entries(pack_id))}
 
 
 def select_packs(packs: Dict[str, int], subset) -> Tuple[Dict[str, int], dict]:
@@ -61,7 +62,7 @@ def _random_share(packs: Dict[str, int], percent: float) -> Dict[str, int]:
     return {p: packs[p] for p in random.sample(sorted(packs), count)}
 
 
-def read_packs(repo, indexed: Dict[str, List[IndexEntry]], selected: Dict[str, int],
+def read_packs(repo, indexed: IndexedPacks, selected: Dict[str, int],
                report, progress) -> None:
     """Verify each selected pack; a damaged one is reported as one pack_data problem listing
     its errors, one that cannot be read at all as pack_unreadable."""
@@ -77,7 +78,7 @@ def read_packs(repo, indexed: Dict[str, List[IndexEntry]], selected: Dict[str, i
                 if item is None:
                     break
                 pack_id, size = item
-                running.add(pool.submit(_verify, repo, pack_id, indexed.get(pack_id, []), size))
+                running.add(pool.submit(_verify, repo, pack_id, indexed.entries(pack_id), size))
             if not running:
                 break
             finished, running = wait(running, return_when=FIRST_COMPLETED)

@@ -13,10 +13,11 @@ from ...errors import RestiqueError
 from ...model import gojson
 from ...model.names import go_quote, go_unquote
 from ...repository.crypto import OVERHEAD
-from ...repository.index import IndexEntry, parse_index
+from ...repository.index import IndexEntry
 from ...repository.pack_files import list_pack_sizes
 
 from . import Problem
+from .indexed_packs import IndexedPacks, packs_of_index_file
 
 Report = Callable[[Problem], None]
 Progress = Callable[..., None]
@@ -44,66 +45,68 @@ def expected_header_size(entries: Iterable[IndexEntry]) -> int:
     return _HEADER_FIXED + sum(_COMPRESSED_ENTRY if e.uncompressed_length else _PLAIN_ENTRY for e in entries)
 
 
-def expected_pack_size(entries: List[IndexEntry]) -> int:
-    return expected_header_size(entries) + sum(e.length for e in entries)
+def expected_pack_size(blobs: int, compressed: int, stored: int) -> int:
+    """The size of a pack of `blobs` blobs, `compressed` of them compressed, `stored` bytes
+    together (IndexedPacks.totals)."""
+    return _HEADER_FIXED + compressed * _COMPRESSED_ENTRY + (blobs - compressed) * _PLAIN_ENTRY + stored
 
 
-def load_indexes(repo, report: Report) -> Dict[str, List[IndexEntry]]:
-    """Load every index file into repo.index and return pack id -> its blobs (the union of
-    what the index files say). A file that cannot be loaded, a pack that two files describe
-    differently, a pack in several files (hint) and a pack holding both tree and data blobs
-    (hint) are reported."""
-    packs: Dict[str, List[IndexEntry]] = {}
+def load_indexes(repo, report: Report) -> IndexedPacks:
+    """Load every index file into repo.index and return what they say each pack holds (the
+    union of what the files say). A file that cannot be loaded, a pack that two files
+    describe differently, a pack in several files (hint) and a pack holding both tree and
+    data blobs (hint) are reported."""
+    packs = IndexedPacks()
     listed_in: Dict[str, List[str]] = defaultdict(list)
     differ: Set[str] = set()
+    mixed: Set[str] = set()
     for index_id in sorted(repo.list_ids(FileType.INDEX)):
         try:
             raw = repo.load_unpacked(FileType.INDEX, index_id)
-            index_packs = parse_index(raw)[1]
+            index_packs = packs_of_index_file(raw)
             repo.index.add_index_bytes(index_id, raw)  # natively: the same blobs, file by file
         except (RestiqueError, OSError) as exc:
             report(Problem("index_damaged", f"error loading index {index_id}: {exc}", index_id))
             continue
-        for pack_id, blobs in _merged(index_packs):
+        del raw
+        for pack_id, compact in index_packs:
             listed_in[pack_id].append(index_id)
-            known = packs.get(pack_id)
-            if known is None:
-                packs[pack_id] = blobs
-            elif set(known) != set(blobs):
+            if pack_id not in packs:
+                packs.put(pack_id, compact)
+            else:  # rare: a pack in several index files
+                known = set(packs.entries(pack_id))
+                packs.put(pack_id, compact)
+                blobs = set(packs.entries(pack_id))
+                if known == blobs:
+                    continue
                 differ.add(pack_id)
-                packs[pack_id] = list(set(known) | set(blobs))
+                packs.set(pack_id, list(known | blobs))
+            if packs.mixed(pack_id):
+                mixed.add(pack_id)
+            else:
+                mixed.discard(pack_id)
     repo.index_loaded = True
-    for pack_id in sorted(packs):
-        _report_index_hints(pack_id, packs[pack_id], listed_in[pack_id], pack_id in differ, report)
+    for pack_id in sorted(set(differ) | mixed | {p for p, files in listed_in.items() if len(files) > 1}):
+        _report_index_hints(pack_id, listed_in[pack_id], pack_id in differ, pack_id in mixed, report)
     return packs
 
 
-def _merged(packs: List[Tuple[str, List[IndexEntry]]]) -> Iterable[Tuple[str, List[IndexEntry]]]:
-    """One file's packs, a pack it lists twice as one."""
-    out: Dict[str, List[IndexEntry]] = {}
-    for pack_id, blobs in packs:
-        out.setdefault(pack_id, []).extend(blobs)
-    return out.items()
-
-
-def _report_index_hints(pack_id: str, blobs: List[IndexEntry], listed_in: List[str], differ: bool,
-                        report: Report) -> None:
+def _report_index_hints(pack_id: str, listed_in: List[str], differ: bool, mixed: bool, report: Report) -> None:
     if differ:
         report(Problem("pack_indexes_differ", f"pack {pack_id} has different data in indexes: "
                        f"{_id_set(listed_in)}", pack_id))
     elif len(listed_in) > 1:
         report(Problem("duplicate_pack", f"pack {pack_id} contained in several indexes: "
                        f"{_id_set(listed_in)}", pack_id, is_error=False))
-    first = blobs[0].type if blobs else None
-    if any(b.type != first for b in blobs):
+    if mixed:
         report(Problem("mixed_pack", f"pack {pack_id[:8]} contains a mix of tree and data blobs",
                        pack_id, is_error=False))
 
 
-def check_packs(repo, indexed: Dict[str, List[IndexEntry]], report: Report) -> Dict[str, int]:
+def check_packs(repo, indexed: IndexedPacks, report: Report) -> Dict[str, int]:
     """Every indexed pack must exist with the size its index entries add up to; a pack file
     no index lists is reported as a hint. Returns pack id -> expected size."""
-    expected = {pack_id: expected_pack_size(entries) for pack_id, entries in indexed.items()}
+    expected = {pack_id: expected_pack_size(*indexed.totals(pack_id)) for pack_id in indexed}
     present = list_pack_sizes(repo)
     for pack_id in sorted(expected):
         size = present.pop(pack_id, None)
@@ -118,7 +121,7 @@ def check_packs(repo, indexed: Dict[str, List[IndexEntry]], report: Report) -> D
 
 
 def check_snapshots(repo, options, snapshot_ids: List[str], report: Report, progress: Progress,
-                    indexed: Optional[Dict[str, List[IndexEntry]]] = None
+                    indexed: Optional[IndexedPacks] = None
                     ) -> Tuple[Optional[Set[Tuple[str, str]]], int]:
     """Walk the trees of the snapshots (all, or those options select), each tree once.
     Returns the (type, id) of every blob they use when options select snapshots (to know
@@ -126,7 +129,7 @@ def check_snapshots(repo, options, snapshot_ids: List[str], report: Report, prog
     -> its blobs, from load_indexes): the tree blobs of a pack are read in one piece."""
     roots = _snapshot_trees(repo, options, snapshot_ids, report)
     used: Optional[Set[Tuple[str, str]]] = set() if options.filtered else None
-    walker = _TreeChecker(repo, report, used, _TreeSpans(repo, indexed or {}))
+    walker = _TreeChecker(repo, report, used, _TreeSpans(repo, indexed or IndexedPacks()))
     progress(0, len(roots))
     with _tree_loaders(repo) as pool:
         for done, tree_id in enumerate(roots, 1):
@@ -319,7 +322,7 @@ class _TreeSpans:
     cannot be read, or a blob that does not decode from it, returns None, and the caller's
     own load of that blob reports the problem in its usual words."""
 
-    def __init__(self, repo, indexed: Dict[str, List[IndexEntry]]):
+    def __init__(self, repo, indexed: IndexedPacks):
         self.repo = repo
         self.indexed = indexed
         self._parts: "OrderedDict[str, Tuple[int, bytes]]" = OrderedDict()  # pack -> (offset, bytes)
@@ -349,7 +352,7 @@ class _TreeSpans:
             return part
         if pack_id in self._unusable:
             return None
-        trees = [e for e in self.indexed.get(pack_id, ()) if e.type == "tree"]
+        trees = [e for e in self.indexed.entries(pack_id) if e.type == "tree"]
         start = min((e.offset for e in trees), default=0)
         end = max((e.offset + e.length for e in trees), default=0)
         try:
