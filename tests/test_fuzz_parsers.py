@@ -32,6 +32,7 @@ from restique.model.gotime import GoTime
 from restique.model.ids import hash_id
 from restique.model.node import MODE_DIR, MODE_SYMLINK, Node, decode_tree, decode_tree_lazy, encode_node, encode_tree
 from restique.model.snapshot import Snapshot, new_summary
+from restique.operations.check.indexed_packs import IndexedPacks, packs_of_index_file
 from restique.operations.snapshot_lookup import load_snapshot
 from restique.repository import compression, unpacked
 from restique.repository.config import Config
@@ -354,6 +355,42 @@ def check_same_outcome(outcomes) -> None:
         f"native: {native!r:.300}, orjson: {orjson_native!r:.300}, Python loop: {python!r:.300}")
 
 
+def _index_packs_both_ways(raw: bytes):
+    """check's compact reading of an index file (natively when it has restic's shape) and
+    the Python parser's, each as pack id -> sorted entries (a pack listed twice merged), or
+    that it raised an IntegrityError: compared by check_same_pair."""
+    def python():  # what check took before: the parser's entries, of a file the master index takes
+        merged = {}
+        for pack_id, entries in parse_index(raw)[1]:
+            merged.setdefault(pack_id, []).extend(entries)
+        MasterIndex().add_index_bytes(None, raw)
+        # ids as the master index and restic hold them: hex digits' case is not kept
+        return {pack_id: sorted(e._replace(id=e.id.lower()) for e in entries) for pack_id, entries in merged.items()}
+
+    def compact():
+        found = {}
+        for pack_id, packed in packs_of_index_file(raw):
+            indexed = IndexedPacks()
+            indexed.put(pack_id, packed)
+            found[pack_id] = sorted(indexed.entries(pack_id))
+        return found
+
+    return _outcome_of(python), _outcome_of(compact)
+
+
+def _outcome_of(fn):
+    try:
+        return fn()
+    except IntegrityError as exc:
+        return f"IntegrityError: {exc}"
+
+
+def check_same_pair(pair) -> None:
+    compact, python = pair
+    assert compact == python or (str(compact).startswith("IntegrityError") and str(python).startswith("IntegrityError")), (
+        f"compact: {compact!r:.300}, Python: {python!r:.300}")
+
+
 def check_lock(info: LockInfo) -> None:
     info.describe(SOME_ID)
     info.is_stale()
@@ -433,6 +470,7 @@ PARSERS: Dict[str, Parser] = {
     "master_index": Parser(lambda p, s: fuzzed(p, s.indexes), lambda s, x: MasterIndex().add_index_bytes(None, x)),
     "master_index_paths": Parser(lambda p, s: fuzzed(p, s.indexes), lambda s, x: _both_index_paths(x),
                                  check_same_outcome),
+    "index_packs": Parser(lambda p, s: fuzzed(p, s.indexes), lambda s, x: _index_packs_both_ways(x), check_same_pair),
     "snapshot": Parser(lambda p, s: fuzzed(p, s.snapshots), _snapshot, check_snapshot),
     "tree": Parser(lambda p, s: fuzzed(p, s.trees), lambda s, x: decode_tree(x), check_nodes),
     "tree_lazy": Parser(lambda p, s: fuzzed(p, s.trees), _lazy_tree, check_nodes),

@@ -217,7 +217,7 @@ typedef struct {
     PyObject *packs; /* list of (pack id, types, ids, numbers) */
     char *types;     /* 'd' or 't' a blob */
     uint8_t *ids;    /* 32 bytes a blob */
-    int64_t *numbers; /* offset, length, uncompressed length a blob */
+    uint64_t *numbers; /* offset, length, uncompressed length a blob */
     Py_ssize_t count, cap;
 } Collected;
 
@@ -242,20 +242,17 @@ collect_blob(BlobCtx *b)
         uint8_t *ids = types ? PyMem_Realloc(c->ids, cap * 32) : NULL;
         if (ids)
             c->ids = ids;
-        int64_t *numbers = ids ? PyMem_Realloc(c->numbers, cap * 3 * sizeof(int64_t)) : NULL;
+        uint64_t *numbers = ids ? PyMem_Realloc(c->numbers, cap * 3 * sizeof(uint64_t)) : NULL;
         if (!numbers) {
             PyErr_NoMemory();
             return -1;
         }
         c->numbers = numbers, c->cap = cap;
     }
-    for (int k = 0; k < 3; k++)
-        if (b->fields[k] > INT64_MAX)
-            return 0; /* the Python path decides */
     c->types[c->count] = b->table == b->data ? 'd' : 't';
     memcpy(c->ids + 32 * c->count, b->id, 32);
     for (int k = 0; k < 3; k++)
-        c->numbers[3 * c->count + k] = (int64_t)b->fields[k];
+        c->numbers[3 * c->count + k] = b->fields[k];
     c->count++;
     return 1;
 }
@@ -265,9 +262,12 @@ static int
 collect_pack(Reader *r, BlobCtx *b)
 {
     Collected *c = b->collected;
-    PyObject *item = Py_BuildValue("(s#y#y#y#)", r->pack_ids[b->pack], (Py_ssize_t)64, c->types, c->count,
-                                   (const char *)c->ids, 32 * c->count, (const char *)c->numbers,
-                                   (Py_ssize_t)(3 * sizeof(int64_t)) * c->count);
+    /* a pack without blobs before any blob was read: no arrays yet, and y# makes None of NULL */
+    static const char none[1] = "";
+    PyObject *item = Py_BuildValue("(s#y#y#y#)", r->pack_ids[b->pack], (Py_ssize_t)64, c->types ? c->types : none,
+                                   c->count, c->ids ? (const char *)c->ids : none, 32 * c->count,
+                                   c->numbers ? (const char *)c->numbers : none,
+                                   (Py_ssize_t)(3 * sizeof(uint64_t)) * c->count);
     int rc = item ? PyList_Append(c->packs, item) : -1;
     Py_XDECREF(item);
     c->count = 0;
@@ -442,7 +442,7 @@ load_index(PyObject *module, PyObject *args)
 
 /* pack_entries(raw): the packs of an index file of the shape restic writes, in file order (a
  * pack as often as the file lists it), each as (pack id, types, ids, numbers): a letter ('d' or
- * 't'), 32 raw bytes and three native int64 (offset, length, uncompressed length or 0) a
+ * 't'), 32 raw bytes and three native uint64 (offset, length, uncompressed length or 0) a
  * blob; None for any other shape (the Python parser decides then). No Python object a blob. */
 PyObject *
 pack_entries(PyObject *module, PyObject *args)

@@ -10,6 +10,7 @@ from operator import itemgetter
 from typing import Dict, Iterator, List, Tuple
 
 from ... import _index
+from ...errors import IntegrityError
 from ...repository.index import IndexEntry, parse_index
 from ...repository.pack import DATA, TREE
 
@@ -27,7 +28,12 @@ def packs_of_index_file(raw: bytes) -> List[Tuple[str, Compact]]:
     twice, merged); IntegrityError when it is malformed."""
     found = _index.pack_entries(raw)
     if found is None:  # not the shape restic writes: the Python parser, and its errors
-        listed = [(pack_id, _compact(entries)) for pack_id, entries in parse_index(raw)[1]]
+        try:
+            listed = [(pack_id, _compact(entries)) for pack_id, entries in parse_index(raw)[1]]
+        except OverflowError:  # a number past uint64, as the master index refuses it
+            raise IntegrityError("index is damaged: a number is out of range") from None
+        except ValueError as exc:  # a blob id of 64 characters that are not all hex digits
+            raise IntegrityError(f"index is damaged: {exc}") from None
     else:
         listed = [(pack_id, (types, ids, _numbers(numbers))) for pack_id, types, ids, numbers in found]
     if len({pack_id for pack_id, _ in listed}) == len(listed):
@@ -39,7 +45,7 @@ def packs_of_index_file(raw: bytes) -> List[Tuple[str, Compact]]:
 
 
 def _numbers(raw: bytes) -> array:
-    numbers = array("q")
+    numbers = array("Q")
     numbers.frombytes(raw)
     return numbers
 
@@ -47,7 +53,7 @@ def _numbers(raw: bytes) -> array:
 def _compact(entries: List[IndexEntry]) -> Compact:
     types = "".join(map(itemgetter(0), entries)).encode()[::_TYPE_LENGTH]
     ids = bytes.fromhex("".join(map(itemgetter(1), entries)))
-    return types, ids, array("q", chain.from_iterable(map(_NUMBERS, entries)))
+    return types, ids, array("Q", chain.from_iterable(map(_NUMBERS, entries)))
 
 
 def _entries(compact: Compact) -> List[IndexEntry]:
