@@ -11,7 +11,8 @@ import pytest
 from restique import _index
 from restique.backend.base import FileType
 from restique.errors import IntegrityError
-from restique.operations.check.indexed_packs import IndexedPacks, packs_of_index_file
+from restique.operations.check.indexed_packs import IndexedPacks
+from restique.repository.compact_index import packs_of_index_file
 from restique.operations.check.structure import load_indexes
 from restique.repository.index import parse_index
 from restique.repository.repository import init_repository, open_repository

@@ -32,9 +32,10 @@ from restique.model.gotime import GoTime
 from restique.model.ids import hash_id
 from restique.model.node import MODE_DIR, MODE_SYMLINK, Node, decode_tree, decode_tree_lazy, encode_node, encode_tree
 from restique.model.snapshot import Snapshot, new_summary
-from restique.operations.check.indexed_packs import IndexedPacks, packs_of_index_file
+from restique.operations.check.indexed_packs import IndexedPacks
 from restique.operations.snapshot_lookup import load_snapshot
 from restique.repository import compression, unpacked
+from restique.repository.compact_index import packs_of_index_file
 from restique.repository.config import Config
 from restique.repository.crypto import CiphertextVerificationFailed
 from restique.repository.index import IndexFile, MasterIndex, parse_index

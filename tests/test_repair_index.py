@@ -50,6 +50,14 @@ def write_tree(root: Path, round_: int) -> None:
         (root / "dir1" / "added" / "new.bin").write_bytes(rnd.randbytes(80_000))
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """A cache of its own for each test: every copy of a repository has the same id, and a
+    cache filled from an intact copy hid a damaged index file from restic (restic then
+    printed no "reading pack files"; found when the tests ran in another order)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 @pytest.fixture(scope="session")
 def maintenance_repos(tmp_path_factory):
     """SimpleNamespace(base, repos={"restic": path, "restique": path}): two snapshots of the

@@ -12,12 +12,13 @@ from ...backend.base import BackendNotFound, BackendShortRead, FileType, remote_
 from ...errors import RestiqueError
 from ...model import gojson
 from ...model.names import go_quote, go_unquote
+from ...repository.compact_index import packs_of_index_file
 from ...repository.crypto import OVERHEAD
 from ...repository.index import IndexEntry
 from ...repository.pack_files import list_pack_sizes
 
 from . import Problem
-from .indexed_packs import IndexedPacks, packs_of_index_file
+from .indexed_packs import IndexedPacks
 
 Report = Callable[[Problem], None]
 Progress = Callable[..., None]

@@ -7,7 +7,9 @@ Only the good case is served here: a tree the index does not know, a pack part t
 be read or a blob that does not decode raise LookupError, and callers then take their
 one-tree-at-a-time path, which reports the problem in its own words.
 """
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ...repository.index import BlobLocation
@@ -19,6 +21,9 @@ _MAX_SPAN = 32 * 1024 * 1024  # largest part of a pack read at once
 _MIN_SHARED = 2  # a pack part is read for this many wanted blobs or more, else blob by blob
 _PART_BLOBS = 32  # trees a part is cut into: parts are decoded by threads, two at a time
 _THREADS = 2  # decryption, decompression and hashing hold no GIL; the caller reads the trees
+# parts decoded ahead of the caller: all of a level's parts at once held every tree of the
+# level in memory (200 trees of 1,000 files: +100 MB while prune walked them)
+_AHEAD = _THREADS + 1
 
 
 class TreeBlobsUnavailable(LookupError):
@@ -44,8 +49,13 @@ def load_trees(repo, tree_ids: Iterable[str], locate: Locate) -> Iterator[Tuple[
         return
     pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="trees")
     try:
-        futures = [pool.submit(_decoded_part, repo, pack_id, wanted) for pack_id, wanted in parts]
-        for future in futures:
+        pending = iter(parts)
+        futures = deque(pool.submit(_decoded_part, repo, *part) for part in islice(pending, _AHEAD))
+        while futures:
+            future = futures.popleft()
+            part = next(pending, None)
+            if part is not None:
+                futures.append(pool.submit(_decoded_part, repo, *part))
             yield from future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
