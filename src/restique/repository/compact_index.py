@@ -68,3 +68,19 @@ def entries(compact: Compact) -> List[IndexEntry]:
     hex_ids = ids.hex()
     return [IndexEntry(_TYPES[t], hex_ids[64 * i:64 * i + 64], *numbers[3 * i:3 * i + 3])
             for i, t in enumerate(types)]
+
+
+class LazyEntries:
+    """A pack's compact entries, expanded when iterated: prune keeps its new packs' entries
+    this way until the index file listing them is written."""
+
+    __slots__ = ("compact",)
+
+    def __init__(self, compact: Compact):
+        self.compact = compact
+
+    def __len__(self) -> int:
+        return len(self.compact[0])
+
+    def __iter__(self):
+        return iter(entries(self.compact))

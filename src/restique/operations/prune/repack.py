@@ -21,17 +21,17 @@ _READ_AHEAD = 1  # packs read (in a thread) while the blobs of the previous one 
 
 
 def repack_packs(repo, pack_entries: Dict[str, List[PackEntry]], packs: Set[str],
-                 keep_blobs: Dict[str, Set[str]], counter: Counter) -> Dict[str, List[PackEntry]]:
+                 keep_blobs: Dict[str, Set[str]], counter: Counter) -> Dict[str, compact_index.Compact]:
     """Copy the blobs of keep_blobs found in packs into new packs, removing each from
-    keep_blobs as it is copied. Returns the new packs' entries, which no index file lists
-    yet (as restic, prune indexes them with the rest: until then an interruption leaves
-    only unreferenced packs)."""
-    new_packs: Dict[str, List[PackEntry]] = {}
+    keep_blobs as it is copied. Returns the new packs' entries (compact_index's form), which
+    no index file lists yet (as restic, prune indexes them with the rest: until then an
+    interruption leaves only unreferenced packs)."""
+    new_packs: Dict[str, compact_index.Compact] = {}
 
     def collect_index(kind, raw: bytes) -> str:  # instead of writing the new packs' index
-        # read natively, as tuples like the old packs' (orjson's objects for the 60,000 blobs
-        # of one file made prune's peak memory)
-        new_packs.update((pack_id, compact_index.entries(blobs)) for pack_id, blobs in compact_index.listed_packs(raw))
+        # kept compactly until the index is rewritten: orjson's objects, then tuples, for the
+        # 60,000 blobs of one file made prune's peak memory
+        new_packs.update(compact_index.listed_packs(raw))
         return ""
 
     store = BlobStore(repo.backend, repo.key, MasterIndex(), repo.blobs.level, collect_index,

@@ -9,12 +9,12 @@
 After an interruption the repository holds at worst unreferenced packs or blobs indexed
 twice, which restic check accepts and the next prune cleans up.
 """
-from typing import Dict, List
+from typing import Dict
 
 from ...backend.base import FileType
 from ...errors import IntegrityError
+from ...repository.compact_index import Compact, LazyEntries
 from ...repository.index_rewrite import write_index_files
-from ...repository.pack import PackEntry
 from .plan import PrunePlan
 from .repack import repack_packs
 from .report import PruneReport
@@ -27,7 +27,7 @@ def execute_plan(repo, plan: PrunePlan, report: PruneReport) -> None:
     if plan.remove_first:
         report.message("deleting unreferenced packs")
         _delete_files(repo, FileType.PACK, plan.remove_first, report, ignore_errors=True)
-    new_packs: Dict[str, List[PackEntry]] = {}
+    new_packs: Dict[str, Compact] = {}
     if plan.repack:
         report.message("repacking packs")
         counter = report.counter("packs repacked", len(plan.repack))
@@ -57,7 +57,8 @@ def _check_all_copied(plan: PrunePlan, report: PruneReport) -> None:
 def _rewrite_index(repo, plan: PrunePlan, gone, new_packs, report: PruneReport) -> None:
     report.message("rebuilding index")
     packs = {pack_id: entries for pack_id, entries in plan.pack_entries.items() if pack_id not in gone}
-    packs.update(new_packs)
+    # the new packs' entries are expanded one pack at a time as the files are written
+    packs.update((pack_id, LazyEntries(compact)) for pack_id, compact in new_packs.items())
     counter = report.counter("packs processed", len(packs))
     try:
         write_index_files(repo, packs)
