@@ -12,6 +12,7 @@ from ...backend.base import BackendNotFound, BackendShortRead, FileType, remote_
 from ...errors import RestiqueError
 from ...model import gojson
 from ...model.names import go_quote, go_unquote
+from ...repository import compact_index
 from ...repository.compact_index import packs_of_index_file
 from ...repository.crypto import OVERHEAD
 from ...repository.index import IndexEntry
@@ -60,7 +61,6 @@ def load_indexes(repo, report: Report) -> IndexedPacks:
     packs = IndexedPacks()
     listed_in: Dict[str, List[str]] = defaultdict(list)
     differ: Set[str] = set()
-    mixed: Set[str] = set()
     for index_id in sorted(repo.list_ids(FileType.INDEX)):
         try:
             raw = repo.load_unpacked(FileType.INDEX, index_id)
@@ -75,19 +75,13 @@ def load_indexes(repo, report: Report) -> IndexedPacks:
             if pack_id not in packs:
                 packs.put(pack_id, compact)
             else:  # rare: a pack in several index files
-                known = set(packs.entries(pack_id))
-                packs.put(pack_id, compact)
-                blobs = set(packs.entries(pack_id))
-                if known == blobs:
-                    continue
-                differ.add(pack_id)
-                packs.set(pack_id, list(known | blobs))
-            if packs.mixed(pack_id):
-                mixed.add(pack_id)
-            else:
-                mixed.discard(pack_id)
+                known, blobs = set(packs.entries(pack_id)), set(compact_index.entries(compact))
+                if known != blobs:
+                    differ.add(pack_id)
+                    packs.set(pack_id, list(known | blobs))
     repo.index_loaded = True
-    for pack_id in sorted(set(differ) | mixed | {p for p, files in listed_in.items() if len(files) > 1}):
+    mixed = {pack_id for pack_id in packs if packs.mixed(pack_id)}
+    for pack_id in sorted(differ | mixed | {p for p, files in listed_in.items() if len(files) > 1}):
         _report_index_hints(pack_id, listed_in[pack_id], pack_id in differ, pack_id in mixed, report)
     return packs
 
