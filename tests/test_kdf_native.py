@@ -1,6 +1,7 @@
 """restique._kdf.scrypt, the native scrypt every key derivation uses.
 
-It must compute exactly RFC 7914's function: the RFC's own vectors, hashlib's scrypt (OpenSSL)
+It must compute exactly RFC 7914's function, on both its lanes (the portable scalar one and,
+where the CPU has AVX-512VL, the vector one): the RFC's own vectors, hashlib's scrypt (OpenSSL)
 on many random parameter sets and on the lengths where its own PBKDF2-HMAC-SHA256 changes
 course, and the real restic opening a repository whose key restique derived, and the other way
 round, with the full-strength parameters both programs use.
@@ -39,9 +40,25 @@ RFC_7914_VECTORS = [
 ]
 
 
+# both lanes, whichever the default is here
+LANES = pytest.mark.parametrize("portable", [False, True], ids=["default-lane", "portable-lane"])
+
+
+def test_the_vector_lane_is_used_where_the_cpu_has_avx512vl():
+    """The vector lane must not silently go unused on a CPU that has it (the test machines do),
+    nor be chosen on one that lacks it."""
+    flags = set()
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("flags"):
+                flags.update(line.split(":", 1)[1].split())
+    assert _kdf.vector_lane() == ({"avx512f", "avx512vl"} <= flags and os.uname().machine == "x86_64")
+
+
+@LANES
 @pytest.mark.parametrize("password, salt, n, r, p, expected", RFC_7914_VECTORS)
-def test_rfc_7914_vectors(password, salt, n, r, p, expected):
-    assert _kdf.scrypt(password, salt, n, r, p, 64).hex() == expected
+def test_rfc_7914_vectors(password, salt, n, r, p, expected, portable):
+    assert _kdf.scrypt(password, salt, n, r, p, 64, portable=portable).hex() == expected
 
 
 # passwords as restique makes them (UTF-8 of any text), salts as arbitrary bytes
@@ -55,17 +72,20 @@ passwords = st.one_of(st.binary(max_size=200), st.text(max_size=80).map(lambda t
     r=st.integers(1, 16),
     p=st.integers(1, 4),
     dklen=st.integers(1, 128),
+    portable=st.booleans(),
 )
-@settings(max_examples=300, deadline=None)
-def test_same_as_hashlib_scrypt(password, salt, log_n, r, p, dklen):
+@settings(max_examples=400, deadline=None)
+def test_same_as_hashlib_scrypt(password, salt, log_n, r, p, dklen, portable):
     n = 1 << log_n
-    assert _kdf.scrypt(password, salt, n, r, p, dklen) == reference_scrypt(password, salt, n, r, p, dklen)
+    assert _kdf.scrypt(password, salt, n, r, p, dklen, portable=portable) == reference_scrypt(
+        password, salt, n, r, p, dklen)
 
 
-def test_same_as_hashlib_scrypt_with_real_key_parameters():
+@LANES
+def test_same_as_hashlib_scrypt_with_real_key_parameters(portable):
     """N and r of every real key (a 32 MiB V array), and two lanes sharing it."""
     salt = os.urandom(64)
-    assert _kdf.scrypt(b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64) == reference_scrypt(
+    assert _kdf.scrypt(b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64, portable=portable) == reference_scrypt(
         b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64)
 
 
@@ -93,6 +113,29 @@ def test_loading_the_module_loads_no_openssl():
 def test_keyword_arguments():
     assert _kdf.scrypt(password=b"pw", salt=b"salt", n=16, r=1, p=1, dklen=32) == reference_scrypt(
         b"pw", b"salt", 16, 1, 1, 32)
+    assert _kdf.scrypt(b"pw", b"salt", 16, 1, 1, 32, portable=True) == reference_scrypt(
+        b"pw", b"salt", 16, 1, 1, 32)
+    with pytest.raises(TypeError):  # keyword only
+        _kdf.scrypt(b"pw", b"salt", 16, 1, 1, 32, True)
+
+
+def test_calibration_times_the_portable_lane(monkeypatch):
+    """p is what a lane of restic's speed fits into half a second, whichever lane then derives
+    keys: timing the vector lane would choose a yet stronger key for the same CPU time."""
+    from restique.repository import keys
+
+    calls = []
+
+    class Recording:
+        @staticmethod
+        def scrypt(*args, **kwargs):
+            calls.append(kwargs)
+            return b"\0" * 64
+
+    monkeypatch.setattr(keys, "_kdf", Recording)
+    n, r, p = keys.calibrate_kdf()
+    assert (n, r) == (SCRYPT_N, SCRYPT_R) and 1 <= p <= 64
+    assert calls and all(call == {"portable": True} for call in calls)
 
 
 @pytest.mark.parametrize("n, r, p, dklen", [
