@@ -21,6 +21,7 @@ from restique.backend.temp_pack_file import TempPackFile
 from restique.model.ids import hash_id
 from restique.repository import pack
 from restique.repository.blob_store import BlobStore
+from restique.repository.buffer_pool import HUGE_PAGE, BufferPool, huge_page_start
 from restique.repository.crypto import MasterKey
 from restique.repository.index import MasterIndex
 from restique.repository.pack_buffers import PackBuffers
@@ -98,10 +99,42 @@ def test_written_bytes_leave_memory(tmp_path):
     _store_all(store, _blobs(9))
     writer = store._packs["data"]
     written = 8 * (BLOB + 32)
-    dropped = written - written % STEP
+    start = huge_page_start(writer.buffer)
+    dropped = written - (written - start) % STEP
     assert _resident_pages(writer.buffer, dropped) == 0
     assert _resident_pages(writer.buffer, written + BLOB) > 0  # the unwritten blob is still there
     store.flush()
+
+
+def test_pages_are_given_back_in_whole_huge_pages(tmp_path, monkeypatch):
+    """Pages given back from the middle of a huge page split it, and every later fault there
+    is a 4 KiB one: the written bytes' pages go back only up to a boundary of the machine's
+    huge pages, wherever the map starts (here as if it began 12 KiB before one)."""
+    monkeypatch.setattr(pack, "huge_page_start", lambda mem: 12288)
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend)
+    _store_all(store, _blobs(9))
+    writer = store._packs["data"]
+    written = 8 * (BLOB + 32)
+    boundary = 12288 + (written - 12288) // STEP * STEP
+    assert boundary < written - written % STEP  # where a map on a boundary would stop
+    assert _resident_pages(writer.buffer, boundary) == 0
+    page = mmap.PAGESIZE
+    kept = -(-(written - boundary) // page)  # the pages the written bytes past it touch
+    assert _resident_pages(writer.buffer, written) - _resident_pages(writer.buffer, boundary) == kept
+    store.flush()
+
+
+def test_pool_maps_are_whole_huge_pages():
+    """The kernel places a map of whole huge pages on a huge-page boundary (Linux 6.7+); the
+    pool's buffers are such maps, and huge_page_start reads where one begins."""
+    pool = BufferPool(1, 24 * 1024 * 1024 + 4096)
+    mem = pool.take()
+    assert len(mem) % HUGE_PAGE == 0 and len(mem) >= pool.size
+    address = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    assert huge_page_start(mem) == -address % HUGE_PAGE
+    assert huge_page_start(memoryview(mem)[4096:]) == (huge_page_start(mem) - 4096) % HUGE_PAGE
 
 
 def test_full_packs_are_stored_from_their_files(tmp_path):

@@ -1302,6 +1302,18 @@ done:
     return result;
 }
 
+/* The address of a buffer's first byte: where a map starts against the huge-page boundaries,
+ * so that pages given back are whole huge pages (buffer_pool.huge_page_start). */
+static PyObject *buffer_address(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    uintptr_t address = (uintptr_t)view.buf;
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLongLong((unsigned long long)address);
+}
+
 /* Unpacked files (snapshots, indexes, locks...) are one zstd frame each. Decoded here with the
  * library the sealing links anyway, so a command that only reads needs no other zstd module. */
 static PyObject *frame_content_size(PyObject *self, PyObject *arg)
@@ -1435,6 +1447,8 @@ static PyMethodDef methods[] = {
      "seal_batch(enc_key, mac_k, mac_r, [(payload, out), ...]) -> [indexes not sealed]: seal payloads into outs"},
     {"open", open_sealed, METH_VARARGS,
      "open(enc_key, mac_k, mac_r, sealed, uncompressed_length) -> plaintext"},
+    {"buffer_address", buffer_address, METH_O,
+     "buffer_address(buffer) -> int: the address of the buffer's first byte."},
     {"frame_content_size", frame_content_size, METH_O,
      "frame_content_size(frame) -> size recorded in a zstd frame's header, -1 when not recorded, -2 when not a frame"},
     {"compress", compress_frame, METH_VARARGS,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from ..errors import IntegrityError
+from .buffer_pool import huge_page_start
 from .crypto import OVERHEAD, MasterKey
 
 DATA = "data"
@@ -27,7 +28,7 @@ _HEADER_LEN = struct.Struct("<I")
 # restic reads at most this much from a pack's end when it looks for the header
 MAX_HEADER_ENTRIES = 1 << 20
 # A pack with a file (see PackWriter) is written to it in steps of this many bytes, and the
-# pages of its buffer that hold them are given back: one huge page, so that none is split
+# pages of its buffer that hold them are given back: whole huge pages, so that none is split
 WRITE_STEP = 2 * 1024 * 1024
 
 
@@ -89,6 +90,7 @@ class PackWriter:
         self._written = 0  # parts in the file
         self._unwritten = 0  # bytes of hashed parts not yet in it
         self._pages_dropped = 0  # buffer bytes whose pages were given back
+        self._huge_page_start = huge_page_start(buffer) if self._start_file is not None else 0
 
     def __len__(self):
         return len(self.entries)
@@ -231,7 +233,7 @@ class PackWriter:
             else:
                 self._parts[i] = b""  # a blob with its own memory: written, it can go
         self._written, self._unwritten = end, 0
-        drop_to = buffer_end - buffer_end % WRITE_STEP
+        drop_to = buffer_end - (buffer_end - self._huge_page_start) % WRITE_STEP  # on a huge-page boundary
         if drop_to > self._pages_dropped:
             # private anonymous pages: freed now, zeros if the buffer's next pack touches them
             self.buffer.madvise(mmap.MADV_DONTNEED, self._pages_dropped, drop_to - self._pages_dropped)
