@@ -92,13 +92,17 @@ def _resident_pages(mem, length):
     return sum(v & 1 for v in vec)
 
 
-def test_written_bytes_leave_memory(tmp_path):
+def _open_pack_with_8_blobs_written(tmp_path):
+    """(store, its open pack's writer, bytes written to the pack's file): 9 blobs stored."""
     backend = LocalBackend(str(tmp_path / "repo"))
     backend.create()
     store = _store(backend)
     _store_all(store, _blobs(9))
-    writer = store._packs["data"]
-    written = 8 * (BLOB + 32)
+    return store, store._packs["data"], 8 * (BLOB + 32)
+
+
+def test_written_bytes_leave_memory(tmp_path):
+    store, writer, written = _open_pack_with_8_blobs_written(tmp_path)
     start = huge_page_start(writer.buffer)
     dropped = written - (written - start) % STEP
     assert _resident_pages(writer.buffer, dropped) == 0
@@ -111,12 +115,7 @@ def test_pages_are_given_back_in_whole_huge_pages(tmp_path, monkeypatch):
     is a 4 KiB one: the written bytes' pages go back only up to a boundary of the machine's
     huge pages, wherever the map starts (here as if it began 12 KiB before one)."""
     monkeypatch.setattr(pack, "huge_page_start", lambda mem: 12288)
-    backend = LocalBackend(str(tmp_path / "repo"))
-    backend.create()
-    store = _store(backend)
-    _store_all(store, _blobs(9))
-    writer = store._packs["data"]
-    written = 8 * (BLOB + 32)
+    store, writer, written = _open_pack_with_8_blobs_written(tmp_path)
     boundary = 12288 + (written - 12288) // STEP * STEP
     assert boundary < written - written % STEP  # where a map on a boundary would stop
     assert _resident_pages(writer.buffer, boundary) == 0
