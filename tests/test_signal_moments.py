@@ -8,6 +8,7 @@ between mounting and serving left a dead mountpoint."""
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -41,9 +42,33 @@ def stop_at(cmd, delay, signum):
     return proc.returncode, err.decode(errors="replace")
 
 
+# the modules that run before restique's first Ctrl-C handler is set (cli.entry's last line)
+BEFORE_THE_HANDLER = ("__init__.py", "__main__.py", "entry.py")
+
+
 def before_main(err: str) -> bool:
-    """Python's own report of a Ctrl-C that came before restique's main() began."""
-    return err.rstrip().endswith("KeyboardInterrupt") and ", in main\n" not in err
+    """Python's own report of a Ctrl-C that came before restique's first handler was set: in
+    the interpreter's start-up, or in the few lines before cli.entry sets it (the console
+    script, `python -m`, the package's __init__ files); never in any other module of ours."""
+    ours = [line.split('"')[1] for line in err.splitlines()
+            if line.strip().startswith('File "') and "/restique/" in line]
+    return err.rstrip().endswith("KeyboardInterrupt") and all(
+        path.endswith(BEFORE_THE_HANDLER) for path in ours)
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["sigint-default", "sigint-ignored"])
+def test_a_ctrl_c_while_modules_load_ends_as_restic_does(ignored):
+    """cli.entry, the first module the command runs, stops a Ctrl-C that comes while the rest
+    loads with restic's line and exit code, not Python's traceback (even when started with
+    SIGINT ignored, as main() handles it then too)."""
+    code = "import restique.cli.entry, time; print('loaded', flush=True); time.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None)
+    assert proc.stdout.readline() == b"loaded\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (130, b"signal interrupt received, cleaning up\n")
 
 
 def assert_no_locks(repo):
