@@ -49,19 +49,29 @@ static inline void store_le32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)(v >> 24);
 }
 
-/* bytes -> little-endian words, for 2r blocks */
-static void import_blocks(uint32_t *dst, const unsigned char *src, size_t r)
+/* Word orders of a block in memory: as the bytes have them (the portable lane), or along
+ * Salsa20's diagonals, the rows (x0 x5 x10 x15) (x4 x9 x14 x3) (x8 x13 x2 x7) (x12 x1 x6 x11),
+ * so that each of a round's four steps is one operation on whole rows (the vector lane). */
+static const unsigned char IN_ORDER[WORDS_PER_BLOCK] = {0, 1, 2,  3,  4,  5,  6,  7,
+                                                        8, 9, 10, 11, 12, 13, 14, 15};
+static const unsigned char DIAGONAL[WORDS_PER_BLOCK] = {0, 5,  10, 15, 4,  9, 14, 3,
+                                                        8, 13, 2,  7,  12, 1, 6,  11};
+
+/* bytes -> little-endian words, for 2r blocks; word w of a block is the order[w]-th */
+static void import_blocks(uint32_t *dst, const unsigned char *src, size_t r,
+                          const unsigned char *order)
 {
     for (size_t k = 0; k < 2 * r; k++)
         for (unsigned w = 0; w < WORDS_PER_BLOCK; w++)
-            dst[k * WORDS_PER_BLOCK + w] = load_le32(src + (k * WORDS_PER_BLOCK + w) * 4);
+            dst[k * WORDS_PER_BLOCK + w] = load_le32(src + (k * WORDS_PER_BLOCK + order[w]) * 4);
 }
 
-static void export_blocks(unsigned char *dst, const uint32_t *src, size_t r)
+static void export_blocks(unsigned char *dst, const uint32_t *src, size_t r,
+                          const unsigned char *order)
 {
     for (size_t k = 0; k < 2 * r; k++)
         for (unsigned w = 0; w < WORDS_PER_BLOCK; w++)
-            store_le32(dst + (k * WORDS_PER_BLOCK + w) * 4, src[k * WORDS_PER_BLOCK + w]);
+            store_le32(dst + (k * WORDS_PER_BLOCK + order[w]) * 4, src[k * WORDS_PER_BLOCK + w]);
 }
 
 #define ROTL32(v, k) (((v) << (k)) | ((v) >> (32 - (k))))
@@ -134,25 +144,6 @@ static void romix(uint32_t *x, uint32_t *y, uint32_t *v, uint64_t n, size_t r)
 #include <immintrin.h>
 
 #define VECTOR_TARGET __attribute__((target("avx512f,avx512vl")))
-
-/* The diagonal order: the rows (x0 x5 x10 x15) (x4 x9 x14 x3) (x8 x13 x2 x7) (x12 x1 x6 x11),
- * so each of a round's four steps is one operation on whole rows. */
-static const unsigned char DIAGONAL[WORDS_PER_BLOCK] = {0, 5,  10, 15, 4,  9, 14, 3,
-                                                        8, 13, 2,  7,  12, 1, 6,  11};
-
-static void import_diagonal(uint32_t *dst, const unsigned char *src, size_t r)
-{
-    for (size_t k = 0; k < 2 * r; k++)
-        for (unsigned w = 0; w < WORDS_PER_BLOCK; w++)
-            dst[k * WORDS_PER_BLOCK + w] = load_le32(src + (k * WORDS_PER_BLOCK + DIAGONAL[w]) * 4);
-}
-
-static void export_diagonal(unsigned char *dst, const uint32_t *src, size_t r)
-{
-    for (size_t k = 0; k < 2 * r; k++)
-        for (unsigned w = 0; w < WORDS_PER_BLOCK; w++)
-            store_le32(dst + (k * WORDS_PER_BLOCK + DIAGONAL[w]) * 4, src[k * WORDS_PER_BLOCK + w]);
-}
 
 /* one step of four quarter-rounds: x ^= (a + b) <<< k */
 #define STEP(x, a, b, k) x = _mm_xor_si128(x, _mm_rol_epi32(_mm_add_epi32(a, b), k))
@@ -332,18 +323,17 @@ static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned 
     }
     start_prefault(&prefault, v, block_bytes * (size_t)n);
     pbkdf2_sha256_once(pass, passlen, salt, saltlen, b, block_bytes * p);
+    int vector = !portable && vector_lane_available();
+    const unsigned char *order = vector ? DIAGONAL : IN_ORDER;
     for (size_t lane = 0; lane < p; lane++) {
+        import_blocks(xy, b + lane * block_bytes, r, order);
 #ifdef HAVE_VECTOR_LANE
-        if (!portable && vector_lane_available()) {
-            import_diagonal(xy, b + lane * block_bytes, r);
+        if (vector)
             romix_rows(xy, xy + 32 * r, v, n, r);
-            export_diagonal(b + lane * block_bytes, xy, r);
-            continue;
-        }
+        else
 #endif
-        import_blocks(xy, b + lane * block_bytes, r);
-        romix(xy, xy + 32 * r, v, n, r);
-        export_blocks(b + lane * block_bytes, xy, r);
+            romix(xy, xy + 32 * r, v, n, r);
+        export_blocks(b + lane * block_bytes, xy, r, order);
     }
     pbkdf2_sha256_once(pass, passlen, b, block_bytes * p, out, dklen);
 done:
