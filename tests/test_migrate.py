@@ -128,8 +128,11 @@ def test_locked_repository_and_wrong_password(repo):
     assert wrong.returncode == 12 and wrong.stderr == b"Fatal: wrong password or no key found\n"
 
 
-def test_failed_save_puts_the_old_config_back(repo, monkeypatch):
-    """The library call: a backend that fails to store the new config keeps the old one."""
+def test_failed_save_puts_the_old_config_back(repo, monkeypatch, tmp_path):
+    """The library call: a backend that fails to store the new config keeps the old one, and
+    the copy named in the error stays where it says."""
+    import tempfile
+
     import restique
     from restique.errors import RestiqueError
     from restique.operations.migrate import MigrateOptions, migrate
@@ -146,9 +149,12 @@ def test_failed_save_puts_the_old_config_back(repo, monkeypatch):
             real_save(ftype, name, data)
 
         monkeypatch.setattr(opened.backend, "save", flaky_save)
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the kept copy goes here
         events = []
-        with pytest.raises(RestiqueError, match="re-uploaded old config was successful"):
+        with pytest.raises(RestiqueError, match="re-uploaded old config was successful") as raised:
             for event in migrate(opened, MigrateOptions(names=["upgrade_repo_v2"])):
                 events.append(event.kind)
         assert events == ["applying", "failed"] and opened.config.version == 1
     assert (repo / "config").read_bytes() == original
+    kept = str(raised.value).rsplit(" ", 1)[1]
+    assert kept.startswith(str(tmp_path)) and open(kept, "rb").read() == original
