@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 class Completion:
     """A result (a value or an exception) that becomes available once."""
 
-    __slots__ = ("_value", "_exc", "_callbacks", "_lock", "_done", "_event")
+    __slots__ = ("_value", "_exc", "_callbacks", "_lock", "_done", "_latch")
 
     def __init__(self):
         self._value = None
@@ -21,7 +21,10 @@ class Completion:
         self._callbacks: List[Callable] = []
         self._lock = threading.Lock()
         self._done = False
-        self._event: Optional[threading.Event] = None
+        # for whoever blocks: a lock held until completion. Not an Event: a signal handler's
+        # exception in a waiting main thread could leave an Event's inner lock released
+        # under the completing thread, which then failed with "release unlocked lock"
+        self._latch: Optional[threading.Lock] = None
 
     def complete(self, value=None) -> None:
         """Deliver the result and run the callbacks, in this thread."""
@@ -29,9 +32,9 @@ class Completion:
         with self._lock:
             self._done = True
             callbacks, self._callbacks = self._callbacks, []
-            event = self._event
-        if event is not None:
-            event.set()
+            latch = self._latch
+        if latch is not None:
+            latch.release()
         for cb in callbacks:
             cb(self)
 
@@ -53,11 +56,13 @@ class Completion:
         """Block until completed; then the result."""
         if not self._done:
             with self._lock:
-                if not self._done and self._event is None:
-                    self._event = threading.Event()
-                event = self._event
-            if event is not None:
-                event.wait()
+                if not self._done and self._latch is None:
+                    self._latch = threading.Lock()
+                    self._latch.acquire()
+                latch = self._latch if not self._done else None
+            if latch is not None:
+                with latch:  # each waiter passes it on; an interrupted acquire takes nothing
+                    pass
         return self.result()
 
     def raised(self, exc: BaseException) -> bool:
