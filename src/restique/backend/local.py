@@ -10,6 +10,7 @@ from typing import Iterator, Optional, Tuple
 
 from ..errors import AlreadyExists, RestiqueError
 from .base import FOLDER_TYPES, BackendNotFound, BackendShortRead, FileType, check_range, not_found
+from .direct_writes import DirectAppender
 from .parts import FileBody, byte_size, mark_written, write_parts
 
 DIR_MODE = 0o700
@@ -233,13 +234,23 @@ class LocalPackFile:
         self._backend = backend
         self.tmp = os.path.join(backend.path, "data", f"pack-tmp-{_HOST}-{os.getpid()}-{next(_tmp_serial)}")
         self._fd: Optional[int] = None
+        self._direct: Optional[DirectAppender] = None  # on a local disk: past the page cache
         self.size = 0
 
     def write(self, parts) -> None:
         if self._fd is None:
             self._fd = LocalBackend._create(self.tmp)
-        write_parts(self._fd, parts)
+            self._direct = DirectAppender.start(self._fd)
+        if self._direct is not None:
+            self._direct.append(parts)
+        else:
+            write_parts(self._fd, parts)
         self.size += byte_size(parts)
+
+    def _end_direct_writes(self) -> None:
+        if self._direct is not None:
+            self._direct.finish()
+            self._direct = None
 
     def commit(self, name: str, tail) -> None:
         """Append tail (the pack's header), sync, and name the file name: as save() would
@@ -249,6 +260,7 @@ class LocalPackFile:
             _kill_switch.fire()
         try:
             self.write(tail)
+            self._end_direct_writes()  # with the bytes short of a block it held
             mark_written(tail)  # as in save()
             if kill_stage == "partial":
                 _kill_switch.fire()
@@ -262,6 +274,7 @@ class LocalPackFile:
 
     def abort(self) -> None:
         """Remove the unfinished file (safe to call more than once)."""
+        self._direct = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

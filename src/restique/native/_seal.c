@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -1314,6 +1315,23 @@ static PyObject *buffer_address(PyObject *self, PyObject *arg)
     return PyLong_FromUnsignedLongLong((unsigned long long)address);
 }
 
+/* The type of the file system an open file is on (statfs's f_type, a magic number): pack files
+ * are written past the page cache only on local disk file systems (backend.direct_writes). */
+static PyObject *file_system_type(PyObject *self, PyObject *arg)
+{
+    int fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0)
+        return NULL;
+    struct statfs info;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = fstatfs(fd, &info);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromUnsignedLongLong((unsigned long long)(unsigned long)info.f_type);
+}
+
 /* Unpacked files (snapshots, indexes, locks...) are one zstd frame each. Decoded here with the
  * library the sealing links anyway, so a command that only reads needs no other zstd module. */
 static PyObject *frame_content_size(PyObject *self, PyObject *arg)
@@ -1449,6 +1467,8 @@ static PyMethodDef methods[] = {
      "open(enc_key, mac_k, mac_r, sealed, uncompressed_length) -> plaintext"},
     {"buffer_address", buffer_address, METH_O,
      "buffer_address(buffer) -> int: the address of the buffer's first byte."},
+    {"file_system_type", file_system_type, METH_O,
+     "file_system_type(fd) -> int: the magic number of the file system the file is on (statfs f_type)."},
     {"frame_content_size", frame_content_size, METH_O,
      "frame_content_size(frame) -> size recorded in a zstd frame's header, -1 when not recorded, -2 when not a frame"},
     {"compress", compress_frame, METH_VARARGS,

@@ -183,7 +183,8 @@ class BlobStore:
             nonlocal buffer
             writer = self._packs.get(blob_type)
             if writer is None and (blob_type != DATA or buffer is not None):
-                writer = self._packs[blob_type] = PackWriter(self.key, buffer, self._start_pack_file)
+                writer = self._packs[blob_type] = PackWriter(
+                    self.key, buffer, self._start_pack_file, self.uploads.file_steps)
                 self._not_queued.add(writer)
                 buffer = None
             return writer

@@ -4,6 +4,7 @@ header's length as 4 little-endian bytes.
 Header entries: type (0 data, 1 tree; 2 and 3 the compressed variants in format 2),
 sealed length (u32 LE), [uncompressed length (u32 LE) for compressed types], id (32 bytes).
 """
+import functools
 import hashlib
 import mmap
 import struct
@@ -63,9 +64,10 @@ class PackWriter:
     A pack in a buffer may also have a file (start_file: the backend's start_pack): the
     hashed parts are appended to it every WRITE_STEP bytes and their pages in the buffer given
     back, so that a pack being filled or stored holds little memory (restic writes its packs to
-    temporary files too); the pack is then stored by committing its file."""
+    temporary files too); the pack is then stored by committing its file. With steps (a
+    FileSteps), those appends run in its thread while the savers go on."""
 
-    def __init__(self, key: MasterKey, buffer=None, start_file=None):
+    def __init__(self, key: MasterKey, buffer=None, start_file=None, steps=None):
         self._key = key
         # the parts in pack order: the bytes of a part in memory of its own, None for a part in
         # the buffer, which ends at _ends[i] (-1 for the others) and is entries[i].length long.
@@ -91,6 +93,8 @@ class PackWriter:
         self._unwritten = 0  # bytes of hashed parts not yet in it
         self._pages_dropped = 0  # buffer bytes whose pages were given back
         self._huge_page_start = huge_page_start(buffer) if self._start_file is not None else 0
+        self._steps = steps if self._start_file is not None else None  # a FileSteps, or None: at once
+        self._last_step: Optional[threading.Lock] = None  # held until the last step queued is written
 
     def __len__(self):
         return len(self.entries)
@@ -213,31 +217,58 @@ class PackWriter:
             yield self._buffer_view[first:stop]
 
     def _write_hashed(self) -> None:
-        """Append the hashed parts to the pack's file (under the hash lock) and give back the
-        buffer pages that only they used. A failure is kept for finish() to raise: the savers
-        calling hash_added must go on to queue the pack, whose upload then reports it."""
-        if self._file_error is not None:
-            return
+        """Append the hashed parts to the pack's file and give back the buffer pages that only
+        they used: as a step in the steps thread when there is one (queued under the hash lock,
+        so in pack order), else at once."""
         start, end = self._written, self._hashed
-        try:
-            if self.file is None:
-                self.file = self._start_file()
-            self.file.write(list(self._views(start, end)))
-        except Exception as exc:
-            self._file_error = exc
-            return
-        buffer_end = 0  # where the last written part in the buffer ends
+        views = list(self._views(start, end))
+        buffer_end = 0  # where the last part in the buffer ends
         for i in range(start, end):
             if self._ends[i] >= 0:
                 buffer_end = self._ends[i]
             else:
-                self._parts[i] = b""  # a blob with its own memory: written, it can go
+                self._parts[i] = b""  # a blob with its own memory: the step holds it now
         self._written, self._unwritten = end, 0
-        drop_to = buffer_end - (buffer_end - self._huge_page_start) % WRITE_STEP  # on a huge-page boundary
-        if drop_to > self._pages_dropped:
-            # private anonymous pages: freed now, zeros if the buffer's next pack touches them
-            self.buffer.madvise(mmap.MADV_DONTNEED, self._pages_dropped, drop_to - self._pages_dropped)
-            self._pages_dropped = drop_to
+        if self._steps is None:
+            self._write_step(views, buffer_end, self._start_file)
+            return
+        # held until the step is written: the steps run in order, so the last one's says all
+        # are (a lock, not a Condition: see archiver.tasks.Completion)
+        done = self._last_step = threading.Lock()
+        done.acquire()
+        self._steps.run(functools.partial(self._step_in_background, views, buffer_end, self._start_file, done))
+
+    def _write_step(self, views, buffer_end: int, start_file) -> None:
+        """A failure is kept for finish() to raise: the savers calling hash_added must go on to
+        queue the pack, whose upload then reports it."""
+        if self._file_error is not None:
+            return
+        try:
+            if self.file is None:
+                self.file = start_file()
+            self.file.write(views)
+            drop_to = buffer_end - (buffer_end - self._huge_page_start) % WRITE_STEP  # on a huge-page boundary
+            if drop_to > self._pages_dropped:
+                # private anonymous pages: freed now, zeros if the buffer's next pack touches them
+                self.buffer.madvise(mmap.MADV_DONTNEED, self._pages_dropped, drop_to - self._pages_dropped)
+                self._pages_dropped = drop_to
+        except Exception as exc:
+            self._file_error = exc
+
+    def _step_in_background(self, views, buffer_end: int, start_file, done) -> None:
+        try:
+            self._write_step(views, buffer_end, start_file)
+        finally:
+            done.release()
+
+    def _no_more_steps(self) -> None:
+        """Queue no step from now on, and wait for those queued (the file is the caller's then)."""
+        with self._hash_lock:
+            self._start_file = None
+            last = self._last_step
+        if last is not None:
+            with last:  # an interrupted wait takes nothing
+                pass
 
     def finish(self):
         """(pack id, the pack file's bytes as a list of byte strings, entries): for a pack
@@ -246,23 +277,26 @@ class PackWriter:
         with self._state:
             if self._failed or self._unfilled:
                 raise IntegrityError("a blob of this pack could not be sealed: the pack is not stored")
-        if self._file_error is not None:
-            raise self._file_error
         header = b"".join([_encode_entry(e) for e in self.entries])
         sealed_header = self._key.seal(header)
         with self._hash_lock:
             self._append_own(sealed_header)
             self._append_own(_HEADER_LEN.pack(len(sealed_header)))
             self._hash_parts()
-            parts = list(self._views(self._written if self.file is not None else 0, len(self._parts)))
+            # what no step took (all of it when no step was queued)
+            parts = list(self._views(self._written, len(self._parts)))
             self._parts, self._ends, self._hashed = [], array("q"), 0
             # a saver still in hash_added finds nothing to hash, and must write nothing either:
-            # the file is the uploader's from here on
+            # the file is the uploader's from here on, once the steps queued are written
             self._start_file = None
+        self._no_more_steps()
+        if self._file_error is not None:
+            raise self._file_error
         return self._digest.hexdigest(), parts, self.entries
 
     def discard(self) -> None:
         """The pack will not be stored: remove its file, if it has one."""
+        self._no_more_steps()
         with self._hash_lock:
             if self.file is not None:
                 self.file.abort()

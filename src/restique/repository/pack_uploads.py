@@ -12,6 +12,7 @@ import threading
 from typing import Callable, List, Optional
 
 from ..backend.base import BackendError, FileType, remote_connections
+from .file_steps import FileSteps
 from .pack import PackParts, PackWriter
 from .pack_buffers import PackBuffers
 
@@ -53,6 +54,7 @@ class PackUploads:
         self._threads: List[threading.Thread] = []
         self._threads_lock = threading.Lock()
         self.error: Optional[BaseException] = None
+        self.file_steps = FileSteps()  # packs' files are written as they fill, in its thread
 
     def take_room(self, size: int) -> None:
         """Wait until the budget has room for a pack of size bytes, and take it (then put
@@ -93,6 +95,7 @@ class PackUploads:
             self._queue.put(None)
         for thread in threads:
             thread.join(timeout=60)
+        self.file_steps.stop()
 
     def _loop(self) -> None:
         while True:
