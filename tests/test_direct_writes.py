@@ -9,6 +9,9 @@ import fcntl
 import mmap
 import os
 import random
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +20,7 @@ from hypothesis import strategies as st
 from conftest import run_restic, run_restique
 from restique import _seal
 from restique.backend import direct_writes
-from restique.backend.direct_writes import BLOCK, DirectAppender
+from restique.backend.direct_writes import BLOCK, LOCAL_DISK_FILE_SYSTEMS, DirectAppender
 
 BUFFER = 1024 * 1024
 
@@ -174,10 +177,37 @@ def _cached_pages(path) -> int:
         return sum(v & 1 for v in vec)
 
 
+def _on_a_local_disk(tmp_path):
+    """A new folder on a file system the command writes packs to directly: the tests' own
+    folder, else one beside the checkout (the command runs in its own process: the fixture
+    above does not reach it)."""
+    for base in (tmp_path, Path(__file__).resolve().parent):
+        fd = os.open(base, os.O_RDONLY)
+        try:
+            kind = _seal.file_system_type(fd)
+        finally:
+            os.close(fd)
+        if kind in LOCAL_DISK_FILE_SYSTEMS:
+            folder = Path(tempfile.mkdtemp(dir=base, prefix=".direct-writes-"))
+            _made.append(folder)
+            return folder
+    raise AssertionError("neither the tests' folder nor the checkout is on a local disk file system")
+
+
+_made = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_folders_made():
+    yield
+    while _made:
+        shutil.rmtree(_made.pop(), ignore_errors=True)
+
+
 def test_a_backup_leaves_its_packs_out_of_the_page_cache_and_restic_reads_them(tmp_path):
     """What a backup writes is not read again soon: its packs do not push the user's files
     out of the page cache (only their last, partial block and header pass through it)."""
-    repo, source = tmp_path / "repo", tmp_path / "src"
+    repo, source = _on_a_local_disk(tmp_path) / "repo", tmp_path / "src"
     source.mkdir()
     (source / "big").write_bytes(os.urandom(40 * 1024 * 1024))
     run_restique(repo, "init")
