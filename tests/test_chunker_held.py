@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from restique.repository.chunk_buffers import HeldChunk, ReadBuffers
+from restique.repository import chunker
 from restique.repository.chunker import Chunker, all_zero
 
 from test_chunker import MIB, TEST_POL, ReadOnly, ShortReads, make_data, split
@@ -38,6 +39,60 @@ def test_held_chunks_equal_copied_chunks(seed, size, kind, min_size, extra, bits
         chunk.release()
     assert got == expected
     assert buffers.in_use() == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), size=st.integers(0, 100_000), step=st.integers(1, 5000),
+       room=st.integers(1, 20_000))
+def test_reads_in_steps_cut_the_same_chunks(seed, size, step, room):
+    """A read brings at most READ_STEP bytes, however much room the buffer has left."""
+    real = chunker.READ_STEP
+    chunker.READ_STEP = step
+    try:
+        _read_in_steps(seed, size, step, room)
+    finally:
+        chunker.READ_STEP = real
+
+
+def _read_in_steps(seed, size, step, room):
+    data = make_data(seed, size, "mixed")
+    c = Chunker(TEST_POL, 1000, 9000, average_bits=10)
+    asked = []
+
+    class Recording(io.BytesIO):
+        def readinto1(self, view):  # what held_chunks reads with, where a stream has it
+            asked.append(len(view))
+            return super().readinto1(view)
+
+    buffers = ReadBuffers(2, c.max_size + room)
+    got = []
+    for chunk in c.held_chunks(Recording(data), buffers):
+        got.append(bytes(chunk.data))
+        chunk.release()
+    assert got == split(data, c.cut_lengths(data))
+    assert max(asked) <= step
+
+
+def test_a_buffers_first_chunk_comes_before_the_buffer_is_read_whole():
+    """With restic's sizes: the first chunk of 9 MiB of data is handed on after the first
+    MiB-sized reads, while the savers could otherwise only start once all 9 MiB were copied."""
+    data = make_data(3, 9 * MIB, "random")
+    c = Chunker(TEST_POL)
+    read = []
+
+    class Counting(io.BytesIO):
+        def readinto1(self, view):
+            got = super().readinto1(view)
+            read.append(got)
+            return got
+
+    buffers = ReadBuffers(2, c.max_size + MIB)
+    chunks = c.held_chunks(Counting(data), buffers)
+    first = next(chunks)
+    assert 0 < sum(read) < 4 * MIB and len(first) == c.cut_lengths(data)[0]
+    first.release()
+    for chunk in chunks:
+        chunk.release()
 
 
 def test_held_chunks_with_default_sizes():
