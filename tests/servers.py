@@ -8,6 +8,7 @@ folders, for tests that take a server away in the middle of a command. This modu
 nothing from pytest, so the scripts under scripts/ use it too.
 """
 import getpass
+import glob
 import http.server
 import json
 import os
@@ -65,9 +66,10 @@ class Daemon:
     """A server process: command, the port it listens on when ready, its output file."""
 
     def __init__(self, name: str, command, port: int, output=None, timeout: float = 60.0, grace: float = 2.0,
-                 env=None):
+                 env=None, leftovers=()):
         self.name, self.command, self.port = name, [str(c) for c in command], port
         self.output, self.timeout, self.grace, self.env = output, timeout, grace, env
+        self.leftovers = list(leftovers)  # patterns of files it leaves outside its folder, removed at its end
         self.proc = None
 
     def start(self):
@@ -102,6 +104,7 @@ class Daemon:
         if self.proc is not None:
             stop_process_group(self.proc, self.grace)
             self.proc = None
+        self._remove_leftovers()
 
     def kill(self) -> None:
         """Stop without a chance to tell anyone, as when a machine dies."""
@@ -110,6 +113,15 @@ class Daemon:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self.proc = None
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        for pattern in self.leftovers:
+            for path in glob.glob(str(pattern)):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,7 +377,16 @@ def _start_seaweedfs_once(folder: Path) -> S3Server:
                "-ip", "127.0.0.1", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
                # every bucket takes volumes of its own: small ones, and enough of them
                "-volume.max=200", "-master.volumeSizeLimitMB=64", *ports]
-    return S3Server("seaweedfs", command, _port_of(ports, "-s3.port"), folder / "weed.log").start()
+    return S3Server("seaweedfs", command, _port_of(ports, "-s3.port"), folder / "weed.log",
+                    leftovers=_weed_sockets(ports)).start()
+
+
+def _weed_sockets(args: list) -> list:
+    """The unix sockets SeaweedFS servers make in the temporary folder (Go's: $TMPDIR, else
+    /tmp), named after their ports (seaweedfs-master-grpc-P.sock, seaweedfs-s3-P.sock...), and
+    leave there when stopped: one set per test server, never removed."""
+    folder = Path(os.environ.get("TMPDIR") or "/tmp")
+    return [folder / f"seaweedfs-*-{arg}.sock" for arg in map(str, args) if arg.isdigit()]
 
 
 class SeaweedCluster:
@@ -379,13 +400,15 @@ class SeaweedCluster:
         master = f"127.0.0.1:{_port_of(master_ports, '-port')}.{_port_of(master_ports, '-port.grpc')}"
         self.master = Daemon("weed master", [weed, "master", "-ip", "127.0.0.1", "-mdir", self._dir("master"),
                                              "-telemetry=false", "-volumeSizeLimitMB=64", *master_ports],
-                             _port_of(master_ports, "-port"), self.folder / "master.log")
+                             _port_of(master_ports, "-port"), self.folder / "master.log",
+                             leftovers=_weed_sockets(master_ports))
         self.volumes = [self._volume(weed, master, n) for n in range(volumes)]
         filer_ports, s3_ports = _grpc_at_ten_thousand_above(), _ports("s3")
         self.filer = S3Server("weed filer", [
             weed, "filer", "-ip", "127.0.0.1", "-master", master, "-defaultStoreDir", self._dir("filer"),
             "-s3", "-s3.config", _s3_identities(self.folder), "-s3.port.iceberg=0", "-s3.port.lance=0",
-            *filer_ports, *s3_ports], _port_of(s3_ports, "-s3.port"), self.folder / "filer.log")
+            *filer_ports, *s3_ports], _port_of(s3_ports, "-s3.port"), self.folder / "filer.log",
+            leftovers=_weed_sockets(filer_ports + s3_ports))
 
     def _dir(self, name: str) -> Path:
         path = self.folder / name
@@ -396,7 +419,8 @@ class SeaweedCluster:
         ports = _ports("")
         command = [weed, "volume", "-ip", "127.0.0.1", "-mserver", master, "-dir", self._dir(f"volume{number}"),
                    "-max", "100", *ports]
-        return Daemon(f"weed volume {number}", command, _port_of(ports, "-port"), self.folder / f"volume{number}.log")
+        return Daemon(f"weed volume {number}", command, _port_of(ports, "-port"), self.folder / f"volume{number}.log",
+                      leftovers=_weed_sockets(ports))
 
     def start(self) -> "SeaweedCluster":
         for daemon in [self.master, *self.volumes, self.filer]:
