@@ -9,7 +9,8 @@ under a hold; a signal that arrives meanwhile is noted and handled when the last
 
 Only handlers that ask `held_back()` first honour a hold (the command line's, cli.main); a
 library caller's own handlers, and Python's default Ctrl-C, are left as they are. Holds are
-taken only in the main thread, where Python runs signal handlers.
+taken only in the main thread, where Python runs signal handlers. A thread that waits for
+another's result where such an exception may reach it waits on a Latch (below).
 """
 import signal
 import threading
@@ -65,3 +66,26 @@ def reset() -> None:
     """No hold and no signal waiting: for a program that runs several command lines."""
     _holds.clear()
     _arrived.clear()
+
+
+class Latch:
+    """Closed until open() (from any thread); wait() returns once it is open, at once after.
+
+    Not an Event: the handlers raise their exception in the main thread wherever it waits, and
+    one raised while an Event's inner Condition took its lock back left that lock released
+    under the thread setting the Event, which then died with "release unlocked lock" (a
+    traceback in a stopped backup). An interrupted acquire of a plain lock takes nothing."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def open(self) -> None:
+        """Let every waiter through; call once."""
+        self._lock.release()
+
+    def wait(self) -> None:
+        with self._lock:  # each waiter passes it on
+            pass

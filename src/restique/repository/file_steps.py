@@ -9,6 +9,8 @@ import queue
 import threading
 from typing import Callable, Optional
 
+from ..interrupts import Latch
+
 
 class FileSteps:
     def __init__(self):
@@ -26,11 +28,9 @@ class FileSteps:
 
     def wait(self) -> None:
         """Until the steps given before are done."""
-        done = threading.Lock()
-        done.acquire()
-        self.run(done.release)
-        with done:
-            pass
+        done = Latch()
+        self.run(done.open)
+        done.wait()
 
     def stop(self) -> None:
         """End the thread once the steps given before are done."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from ..errors import IntegrityError
+from ..interrupts import Latch
 from .buffer_pool import huge_page_start
 from .crypto import OVERHEAD, MasterKey
 
@@ -94,7 +95,7 @@ class PackWriter:
         self._pages_dropped = 0  # buffer bytes whose pages were given back
         self._huge_page_start = huge_page_start(buffer) if self._start_file is not None else 0
         self._steps = steps if self._start_file is not None else None  # a FileSteps, or None: at once
-        self._last_step: Optional[threading.Lock] = None  # held until the last step queued is written
+        self._last_step: Optional[Latch] = None  # opens once the last step queued is written
 
     def __len__(self):
         return len(self.entries)
@@ -232,10 +233,8 @@ class PackWriter:
         if self._steps is None:
             self._write_step(views, buffer_end, self._start_file)
             return
-        # held until the step is written: the steps run in order, so the last one's says all
-        # are (a lock, not a Condition: see archiver.tasks.Completion)
-        done = self._last_step = threading.Lock()
-        done.acquire()
+        # the steps run in order: the last one's written says all are
+        done = self._last_step = Latch()
         self._steps.run(functools.partial(self._step_in_background, views, buffer_end, self._start_file, done))
 
     def _write_step(self, views, buffer_end: int, start_file) -> None:
@@ -259,7 +258,7 @@ class PackWriter:
         try:
             self._write_step(views, buffer_end, start_file)
         finally:
-            done.release()
+            done.open()
 
     def _no_more_steps(self) -> None:
         """Queue no step from now on, and wait for those queued (the file is the caller's then)."""
@@ -267,8 +266,7 @@ class PackWriter:
             self._start_file = None
             last = self._last_step
         if last is not None:
-            with last:  # an interrupted wait takes nothing
-                pass
+            last.wait()
 
     def finish(self):
         """(pack id, the pack file's bytes as a list of byte strings, entries): for a pack

@@ -9,6 +9,8 @@ import queue
 import threading
 from typing import Callable, List, Optional
 
+from ...interrupts import Latch
+
 
 class Completion:
     """A result (a value or an exception) that becomes available once."""
@@ -21,10 +23,7 @@ class Completion:
         self._callbacks: List[Callable] = []
         self._lock = threading.Lock()
         self._done = False
-        # for whoever blocks: a lock held until completion. Not an Event: a signal handler's
-        # exception in a waiting main thread could leave an Event's inner lock released
-        # under the completing thread, which then failed with "release unlocked lock"
-        self._latch: Optional[threading.Lock] = None
+        self._latch: Optional[Latch] = None  # for whoever blocks
 
     def complete(self, value=None) -> None:
         """Deliver the result and run the callbacks, in this thread."""
@@ -34,7 +33,7 @@ class Completion:
             callbacks, self._callbacks = self._callbacks, []
             latch = self._latch
         if latch is not None:
-            latch.release()
+            latch.open()
         for cb in callbacks:
             cb(self)
 
@@ -57,12 +56,10 @@ class Completion:
         if not self._done:
             with self._lock:
                 if not self._done and self._latch is None:
-                    self._latch = threading.Lock()
-                    self._latch.acquire()
+                    self._latch = Latch()
                 latch = self._latch if not self._done else None
             if latch is not None:
-                with latch:  # each waiter passes it on; an interrupted acquire takes nothing
-                    pass
+                latch.wait()
         return self.result()
 
     def raised(self, exc: BaseException) -> bool:
