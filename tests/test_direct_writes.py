@@ -3,7 +3,6 @@ file systems: whole blocks straight from the pack's buffer, the bytes short of a
 until the next append, the rest through the page cache. The file's bytes are exactly what
 was appended, whatever the parts look like, and anything unusual falls back to ordinary
 writes for the rest of the file."""
-import ctypes
 import errno
 import fcntl
 import mmap
@@ -18,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import run_restic, run_restique
+from test_pack_files import _resident_pages
 from restique import _seal
 from restique.backend import direct_writes
 from restique.backend.direct_writes import BLOCK, LOCAL_DISK_FILE_SYSTEMS, DirectAppender
@@ -168,13 +168,11 @@ def test_the_file_system_type_is_statfs_magic(tmp_path):
 
 
 def _cached_pages(path) -> int:
-    """How many pages of the file are in the page cache (mincore over a map of it)."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    """How many pages of the file are in the page cache (mincore over a copy-on-write map of
+    it, which shares the cached pages until written)."""
     size = os.path.getsize(path)
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as mem:
-        vec = (ctypes.c_ubyte * -(-size // mmap.PAGESIZE))()
-        assert libc.mincore(ctypes.c_void_p(_seal.buffer_address(mem)), ctypes.c_size_t(size), vec) == 0
-        return sum(v & 1 for v in vec)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mem:
+        return _resident_pages(mem, size)
 
 
 def _on_a_local_disk(tmp_path):
