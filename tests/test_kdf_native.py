@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -87,6 +89,86 @@ def test_same_as_hashlib_scrypt_with_real_key_parameters(portable):
     salt = os.urandom(64)
     assert _kdf.scrypt(b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64, portable=portable) == reference_scrypt(
         b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64)
+
+
+# a helper lane's memory: a sparse V of every 2^k-th block (k = 0..3), too little for any, or more
+HELPER_SHARES = st.sampled_from([0, 1, 2, 3, 4, 7, 8, 9, 16, 1000])
+
+
+@given(
+    password=passwords,
+    salt=st.binary(max_size=64),
+    log_n=st.integers(1, 10),
+    r=st.integers(1, 4),
+    p=st.integers(1, 6),
+    share=HELPER_SHARES,
+    portable=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_same_as_hashlib_scrypt_with_a_helper_lane(password, salt, log_n, r, p, share, portable):
+    """The helper's sparse lanes recompute V's missing blocks: the output must not change,
+    whichever lanes it takes and however much memory it is given."""
+    n = 1 << log_n
+    memory = 128 * r * n // share if share else 0
+    assert _kdf.scrypt(password, salt, n, r, p, 64, portable=portable, helper_memory=memory) == reference_scrypt(
+        password, salt, n, r, p, 64)
+
+
+def derive_in_a_thread(p, helper_memory):
+    """(CPU seconds of the thread that called scrypt, of the whole process) for a derivation
+    with real key parameters."""
+    import resource
+
+    def process_cpu():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    result = {}
+
+    def derive():
+        start = time.thread_time()
+        result["key"] = _kdf.scrypt(b"pw", b"s" * 32, SCRYPT_N, SCRYPT_R, p, 64, helper_memory=helper_memory)
+        result["thread"] = time.thread_time() - start
+
+    before = process_cpu()
+    thread = threading.Thread(target=derive)
+    thread.start()
+    thread.join()
+    process = process_cpu() - before
+    assert result["key"] == reference_scrypt(b"pw", b"s" * 32, SCRYPT_N, SCRYPT_R, p, 64)
+    return result["thread"], process
+
+
+def test_the_helper_lane_takes_lanes_off_the_calling_thread_when_given_a_quarter_of_v():
+    v = 128 * SCRYPT_R * SCRYPT_N
+    alone, process = derive_in_a_thread(4, 0)
+    assert alone > 0.8 * process  # all four lanes on the calling thread
+    helped, process = derive_in_a_thread(4, v // 4)
+    assert helped < 0.85 * alone  # the helper took at least one of the four
+    assert process > 1.1 * helped
+    too_little, _ = derive_in_a_thread(4, v // 16)  # every 16th block: no helper
+    assert too_little > 0.8 * alone
+
+
+# the peak as /proc has it: getrusage's carries the parent's over the fork
+HELPER_MEMORY_PROBE = """
+import sys
+from restique import _kdf
+_kdf.scrypt(b"pw", b"s" * 32, 1 << 15, 8, 4, 64, helper_memory=int(sys.argv[1]))
+print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
+def test_the_helper_lane_stays_within_its_memory():
+    v = 128 * SCRYPT_R * SCRYPT_N
+
+    def peak(memory):
+        return int(subprocess.run([sys.executable, "-c", HELPER_MEMORY_PROBE, str(memory)], capture_output=True,
+                                  check=True).stdout)
+
+    without = peak(0)
+    assert 0 < peak(v // 4) - without <= v // 4 + (2 << 20)
+    assert peak(v // 2) - without <= v // 2 + (2 << 20)
 
 
 # SHA-256 pads a message that leaves 55 or fewer bytes in its last block into that block, else

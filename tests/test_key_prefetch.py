@@ -95,7 +95,7 @@ def test_a_started_derivation_is_handed_to_exactly_its_inputs():
 
 
 def test_an_error_in_the_background_reaches_the_request(monkeypatch):
-    def failing(*inputs):
+    def failing(*inputs, **options):
         raise MemoryError()
 
     monkeypatch.setattr(derivations._kdf, "scrypt", failing)
@@ -108,7 +108,7 @@ def test_derivations_run_one_at_a_time_in_a_thread_without_signals(monkeypatch):
     running, most, masks = [0], [0], []
     guard = threading.Lock()
 
-    def slow(password, *rest):
+    def slow(password, *rest, **options):
         with guard:
             running[0] += 1
             most[0] = max(most[0], running[0])
@@ -126,6 +126,37 @@ def test_derivations_run_one_at_a_time_in_a_thread_without_signals(monkeypatch):
     assert [derivations.scrypt(p, b"s" * 16, 1024, 8, 1) for p in (b"a", b"b")] == [b"a", b"b"]
     assert most[0] == 1
     assert len(masks) == 2 and all({signal.SIGINT, signal.SIGTERM, signal.SIGHUP} <= mask for mask in masks)
+
+
+@pytest.mark.parametrize("args, allowed", [
+    (["ls", "latest"], True), (["restore", "latest", "--target", "t"], True), (["check"], True),
+    (["--cache-dir", "c", "find", "x"], True), (["prune"], True), (["forget", "--prune", "--keep-last", "1"], True),
+    (["forget", "--keep-last", "1"], False), (["snapshots"], False), (["key", "list"], False),
+    (["cat", "config"], False), (["tag", "--add", "x"], False), (["backup", "src"], False),
+    (["init"], False), (["version"], False), (["--cache-dir", "ls", "snapshots"], False),
+])
+def test_the_helper_lane_is_for_commands_that_wait_for_the_key_and_then_hold_more(local_repo, args, allowed):
+    """A helper lane costs a quarter of the derivation's work area more: only where the command
+    needs more than that later anyway, and has nothing else for the other core meanwhile."""
+    derivations.allow_helper_lane(not allowed)
+    key_prefetch.start(["-r", str(local_repo), *args], COMMANDS)
+    assert derivations._helper_allowed is allowed
+    derivations.allow_helper_lane(False)
+
+
+def test_a_derivation_with_the_helper_lane_allowed_offers_it_a_quarter_of_v(monkeypatch):
+    offered = []
+
+    def recording(password, salt, n, r, p, dklen, **options):
+        offered.append(options)
+        return password
+
+    monkeypatch.setattr(derivations._kdf, "scrypt", recording)
+    for allowed in (False, True):
+        derivations.allow_helper_lane(allowed)
+        assert derivations.scrypt(b"pw", b"s" * 16, 1024, 8, 3) == b"pw"
+    derivations.allow_helper_lane(False)
+    assert offered == [{"helper_memory": 0}, {"helper_memory": 128 * 8 * 1024 // 4}]
 
 
 # --- whole commands ---

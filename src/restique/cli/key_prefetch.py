@@ -19,6 +19,15 @@ OPENING_COMMANDS = frozenset({
     "copy", "tag", "rewrite", "repair", "rebuild-index", "prune", "recover", "mount", "cat",
     "list", "key", "unlock", "migrate",
 })
+# the commands that wait idle for the key and then read trees or data: their peak memory is
+# past the derivation's own, and the other core has nothing to do meanwhile, so the derivation
+# may take a helper lane (repository.derivations). Not the light ones (snapshots, key, tag,
+# forget alone: their peak is the derivation's work area), nor backup, whose walk uses the
+# other core while the key is derived.
+HELPER_LANE_COMMANDS = frozenset({
+    "restore", "diff", "ls", "stats", "find", "dump", "check", "copy", "rewrite", "repair",
+    "rebuild-index", "prune", "recover", "mount", "migrate",
+})
 # any of these makes the location or the password come from somewhere else
 _OTHER_SOURCES = ("--repository-file", "-p", "--password-file", "--password-command", "--profile",
                   "--config", "--insecure-no-password")
@@ -30,12 +39,24 @@ def start(argv: "list[str]", commands: dict) -> None:
     """Start deriving the key of the repository argv names, when it is that common case.
     commands: every command name (the first argument that is one is the command)."""
     try:
+        _allow_helper_lane(argv, commands)
         key_file = _key_file(argv, commands)
         password = os.environ.get("RESTIC_PASSWORD")
         if key_file and password:
             _start_deriving(key_file, password)
     except Exception:  # an unreadable or odd key file: the ordinary path meets and reports it
         pass
+
+
+def _allow_helper_lane(argv: "list[str]", commands: dict) -> None:
+    """A helper lane for the derivation of the commands HELPER_LANE_COMMANDS names (and forget
+    --prune: it prunes once the snapshots are forgotten)."""
+    from ..repository import derivations
+
+    options = argv[:argv.index("--")] if "--" in argv else argv
+    command = _command(options, commands)
+    derivations.allow_helper_lane(command in HELPER_LANE_COMMANDS
+                                  or (command == "forget" and "--prune" in options))
 
 
 def _key_file(argv: "list[str]", commands: dict) -> "str | None":

@@ -19,7 +19,11 @@
  * cheaper to pay.
  *
  * Memory: one V array (128 * r * N bytes) reused by every lane, as OpenSSL's scrypt; lanes run
- * one after the other (running them at once would need one V array each).
+ * one after the other (running them at once would need one V array each). A caller that can
+ * spare some memory more (helper_memory) gets a helper thread on another core that takes lanes
+ * from the other end with a sparse V: every 2^k-th block only, the others recomputed from the
+ * one before them when a lookup needs them (scrypt's time-memory trade-off), so a quarter of
+ * V costs 1.75 times a lane's work and still takes two of restic's seven lanes off the first.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -245,6 +249,61 @@ static int vector_lane_available(void)
 }
 #endif
 
+/* One BlockMix (of in ^ mix, mix may be NULL) as a function, for the helper's sparse lane: a call
+ * costs nothing next to the 2r Salsa20/8 cores it runs. */
+typedef uint64_t (*blockmix_fn)(const uint32_t *in, const uint32_t *mix, uint32_t *out, size_t r);
+
+static uint64_t blockmix_plain(const uint32_t *in, const uint32_t *mix, uint32_t *out, size_t r)
+{
+    return mix ? blockmix(in, mix, out, r) : blockmix(in, NULL, out, r);
+}
+
+#ifdef HAVE_VECTOR_LANE
+VECTOR_TARGET static uint64_t blockmix_vector(const uint32_t *in, const uint32_t *mix, uint32_t *out,
+                                              size_t r)
+{
+    if (mix)
+        return blockmix_rows((const __m128i *)in, (const __m128i *)mix, (__m128i *)out, r);
+    return blockmix_rows((const __m128i *)in, NULL, (__m128i *)out, r);
+}
+#endif
+
+/*
+ * x = ROMix(x) with V[i] kept only for i a multiple of 2^shift (v: n >> shift blocks): a lookup
+ * of V[j] starts from the kept block below j and runs BlockMix j mod 2^shift times. The same
+ * function as romix(), in 1 + (2^shift - 1) / 4 of its work on average and 1 / 2^shift of its
+ * memory. work: three blocks of scratch.
+ */
+static void romix_sparse(uint32_t *x, uint32_t *work, uint32_t *v, uint64_t n, size_t r,
+                         unsigned shift, blockmix_fn mix)
+{
+    size_t words = 32 * r;
+    uint64_t kept = (uint64_t)1 << shift, j = 0;
+    uint32_t *cur = x, *next = work, *a = work + words, *b = work + 2 * words;
+    for (uint64_t i = 0; i < n; i++) {
+        if ((i & (kept - 1)) == 0)
+            memcpy(v + (i >> shift) * words, cur, words * 4);
+        j = mix(cur, NULL, next, r) & (n - 1);
+        uint32_t *done = cur;
+        cur = next;
+        next = done;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        const uint32_t *vj = v + (j >> shift) * words;
+        for (uint64_t step = 0; step < (j & (kept - 1)); step++) {
+            uint32_t *into = vj == a ? b : a;
+            mix(vj, NULL, into, r);
+            vj = into;
+        }
+        j = mix(cur, vj, next, r) & (n - 1);
+        uint32_t *done = cur;
+        cur = next;
+        next = done;
+    }
+    if (cur != x)
+        memcpy(x, cur, words * 4);
+}
+
 /* A 2 MiB-aligned block, on transparent huge pages where the kernel allows it: V is read at
  * random, and with 4 KiB pages nearly every read of a 1 KiB block would also miss the TLB. */
 static void *alloc_work_area(size_t size)
@@ -306,10 +365,123 @@ static void finish_prefault(struct prefault *job)
     job->running = 0;
 }
 
-/* 0 on success, -1 when out of memory. */
+/* The lanes of one derivation, shared by the calling thread and the helper: the unclaimed ones
+ * are [front, back); the caller takes them from the front, the helper from the back. */
+struct lanes {
+    pthread_mutex_t lock;
+    size_t front, back;
+    unsigned char *b; /* B_1 .. B_p, each lane's block replaced by its ROMix */
+    uint64_t n;
+    size_t r;
+    int vector;
+};
+
+/* The helper takes a lane only while two are left: a lone last lane is the caller's, which
+ * finishes it sooner than the helper's sparse lane would. */
+static int claim_lane(struct lanes *lanes, int helper, size_t *lane)
+{
+    pthread_mutex_lock(&lanes->lock);
+    int claimed = helper ? lanes->back - lanes->front >= 2 : lanes->front < lanes->back;
+    if (claimed)
+        *lane = helper ? --lanes->back : lanes->front++;
+    pthread_mutex_unlock(&lanes->lock);
+    return claimed;
+}
+
+static const unsigned char *lane_order(const struct lanes *lanes)
+{
+    return lanes->vector ? DIAGONAL : IN_ORDER;
+}
+
+/* The caller's lanes, on the whole V; xy: two blocks of scratch. */
+static void run_full_lanes(struct lanes *lanes, uint32_t *xy, uint32_t *v)
+{
+    size_t r = lanes->r, block_bytes = 128 * r, lane;
+    while (claim_lane(lanes, 0, &lane)) {
+        import_blocks(xy, lanes->b + lane * block_bytes, r, lane_order(lanes));
+#ifdef HAVE_VECTOR_LANE
+        if (lanes->vector)
+            romix_rows(xy, xy + 32 * r, v, lanes->n, r);
+        else
+#endif
+            romix(xy, xy + 32 * r, v, lanes->n, r);
+        export_blocks(lanes->b + lane * block_bytes, xy, r, lane_order(lanes));
+    }
+}
+
+struct helper {
+    struct lanes *lanes;
+    uint32_t *work; /* four blocks: x and romix_sparse's scratch */
+    uint32_t *v;    /* n >> shift blocks */
+    unsigned shift;
+    pthread_t thread;
+    int running;
+};
+
+static void *run_sparse_lanes(void *arg)
+{
+    struct helper *h = arg;
+    struct lanes *lanes = h->lanes;
+    size_t r = lanes->r, block_bytes = 128 * r, lane;
+    blockmix_fn mix = blockmix_plain;
+#ifdef HAVE_VECTOR_LANE
+    if (lanes->vector)
+        mix = blockmix_vector;
+#endif
+    while (claim_lane(lanes, 1, &lane)) {
+        import_blocks(h->work, lanes->b + lane * block_bytes, r, lane_order(lanes));
+        romix_sparse(h->work, h->work + 32 * r, h->v, lanes->n, r, h->shift, mix);
+        export_blocks(lanes->b + lane * block_bytes, h->work, r, lane_order(lanes));
+    }
+    return NULL;
+}
+
+/* Keeping every 8th block at most: past that a sparse lane costs nearly three full ones. */
+#define MAX_SPARSE_SHIFT 3
+
+/* Start the helper when p leaves it a lane to take and memory bytes hold a sparse V; without
+ * it (no memory, no thread) the caller derives every lane, as before. */
+static void start_helper(struct helper *h, struct lanes *lanes, size_t p, size_t memory)
+{
+    size_t block_bytes = 128 * lanes->r;
+    h->lanes = lanes;
+    h->running = 0;
+    h->work = NULL;
+    h->v = NULL;
+    if (p < 2)
+        return;
+    unsigned shift = 0;
+    while (shift <= MAX_SPARSE_SHIFT && (lanes->n >> shift) * block_bytes > memory)
+        shift++;
+    if (shift > MAX_SPARSE_SHIFT || (lanes->n >> shift) < 2)
+        return;
+    h->shift = shift;
+    h->work = alloc_work_area(4 * block_bytes);
+    h->v = alloc_work_area((lanes->n >> shift) * block_bytes);
+    if (!h->work || !h->v)
+        return;
+    sigset_t all, old; /* signals stay with the interpreter's threads */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    h->running = pthread_create(&h->thread, NULL, run_sparse_lanes, h) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void finish_helper(struct helper *h)
+{
+    if (h->running)
+        pthread_join(h->thread, NULL);
+    h->running = 0;
+    if (h->work)
+        explicit_bzero(h->work, 4 * 128 * h->lanes->r);
+    free(h->work);
+    free(h->v);
+}
+
+/* 0 on success, -1 when out of memory. helper_memory: bytes a helper lane may use (0: none). */
 static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned char *salt,
                       size_t saltlen, uint64_t n, size_t r, size_t p, unsigned char *out,
-                      size_t dklen, int portable)
+                      size_t dklen, int portable, size_t helper_memory)
 {
     size_t block_bytes = 128 * r;
     unsigned char *b = malloc(block_bytes * p);
@@ -323,18 +495,12 @@ static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned 
     }
     start_prefault(&prefault, v, block_bytes * (size_t)n);
     pbkdf2_sha256_once(pass, passlen, salt, saltlen, b, block_bytes * p);
-    int vector = !portable && vector_lane_available();
-    const unsigned char *order = vector ? DIAGONAL : IN_ORDER;
-    for (size_t lane = 0; lane < p; lane++) {
-        import_blocks(xy, b + lane * block_bytes, r, order);
-#ifdef HAVE_VECTOR_LANE
-        if (vector)
-            romix_rows(xy, xy + 32 * r, v, n, r);
-        else
-#endif
-            romix(xy, xy + 32 * r, v, n, r);
-        export_blocks(b + lane * block_bytes, xy, r, order);
-    }
+    struct lanes lanes = {.lock = PTHREAD_MUTEX_INITIALIZER, .front = 0, .back = p, .b = b, .n = n,
+                          .r = r, .vector = !portable && vector_lane_available()};
+    struct helper helper;
+    start_helper(&helper, &lanes, p, helper_memory);
+    run_full_lanes(&lanes, xy, v);
+    finish_helper(&helper);
     pbkdf2_sha256_once(pass, passlen, b, block_bytes * p, out, dklen);
 done:
     finish_prefault(&prefault); /* before V is freed */
@@ -387,13 +553,13 @@ static const char *invalid_parameters(uint64_t n, uint64_t r, uint64_t p, uint64
 
 static PyObject *kdf_scrypt(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"password", "salt", "n", "r", "p", "dklen", "portable", NULL};
+    static char *keywords[] = {"password", "salt", "n", "r", "p", "dklen", "portable", "helper_memory", NULL};
     Py_buffer pass, salt;
-    uint64_t n, r, p, dklen;
+    uint64_t n, r, p, dklen, helper_memory = 0;
     int portable = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*O&O&O&O&|$p:scrypt", keywords, &pass,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*O&O&O&O&|$pO&:scrypt", keywords, &pass,
                                      &salt, to_uint64, &n, to_uint64, &r, to_uint64, &p,
-                                     to_uint64, &dklen, &portable))
+                                     to_uint64, &dklen, &portable, to_uint64, &helper_memory))
         return NULL;
     PyObject *result = NULL;
     const char *problem = invalid_parameters(n, r, p, dklen, pass.len, salt.len);
@@ -408,7 +574,7 @@ static PyObject *kdf_scrypt(PyObject *self, PyObject *args, PyObject *kwargs)
     Py_BEGIN_ALLOW_THREADS
     rc = scrypt_raw(pass.buf, (size_t)pass.len, salt.buf, (size_t)salt.len, n, (size_t)r,
                     (size_t)p, (unsigned char *)PyBytes_AS_STRING(result), (size_t)dklen,
-                    portable);
+                    portable, helper_memory > SIZE_MAX ? SIZE_MAX : (size_t)helper_memory);
     Py_END_ALLOW_THREADS
     if (rc != 0) {
         Py_CLEAR(result);
@@ -427,8 +593,9 @@ static PyObject *kdf_vector_lane(PyObject *self, PyObject *unused)
 
 static PyMethodDef kdf_methods[] = {
     {"scrypt", (PyCFunction)(void (*)(void))kdf_scrypt, METH_VARARGS | METH_KEYWORDS,
-     "scrypt(password, salt, n, r, p, dklen, *, portable=False) -> bytes: RFC 7914 scrypt; "
-     "releases the GIL. portable: the scalar lane even where the vector lane is available."},
+     "scrypt(password, salt, n, r, p, dklen, *, portable=False, helper_memory=0) -> bytes: RFC 7914 "
+     "scrypt; releases the GIL. portable: the scalar lane even where the vector lane is available. "
+     "helper_memory: bytes a helper thread may use for lanes of its own (a sparse V), besides V."},
     {"vector_lane", kdf_vector_lane, METH_NOARGS,
      "vector_lane() -> bool: whether scrypt() runs on the AVX-512 vector lane here."},
     {NULL, NULL, 0, NULL},

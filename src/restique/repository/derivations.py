@@ -8,7 +8,10 @@ was spent on the other core. A result is only ever handed to a request with exac
 it was made from, so a wrong guess costs CPU time, never a wrong key.
 
 Only one derivation runs at a time: each needs a work area of 128 * r * N bytes (32 MiB for
-restic's parameters), and two at once would double a command's peak memory.
+restic's parameters), and two at once would double a command's peak memory. A command that
+goes on to hold more than that anyway lets a derivation spend a quarter more on a helper lane
+(allow_helper_lane): a second thread that takes some of the p lanes with a sparse work area,
+0.32 -> 0.23 s for restic's N=2^15, r=8, p=7 on two cores.
 """
 import signal
 import threading
@@ -20,9 +23,21 @@ from .. import _kdf
 MAX_MEMORY = (1 << 31) - 1  # the most a key file may ask for (what hashlib's scrypt could be given)
 MIN_SALT_SIZE = 8  # as restic's scrypt parameter check
 
+HELPER_SHARE = 4  # the helper lane's work area: a quarter of the derivation's own
+
 _one_at_a_time = threading.Lock()
+_helper_allowed = False
 _started = {}  # (password, salt, N, r, p, dklen) -> _Derivation
 _started_guard = threading.Lock()
+
+
+def allow_helper_lane(allowed: bool = True) -> None:
+    """Whether the derivations of this process may use a helper lane (128 * r * N / 4 bytes
+    more, on another core): for commands whose own work holds more memory than that, so that
+    their peak does not grow, and not for the light ones (snapshots, key, ...) whose peak is
+    the derivation's work area itself."""
+    global _helper_allowed
+    _helper_allowed = allowed
 
 
 def password_bytes(password: str) -> bytes:
@@ -95,5 +110,7 @@ def scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int = 64
 
 
 def _derive_now(inputs: tuple) -> bytes:
+    _, _, n, r, _, _ = inputs
+    helper_memory = 128 * r * n // HELPER_SHARE if _helper_allowed else 0
     with _one_at_a_time:
-        return _kdf.scrypt(*inputs)
+        return _kdf.scrypt(*inputs, helper_memory=helper_memory)
