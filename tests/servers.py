@@ -370,10 +370,15 @@ def start_seaweedfs(folder: Path, attempts: int = 3) -> S3Server:
     raise AssertionError("unreachable")
 
 
+# SeaweedFS logs to its stderr (the server's log file) only: by default it also writes
+# weed.<host>.<user>.log.* files (and weed.INFO links) into the temporary folder, left there
+WEED_LOGGING = ("-logtostderr",)
+
+
 def _start_seaweedfs_once(folder: Path) -> S3Server:
     (folder / "data").mkdir(parents=True)
     ports = _ports("master", "volume", "filer", "s3")
-    command = [venv_tool("weed"), "server", "-s3", "-s3.config", _s3_identities(folder), "-dir", folder / "data",
+    command = [venv_tool("weed"), *WEED_LOGGING, "server", "-s3", "-s3.config", _s3_identities(folder), "-dir", folder / "data",
                "-ip", "127.0.0.1", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
                # every bucket takes volumes of its own: small ones, and enough of them
                "-volume.max=200", "-master.volumeSizeLimitMB=64", *ports]
@@ -398,14 +403,14 @@ class SeaweedCluster:
         weed = venv_tool("weed")
         master_ports = _ports("")
         master = f"127.0.0.1:{_port_of(master_ports, '-port')}.{_port_of(master_ports, '-port.grpc')}"
-        self.master = Daemon("weed master", [weed, "master", "-ip", "127.0.0.1", "-mdir", self._dir("master"),
+        self.master = Daemon("weed master", [weed, *WEED_LOGGING, "master", "-ip", "127.0.0.1", "-mdir", self._dir("master"),
                                              "-telemetry=false", "-volumeSizeLimitMB=64", *master_ports],
                              _port_of(master_ports, "-port"), self.folder / "master.log",
                              leftovers=_weed_sockets(master_ports))
         self.volumes = [self._volume(weed, master, n) for n in range(volumes)]
         filer_ports, s3_ports = _grpc_at_ten_thousand_above(), _ports("s3")
         self.filer = S3Server("weed filer", [
-            weed, "filer", "-ip", "127.0.0.1", "-master", master, "-defaultStoreDir", self._dir("filer"),
+            weed, *WEED_LOGGING, "filer", "-ip", "127.0.0.1", "-master", master, "-defaultStoreDir", self._dir("filer"),
             "-s3", "-s3.config", _s3_identities(self.folder), "-s3.port.iceberg=0", "-s3.port.lance=0",
             *filer_ports, *s3_ports], _port_of(s3_ports, "-s3.port"), self.folder / "filer.log",
             leftovers=_weed_sockets(filer_ports + s3_ports))
@@ -417,7 +422,7 @@ class SeaweedCluster:
 
     def _volume(self, weed: str, master: str, number: int) -> Daemon:
         ports = _ports("")
-        command = [weed, "volume", "-ip", "127.0.0.1", "-mserver", master, "-dir", self._dir(f"volume{number}"),
+        command = [weed, *WEED_LOGGING, "volume", "-ip", "127.0.0.1", "-mserver", master, "-dir", self._dir(f"volume{number}"),
                    "-max", "100", *ports]
         return Daemon(f"weed volume {number}", command, _port_of(ports, "-port"), self.folder / f"volume{number}.log",
                       leftovers=_weed_sockets(ports))

@@ -99,21 +99,26 @@ def derive_user_key(password: str, salt: bytes, n: int, r: int, p: int) -> Maste
     return MasterKey.from_kdf_output(derived)
 
 
+# p=1 derivations timed by calibrate_kdf (about 65 ms each here): on a busy host even the best
+# of three was once a third slower than usual, and chose a weaker key than restic's just after
+CALIBRATION_RUNS = 5
+
+
 def calibrate_kdf() -> Tuple[int, int, int]:
     """Calibrated as restic calibrates: N=2^15, r=8 (its 60 MiB memory bound), and p as the
     number of p=1 derivations that fit into 0.5 s, so one derivation takes at most 0.5 s and
     more than 0.25 s. What is timed is the derivation itself, as restic times its own (V's
     memory set up, and its blocks read in the order the data decides: timing a lane over
     constant data, whose every read hits the same cached block, once gave p=10 for a
-    derivation of 0.85 s). The p=1 time is the best of three runs, in CPU time of the deriving
+    derivation of 0.85 s). The p=1 time is the best of five runs, in CPU time of the deriving
     thread, so a busy machine does not choose a weaker key than restic would choose on the same
     machine when idle (restic times the wall clock, and chooses weaker keys when busy). The
-    timed lane is the portable one, as quick as restic's Go lane or a little quicker (54-62 ms
+    timed lane is the portable one, as quick as restic's Go lane or a little quicker (54-65 ms
     against about 66 ms here), so p comes out at least as high as restic's and the key at least
     as strong (an attacker's cost is N * r * p). Where the CPU has it, the vector lane then
     derives that key in about 0.7 of the time (_kdf.c): the key costs less to use than
     restic's, instead of the faster lane buying a yet stronger key for the same half second."""
-    best = min(_time_derivation(SCRYPT_N, SCRYPT_R) for _ in range(3))
+    best = min(_time_derivation(SCRYPT_N, SCRYPT_R) for _ in range(CALIBRATION_RUNS))
     p = int(KDF_TARGET_SECONDS / max(best, 1e-3))
     return SCRYPT_N, SCRYPT_R, max(1, min(p, 64))
 
