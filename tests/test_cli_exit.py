@@ -33,3 +33,29 @@ def test_a_thread_still_working_is_waited_for(tmp_path):
     proc = run_program([sys.executable, "-c", PROBE], tmp_path / "log", "thread")
     assert proc.stdout.startswith(b"x" * 100000)
     assert (tmp_path / "log").read_text() == "thread finished\nexit handler ran\n"
+
+
+# a stop signal that reaches the interpreter's exit, after the command is over
+LATE_SIGNALS = """
+import atexit, os, signal, sys, time
+out = sys.argv[1]
+def late():
+    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)  # the handlers run here
+    open(out, "w").write("exit handler ran to its end\\n")
+atexit.register(late)
+from restique.cli.main import main
+sys.argv = ["restique", "version"]
+main()
+"""
+
+
+def test_a_signal_during_the_exit_lets_the_exit_finish_without_a_traceback(tmp_path):
+    """Once the command is over its exit code is decided: a SIGTERM or Ctrl-C that lands in the
+    interpreter's exit handlers (as the signal tests once caught, 0.1 s into an `ls`) is noted,
+    not raised there ("Exception ignored in atexit callback" and a traceback)."""
+    proc = run_program([sys.executable, "-c", LATE_SIGNALS, tmp_path / "log"], check=False)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert proc.stdout.startswith(b"restique ")
+    assert (tmp_path / "log").read_text() == "exit handler ran to its end\n"

@@ -83,18 +83,23 @@ def _interrupt(signum, frame):
 
 
 def _stopping(signum) -> bool:
-    """Note a stop signal; False while a hold keeps it back (interrupts). A signal also ends
-    a backend's retrying at once, as restic cancels its context: a command whose server is gone
-    stops now, not after its pauses (retry is looked up, not imported: a handler may run
-    in the middle of an import)."""
+    """Note a stop signal; False while a hold keeps it back (interrupts), or once the command
+    is over and the exit has begun. A signal also ends a backend's retrying at once, as restic
+    cancels its context: a command whose server is gone stops now, not after its pauses (retry
+    is looked up, not imported: a handler may run in the middle of an import)."""
     _received.append(signum)
     retry = sys.modules.get("restique.backend.retry")
     if retry is not None:
         retry.stop_retrying()
-    return not held_back(signum)
+    return not _exiting and not held_back(signum)
 
 
 _start_up = None  # the hold over start-up: until the command's modules are imported
+# the command is over and its exit code decided: a signal now would only interrupt the
+# interpreter's exit (its atexit calls printed a traceback for the exception), so it is noted
+# and the exit goes on (a plain flag: set by one store, with no point where a handler can run
+# between deciding and setting it)
+_exiting = False
 
 
 def start_up_done() -> None:
@@ -140,9 +145,10 @@ def _is_lock_probe(sender: int) -> bool:
 
 def main(argv=None) -> None:
     """Run the command line argv (default: sys.argv); SystemExit with its exit code."""
-    global _start_up
+    global _start_up, _exiting
     argv = list(sys.argv[1:] if argv is None else argv)
     gc.disable()  # until the command starts: see root._collect_from_now_on
+    _exiting = False
     _received.clear()  # a program may run several command lines
     reset_holds()
     _start_up = hold()  # an interrupted import can crash an extension module
@@ -152,7 +158,9 @@ def main(argv=None) -> None:
         code = _run(argv)
         start_up_done()  # when the command line was refused before root.cli
         _flush_stdout()
+        _exiting = True
     except (KeyboardInterrupt, Terminated) as exc:  # before the command began, or after it ended
+        _exiting = True
         code = _stopped_by_signal(exc)
     # what is still alive is freed by the exit itself: the interpreter's last collection
     # need not walk all of it (a tenth of a short command's time)
