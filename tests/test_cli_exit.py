@@ -2,7 +2,10 @@
 not a daemon is waited for. (Skipping the interpreter's teardown with os._exit saved ~8 ms a
 command but left `serve` running after SIGTERM now and then under load; these keep whatever
 replaces sys.exit honest.)"""
+import signal
 import sys
+
+import pytest
 
 from conftest import run_program
 
@@ -35,14 +38,14 @@ def test_a_thread_still_working_is_waited_for(tmp_path):
     assert (tmp_path / "log").read_text() == "thread finished\nexit handler ran\n"
 
 
-# a stop signal that reaches the interpreter's exit, after the command is over
+# stop signals that reach the interpreter's exit, after the command is over
 LATE_SIGNALS = """
 import atexit, os, signal, sys, time
-out = sys.argv[1]
+out, signals = sys.argv[1], [int(n) for n in sys.argv[2:]]
 def late():
-    os.kill(os.getpid(), signal.SIGTERM)
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(0.05)  # the handlers run here
+    for signum in signals:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # the handler runs here
     open(out, "w").write("exit handler ran to its end\\n")
 atexit.register(late)
 from restique.cli.main import main
@@ -51,11 +54,21 @@ main()
 """
 
 
-def test_a_signal_during_the_exit_lets_the_exit_finish_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_exit_lets_the_exit_finish_without_a_traceback(tmp_path, signum):
     """Once the command is over its exit code is decided: a SIGTERM or Ctrl-C that lands in the
     interpreter's exit handlers (as the signal tests once caught, 0.1 s into an `ls`) is noted,
     not raised there ("Exception ignored in atexit callback" and a traceback)."""
-    proc = run_program([sys.executable, "-c", LATE_SIGNALS, tmp_path / "log"], check=False)
+    proc = run_program([sys.executable, "-c", LATE_SIGNALS, tmp_path / "log", int(signum)], check=False)
     assert (proc.returncode, proc.stderr) == (0, b"")
     assert proc.stdout.startswith(b"restique ")
     assert (tmp_path / "log").read_text() == "exit handler ran to its end\n"
+
+
+def test_a_second_signal_during_the_exit_ends_it_at_once(tmp_path):
+    """An exit that takes long enough for a second stop signal (a thread it waits for) ends at
+    once, with restic's code for that signal."""
+    proc = run_program([sys.executable, "-c", LATE_SIGNALS, tmp_path / "log", int(signal.SIGTERM),
+                        int(signal.SIGINT)], check=False)
+    assert (proc.returncode, proc.stderr) == (130, b"")
+    assert not (tmp_path / "log").exists()

@@ -91,7 +91,19 @@ def _stopping(signum) -> bool:
     retry = sys.modules.get("restique.backend.retry")
     if retry is not None:
         retry.stop_retrying()
-    return not _exiting and not held_back(signum)
+    if _exiting:
+        return _during_the_exit(signum)
+    return not held_back(signum)
+
+
+def _during_the_exit(signum) -> bool:
+    """A stop signal once the command is over: the first is noted and the exit goes on, with
+    the command's own exit code; a second means the exit is taking too long for its sender (a
+    thread it waits for, say), and ends the process at once with restic's code for it."""
+    _exit_signals.append(signum)
+    if len(_exit_signals) > 1:
+        os._exit(128 + signum)
+    return False
 
 
 _start_up = None  # the hold over start-up: until the command's modules are imported
@@ -100,6 +112,7 @@ _start_up = None  # the hold over start-up: until the command's modules are impo
 # and the exit goes on (a plain flag: set by one store, with no point where a handler can run
 # between deciding and setting it)
 _exiting = False
+_exit_signals = []  # the stop signals that came during the exit
 
 
 def start_up_done() -> None:
@@ -149,6 +162,7 @@ def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     gc.disable()  # until the command starts: see root._collect_from_now_on
     _exiting = False
+    _exit_signals.clear()
     _received.clear()  # a program may run several command lines
     reset_holds()
     _start_up = hold()  # an interrupted import can crash an extension module
