@@ -85,8 +85,13 @@ def test_new_keys_are_calibrated_as_restic_calibrates():
         _kdf.scrypt(b"pw", b"s" * 64, n, r, lanes, 64, portable=True)
         return time.thread_time() - start
 
-    one_lane = min(cpu_of(1) for _ in range(3))
-    whole = cpu_of(p)
+    # alternated, the best of three each: a busy machine (the suite's other worker) slows a
+    # derivation's thread by half at times, and a single timing of the whole once did
+    ones, wholes = [], []
+    for _ in range(3):
+        ones.append(cpu_of(1))
+        wholes.append(cpu_of(p))
+    one_lane, whole = min(ones), min(wholes)
     assert whole >= 0.25  # more than half the 0.5 s target, as restic's
     assert whole <= 1.3 * p * one_lane + 0.02  # each lane costs what the calibration timed
     start = time.perf_counter()

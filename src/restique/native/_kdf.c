@@ -409,8 +409,13 @@ static void run_full_lanes(struct lanes *lanes, uint32_t *xy, uint32_t *v)
     }
 }
 
+/* Lanes the helper derived in the latest derivation (helper_lanes(): for tests, which cannot
+ * see the thread otherwise). */
+static size_t latest_helper_lanes;
+
 struct helper {
     struct lanes *lanes;
+    size_t lanes_done;
     uint32_t *work; /* four blocks: x and romix_sparse's scratch */
     uint32_t *v;    /* n >> shift blocks */
     unsigned shift;
@@ -432,6 +437,7 @@ static void *run_sparse_lanes(void *arg)
         import_blocks(h->work, lanes->b + lane * block_bytes, r, lane_order(lanes));
         romix_sparse(h->work, h->work + 32 * r, h->v, lanes->n, r, h->shift, mix);
         export_blocks(lanes->b + lane * block_bytes, h->work, r, lane_order(lanes));
+        h->lanes_done++;
     }
     return NULL;
 }
@@ -445,6 +451,7 @@ static void start_helper(struct helper *h, struct lanes *lanes, size_t p, size_t
 {
     size_t block_bytes = 128 * lanes->r;
     h->lanes = lanes;
+    h->lanes_done = 0;
     h->running = 0;
     h->work = NULL;
     h->v = NULL;
@@ -472,6 +479,7 @@ static void finish_helper(struct helper *h)
     if (h->running)
         pthread_join(h->thread, NULL);
     h->running = 0;
+    latest_helper_lanes = h->lanes_done;
     if (h->work)
         explicit_bzero(h->work, 4 * 128 * h->lanes->r);
     free(h->work);
@@ -586,6 +594,11 @@ done:
     return result;
 }
 
+static PyObject *kdf_helper_lanes(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromSize_t(latest_helper_lanes);
+}
+
 static PyObject *kdf_vector_lane(PyObject *self, PyObject *unused)
 {
     return PyBool_FromLong(vector_lane_available());
@@ -596,6 +609,8 @@ static PyMethodDef kdf_methods[] = {
      "scrypt(password, salt, n, r, p, dklen, *, portable=False, helper_memory=0) -> bytes: RFC 7914 "
      "scrypt; releases the GIL. portable: the scalar lane even where the vector lane is available. "
      "helper_memory: bytes a helper thread may use for lanes of its own (a sparse V), besides V."},
+    {"helper_lanes", kdf_helper_lanes, METH_NOARGS,
+     "helper_lanes() -> int: the lanes the helper thread derived in the latest scrypt() call."},
     {"vector_lane", kdf_vector_lane, METH_NOARGS,
      "vector_lane() -> bool: whether scrypt() runs on the AVX-512 vector lane here."},
     {NULL, NULL, 0, NULL},
