@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import TRACEBACK, clean_env, restique_cmd, run_restique as restique
+from conftest import PASSWORD, TRACEBACK, clean_env, restique_cmd, run_restique as restique
 
 SLOW = ("--limit-download", "1024")  # KiB/s
 STATUS = re.compile(rb"^\[0:0\d\] (\d+\.\d\d%)?  \d+ files/dirs [\d.]+ (B|KiB|MiB), "
@@ -77,8 +77,10 @@ def test_json_status_lines_have_restics_fields(repo, tmp_path):
         assert {"message_type", "percent_done"} <= set(m)
         assert all(type(m[k]) is int and m[k] > 0 for k in m if k not in ("message_type", "percent_done"))
         assert isinstance(m["percent_done"], (int, float)) and 0 <= m["percent_done"] <= 1
-        if m.get("total_bytes"):
-            assert m["percent_done"] == pytest.approx(m.get("bytes_restored", 0) / m["total_bytes"])
+        if m.get("total_bytes"):  # 0 while the plan walk still counts the totals
+            assert m["percent_done"] in (0, pytest.approx(m.get("bytes_restored", 0) / m["total_bytes"]))
+    percents = [m["percent_done"] for m in status]
+    assert percents == sorted(percents)  # never back
     assert any(m.get("seconds_elapsed") for m in status)
     assert any(0 < m["percent_done"] < 1 for m in status)  # while it writes
     assert status[-1]["total_files"] == 6 and status[-1]["total_bytes"] == TOTAL_BYTES
@@ -136,6 +138,36 @@ def test_status_texts_are_restics():
         '"files_skipped":2,"files_deleted":1,"total_bytes":4096,"bytes_restored":4096,"bytes_skipped":100}')
     stats.bytes_restored = 1
     assert '"percent_done":0.000244140625,' in _status_json(stats, 0)
+    # while the plan walk still counts the totals, restored / total is no percentage yet
+    stats.planning = True
+    assert _status_line(stats, 65).startswith("[1:05]   4 files/dirs 1 B, total 10 files/dirs")
+    assert '"percent_done":0,' in _status_json(stats, 0)
+
+
+@pytest.mark.parametrize("delete", [False, True], ids=["overlapped", "walk-first"])
+def test_the_totals_are_marked_as_growing_while_the_plan_walk_overlaps_the_writing(repo, tmp_path, monkeypatch,
+                                                                                  delete):
+    """The percentage of a restore whose walk still counts its totals could step back (files
+    are written while the walk goes on): the counts say so until the walk has ended."""
+    from restique.operations.restorer import RestoreOptions, Restorer, restorer
+    from restique.operations.snapshot_lookup import find_snapshot
+    from restique.repository.repository import open_repository
+
+    during = []
+    plan_restore = restorer.plan_restore
+
+    def watched(traversal, options, index, report, *args, **kwargs):
+        during.append(report.counts().planning)
+        plan = plan_restore(traversal, options, index, report, *args, **kwargs)
+        during.append(report.counts().planning)
+        return plan
+
+    monkeypatch.setattr(restorer, "plan_restore", watched)
+    with open_repository(str(repo), PASSWORD) as r:
+        snap, _ = find_snapshot(r, "latest")
+        stats = Restorer(r, snap.tree, RestoreOptions(str(tmp_path / "out"), delete=delete)).restore()
+    assert during == [not delete, not delete] and not stats.planning
+    assert stats.bytes_restored == stats.bytes_total == TOTAL_BYTES
 
 
 def test_the_report_hands_its_printer_a_copy_of_the_counts():

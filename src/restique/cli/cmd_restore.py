@@ -134,7 +134,7 @@ class _StatusPrinter:
 def _status_line(stats, elapsed):
     """restic's restore status line."""
     percent = ""
-    if stats.bytes_total:
+    if stats.bytes_total and not stats.planning:  # a percentage of growing totals could step back
         percent = "%3.2f%%" % min(100.0, 100.0 * stats.bytes_restored / stats.bytes_total)
     line = (f"[{format_duration(elapsed)}] {percent}  {stats.files_restored} files/dirs "
             f"{format_bytes(stats.bytes_restored)}, total {stats.files_total} files/dirs "
@@ -222,7 +222,7 @@ def _status_json(stats, elapsed):
     writes a float64)."""
     from ..model import gojson
 
-    percent = min(1.0, stats.bytes_restored / stats.bytes_total) if stats.bytes_total else 0
+    percent = min(1.0, stats.bytes_restored / stats.bytes_total) if stats.bytes_total and not stats.planning else 0
     fields = ['"message_type":"status"']
     if int(elapsed):
         fields.append(f'"seconds_elapsed":{int(elapsed)}')

@@ -30,6 +30,9 @@ class RestoreStats:
     bytes_restored: int = 0
     bytes_skipped: int = 0
     files_verified: int = 0
+    # the plan walk still counts the totals while the first files are written: they may grow,
+    # and restored / total is no percentage yet (restic plans first, and its never step back)
+    planning: bool = False
     seconds: float = 0.0
     errors: List[Tuple[str, str]] = field(default_factory=list)
 
@@ -75,6 +78,11 @@ class RestoreReport:
             self._reported.add((location, message))
             self.stats.errors.append((location, message))
             self.progress.error(location, message)
+
+    def planning(self, walking: bool) -> None:
+        """The totals are still growing (the plan walk overlaps the writing), or final."""
+        with self.lock:
+            self.stats.planning = walking
 
     def planned(self, size: int) -> None:
         """One more entry to restore. Only the walks call it, while no worker runs."""

@@ -94,8 +94,10 @@ class Restorer:
         writer = FilesWriter(report, options.sparse, False, recording)
         content = ContentRestorer(self.repo, self._index, writer, options.worker_count(self.repo.backend))
         try:
+            report.planning(overlap)
             plan = plan_restore(traversal, options, self._index, report, content.add if overlap else None,
                                 keep_files=options.verify, recording=recording)
+            report.planning(False)
             if not overlap:
                 writer.replace_dirs = traversal.names_valid  # read after the whole walk
                 content.add(plan.files)
