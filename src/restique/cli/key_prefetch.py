@@ -48,12 +48,17 @@ def start(argv: "list[str]", commands: dict) -> None:
         pass
 
 
+def _options(argv: "list[str]") -> "list[str]":
+    """The arguments before a `--` (after it, everything is the command's operands)."""
+    return argv[:argv.index("--")] if "--" in argv else argv
+
+
 def _allow_helper_lane(argv: "list[str]", commands: dict) -> None:
     """A helper lane for the derivation of the commands HELPER_LANE_COMMANDS names (and forget
     --prune: it prunes once the snapshots are forgotten)."""
     from ..repository import derivations
 
-    options = argv[:argv.index("--")] if "--" in argv else argv
+    options = _options(argv)
     command = _command(options, commands)
     derivations.allow_helper_lane(command in HELPER_LANE_COMMANDS
                                   or (command == "forget" and "--prune" in options))
@@ -61,7 +66,7 @@ def _allow_helper_lane(argv: "list[str]", commands: dict) -> None:
 
 def _key_file(argv: "list[str]", commands: dict) -> "str | None":
     """The path of the local repository's only key file, when argv is the common case."""
-    options = argv[:argv.index("--")] if "--" in argv else argv
+    options = _options(argv)
     command = _command(options, commands)
     if command not in OPENING_COMMANDS or any(os.environ.get(name) for name in _OTHER_SOURCE_VARIABLES):
         return None

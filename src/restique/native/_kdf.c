@@ -319,6 +319,18 @@ static void *alloc_work_area(size_t size)
     return p;
 }
 
+/* 1 when a thread runs fn(arg), with every signal blocked in it: signals stay with the
+ * interpreter's threads. */
+static int start_thread_without_signals(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int started = pthread_create(thread, NULL, fn, arg) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return started;
+}
+
 /*
  * The kernel clears every page of V before its first write (32 MiB: several milliseconds), and
  * ROMix's first loop would wait for each clearing in turn. A helper thread has the pages made
@@ -350,11 +362,7 @@ static void start_prefault(struct prefault *job, void *start, size_t size)
 #ifdef MADV_POPULATE_WRITE
     if (size < HUGE_PAGE)
         return; /* a small V is cleared quicker than a thread starts */
-    sigset_t all, old; /* signals stay with the interpreter's threads */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    job->running = pthread_create(&job->thread, NULL, prefault_pages, job) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    job->running = start_thread_without_signals(&job->thread, prefault_pages, job);
 #endif
 }
 
@@ -467,11 +475,7 @@ static void start_helper(struct helper *h, struct lanes *lanes, size_t p, size_t
     h->v = alloc_work_area((lanes->n >> shift) * block_bytes);
     if (!h->work || !h->v)
         return;
-    sigset_t all, old; /* signals stay with the interpreter's threads */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    h->running = pthread_create(&h->thread, NULL, run_sparse_lanes, h) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    h->running = start_thread_without_signals(&h->thread, run_sparse_lanes, h);
 }
 
 static void finish_helper(struct helper *h)

@@ -31,7 +31,7 @@ class RestoreStats:
     bytes_skipped: int = 0
     files_verified: int = 0
     # the plan walk still counts the totals while the first files are written: they may grow,
-    # and restored / total is no percentage yet (restic plans first, and its never step back)
+    # and restored / total is no percentage yet (restic plans first: its totals never grow)
     planning: bool = False
     seconds: float = 0.0
     errors: List[Tuple[str, str]] = field(default_factory=list)
