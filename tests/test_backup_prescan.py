@@ -106,3 +106,43 @@ def test_walk_takes_the_prescanned_folders(tmp_path, monkeypatch):
     assert ahead.tree == plain.tree
     stats = ahead.progress.stats
     assert (stats.files.new, stats.errors) == (7, 0)
+
+
+def _lent_after(targets, monkeypatch):
+    """Whether backup's prescan of targets lends the core to the key derivation's helper lane."""
+    from restique.cli import cmd_backup
+    from restique.repository import derivations
+
+    lent = []
+    monkeypatch.setattr(derivations, "lend_core", lambda: lent.append(True))
+    ended = []
+    prescan = Prescan([str(t) for t in targets], xattrs=True,
+                      when_done=lambda p: (cmd_backup._lend_core(p), ended.append(p)))
+    prescan.wait()
+    assert ended == [prescan]  # called once, with the prescan, in its thread
+    return bool(lent)
+
+
+def test_the_core_is_lent_for_files_of_which_one_is_chunked(tmp_path, monkeypatch):
+    """A backup of files with a chunked one holds read buffers larger than the helper's memory
+    anyway; a folder's prescan uses the core itself (folders_scanned, largest_file)."""
+    from restique.cli import cmd_backup
+    from restique.repository.chunker import MIN_SIZE
+
+    big, small = tmp_path / "big.bin", tmp_path / "small.txt"
+    big.write_bytes(b"x" * MIN_SIZE)
+    small.write_bytes(b"y" * (MIN_SIZE - 1))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "big.bin").write_bytes(b"x" * MIN_SIZE)
+    os.symlink(big, tmp_path / "link-to-big")
+    assert _lent_after([big], monkeypatch) and _lent_after([small, big], monkeypatch)
+    assert not _lent_after([small], monkeypatch)
+    assert not _lent_after([tmp_path / "link-to-big"], monkeypatch)  # a symlink is not followed
+    assert not _lent_after([folder], monkeypatch) and not _lent_after([big, folder], monkeypatch)
+    assert not _lent_after([tmp_path / "missing"], monkeypatch)
+    # a stream (stdin, a command's output) is always chunked
+    lent = []
+    monkeypatch.setattr("restique.repository.derivations.lend_core", lambda: lent.append(True))
+    cmd_backup._lend_core(None)
+    assert lent == [True]

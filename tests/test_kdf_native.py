@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -126,11 +127,50 @@ def test_the_helper_takes_lanes_when_given_memory_for_a_sparse_v(p, share, helpe
     assert (1 <= taken <= p - 1) if helped else taken == 0
 
 
+def test_a_waiting_helper_takes_no_lane_until_the_core_is_lent():
+    v = 128 * SCRYPT_R * SCRYPT_N
+    salt = os.urandom(32)
+    expected = reference_scrypt(b"pw", salt, SCRYPT_N, SCRYPT_R, 8, 64)
+    try:
+        _kdf.lend_core(False)
+        assert _kdf.scrypt(b"pw", salt, SCRYPT_N, SCRYPT_R, 8, 64, helper_memory=v // 4, helper_waits=True) == expected
+        assert _kdf.helper_lanes() == 0
+        _kdf.lend_core()  # lent before: the helper goes on at once
+        assert _kdf.scrypt(b"pw", salt, SCRYPT_N, SCRYPT_R, 8, 64, helper_memory=v // 4, helper_waits=True) == expected
+        assert _kdf.helper_lanes() >= 1
+    finally:
+        _kdf.lend_core()
+
+
+def test_a_waiting_helper_joins_when_the_core_is_lent_during_the_derivation():
+    v = 128 * SCRYPT_R * SCRYPT_N
+    salt = os.urandom(32)
+    _kdf.lend_core(False)
+    lender = threading.Timer(0.02, _kdf.lend_core)  # 8 lanes take ~0.35 s: most are left then
+    lender.start()
+    try:
+        assert _kdf.scrypt(b"pw", salt, SCRYPT_N, SCRYPT_R, 8, 64, helper_memory=v // 4,
+                           helper_waits=True) == reference_scrypt(b"pw", salt, SCRYPT_N, SCRYPT_R, 8, 64)
+        assert _kdf.helper_lanes() >= 1
+    finally:
+        lender.join()
+        _kdf.lend_core()
+
+
 # the peak as /proc has it: getrusage's carries the parent's over the fork
 HELPER_MEMORY_PROBE = """
 import sys
 from restique import _kdf
 _kdf.scrypt(b"pw", b"s" * 32, 1 << 15, 8, 4, 64, helper_memory=int(sys.argv[1]))
+print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
+WAITING_HELPER_MEMORY_PROBE = """
+import sys
+from restique import _kdf
+_kdf.lend_core(False)
+_kdf.scrypt(b"pw", b"s" * 32, 1 << 15, 8, 4, 64, helper_memory=int(sys.argv[1]), helper_waits=True)
 print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
@@ -145,6 +185,10 @@ def test_the_helper_lane_stays_within_its_memory():
     without = peak(0)
     assert 0 < peak(v // 4) - without <= v // 4 + (2 << 20)
     assert peak(v // 2) - without <= v // 2 + (2 << 20)
+    # a helper that is never let in takes no memory either
+    waiting = int(subprocess.run([sys.executable, "-c", WAITING_HELPER_MEMORY_PROBE, str(v // 4)],
+                                 capture_output=True, check=True).stdout)
+    assert waiting - without < (2 << 20)
 
 
 # SHA-256 pads a message that leaves 55 or fewer bytes in its last block into that block, else

@@ -132,15 +132,18 @@ def test_derivations_run_one_at_a_time_in_a_thread_without_signals(monkeypatch):
     (["ls", "latest"], True), (["restore", "latest", "--target", "t"], True), (["check"], True),
     (["--cache-dir", "c", "find", "x"], True), (["prune"], True), (["forget", "--prune", "--keep-last", "1"], True),
     (["forget", "--keep-last", "1"], False), (["snapshots"], False), (["key", "list"], False),
-    (["cat", "config"], False), (["tag", "--add", "x"], False), (["backup", "src"], False),
-    (["init"], False), (["version"], False), (["--cache-dir", "ls", "snapshots"], False),
+    (["cat", "config"], False), (["tag", "--add", "x"], False), ("backup src".split(), "until lent"),
+    ("backup --stdin".split(), "until lent"), (["init"], False), (["version"], False),
+    (["--cache-dir", "ls", "snapshots"], False),
 ])
 def test_the_helper_lane_is_for_commands_that_wait_for_the_key_and_then_hold_more(local_repo, args, allowed):
     """A helper lane costs a quarter of the derivation's work area more: only where the command
-    needs more than that later anyway, and has nothing else for the other core meanwhile."""
+    needs more than that later anyway, and has nothing else for the other core meanwhile
+    (backup's helper waits until its prescan lends the core)."""
     derivations.allow_helper_lane(not allowed)
     key_prefetch.start(["-r", str(local_repo), *args], COMMANDS)
-    assert derivations._helper_allowed is allowed
+    assert derivations._helper_allowed is bool(allowed)
+    assert derivations._helper_waits is (allowed == "until lent")
     derivations.allow_helper_lane(False)
 
 
@@ -152,11 +155,13 @@ def test_a_derivation_with_the_helper_lane_allowed_offers_it_a_quarter_of_v(monk
         return password
 
     monkeypatch.setattr(derivations._kdf, "scrypt", recording)
-    for allowed in (False, True):
-        derivations.allow_helper_lane(allowed)
+    for allowed, until_lent in ((False, False), (True, False), (True, True)):
+        derivations.allow_helper_lane(allowed, until_lent)
         assert derivations.scrypt(b"pw", b"s" * 16, 1024, 8, 3) == b"pw"
     derivations.allow_helper_lane(False)
-    assert offered == [{"helper_memory": 0}, {"helper_memory": 128 * 8 * 1024 // 4}]
+    quarter = 128 * 8 * 1024 // 4
+    assert offered == [{"helper_memory": 0, "helper_waits": False}, {"helper_memory": quarter, "helper_waits": False},
+                       {"helper_memory": quarter, "helper_waits": True}]
 
 
 # --- whole commands ---

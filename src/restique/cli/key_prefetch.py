@@ -22,12 +22,17 @@ OPENING_COMMANDS = frozenset({
 # the commands that wait idle for the key and then read trees or data: their peak memory is
 # past the derivation's own, and the other core has nothing to do meanwhile, so the derivation
 # may take a helper lane (repository.derivations). Not the light ones (snapshots, key, tag,
-# forget alone: their peak is the derivation's work area), nor backup, whose walk uses the
-# other core while the key is derived.
+# forget alone: their peak is the derivation's work area).
 HELPER_LANE_COMMANDS = frozenset({
     "restore", "diff", "ls", "stats", "find", "dump", "check", "copy", "rewrite", "repair",
     "rebuild-index", "prune", "recover", "mount", "migrate",
 })
+# the commands whose own work uses the other core while the key is derived (backup's prescan
+# walks the tree): their helper lane waits until that work lends the core
+# (derivations.lend_core). A tree's prescan ends near the derivation's end, when no two lanes
+# are left for the helper, which then takes neither time nor memory; a single file's or
+# stdin's ends at once.
+HELPER_LANE_WHEN_LENT = frozenset({"backup"})
 # any of these makes the location or the password come from somewhere else
 _OTHER_SOURCES = ("--repository-file", "-p", "--password-file", "--password-command", "--profile",
                   "--config", "--insecure-no-password")
@@ -55,13 +60,15 @@ def _options(argv: "list[str]") -> "list[str]":
 
 def _allow_helper_lane(argv: "list[str]", commands: dict) -> None:
     """A helper lane for the derivation of the commands HELPER_LANE_COMMANDS names (and forget
-    --prune: it prunes once the snapshots are forgotten)."""
+    --prune: it prunes once the snapshots are forgotten), and one that waits for the core for
+    those HELPER_LANE_WHEN_LENT names."""
     from ..repository import derivations
 
     options = _options(argv)
     command = _command(options, commands)
-    derivations.allow_helper_lane(command in HELPER_LANE_COMMANDS
-                                  or (command == "forget" and "--prune" in options))
+    waits = command in HELPER_LANE_WHEN_LENT
+    derivations.allow_helper_lane(command in HELPER_LANE_COMMANDS or waits
+                                  or (command == "forget" and "--prune" in options), until_lent=waits)
 
 
 def _key_file(argv: "list[str]", commands: dict) -> "str | None":

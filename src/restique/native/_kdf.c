@@ -24,6 +24,8 @@
  * from the other end with a sparse V: every 2^k-th block only, the others recomputed from the
  * one before them when a lookup needs them (scrypt's time-memory trade-off), so a quarter of
  * V costs 1.75 times a lane's work and still takes two of restic's seven lanes off the first.
+ * A helper may wait until the core is lent (lend_core: a backup's prescan uses it first), and
+ * takes its memory only once it has a lane to spend it on.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -421,15 +423,45 @@ static void run_full_lanes(struct lanes *lanes, uint32_t *xy, uint32_t *v)
  * see the thread otherwise). */
 static size_t latest_helper_lanes;
 
+/* Whether the other core is free for a helper that waits for it (lend_core(): a backup's
+ * prescan walks the tree on it while the key is derived, and lends it once done). The gate is
+ * process-wide, as the core is; its lock and condition also carry a derivation's end. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_changed = PTHREAD_COND_INITIALIZER;
+static int core_lent;
+
 struct helper {
     struct lanes *lanes;
     size_t lanes_done;
     uint32_t *work; /* four blocks: x and romix_sparse's scratch */
     uint32_t *v;    /* n >> shift blocks */
     unsigned shift;
+    int waits;      /* for the core to be lent before it takes a lane */
+    int caller_done; /* the caller has no lane left: a waiting helper gives up (under gate_lock) */
     pthread_t thread;
     int running;
 };
+
+/* 1 once the helper may go on: at once unless it waits for the core; 0 when the caller got
+ * done first. */
+static int wait_for_core(struct helper *h)
+{
+    pthread_mutex_lock(&gate_lock);
+    while (h->waits && !core_lent && !h->caller_done)
+        pthread_cond_wait(&gate_changed, &gate_lock);
+    int go = !h->caller_done;
+    pthread_mutex_unlock(&gate_lock);
+    return go;
+}
+
+/* Whether a lane is left for the helper to take (claim_lane's rule), without taking it. */
+static int lane_left(struct lanes *lanes)
+{
+    pthread_mutex_lock(&lanes->lock);
+    int left = lanes->back - lanes->front >= 2;
+    pthread_mutex_unlock(&lanes->lock);
+    return left;
+}
 
 static void *run_sparse_lanes(void *arg)
 {
@@ -441,6 +473,14 @@ static void *run_sparse_lanes(void *arg)
     if (lanes->vector)
         mix = blockmix_vector;
 #endif
+    /* its memory is taken only when there is a lane to spend it on: a helper let in near the
+     * end costs nothing */
+    if (!wait_for_core(h) || !lane_left(lanes))
+        return NULL;
+    h->work = alloc_work_area(4 * block_bytes);
+    h->v = alloc_work_area((lanes->n >> h->shift) * block_bytes);
+    if (!h->work || !h->v)
+        return NULL;
     while (claim_lane(lanes, 1, &lane)) {
         import_blocks(h->work, lanes->b + lane * block_bytes, r, lane_order(lanes));
         romix_sparse(h->work, h->work + 32 * r, h->v, lanes->n, r, h->shift, mix);
@@ -453,16 +493,13 @@ static void *run_sparse_lanes(void *arg)
 /* Keeping every 8th block at most: past that a sparse lane costs nearly three full ones. */
 #define MAX_SPARSE_SHIFT 3
 
-/* Start the helper when p leaves it a lane to take and memory bytes hold a sparse V; without
- * it (no memory, no thread) the caller derives every lane, as before. */
-static void start_helper(struct helper *h, struct lanes *lanes, size_t p, size_t memory)
+/* Start the helper when p leaves it a lane to take and memory bytes hold a sparse V (waits:
+ * it takes lanes only once the core is lent); without it (no memory, no thread) the caller
+ * derives every lane, as before. */
+static void start_helper(struct helper *h, struct lanes *lanes, size_t p, size_t memory, int waits)
 {
     size_t block_bytes = 128 * lanes->r;
-    h->lanes = lanes;
-    h->lanes_done = 0;
-    h->running = 0;
-    h->work = NULL;
-    h->v = NULL;
+    *h = (struct helper){.lanes = lanes, .waits = waits};
     if (p < 2)
         return;
     unsigned shift = 0;
@@ -471,15 +508,15 @@ static void start_helper(struct helper *h, struct lanes *lanes, size_t p, size_t
     if (shift > MAX_SPARSE_SHIFT || (lanes->n >> shift) < 2)
         return;
     h->shift = shift;
-    h->work = alloc_work_area(4 * block_bytes);
-    h->v = alloc_work_area((lanes->n >> shift) * block_bytes);
-    if (!h->work || !h->v)
-        return;
     h->running = start_thread_without_signals(&h->thread, run_sparse_lanes, h);
 }
 
 static void finish_helper(struct helper *h)
 {
+    pthread_mutex_lock(&gate_lock);
+    h->caller_done = 1;
+    pthread_cond_broadcast(&gate_changed);
+    pthread_mutex_unlock(&gate_lock);
     if (h->running)
         pthread_join(h->thread, NULL);
     h->running = 0;
@@ -490,10 +527,11 @@ static void finish_helper(struct helper *h)
     free(h->v);
 }
 
-/* 0 on success, -1 when out of memory. helper_memory: bytes a helper lane may use (0: none). */
+/* 0 on success, -1 when out of memory. helper_memory: bytes a helper lane may use (0: none);
+ * helper_waits: the helper starts on lanes only once the core is lent (lend_core). */
 static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned char *salt,
                       size_t saltlen, uint64_t n, size_t r, size_t p, unsigned char *out,
-                      size_t dklen, int portable, size_t helper_memory)
+                      size_t dklen, int portable, size_t helper_memory, int helper_waits)
 {
     size_t block_bytes = 128 * r;
     unsigned char *b = malloc(block_bytes * p);
@@ -510,7 +548,7 @@ static int scrypt_raw(const unsigned char *pass, size_t passlen, const unsigned 
     struct lanes lanes = {.lock = PTHREAD_MUTEX_INITIALIZER, .front = 0, .back = p, .b = b, .n = n,
                           .r = r, .vector = !portable && vector_lane_available()};
     struct helper helper;
-    start_helper(&helper, &lanes, p, helper_memory);
+    start_helper(&helper, &lanes, p, helper_memory, helper_waits);
     run_full_lanes(&lanes, xy, v);
     finish_helper(&helper);
     pbkdf2_sha256_once(pass, passlen, b, block_bytes * p, out, dklen);
@@ -565,13 +603,15 @@ static const char *invalid_parameters(uint64_t n, uint64_t r, uint64_t p, uint64
 
 static PyObject *kdf_scrypt(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"password", "salt", "n", "r", "p", "dklen", "portable", "helper_memory", NULL};
+    static char *keywords[] = {"password", "salt", "n", "r", "p", "dklen", "portable", "helper_memory",
+                               "helper_waits", NULL};
     Py_buffer pass, salt;
     uint64_t n, r, p, dklen, helper_memory = 0;
-    int portable = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*O&O&O&O&|$pO&:scrypt", keywords, &pass,
+    int portable = 0, helper_waits = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*O&O&O&O&|$pO&p:scrypt", keywords, &pass,
                                      &salt, to_uint64, &n, to_uint64, &r, to_uint64, &p,
-                                     to_uint64, &dklen, &portable, to_uint64, &helper_memory))
+                                     to_uint64, &dklen, &portable, to_uint64, &helper_memory,
+                                     &helper_waits))
         return NULL;
     PyObject *result = NULL;
     const char *problem = invalid_parameters(n, r, p, dklen, pass.len, salt.len);
@@ -586,7 +626,8 @@ static PyObject *kdf_scrypt(PyObject *self, PyObject *args, PyObject *kwargs)
     Py_BEGIN_ALLOW_THREADS
     rc = scrypt_raw(pass.buf, (size_t)pass.len, salt.buf, (size_t)salt.len, n, (size_t)r,
                     (size_t)p, (unsigned char *)PyBytes_AS_STRING(result), (size_t)dklen,
-                    portable, helper_memory > SIZE_MAX ? SIZE_MAX : (size_t)helper_memory);
+                    portable, helper_memory > SIZE_MAX ? SIZE_MAX : (size_t)helper_memory,
+                    helper_waits);
     Py_END_ALLOW_THREADS
     if (rc != 0) {
         Py_CLEAR(result);
@@ -603,6 +644,19 @@ static PyObject *kdf_helper_lanes(PyObject *self, PyObject *unused)
     return PyLong_FromSize_t(latest_helper_lanes);
 }
 
+/* lend_core(lent=True): whether the other core is free for a waiting helper (see core_lent) */
+static PyObject *kdf_lend_core(PyObject *self, PyObject *args)
+{
+    int lent = 1;
+    if (!PyArg_ParseTuple(args, "|p:lend_core", &lent))
+        return NULL;
+    pthread_mutex_lock(&gate_lock);
+    core_lent = lent;
+    pthread_cond_broadcast(&gate_changed);
+    pthread_mutex_unlock(&gate_lock);
+    Py_RETURN_NONE;
+}
+
 static PyObject *kdf_vector_lane(PyObject *self, PyObject *unused)
 {
     return PyBool_FromLong(vector_lane_available());
@@ -610,9 +664,14 @@ static PyObject *kdf_vector_lane(PyObject *self, PyObject *unused)
 
 static PyMethodDef kdf_methods[] = {
     {"scrypt", (PyCFunction)(void (*)(void))kdf_scrypt, METH_VARARGS | METH_KEYWORDS,
-     "scrypt(password, salt, n, r, p, dklen, *, portable=False, helper_memory=0) -> bytes: RFC 7914 "
-     "scrypt; releases the GIL. portable: the scalar lane even where the vector lane is available. "
-     "helper_memory: bytes a helper thread may use for lanes of its own (a sparse V), besides V."},
+     "scrypt(password, salt, n, r, p, dklen, *, portable=False, helper_memory=0, helper_waits=False) "
+     "-> bytes: RFC 7914 scrypt; releases the GIL. portable: the scalar lane even where the vector "
+     "lane is available. helper_memory: bytes a helper thread may use for lanes of its own (a sparse "
+     "V), besides V; helper_waits: it takes lanes only once lend_core() was called (taking its "
+     "memory then, and only if two lanes are left)."},
+    {"lend_core", kdf_lend_core, METH_VARARGS,
+     "lend_core(lent=True): the other core is free (or, lent=False, busy again) for a helper that "
+     "waits for it, in this derivation and later ones."},
     {"helper_lanes", kdf_helper_lanes, METH_NOARGS,
      "helper_lanes() -> int: the lanes the helper thread derived in the latest scrypt() call."},
     {"vector_lane", kdf_vector_lane, METH_NOARGS,

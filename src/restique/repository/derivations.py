@@ -11,7 +11,9 @@ Only one derivation runs at a time: each needs a work area of 128 * r * N bytes 
 restic's parameters), and two at once would double a command's peak memory. A command that
 goes on to hold more than that anyway lets a derivation spend a quarter more on a helper lane
 (allow_helper_lane): a second thread that takes some of the p lanes with a sparse work area,
-0.32 -> 0.23 s for restic's N=2^15, r=8, p=7 on two cores.
+0.32 -> 0.23 s for restic's N=2^15, r=8, p=7 on two cores. A command that has work of its own
+for the other core meanwhile (backup's prescan) lets the helper wait until it lends the core
+(lend_core), so that the two do not take turns on it.
 """
 import signal
 import threading
@@ -27,17 +29,25 @@ HELPER_SHARE = 4  # the helper lane's work area: a quarter of the derivation's o
 
 _one_at_a_time = threading.Lock()
 _helper_allowed = False
+_helper_waits = False
 _started = {}  # (password, salt, N, r, p, dklen) -> _Derivation
 _started_guard = threading.Lock()
 
 
-def allow_helper_lane(allowed: bool = True) -> None:
+def allow_helper_lane(allowed: bool = True, until_lent: bool = False) -> None:
     """Whether the derivations of this process may use a helper lane (128 * r * N / 4 bytes
     more, on another core): for commands whose own work holds more memory than that, so that
     their peak does not grow, and not for the light ones (snapshots, key, ...) whose peak is
-    the derivation's work area itself."""
-    global _helper_allowed
-    _helper_allowed = allowed
+    the derivation's work area itself. until_lent: the helper waits for lend_core() (and takes
+    its memory only then, if two lanes are still left)."""
+    global _helper_allowed, _helper_waits
+    _helper_allowed, _helper_waits = allowed, until_lent
+    _kdf.lend_core(not until_lent)
+
+
+def lend_core() -> None:
+    """The other core is free from now on: a helper lane waiting for it may go on."""
+    _kdf.lend_core(True)
 
 
 def password_bytes(password: str) -> bytes:
@@ -113,4 +123,4 @@ def _derive_now(inputs: tuple) -> bytes:
     _, _, n, r, _, _ = inputs
     helper_memory = 128 * r * n // HELPER_SHARE if _helper_allowed else 0
     with _one_at_a_time:
-        return _kdf.scrypt(*inputs, helper_memory=helper_memory)
+        return _kdf.scrypt(*inputs, helper_memory=helper_memory, helper_waits=_helper_waits)

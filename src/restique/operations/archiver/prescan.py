@@ -10,7 +10,7 @@ bounded number of entries, or when the walk starts.
 import os
 import stat
 import threading
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 from ... import _scan
 
@@ -24,7 +24,12 @@ PRESCAN_ENTRIES = 40000
 
 class Prescan:
     def __init__(self, targets: List[str], xattrs: bool, one_file_system: bool = False,
-                 limit: int = PRESCAN_ENTRIES):
+                 limit: int = PRESCAN_ENTRIES, when_done: "Optional[Callable[[Prescan], None]]" = None):
+        """when_done(prescan): called in the scanning thread once it ends (its core is free
+        then), to read folders_scanned and largest_file."""
+        self._when_done = when_done
+        self.folders_scanned = 0
+        self.largest_file = 0  # the size of the largest regular file among the targets
         self._xattrs = xattrs
         self._one_file_system = one_file_system
         self._limit = limit
@@ -46,6 +51,13 @@ class Prescan:
         return scans
 
     def _run(self, targets: List[str]) -> None:
+        try:
+            self._scan(targets)
+        finally:
+            if self._when_done is not None:
+                self._when_done(self)
+
+    def _scan(self, targets: List[str]) -> None:
         # depth first, names sorted: the order in which the walk asks for the folders
         stack = [(os.path.abspath(t), None) for t in reversed(targets)]  # (path, device or None)
         held = 0
@@ -56,12 +68,15 @@ class Prescan:
                     held += 1
                     st = os.lstat(path)
                     if not stat.S_ISDIR(st.st_mode):
+                        if stat.S_ISREG(st.st_mode):
+                            self.largest_file = max(self.largest_file, st.st_size)
                         continue  # a target is taken as it is: a symlink is not followed
                     dev = st.st_dev
                 scan = _scan.hold_dir(path, self._xattrs)
             except OSError:
                 continue  # the walk meets it again and reports it
             self._scans[path] = scan
+            self.folders_scanned += 1
             held += len(scan)
             prefix = path if path.endswith("/") else path + "/"
             stack.extend((prefix + name, dev) for name, folder_dev in sorted(scan.folders(), reverse=True)
