@@ -71,7 +71,7 @@ passwords = st.one_of(st.binary(max_size=200), st.text(max_size=80).map(lambda t
     salt=st.binary(max_size=200),
     log_n=st.integers(1, 12),
     r=st.integers(1, 16),
-    p=st.integers(1, 4),
+    p=st.integers(1, 9),  # the vector lane derives three or four lanes at once, the rest one by one
     dklen=st.integers(1, 128),
     portable=st.booleans(),
 )
@@ -83,11 +83,13 @@ def test_same_as_hashlib_scrypt(password, salt, log_n, r, p, dklen, portable):
 
 
 @LANES
-def test_same_as_hashlib_scrypt_with_real_key_parameters(portable):
-    """N and r of every real key (a 32 MiB V array), and two lanes sharing it."""
+@pytest.mark.parametrize("p", [2, 7])
+def test_same_as_hashlib_scrypt_with_real_key_parameters(portable, p):
+    """N and r of every real key (a 32 MiB V array), lanes sharing it one after another, and
+    (p=7, vector lane) four at once in it, then three."""
     salt = os.urandom(64)
-    assert _kdf.scrypt(b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64, portable=portable) == reference_scrypt(
-        b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, 2, 64)
+    assert _kdf.scrypt(b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, p, 64, portable=portable) == reference_scrypt(
+        b"p\xc3\xa4ssword", salt, SCRYPT_N, SCRYPT_R, p, 64)
 
 
 # a helper lane's memory: a sparse V of every 2^k-th block (k = 0..3), too little for any, or more
@@ -99,7 +101,7 @@ HELPER_SHARES = st.sampled_from([0, 1, 2, 3, 4, 7, 8, 9, 16, 1000])
     salt=st.binary(max_size=64),
     log_n=st.integers(1, 10),
     r=st.integers(1, 4),
-    p=st.integers(1, 6),
+    p=st.integers(1, 9),
     share=HELPER_SHARES,
     portable=st.booleans(),
 )
@@ -161,7 +163,7 @@ def test_a_waiting_helper_joins_when_the_core_is_lent_during_the_derivation():
 HELPER_MEMORY_PROBE = """
 import sys
 from restique import _kdf
-_kdf.scrypt(b"pw", b"s" * 32, 1 << 15, 8, 4, 64, helper_memory=int(sys.argv[1]))
+_kdf.scrypt(b"pw", b"s" * 32, 1 << 15, 8, 8, 64, helper_memory=int(sys.argv[1]))
 print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
@@ -170,7 +172,7 @@ WAITING_HELPER_MEMORY_PROBE = """
 import sys
 from restique import _kdf
 _kdf.lend_core(False)
-_kdf.scrypt(b"pw", b"s" * 32, 1 << 15, 8, 4, 64, helper_memory=int(sys.argv[1]), helper_waits=True)
+_kdf.scrypt(b"pw", b"s" * 32, 1 << 15, 8, 8, 64, helper_memory=int(sys.argv[1]), helper_waits=True)
 print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 

@@ -11,7 +11,7 @@ Only one derivation runs at a time: each needs a work area of 128 * r * N bytes 
 restic's parameters), and two at once would double a command's peak memory. A command that
 goes on to hold more than that anyway lets a derivation spend a quarter more on a helper lane
 (allow_helper_lane): a second thread that takes some of the p lanes with a sparse work area,
-0.32 -> 0.23 s for restic's N=2^15, r=8, p=7 on two cores. A command that has work of its own
+0.18 -> 0.13 s for restic's N=2^15, r=8, p=7 on two cores. A command that has work of its own
 for the other core meanwhile (backup's prescan) lets the helper wait until it lends the core
 (lend_core), so that the two do not take turns on it.
 """

@@ -116,7 +116,7 @@ def calibrate_kdf() -> Tuple[int, int, int]:
     timed lane is the portable one, as quick as restic's Go lane or a little quicker (54-65 ms
     against about 66 ms here), so p comes out at least as high as restic's and the key at least
     as strong (an attacker's cost is N * r * p). Where the CPU has it, the vector lane then
-    derives that key in about 0.7 of the time (_kdf.c): the key costs less to use than
+    derives that key in about 0.4 of the time (_kdf.c): the key costs less to use than
     restic's, instead of the faster lane buying a yet stronger key for the same half second."""
     best = min(_time_derivation(SCRYPT_N, SCRYPT_R) for _ in range(CALIBRATION_RUNS))
     p = int(KDF_TARGET_SECONDS / max(best, 1e-3))
