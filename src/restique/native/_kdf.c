@@ -154,71 +154,85 @@ static void romix(uint32_t *x, uint32_t *y, uint32_t *v, uint64_t n, size_t r)
 
 #define VECTOR_TARGET __attribute__((target("avx512f,avx512vl")))
 
-/* one step of four quarter-rounds: x ^= (a + b) <<< k */
-#define STEP(x, a, b, k) x = _mm_xor_si128(x, _mm_rol_epi32(_mm_add_epi32(a, b), k))
-
-VECTOR_TARGET static inline __attribute__((always_inline)) void
-salsa20_8_rows(__m128i *a, __m128i *b, __m128i *c, __m128i *d)
-{
-    __m128i A = *a, B = *b, C = *c, D = *d;
-    for (int round = 0; round < 8; round += 2) {
-        /* column round: B = (x4 x9 x14 x3) is each column's second word, and so on */
-        STEP(B, A, D, 7);
-        STEP(C, B, A, 9);
-        STEP(D, C, B, 13);
-        STEP(A, D, C, 18);
-        /* row round: the same steps on the rows turned into place (A stays) */
-        __m128i rb = _mm_shuffle_epi32(D, 0x39), rc = _mm_shuffle_epi32(C, 0x4e),
-                rd = _mm_shuffle_epi32(B, 0x93);
-        STEP(rb, A, rd, 7);
-        STEP(rc, rb, A, 9);
-        STEP(rd, rc, rb, 13);
-        STEP(A, rd, rc, 18);
-        D = _mm_shuffle_epi32(rb, 0x93);
-        C = _mm_shuffle_epi32(rc, 0x4e);
-        B = _mm_shuffle_epi32(rd, 0x39);
+/*
+ * Salsa20/8 and BlockMix over rows, one body for two register widths: the 128-bit rows of one
+ * lane (salsa20_8_rows, mix_rows) and the 512-bit rows of four lanes side by side, a lane in
+ * each quarter (salsa20_8_wide, mix_wide: see romix_wide). V is the register type, the others
+ * its instructions. A step of four quarter-rounds is x ^= (a + b) <<< k on whole rows: the
+ * column round's rows are each column's words in turn (B = (x4 x9 x14 x3) its second, ...),
+ * the row round runs the same steps on the rows turned into place (A stays). mix_* is
+ * blockmix() on blocks of four rows (in diagonal order): out = BlockMix(in ^ mix), mix may be
+ * NULL.
+ */
+#define DEFINE_ROW_FUNCTIONS(suffix, V, add, rol, xor, shuffle)                                     \
+    VECTOR_TARGET static inline __attribute__((always_inline)) void                               \
+    salsa20_8_##suffix(V *a, V *b, V *c, V *d)                                                    \
+    {                                                                                             \
+        V A = *a, B = *b, C = *c, D = *d;                                                         \
+        for (int round = 0; round < 8; round += 2) {                                              \
+            B = xor(B, rol(add(A, D), 7));                                                        \
+            C = xor(C, rol(add(B, A), 9));                                                        \
+            D = xor(D, rol(add(C, B), 13));                                                       \
+            A = xor(A, rol(add(D, C), 18));                                                       \
+            V rb = shuffle(D, 0x39), rc = shuffle(C, 0x4e), rd = shuffle(B, 0x93);                \
+            rb = xor(rb, rol(add(A, rd), 7));                                                     \
+            rc = xor(rc, rol(add(rb, A), 9));                                                     \
+            rd = xor(rd, rol(add(rc, rb), 13));                                                   \
+            A = xor(A, rol(add(rd, rc), 18));                                                     \
+            D = shuffle(rb, 0x93);                                                                \
+            C = shuffle(rc, 0x4e);                                                                \
+            B = shuffle(rd, 0x39);                                                                \
+        }                                                                                         \
+        *a = add(*a, A);                                                                          \
+        *b = add(*b, B);                                                                          \
+        *c = add(*c, C);                                                                          \
+        *d = add(*d, D);                                                                          \
+    }                                                                                             \
+                                                                                                  \
+    VECTOR_TARGET static inline __attribute__((always_inline)) void                               \
+    mix_##suffix(const V *in, const V *mix, V *out, size_t r)                                     \
+    {                                                                                             \
+        const size_t last = (2 * r - 1) * 4;                                                      \
+        V A = in[last], B = in[last + 1], C = in[last + 2], D = in[last + 3];                     \
+        if (mix) {                                                                                \
+            A = xor(A, mix[last]);                                                                \
+            B = xor(B, mix[last + 1]);                                                            \
+            C = xor(C, mix[last + 2]);                                                            \
+            D = xor(D, mix[last + 3]);                                                            \
+        }                                                                                         \
+        for (size_t i = 0; i < 2 * r; i++) {                                                      \
+            const V *block = in + i * 4;                                                          \
+            A = xor(A, block[0]);                                                                 \
+            B = xor(B, block[1]);                                                                 \
+            C = xor(C, block[2]);                                                                 \
+            D = xor(D, block[3]);                                                                 \
+            if (mix) {                                                                            \
+                const V *other = mix + i * 4;                                                     \
+                A = xor(A, other[0]);                                                             \
+                B = xor(B, other[1]);                                                             \
+                C = xor(C, other[2]);                                                             \
+                D = xor(D, other[3]);                                                             \
+            }                                                                                     \
+            salsa20_8_##suffix(&A, &B, &C, &D);                                                   \
+            V *to = out + (i / 2 + (i & 1) * r) * 4;                                              \
+            to[0] = A;                                                                            \
+            to[1] = B;                                                                            \
+            to[2] = C;                                                                            \
+            to[3] = D;                                                                            \
+        }                                                                                         \
     }
-    *a = _mm_add_epi32(*a, A);
-    *b = _mm_add_epi32(*b, B);
-    *c = _mm_add_epi32(*c, C);
-    *d = _mm_add_epi32(*d, D);
-}
-#undef STEP
 
-/* blockmix() over blocks of four rows (in diagonal order); the same Integerify. */
+DEFINE_ROW_FUNCTIONS(rows, __m128i, _mm_add_epi32, _mm_rol_epi32, _mm_xor_si128, _mm_shuffle_epi32)
+DEFINE_ROW_FUNCTIONS(wide, __m512i, _mm512_add_epi32, _mm512_rol_epi32, _mm512_xor_si512, _mm512_shuffle_epi32)
+
+/* blockmix() over blocks of four rows (in diagonal order); the same Integerify, read from
+ * out's last block: x0 is its first row's first word, x1 its last row's second. */
 VECTOR_TARGET static inline __attribute__((always_inline)) uint64_t
 blockmix_rows(const __m128i *in, const __m128i *mix, __m128i *out, size_t r)
 {
-    const size_t last = (2 * r - 1) * 4;
-    __m128i A = in[last], B = in[last + 1], C = in[last + 2], D = in[last + 3];
-    if (mix) {
-        A = _mm_xor_si128(A, mix[last]);
-        B = _mm_xor_si128(B, mix[last + 1]);
-        C = _mm_xor_si128(C, mix[last + 2]);
-        D = _mm_xor_si128(D, mix[last + 3]);
-    }
-    for (size_t i = 0; i < 2 * r; i++) {
-        const __m128i *block = in + i * 4;
-        A = _mm_xor_si128(A, block[0]);
-        B = _mm_xor_si128(B, block[1]);
-        C = _mm_xor_si128(C, block[2]);
-        D = _mm_xor_si128(D, block[3]);
-        if (mix) {
-            const __m128i *other = mix + i * 4;
-            A = _mm_xor_si128(A, other[0]);
-            B = _mm_xor_si128(B, other[1]);
-            C = _mm_xor_si128(C, other[2]);
-            D = _mm_xor_si128(D, other[3]);
-        }
-        salsa20_8_rows(&A, &B, &C, &D);
-        __m128i *to = out + (i / 2 + (i & 1) * r) * 4;
-        to[0] = A;
-        to[1] = B;
-        to[2] = C;
-        to[3] = D;
-    }
-    /* word 0 is the first row's first lane, word 1 the last row's second */
-    return (uint64_t)(uint32_t)_mm_cvtsi128_si32(A) | (uint64_t)(uint32_t)_mm_extract_epi32(D, 1) << 32;
+    mix_rows(in, mix, out, r);
+    const uint32_t *w = (const uint32_t *)(out + (2 * r - 1) * 4);
+    return (uint64_t)w[0] | (uint64_t)w[3 * 4 + 1] << 32;
 }
 
 /* romix() in diagonal order; x, y and v 16-byte aligned. */
@@ -291,72 +305,15 @@ VECTOR_TARGET static uint64_t blockmix_vector(const uint32_t *in, const uint32_t
  * and ~3.6 N for the second, four lanes' worth: 1.7 times as fast as one lane after another.
  */
 
-#define STEP(x, a, b, k) x = _mm512_xor_si512(x, _mm512_rol_epi32(_mm512_add_epi32(a, b), k))
-
-VECTOR_TARGET static inline __attribute__((always_inline)) void
-salsa20_8_wide(__m512i *a, __m512i *b, __m512i *c, __m512i *d)
-{
-    __m512i A = *a, B = *b, C = *c, D = *d;
-    for (int round = 0; round < 8; round += 2) { /* as salsa20_8_rows, in each quarter */
-        STEP(B, A, D, 7);
-        STEP(C, B, A, 9);
-        STEP(D, C, B, 13);
-        STEP(A, D, C, 18);
-        __m512i rb = _mm512_shuffle_epi32(D, 0x39), rc = _mm512_shuffle_epi32(C, 0x4e),
-                rd = _mm512_shuffle_epi32(B, 0x93);
-        STEP(rb, A, rd, 7);
-        STEP(rc, rb, A, 9);
-        STEP(rd, rc, rb, 13);
-        STEP(A, rd, rc, 18);
-        D = _mm512_shuffle_epi32(rb, 0x93);
-        C = _mm512_shuffle_epi32(rc, 0x4e);
-        B = _mm512_shuffle_epi32(rd, 0x39);
-    }
-    *a = _mm512_add_epi32(*a, A);
-    *b = _mm512_add_epi32(*b, B);
-    *c = _mm512_add_epi32(*c, C);
-    *d = _mm512_add_epi32(*d, D);
-}
-#undef STEP
-
-/* blockmix_rows() for four lanes: out = BlockMix(in ^ mix) (mix may be NULL); j[l]: lane l's
- * Integerify of out. */
+/* mix_wide() with each lane's Integerify of out in j[l] (as blockmix_rows reads it, in the
+ * lane's quarter of each row). */
 VECTOR_TARGET static inline __attribute__((always_inline)) void
 blockmix_wide(const __m512i *in, const __m512i *mix, __m512i *out, size_t r, uint64_t j[WIDE])
 {
-    const size_t last = (2 * r - 1) * 4;
-    __m512i A = in[last], B = in[last + 1], C = in[last + 2], D = in[last + 3];
-    if (mix) {
-        A = _mm512_xor_si512(A, mix[last]);
-        B = _mm512_xor_si512(B, mix[last + 1]);
-        C = _mm512_xor_si512(C, mix[last + 2]);
-        D = _mm512_xor_si512(D, mix[last + 3]);
-    }
-    for (size_t i = 0; i < 2 * r; i++) {
-        const __m512i *block = in + i * 4;
-        A = _mm512_xor_si512(A, block[0]);
-        B = _mm512_xor_si512(B, block[1]);
-        C = _mm512_xor_si512(C, block[2]);
-        D = _mm512_xor_si512(D, block[3]);
-        if (mix) {
-            const __m512i *other = mix + i * 4;
-            A = _mm512_xor_si512(A, other[0]);
-            B = _mm512_xor_si512(B, other[1]);
-            C = _mm512_xor_si512(C, other[2]);
-            D = _mm512_xor_si512(D, other[3]);
-        }
-        salsa20_8_wide(&A, &B, &C, &D);
-        __m512i *to = out + (i / 2 + (i & 1) * r) * 4;
-        to[0] = A;
-        to[1] = B;
-        to[2] = C;
-        to[3] = D;
-    }
-    uint32_t a[16], d[16]; /* word 0 of a lane: its first row's first; word 1: its last row's second */
-    _mm512_storeu_si512(a, A);
-    _mm512_storeu_si512(d, D);
+    mix_wide(in, mix, out, r);
+    const uint32_t *w = (const uint32_t *)(out + (2 * r - 1) * 4);
     for (int l = 0; l < WIDE; l++)
-        j[l] = (uint64_t)a[4 * l] | (uint64_t)d[4 * l + 1] << 32;
+        j[l] = (uint64_t)w[4 * l] | (uint64_t)w[3 * 4 * WIDE + 4 * l + 1] << 32;
 }
 
 VECTOR_TARGET static uint64_t blockmix_wide_plain(const __m512i *in, __m512i *out, size_t r)
