@@ -316,21 +316,19 @@ blockmix_wide(const __m512i *in, const __m512i *mix, __m512i *out, size_t r, uin
         j[l] = (uint64_t)w[4 * l] | (uint64_t)w[3 * 4 * WIDE + 4 * l + 1] << 32;
 }
 
-VECTOR_TARGET static uint64_t blockmix_wide_plain(const __m512i *in, __m512i *out, size_t r)
-{
-    uint64_t j[WIDE];
-    blockmix_wide(in, NULL, out, r, j);
-    return j[0];
-}
-
-/* wide[q] = row q of block[0] .. block[3] (blocks of 8r rows), for the 8r rows */
-VECTOR_TARGET static void gather_wide(__m512i *wide, const __m128i *const block[WIDE], size_t rows)
+/* wide[q] = row q of block[0] .. block[width - 1] in their quarters (zeros in the others), for
+ * the `rows` rows; a block's row q is block[l][stride * q]. */
+VECTOR_TARGET static inline __attribute__((always_inline)) void
+gather_wide(__m512i *wide, const __m128i *const block[WIDE], size_t rows, size_t stride, unsigned width)
 {
     for (size_t q = 0; q < rows; q++) {
-        __m512i w = _mm512_castsi128_si512(_mm_load_si128(block[0] + q));
-        w = _mm512_inserti32x4(w, _mm_load_si128(block[1] + q), 1);
-        w = _mm512_inserti32x4(w, _mm_load_si128(block[2] + q), 2);
-        wide[q] = _mm512_inserti32x4(w, _mm_load_si128(block[3] + q), 3);
+        __m512i w = _mm512_zextsi128_si512(_mm_load_si128(block[0] + stride * q));
+        w = _mm512_inserti32x4(w, _mm_load_si128(block[1] + stride * q), 1);
+        if (width == WIDE) {
+            w = _mm512_inserti32x4(w, _mm_load_si128(block[2] + stride * q), 2);
+            w = _mm512_inserti32x4(w, _mm_load_si128(block[3] + stride * q), 3);
+        }
+        wide[q] = w;
     }
 }
 
@@ -355,7 +353,7 @@ VECTOR_TARGET static void romix_wide(__m512i *x, __m512i *scratch, unsigned char
     const unsigned shift = width == WIDE ? WIDE_SHIFT : 1;
     __m512i *cur = x, *next = scratch, *kept = scratch + rows, *ahead = scratch + 2 * rows,
             *want = scratch + 3 * rows;
-    uint64_t j[WIDE];
+    uint64_t j[WIDE], unused[WIDE];
     for (uint64_t i = 0; i < n; i++) {
         if ((i & (width - 1)) == 0) {
             unsigned char *to = v + (i >> shift) * kept_bytes;
@@ -379,22 +377,14 @@ VECTOR_TARGET static void romix_wide(__m512i *x, __m512i *scratch, unsigned char
             most = count[l] > most ? count[l] : most;
             from[l] = (const __m128i *)(v + (jl >> shift) * kept_bytes) + l;
         }
-        for (size_t q = 0; q < rows; q++) { /* each lane's kept block, from its own quarter */
-            __m512i w = _mm512_zextsi128_si512(_mm_load_si128(from[0] + width * q));
-            w = _mm512_inserti32x4(w, _mm_load_si128(from[1] + width * q), 1);
-            if (width == WIDE) {
-                w = _mm512_inserti32x4(w, _mm_load_si128(from[2] + width * q), 2);
-                w = _mm512_inserti32x4(w, _mm_load_si128(from[3] + width * q), 3);
-            }
-            kept[q] = w;
-        }
+        gather_wide(kept, from, rows, width, width); /* each lane's kept block, from its own quarter */
         const __m512i *lookup = kept;
         if (most > 0) {
             memcpy(want, kept, rows * sizeof(__m512i));
             const __m512i *src = kept;
             for (unsigned k = 1; k <= most; k++) {
                 __m512i *dst = src == ahead ? kept : ahead;
-                blockmix_wide_plain(src, dst, r);
+                blockmix_wide(src, NULL, dst, r, unused);
                 __mmask16 taken = 0;
                 for (unsigned l = 0; l < width; l++)
                     if (count[l] == k)
@@ -533,11 +523,16 @@ struct lanes {
 };
 
 /* The helper takes a lane from the back only while two are left: a lone last lane is the
- * caller's, which finishes it sooner than the helper's sparse lane would. */
+ * caller's, which finishes it sooner than the helper's sparse lane would. Under lanes->lock. */
+static int helper_may_take(const struct lanes *lanes)
+{
+    return lanes->back - lanes->front >= 2;
+}
+
 static int claim_back(struct lanes *lanes, size_t *lane)
 {
     pthread_mutex_lock(&lanes->lock);
-    int claimed = lanes->back - lanes->front >= 2;
+    int claimed = helper_may_take(lanes);
     if (claimed)
         *lane = --lanes->back;
     pthread_mutex_unlock(&lanes->lock);
@@ -589,7 +584,7 @@ VECTOR_TARGET static void run_wide_lanes(struct lanes *lanes, size_t first, size
                       DIAGONAL);
     }
     __m512i *x = (__m512i *)(work + WIDE * words); /* a wide block: WIDE blocks */
-    gather_wide(x, (const __m128i *const *)lane_block, rows);
+    gather_wide(x, (const __m128i *const *)lane_block, rows, 1, WIDE);
     romix_wide(x, x + rows, (unsigned char *)v, lanes->n, r, count > 2 ? WIDE : 2);
     scatter_wide(lane_block, x, rows);
     for (size_t l = 0; l < count; l++)
@@ -653,11 +648,11 @@ static int wait_for_core(struct helper *h)
     return go;
 }
 
-/* Whether a lane is left for the helper to take (claim_back's rule), without taking it. */
+/* Whether a lane is left for the helper to take, without taking it. */
 static int lane_left(struct lanes *lanes)
 {
     pthread_mutex_lock(&lanes->lock);
-    int left = lanes->back - lanes->front >= 2;
+    int left = helper_may_take(lanes);
     pthread_mutex_unlock(&lanes->lock);
     return left;
 }
