@@ -18,10 +18,11 @@ from restique.backend.local import LocalBackend
 from restique.backend.memory import MemoryBackend
 from restique.backend.parts import FileBody
 from restique.backend.temp_pack_file import TempPackFile
+from restique import _seal
 from restique.model.ids import hash_id
 from restique.repository import pack
 from restique.repository.blob_store import BlobStore
-from restique.repository.buffer_pool import HUGE_PAGE, BufferPool, huge_page_start
+from restique.repository.buffer_pool import HUGE_PAGE, BufferPool
 from restique.repository.crypto import MasterKey
 from restique.repository.index import MasterIndex
 from restique.repository.pack_buffers import PackBuffers
@@ -105,39 +106,87 @@ def _open_pack_with_8_blobs_written(tmp_path):
     return store, store._packs["data"], 8 * (BLOB + 32)
 
 
-def test_written_bytes_leave_memory(tmp_path):
-    store, writer, written = _open_pack_with_8_blobs_written(tmp_path)
-    start = huge_page_start(writer.buffer)
-    dropped = written - (written - start) % STEP
-    assert _resident_pages(writer.buffer, dropped) == 0
-    assert _resident_pages(writer.buffer, written + BLOB) > 0  # the unwritten blob is still there
+def test_written_parts_give_their_place_in_the_buffer_to_the_next(tmp_path, monkeypatch):
+    """A part written to the pack's file frees its place: the next blobs are sealed there
+    again, within the first RING bytes, instead of into fresh pages that would be faulted in
+    and zeroed (a sixth of a big file's backup CPU), and laid out as in the file, so that the
+    file is still written straight from the buffer."""
+    monkeypatch.setattr(pack, "RING", 4 * BLOB)
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend, pack_size=4 * 1024 * 1024)
+    blobs = _blobs(80)  # 3.2 MiB: twenty times the ring, more than a huge page, in one pack
+    for data in blobs:
+        store.store("data", hash_id(data), data)
+        store.uploads.file_steps.wait()
+    writer = store._packs["data"]
+    assert min(writer._ends) >= 0  # no blob needed memory of its own
+    assert max(writer._ends) <= 4 * BLOB
+    # (the kernel may back the ring with a whole huge page)
+    assert _resident_pages(writer.buffer, len(writer.buffer)) == _resident_pages(writer.buffer, HUGE_PAGE)
+    direct = writer.file._direct
+    assert direct is None or direct.direct
     store.flush()
+    (pack_id,) = _packs(backend)
+    assert hash_id(backend.load(FileType.PACK, pack_id)) == pack_id
+    assert [store.load("data", hash_id(b)) for b in blobs] == blobs
 
 
-def test_pages_are_given_back_in_whole_huge_pages(tmp_path, monkeypatch):
-    """Pages given back from the middle of a huge page split it, and every later fault there
-    is a 4 KiB one: the written bytes' pages go back only up to a boundary of the machine's
-    huge pages, wherever the map starts (here as if it began 12 KiB before one)."""
-    monkeypatch.setattr(pack, "huge_page_start", lambda mem: 12288)
-    store, writer, written = _open_pack_with_8_blobs_written(tmp_path)
-    boundary = 12288 + (written - 12288) // STEP * STEP
-    assert boundary < written - written % STEP  # where a map on a boundary would stop
-    assert _resident_pages(writer.buffer, boundary) == 0
-    page = mmap.PAGESIZE
-    kept = -(-(written - boundary) // page)  # the pages the written bytes past it touch
-    assert _resident_pages(writer.buffer, written) - _resident_pages(writer.buffer, boundary) == kept
+def test_a_blob_without_room_in_the_ring_gets_memory_laid_out_as_the_file(tmp_path, monkeypatch):
+    """The ring full (nothing written yet), a blob is sealed into memory of its own, at the
+    same offset from a block boundary as in the file: direct writes go on."""
+    monkeypatch.setattr(pack, "RING", BLOB + 4096)
+    monkeypatch.setattr(pack, "WRITE_STEP", 4 * BLOB)
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend)
+    blobs = _blobs(6)
+    _store_all(store, blobs)
+    writer = store._packs["data"]
+    own = [i for i, end in enumerate(writer._ends) if end < 0]
+    assert own  # the ring held one blob at a time
+    for i in own:
+        region = writer._parts[i]
+        if isinstance(region, memoryview) and len(region):
+            assert _seal.buffer_address(region) % pack.ALIGN == writer.entries[i].offset % pack.ALIGN
+    store.uploads.file_steps.wait()
+    direct = writer.file._direct
+    assert direct is None or direct.direct
     store.flush()
+    assert [store.load("data", hash_id(b)) for b in blobs] == blobs
+
+
+def test_places_taken_stay_in_order_and_merged():
+    """The buffer's places taken by parts not yet written: disjoint, in order, neighbours
+    merged, whatever the order they are taken and freed in."""
+    rng = random.Random(5)
+    for _ in range(200):
+        taken, held = [], []
+        free_from = 0
+        for _ in range(rng.randrange(1, 30)):
+            if held and rng.random() < 0.4:
+                place = held.pop(rng.randrange(len(held)))
+                pack._free(taken, *place)
+            else:
+                start = free_from + rng.randrange(0, 3)
+                end = start + rng.randrange(1, 5)
+                free_from = end
+                pack._take(taken, start, end)
+                held.append((start, end))
+            cells = set()
+            for start, end in held:
+                cells.update(range(start, end))
+            assert all(a[1] < b[0] for a, b in zip(taken, taken[1:]))  # disjoint, not touching
+            assert set().union(*(range(a, b) for a, b in taken)) == cells
 
 
 def test_pool_maps_are_whole_huge_pages():
-    """The kernel places a map of whole huge pages on a huge-page boundary (Linux 6.7+); the
-    pool's buffers are such maps, and huge_page_start reads where one begins."""
+    """The pool's buffers are maps of whole huge pages (which the kernel places on a huge-page
+    boundary, Linux 6.7+), laid out from a page boundary as the pack files are from their start."""
     pool = BufferPool(1, 24 * 1024 * 1024 + 4096)
     mem = pool.take()
     assert len(mem) % HUGE_PAGE == 0 and len(mem) >= pool.size
-    address = ctypes.addressof(ctypes.c_char.from_buffer(mem))
-    assert huge_page_start(mem) == -address % HUGE_PAGE
-    assert huge_page_start(memoryview(mem)[4096:]) == (huge_page_start(mem) - 4096) % HUGE_PAGE
+    assert _seal.buffer_address(mem) % pack.ALIGN == 0
 
 
 def test_full_packs_are_stored_from_their_files(tmp_path):

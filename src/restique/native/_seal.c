@@ -1303,8 +1303,8 @@ done:
     return result;
 }
 
-/* The address of a buffer's first byte: where a map starts against the huge-page boundaries,
- * so that pages given back are whole huge pages (buffer_pool.huge_page_start). */
+/* The address of a buffer's first byte: a blob sealed into memory of its own is laid out as in
+ * its pack file (repository.pack), whose blocks are then written straight from it. */
 static PyObject *buffer_address(PyObject *self, PyObject *arg)
 {
     Py_buffer view;

@@ -264,10 +264,10 @@ class BlobStore:
             writer = open_pack()
             if writer is None:
                 return _NO_PACK
-            if sealed is not None and not writer.fits(length):  # no copy then
+            if sealed is not None and writer.buffer is None:  # no copy then
                 index, region = len(writer), None
                 writer.add(blob_type, blob_id, sealed, ulen)
-            else:
+            else:  # copied into the buffer (or memory laid out as the file is)
                 index, region = writer.reserve(blob_type, blob_id, length, ulen)
             self._pending[blob_type].add(blob_id)
             ready = None

@@ -6,24 +6,17 @@ of what is in flight, and reusing them spares an allocation and the page faults 
 memory for every chunk or pack (chunk-sized heap allocations by several threads also left
 the C heap fragmented). The maps ask for huge pages: filling 27 MiB of 4 KiB pages took
 ~7000 page faults the first time. A map is a whole number of huge pages long, which the kernel
-places on a huge-page boundary (Linux 6.7 and later); pages given back from the middle of a map
-must still be whole huge pages (huge_page_start), or the kernel splits them and every later
-fault there is a 4 KiB one: a backup of a 512 MiB file took 62,000 faults instead of 12,000,
-and a quarter more system time, while pack buffers of 24 MiB + 4 KiB began off a boundary.
+places on a huge-page boundary (Linux 6.7 and later): pages given back from the middle of a huge
+page split it, and every later fault there is a 4 KiB one (a backup of a 512 MiB file took
+62,000 faults instead of 12,000 while pack buffers of 24 MiB + 4 KiB began off a boundary).
 """
 import mmap
 import threading
 from typing import List, Optional
 
-from .. import _seal
 
 _HUGE_PAGES = getattr(mmap, "MADV_HUGEPAGE", None)
 HUGE_PAGE = 2 * 1024 * 1024  # x86-64's and arm64's (with 4 KiB pages) transparent huge page
-
-
-def huge_page_start(mem) -> int:
-    """Where in mem the first huge page begins (0 when the map starts on a boundary)."""
-    return -_seal.buffer_address(mem) % HUGE_PAGE
 
 
 class BufferPool:
