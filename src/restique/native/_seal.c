@@ -26,6 +26,8 @@
 #include <openssl/rand.h>
 #include <zstd.h>
 
+#include "aes256_ctr.h"
+
 #define IV_SIZE 16
 #define MAC_SIZE 16
 #define OVERHEAD (IV_SIZE + MAC_SIZE)
@@ -59,8 +61,29 @@ static inline void take_gil_back(PyThreadState *released)
 static __thread ZSTD_CCtx *tls_cctx;
 static __thread ZSTD_DCtx *tls_dctx;
 
+/* Whether AES-256-CTR runs on 512-bit registers here (aes256_ctr.h): set at import, once the
+ * path agreed with the library (fast_ctr_agrees). */
+static int fast_ctr;
+
+static int ctr_crypt_library(const unsigned char *key32, const unsigned char *iv, const unsigned char *in,
+                             size_t n, unsigned char *out);
+
 static int ctr_crypt(const unsigned char *key32, const unsigned char *iv, const unsigned char *in,
                      size_t n, unsigned char *out)
+{
+    if (fast_ctr && aes256ctr_fast_fits(iv, n)) {
+        struct aes256_fast_keys keys;
+        aes256ctr_fast_keys(key32, &keys);
+        int done = aes256ctr_fast(&keys, iv, 0, in, out, n);
+        OPENSSL_cleanse(&keys, sizeof keys);
+        if (done)
+            return 1;
+    }
+    return ctr_crypt_library(key32, iv, in, n, out);
+}
+
+static int ctr_crypt_library(const unsigned char *key32, const unsigned char *iv, const unsigned char *in,
+                             size_t n, unsigned char *out)
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int ok = ctx != NULL;
@@ -363,6 +386,45 @@ static int known_answers(void)
     return ok;
 }
 
+/* Whether the 512-bit AES-256-CTR gives the library's keystream: over lengths around its
+ * register and loop sizes, from several counters, and from a block offset (sealing goes on
+ * from one). Checked once at import, before known_answers (which then checks it too). */
+static int fast_ctr_agrees(void)
+{
+    enum { MAX = 4 * 512 + 77 };  /* four of the fast loop's 512-byte steps and a tail */
+    static unsigned char in[MAX], fast[MAX], slow[MAX];
+    unsigned char key[32], iv[16], moved[16];
+    for (size_t i = 0; i < MAX; i++)
+        in[i] = (unsigned char)(i * 131 + 7);
+    for (int i = 0; i < 32; i++)
+        key[i] = (unsigned char)(i * 29 + 3);
+    struct aes256_fast_keys keys;
+    aes256ctr_fast_keys(key, &keys);
+    static const size_t lengths[] = {0, 1, 15, 16, 17, 63, 64, 65, 511, 512, 513, 1000, MAX};
+    int ok = 1;
+    for (int v = 0; ok && v < 256; v += 37) {
+        for (int i = 0; i < 16; i++)
+            iv[i] = (unsigned char)(v + i * 17);
+        iv[8] = 0x7f;  /* far from wrapping: both paths must count alike */
+        for (size_t l = 0; ok && l < sizeof lengths / sizeof lengths[0]; l++) {
+            size_t n = lengths[l];
+            ok = aes256ctr_fast(&keys, iv, 0, in, fast, n) && ctr_crypt_library(key, iv, in, n, slow)
+                 && memcmp(fast, slow, n) == 0;
+        }
+        /* from block 3 on: the library's stream from the IV plus 3 */
+        memcpy(moved, iv, 16);
+        for (int i = 15, carry = 3; i >= 0 && carry; i--) {
+            int sum = moved[i] + carry;
+            moved[i] = (unsigned char)sum;
+            carry = sum >> 8;
+        }
+        ok = ok && aes256ctr_fast(&keys, iv, 3, in, fast, 700) && ctr_crypt_library(key, moved, in, 700, slow)
+             && memcmp(fast, slow, 700) == 0;
+    }
+    OPENSSL_cleanse(&keys, sizeof keys);
+    return ok;
+}
+
 /* seal(enc_key, mac_k, mac_r, data, level[, always]) -> (sealed: bytes, uncompressed_length: int)
  * level 0 stores uncompressed; otherwise the zstd level, kept only when it saves space
  * unless always is true (restic stores every tree blob of format 2 compressed). */
@@ -439,6 +501,7 @@ struct sealer {
     EVP_CIPHER_CTX *ctr;  /* AES-256-CTR with the encryption key; each blob sets its IV */
     EVP_MAC_CTX *mac;
     unsigned char r[16];  /* mac_r, clamped */
+    struct aes256_fast_keys fast;  /* the encryption key's round keys, when fast_ctr */
 };
 
 static void sealer_free(struct sealer *s)
@@ -447,6 +510,7 @@ static void sealer_free(struct sealer *s)
     EVP_CIPHER_CTX_free(s->ctr);
     EVP_MAC_CTX_free(s->mac);
     OPENSSL_cleanse(s->r, sizeof s->r);
+    OPENSSL_cleanse(&s->fast, sizeof s->fast);
 }
 
 static int sealer_init(struct sealer *s, const unsigned char *key32, const unsigned char *mac_k,
@@ -463,6 +527,8 @@ static int sealer_init(struct sealer *s, const unsigned char *key32, const unsig
     ok = ok && EVP_EncryptInit_ex2(s->ecb, aes128ecb, mac_k, NULL, NULL);
     ok = ok && EVP_CIPHER_CTX_set_padding(s->ecb, 0);
     ok = ok && EVP_EncryptInit_ex2(s->ctr, aes256ctr, key32, NULL, NULL);
+    if (fast_ctr)
+        aes256ctr_fast_keys(key32, &s->fast);
     if (!ok)
         sealer_free(s);
     return ok;
@@ -483,9 +549,13 @@ static int ctr_poly_into(struct sealer *s, const unsigned char *in, size_t n, un
     ok = EVP_EncryptUpdate(s->ecb, polykey + 16, &len, iv, 16) && len == 16;
     ok = ok && EVP_EncryptInit_ex2(s->ctr, NULL, NULL, iv, NULL);  /* the key stays, the counter restarts */
     ok = ok && EVP_MAC_init(s->mac, polykey, 32, NULL);
+    int fast = fast_ctr && aes256ctr_fast_fits(iv, n);
     while (ok && done < n) {
         size_t step = n - done > SEAL_BLOCK ? SEAL_BLOCK : n - done;
-        ok = EVP_EncryptUpdate(s->ctr, ct + done, &len, in + done, (int)step) && (size_t)len == step;
+        if (fast)  /* steps are whole blocks but the last: block done / 16 goes on from the IV */
+            ok = aes256ctr_fast(&s->fast, iv, done / 16, in + done, ct + done, step);
+        else
+            ok = EVP_EncryptUpdate(s->ctr, ct + done, &len, in + done, (int)step) && (size_t)len == step;
         ok = ok && EVP_MAC_update(s->mac, ct + done, step);
         done += step;
     }
@@ -1500,6 +1570,7 @@ PyMODINIT_FUNC PyInit__seal(void)
         PyErr_SetString(PyExc_ImportError, "no thread-local key for scratch buffers");
         return NULL;
     }
+    fast_ctr = aes256ctr_fast_available() && fast_ctr_agrees();
     primitives_ok = known_answers();
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
