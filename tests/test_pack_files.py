@@ -20,7 +20,7 @@ from restique.backend.parts import FileBody
 from restique.backend.temp_pack_file import TempPackFile
 from restique import _seal
 from restique.model.ids import hash_id
-from restique.repository import pack
+from restique.repository import buffer_places, pack
 from restique.repository.blob_store import BlobStore
 from restique.repository.buffer_pool import HUGE_PAGE, BufferPool
 from restique.repository.crypto import MasterKey
@@ -108,9 +108,9 @@ def _open_pack_with_8_blobs_written(tmp_path):
 
 def test_written_parts_give_their_place_in_the_buffer_to_the_next(tmp_path, monkeypatch):
     """A part written to the pack's file frees its place: the next blobs are sealed there
-    again, within the first RING bytes, instead of into fresh pages that would be faulted in
-    and zeroed (a sixth of a big file's backup CPU), and laid out as in the file, so that the
-    file is still written straight from the buffer."""
+    again, the first free place first (here within RING bytes), instead of into fresh pages
+    that would be faulted in and zeroed (~5% of a big file's backup CPU), and laid out as in the
+    file, so that the file is still written straight from the buffer."""
     monkeypatch.setattr(pack, "RING", 4 * BLOB)
     backend = LocalBackend(str(tmp_path / "repo"))
     backend.create()
@@ -156,6 +156,22 @@ def test_a_blob_without_room_in_the_ring_gets_memory_laid_out_as_the_file(tmp_pa
     assert [store.load("data", hash_id(b)) for b in blobs] == blobs
 
 
+def test_the_next_pack_goes_on_in_the_buffer_of_the_one_before(tmp_path):
+    """A pack's last parts are still being written when the next pack starts: that one takes
+    the places left free in the same buffer, not a second buffer's fresh pages."""
+    backend = LocalBackend(str(tmp_path / "repo"))
+    backend.create()
+    store = _store(backend, pack_size=256 * 1024)
+    blobs = _blobs(40)  # 1.6 MiB: five full packs (7 blobs each) and one more
+    _store_all(store, blobs)
+    store.flush()
+    assert store._pack_buffers._made == 1
+    packs = _packs(backend)
+    assert len(packs) == 6
+    assert all(hash_id(backend.load(FileType.PACK, pack_id)) == pack_id for pack_id in packs)
+    assert [store.load("data", hash_id(b)) for b in blobs] == blobs
+
+
 def test_places_taken_stay_in_order_and_merged():
     """The buffer's places taken by parts not yet written: disjoint, in order, neighbours
     merged, whatever the order they are taken and freed in."""
@@ -166,12 +182,12 @@ def test_places_taken_stay_in_order_and_merged():
         for _ in range(rng.randrange(1, 30)):
             if held and rng.random() < 0.4:
                 place = held.pop(rng.randrange(len(held)))
-                pack._free(taken, *place)
+                buffer_places.free(taken, *place)
             else:
                 start = free_from + rng.randrange(0, 3)
                 end = start + rng.randrange(1, 5)
                 free_from = end
-                pack._take(taken, start, end)
+                buffer_places.take(taken, start, end)
                 held.append((start, end))
             cells = set()
             for start, end in held:

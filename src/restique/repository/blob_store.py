@@ -50,6 +50,7 @@ class BlobStore:
         # else into temporary files, sent from there (not the in-memory backend of tests)
         self._start_pack_file = pack_files_of(backend) or (
             temporary_pack_files(backend) if remote_connections(backend) else None)
+        self._latest_buffer = None  # of the latest data pack started (see _share_latest_buffer)
         self._unqueued = 0  # closed packs whose last blobs are still being sealed
         # every pack started and not yet queued, open or closed: close() discards their files
         # (a closed pack whose last saver was stopped by an error or a signal is in no list)
@@ -182,10 +183,15 @@ class BlobStore:
         def open_pack() -> Optional[PackWriter]:
             nonlocal buffer
             writer = self._packs.get(blob_type)
+            if writer is None and blob_type == DATA and buffer is None:
+                buffer = self._share_latest_buffer()
             if writer is None and (blob_type != DATA or buffer is not None):
+                places = self._pack_buffers.places(buffer) if buffer is not None else None
                 writer = self._packs[blob_type] = PackWriter(
-                    self.key, buffer, self._start_pack_file, self.uploads.file_steps)
+                    self.key, buffer, self._start_pack_file, self.uploads.file_steps, places)
                 self._not_queued.add(writer)
+                if buffer is not None:
+                    self._latest_buffer = buffer
                 buffer = None
             return writer
 
@@ -200,6 +206,16 @@ class BlobStore:
         finally:
             if buffer is not None:  # another saver started the pack meanwhile
                 self._pack_buffers.give_back(buffer)
+
+    def _share_latest_buffer(self):
+        """The buffer of the latest data pack, held for the next one too, when that pack's
+        parts go to its file as they fill and it still holds the buffer: the next pack takes
+        the places its written parts left, instead of touching another buffer's memory
+        (None: the next pack takes a buffer from the pool). Under the lock."""
+        latest, self._latest_buffer = self._latest_buffer, None
+        if latest is None or self._start_pack_file is None or not self._pack_buffers.share(latest):
+            return None
+        return latest
 
     def _reserve_until_full(self, writer: PackWriter, todo: List["_BatchBlob"]):
         """Reserve places for blobs in writer until it reaches the pack size, then close it

@@ -4,7 +4,6 @@ header's length as 4 little-endian bytes.
 Header entries: type (0 data, 1 tree; 2 and 3 the compressed variants in format 2),
 sealed length (u32 LE), [uncompressed length (u32 LE) for compressed types], id (32 bytes).
 """
-import bisect
 import functools
 import hashlib
 import struct
@@ -16,6 +15,8 @@ from typing import List, Optional, Tuple
 from .. import _seal
 from ..errors import IntegrityError
 from ..interrupts import Latch
+from . import buffer_places
+from .buffer_places import BufferPlaces
 from .crypto import OVERHEAD, MasterKey
 
 DATA = "data"
@@ -32,11 +33,12 @@ MAX_HEADER_ENTRIES = 1 << 20
 # A pack with a file (see PackWriter) is written to it in steps of this many bytes
 WRITE_STEP = 2 * 1024 * 1024
 # ... and the places of the parts written are taken again by the next blobs, the first free
-# place first, within the buffer's first RING bytes (a blob that finds no room there gets memory
-# of its own): a pack touches as much memory as its parts not yet written ever took at once.
-# Pages given back as their parts were written, then faulted in and zeroed for the next ones,
-# cost ~0.1 s of CPU per 512 MiB of new data (5% of its backup).
-RING = 16 * 1024 * 1024
+# place first (a blob that finds no room gets memory of its own), also by the next pack's
+# (buffer_places): a buffer touches as much memory as the parts not yet written ever took at
+# once. Pages given back as their parts were written, then faulted in and zeroed for the next
+# ones, cost ~0.1 s of CPU per 512 MiB of new data (5% of its backup). RING: at most this much
+# of a buffer is used so (None: all of it; the tests make the room small).
+RING = None
 # A part's place in memory is at the same offset modulo this as its place in the file: a local
 # disk's pack file is written straight from that memory in whole blocks (direct writes), which
 # need the memory and the file laid out alike
@@ -73,11 +75,11 @@ class PackWriter:
 
     A pack in a buffer may also have a file (start_file: the backend's start_pack): the
     hashed parts are appended to it every WRITE_STEP bytes and their place in the buffer taken
-    again (RING), so that a pack being filled or stored holds little memory (restic writes its
+    again, so that a pack being filled or stored holds little memory (restic writes its
     packs to temporary files too); the pack is then stored by committing its file. With steps
     (a FileSteps), those appends run in its thread while the savers go on."""
 
-    def __init__(self, key: MasterKey, buffer=None, start_file=None, steps=None):
+    def __init__(self, key: MasterKey, buffer=None, start_file=None, steps=None, places=None):
         self._key = key
         # the parts in pack order: the bytes of a part in memory of its own, None for a part in
         # the buffer, which ends at _ends[i] (-1 for the others) and is entries[i].length long.
@@ -88,7 +90,10 @@ class PackWriter:
         self.size = 0
         self.buffer = buffer  # a writable buffer (a PackBuffers map) that blobs are sealed into
         self._buffer_view = memoryview(buffer) if buffer is not None else None
-        self._taken: List[List[int]] = []  # places [start, end) of parts not in the file yet, in order
+        # the places in the buffer of parts not in the file yet: this pack's, and those of every
+        # pack that shares the buffer (places, a BufferPlaces: the next pack goes on in it)
+        self._mine: List[List[int]] = []
+        self._places = places if places is not None else BufferPlaces()
         self._unfilled = set()  # indexes of reserved parts still being sealed
         self._failed = False
         self._closed = False
@@ -101,8 +106,8 @@ class PackWriter:
         self._file_error: Optional[BaseException] = None
         self._written = 0  # parts in the file
         self._unwritten = 0  # bytes of hashed parts not yet in it
-        # parts written to the file give their place in the buffer's first RING bytes again
-        self._room = 0 if buffer is None else len(buffer) if self._start_file is None else min(RING, len(buffer))
+        self._room = 0 if buffer is None else len(buffer) if self._start_file is None or RING is None \
+            else min(RING, len(buffer))
         self._steps = steps if self._start_file is not None else None  # a FileSteps, or None: at once
         self._last_step: Optional[Latch] = None  # opens once the last step queued is written
 
@@ -116,20 +121,6 @@ class PackWriter:
         self.size += len(sealed)
         return entry
 
-    def _place(self, length: int) -> Tuple[int, int]:
-        """(where in the buffer the next part, of length bytes, goes, or -1; where the free
-        room there ends): the first place that the parts not yet in the file leave free (the
-        fewer pages a pack touches, the less memory it holds), laid out as in the file
-        (ALIGN). Under _state."""
-        lead, free_from = self.size % ALIGN, 0
-        for start, end in self._taken:
-            at = free_from + (lead - free_from) % ALIGN
-            if at + length <= start:
-                return at, start
-            free_from = end
-        at = free_from + (lead - free_from) % ALIGN
-        return (at if at + length <= self._room else -1), self._room
-
     def reserve(self, blob_type: str, blob_id: str, length: int, uncompressed_length: int = 0):
         """(part index, writable memoryview of exactly length bytes) for a blob to be sealed
         into; call filled(index) once it is written (not thread-safe itself, as add)."""
@@ -140,16 +131,20 @@ class PackWriter:
         order, until the pack reaches limit bytes: [(part index, region)] of the first ones."""
         reserved = []
         parts, entries, ends, view = self._parts, self.entries, self._ends, self._buffer_view
+        places = self._places
         at = room_end = -1  # a blob placed goes on right after the one before while there is room
-        with self._state:
+        with self._state, places.lock:
             for blob in blobs:
                 blob_id, length, ulen = blob[0], blob[1], blob[2]
                 index = len(parts)
                 if at < 0 or at + length > room_end:
-                    at, room_end = self._place(length)
+                    # the first free place (the fewer pages a pack touches, the less memory it
+                    # holds), laid out as in the file
+                    at, room_end = places.first_free(length, self.size % ALIGN, ALIGN, self._room)
                 if at >= 0:
                     region = view[at:at + length]
-                    _take(self._taken, at, at + length)
+                    places.take(at, at + length)
+                    buffer_places.take(self._mine, at, at + length)
                     at += length
                     ends.append(at)
                     parts.append(None)
@@ -275,9 +270,14 @@ class PackWriter:
         except Exception as exc:
             self._file_error = exc
             return
-        with self._state:
-            for place in places:
-                _free(self._taken, *place)
+        self._free(places)
+
+    def _free(self, places) -> None:
+        """Parts in the file (or the pack given up): their places in the buffer are free."""
+        with self._places.lock:
+            for start, end in places:
+                self._places.free(start, end)
+                buffer_places.free(self._mine, start, end)
 
     def _step_in_background(self, views, places, start_file, done) -> None:
         try:
@@ -326,7 +326,9 @@ class PackWriter:
 
     def take_buffer(self):
         """The pack's buffer, to give back to its pool once the pack is stored (its parts are
-        views of it: nothing may use them afterwards)."""
+        views of it: nothing may use them afterwards; their places are free for a pack that
+        shares the buffer)."""
+        self._free([tuple(place) for place in self._mine])
         buffer, self.buffer = self.buffer, None
         if self._buffer_view is not None:
             self._buffer_view.release()
@@ -349,30 +351,6 @@ class PackParts(list):
         self.clear()
         if on_written is not None:
             on_written()
-
-
-def _take(taken: List[List[int]], start: int, end: int) -> None:
-    """Add [start, end), free until now, to taken (disjoint places in order, neighbours as one)."""
-    i = bisect.bisect_left(taken, start, key=_first)
-    if i > 0 and taken[i - 1][1] == start:
-        i -= 1
-        taken[i][1] = end
-    else:
-        taken.insert(i, [start, end])
-    if i + 1 < len(taken) and taken[i + 1][0] == end:
-        taken[i][1] = taken.pop(i + 1)[1]
-
-
-def _free(taken: List[List[int]], start: int, end: int) -> None:
-    """Remove [start, end), a place taken, from taken."""
-    i = bisect.bisect_right(taken, start, key=_first) - 1
-    first, last = taken[i]
-    pieces = ([[first, start]] if first < start else []) + ([[end, last]] if end < last else [])
-    taken[i:i + 1] = pieces
-
-
-def _first(place: List[int]) -> int:
-    return place[0]
 
 
 def _own_memory(length: int, lead: int) -> memoryview:

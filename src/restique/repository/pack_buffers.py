@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Dict, Tuple
 
+from .buffer_places import BufferPlaces
 from .buffer_pool import BufferPool
 
 # how long a buffer given back keeps its pages (seconds): a pack of new data from a fast
@@ -30,16 +31,39 @@ PAGES_KEPT_FOR = 0.06
 
 class PackBuffers(BufferPool):
     """At most `count` buffers of `size` bytes, made on first use and then reused; a buffer
-    left unused for keep_pages_for seconds (0: at once) holds no memory until written again."""
+    left unused for keep_pages_for seconds (0: at once) holds no memory until written again.
+    A buffer in use may be shared by the next pack (share): it goes back to the pool once
+    every pack holding it gave it back; places(buffer) are the places its packs take."""
 
     def __init__(self, count: int, size: int, keep_pages_for: float = PAGES_KEPT_FOR):
         super().__init__(count, size)
+        self._holders: Dict[int, int] = {}  # buffers in use: how many packs hold each
+        self._places: Dict[int, BufferPlaces] = {}
         self.keep_pages_for = keep_pages_for
         self._resident: Dict[int, Tuple[mmap.mmap, float]] = {}  # buffers given back with their pages: when
         self._idle = threading.Condition(self._lock)  # the dropping thread waits on it
         self._dropping = False  # a thread gives idle buffers' pages back
 
+    def share(self, mem: mmap.mmap) -> bool:
+        """Hold mem for one more pack, if some pack holds it still (else False: it may be
+        free or taken by another)."""
+        with self._lock:
+            if not self._holders.get(id(mem)):
+                return False
+            self._holders[id(mem)] += 1
+            return True
+
+    def places(self, mem: mmap.mmap) -> BufferPlaces:
+        """The places taken in mem by the packs that hold it."""
+        with self._lock:
+            return self._places[id(mem)]
+
     def give_back(self, mem: mmap.mmap) -> None:
+        with self._lock:
+            self._holders[id(mem)] -= 1
+            if self._holders[id(mem)]:
+                return  # another pack holds it still
+            del self._holders[id(mem)], self._places[id(mem)]
         if self.keep_pages_for <= 0:
             _drop_pages(mem)
         super().give_back(mem)
@@ -53,6 +77,8 @@ class PackBuffers(BufferPool):
         mem = super().take(wait)
         if mem is not None:
             with self._lock:
+                self._holders[id(mem)] = 1
+                self._places[id(mem)] = BufferPlaces()
                 if self._resident.pop(id(mem), None) is not None:
                     self._idle.notify()  # the dropping thread may have nothing left to wait for
         return mem
