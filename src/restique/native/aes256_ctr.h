@@ -41,25 +41,26 @@ static int aes256ctr_fast_available(void)
            && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("aes");
 }
 
+/* Each 32-bit word of v XORed with the words before it: the key schedule's running XOR. */
+__attribute__((target("aes,sse4.1"))) static inline __m128i aes256_running_xor(__m128i v)
+{
+    v = _mm_xor_si128(v, _mm_slli_si128(v, 4));
+    v = _mm_xor_si128(v, _mm_slli_si128(v, 4));
+    return _mm_xor_si128(v, _mm_slli_si128(v, 4));
+}
+
 /* One step of AES-256's key schedule for an even round key: prev2 the key two rounds back,
  * assist aeskeygenassist() of the latest one. */
 __attribute__((target("aes,sse4.1"))) static inline __m128i aes256_even(__m128i prev2, __m128i assist)
 {
-    assist = _mm_shuffle_epi32(assist, 0xff);
-    prev2 = _mm_xor_si128(prev2, _mm_slli_si128(prev2, 4));
-    prev2 = _mm_xor_si128(prev2, _mm_slli_si128(prev2, 4));
-    prev2 = _mm_xor_si128(prev2, _mm_slli_si128(prev2, 4));
-    return _mm_xor_si128(prev2, assist);
+    return _mm_xor_si128(aes256_running_xor(prev2), _mm_shuffle_epi32(assist, 0xff));
 }
 
 /* ... and for an odd one: latest the even key just made. */
 __attribute__((target("aes,sse4.1"))) static inline __m128i aes256_odd(__m128i prev2, __m128i latest)
 {
-    __m128i assist = _mm_shuffle_epi32(_mm_aeskeygenassist_si128(latest, 0), 0xaa);
-    prev2 = _mm_xor_si128(prev2, _mm_slli_si128(prev2, 4));
-    prev2 = _mm_xor_si128(prev2, _mm_slli_si128(prev2, 4));
-    prev2 = _mm_xor_si128(prev2, _mm_slli_si128(prev2, 4));
-    return _mm_xor_si128(prev2, assist);
+    __m128i assist = _mm_aeskeygenassist_si128(latest, 0);
+    return _mm_xor_si128(aes256_running_xor(prev2), _mm_shuffle_epi32(assist, 0xaa));
 }
 
 __attribute__((target("aes,sse4.1"))) static void aes256ctr_fast_keys(const unsigned char *key,
@@ -68,19 +69,17 @@ __attribute__((target("aes,sse4.1"))) static void aes256ctr_fast_keys(const unsi
     __m128i *rk = k->rk;
     rk[0] = _mm_loadu_si128((const __m128i *)key);
     rk[1] = _mm_loadu_si128((const __m128i *)(key + 16));
-    /* aeskeygenassist takes its round constant as an immediate: one line per round */
-    rk[2] = aes256_even(rk[0], _mm_aeskeygenassist_si128(rk[1], 0x01));
-    rk[3] = aes256_odd(rk[1], rk[2]);
-    rk[4] = aes256_even(rk[2], _mm_aeskeygenassist_si128(rk[3], 0x02));
-    rk[5] = aes256_odd(rk[3], rk[4]);
-    rk[6] = aes256_even(rk[4], _mm_aeskeygenassist_si128(rk[5], 0x04));
-    rk[7] = aes256_odd(rk[5], rk[6]);
-    rk[8] = aes256_even(rk[6], _mm_aeskeygenassist_si128(rk[7], 0x08));
-    rk[9] = aes256_odd(rk[7], rk[8]);
-    rk[10] = aes256_even(rk[8], _mm_aeskeygenassist_si128(rk[9], 0x10));
-    rk[11] = aes256_odd(rk[9], rk[10]);
-    rk[12] = aes256_even(rk[10], _mm_aeskeygenassist_si128(rk[11], 0x20));
-    rk[13] = aes256_odd(rk[11], rk[12]);
+    /* aeskeygenassist takes its round constant as an immediate: a macro per pair of rounds */
+#define AES256_ROUND_KEYS(i, rcon)                                                   \
+    rk[i] = aes256_even(rk[i - 2], _mm_aeskeygenassist_si128(rk[i - 1], rcon)); \
+    rk[i + 1] = aes256_odd(rk[i - 1], rk[i])
+    AES256_ROUND_KEYS(2, 0x01);
+    AES256_ROUND_KEYS(4, 0x02);
+    AES256_ROUND_KEYS(6, 0x04);
+    AES256_ROUND_KEYS(8, 0x08);
+    AES256_ROUND_KEYS(10, 0x10);
+    AES256_ROUND_KEYS(12, 0x20);
+#undef AES256_ROUND_KEYS
     rk[14] = aes256_even(rk[12], _mm_aeskeygenassist_si128(rk[13], 0x40));
 }
 
