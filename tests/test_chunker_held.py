@@ -219,3 +219,44 @@ def test_file_saver_gives_every_buffer_back_when_a_chunk_fails():
         assert total == 3 * MIB and saver.buffers.in_use() == 0
     finally:
         saver.shutdown()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    size=st.integers(0, 200_000),
+    kind=st.sampled_from(["random", "mixed", "periodic", "zeros"]),
+    min_size=st.integers(64, 4000),
+    extra=st.integers(0, 30_000),
+    room=st.integers(1, 40_000),
+    step=st.integers(1, 70_000),
+    share=st.floats(0, 1),
+)
+def test_ids_computed_while_reading_are_the_chunks_ids(seed, size, kind, min_size, extra, room, step, share):
+    """The reading thread hashes the chunks hash_when() picks as they begin (not those that
+    begin with a zero byte), across short reads and across buffers (a chunk's unfinished part
+    moves to the next one): each id it gives is its chunk's SHA-256."""
+    import hashlib
+
+    data = make_data(seed, size, kind)
+    c = Chunker(TEST_POL, min_size, min_size + extra, average_bits=8)
+    rnd = random.Random(seed)
+    real = chunker.READ_STEP
+    chunker.READ_STEP = step
+    try:
+        buffers = ReadBuffers(2, c.max_size + room)
+        got, named = [], 0
+        for chunk in c.held_chunks(ShortReads(data, rnd), buffers, lambda: rnd.random() < share):
+            content = bytes(chunk.data)
+            got.append(content)
+            if chunk.blob_id:
+                named += 1
+                assert chunk.blob_id == hashlib.sha256(content).hexdigest()
+                assert content[:1] != b"\0"
+            chunk.release()
+    finally:
+        chunker.READ_STEP = real
+    assert got == split(data, c.cut_lengths(data))
+    assert buffers.in_use() == 0
+    if share == 1:
+        assert named == sum(1 for content in got if content[:1] != b"\0")

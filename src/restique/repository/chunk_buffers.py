@@ -68,10 +68,11 @@ class HeldChunk:
     is saved: its view is closed then (any later use raises ValueError instead of reading
     bytes of another chunk) and the buffer may be refilled."""
 
-    __slots__ = ("data", "_buffer")
+    __slots__ = ("data", "_buffer", "blob_id")
 
     def __init__(self, data, buffer: Optional[ReadBuffer] = None):
         self.data = data
+        self.blob_id = ""  # its id, when the reader computed it
         self._buffer = buffer
 
     def __len__(self) -> int:

@@ -14,6 +14,7 @@ chunker never drags in the rest of the package.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import threading
 from typing import Iterator
@@ -218,7 +219,7 @@ class Chunker:
             return self._chunks_read(stream, buffer_size)
         raise TypeError(f"{type(stream).__name__} has neither readinto() nor read()")
 
-    def held_chunks(self, stream, buffers: ReadBuffers) -> Iterator[HeldChunk]:
+    def held_chunks(self, stream, buffers: ReadBuffers, hash_when=None) -> Iterator[HeldChunk]:
         """Yield the chunks of a binary stream as views into buffers of the pool, in order;
         the caller releases each once it is done with it (from any thread).
 
@@ -226,20 +227,26 @@ class Chunker:
         which is then filled up from the stream, so every chunk lies in one buffer: the
         buffers must be larger than max_size. A reader holds one buffer at most while it
         waits for another, so any number of streams may share a pool of at least one.
-        A stream without readinto() gets chunks of their own (copies)."""
+        A stream without readinto() gets chunks of their own (copies).
+
+        hash_when(): called as a chunk begins, whether the reading thread computes its id
+        (blob_id) while its bytes are fresh in this core's cache (SHA-256 runs at ~1.65 GB/s
+        there, ~1.2 from another core's data); a chunk that begins with zeros is left alone."""
         if buffers.size <= self.max_size:
             raise ValueError(f"read buffers of {buffers.size} bytes cannot hold a chunk of {self.max_size}")
         if getattr(stream, "readinto", None) is None:
             return (HeldChunk(chunk) for chunk in self.chunks(stream))
         # a buffered stream's readinto() waits until the whole buffer is full; readinto1()
         # returns what one read brings (sys.stdin.buffer on a pipe)
-        return self._held_chunks(getattr(stream, "readinto1", None) or stream.readinto, buffers)
+        return self._held_chunks(getattr(stream, "readinto1", None) or stream.readinto, buffers, hash_when)
 
-    def _held_chunks(self, readinto, buffers: ReadBuffers) -> Iterator[HeldChunk]:
+    def _held_chunks(self, readinto, buffers: ReadBuffers, hash_when) -> Iterator[HeldChunk]:
         scanner = self._scanner()
         size = buffers.size
         buf = buffers.take()
         carried = 0  # bytes of the unfinished chunk at the start of buf, already scanned
+        digest = None  # the hash of the unfinished chunk so far, when this thread computes its id
+        starting = hash_when is not None  # the next bytes read begin a chunk
         try:
             while True:
                 # chunks are cut from each read as it arrives, not once the buffer is full:
@@ -252,13 +259,29 @@ class Chunker:
                         raise BlockingIOError("the stream has no data available (non-blocking?)")
                     if got == 0:
                         break
-                    for cut in scanner.scan(buf.view, n, n + got):
-                        yield buf.chunk(start, cut)
-                        start = cut
+                    view, pos = buf.view, n
+                    if starting:
+                        digest, starting = _begin_hash(hash_when, view[n:n + got]), False
+                    for cut in scanner.scan(view, n, n + got):
+                        chunk = buf.chunk(start, cut)
+                        if digest is not None:
+                            digest.update(view[pos:cut])
+                            chunk.blob_id = digest.hexdigest()
+                        if hash_when is not None:  # (a chunk that begins with the next read: then)
+                            digest, starting = None, cut == n + got
+                            if not starting:
+                                digest = _begin_hash(hash_when, view[cut:n + got])
+                        pos = start = cut
+                        yield chunk
+                    if digest is not None:
+                        digest.update(view[pos:n + got])
                     n += got
                 if n < size:  # the end of the stream
                     if start < n:
-                        yield buf.chunk(start, n)
+                        chunk = buf.chunk(start, n)
+                        if digest is not None:
+                            chunk.blob_id = digest.hexdigest()
+                        yield chunk
                     return
                 carried = n - start
                 following = buffers.take(wait=False)
@@ -354,6 +377,14 @@ class Chunker:
                 pending.append(view[start:n])
         if pending:
             yield b"".join(pending)
+
+
+def _begin_hash(hash_when, head):
+    """A hash for the chunk that begins with head, if hash_when() says so and head does not
+    begin with zeros (a disk image's zeros have a known id: the saver sees them at once)."""
+    if len(head) and head[0] == 0 or not hash_when():
+        return None
+    return hashlib.sha256()
 
 
 def _fill(readinto, view: memoryview) -> int:

@@ -17,6 +17,7 @@ from collections import deque
 from typing import Callable, Deque, List, Optional, Tuple
 
 from ...repository.chunker import MAX_SIZE, MIN_SIZE, Chunker, HeldChunk, ReadBuffers, all_zero
+from ...repository.crypto import OVERHEAD
 from .tasks import Completion, WorkerPool
 
 # Each read buffer holds the largest chunk plus room to read on: the unfinished chunk at
@@ -35,7 +36,14 @@ class FileSaver:
         self.chunker = chunker
         self.on_blob = on_blob
         self.on_bytes = on_bytes
-        self.pool = WorkerPool(workers, "blob-saver")
+        # Savers past the first stand by while the blobs are new and do not compress: one seals
+        # such data as fast as the reader cuts it, when the reader computes the ids of the
+        # chunks it cuts while the saver is behind (held_chunks' hash_when), and each keeps its
+        # core and its cache (a pack is hashed right after its blobs are sealed into it): a
+        # 512 MiB random file took 1.10 s with two savers, 0.98 with one. Compressing (zstd)
+        # or only hashing known data, they all work.
+        self.all_hands = threading.Event()
+        self.pool = WorkerPool(workers, "blob-saver", self.all_hands)
         self.buffers = ReadBuffers(READ_BUFFERS, max(READ_BUFFER_SIZE, chunker.max_size + 1024 * 1024))
         self.cancelled = threading.Event()
 
@@ -43,9 +51,11 @@ class FileSaver:
         """(id, plaintext size if new else 0, stored size if new else 0)."""
         blob_id = blob_id or _zero_chunk_id(data) or hashlib.sha256(data).hexdigest()
         if self.blobs.known("data", blob_id):
+            self.all_hands.set()
             return blob_id, 0, 0
         new, stored = self.blobs.store("data", blob_id, data)
         if new:
+            (self.all_hands.set if stored < len(data) + OVERHEAD else self.all_hands.clear)()
             self.on_blob("data", len(data), stored)
             return blob_id, len(data), stored
         return blob_id, 0, 0
@@ -65,9 +75,14 @@ class FileSaver:
                 saved.append((0, 0))
         return saved
 
+    def _reader_hashes(self) -> bool:
+        """Whether the reader computes the next chunk's id: while one saver works alone and
+        is behind (with all of them working, the reader would get but a share of a core)."""
+        return not self.all_hands.is_set() and self.pool.backlog()
+
     def _save_held(self, chunk: HeldChunk, zeros: bool = False) -> Tuple[str, int, int]:
         try:
-            return self.save_blob(chunk.data, _zeros_id(len(chunk)) if zeros else "")
+            return self.save_blob(chunk.data, _zeros_id(len(chunk)) if zeros else chunk.blob_id)
         finally:
             chunk.release()  # before the task completes: whoever waits for it finds the buffer free
 
@@ -101,7 +116,7 @@ class FileSaver:
         futures: List[Completion] = []
         total = 0
         try:
-            for chunk in self.chunker.held_chunks(stream, self.buffers):
+            for chunk in self.chunker.held_chunks(stream, self.buffers, self._reader_hashes):
                 if self.cancelled.is_set():
                     chunk.release()
                     raise Cancelled()

@@ -119,9 +119,11 @@ def finished(value) -> Completion:
 
 
 class WorkerPool:
-    def __init__(self, workers: int, name: str):
+    def __init__(self, workers: int, name: str, extras_when: Optional[threading.Event] = None):
+        """extras_when: the workers past the first take tasks only while it is set."""
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
+        self._extras_when = extras_when
+        self._threads = [threading.Thread(target=self._loop, args=(i,), name=f"{name}-{i}", daemon=True)
                          for i in range(workers)]
         self._cancelled = False
         for t in self._threads:
@@ -132,9 +134,16 @@ class WorkerPool:
         self._queue.put((done, fn, args))
         return done
 
-    def _loop(self) -> None:
+    def backlog(self) -> bool:
+        """Whether tasks wait for a worker."""
+        return not self._queue.empty()
+
+    def _loop(self, index: int) -> None:
         get = self._queue.get
+        gate = self._extras_when if index else None
         while True:
+            if gate is not None:
+                gate.wait()
             job = get()
             if job is None:
                 return
@@ -154,6 +163,8 @@ class WorkerPool:
 
     def shutdown(self, cancel: bool = False) -> None:
         self._cancelled = cancel
+        if self._extras_when is not None:
+            self._extras_when.set()  # a worker waiting for it must come to its stop
         for _ in self._threads:
             self._queue.put(None)
         for t in self._threads:
