@@ -71,7 +71,7 @@ static int ctr_crypt_library(const unsigned char *key32, const unsigned char *iv
 static int ctr_crypt(const unsigned char *key32, const unsigned char *iv, const unsigned char *in,
                      size_t n, unsigned char *out)
 {
-    if (fast_ctr && aes256ctr_fast_fits(iv, n)) {
+    if (fast_ctr) {
         struct aes256_fast_keys keys;
         aes256ctr_fast_keys(key32, &keys);
         int done = aes256ctr_fast(&keys, iv, 0, in, out, n);

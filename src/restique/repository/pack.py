@@ -16,7 +16,6 @@ from .. import _seal
 from ..errors import IntegrityError
 from ..interrupts import Latch
 from . import buffer_places
-from .buffer_places import BufferPlaces
 from .crypto import OVERHEAD, MasterKey
 
 DATA = "data"
@@ -93,7 +92,7 @@ class PackWriter:
         # the places in the buffer of parts not in the file yet: this pack's, and those of every
         # pack that shares the buffer (places, a BufferPlaces: the next pack goes on in it)
         self._mine: List[List[int]] = []
-        self._places = places if places is not None else BufferPlaces()
+        self._places = places if places is not None else buffer_places.BufferPlaces()
         self._unfilled = set()  # indexes of reserved parts still being sealed
         self._failed = False
         self._closed = False
@@ -219,12 +218,18 @@ class PackWriter:
 
     def _views(self, start: int, end: int):
         """Parts [start, end), neighbours in the buffer as one view."""
+        for part, first, stop in self._runs(start, end):
+            yield self._buffer_view[first:stop] if part is None else part
+
+    def _runs(self, start: int, end: int):
+        """Parts [start, end) as (None, start, end) of a run of neighbours in the buffer, or
+        (the part, -1, -1) for a part in memory of its own."""
         parts, ends, entries = self._parts, self._ends, self.entries
         i = start
         while i < end:
             stop = ends[i]
             if stop < 0:
-                yield parts[i]
+                yield parts[i], -1, -1
                 i += 1
                 continue
             first = stop - entries[i].length
@@ -232,23 +237,19 @@ class PackWriter:
             while i < end and ends[i] >= 0 and ends[i] - entries[i].length == stop:
                 stop = ends[i]
                 i += 1
-            yield self._buffer_view[first:stop]
+            yield None, first, stop
 
     def _write_hashed(self) -> None:
         """Append the hashed parts to the pack's file, after which their place in the buffer
         is free again: as a step in the steps thread when there is one (queued under the hash
         lock, so in pack order), else at once."""
         start, end = self._written, self._hashed
-        views = list(self._views(start, end))
-        places = []  # [start, end) of their places in the buffer, neighbours as one
+        runs = list(self._runs(start, end))
+        views = [self._buffer_view[first:stop] if part is None else part for part, first, stop in runs]
+        places = [(first, stop) for part, first, stop in runs if part is None]  # free once written
         for i in range(start, end):
-            stop = self._ends[i]
-            if stop < 0:
+            if self._ends[i] < 0:
                 self._parts[i] = b""  # a blob with its own memory: the step holds it now
-            elif places and places[-1][1] == stop - self.entries[i].length:
-                places[-1][1] = stop
-            else:
-                places.append([stop - self.entries[i].length, stop])
         self._written, self._unwritten = end, 0
         if self._steps is None:
             self._write_step(views, places, self._start_file)
