@@ -11,7 +11,7 @@ setup(
         Extension(
             "restique._seal",
             sources=["src/restique/native/_seal.c"],
-            depends=["src/restique/native/aes256_ctr.h"],
+            depends=["src/restique/native/aes256_ctr.h", "src/restique/native/sha256_pairs.h"],
             libraries=["crypto", "zstd"],
             extra_compile_args=["-O2", "-std=gnu99"],
         ),

@@ -101,3 +101,15 @@ def test_decode_of_one_blob_gives_bytes_or_its_error():
     data[30] ^= 1
     [err] = blob_ranges.decode(KEY, bytes(data), 0, [(blob_id, Loc(start, length, ulen))])
     assert isinstance(err, IntegrityError) and "ciphertext verification failed" in str(err)
+
+
+def test_ids_checked_two_at_a_time_across_windows():
+    """open_range hashes a window's blobs two at a time: every length around SHA-256's block
+    and padding sizes, one blob larger than a window, and a wrong id among many."""
+    lengths = list(range(0, 200)) + [1 << 20, 3 << 20, 65, 64, 63]
+    plains = [os.urandom(n) for n in lengths]
+    data, blobs = _range(*plains)
+    blobs[150] = blobs[150][:3] + (hashlib.sha256(b"other").digest(),)
+    plain, failures = _open(data, blobs)
+    assert failures == [(150, "content does not match its id")]
+    assert plain == b"".join(bytes(150) if i == 150 else p for i, p in enumerate(plains))

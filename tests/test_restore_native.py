@@ -223,3 +223,21 @@ def test_restore_loads_each_tree_once(restic_repo, tmp_path, monkeypatch):
         assert (got.st_mode, got.st_mtime_ns, got.st_uid, got.st_gid) == \
             (want.st_mode, want.st_mtime_ns, want.st_uid, want.st_gid), rel
     assert os.readlink(out / "c" / "link") == "f0"
+
+
+def test_ids_checked_two_at_a_time_across_windows(files):
+    """Blob ids are hashed two at a time, in windows of about a MiB of plaintext: lengths
+    around SHA-256's block and padding sizes, windows of one large blob and of many small
+    ones, and damage anywhere in a window leave every other blob written right."""
+    rng = __import__("random").Random(7)
+    lengths = [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 128, 129, 3 << 20, 700_000, 400_000, 64 << 10]
+    lengths += [rng.randrange(0, 5000) for _ in range(60)]
+    plains = [os.urandom(n) for n in lengths]
+    data, blobs = _range(*plains)
+    bad = {5, 13, 40}  # a short one, the one right after the largest, one among many small ones
+    blobs = [b[:3] + (hashlib.sha256(b"other").digest(),) if i in bad else b for i, b in enumerate(blobs)]
+    fds = [files(f"f{i}") for i in range(len(plains))]
+    failures = _restore(data, blobs, [[(fd, 0)] for fd in fds])
+    assert failures == [(i, -1, 0, "content does not match its id") for i in sorted(bad)]
+    for i, (fd, plain) in enumerate(zip(fds, plains)):
+        assert _read(fd) == (b"" if i in bad else plain)

@@ -95,7 +95,7 @@ def test_metadata_set_only_on_files_the_restore_wrote_or_found_right(snapshot, t
 def test_failed_file_is_named_by_its_snapshot_path_and_gets_no_metadata(snapshot, tmp_path):
     repo, tree, src = snapshot
     target = tmp_path / "out"
-    load_pack = repo.load_pack
+    load_pack = repo.load_pack_view
     calls = []
 
     def failing(pack_id, offset=0, length=None):
@@ -104,7 +104,7 @@ def test_failed_file_is_named_by_its_snapshot_path_and_gets_no_metadata(snapshot
             raise OSError(5, "Input/output error")
         return load_pack(pack_id, offset, length)
 
-    repo.load_pack = failing
+    repo.load_pack_view = failing
     restorer = Restorer(repo, tree, RestoreOptions(str(target), workers=1))
     stats = restorer.restore()
     assert stats.errors
@@ -117,13 +117,13 @@ def test_local_reads_are_bounded_by_the_local_read_size(snapshot, tmp_path, monk
     repo, tree, src = snapshot
     monkeypatch.setattr(pack_reader, "LOCAL_MAX_READ", 100_000)
     lengths = []
-    load_pack = repo.load_pack
+    load_pack = repo.load_pack_view
 
     def counting(pack_id, offset=0, length=None):
         lengths.append(length)
         return load_pack(pack_id, offset, length)
 
-    repo.load_pack = counting
+    repo.load_pack_view = counting
     target = tmp_path / "out"
     stats = Restorer(repo, tree, RestoreOptions(str(target))).restore()
     assert not stats.errors
@@ -228,7 +228,7 @@ def test_failed_files_are_removed_before_their_directory_gets_its_times(snapshot
     """The finish step removes a file whose content failed when it meets it: its directory's
     mtime, set after that, stays the snapshot's."""
     repo, tree, src = snapshot
-    load_pack = repo.load_pack
+    load_pack = repo.load_pack_view
     calls = []
 
     def failing(pack_id, offset=0, length=None):
@@ -238,7 +238,7 @@ def test_failed_files_are_removed_before_their_directory_gets_its_times(snapshot
         return load_pack(pack_id, offset, length)
 
     src_dirs = _dir_mtimes(src)
-    repo.load_pack = failing
+    repo.load_pack_view = failing
     target = tmp_path / "out"
     stats = Restorer(repo, tree, RestoreOptions(str(target), workers=2)).restore()
     assert stats.errors

@@ -126,7 +126,9 @@ class Backend(Protocol):
 
     Optional: start_pack() -> a file that a data pack is appended to while it fills
     (write(parts)), then commit(name, tail) stores it as save() would, or abort() drops it
-    (the local backend; see pack_files_of).
+    (the local backend; see pack_files_of). map_range(ftype, name, offset, length) -> a
+    read-only view of what load() would return, without copying it (the local backend; see
+    load_view).
     """
 
     location: str
@@ -160,6 +162,15 @@ class Backend(Protocol):
 def pack_files_of(backend):
     """The backend's start_pack, or None when packs go whole through save()."""
     return getattr(backend, "start_pack", None)
+
+
+def load_view(backend, ftype: FileType, name: str, offset: int, length: int):
+    """load(), as a read-only buffer: a view of the file itself where the backend maps files
+    (map_range), so that a large read costs no copy; else the bytes load() returns."""
+    mapper = getattr(backend, "map_range", None)
+    if mapper is None:
+        return backend.load(ftype, name, offset, length)
+    return mapper(ftype, name, offset, length)
 
 
 def remote_connections(backend) -> int:

@@ -15,7 +15,7 @@ import hashlib
 import threading
 from typing import Callable, Dict, Optional, Set
 
-from .base import BackendShortRead, FileType, check_range, is_not_found
+from .base import BackendShortRead, FileType, check_range, is_not_found, load_view
 from .cache_dir import LAYOUT, CacheDir
 
 _VERIFIED = object()  # a cached file whose hash was checked earlier in this process
@@ -111,6 +111,13 @@ class CachedBackend:
         if whole is None:  # the repository's own copy is damaged: let the caller see it
             return self.backend.load(ftype, name, offset, length)
         return _slice(whole, offset, length, ftype, name)
+
+    def map_range(self, ftype: FileType, name: str, offset: int, length: int):
+        """load() as a view of the repository's file where the backend maps files and the
+        file is not one for the cache (a pack of data blobs)."""
+        if self._caches(ftype, name):
+            return self.load(ftype, name, offset, length)
+        return load_view(self.backend, ftype, name, offset, length)
 
     def _read_cached(self, ftype: FileType, name: str, offset: int, length: Optional[int]) -> bytes:
         data = self.cache.read_range(ftype, name, offset, length)

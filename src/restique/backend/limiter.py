@@ -40,6 +40,7 @@ class RateLimitedBackend:
 
     # packs go through save(), where their bytes are metered, not written as they fill
     start_pack = None
+    map_range = None  # ... and reads through load(), where they are metered
 
     def __getattr__(self, name):
         return getattr(self.backend, name)

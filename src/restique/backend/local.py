@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 import signal
 import stat
@@ -25,6 +26,11 @@ STALE_TEMPORARY_SECONDS = 24 * 3600
 # removal. Unset (always, in real use) it costs one test.
 KILL_VARIABLE = "RESTIQUE_TEST_KILL_AT_SAVE"
 KILL_STAGES = ("start", "partial", "synced", "renamed", "remove")
+# map_range maps reads from this size on: below it a copy costs less than mapping and unmapping
+MAP_MIN = 64 * 1024
+# madvise(MADV_POPULATE_READ) (Linux 5.14): reads every page of a mapping in, and fails where an
+# access would raise SIGBUS (an I/O error, a file shortened meanwhile) instead of killing us
+_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
 
 
 def _translated(exc: OSError) -> OSError:
@@ -180,6 +186,33 @@ class LocalBackend:
                 f"{ftype.label}/{name}: short read, wanted {length} bytes at {offset}, got {len(data)}"
             )
         return data
+
+    def map_range(self, ftype: FileType, name: str, offset: int, length: int):
+        """load() of a range as a read-only view of the file's pages, without copying them
+        (a restore reads every byte of its packs once: the copy was a tenth of its CPU).
+        Small ranges, and any trouble mapping, go through load(), which reports errors."""
+        check_range(offset, length)
+        if length is None or length < MAP_MIN:
+            return self.load(ftype, name, offset, length)
+        try:
+            fd = os.open(self._file(ftype, name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise _translated(exc) from None
+        try:
+            if os.fstat(fd).st_size < offset + length:
+                return self.load(ftype, name, offset, length)  # says how it falls short
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY
+            mapped = mmap.mmap(fd, offset + length - start, access=mmap.ACCESS_READ, offset=start)
+            try:
+                mapped.madvise(_POPULATE_READ)
+            except OSError:
+                mapped.close()
+                return self.load(ftype, name, offset, length)
+        except OSError:
+            return self.load(ftype, name, offset, length)
+        finally:
+            os.close(fd)
+        return memoryview(mapped)[offset - start:offset - start + length]
 
     def stat(self, ftype: FileType, name: str) -> int:
         path = self._file(ftype, name)

@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "aes256_ctr.h"
+#include "sha256_pairs.h"
 
 #define IV_SIZE 16
 #define MAC_SIZE 16
@@ -178,8 +179,8 @@ static int get_keys(PyObject *ko, PyObject *mko, PyObject *mro, PyObject *payloa
 }
 
 struct scratch {
-    unsigned char *buf[5]; /* 0, 1: restore_range; 2, 3: seal; 4: prepare_batch */
-    size_t cap[5];
+    unsigned char *buf[6]; /* 0: decoding a blob; 2, 3: seal; 4: prepare_batch; 5: restore_range */
+    size_t cap[6];
 };
 
 static pthread_key_t scratch_key;
@@ -188,7 +189,7 @@ static EVP_MD *sha256_md;
 static void free_scratch(void *p)
 {
     struct scratch *s = p;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         free(s->buf[i]);
     free(s);
 }
@@ -216,6 +217,10 @@ static unsigned char *scratch_get(int which, size_t n)
 /* seal's scratch buffers grow to the largest chunk seen; past this they are given back, so a
  * few 8 MiB chunks do not pin memory in every saver thread for the rest of the process. */
 #define SCRATCH_KEEP (4u << 20)
+
+/* restore_range and open_range decode this many bytes of plaintext (or one blob) before they
+ * check the ids of the blobs decoded, two hashed at a time, while they are in the cache. */
+#define OPEN_WINDOW (1u << 20)
 
 /* prepare_batch's room for the compressed copies of a batch of small files (4 MiB and one
  * more file at most): kept up to this size. */
@@ -384,6 +389,37 @@ static int known_answers(void)
     ok = ok && EVP_MAC_final(mctx, tag, &taglen, 16) && taglen == 16 && memcmp(tag, poly_tag, 16) == 0;
     EVP_MAC_CTX_free(mctx);
     return ok;
+}
+
+/* Whether the two-lane SHA-256 gives the library's digests: messages of lengths around the
+ * block and padding sizes, paired with shorter, equal and longer ones, and a lone one. Checked
+ * once at import. */
+static int fast_sha_agrees(void)
+{
+    enum { MAX = 3 * 64 + 57, COUNT = 24 };
+    static unsigned char in[MAX + 64];
+    for (size_t i = 0; i < sizeof in; i++)
+        in[i] = (unsigned char)(i * 167 + 11);
+    const unsigned char *msgs[COUNT];
+    size_t lens[COUNT];
+    unsigned char got[COUNT * 32], want[32];
+    static const size_t lengths[] = {0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, MAX};
+    enum { L = sizeof lengths / sizeof lengths[0] };
+    for (int round = 0; round < 3; round++) {
+        size_t n = round == 2 ? 1 : COUNT;
+        for (size_t i = 0; i < n; i++) {
+            lens[i] = lengths[(i * (round + 1) + round * 5) % L];
+            msgs[i] = in + (i * 7) % 64;
+        }
+        sha256_pairs(n, msgs, lens, got);
+        for (size_t i = 0; i < n; i++) {
+            unsigned int dlen = 0;
+            if (!EVP_Digest(msgs[i], lens[i], want, &dlen, sha256_md, NULL) || dlen != 32 ||
+                memcmp(want, got + 32 * i, 32) != 0)
+                return 0;
+        }
+    }
+    return 1;
 }
 
 /* Whether the 512-bit AES-256-CTR gives the library's keystream: over lengths around its
@@ -1061,6 +1097,12 @@ struct range_blob {
     const char *failure;  /* what went wrong with the blob itself, or NULL */
 };
 
+/* The room a blob's plaintext takes: its uncompressed length, or its payload's. */
+static size_t blob_room(const struct range_blob *b)
+{
+    return b->ulen ? b->ulen : (b->length < OVERHEAD ? 0 : b->length - OVERHEAD);
+}
+
 /* Per-thread scratch space for decrypted and decompressed blobs, freed when the thread ends. */
 static int all_zero(const unsigned char *p, size_t n)
 {
@@ -1085,13 +1127,12 @@ static int pwrite_full(int fd, const unsigned char *p, size_t n, long long offse
     return 0;
 }
 
-/* Check, decrypt, decompress and hash one blob of the range; its plaintext, or NULL with
-   b->failure set. The plaintext goes to into (room for exactly its size: ulen, or the
-   payload's when 0) or, when into is NULL, to the thread's scratch space. Runs without the
-   GIL. */
-static const unsigned char *open_blob(const unsigned char *key, const unsigned char *mk,
-                                      const unsigned char *mr, const unsigned char *range,
-                                      struct range_blob *b, unsigned char *into, size_t *plain_len)
+/* Check, decrypt and decompress one blob of the range; its plaintext, or NULL with b->failure
+   set. The plaintext goes to into (room for exactly its size: ulen, or the payload's when 0).
+   Its id is checked afterwards, with its neighbours' (check_ids). Runs without the GIL. */
+static const unsigned char *decode_blob(const unsigned char *key, const unsigned char *mk,
+                                        const unsigned char *mr, const unsigned char *range,
+                                        struct range_blob *b, unsigned char *into, size_t *plain_len)
 {
     const unsigned char *s = range + b->start;
     if (b->length < OVERHEAD) {
@@ -1109,41 +1150,110 @@ static const unsigned char *open_blob(const unsigned char *key, const unsigned c
         b->failure = "ciphertext verification failed";
         return NULL;
     }
-    unsigned char *dec = into != NULL && !b->ulen ? into : scratch_get(0, payload ? payload : 1);
+    unsigned char *dec = !b->ulen ? into : scratch_get(0, payload ? payload : 1);
     if (dec == NULL || !ctr_crypt(key, s, s + IV_SIZE, payload, dec)) {
         b->failure = "decryption failed";
         return NULL;
     }
-    const unsigned char *plain = dec;
-    size_t n = payload;
     if (b->ulen) {
-        unsigned char *out = into != NULL ? into : scratch_get(1, b->ulen);
         if (tls_dctx == NULL)
             tls_dctx = ZSTD_createDCtx();
-        if (out == NULL || tls_dctx == NULL) {
+        if (tls_dctx == NULL) {
             b->failure = "out of memory";
             return NULL;
         }
-        size_t got = ZSTD_decompressDCtx(tls_dctx, out, b->ulen, dec, payload);
+        size_t got = ZSTD_decompressDCtx(tls_dctx, into, b->ulen, dec, payload);
         if (ZSTD_isError(got) || got != b->ulen) {
             b->failure = "decompression failed or gave a different length than recorded";
             return NULL;
         }
-        plain = out;
-        n = b->ulen;
+        *plain_len = b->ulen;
+        return into;
     }
-    unsigned char digest[32];
-    unsigned int dlen = 0;
-    if (!EVP_Digest(plain, n, digest, &dlen, sha256_md, NULL) || dlen != 32) {
-        b->failure = "hashing failed";
-        return NULL;
+    *plain_len = payload;
+    return into;
+}
+
+/* The SHA-256 of n messages: two at a time where the CPU has SHA-NI (sha256_pairs.h, checked
+   against the library at import), else one by one. 0 if the library failed. */
+static int fast_sha;
+
+static int sha256_many(size_t n, const unsigned char *const *msgs, const size_t *lens, unsigned char *outs)
+{
+    if (fast_sha) {
+        sha256_pairs(n, msgs, lens, outs);
+        return 1;
     }
-    if (memcmp(digest, b->id, 32) != 0) {
-        b->failure = "content does not match its id";
-        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned int dlen = 0;
+        if (!EVP_Digest(msgs[i], lens[i], outs + 32 * i, &dlen, sha256_md, NULL) || dlen != 32)
+            return 0;
     }
-    *plain_len = n;
-    return plain;
+    return 1;
+}
+
+/* Compare the plaintexts of blobs [0, n) that decoded (plains[i] not NULL) with their ids,
+   hashed together; a mismatch clears plains[i] and sets the blob's failure. work: room for
+   n message pointers, lengths and digests (struct id_work). */
+struct id_work {
+    const unsigned char **msgs;
+    size_t *lens;
+    unsigned char *digests;
+    Py_ssize_t *which;
+};
+
+static int id_work_alloc(struct id_work *w, Py_ssize_t n)
+{
+    size_t m = n ? (size_t)n : 1;
+    w->msgs = malloc(m * sizeof *w->msgs);
+    w->lens = malloc(m * sizeof *w->lens);
+    w->digests = malloc(m * 32);
+    w->which = malloc(m * sizeof *w->which);
+    return w->msgs && w->lens && w->digests && w->which;
+}
+
+static void id_work_free(struct id_work *w)
+{
+    free(w->msgs);
+    free(w->lens);
+    free(w->digests);
+    free(w->which);
+}
+
+static void check_ids(struct range_blob *blobs, Py_ssize_t n, const unsigned char **plains, const size_t *lens,
+                      struct id_work *w)
+{
+    size_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (plains[i] == NULL)
+            continue;
+        w->msgs[m] = plains[i];
+        w->lens[m] = lens[i];
+        w->which[m++] = i;
+    }
+    int hashed = sha256_many(m, w->msgs, w->lens, w->digests);
+    for (size_t k = 0; k < m; k++) {
+        struct range_blob *b = &blobs[w->which[k]];
+        if (!hashed || memcmp(w->digests + 32 * k, b->id, 32) != 0) {
+            b->failure = hashed ? "content does not match its id" : "hashing failed";
+            plains[w->which[k]] = NULL;
+        }
+    }
+}
+
+/* Decode blobs [0, n) one after another into into (room for all of their plaintexts, see
+   blob_room), then check their ids together: plains[i] and lens[i] for each, plains[i] NULL
+   where it failed. Runs without the GIL. */
+static void open_blobs(const unsigned char *key, const unsigned char *mk, const unsigned char *mr,
+                       const unsigned char *range, struct range_blob *blobs, Py_ssize_t n,
+                       unsigned char *into, const unsigned char **plains, size_t *lens, struct id_work *w)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        lens[i] = 0;
+        plains[i] = decode_blob(key, mk, mr, range, &blobs[i], into, &lens[i]);
+        into += blob_room(&blobs[i]);
+    }
+    check_ids(blobs, n, plains, lens, w);
 }
 
 static void free_range_blobs(struct range_blob *blobs, Py_ssize_t n)
@@ -1232,11 +1342,6 @@ static int range_arguments(PyObject *args, int with_dests, Py_buffer *key, Py_bu
     return 1;
 }
 
-/* The room a blob's plaintext takes: its uncompressed length, or its payload's. */
-static size_t blob_room(const struct range_blob *b)
-{
-    return b->ulen ? b->ulen : (b->length < OVERHEAD ? 0 : b->length - OVERHEAD);
-}
 
 /* restore_range(enc_key, mac_k, mac_r, range, blobs) -> [(blob index, dest index, errno, what), ...]
  * range: bytes read from a pack; blobs: [(start in range, length, uncompressed length or 0,
@@ -1263,21 +1368,47 @@ static PyObject *restore_range(PyObject *self, PyObject *args)
         if (write_errors == NULL)
             PyErr_NoMemory();
     }
+    struct id_work work = {0};
+    const unsigned char **plains = malloc((n ? (size_t)n : 1) * sizeof *plains);
+    size_t *lens = malloc((n ? (size_t)n : 1) * sizeof *lens);
+    if (write_errors != NULL && (plains == NULL || lens == NULL || !id_work_alloc(&work, n))) {
+        PyErr_NoMemory();
+        free(write_errors);
+        write_errors = NULL;
+    }
     if (write_errors != NULL) {
         Py_BEGIN_ALLOW_THREADS
         Py_ssize_t k = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            struct range_blob *b = &blobs[i];
-            size_t len = 0;
-            const unsigned char *plain = open_blob(key.buf, mk.buf, mr.buf, range.buf, b, NULL, &len);
-            int zero = plain != NULL && all_zero(plain, len);
-            for (Py_ssize_t j = 0; j < b->ndests; j++, k++) {
-                struct dest *d = &b->dests[j];
-                if (plain == NULL || d->fd < 0 || (zero && d->hole_ok))
-                    continue;
-                write_errors[k] = pwrite_full(d->fd, plain, len, d->offset);
+        for (Py_ssize_t i = 0; i < n;) {
+            /* a window of blobs whose plaintexts are decoded, their ids checked together
+               (two hashed at a time) and written while they are in the cache */
+            size_t room = blob_room(&blobs[i]);
+            Py_ssize_t end = i + 1;
+            while (end < n && room + blob_room(&blobs[end]) <= OPEN_WINDOW)
+                room += blob_room(&blobs[end++]);
+            unsigned char *arena = scratch_get(5, room ? room : 1);
+            if (arena == NULL) {
+                for (Py_ssize_t j = i; j < end; j++) {
+                    blobs[j].failure = "out of memory";
+                    plains[j] = NULL;
+                }
+            } else {
+                open_blobs(key.buf, mk.buf, mr.buf, range.buf, blobs + i, end - i, arena, plains + i, lens + i,
+                           &work);
+            }
+            for (; i < end; i++) {
+                struct range_blob *b = &blobs[i];
+                const unsigned char *plain = plains[i];
+                int zero = plain != NULL && all_zero(plain, lens[i]);
+                for (Py_ssize_t j = 0; j < b->ndests; j++, k++) {
+                    struct dest *d = &b->dests[j];
+                    if (plain == NULL || d->fd < 0 || (zero && d->hole_ok))
+                        continue;
+                    write_errors[k] = pwrite_full(d->fd, plain, lens[i], d->offset);
+                }
             }
         }
+        scratch_trim(5);
         Py_END_ALLOW_THREADS
         result = PyList_New(0);
         Py_ssize_t k = 0;
@@ -1302,6 +1433,9 @@ static PyObject *restore_range(PyObject *self, PyObject *args)
         }
     }
     free(write_errors);
+    free(plains);
+    free(lens);
+    id_work_free(&work);
     free_range_blobs(blobs, n);
     PyBuffer_Release(&key);
     PyBuffer_Release(&mk);
@@ -1327,6 +1461,9 @@ static PyObject *open_range(PyObject *self, PyObject *args)
     if (!range_arguments(args, 0, &key, &mk, &mr, &range, &blobs, &n))
         return NULL;
     PyObject *plain = NULL, *failures = NULL, *result = NULL;
+    const unsigned char **plains = NULL;
+    size_t *lens = NULL;
+    struct id_work work = {0};
     size_t total = 0;
     for (Py_ssize_t i = 0; blobs != NULL && i < n; i++) {
         struct range_blob *b = &blobs[i];
@@ -1337,17 +1474,29 @@ static PyObject *open_range(PyObject *self, PyObject *args)
         }
         total += room;
     }
-    if (blobs != NULL)
-        plain = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (blobs != NULL) {
+        plains = malloc((n ? (size_t)n : 1) * sizeof *plains);
+        lens = malloc((n ? (size_t)n : 1) * sizeof *lens);
+        if (plains == NULL || lens == NULL || !id_work_alloc(&work, n))
+            PyErr_NoMemory();
+        else
+            plain = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    }
     if (plain != NULL) {
         unsigned char *at = (unsigned char *)PyBytes_AS_STRING(plain);
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n; i++) {
-            struct range_blob *b = &blobs[i];
-            size_t room = blob_room(b), len = 0;
-            if (open_blob(key.buf, mk.buf, mr.buf, range.buf, b, at, &len) == NULL)
-                memset(at, 0, room);  /* nothing unchecked is handed out */
-            at += room;
+        for (Py_ssize_t i = 0; i < n;) {
+            /* a window's ids are checked together, while its plaintexts are in the cache */
+            size_t room = blob_room(&blobs[i]);
+            Py_ssize_t end = i + 1;
+            while (end < n && room + blob_room(&blobs[end]) <= OPEN_WINDOW)
+                room += blob_room(&blobs[end++]);
+            open_blobs(key.buf, mk.buf, mr.buf, range.buf, blobs + i, end - i, at, plains + i, lens + i, &work);
+            for (; i < end; i++) {
+                if (plains[i] == NULL)
+                    memset(at, 0, blob_room(&blobs[i]));  /* nothing unchecked is handed out */
+                at += blob_room(&blobs[i]);
+            }
         }
         Py_END_ALLOW_THREADS
         failures = PyList_New(0);
@@ -1365,6 +1514,9 @@ static PyObject *open_range(PyObject *self, PyObject *args)
 done:
     Py_XDECREF(plain);
     Py_XDECREF(failures);
+    free(plains);
+    free(lens);
+    id_work_free(&work);
     free_range_blobs(blobs, n);
     PyBuffer_Release(&key);
     PyBuffer_Release(&mk);
@@ -1571,6 +1723,7 @@ PyMODINIT_FUNC PyInit__seal(void)
         return NULL;
     }
     fast_ctr = aes256ctr_fast_available() && fast_ctr_agrees();
+    fast_sha = sha256_pairs_available() && fast_sha_agrees();
     primitives_ok = known_answers();
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
-from ..backend.base import BackendNotFound, FileType
+from ..backend.base import BackendNotFound, FileType, load_view
 from ..backend.location import open_backend
 from ..errors import IntegrityError, RepositoryNotFound, UsageError
 from ..model import gojson
@@ -116,6 +116,11 @@ class Repository:
     def load_pack(self, pack_id: str, offset: int = 0, length: Optional[int] = None) -> bytes:
         """The raw (encrypted) bytes of a pack file, or length bytes of it from offset."""
         return self.backend.load(FileType.PACK, pack_id, offset, length)
+
+    def load_pack_view(self, pack_id: str, offset: int, length: int):
+        """load_pack() of a range as a read-only buffer, without a copy where the backend
+        maps its files (a local one): for a caller that only reads it, once."""
+        return load_view(self.backend, FileType.PACK, pack_id, offset, length)
 
     # --- blobs ---
     def save_blob(self, blob_type: str, data, blob_id: Optional[str] = None):

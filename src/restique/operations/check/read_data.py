@@ -121,7 +121,7 @@ def verify_pack(repo, pack_id: str, entries: List[IndexEntry], size: int) -> Lis
     pos = 0
     for group in _segments(entries):
         stop = max(e.offset + e.length for e in group)
-        data = _load_range(repo, pack_id, pos, stop - pos)
+        data = _load_range(repo, pack_id, pos, stop - pos, repo.load_pack_view)
         digest.update(data)
         errors += _check_blobs(repo.key, pack_id, group, memoryview(data), pos)
         if pos + len(data) < stop:
@@ -150,10 +150,11 @@ def _segments(entries: List[IndexEntry]):
         yield group
 
 
-def _load_range(repo, pack_id: str, offset: int, length: int) -> bytes:
-    """length bytes from offset, or what there is when the pack is shorter."""
+def _load_range(repo, pack_id: str, offset: int, length: int, load=None) -> bytes:
+    """length bytes from offset, or what there is when the pack is shorter. load: how the
+    whole range is read (a view of the file, for the blobs: read once, no copy)."""
     try:
-        return repo.load_pack(pack_id, offset, length)
+        return (load or repo.load_pack)(pack_id, offset, length)
     except BackendShortRead:
         try:
             return repo.load_pack(pack_id, offset)

@@ -169,7 +169,7 @@ def _restore_pack(repo, writer: FilesWriter, pack_id: str, blobs: Dict[str, _Blo
     with PackFiles(writer, (blob.dests for blob in ordered)) as open_files:
         for start, end, group in _read_ranges(ordered, max_read):
             try:
-                data = repo.load_pack(pack_id, start, end - start)
+                data = repo.load_pack_view(pack_id, start, end - start)
             except (OSError, EOFError, RestiqueError) as exc:
                 message = _pack_error(pack_id, exc)
                 for blob in group:

@@ -1,0 +1,204 @@
+/*
+ * SHA-256 of several messages, two at a time on the SHA extensions (SHA-NI), for _seal.
+ *
+ * A SHA-NI round instruction waits for the one before it, so one message keeps the unit
+ * half idle: interleaving two independent messages' rounds hashes ~1.5x the bytes per second
+ * of OpenSSL's one-message code (2.4-2.8 against 1.7 GB/s on the bench machine's cores).
+ * Restic's work has many independent messages to hash at once: every blob of a pack range
+ * (restore, check --read-data, dump), and a pack file beside its blobs.
+ *
+ * sha256_pairs() keeps two lanes busy: when a lane's message runs out of whole blocks, its
+ * tail is finished on its own and the lane takes the next message. Where the CPU or the
+ * compiler lacks SHA-NI, sha256_pairs_available() is 0 and nothing else here is called;
+ * _seal checks this path against the library at import.
+ */
+#ifndef RESTIQUE_SHA256_PAIRS_H
+#define RESTIQUE_SHA256_PAIRS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
+#define SHA256_PAIRS 1
+#include <immintrin.h>
+
+static int sha256_pairs_available(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
+}
+
+static const uint32_t SHA256_PAIRS_K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+/* A message being hashed: its state in SHA-NI's register order (ABEF, CDGH), the whole
+   blocks left, and where its tail and digest are. */
+struct sha256_lane {
+    __m128i abef, cdgh;
+    const unsigned char *at;
+    size_t blocks;
+    const unsigned char *msg;
+    size_t len;
+    unsigned char *out;
+};
+
+/* The next four message words of a block: the first four groups load them, the others
+   extend the schedule from the four before (W[t] from W[t-16], W[t-15], W[t-7], W[t-2]). */
+#define SHA256_PAIRS_WORDS(X, i, p, mask)                                                        \
+    ((i) < 4 ? _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)((p) + 16 * (i))), mask)       \
+             : _mm_sha256msg2_epu32(                                                             \
+                   _mm_add_epi32(_mm_sha256msg1_epu32(X[(i) & 3], X[((i) + 1) & 3]),             \
+                                 _mm_alignr_epi8(X[((i) + 3) & 3], X[((i) + 2) & 3], 4)),        \
+                   X[((i) + 3) & 3]))
+
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks_one(struct sha256_lane *l,
+                                                                        const unsigned char *p,
+                                                                        size_t blocks)
+{
+    const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i a = l->abef, c = l->cdgh;
+    for (; blocks; blocks--, p += 64) {
+        __m128i sa = a, sc = c, X[4];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            __m128i x = SHA256_PAIRS_WORDS(X, i, p, mask);
+            X[i & 3] = x;
+            __m128i m = _mm_add_epi32(x, _mm_loadu_si128((const __m128i *)(SHA256_PAIRS_K + 4 * i)));
+            c = _mm_sha256rnds2_epu32(c, a, m);
+            a = _mm_sha256rnds2_epu32(a, c, _mm_shuffle_epi32(m, 0x0E));
+        }
+        a = _mm_add_epi32(a, sa);
+        c = _mm_add_epi32(c, sc);
+    }
+    l->abef = a;
+    l->cdgh = c;
+}
+
+/* blocks whole blocks of both lanes, their rounds interleaved. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks_two(struct sha256_lane *l,
+                                                                        struct sha256_lane *r,
+                                                                        size_t blocks)
+{
+    const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    const unsigned char *p = l->at, *q = r->at;
+    __m128i a = l->abef, c = l->cdgh, b = r->abef, d = r->cdgh;
+    for (size_t n = blocks; n; n--, p += 64, q += 64) {
+        __m128i sa = a, sc = c, sb = b, sd = d, X[4], Y[4];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            __m128i x = SHA256_PAIRS_WORDS(X, i, p, mask);
+            __m128i y = SHA256_PAIRS_WORDS(Y, i, q, mask);
+            X[i & 3] = x;
+            Y[i & 3] = y;
+            __m128i k = _mm_loadu_si128((const __m128i *)(SHA256_PAIRS_K + 4 * i));
+            __m128i m = _mm_add_epi32(x, k), o = _mm_add_epi32(y, k);
+            c = _mm_sha256rnds2_epu32(c, a, m);
+            d = _mm_sha256rnds2_epu32(d, b, o);
+            a = _mm_sha256rnds2_epu32(a, c, _mm_shuffle_epi32(m, 0x0E));
+            b = _mm_sha256rnds2_epu32(b, d, _mm_shuffle_epi32(o, 0x0E));
+        }
+        a = _mm_add_epi32(a, sa);
+        c = _mm_add_epi32(c, sc);
+        b = _mm_add_epi32(b, sb);
+        d = _mm_add_epi32(d, sd);
+    }
+    l->abef = a;
+    l->cdgh = c;
+    r->abef = b;
+    r->cdgh = d;
+    l->at = p;
+    r->at = q;
+    l->blocks -= blocks;
+    r->blocks -= blocks;
+}
+
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_lane_start(struct sha256_lane *l,
+                                                                        const unsigned char *msg,
+                                                                        size_t len, unsigned char *out)
+{
+    static const uint32_t H[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                  0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    __m128i dcba = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)H), 0xB1);      /* CDAB */
+    __m128i hgfe = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(H + 4)), 0x1B); /* EFGH */
+    l->abef = _mm_alignr_epi8(dcba, hgfe, 8);
+    l->cdgh = _mm_blend_epi16(hgfe, dcba, 0xF0);
+    l->at = msg;
+    l->blocks = len / 64;
+    l->msg = msg;
+    l->len = len;
+    l->out = out;
+}
+
+/* The lane's last bytes and padding (one or two blocks), then its digest. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_lane_finish(struct sha256_lane *l)
+{
+    unsigned char tail[128] = {0};
+    size_t rest = l->len % 64, n = rest < 56 ? 64 : 128;
+    memcpy(tail, l->msg + (l->len - rest), rest);
+    tail[rest] = 0x80;
+    uint64_t bits = (uint64_t)l->len * 8;
+    for (int i = 0; i < 8; i++)
+        tail[n - 1 - i] = (unsigned char)(bits >> (8 * i));
+    sha256_blocks_one(l, tail, n / 64);
+    __m128i feba = _mm_shuffle_epi32(l->abef, 0x1B), dchg = _mm_shuffle_epi32(l->cdgh, 0xB1);
+    uint32_t h[8];
+    _mm_storeu_si128((__m128i *)h, _mm_blend_epi16(feba, dchg, 0xF0));     /* DCBA */
+    _mm_storeu_si128((__m128i *)(h + 4), _mm_alignr_epi8(dchg, feba, 8)); /* HGFE */
+    for (int i = 0; i < 8; i++) {
+        l->out[4 * i] = (unsigned char)(h[i] >> 24);
+        l->out[4 * i + 1] = (unsigned char)(h[i] >> 16);
+        l->out[4 * i + 2] = (unsigned char)(h[i] >> 8);
+        l->out[4 * i + 3] = (unsigned char)h[i];
+    }
+}
+
+/* outs + 32 * i = SHA-256(msgs[i], lens[i]) for i < n. */
+static void sha256_pairs(size_t n, const unsigned char *const *msgs, const size_t *lens, unsigned char *outs)
+{
+    struct sha256_lane lane[2];
+    int busy[2] = {0, 0};
+    size_t next = 0;
+    for (int i = 0; i < 2 && next < n; i++, next++) {
+        sha256_lane_start(&lane[i], msgs[next], lens[next], outs + 32 * next);
+        busy[i] = 1;
+    }
+    while (busy[0] && busy[1]) {
+        size_t both = lane[0].blocks < lane[1].blocks ? lane[0].blocks : lane[1].blocks;
+        if (both)
+            sha256_blocks_two(&lane[0], &lane[1], both);
+        for (int i = 0; i < 2; i++) {
+            if (lane[i].blocks)
+                continue;
+            sha256_lane_finish(&lane[i]);
+            busy[i] = next < n;
+            if (busy[i]) {
+                sha256_lane_start(&lane[i], msgs[next], lens[next], outs + 32 * next);
+                next++;
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!busy[i])
+            continue;
+        sha256_blocks_one(&lane[i], lane[i].at, lane[i].blocks);
+        sha256_lane_finish(&lane[i]);
+    }
+}
+
+#else
+static int sha256_pairs_available(void) { return 0; }
+static void sha256_pairs(size_t n, const unsigned char *const *msgs, const size_t *lens, unsigned char *outs)
+{
+    (void)n, (void)msgs, (void)lens, (void)outs;
+}
+#endif
+
+#endif
