@@ -267,3 +267,25 @@ def test_one_saver_stores_new_incompressible_blobs_with_ids_the_reader_may_compu
         assert again == ids and added == 0
     finally:
         saver.shutdown()
+
+
+def test_chunks_the_reader_hashes_go_in_pairs_and_one_left_waiting_is_given_back():
+    """The reader hashes the chunks it names two at a time: one waits for the next (and is
+    sent on alone before another buffer is taken, so one buffer is enough); chunks stopped
+    early give their buffers back, the waiting one's too."""
+    c = Chunker(TEST_POL, 64, 1024)
+    data = make_data(3, 40_000, "random")
+    buffers = ReadBuffers(1, 2048)
+    got = []
+    for chunk in c.held_chunks(io.BytesIO(data), buffers, lambda: True):
+        assert chunk.blob_id == hashlib.sha256(chunk.data).hexdigest()
+        got.append(bytes(chunk.data))
+        chunk.release()
+    assert got == split(data, c.cut_lengths(data)) and buffers.in_use() == 0
+
+    buffers = ReadBuffers(2, 64 * 1024)
+    chunks = c.held_chunks(io.BytesIO(data), buffers, lambda: True)
+    first = next(chunks)  # its pair partner was cut: the one after them waits
+    first.release()
+    chunks.close()
+    assert buffers.in_use() == 0

@@ -39,3 +39,25 @@ def test_a_file_swapped_for_a_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(regular)
     [(status, _, data, _)] = _seal.read_small_files([(os.fsencode(regular), ino, 1)])
     assert status == -1 and not data
+
+
+def test_a_batch_is_hashed_two_files_at_a_time_with_failures_between(tmp_path):
+    """The files read whole are hashed together after the batch is read: lengths around
+    SHA-256's block and padding sizes, with files that failed in between, keep their own ids."""
+    lengths = [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 128, 129, 5000, 70_000, 3]
+    items, want = [], []
+    for i, n in enumerate(lengths):
+        path = tmp_path / f"f{i}"
+        data = os.urandom(n)
+        path.write_bytes(data)
+        items.append((os.fsencode(path), os.lstat(path).st_ino, n))
+        want.append((0, data, hashlib.sha256(data).digest()))
+        if i % 4 == 1:
+            items.append((os.fsencode(tmp_path / f"missing{i}"), 1, 0))
+            want.append(None)
+    results = _seal.read_small_files(items)
+    for got, expected in zip(results, want):
+        if expected is None:
+            assert got[:2] == (errno.ENOENT, "open")
+        else:
+            assert (got[0], got[2], got[3]) == expected

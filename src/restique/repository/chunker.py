@@ -17,9 +17,9 @@ import functools
 import hashlib
 import os
 import threading
-from typing import Iterator
+from typing import Iterator, Optional
 
-from restique import _chunker
+from restique import _chunker, _seal
 from restique.repository.chunk_buffers import HeldChunk, ReadBuffers
 
 __all__ = [
@@ -230,8 +230,9 @@ class Chunker:
         A stream without readinto() gets chunks of their own (copies).
 
         hash_when(): called as a chunk begins, whether the reading thread computes its id
-        (blob_id) while its bytes are fresh in this core's cache (SHA-256 runs at ~1.65 GB/s
-        there, ~1.2 from another core's data); a chunk that begins with zeros is left alone."""
+        (blob_id) while its bytes are in this core's cache (SHA-256 runs at ~1.65 GB/s there,
+        ~1.2 from another core's data), together with the next such chunk's (two at once:
+        3.0-3.3 GB/s); a chunk that begins with zeros is left alone."""
         if buffers.size <= self.max_size:
             raise ValueError(f"read buffers of {buffers.size} bytes cannot hold a chunk of {self.max_size}")
         if getattr(stream, "readinto", None) is None:
@@ -245,7 +246,10 @@ class Chunker:
         size = buffers.size
         buf = buffers.take()
         carried = 0  # bytes of the unfinished chunk at the start of buf, already scanned
-        digest = None  # the hash of the unfinished chunk so far, when this thread computes its id
+        hashing = False  # this thread computes the id of the unfinished chunk
+        # a chunk cut whose id this thread computes together with the next one's (two
+        # SHA-256 at once run at ~1.8x the speed of one): yielded once that one is cut
+        pairs = _HashPairs()
         starting = hash_when is not None  # the next bytes read begin a chunk
         try:
             while True:
@@ -259,30 +263,25 @@ class Chunker:
                         raise BlockingIOError("the stream has no data available (non-blocking?)")
                     if got == 0:
                         break
-                    view, pos = buf.view, n
+                    view = buf.view
                     if starting:
-                        digest, starting = _begin_hash(hash_when, view[n:n + got]), False
+                        hashing, starting = _hashed_here(hash_when, view[n:n + got]), False
                     for cut in scanner.scan(view, n, n + got):
-                        chunk = buf.chunk(start, cut)
-                        if digest is not None:
-                            digest.update(view[pos:cut])
-                            chunk.blob_id = digest.hexdigest()
+                        yield from pairs.cut(buf.chunk(start, cut), hashing)
                         if hash_when is not None:  # (a chunk that begins with the next read: then)
-                            digest, starting = None, cut == n + got
+                            hashing, starting = False, cut == n + got
                             if not starting:
-                                digest = _begin_hash(hash_when, view[cut:n + got])
-                        pos = start = cut
-                        yield chunk
-                    if digest is not None:
-                        digest.update(view[pos:n + got])
+                                hashing = _hashed_here(hash_when, view[cut:n + got])
+                        start = cut
                     n += got
                 if n < size:  # the end of the stream
                     if start < n:
-                        chunk = buf.chunk(start, n)
-                        if digest is not None:
-                            chunk.blob_id = digest.hexdigest()
-                        yield chunk
+                        yield from pairs.cut(buf.chunk(start, n), hashing)
+                    yield from pairs.flush()
                     return
+                # before another buffer is taken (which may wait for the savers to release
+                # this one's chunks), the waiting chunk goes
+                yield from pairs.flush()
                 carried = n - start
                 following = buffers.take(wait=False)
                 if following is None:
@@ -298,6 +297,7 @@ class Chunker:
                     buf.release()
                 buf = following
         finally:
+            pairs.drop()
             if buf is not None:
                 buf.release()
 
@@ -379,12 +379,48 @@ class Chunker:
             yield b"".join(pending)
 
 
-def _begin_hash(hash_when, head):
-    """A hash for the chunk that begins with head, if hash_when() says so and head does not
-    begin with zeros (a disk image's zeros have a known id: the saver sees them at once)."""
-    if len(head) and head[0] == 0 or not hash_when():
-        return None
-    return hashlib.sha256()
+def _hashed_here(hash_when, head) -> bool:
+    """Whether the reading thread computes the id of the chunk that begins with head: if
+    hash_when() says so and head does not begin with zeros (a disk image's zeros have a known
+    id: the saver sees them at once)."""
+    return not (len(head) and head[0] == 0) and hash_when()
+
+
+class _HashPairs:
+    """Chunks in the order cut, the ids of those the reading thread hashes computed two at a
+    time (restique._seal.sha256_pair): such a chunk waits for the next one to be hashed with.
+    A chunk not hashed here, a buffer change and the end send on the one waiting, hashed alone."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self):
+        self.waiting: Optional[HeldChunk] = None
+
+    def cut(self, chunk: HeldChunk, hashed: bool):
+        first, self.waiting = self.waiting, chunk  # chunk is ours until yielded (drop)
+        if first is not None:
+            if hashed:
+                one, two = _seal.sha256_pair(first.data, chunk.data)
+                first.blob_id, chunk.blob_id = one.hex(), two.hex()
+            else:
+                first.blob_id = hashlib.sha256(first.data).hexdigest()
+            yield first
+        elif hashed:
+            return  # it waits for the next one
+        self.waiting = None
+        yield chunk
+
+    def flush(self):
+        first, self.waiting = self.waiting, None
+        if first is not None:
+            first.blob_id = hashlib.sha256(first.data).hexdigest()
+            yield first
+
+    def drop(self) -> None:
+        """The chunks stop early: the waiting one's buffer is given back."""
+        first, self.waiting = self.waiting, None
+        if first is not None:
+            first.release()
 
 
 def _fill(readinto, view: memoryview) -> int:
