@@ -11,7 +11,8 @@ setup(
         Extension(
             "restique._seal",
             sources=["src/restique/native/_seal.c"],
-            depends=["src/restique/native/aes256_ctr.h", "src/restique/native/sha256_pairs.h"],
+            depends=["src/restique/native/aes256_ctr.h", "src/restique/native/sha256_pairs.h",
+                     "src/restique/native/sha256_constants.h"],
             libraries=["crypto", "zstd"],
             extra_compile_args=["-O2", "-std=gnu99"],
         ),
@@ -36,7 +37,7 @@ setup(
         Extension(
             "restique._kdf",
             sources=["src/restique/native/_kdf.c"],
-            depends=["src/restique/native/pbkdf2_sha256.h"],
+            depends=["src/restique/native/pbkdf2_sha256.h", "src/restique/native/sha256_constants.h"],
             extra_compile_args=["-O3", "-std=gnu99"],
         ),
         Extension(
