@@ -189,7 +189,7 @@ class LocalBackend:
 
     def map_range(self, ftype: FileType, name: str, offset: int, length: int):
         """load() of a range as a read-only view of the file's pages, without copying them
-        (a restore reads every byte of its packs once: the copy was a tenth of its CPU).
+        (a restore reads every byte of its packs once: the copy was ~7% of its CPU).
         Small ranges, and any trouble mapping, go through load(), which reports errors."""
         check_range(offset, length)
         if length is None or length < MAP_MIN:
