@@ -153,13 +153,22 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void sha256_lane_finish(struc
     }
 }
 
-/* outs + 32 * i = SHA-256(msgs[i], lens[i]) for i < n. */
+/* The first message from next on that is there (not NULL), or n. */
+static size_t sha256_present(size_t n, const unsigned char *const *msgs, size_t next)
+{
+    while (next < n && msgs[next] == NULL)
+        next++;
+    return next;
+}
+
+/* outs + 32 * i = SHA-256(msgs[i], lens[i]) for i < n; a NULL message is skipped (its out is
+   left as it is). */
 static void sha256_pairs(size_t n, const unsigned char *const *msgs, const size_t *lens, unsigned char *outs)
 {
     struct sha256_lane lane[2];
     int busy[2] = {0, 0};
-    size_t next = 0;
-    for (int i = 0; i < 2 && next < n; i++, next++) {
+    size_t next = sha256_present(n, msgs, 0);
+    for (int i = 0; i < 2 && next < n; i++, next = sha256_present(n, msgs, next + 1)) {
         sha256_lane_start(&lane[i], msgs[next], lens[next], outs + 32 * next);
         busy[i] = 1;
     }
@@ -174,7 +183,7 @@ static void sha256_pairs(size_t n, const unsigned char *const *msgs, const size_
             busy[i] = next < n;
             if (busy[i]) {
                 sha256_lane_start(&lane[i], msgs[next], lens[next], outs + 32 * next);
-                next++;
+                next = sha256_present(n, msgs, next + 1);
             }
         }
     }
