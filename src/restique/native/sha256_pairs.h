@@ -25,10 +25,21 @@
 
 #include "sha256_constants.h"
 
+/* SHA-NI's instructions exist only in the legacy SSE encoding: run while the upper halves of
+   the AVX registers hold something (left by other code of the process), they wait on those
+   (3.2 -> 1.3 GB/s here). Where the CPU has AVX, sha256_pairs clears them first. */
+static int sha256_pairs_clear_upper;
+
 static int sha256_pairs_available(void)
 {
     __builtin_cpu_init();
+    sha256_pairs_clear_upper = __builtin_cpu_supports("avx");
     return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
+}
+
+__attribute__((target("avx"))) static void sha256_pairs_zeroupper(void)
+{
+    _mm256_zeroupper();
 }
 
 
@@ -168,6 +179,8 @@ static void sha256_pairs(size_t n, const unsigned char *const *msgs, const size_
     struct sha256_lane lane[2];
     int busy[2] = {0, 0};
     size_t next = sha256_present(n, msgs, 0);
+    if (sha256_pairs_clear_upper)
+        sha256_pairs_zeroupper();
     for (int i = 0; i < 2 && next < n; i++, next = sha256_present(n, msgs, next + 1)) {
         sha256_lane_start(&lane[i], msgs[next], lens[next], outs + 32 * next);
         busy[i] = 1;
