@@ -128,6 +128,38 @@ def test_derivations_run_one_at_a_time_in_a_thread_without_signals(monkeypatch):
     assert len(masks) == 2 and all({signal.SIGINT, signal.SIGTERM, signal.SIGHUP} <= mask for mask in masks)
 
 
+def slow_derivations(monkeypatch, seconds):
+    def slow(password, *rest, **options):
+        time.sleep(seconds)
+        return password
+
+    monkeypatch.setattr(derivations._kdf, "scrypt", slow)
+
+
+@pytest.mark.parametrize("args, waits", [(["snapshots"], True), (["key", "list"], True), (["ls", "latest"], False),
+                                         (["forget", "--prune", "--keep-last", "1"], False), (["backup", "src"], False)])
+def test_the_prefetch_waits_for_the_key_only_for_the_light_commands(local_repo, monkeypatch, args, waits):
+    slow_derivations(monkeypatch, 0.3)
+    monkeypatch.setenv("RESTIC_PASSWORD", "pw")
+    (local_repo / "keys" / KEY_ID).write_text('{"kdf":"scrypt","N":1024,"r":8,"p":1,"salt":"AAAAAAAAAAAAAAAAAAAAAA=="}')
+    began = time.monotonic()
+    key_prefetch.start(["-r", str(local_repo), *args], COMMANDS)
+    assert (time.monotonic() - began >= 0.3) is waits
+    assert derivations._started  # handed over to the opening as before
+    derivations._started.clear()
+    derivations.allow_helper_lane(False)
+
+
+def test_a_stop_signal_ends_the_wait_for_the_key(monkeypatch):
+    slow_derivations(monkeypatch, 1.0)
+    derivations.start(b"pw", b"s" * 16, 1024, 8, 1)
+    began = time.monotonic()
+    asked = []
+    derivations.wait_for_started(lambda: asked.append(1) or len(asked) > 2, poll=0.02)
+    assert time.monotonic() - began < 0.5 and len(asked) == 3
+    assert derivations.scrypt(b"pw", b"s" * 16, 1024, 8, 1) == b"pw"
+
+
 @pytest.mark.parametrize("args, allowed", [
     (["ls", "latest"], True), (["restore", "latest", "--target", "t"], True), (["check"], True),
     (["--cache-dir", "c", "find", "x"], True), (["prune"], True), (["forget", "--prune", "--keep-last", "1"], True),
@@ -172,8 +204,10 @@ from restique.repository import derivations
 derived_in = []
 original = derivations._derive_now
 def recording(inputs):
+    key = original(inputs)
     derived_in.append(threading.current_thread().name)
-    return original(inputs)
+    print("click loaded by the end of the derivation:", "click" in sys.modules, file=sys.stderr)
+    return key
 derivations._derive_now = recording
 sys.argv = ["restique"] + sys.argv[1:]
 import atexit
@@ -194,6 +228,16 @@ def repo(tmp_path_factory):
 def test_snapshots_uses_the_prefetched_key(repo):
     proc = run_program([sys.executable, "-c", PROBE], "snapshots", "--json", repo=repo)
     assert len(json.loads(proc.stdout)) == 1
+    assert b"derived in ['key-derivation']" in proc.stderr
+
+
+@pytest.mark.parametrize("command, loaded_before", [(["snapshots"], False), (["ls", "latest"], True)])
+def test_a_light_command_loads_its_modules_once_the_work_area_is_freed(repo, command, loaded_before):
+    """The peak of snapshots, key, tag... is the derivation's 32 MiB work area plus what is
+    loaded meanwhile: they load click and their command only after it. The heavier ones hold
+    more later anyway and load meanwhile, for time."""
+    proc = run_program([sys.executable, "-c", PROBE], *command, repo=repo)
+    assert f"click loaded by the end of the derivation: {loaded_before}".encode() in proc.stderr
     assert b"derived in ['key-derivation']" in proc.stderr
 
 

@@ -168,7 +168,7 @@ def main(argv=None) -> None:
     _start_up = hold()  # an interrupted import can crash an extension module
     _handle_signals()
     try:
-        key_prefetch.start(argv, COMMANDS)
+        key_prefetch.start(argv, COMMANDS, interrupted=lambda: bool(_received))
         code = _run(argv)
         start_up_done()  # when the command line was refused before root.cli
         _flush_stdout()

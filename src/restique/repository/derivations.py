@@ -108,6 +108,17 @@ def start(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int = 64)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
+def wait_for_started(interrupted, poll: float = 0.05) -> None:
+    """Wait until the derivations started so far are done, or interrupted() is true (asked
+    every poll seconds)."""
+    with _started_guard:
+        waiting = list(_started.values())
+    for derivation in waiting:
+        while not derivation.done.wait(poll):
+            if interrupted():
+                return
+
+
 def scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int = 64) -> bytes:
     """scrypt(password, salt, N, r, p): a started derivation of these inputs (waiting for it),
     else derived now (after any other running derivation)."""
