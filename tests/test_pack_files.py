@@ -7,6 +7,7 @@ import mmap
 import os
 import random
 import subprocess
+import threading
 
 import pytest
 
@@ -358,6 +359,46 @@ def test_a_temporary_pack_file_is_gone_once_sent_or_dropped():
             os.fstat(fd)  # closed: an unnamed temporary file is gone with its descriptor
 
 
+def test_a_pack_given_up_after_a_failed_upload_waits_for_its_file_steps(monkeypatch):
+    """An upload failed (a lost connection): the packs queued after it are given up, and such
+    a pack's buffer goes back only once its file's steps are done. Given back before, a step
+    still queued freed its places in the buffer a second time, its error ended the steps'
+    thread, and the uploader waiting for the pack's last step (and a flush waiting for the
+    uploader) hung: a backup over sftp whose server was killed did not exit."""
+    backend = RemoteStorage()
+    store = _store(backend)
+    hold = threading.Event()
+    store.uploads.file_steps.run(hold.wait)  # the pack's steps queue up behind this one
+    _store_all(store, _blobs(9))  # 4 steps of 2 blobs queued, the 1 MiB pack left open
+    store.uploads.error = BackendError(errno.ECONNABORTED, "connection lost")  # an earlier upload's
+    discarding = threading.Event()
+    discard = pack.PackWriter.discard
+
+    def discarded(writer):
+        discarding.set()
+        discard(writer)
+
+    monkeypatch.setattr(pack.PackWriter, "discard", discarded)
+    failed = []
+
+    def flush():
+        try:
+            store.flush()
+        except BackendError as exc:
+            failed.append(exc)
+
+    flushing = threading.Thread(target=flush, daemon=True)
+    flushing.start()
+    assert discarding.wait(10)  # the uploader gives the pack up
+    hold.set()
+    flushing.join(10)
+    assert not flushing.is_alive(), "the flush hung"
+    assert [exc.errno for exc in failed] == [errno.ECONNABORTED]
+    store.uploads.file_steps.wait()  # the steps' thread is still there for the next packs
+    assert store._pack_buffers.in_use() == 0
+    store.close()
+    assert _packs(backend) == []
+
 
 def test_nothing_is_written_once_the_pack_is_finished():
     """A saver may still be in hash_added when the uploader finishes the pack: it must not
@@ -393,3 +434,37 @@ def test_a_small_blob_costs_little_memory_in_an_open_pack():
         tracemalloc.stop()
     assert per_blob < 300
     assert len(writer) == len(blobs)
+
+
+def test_a_step_that_fails_unexpectedly_fails_its_pack_not_the_steps_thread(monkeypatch):
+    """Whatever a pack's file step raises is that pack's failure, raised when it is stored:
+    the steps' thread goes on with the steps after it (a thread ended by a step had left
+    whoever waited for a later one waiting for ever)."""
+    backend = RemoteStorage()
+    store = _store(backend)
+    free = pack.PackWriter._free
+    broken = [True]
+
+    def freeing(writer, places):
+        if broken and places:
+            broken.clear()
+            raise IndexError("a bug in a step")
+        free(writer, places)
+
+    monkeypatch.setattr(pack.PackWriter, "_free", freeing)
+    _store_all(store, _blobs(9))
+    failed = []
+
+    def flush():
+        try:
+            store.flush()
+        except IndexError as exc:
+            failed.append(exc)
+
+    flushing = threading.Thread(target=flush, daemon=True)
+    flushing.start()
+    flushing.join(20)
+    assert not flushing.is_alive(), "the flush hung"
+    assert [str(exc) for exc in failed] == ["a bug in a step"]
+    store.uploads.file_steps.wait()  # still there for the next packs
+    assert _packs(backend) == []

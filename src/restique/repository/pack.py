@@ -283,6 +283,9 @@ class PackWriter:
     def _step_in_background(self, views, places, start_file, done) -> None:
         try:
             self._write_step(views, places, start_file)
+        except BaseException as exc:  # kept for finish(): an error ending the steps' thread
+            if self._file_error is None:  # would leave whoever waits for a later step waiting
+                self._file_error = exc
         finally:
             done.open()
 
@@ -322,13 +325,16 @@ class PackWriter:
         """The pack will not be stored: remove its file, if it has one."""
         self._no_more_steps()
         with self._hash_lock:
+            # a saver still in hash_added finds nothing to hash (the buffer goes back next)
+            self._parts, self._ends, self._hashed = [], array("q"), 0
             if self.file is not None:
                 self.file.abort()
 
     def take_buffer(self):
-        """The pack's buffer, to give back to its pool once the pack is stored (its parts are
-        views of it: nothing may use them afterwards; their places are free for a pack that
-        shares the buffer)."""
+        """The pack's buffer, to give back to its pool once the pack is stored or discarded
+        (its parts are views of it: nothing may use them afterwards, its file's steps included,
+        which finish() and discard() wait for; their places are free for a pack that shares
+        the buffer)."""
         self._free([tuple(place) for place in self._mine])
         buffer, self.buffer = self.buffer, None
         if self._buffer_view is not None:

@@ -136,9 +136,15 @@ class PackUploads:
             del parts
             stored = True
         finally:
-            release()
-            if not stored:
-                writer.discard()
+            try:
+                if not stored:
+                    # before the buffer goes back: the pack's file steps still queued (a pack given
+                    # up without finish(), after an earlier failure) read it and free their places
+                    # in it, which take_buffer() frees too (freed twice, a step's error ended the
+                    # steps' thread, and whoever waited for a later step waited for ever)
+                    writer.discard()
+            finally:
+                release()
         self._stored(pack_id, entries)
 
 
