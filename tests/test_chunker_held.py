@@ -289,3 +289,74 @@ def test_chunks_the_reader_hashes_go_in_pairs_and_one_left_waiting_is_given_back
     first.release()
     chunks.close()
     assert buffers.in_use() == 0
+
+
+class _CountingHashlib:
+    """Stands in for the chunker's hashlib: counts the chunks hashed alone."""
+
+    def __init__(self):
+        self.alone = 0
+
+    def sha256(self, data=b""):
+        self.alone += 1
+        return hashlib.sha256(data)
+
+
+def test_the_chunk_after_a_waiting_one_is_hashed_with_it_and_the_pair_survives_a_buffer_change(monkeypatch):
+    """A chunk the reader names waits for the next one, which is hashed with it even when
+    hash_when() would have left it to the saver (two at once cost little more than one); with
+    a free buffer to go on in, a buffer change does not send the waiting chunk on alone."""
+    counting = _CountingHashlib()
+    monkeypatch.setattr(chunker, "hashlib", counting)
+    c = Chunker(TEST_POL, 64, 1024)
+    data = make_data(7, 200_000, "random")
+    calls = []
+    buffers = ReadBuffers(2, 2048)  # ~100 buffer changes
+    got = []
+    for chunk in c.held_chunks(io.BytesIO(data), buffers, lambda: calls.append(1) or len(calls) % 2 == 1):
+        got.append((bytes(chunk.data), chunk.blob_id))
+        chunk.release()
+    assert [content for content, _ in got] == split(data, c.cut_lengths(data))
+    for content, blob_id in got:
+        assert blob_id in ("", hashlib.sha256(content).hexdigest())
+    named = sum(1 for _, blob_id in got if blob_id)
+    assert named > 0.6 * len(got)  # the odd calls name half the chunks, their partners the rest
+    assert counting.alone <= 2 + sum(1 for content, _ in got if content[:1] == b"\0")
+
+
+def test_readers_sharing_the_buffers_hold_no_waiting_chunk_while_they_wait():
+    """Two streams read at once from a pool of two buffers, every chunk named: a reader that
+    has to wait for a buffer sends its waiting chunk on first, so neither waits for the other."""
+    c = Chunker(TEST_POL, 64, 1024)
+    buffers = ReadBuffers(2, 2048)
+    sources = [make_data(seed, 60_000, "random") for seed in (8, 9)]
+    results = [[], []]
+    saved = []  # chunks released a little later, by a saver
+
+    def saver():
+        while True:
+            chunk = saved.pop(0) if saved else None
+            if chunk is None:
+                if all(not t.is_alive() for t in readers):
+                    return
+                threading.Event().wait(0.001)
+                continue
+            chunk.release()
+
+    def read(i):
+        for chunk in c.held_chunks(io.BytesIO(sources[i]), buffers, lambda: True):
+            assert chunk.blob_id == hashlib.sha256(chunk.data).hexdigest()
+            results[i].append(bytes(chunk.data))
+            saved.append(chunk)
+
+    readers = [threading.Thread(target=read, args=(i,)) for i in (0, 1)]
+    for t in readers:
+        t.start()
+    releasing = threading.Thread(target=saver)
+    releasing.start()
+    for t in readers:
+        t.join(20)
+        assert not t.is_alive()
+    releasing.join(5)
+    assert [results[i] for i in (0, 1)] == [split(s, c.cut_lengths(s)) for s in sources]
+    assert buffers.in_use() == 0
