@@ -263,8 +263,10 @@ def test_one_saver_stores_new_incompressible_blobs_with_ids_the_reader_may_compu
         ids, total, _, _ = saver.save_stream(io.BytesIO(data))
         assert ids == [hashlib.sha256(chunk).hexdigest() for chunk in split(data, c.cut_lengths(data))]
         assert total == len(data) and blobs.threads == {"blob-saver-0"}
+        assert saver.savers_busy  # sealing new blobs: the reader may hash for them
         again, _, added, _ = saver.save_stream(io.BytesIO(data))  # known now: every saver may hash
         assert again == ids and added == 0
+        assert not saver.savers_busy and not saver._reader_hashes()  # ids of known blobs: the savers
     finally:
         saver.shutdown()
 

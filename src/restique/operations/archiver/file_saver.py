@@ -43,6 +43,13 @@ class FileSaver:
         # 512 MiB random file took 1.10 s with two savers, 0.98 with one. Compressing (zstd)
         # or only hashing known data, they all work.
         self.all_hands = threading.Event()
+        # Whether the savers have more to do than hash: new blobs to seal, or to compress too.
+        # The reader then computes the ids of the chunks it cuts while they are behind (two at
+        # a time, see held_chunks): with the savers compressing, a disk image took 0.83 s
+        # instead of 0.95. Blobs already stored only need their ids: the savers compute those
+        # side by side faster than the reader, which is the one that cuts the chunks, would
+        # (a re-backup of a known 512 MiB file: 0.86 s against 0.95).
+        self.savers_busy = True
         self.pool = WorkerPool(workers, "blob-saver", self.all_hands)
         self.buffers = ReadBuffers(READ_BUFFERS, max(READ_BUFFER_SIZE, chunker.max_size + 1024 * 1024))
         self.cancelled = threading.Event()
@@ -52,10 +59,12 @@ class FileSaver:
         blob_id = blob_id or _zero_chunk_id(data) or hashlib.sha256(data).hexdigest()
         if self.blobs.known("data", blob_id):
             self.all_hands.set()
+            self.savers_busy = False
             return blob_id, 0, 0
         new, stored = self.blobs.store("data", blob_id, data)
         if new:
             (self.all_hands.set if stored < len(data) + OVERHEAD else self.all_hands.clear)()
+            self.savers_busy = True
             self.on_blob("data", len(data), stored)
             return blob_id, len(data), stored
         return blob_id, 0, 0
@@ -76,9 +85,9 @@ class FileSaver:
         return saved
 
     def _reader_hashes(self) -> bool:
-        """Whether the reader computes the next chunk's id: while one saver works alone and
-        is behind (with all of them working, the reader would get but a share of a core)."""
-        return not self.all_hands.is_set() and self.pool.backlog()
+        """Whether the reader computes the next chunk's id: while the savers seal or
+        compress new blobs and are behind."""
+        return self.savers_busy and self.pool.backlog()
 
     def _save_held(self, chunk: HeldChunk, zeros: bool = False) -> Tuple[str, int, int]:
         try:
