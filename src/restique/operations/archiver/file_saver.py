@@ -18,6 +18,7 @@ from typing import Callable, Deque, List, Optional, Tuple
 
 from ...repository.chunker import MAX_SIZE, MIN_SIZE, Chunker, HeldChunk, ReadBuffers, all_zero
 from ...repository.crypto import OVERHEAD
+from .chunk_naming import ChunkNaming
 from .tasks import Completion, WorkerPool
 
 # Each read buffer holds the largest chunk plus room to read on: the unfinished chunk at
@@ -53,6 +54,7 @@ class FileSaver:
         self.pool = WorkerPool(workers, "blob-saver", self.all_hands)
         self.buffers = ReadBuffers(READ_BUFFERS, max(READ_BUFFER_SIZE, chunker.max_size + 1024 * 1024))
         self.cancelled = threading.Event()
+        self.naming = ChunkNaming()  # the savers' ids of the chunks the reader leaves them
 
     def save_blob(self, data, blob_id: str = "") -> Tuple[str, int, int]:
         """(id, plaintext size if new else 0, stored size if new else 0)."""
@@ -91,6 +93,8 @@ class FileSaver:
 
     def _save_held(self, chunk: HeldChunk, zeros: bool = False) -> Tuple[str, int, int]:
         try:
+            if not zeros and not chunk.blob_id:
+                self.naming.name(chunk)
             return self.save_blob(chunk.data, _zeros_id(len(chunk)) if zeros else chunk.blob_id)
         finally:
             chunk.release()  # before the task completes: whoever waits for it finds the buffer free
@@ -132,9 +136,11 @@ class FileSaver:
                 size = len(chunk)
                 # a chunk made of a hole's zeros: its id is known without looking at it
                 zeros = sparse is not None and sparse.in_hole(start + total, start + total + size)
+                if not zeros and not chunk.blob_id:
+                    self.naming.queued(chunk)
                 task = self.pool.submit(self._save_held, chunk, zeros)
                 # a cancelled task does not run but completes (failed): its buffer is not lost
-                task.add_done_callback(lambda _, chunk=chunk: chunk.release())
+                task.add_done_callback(lambda _, chunk=chunk: self.naming.release(chunk))
                 futures.append(task)
                 total += size
                 self.on_bytes(size)
