@@ -359,6 +359,22 @@ def test_a_temporary_pack_file_is_gone_once_sent_or_dropped():
             os.fstat(fd)  # closed: an unnamed temporary file is gone with its descriptor
 
 
+def _flush_in_a_thread(store, expected):
+    """(the thread flushing store, the list that gets the expected exception it raises): a
+    flush that hangs fails the test instead of hanging it."""
+    failed = []
+
+    def flush():
+        try:
+            store.flush()
+        except expected as exc:
+            failed.append(exc)
+
+    flushing = threading.Thread(target=flush, daemon=True)
+    flushing.start()
+    return flushing, failed
+
+
 def test_a_pack_given_up_after_a_failed_upload_waits_for_its_file_steps(monkeypatch):
     """An upload failed (a lost connection): the packs queued after it are given up, and such
     a pack's buffer goes back only once its file's steps are done. Given back before, a step
@@ -379,16 +395,7 @@ def test_a_pack_given_up_after_a_failed_upload_waits_for_its_file_steps(monkeypa
         discard(writer)
 
     monkeypatch.setattr(pack.PackWriter, "discard", discarded)
-    failed = []
-
-    def flush():
-        try:
-            store.flush()
-        except BackendError as exc:
-            failed.append(exc)
-
-    flushing = threading.Thread(target=flush, daemon=True)
-    flushing.start()
+    flushing, failed = _flush_in_a_thread(store, BackendError)
     assert discarding.wait(10)  # the uploader gives the pack up
     hold.set()
     flushing.join(10)
@@ -453,16 +460,7 @@ def test_a_step_that_fails_unexpectedly_fails_its_pack_not_the_steps_thread(monk
 
     monkeypatch.setattr(pack.PackWriter, "_free", freeing)
     _store_all(store, _blobs(9))
-    failed = []
-
-    def flush():
-        try:
-            store.flush()
-        except IndexError as exc:
-            failed.append(exc)
-
-    flushing = threading.Thread(target=flush, daemon=True)
-    flushing.start()
+    flushing, failed = _flush_in_a_thread(store, IndexError)
     flushing.join(20)
     assert not flushing.is_alive(), "the flush hung"
     assert [str(exc) for exc in failed] == ["a bug in a step"]
