@@ -34,6 +34,7 @@ __all__ = [
     "is_irreducible",
     "polynomial_degree",
     "all_zero",
+    "begins_with_zero",
 ]
 
 MIN_SIZE = 512 * 1024
@@ -47,6 +48,12 @@ DEFAULT_BUFFER_SIZE = 16 * 1024 * 1024
 READ_STEP = 1024 * 1024
 
 all_zero = _chunker.all_zero  # all_zero(buffer) -> bool, without the GIL for large buffers
+
+
+def begins_with_zero(data) -> bool:
+    """Whether a chunk (or its first bytes) begins with a zero byte: it may be all zeros, a
+    disk image's, whose id the saver knows at once (no chunk's id is computed ahead for it)."""
+    return len(data) > 0 and data[0] == 0
 
 _POL_MAX_TRIES = 1_000_000  # restic gives up after a million random candidates
 _POOLED_BUFFERS = 4  # per Chunker, each buffer_size bytes
@@ -380,18 +387,17 @@ class Chunker:
 
 def _hashed_here(hash_when, head) -> bool:
     """Whether the reading thread computes the id of the chunk that begins with head: if
-    hash_when() says so and head does not begin with zeros (a disk image's zeros have a known
-    id: the saver sees them at once)."""
-    return not (len(head) and head[0] == 0) and hash_when()
+    hash_when() says so and head does not begin with zeros."""
+    return not begins_with_zero(head) and hash_when()
 
 
 class _HashPairs:
     """Chunks in the order cut, the ids of those the reading thread hashes computed two at a
     time (restique._seal.sha256_pair): such a chunk waits for the next one to be hashed with.
     The next one is hashed with it even when it would have been left to the saver (two
-    together take ~1.1x the time of one alone), unless it begins with zeros (see
-    _hashed_here). Such a chunk, a reader that must wait for a buffer, and the end send on the
-    one waiting, hashed alone."""
+    together take ~1.1x the time of one alone), unless it begins with zeros (a chunk hashed
+    here never does). Such a chunk, a reader that must wait for a buffer, and the end send on
+    the one waiting, hashed alone."""
 
     __slots__ = ("waiting",)
 
@@ -401,7 +407,7 @@ class _HashPairs:
     def cut(self, chunk: HeldChunk, hashed: bool):
         first, self.waiting = self.waiting, chunk  # chunk is ours until yielded (drop)
         if first is not None:
-            if hashed or (len(chunk) and chunk.data[0] != 0):
+            if not begins_with_zero(chunk.data):
                 one, two = _seal.sha256_pair(first.data, chunk.data)
                 first.blob_id, chunk.blob_id = one.hex(), two.hex()
             else:

@@ -14,6 +14,7 @@ from typing import Deque, Dict, Optional
 
 from ... import _seal
 from ...repository.chunk_buffers import HeldChunk
+from ...repository.chunker import begins_with_zero
 
 
 class ChunkNaming:
@@ -24,7 +25,7 @@ class ChunkNaming:
 
     def queued(self, chunk: HeldChunk) -> None:
         """chunk (without an id, not zeros) is queued for a saver."""
-        if len(chunk) and chunk.data[0] != 0:  # one that begins with zeros may be all zeros
+        if not begins_with_zero(chunk.data):
             self._queued.append(chunk)
 
     def name(self, chunk: HeldChunk) -> None:
